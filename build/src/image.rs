@@ -1,0 +1,122 @@
+//! Packing the boot image: the manifest (postcard) followed by the
+//! loadable segments of every task's ELF, page-aligned.
+//!
+//! The format is `capabilities::manifest`; the kernel checks every field
+//! again when it reads the image.
+
+use anyhow::{Context, Result, bail};
+use capabilities::manifest::{MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use object::Endianness;
+use object::elf::{PF_W, PF_X, PT_LOAD};
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+
+use crate::bare_metal::Elves;
+use crate::policy::Policy;
+
+const PAGE: usize = 4096;
+
+/// One loadable segment read from an ELF.
+struct Loadable {
+    vaddr: u64,
+    bytes: Vec<u8>,
+    mem_size: u64,
+    flags: SegmentFlags,
+}
+
+/// The entry point and loadable segments of the ELF `bytes`, from `name`.
+fn loadables(name: &str, bytes: &[u8]) -> Result<(u64, Vec<Loadable>)> {
+    let elf = ElfFile64::<Endianness>::parse(bytes).with_context(|| format!("{name}: not a 64-bit ELF"))?;
+    let endian = elf.endian();
+    let mut segments = Vec::new();
+    for header in elf.elf_program_headers() {
+        if header.p_type(endian) != PT_LOAD || header.p_memsz(endian) == 0 {
+            continue;
+        }
+        let vaddr = header.p_vaddr(endian);
+        if vaddr % PAGE as u64 != 0 {
+            bail!("{name}: segment at {vaddr:#x} is not page-aligned (is it linked with task.ld?)");
+        }
+        let data = header
+            .data(endian, bytes)
+            .map_err(|_| anyhow::anyhow!("{name}: segment at {vaddr:#x} lies outside the file"))?;
+        let flags = header.p_flags(endian);
+        segments.push(Loadable {
+            vaddr,
+            bytes: data.to_vec(),
+            mem_size: header.p_memsz(endian),
+            flags: SegmentFlags { write: flags & PF_W != 0, execute: flags & PF_X != 0 },
+        });
+    }
+    Ok((elf.elf_header().e_entry(endian), segments))
+}
+
+/// Packs the boot image for `policy` from the ELFs in `elves`.
+pub fn pack(policy: &Policy, elves: &Elves) -> Result<Vec<u8>> {
+    let mut programs = Vec::new();
+    for task in &policy.tasks {
+        let path = elves.path(&task.binary);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("task `{}`: cannot read {}", task.name, path.display()))?;
+        programs.push(loadables(&task.binary, &bytes)?);
+    }
+    // Segment offsets depend on the manifest's encoded length, which
+    // depends on the offsets (varints): grow the base until it fits.
+    let mut base = PAGE;
+    loop {
+        let (manifest, blobs) = layout(policy, &programs, base)?;
+        if manifest.len() <= base {
+            let mut image = manifest;
+            image.resize(base, 0);
+            for (offset, bytes) in blobs {
+                image.resize(offset, 0);
+                image.extend_from_slice(bytes);
+            }
+            return Ok(image);
+        }
+        base = manifest.len().next_multiple_of(PAGE);
+    }
+}
+
+/// Where each segment's bytes go in the image: (offset, bytes).
+type Placements<'a> = Vec<(usize, &'a [u8])>;
+
+/// The encoded manifest with segment data placed from `base`, and where
+/// each segment's bytes go.
+fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize) -> Result<(Vec<u8>, Placements<'a>)> {
+    let header = ManifestHeader {
+        version: VERSION,
+        task_count: policy.tasks.len() as u16,
+        init_task: policy.init.map(|index| index as u16),
+    };
+    let mut manifest = MAGIC.to_vec();
+    manifest.extend(postcard::to_stdvec(&header)?);
+    let mut blobs = Vec::new();
+    let mut offset = base;
+    for (task, (entry, loadables)) in policy.tasks.iter().zip(programs) {
+        let mut segments = heapless::Vec::new();
+        for loadable in loadables {
+            let segment = Segment {
+                vaddr: loadable.vaddr,
+                offset: u32::try_from(offset).context("boot image larger than 4 GiB")?,
+                file_size: loadable.bytes.len() as u32,
+                mem_size: u32::try_from(loadable.mem_size).context("segment larger than 4 GiB")?,
+                flags: loadable.flags,
+            };
+            if segments.push(segment).is_err() {
+                bail!("task `{}`: binary `{}` has more than {} segments", task.name, task.binary, segments.capacity());
+            }
+            blobs.push((offset, loadable.bytes.as_slice()));
+            offset = (offset + loadable.bytes.len()).next_multiple_of(PAGE);
+        }
+        let record = TaskImage {
+            name: task.name.as_str().try_into().map_err(|_| anyhow::anyhow!("task name `{}` too long", task.name))?,
+            priority: task.priority,
+            entry: *entry,
+            stack_pages: task.stack_pages,
+            memory_pages: task.memory_pages,
+            segments,
+        };
+        manifest.extend(postcard::to_stdvec(&record)?);
+    }
+    Ok((manifest, blobs))
+}

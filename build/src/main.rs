@@ -1,0 +1,159 @@
+//! `cargo xtask`: the build tool of the workspace.
+//!
+//! * `build [--policy FILE]`: builds the kernel and every task, checks the
+//!   policy and packs its boot image.
+//! * `run [--policy FILE] [--machine NAME] [--timeout SECONDS]`: builds,
+//!   boots the system in QEMU, prints its decoded log, and exits with the
+//!   system's status.
+//! * `test [--scenario NAME]... [--no-host]`: runs the host unit tests and
+//!   every QEMU scenario; the last line is `N passed, N failed`.
+//! * `lint`: `cargo fmt --check`, and clippy over the host crates and over
+//!   the bare-metal crates as they are really built.
+
+mod bare_metal;
+mod image;
+mod policy;
+mod setup;
+mod system;
+mod test;
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use qemu::machine::Machine;
+use qemu::runner::{self, Ending};
+
+/// The system `cargo xtask run` boots unless told otherwise.
+const DEFAULT_POLICY: &str = "system.toml";
+/// The machine it boots on.
+const DEFAULT_MACHINE: &str = "plain";
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build [--policy FILE]                       build everything and pack the boot image
+  run [--policy FILE] [--machine NAME] [--timeout SECONDS]
+                                              boot the system in QEMU and show its log
+  test [--scenario NAME]... [--no-host]       run host unit tests and QEMU scenarios
+  lint                                        rustfmt and clippy, host and bare-metal";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Pulls `--name VALUE` options out of `args`; anything else is an error.
+struct Options {
+    values: Vec<(String, String)>,
+    flags: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String], valued: &[&str], flags: &[&str]) -> Result<Self> {
+        let mut options = Options { values: Vec::new(), flags: Vec::new() };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            if valued.contains(&arg.as_str()) {
+                let value = rest.next().with_context(|| format!("{arg} needs a value\n\n{USAGE}"))?;
+                options.values.push((arg.clone(), value.clone()));
+            } else if flags.contains(&arg.as_str()) {
+                options.flags.push(arg.clone());
+            } else {
+                bail!("unexpected argument `{arg}`\n\n{USAGE}");
+            }
+        }
+        Ok(options)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.values.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.values.iter().filter(|(key, _)| key == name).map(|(_, value)| value.clone()).collect()
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|flag| flag == name)
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<ExitCode> {
+    let root = workspace::root();
+    let Some((command, rest)) = args.split_first() else {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command.as_str() {
+        "build" => {
+            let options = Options::parse(rest, &["--policy"], &[])?;
+            let policy = root.join(options.value("--policy").unwrap_or(DEFAULT_POLICY));
+            let elves = bare_metal::build(&root, false)?;
+            let system = system::prepare(&root, &elves, &policy)?;
+            println!("kernel: {}\nboot image: {}", system.kernel.display(), system.image.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "run" => {
+            let options = Options::parse(rest, &["--policy", "--machine", "--timeout"], &[])?;
+            let policy = PathBuf::from(options.value("--policy").unwrap_or(DEFAULT_POLICY));
+            let machine = options.value("--machine").unwrap_or(DEFAULT_MACHINE);
+            let timeout = options.value("--timeout").map(str::parse::<u64>).transpose().context("--timeout")?;
+            run(&root, &root.join(policy), machine, Duration::from_secs(timeout.unwrap_or(60)))
+        }
+        "test" => {
+            let options = Options::parse(rest, &["--scenario"], &["--no-host"])?;
+            test::run(&root, &options.all("--scenario"), !options.flag("--no-host"))
+        }
+        "lint" => {
+            Options::parse(rest, &[], &[])?;
+            lint(&root)
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn run(root: &std::path::Path, policy: &std::path::Path, machine: &str, timeout: Duration) -> Result<ExitCode> {
+    setup::ensure_qemu()?;
+    let machine = Machine::load(root, machine)?;
+    let elves = bare_metal::build(root, false)?;
+    let system = system::prepare(root, &elves, policy)?;
+    eprintln!("booting `{}` on machine `{}` ({})", system.policy.description, machine.name, machine.description);
+    let command = machine.command(&system.kernel, &system.image);
+    let run = runner::run(command, &system.tables, timeout, |line| println!("{line}"))?;
+    let first_task_line =
+        run.lines.iter().find(|line| line.source != "kernel" && line.source != "console").and_then(|line| line.micros);
+    if let Some(micros) = first_task_line {
+        eprintln!("first task log line at {:.3} s of QEMU time", micros as f64 / 1e6);
+    }
+    eprintln!("{} after {:.2} s", run.ending, run.wall.as_secs_f64());
+    Ok(match run.ending {
+        Ending::Status(status) => ExitCode::from(status),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn lint(root: &std::path::Path) -> Result<ExitCode> {
+    let cargo = |args: &[&str]| -> Result<bool> {
+        Ok(std::process::Command::new(env!("CARGO")).current_dir(root).args(args).status()?.success())
+    };
+    let formatted = cargo(&["fmt", "--all", "--check"])?;
+    let host = cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    let bare = bare_metal::clippy(root)?;
+    for (what, ok) in [("rustfmt", formatted), ("clippy (host)", host), ("clippy (bare-metal)", bare)] {
+        eprintln!("{what}: {}", if ok { "clean" } else { "PROBLEMS" });
+    }
+    Ok(if formatted && host && bare { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

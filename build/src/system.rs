@@ -1,0 +1,49 @@
+//! Turning a policy into something bootable: the boot image on disk and the
+//! `defmt` tables that decode what each of its tasks logs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use capabilities::logframe;
+use qemu::console::Tables;
+
+use crate::bare_metal::Elves;
+use crate::policy::{self, Policy};
+use crate::{image, workspace};
+
+/// A system ready to boot.
+pub struct System {
+    /// Its checked policy.
+    pub policy: Policy,
+    /// The kernel ELF.
+    pub kernel: PathBuf,
+    /// The boot image.
+    pub image: PathBuf,
+    /// Decoders for the kernel's and every task's log frames.
+    pub tables: Tables,
+}
+
+/// The task crates a policy may name (every bare-metal crate but the kernel).
+pub fn task_binaries(root: &Path) -> Result<Vec<String>> {
+    Ok(workspace::bare_metal_crates(root)?.into_iter().map(|c| c.name).filter(|name| name != "kernel").collect())
+}
+
+/// Checks the policy at `policy_path`, packs its image and loads the tables.
+pub fn prepare(root: &Path, elves: &Elves, policy_path: &Path) -> Result<System> {
+    let policy = policy::load(policy_path, &task_binaries(root)?)?;
+    let bytes = image::pack(&policy, elves)?;
+    let dir = workspace::image_dir(root);
+    std::fs::create_dir_all(&dir)?;
+    let stem = policy_path.file_stem().map_or("system".into(), |stem| stem.to_string_lossy().into_owned());
+    let image = dir.join(format!("{stem}.img"));
+    std::fs::write(&image, &bytes).with_context(|| format!("writing {}", image.display()))?;
+
+    let kernel = elves.path("kernel");
+    let mut tables = Tables::new();
+    tables.add(logframe::TAG_KERNEL, "kernel", &std::fs::read(&kernel)?)?;
+    for (index, task) in policy.tasks.iter().enumerate() {
+        let elf = std::fs::read(elves.path(&task.binary))?;
+        tables.add(logframe::task_tag(index), &task.name, &elf)?;
+    }
+    Ok(System { policy, kernel, image, tables })
+}

@@ -1,0 +1,89 @@
+//! The boot image: a manifest of tasks followed by their loadable segments.
+//!
+//! The build tool writes the image; QEMU passes it to the kernel as the
+//! `-initrd` module. Layout, all offsets from the start of the image:
+//!
+//! ```text
+//! 0      MAGIC (8 bytes)
+//! 8      ManifestHeader      postcard
+//! ...    TaskImage × task_count, postcard, one after another
+//! ...    segment bytes, each segment's file bytes at its `offset`
+//! ```
+//!
+//! Tasks are decoded one at a time so the kernel never holds the whole
+//! manifest on its stack. The kernel checks everything it reads: the image
+//! comes from the build tool, but a damaged image must fail with a message
+//! naming the task and field, not crash the kernel.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+/// First eight bytes of every boot image.
+pub const MAGIC: [u8; 8] = *b"IOMMUK01";
+
+/// Version of the manifest layout this crate reads and writes.
+pub const VERSION: u16 = 1;
+
+/// Most tasks one image may hold.
+pub const MAX_TASKS: usize = 32;
+
+/// Longest task name, in bytes.
+pub const NAME_MAX: usize = 24;
+
+/// Most loadable segments per task image.
+pub const MAX_SEGMENTS: usize = 6;
+
+/// What precedes the task list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestHeader {
+    /// Must equal [`VERSION`].
+    pub version: u16,
+    /// Number of [`TaskImage`] records that follow.
+    pub task_count: u16,
+    /// Index of the *init* task: when it ends, the system ends with its
+    /// exit status. Without one, the system ends when every task has.
+    pub init_task: Option<u16>,
+}
+
+/// One task: its identity, scheduling, memory and program image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskImage {
+    /// Name used in logs and fault reports.
+    pub name: String<NAME_MAX>,
+    /// Scheduling priority; larger runs first.
+    pub priority: u8,
+    /// Entry point (user virtual address).
+    pub entry: u64,
+    /// Stack size in pages.
+    pub stack_pages: u16,
+    /// Pages of physical memory the task may use in all, page tables,
+    /// stack, IPC buffer and image included.
+    pub memory_pages: u32,
+    /// Loadable segments of the task's ELF image.
+    pub segments: Vec<Segment, MAX_SEGMENTS>,
+}
+
+/// One loadable segment: `file_size` bytes at `offset` in the image, padded
+/// with zeros to `mem_size`, mapped at `vaddr` with `flags`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Page-aligned user virtual address.
+    pub vaddr: u64,
+    /// Offset of the segment's bytes in the boot image.
+    pub offset: u32,
+    /// Bytes present in the image.
+    pub file_size: u32,
+    /// Bytes in memory; at least `file_size`.
+    pub mem_size: u32,
+    /// Access the mapping allows.
+    pub flags: SegmentFlags,
+}
+
+/// Access rights of a loaded segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentFlags {
+    /// Writable mapping.
+    pub write: bool,
+    /// Executable mapping.
+    pub execute: bool,
+}

@@ -1,0 +1,371 @@
+//! Entering and leaving the kernel: trap stubs, the `syscall` entry, the
+//! return paths to ring 3, and the idle loop.
+//!
+//! There is one kernel stack. Every entry from ring 3 builds a
+//! [`TrapFrame`] at its top (the CPU through the TSS for traps, the
+//! `syscall` stub by hand), calls into Rust, and never returns: the way out
+//! is [`run_next`], which asks the kernel logic what runs next, writes that
+//! task's frame back to the top of the stack and pops it with `iretq` or
+//! `sysretq`. The kernel runs with interrupts off; only the idle loop
+//! enables them.
+
+use core::cell::UnsafeCell;
+use core::mem::size_of;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::context::{SYSCALL_VECTOR, TrapFrame, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
+use kernel::kernel::Next;
+use kernel::task::{Fault, TaskId};
+use x86_64::VirtAddr;
+use x86_64::registers::control::Cr2;
+use x86_64::registers::model_specific::{LStar, SFMask, Star};
+use x86_64::registers::rflags::RFlags;
+
+use crate::{SYSTEM, System, fpu, gdt, memory, qemu_exit};
+
+/// Bytes of the kernel stack, including the guard page at its bottom.
+pub const KERNEL_STACK_SIZE: usize = 64 * 1024 + GUARD_SIZE;
+/// The unmapped page at the bottom of a stack.
+pub const GUARD_SIZE: usize = 4096;
+/// Bytes at the top of the kernel stack reserved for the entry frame.
+pub const TRAP_AREA: usize = 256;
+
+const FRAME_SIZE: usize = size_of::<TrapFrame>();
+const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE <= TRAP_AREA && FRAME_SIZE.is_multiple_of(16));
+
+/// A page-aligned stack that only the CPU writes, through `rsp`.
+#[repr(C, align(4096))]
+pub struct Stack<const N: usize>(UnsafeCell<[u8; N]>);
+
+// SAFETY: Rust code never forms references into a stack's bytes; it is
+// used only as memory for `rsp`, on the one CPU.
+unsafe impl<const N: usize> Sync for Stack<N> {}
+
+impl<const N: usize> Stack<N> {
+    /// A zeroed stack.
+    pub const fn new() -> Self {
+        Self(UnsafeCell::new([0; N]))
+    }
+
+    /// Lowest address (the guard page, where there is one).
+    pub fn bottom(&self) -> u64 {
+        self.0.get() as u64
+    }
+
+    /// One past the highest address.
+    pub fn top(&self) -> u64 {
+        self.bottom() + N as u64
+    }
+}
+
+/// The kernel stack; its first page is left unmapped as a guard.
+pub static KERNEL_STACK: Stack<KERNEL_STACK_SIZE> = Stack::new();
+
+/// Address of the FXSAVE area the trap stub saves a task's vector state to.
+#[unsafe(no_mangle)]
+static FPU_SAVE_AREA: AtomicU64 = AtomicU64::new(0);
+
+/// Scratch for the user stack pointer during `syscall` entry.
+#[unsafe(no_mangle)]
+static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
+
+/// Top of the kernel stack, where the CPU pushes frames from ring 3.
+pub fn kernel_stack_top() -> u64 {
+    KERNEL_STACK.top()
+}
+
+/// Where the entry frame sits: the top [`FRAME_SIZE`] bytes of the stack.
+fn frame_slot() -> *mut TrapFrame {
+    (KERNEL_STACK.top() - FRAME_SIZE as u64) as *mut TrapFrame
+}
+
+/// Address of vector `vector`'s entry stub.
+pub fn trap_stub(vector: u8) -> u64 {
+    unsafe extern "C" {
+        static trap_stubs: u8;
+    }
+    let base = &raw const trap_stubs as u64;
+    base + 16 * u64::from(vector)
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.trap_stubs, "ax"
+    .p2align 4
+    .global trap_stubs
+trap_stubs:
+    .set vector, 0
+    .rept 256
+    .p2align 4
+    .if vector == 8 || vector == 10 || vector == 11 || vector == 12 || vector == 13 || vector == 14 || vector == 17 || vector == 21 || vector == 29 || vector == 30
+    .else
+    pushq $0                 /* no CPU error code: push a zero */
+    .endif
+    pushq $vector
+    jmp trap_common
+    .set vector, vector + 1
+    .endr
+
+trap_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    testb $3, 18 * 8(%rsp)           /* from ring 3? (CS in the frame) */
+    jz 1f
+    movq FPU_SAVE_AREA(%rip), %rax   /* save the task's vector state before */
+    fxsave64 (%rax)                  /* any kernel code can clobber it */
+1:  movq %rsp, %rdi
+    call trap_entry
+    ud2
+
+    .global syscall_entry
+syscall_entry:
+    movq %rsp, SYSCALL_USER_RSP(%rip)
+    leaq {stack}(%rip), %rsp
+    addq ${stack_size}, %rsp
+    pushq ${user_ss}
+    pushq SYSCALL_USER_RSP(%rip)
+    pushq %r11                       /* user RFLAGS */
+    pushq ${user_cs}
+    pushq %rcx                       /* user RIP */
+    pushq $0
+    pushq ${syscall_vector}
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    movq %rsp, %rdi
+    call syscall_dispatch
+    ud2
+
+    .macro pop_registers
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp                   /* vector and error code */
+    .endm
+
+    /* rdi: FXSAVE area to restore exactly, then the frame at the top of
+       the kernel stack is popped with iretq. */
+    .global return_iret
+return_iret:
+    fxrstor64 (%rdi)
+    leaq {stack}(%rip), %rsp
+    addq ${stack_size} - {frame_size}, %rsp
+    pop_registers
+    iretq
+
+    /* rdi: FXSAVE area to load first (0: keep the live state); vector
+       registers are then cleared, as the syscall ABI clobbers them. */
+    .global return_sysret
+return_sysret:
+    testq %rdi, %rdi
+    jz 1f
+    fxrstor64 (%rdi)
+1:  pxor %xmm0, %xmm0
+    pxor %xmm1, %xmm1
+    pxor %xmm2, %xmm2
+    pxor %xmm3, %xmm3
+    pxor %xmm4, %xmm4
+    pxor %xmm5, %xmm5
+    pxor %xmm6, %xmm6
+    pxor %xmm7, %xmm7
+    pxor %xmm8, %xmm8
+    pxor %xmm9, %xmm9
+    pxor %xmm10, %xmm10
+    pxor %xmm11, %xmm11
+    pxor %xmm12, %xmm12
+    pxor %xmm13, %xmm13
+    pxor %xmm14, %xmm14
+    pxor %xmm15, %xmm15
+    leaq {stack}(%rip), %rsp
+    addq ${stack_size} - {frame_size}, %rsp
+    pop_registers
+    movq (%rsp), %rcx                /* RIP */
+    movq 16(%rsp), %r11              /* RFLAGS */
+    movq 24(%rsp), %rsp              /* user stack */
+    sysretq
+
+    /* Waits for interrupts on a fresh stack below the trap area. */
+    .global idle_loop
+idle_loop:
+    leaq {stack}(%rip), %rsp
+    addq ${stack_size} - {trap_area}, %rsp
+2:  sti
+    hlt
+    cli
+    jmp 2b
+    "#,
+    stack = sym KERNEL_STACK,
+    stack_size = const KERNEL_STACK_SIZE,
+    frame_size = const FRAME_SIZE,
+    trap_area = const TRAP_AREA,
+    user_ss = const USER_DATA_SELECTOR,
+    user_cs = const USER_CODE_SELECTOR,
+    syscall_vector = const SYSCALL_VECTOR,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn syscall_entry() -> !;
+    fn return_iret(fx_area: *const u8) -> !;
+    fn return_sysret(fx_area: *const u8) -> !;
+    fn idle_loop() -> !;
+}
+
+/// Programs the `syscall` MSRs: entry point, selectors, and the RFLAGS
+/// bits cleared on entry (interrupts, trap, direction, alignment, NT).
+pub fn init_syscalls(selectors: gdt::Selectors) {
+    let masked = RFlags::INTERRUPT_FLAG
+        | RFlags::TRAP_FLAG
+        | RFlags::DIRECTION_FLAG
+        | RFlags::ALIGNMENT_CHECK
+        | RFlags::NESTED_TASK
+        | RFlags::IOPL_HIGH
+        | RFlags::IOPL_LOW;
+    SFMask::write(masked);
+    LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
+    if Star::write(selectors.user_code, selectors.user_data, selectors.kernel_code, selectors.kernel_data).is_err() {
+        panic!("GDT order does not fit sysret's selector arithmetic");
+    }
+}
+
+/// Handler of every interrupt and exception, called by `trap_common`.
+#[unsafe(no_mangle)]
+extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
+    let vector = frame.vector as u8;
+    if !frame.is_user() {
+        if vector < 32 {
+            kernel_exception(frame);
+        }
+        // An interrupt that woke the idle loop.
+        run_next()
+    }
+    let mut system = SYSTEM.lock();
+    let kernel = &mut system.kernel;
+    kernel.save_frame(frame);
+    if let Some(task) = kernel.current() {
+        fpu::saved_by_trap(task);
+    }
+    if vector < 32 {
+        let address = if vector == 14 { Cr2::read_raw() } else { 0 };
+        kernel.fault(Fault { vector, error_code: frame.error_code, address, rip: frame.rip });
+    }
+    drop(system);
+    run_next()
+}
+
+/// Handler of the `syscall` instruction.
+#[unsafe(no_mangle)]
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
+    let mut system = SYSTEM.lock();
+    let System { kernel, hardware } = &mut *system;
+    kernel.save_frame(frame);
+    kernel.syscall(hardware);
+    drop(system);
+    run_next()
+}
+
+fn kernel_exception(frame: &TrapFrame) -> ! {
+    let address = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
+    let guard = memory::kernel_stack_guard();
+    let hint = if frame.vector == 8 || guard.contains(&address) { " (kernel stack overflow?)" } else { "" };
+    panic!(
+        "{} in the kernel at rip {:#x}, address {:#x}, error code {:#x}{}",
+        kernel::task::exception_name(frame.vector as u8),
+        frame.rip,
+        address,
+        frame.error_code,
+        hint
+    );
+}
+
+/// Asks the kernel what runs next and goes there.
+pub fn run_next() -> ! {
+    let mut system = SYSTEM.lock();
+    let System { kernel, hardware } = &mut *system;
+    match kernel.schedule() {
+        Next::Resume(task) => {
+            memory::switch_to(kernel.root(task));
+            kernel.reap(hardware);
+            let frame = *kernel.frame(task);
+            drop(system);
+            resume(task, &frame)
+        }
+        Next::Idle => {
+            memory::switch_to_kernel();
+            kernel.reap(hardware);
+            drop(system);
+            // SAFETY: `idle_loop` moves to a fresh part of the kernel stack;
+            // nothing on the current stack is needed again.
+            unsafe { idle_loop() }
+        }
+        Next::Shutdown(status) => {
+            defmt::info!("system ends with status {=u8}", status);
+            qemu_exit::exit(status)
+        }
+    }
+}
+
+fn resume(task: TaskId, frame: &TrapFrame) -> ! {
+    if !frame.is_user() {
+        panic!("refusing to resume task {} with a ring-0 frame", task.index());
+    }
+    let restore = fpu::switch_to(task);
+    // SAFETY: the frame slot is the top of the kernel stack, reserved for
+    // the entry frame; no live Rust data is there (Rust code runs below
+    // `TRAP_AREA`), and `frame` is a copy on the stack below it.
+    unsafe { frame_slot().write(*frame) };
+    // SAFETY: the frame describes ring-3 code and stack (checked above);
+    // the FXSAVE area belongs to `task`; the return paths pop the frame
+    // just written and leave the kernel stack empty.
+    unsafe {
+        if frame.from_syscall() {
+            return_sysret(restore.map_or(core::ptr::null(), |area| area))
+        } else {
+            return_iret(fpu::area(task))
+        }
+    }
+}
+
+/// Records the area the trap stub saves vector state to on the next entry.
+pub fn set_fpu_save_area(area: *const u8) {
+    FPU_SAVE_AREA.store(area as u64, Ordering::Relaxed);
+}

@@ -1,0 +1,85 @@
+//! The bootable kernel: the x86-64 machine layer around the kernel logic.
+//!
+//! This binary is the only part of the system that runs in ring 0. Its
+//! modules are thin: boot and CPU set-up, entry and exit paths, the console,
+//! and the [`kernel::kernel::Machine`] implementation over the direct map.
+//! Every decision is made by the `kernel` library.
+#![no_std]
+#![no_main]
+
+extern crate bare_runtime;
+
+mod boot;
+mod console;
+mod cpu;
+mod entry;
+mod fpu;
+mod gdt;
+mod idt;
+mod logger;
+mod memory;
+mod panic;
+mod qemu_exit;
+mod serial;
+mod time;
+
+use kernel::bootinfo::BootInfo;
+use kernel::image::BootImage;
+use kernel::kernel::Kernel;
+
+/// The kernel logic and the one [`memory::Hardware`] it works through.
+pub struct System {
+    /// The kernel state.
+    pub kernel: Kernel,
+    /// Its view of memory and the console.
+    pub hardware: memory::Hardware,
+}
+
+/// One CPU runs the kernel with interrupts off, so the lock is never
+/// contended; it makes the state a safe `static` and the hardware handle
+/// unique.
+static SYSTEM: spin::Mutex<System> =
+    spin::Mutex::new(System { kernel: Kernel::new(), hardware: memory::Hardware::new() });
+
+/// Rust entry point, called by the boot code in 64-bit mode on the boot
+/// stack with the physical address of `hvm_start_info`.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(start_info: u64) -> ! {
+    serial::init();
+    time::calibrate();
+    let features = cpu::init();
+    let selectors = gdt::init();
+    idt::init();
+    entry::init_syscalls(selectors);
+    defmt::info!(
+        "kernel started: TSC {=u64} kHz, no-execute {=bool}, global pages {=bool}",
+        time::tsc_khz(),
+        features.no_execute,
+        features.global_pages
+    );
+
+    let (info, dropped) = match BootInfo::read(&memory::BootWindow, start_info) {
+        Ok(read) => read,
+        Err(error) => panic!("hvm_start_info at {start_info:#x} unusable: {error:?}"),
+    };
+    if dropped > 0 {
+        defmt::warn!("memory map: {=usize} entries beyond the first 64 ignored", dropped);
+    }
+    let Some(module) = info.module else {
+        panic!("no boot image: start QEMU with -initrd <image> (cargo xtask run does)");
+    };
+
+    let mut system = SYSTEM.lock();
+    let System { kernel, hardware } = &mut *system;
+    memory::init(kernel, hardware, &info, module, features);
+    let image = match BootImage::parse(memory::module_bytes(module)) {
+        Ok(image) => image,
+        Err(error) => panic!("boot image unusable: {error:?}"),
+    };
+    match kernel.load(hardware, &image) {
+        Ok(tasks) => defmt::info!("{=usize} tasks loaded, {=usize} KiB free", tasks, kernel.frames().free_frames() * 4),
+        Err(error) => panic!("boot image unusable: {error:?}"),
+    }
+    drop(system);
+    entry::run_next()
+}

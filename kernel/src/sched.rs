@@ -1,0 +1,123 @@
+//! Run queues: a FIFO per priority and a bitmap of the non-empty ones.
+//!
+//! # Invariants
+//!
+//! * Bit `p` of `ready` is set exactly when queue `p` is non-empty.
+//! * A task is in at most one queue, at most once (the kernel enqueues only
+//!   tasks it has just made runnable).
+
+use heapless::Deque;
+
+use crate::image::MAX_PRIORITY;
+use crate::task::TaskId;
+use capabilities::manifest::MAX_TASKS;
+
+const LEVELS: usize = MAX_PRIORITY as usize + 1;
+
+/// The set of runnable tasks, ordered by priority then arrival.
+pub struct Scheduler {
+    queues: [Deque<TaskId, MAX_TASKS>; LEVELS],
+    ready: u32,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    /// No task runnable.
+    pub const fn new() -> Self {
+        Self { queues: [const { Deque::new() }; LEVELS], ready: 0 }
+    }
+
+    /// Appends `task` at `priority`. Priorities above [`MAX_PRIORITY`] are
+    /// clamped (the image checker refuses them earlier).
+    pub fn enqueue(&mut self, task: TaskId, priority: u8) {
+        let level = usize::from(priority.min(MAX_PRIORITY));
+        // A queue holds each task at most once, so it never fills.
+        if self.queues[level].push_back(task).is_ok() {
+            self.ready |= 1 << level;
+        }
+    }
+
+    /// Removes and returns the first task of the highest non-empty priority.
+    pub fn pop(&mut self) -> Option<TaskId> {
+        let level = self.highest()?;
+        let task = self.queues[level].pop_front();
+        if self.queues[level].is_empty() {
+            self.ready &= !(1 << level);
+        }
+        task
+    }
+
+    /// The highest priority with a runnable task.
+    pub fn highest_priority(&self) -> Option<u8> {
+        self.highest().map(|level| level as u8)
+    }
+
+    /// Takes `task` out of the queue of `priority`, if it is there.
+    pub fn remove(&mut self, task: TaskId, priority: u8) {
+        let level = usize::from(priority.min(MAX_PRIORITY));
+        let queue = &mut self.queues[level];
+        for _ in 0..queue.len() {
+            if let Some(head) = queue.pop_front()
+                && head != task
+            {
+                let _ = queue.push_back(head);
+            }
+        }
+        if queue.is_empty() {
+            self.ready &= !(1 << level);
+        }
+    }
+
+    fn highest(&self) -> Option<usize> {
+        (self.ready != 0).then(|| 31 - self.ready.leading_zeros() as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> TaskId {
+        TaskId::new(n)
+    }
+
+    #[test]
+    fn highest_priority_first_then_fifo() {
+        let mut sched = Scheduler::new();
+        sched.enqueue(id(1), 3);
+        sched.enqueue(id(2), 7);
+        sched.enqueue(id(3), 3);
+        sched.enqueue(id(4), 7);
+        assert_eq!(sched.highest_priority(), Some(7));
+        let order: Vec<_> = core::iter::from_fn(|| sched.pop()).collect();
+        assert_eq!(order, [id(2), id(4), id(1), id(3)]);
+        assert_eq!(sched.highest_priority(), None);
+    }
+
+    #[test]
+    fn removing_keeps_the_others_in_order() {
+        let mut sched = Scheduler::new();
+        for n in 1..=3 {
+            sched.enqueue(id(n), 5);
+        }
+        sched.remove(id(2), 5);
+        sched.remove(id(9), 5);
+        assert_eq!(sched.pop(), Some(id(1)));
+        assert_eq!(sched.pop(), Some(id(3)));
+        sched.enqueue(id(1), 0);
+        sched.remove(id(1), 0);
+        assert_eq!(sched.pop(), None, "an emptied level leaves the bitmap");
+    }
+
+    #[test]
+    fn out_of_range_priorities_are_clamped() {
+        let mut sched = Scheduler::new();
+        sched.enqueue(id(1), 200);
+        assert_eq!(sched.highest_priority(), Some(MAX_PRIORITY));
+    }
+}

@@ -1,0 +1,80 @@
+//! The integration scenarios, listed in `qemu/scenarios.toml`.
+//!
+//! A scenario names a machine (`qemu/machines/`), a policy (the system to
+//! boot, with its test task) and what the harness should expect.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::harness::Expectations;
+
+/// Where the scenario list lives, relative to the workspace root.
+pub const SCENARIO_FILE: &str = "qemu/scenarios.toml";
+
+/// One scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    /// Name results are reported under.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// Machine file name.
+    pub machine: String,
+    /// Policy file, relative to the workspace root.
+    pub policy: PathBuf,
+    /// The task whose `TEST` lines are the results.
+    pub test_task: String,
+    /// Longest the run may take, in seconds.
+    pub timeout_seconds: u64,
+    /// Cases that must be reported failed.
+    #[serde(default)]
+    pub expected_failures: Vec<String>,
+    /// Text some console line must contain.
+    #[serde(default)]
+    pub log_contains: Vec<String>,
+}
+
+impl Scenario {
+    /// The harness expectations of this scenario.
+    pub fn expectations(&self) -> Expectations {
+        Expectations { failures: self.expected_failures.clone(), log_contains: self.log_contains.clone() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    scenario: Vec<Scenario>,
+}
+
+/// Loads every scenario under `root`; names must be unique.
+pub fn load(root: &Path) -> Result<Vec<Scenario>> {
+    let path = root.join(SCENARIO_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: File = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    for (index, scenario) in file.scenario.iter().enumerate() {
+        if file.scenario[..index].iter().any(|earlier| earlier.name == scenario.name) {
+            bail!("{}: scenario `{}` is listed twice", path.display(), scenario.name);
+        }
+    }
+    Ok(file.scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scenario_list_loads_and_names_existing_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let scenarios = load(root).expect("valid scenario list");
+        assert!(!scenarios.is_empty());
+        for scenario in scenarios {
+            assert!(crate::machine::path(root, &scenario.machine).exists(), "{}: no machine", scenario.name);
+            assert!(root.join(&scenario.policy).exists(), "{}: no policy", scenario.name);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The in-system test kit: a test task runs named cases and reports each
+//! result as a log line the host harness reads.
+//!
+//! The lines are, in order: `TEST PLAN <n>`, then per case `TEST PASS
+//! <name>` or `TEST FAIL <name>`, and finally `TEST DONE`. A failing check
+//! logs what it compared before the `FAIL` line. The host treats a case
+//! without a result line as failed, so a task that dies mid-run cannot
+//! make missing cases look passed.
+
+/// A failed check: where it was.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure {
+    /// Source file of the check.
+    pub file: &'static str,
+    /// Line of the check.
+    pub line: u32,
+}
+
+/// What a case returns.
+pub type Outcome = Result<(), Failure>;
+
+/// A named test case.
+pub struct Case {
+    /// Name the host reports it under.
+    pub name: &'static str,
+    /// The case.
+    pub run: fn() -> Outcome,
+}
+
+/// Fails the case unless `left == right`, logging both values.
+#[macro_export]
+macro_rules! check_eq {
+    ($left:expr, $right:expr $(,)?) => {{
+        let (left, right) = (&$left, &$right);
+        if left != right {
+            $crate::testkit::report_mismatch(file!(), line!(), stringify!($left), stringify!($right));
+            defmt::error!("  left:  {}", left);
+            defmt::error!("  right: {}", right);
+            return Err($crate::testkit::Failure { file: file!(), line: line!() });
+        }
+    }};
+}
+
+/// Fails the case unless `condition` holds.
+#[macro_export]
+macro_rules! check {
+    ($condition:expr $(,)?) => {{
+        if !$condition {
+            $crate::testkit::report_mismatch(file!(), line!(), stringify!($condition), "true");
+            return Err($crate::testkit::Failure { file: file!(), line: line!() });
+        }
+    }};
+}
+
+/// Logs the header of a failed comparison.
+pub fn report_mismatch(file: &str, line: u32, left: &str, right: &str) {
+    defmt::error!("check failed at {=str}:{=u32}: {=str} == {=str}", file, line, left, right);
+}
+
+/// Runs every case in order and returns the number that failed.
+pub fn run(cases: &[Case]) -> u64 {
+    defmt::info!("TEST PLAN {=usize}", cases.len());
+    let mut failed = 0;
+    for case in cases {
+        match (case.run)() {
+            Ok(()) => defmt::info!("TEST PASS {=str}", case.name),
+            Err(failure) => {
+                failed += 1;
+                defmt::error!("TEST FAIL {=str} at {=str}:{=u32}", case.name, failure.file, failure.line);
+            }
+        }
+    }
+    defmt::info!("TEST DONE");
+    failed
+}
