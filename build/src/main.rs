@@ -9,8 +9,11 @@
 //!   every QEMU scenario; the last line is `N passed, N failed`.
 //! * `lint`: `cargo fmt --check`, and clippy over the host crates and over
 //!   the bare-metal crates as they are really built.
+//! * `bench [--no-peer]`: benchmarks beside Linux's figures on the same
+//!   machine; writes `target/bench/results.{md,json}`.
 
 mod bare_metal;
+mod bench;
 mod image;
 mod policy;
 mod setup;
@@ -38,7 +41,8 @@ commands:
   run [--policy FILE] [--machine NAME] [--timeout SECONDS]
                                               boot the system in QEMU and show its log
   test [--scenario NAME]... [--no-host]       run host unit tests and QEMU scenarios
-  lint                                        rustfmt and clippy, host and bare-metal";
+  lint                                        rustfmt and clippy, host and bare-metal
+  bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -112,6 +116,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "test" => {
             let options = Options::parse(rest, &["--scenario"], &["--no-host"])?;
             test::run(&root, &options.all("--scenario"), !options.flag("--no-host"))
+        }
+        "bench" => {
+            let options = Options::parse(rest, &[], &["--no-peer"])?;
+            bench::run(&root, !options.flag("--no-peer"))
         }
         "lint" => {
             Options::parse(rest, &[], &[])?;

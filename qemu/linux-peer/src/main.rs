@@ -1,3 +1,162 @@
-//! Peer benchmarks run inside a Debian Linux guest on the same QEMU machine.
+//! Peer benchmarks run inside a Debian Linux guest on the same QEMU machine as our own system.
+//!
+//! Started by the initramfs's `/init` right after it mounted proc, sysfs and devtmpfs. Its first line,
+//! `PEER ready`, is the boot-time mark. Then it times IPC round trips (pipe and futex ping-pong between two
+//! processes) and VFIO type1 map/unmap of 4 KiB pages, and prints one line per figure with every sample:
+//!
+//! ```text
+//! PEER ready <CLOCK_BOOTTIME ns>
+//! PEER info <key> <value...>
+//! PEER sample <figure> <unit> <value> <value> ...
+//! PEER error <figure or stage> <message>
+//! PEER done
+//! ```
+//!
+//! Units are `ns` and `cycles` per round trip (IPC) or per page (map/unmap). The host (`cargo xtask
+//! bench`) computes the statistics. What to run and how much comes from the kernel command line:
+//! `linux_peer.cases=ipc,vfio linux_peer.runs=N linux_peer.iterations=N linux_peer.pages=N` (dotted
+//! parameters are left alone by the kernel and not passed to init).
 
-fn main() {}
+mod abi;
+mod ipc;
+mod sys;
+mod timing;
+mod vfio;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use timing::Samples;
+
+/// Where the host puts the modules and the file listing their load order.
+const MODULE_ORDER: &str = "/modules/order";
+/// Pages per request of the batched map/unmap case (our batched figure uses the same).
+const BATCH: u64 = 64;
+
+/// What to run, read from the kernel command line.
+#[derive(Clone, Debug, PartialEq)]
+struct Config {
+    ipc: bool,
+    vfio: bool,
+    runs: usize,
+    iterations: usize,
+    pages: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { ipc: true, vfio: true, runs: 15, iterations: 1000, pages: 1024 }
+    }
+}
+
+impl Config {
+    /// Reads `linux_peer.*` parameters from a kernel command line; anything else is ignored.
+    fn from_cmdline(cmdline: &str) -> Self {
+        let mut config = Self::default();
+        for (key, value) in cmdline.split_whitespace().filter_map(|word| word.split_once('=')) {
+            match key {
+                "linux_peer.cases" => {
+                    config.ipc = value.split(',').any(|case| case == "ipc");
+                    config.vfio = value.split(',').any(|case| case == "vfio");
+                }
+                "linux_peer.runs" => config.runs = value.parse().unwrap_or(config.runs).max(1),
+                "linux_peer.iterations" => config.iterations = value.parse().unwrap_or(config.iterations).max(1),
+                // Whole batches only, so the single and batched cases map the same number of pages.
+                "linux_peer.pages" => config.pages = (value.parse().unwrap_or(config.pages) / BATCH).max(1) * BATCH,
+                _ => {}
+            }
+        }
+        config
+    }
+}
+
+/// One `PEER sample` line per unit.
+fn print_samples(figure: &str, unit_suffix: &str, samples: &Samples) {
+    for (unit, values) in [("ns", &samples.nanos), ("cycles", &samples.cycles)] {
+        let values: Vec<String> = values.iter().map(|value| format!("{value:.1}")).collect();
+        println!("PEER sample {figure} {unit}{unit_suffix} {}", values.join(" "));
+    }
+}
+
+fn print_error(what: &str, error: &dyn std::fmt::Display) {
+    // One line: the host parser reads the rest of the line as the message.
+    println!("PEER error {what} {}", error.to_string().replace('\n', " "));
+}
+
+fn main() -> ExitCode {
+    println!("PEER ready {}", sys::boottime_ns());
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let config = Config::from_cmdline(&cmdline);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!("PEER info kernel {}", release.trim());
+    println!(
+        "PEER info shape runs={} iterations={} pages={} batch={BATCH}",
+        config.runs, config.iterations, config.pages
+    );
+    let mut failed = false;
+
+    if config.ipc {
+        let shape = ipc::Shape { runs: config.runs, iterations: config.iterations, warmup: config.iterations / 10 };
+        for (figure, result) in [("pipe_rtt", ipc::pipe_ping_pong(shape)), ("futex_rtt", ipc::futex_ping_pong(shape))] {
+            match result {
+                Ok(samples) => print_samples(figure, "", &samples),
+                Err(error) => {
+                    print_error(figure, &error);
+                    failed = true;
+                }
+            }
+        }
+    }
+
+    if config.vfio
+        && let Err(error) = run_vfio(&config)
+    {
+        print_error("vfio", &error);
+        failed = true;
+    }
+
+    println!("PEER done");
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Loads VFIO, binds edu, and prints the four map/unmap figures for 1 and [`BATCH`] pages per request.
+fn run_vfio(config: &Config) -> std::io::Result<()> {
+    for (module, millis) in vfio::load_modules(Path::new(MODULE_ORDER))? {
+        println!("PEER info insmod {module} {millis:.1}ms");
+    }
+    let device = vfio::find_edu(Path::new("/sys/bus/pci/devices"))?;
+    let group = vfio::group_of(&device)?;
+    let address = device.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    // The default domain's type tells strict (`DMA`) from lazy (`DMA-FQ`) invalidation in this boot.
+    println!("PEER info edu {address} group {group} default-domain {}", vfio::group_type(group));
+    vfio::bind_vfio_pci(&device)?;
+    let container = vfio::Container::open(group)?;
+    println!("PEER info vfio-iommu-type {}", container.iommu_type);
+
+    let memory = sys::Mapping::anonymous((config.pages * vfio::PAGE) as usize, false)?;
+    memory.no_huge_pages()?;
+    memory.touch_pages(vfio::PAGE as usize);
+    let shape = vfio::Shape { runs: config.runs, pages: config.pages };
+    for batch in [1, BATCH] {
+        let result = container.map_unmap(&memory, shape, batch)?;
+        print_samples(&format!("vfio_map_{batch}"), "_per_page", &result.map);
+        print_samples(&format!("vfio_unmap_{batch}"), "_per_page", &result.unmap);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_chooses_cases_and_sizes() {
+        let config = Config::from_cmdline(
+            "console=ttyS0 intel_iommu=on linux_peer.cases=vfio linux_peer.runs=7 linux_peer.pages=200 quiet",
+        );
+        assert_eq!(config, Config { ipc: false, vfio: true, runs: 7, iterations: 1000, pages: 192 });
+        assert_eq!(Config::from_cmdline("quiet"), Config::default());
+        let odd = Config::from_cmdline("linux_peer.runs=0 linux_peer.pages=x linux_peer.iterations=5");
+        assert_eq!((odd.runs, odd.pages, odd.iterations), (1, 1024, 5));
+    }
+}

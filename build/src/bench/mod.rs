@@ -1,0 +1,320 @@
+//! `cargo xtask bench`: our figures beside Linux's, measured on the same emulated machine, as a table.
+//!
+//! The Linux side comes from [`peer`] (Debian's kernel running `qemu/linux-peer` in the guest). Our own
+//! side is added with [`table::Table::set_ours`] on the table [`comparison`] returns; until a figure is
+//! set its cell reads "—". The table is printed and written to `target/bench/results.{md,json}`.
+
+mod cpio;
+mod debian;
+pub mod peer;
+pub mod stats;
+pub mod table;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use peer::{Linux, Mode, Outcome, PeerMachine};
+use table::{Cell, Figure, Row, Table, Unit};
+
+/// Runs the benchmarks and writes the table; `with_peer` false skips the Linux boots.
+pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
+    let started = Instant::now();
+    let machine = PeerMachine::default();
+    let outcome =
+        if with_peer { peer::run(root, &machine) } else { Outcome::Unavailable("not run (--no-peer)".into()) };
+    let table = comparison(&outcome, &machine);
+    // Our own figures go here: `table.set_ours(Figure::IpcRoundTrip, Cell::from_samples(...))`.
+
+    let dir = root.join("target").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let markdown = table.markdown();
+    std::fs::write(dir.join("results.md"), &markdown).context("writing results.md")?;
+    let json = serde_json::to_string_pretty(&table.json())?;
+    std::fs::write(dir.join("results.json"), json + "\n").context("writing results.json")?;
+    println!("{markdown}");
+    eprintln!(
+        "wrote {} and results.json after {:.1} s",
+        dir.join("results.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a row's Linux numbers come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// Host wall time from QEMU start to the ready line, every boot.
+    BootWall,
+    /// The guest's `CLOCK_BOOTTIME` at the ready line, every boot.
+    BootClock,
+    /// Nanoseconds per round trip of a peer figure.
+    Nanos(Mode, &'static str),
+    /// Pages per second from nanoseconds per page of a peer figure.
+    PagesPerSecond(Mode, &'static str),
+}
+
+/// The rows, in order: key, label, unit, our figure compared (none for Linux-only extras), Linux's source.
+const ROWS: &[(&str, &str, Unit, Option<Figure>, Source)] = &[
+    ("boot/ready", "Boot: QEMU start to first program", Unit::Seconds, Some(Figure::BootToReady), Source::BootWall),
+    (
+        "ipc/futex",
+        "IPC round trip (Linux: futex ping-pong, 2 processes)",
+        Unit::Nanoseconds,
+        Some(Figure::IpcRoundTrip),
+        Source::Nanos(Mode::Strict, "futex_rtt"),
+    ),
+    (
+        "ipc/pipe",
+        "IPC round trip (Linux: pipe ping-pong, 1 byte each way)",
+        Unit::Nanoseconds,
+        Some(Figure::IpcRoundTrip),
+        Source::Nanos(Mode::Strict, "pipe_rtt"),
+    ),
+    (
+        "map/1",
+        "Map, 1 page per request (Linux: VFIO type1 MAP_DMA)",
+        Unit::PagesPerSecond,
+        Some(Figure::Map1),
+        Source::PagesPerSecond(Mode::Strict, "vfio_map_1"),
+    ),
+    (
+        "unmap/1",
+        "Unmap + IOTLB flush, 1 page per request (Linux: VFIO UNMAP_DMA)",
+        Unit::PagesPerSecond,
+        Some(Figure::Unmap1),
+        Source::PagesPerSecond(Mode::Strict, "vfio_unmap_1"),
+    ),
+    (
+        "map/64",
+        "Map, 64 pages per request (Linux: VFIO type1 MAP_DMA)",
+        Unit::PagesPerSecond,
+        Some(Figure::Map64),
+        Source::PagesPerSecond(Mode::Strict, "vfio_map_64"),
+    ),
+    (
+        "unmap/64",
+        "Unmap + IOTLB flush, 64 pages per request (Linux: VFIO UNMAP_DMA)",
+        Unit::PagesPerSecond,
+        Some(Figure::Unmap64),
+        Source::PagesPerSecond(Mode::Strict, "vfio_unmap_64"),
+    ),
+    (
+        "boot/linux-clock",
+        "Linux only: boot by the guest's own clock (CLOCK_BOOTTIME, no firmware)",
+        Unit::Seconds,
+        None,
+        Source::BootClock,
+    ),
+    (
+        "map/1/lazy",
+        "Linux only: map, 1 page per request, lazy boot (iommu.strict=0)",
+        Unit::PagesPerSecond,
+        None,
+        Source::PagesPerSecond(Mode::Lazy, "vfio_map_1"),
+    ),
+    (
+        "unmap/1/lazy",
+        "Linux only: unmap, 1 page per request, lazy boot (iommu.strict=0)",
+        Unit::PagesPerSecond,
+        None,
+        Source::PagesPerSecond(Mode::Lazy, "vfio_unmap_1"),
+    ),
+    (
+        "map/64/lazy",
+        "Linux only: map, 64 pages per request, lazy boot (iommu.strict=0)",
+        Unit::PagesPerSecond,
+        None,
+        Source::PagesPerSecond(Mode::Lazy, "vfio_map_64"),
+    ),
+    (
+        "unmap/64/lazy",
+        "Linux only: unmap, 64 pages per request, lazy boot (iommu.strict=0)",
+        Unit::PagesPerSecond,
+        None,
+        Source::PagesPerSecond(Mode::Lazy, "vfio_unmap_64"),
+    ),
+];
+
+/// Linux's cell for one source.
+fn linux_cell(linux: &Linux, source: Source) -> Cell {
+    let cell = |samples: Vec<f64>, cycles: Option<&[f64]>| {
+        if samples.is_empty() {
+            Cell::Unavailable("no boot reached the program".into())
+        } else {
+            Cell::from_samples(samples, cycles)
+        }
+    };
+    match source {
+        Source::BootWall => cell(linux.boot_seconds(), None),
+        Source::BootClock => cell(linux.boot_clock_seconds(), None),
+        Source::Nanos(mode, figure) => match linux.figure(mode, figure) {
+            Ok(measured) => cell(measured.nanos.clone(), Some(&measured.cycles)),
+            Err(why) => Cell::Unavailable(why),
+        },
+        Source::PagesPerSecond(mode, figure) => match linux.figure(mode, figure) {
+            // Each sample is converted, so the spread is the spread of throughputs.
+            Ok(measured) => cell(measured.nanos.iter().map(|ns| 1e9 / ns).collect(), Some(&measured.cycles)),
+            Err(why) => Cell::Unavailable(why),
+        },
+    }
+}
+
+/// The comparison table with Linux's side filled from `outcome` and ours pending.
+pub fn comparison(outcome: &Outcome, machine: &PeerMachine) -> Table {
+    let rows = ROWS
+        .iter()
+        .map(|&(key, label, unit, ours_figure, source)| Row {
+            key: key.into(),
+            label: label.into(),
+            unit,
+            ours_figure,
+            ours: Cell::Pending,
+            linux: match outcome {
+                Outcome::Ran(linux) => linux_cell(linux, source),
+                Outcome::Unavailable(why) => Cell::Unavailable(format!("Linux peer: {why}")),
+            },
+        })
+        .collect();
+    let host = host_description();
+    let mut notes = vec![format!(
+        "Machine: `qemu-system-x86_64 {}`, 1 vCPU, TCG (never KVM); host: {host}.",
+        machine.args.join(" ")
+    )];
+    let details = match outcome {
+        Outcome::Unavailable(why) => {
+            notes.push(format!("Linux peer unavailable on this machine: {why}"));
+            json!({ "linux": { "status": "unavailable", "reason": why } })
+        }
+        Outcome::Ran(linux) => {
+            notes.extend(linux_notes(linux));
+            json!({ "linux": linux_details(linux), "host": host })
+        }
+    };
+    notes.push(
+        "Ours: rows read \"—\" until the bench measures our system (IPC call+reply; IOMMU map/unmap of 4 KiB \
+         pages, IOTLB invalidation included)."
+            .into(),
+    );
+    Table { title: "Benchmarks: our system beside Linux on the same machine".into(), notes, rows, details }
+}
+
+fn linux_notes(linux: &Linux) -> Vec<String> {
+    let strict = linux.boots.iter().find(|boot| boot.mode == Mode::Strict && boot.cases != "none");
+    vec![
+        format!(
+            "Linux: {} (`uname -r` {}), {}; QEMU: {}.",
+            linux.packages.first().map_or("?", String::as_str),
+            linux.release,
+            linux.packages.get(1).map_or("?", String::as_str),
+            linux.qemu_version
+        ),
+        format!(
+            "Linux command line of the compared boot: `{}`; modules loaded with busybox insmod: {}.",
+            strict.map_or("?", |boot| boot.append.as_str()),
+            linux.modules.join(", ")
+        ),
+        format!(
+            "Linux samples: {} per figure. IPC: one sample is the mean of {} round trips. Map/unmap: one \
+             sample maps {} pages (4 KiB, private anonymous memory, no THP, pre-faulted) in requests of 1 or 64 \
+             pages, then unmaps them, each phase timed alone. Boot: one sample per boot ({} boots).",
+            peer::RUNS,
+            peer::IPC_ITERATIONS,
+            peer::PAGES,
+            linux.boot_seconds().len()
+        ),
+        "Compared mode: `iommu.strict=1` (synchronous IOTLB invalidation, as ours). VFIO's type1 domain is \
+         unmanaged, so its unmap flushes the IOTLB before returning in either mode; the lazy rows show it."
+            .into(),
+        format!(
+            "The Linux peer run took {:.0} s (packages, build, {} boots).",
+            linux.wall.as_secs_f64(),
+            linux.boots.len()
+        ),
+    ]
+}
+
+fn linux_details(linux: &Linux) -> serde_json::Value {
+    let boots: Vec<_> = linux
+        .boots
+        .iter()
+        .map(|boot| {
+            let (info, errors, done) = match &boot.report {
+                Ok(report) => (report.info.clone(), report.errors.clone(), report.done),
+                Err(why) => (Vec::new(), vec![("boot".to_owned(), why.clone())], false),
+            };
+            json!({
+                "mode": boot.mode.name(),
+                "cases": boot.cases,
+                "append": boot.append,
+                "to_ready_seconds": boot.to_ready.map(|time| time.as_secs_f64()),
+                "wall_seconds": boot.wall.as_secs_f64(),
+                "done": done,
+                "info": info,
+                "errors": errors,
+                "console": boot.console,
+            })
+        })
+        .collect();
+    json!({
+        "status": "ran",
+        "packages": linux.packages,
+        "release": linux.release,
+        "qemu": linux.qemu_version,
+        "machine": linux.machine,
+        "modules": linux.modules,
+        "parameters": { "runs": peer::RUNS, "ipc_iterations": peer::IPC_ITERATIONS, "pages": peer::PAGES },
+        "wall_seconds": linux.wall.as_secs_f64(),
+        "boots": boots,
+    })
+}
+
+/// The host's CPU model and count, so figures from different machines are not mixed up.
+fn host_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                line.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cpus} CPUs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_peer_is_said_in_every_linux_cell_and_the_notes() {
+        let outcome = Outcome::Unavailable("apt-get update failed: no network".into());
+        let table = comparison(&outcome, &PeerMachine::default());
+        assert_eq!(table.rows.len(), ROWS.len());
+        for row in &table.rows {
+            assert_eq!(row.linux, Cell::Unavailable("Linux peer: apt-get update failed: no network".into()));
+        }
+        let text = table.markdown();
+        assert!(text.contains("unavailable: Linux peer: apt-get update failed"), "{text}");
+        assert!(text.contains("Linux peer unavailable on this machine"), "{text}");
+        assert_eq!(table.json()["details"]["linux"]["status"], "unavailable");
+    }
+
+    #[test]
+    fn every_figure_of_ours_has_a_row_and_keys_are_unique() {
+        let table = comparison(&Outcome::Unavailable("x".into()), &PeerMachine::default());
+        for figure in
+            [Figure::BootToReady, Figure::IpcRoundTrip, Figure::Map1, Figure::Unmap1, Figure::Map64, Figure::Unmap64]
+        {
+            assert!(table.rows.iter().any(|row| row.ours_figure == Some(figure)), "{figure:?}");
+        }
+        let mut keys: Vec<&str> = ROWS.iter().map(|row| row.0).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), ROWS.len());
+    }
+}
