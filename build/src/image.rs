@@ -5,13 +5,14 @@
 //! again when it reads the image.
 
 use anyhow::{Context, Result, bail};
-use capabilities::manifest::{MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
 use object::Endianness;
 use object::elf::{PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 
 use crate::bare_metal::Elves;
-use crate::policy::Policy;
+use crate::capslots;
+use crate::policy::{GrantObject, Policy, Problems};
 
 const PAGE: usize = 4096;
 
@@ -50,14 +51,37 @@ fn loadables(name: &str, bytes: &[u8]) -> Result<(u64, Vec<Loadable>)> {
     Ok((elf.elf_header().e_entry(endian), segments))
 }
 
-/// Packs the boot image for `policy` from the ELFs in `elves`.
-pub fn pack(policy: &Policy, elves: &Elves) -> Result<Vec<u8>> {
+/// A packed image, and what packing noticed.
+pub struct Packed {
+    /// The image bytes.
+    pub bytes: Vec<u8>,
+    /// Per task, capabilities its binary asks for that the policy does
+    /// not grant.
+    pub ungranted: Vec<(String, Vec<String>)>,
+}
+
+/// Packs the boot image for `policy` from the ELFs in `elves`, writing the
+/// granted capability slots into each binary.
+pub fn pack(policy: &Policy, elves: &Elves) -> Result<Packed> {
     let mut programs = Vec::new();
+    let mut problems = Vec::new();
+    let mut ungranted = Vec::new();
     for task in &policy.tasks {
         let path = elves.path(&task.binary);
         let bytes =
             std::fs::read(&path).with_context(|| format!("task `{}`: cannot read {}", task.name, path.display()))?;
-        programs.push(loadables(&task.binary, &bytes)?);
+        match capslots::resolve(task, &bytes)? {
+            Ok(resolution) => {
+                if !resolution.ungranted.is_empty() {
+                    ungranted.push((task.name.clone(), resolution.ungranted));
+                }
+                programs.push(loadables(&task.binary, &resolution.elf)?);
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems { path: policy.path.clone(), problems }.into());
     }
     // Segment offsets depend on the manifest's encoded length, which
     // depends on the offsets (varints): grow the base until it fits.
@@ -71,7 +95,7 @@ pub fn pack(policy: &Policy, elves: &Elves) -> Result<Vec<u8>> {
                 image.resize(offset, 0);
                 image.extend_from_slice(bytes);
             }
-            return Ok(image);
+            return Ok(Packed { bytes: image, ungranted });
         }
         base = manifest.len().next_multiple_of(PAGE);
     }
@@ -87,6 +111,8 @@ fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize
         version: VERSION,
         task_count: policy.tasks.len() as u16,
         init_task: policy.init.map(|index| index as u16),
+        endpoints: policy.endpoints.len() as u16,
+        notifications: policy.notifications.len() as u16,
     };
     let mut manifest = MAGIC.to_vec();
     manifest.extend(postcard::to_stdvec(&header)?);
@@ -114,9 +140,25 @@ fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize
             entry: *entry,
             stack_pages: task.stack_pages,
             memory_pages: task.memory_pages,
+            object_quota: task.objects,
             segments,
+            caps: task.caps.iter().enumerate().map(|(index, grant)| boot_cap(index, grant)).collect(),
         };
         manifest.extend(postcard::to_stdvec(&record)?);
     }
     Ok((manifest, blobs))
+}
+
+/// The manifest form of a task's `index`th grant.
+fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
+    let object = match grant.object {
+        GrantObject::Endpoint(n) => BootObject::Endpoint(n as u16),
+        GrantObject::Notification(n) => BootObject::Notification(n as u16),
+        GrantObject::Task(n) => BootObject::Task(n as u16),
+        GrantObject::DeviceMemory { base, pages } => BootObject::DeviceMemory { base, pages },
+        GrantObject::IoPorts { base, count } => BootObject::IoPorts { base, count },
+        GrantObject::Interrupt { gsi, level } => BootObject::Interrupt { gsi, level },
+        GrantObject::Control => BootObject::Control,
+    };
+    BootCap { slot: capslots::slot_of(index) as u16, object, rights: grant.rights, badge: grant.badge }
 }

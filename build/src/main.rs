@@ -14,6 +14,7 @@
 
 mod bare_metal;
 mod bench;
+mod capslots;
 mod image;
 mod policy;
 mod setup;
@@ -103,6 +104,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             let policy = root.join(options.value("--policy").unwrap_or(DEFAULT_POLICY));
             let elves = bare_metal::build(&root, false)?;
             let system = system::prepare(&root, &elves, &policy)?;
+            println!("{}", system::summary(&system.policy));
             println!("kernel: {}\nboot image: {}", system.kernel.display(), system.image.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -31,7 +31,11 @@ pub fn task_binaries(root: &Path) -> Result<Vec<String>> {
 /// Checks the policy at `policy_path`, packs its image and loads the tables.
 pub fn prepare(root: &Path, elves: &Elves, policy_path: &Path) -> Result<System> {
     let policy = policy::load(policy_path, &task_binaries(root)?)?;
-    let bytes = image::pack(&policy, elves)?;
+    let packed = image::pack(&policy, elves)?;
+    for (task, names) in &packed.ungranted {
+        eprintln!("note: task `{task}` asks for capabilities the policy does not grant: {}", names.join(", "));
+    }
+    let bytes = packed.bytes;
     let dir = workspace::image_dir(root);
     std::fs::create_dir_all(&dir)?;
     let stem = policy_path.file_stem().map_or("system".into(), |stem| stem.to_string_lossy().into_owned());
@@ -46,4 +50,21 @@ pub fn prepare(root: &Path, elves: &Elves, policy_path: &Path) -> Result<System>
         tables.add(logframe::task_tag(index), &task.name, &elf)?;
     }
     Ok(System { policy, kernel, image, tables })
+}
+
+/// A table of the policy's tasks: kind, priority, memory and capabilities.
+pub fn summary(policy: &Policy) -> String {
+    let mut table = format!("{:<20} {:<14} {:>8} {:>7} capabilities\n", "task", "kind", "priority", "pages");
+    for task in &policy.tasks {
+        let caps: Vec<&str> = task.caps.iter().map(|grant| grant.name.as_str()).collect();
+        table += &format!(
+            "{:<20} {:<14} {:>8} {:>7} {}\n",
+            task.name,
+            task.kind.name(),
+            task.priority,
+            task.memory_pages,
+            caps.join(", ")
+        );
+    }
+    table
 }

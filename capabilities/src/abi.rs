@@ -1,4 +1,4 @@
-//! The system-call ABI: numbers, registers and the user address-space layout.
+//! The system-call ABI: numbers, registers, rights and the task layout.
 //!
 //! # Calling convention
 //!
@@ -9,31 +9,126 @@
 //! `r11` and every vector register (the user stub declares them clobbered, so
 //! the kernel need not save them on this path); every other register is kept.
 //!
-//! The full table with what each call may return is in `docs/syscalls.md`.
+//! Capabilities are named by *slot* indices into the caller's capability
+//! space; an index out of range or an empty slot is
+//! [`ErrorCode::InvalidCapability`]. The table of calls with their
+//! arguments, results and errors is `docs/syscalls.md`.
 //!
 //! [`ErrorCode`]: crate::ErrorCode
+//! [`ErrorCode::InvalidCapability`]: crate::ErrorCode::InvalidCapability
 
-/// System-call numbers (`rax` on entry).
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Syscall {
-    /// Write one encoded `defmt` frame to the log: `rdi` = address, `rsi` = length
-    /// (at most [`LOG_FRAME_MAX`] bytes). The kernel tags it with the caller.
-    LogWrite = 0,
-    /// End the calling task: `rdi` = exit code. Never returns.
-    Exit = 1,
+macro_rules! syscalls {
+    ($( $(#[doc = $doc:literal])* $name:ident = $number:literal, )*) => {
+        /// System-call numbers (`rax` on entry).
+        #[repr(u64)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub enum Syscall {
+            $( $(#[doc = $doc])* $name = $number, )*
+        }
+
+        impl Syscall {
+            /// Every call, in numeric order.
+            pub const ALL: &'static [Syscall] = &[$(Syscall::$name),*];
+
+            /// Decodes a call number, or `None` for a number no call has.
+            pub const fn from_number(number: u64) -> Option<Self> {
+                match number {
+                    $( $number => Some(Self::$name), )*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl Syscall {
-    /// Decodes a call number, or `None` for a number no call has.
-    pub fn from_number(number: u64) -> Option<Self> {
-        Some(match number {
-            0 => Self::LogWrite,
-            1 => Self::Exit,
-            _ => return None,
-        })
-    }
+syscalls! {
+    /// Write one encoded `defmt` frame to the log: `rdi` address, `rsi`
+    /// length (at most [`LOG_FRAME_MAX`]). The kernel tags it with the caller.
+    LogWrite = 0,
+    /// End the calling task: `rdi` exit code. Never returns.
+    Exit = 1,
+    /// Give up the rest of the time slice.
+    Yield = 2,
+    /// Send the IPC buffer's message on endpoint `rdi` (SEND right): `rsi`
+    /// length, `rdx` flags ([`ipc::NONBLOCK`]), `r10` timeout in µs (0:
+    /// none). Blocks until a receiver takes it.
+    Send = 3,
+    /// Receive on endpoint `rdi` (RECEIVE right): `rsi` flags, `rdx`
+    /// timeout in µs. Returns badge, length and [`ipc::Info`].
+    Recv = 4,
+    /// Send on endpoint `rdi` and wait for the reply: `rsi` length. The
+    /// receiver gets a one-shot reply capability in [`slots::REPLY`].
+    Call = 5,
+    /// Answer with the reply capability in slot `rdi`: `rsi` length.
+    Reply = 6,
+    /// [`Syscall::Reply`] on slot `rdi` with length `rsi`, then
+    /// [`Syscall::Recv`] on endpoint `rdx` with flags `r10`, timeout `r8`.
+    ReplyRecv = 7,
+    /// Set the bits of the notification capability `rdi`'s badge.
+    Signal = 8,
+    /// Wait on notification `rdi` until a bit is set: `rsi` flags, `rdx`
+    /// timeout in µs. Returns and clears the bits.
+    Wait = 9,
+    /// Copy capability `rdi` to empty slot `rsi`, keeping only rights `rdx`.
+    CapCopy = 10,
+    /// Mint capability `rdi` into empty slot `rsi` with rights `rdx` and
+    /// badge `r10` (needs MINT; a badged capability keeps its badge).
+    CapMint = 11,
+    /// Move capability `rdi` to empty slot `rsi`.
+    CapMove = 12,
+    /// Delete capability `rdi` (its derived copies are kept).
+    CapDelete = 13,
+    /// Delete every capability derived from `rdi`, in every task.
+    CapRevoke = 14,
+    /// Describe capability `rdi`: kind and rights, badge, extent.
+    CapInfo = 15,
+    /// Create an endpoint into empty slot `rdi` (object quota).
+    EndpointCreate = 16,
+    /// Create a notification into empty slot `rdi` (object quota).
+    NotificationCreate = 17,
+    /// Allocate `rsi` zeroed pages (a power of two, at most 512) of
+    /// physically contiguous memory as a frame into slot `rdi`.
+    FrameAlloc = 18,
+    /// Map memory capability `rsi` (frame or device memory) into address
+    /// space `rdi` at `rdx` with access [`rights::WRITE`]/[`rights::EXECUTE`]
+    /// taken from `r10`. A capability maps once; copy it to map again.
+    Map = 19,
+    /// Remove the mapping made with memory capability `rdi`.
+    Unmap = 20,
+    /// Route interrupt capability `rdi` to notification `rsi`, setting
+    /// bits `rdx` when it fires.
+    IrqBind = 21,
+    /// Acknowledge interrupt capability `rdi`: it may fire again.
+    IrqAck = 22,
+    /// Read port `rsi` of I/O-port capability `rdi`, `rdx` bytes wide.
+    PortIn = 23,
+    /// Write `r10` to port `rsi` of I/O-port capability `rdi`, `rdx` bytes wide.
+    PortOut = 24,
+    /// Signal notification `rsi` with bits `rdx` when task capability `rdi`
+    /// (WATCH right) dies.
+    TaskWatch = 25,
+    /// State of task capability `rdi`: see [`task_state`].
+    TaskInfo = 26,
+    /// Bind notification `rdi` to the caller: a receive also returns when
+    /// it is signalled (flag [`ipc::Info::NOTIFICATION`]).
+    NotificationBind = 27,
+    /// Copy the part `[rdx, rdx + r10)` pages of memory capability `rdi`
+    /// into empty slot `rsi` (device memory and I/O ports: the part is in
+    /// ports).
+    CapSplit = 28,
+    /// Pin frame `rsi` for device access through control capability `rdi`
+    /// (DMA right): returns a pin handle, the physical address and pages.
+    /// The frame's memory stays allocated until unpinned, whatever happens
+    /// to its capabilities.
+    DmaPin = 29,
+    /// Release pin handle `rsi` through control capability `rdi`.
+    DmaUnpin = 30,
+    /// Allocate an MSI vector through control capability `rdi` (IRQ right)
+    /// as an interrupt capability into slot `rsi`; returns the vector.
+    IrqAllocMsi = 31,
+    /// Microseconds since the machine started.
+    Time = 32,
 }
 
 /// Largest `defmt` frame a task may hand to [`Syscall::LogWrite`].
@@ -41,6 +136,162 @@ pub const LOG_FRAME_MAX: usize = 512;
 
 /// Size of a page, the unit of every mapping.
 pub const PAGE_SIZE: u64 = 4096;
+
+/// Slots in every task's capability space.
+pub const CSPACE_SLOTS: u32 = 128;
+
+/// Capabilities installed in every task at fixed slots.
+pub mod slots {
+    /// Never holds a capability, so a zero slot is always an error.
+    pub const NULL: u32 = 0;
+    /// The task itself (WATCH right).
+    pub const SELF_TASK: u32 = 1;
+    /// The task's own address space (MAP right).
+    pub const SELF_SPACE: u32 = 2;
+    /// Where a receive puts the reply capability of a call.
+    pub const REPLY: u32 = 3;
+    /// First slot the policy's capabilities are installed at.
+    pub const FIRST_POLICY: u32 = 8;
+}
+
+/// Rights bits of a capability. Which apply depends on its kind; a right
+/// that does not apply is ignored.
+pub mod rights {
+    /// Endpoint: send and call. Notification: signal. I/O ports: write.
+    pub const SEND: u32 = 1 << 0;
+    /// Endpoint: receive. Notification: wait. I/O ports: read.
+    pub const RECEIVE: u32 = 1 << 1;
+    /// Endpoint: capabilities may be transferred in messages.
+    pub const GRANT: u32 = 1 << 2;
+    /// Mint copies with a badge (only unbadged capabilities can be re-badged).
+    pub const MINT: u32 = 1 << 3;
+    /// Memory: map readable.
+    pub const READ: u32 = 1 << 4;
+    /// Memory: map writable.
+    pub const WRITE: u32 = 1 << 5;
+    /// Memory: map executable.
+    pub const EXECUTE: u32 = 1 << 6;
+    /// Task: learn of its death.
+    pub const WATCH: u32 = 1 << 7;
+    /// Address space: map and unmap.
+    pub const MAP: u32 = 1 << 8;
+    /// Control: pin frames and learn their physical address.
+    pub const DMA: u32 = 1 << 9;
+    /// Control: allocate MSI vectors.
+    pub const IRQ: u32 = 1 << 10;
+    /// Interrupt: bind and acknowledge.
+    pub const ACK: u32 = 1 << 11;
+    /// Every right.
+    pub const ALL: u32 = (1 << 12) - 1;
+}
+
+/// Kinds of kernel object a capability can name ([`Syscall::CapInfo`]).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ObjectKind {
+    /// A task.
+    Task = 1,
+    /// A task's address space.
+    AddressSpace = 2,
+    /// An IPC endpoint.
+    Endpoint = 3,
+    /// A notification word.
+    Notification = 4,
+    /// Physically contiguous RAM.
+    Frame = 5,
+    /// A range of device registers (MMIO), mapped uncached.
+    DeviceMemory = 6,
+    /// A range of I/O ports.
+    IoPorts = 7,
+    /// An interrupt source.
+    Interrupt = 8,
+    /// A one-shot right to answer a call.
+    Reply = 9,
+    /// Privileged operations (DMA pinning, MSI allocation).
+    Control = 10,
+}
+
+impl ObjectKind {
+    /// Decodes a kind number.
+    pub const fn from_number(number: u64) -> Option<Self> {
+        Some(match number {
+            1 => Self::Task,
+            2 => Self::AddressSpace,
+            3 => Self::Endpoint,
+            4 => Self::Notification,
+            5 => Self::Frame,
+            6 => Self::DeviceMemory,
+            7 => Self::IoPorts,
+            8 => Self::Interrupt,
+            9 => Self::Reply,
+            10 => Self::Control,
+            _ => return None,
+        })
+    }
+}
+
+/// What [`Syscall::TaskInfo`] returns in `rdi`; `rsi` and `rdx` carry the
+/// exit code, or the fault vector and address.
+pub mod task_state {
+    /// Running or blocked.
+    pub const ALIVE: u64 = 0;
+    /// Ended by exit; `rsi` is the code.
+    pub const EXITED: u64 = 1;
+    /// Killed by a fault; `rsi` is the vector, `rdx` the address.
+    pub const KILLED: u64 = 2;
+}
+
+/// The IPC buffer and message conventions.
+pub mod ipc {
+    /// Flag: fail with `WouldBlock` instead of blocking.
+    pub const NONBLOCK: u64 = 1 << 0;
+
+    /// Most capabilities transferred with one message.
+    pub const MAX_CAPS: usize = 4;
+
+    /// Offset of the message bytes in the IPC buffer page.
+    pub const DATA_OFFSET: usize = 64;
+
+    /// Longest message, in bytes.
+    pub const MSG_MAX: usize = 4096 - DATA_OFFSET;
+
+    /// Buffer header, at the start of the page (little-endian `u32`s).
+    pub mod header {
+        /// Number of capabilities to send with the next message.
+        pub const SEND_COUNT: usize = 0x00;
+        /// Their slots, [`super::MAX_CAPS`] entries.
+        pub const SEND_SLOTS: usize = 0x04;
+        /// First slot of the window received capabilities go to.
+        pub const WINDOW_BASE: usize = 0x14;
+        /// Slots in the receive window (0: accept none).
+        pub const WINDOW_LEN: usize = 0x18;
+        /// Number of capabilities the last receive delivered (kernel-written).
+        pub const RECEIVED_COUNT: usize = 0x1c;
+        /// Their slots, [`super::MAX_CAPS`] entries (kernel-written).
+        pub const RECEIVED_SLOTS: usize = 0x20;
+    }
+
+    /// The `rdx` result of a receive.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Info(pub u64);
+
+    impl Info {
+        /// The receive returned notification bits (in the badge) rather
+        /// than a message.
+        pub const NOTIFICATION: u64 = 1 << 8;
+
+        /// Capabilities received with the message.
+        pub const fn caps(self) -> usize {
+            (self.0 & 0xff) as usize
+        }
+
+        /// Whether this is a notification rather than a message.
+        pub const fn is_notification(self) -> bool {
+            self.0 & Self::NOTIFICATION != 0
+        }
+    }
+}
 
 /// Fixed places in every task's address space.
 ///
@@ -62,4 +313,25 @@ pub mod layout {
     pub const USER_MAP_BASE: u64 = 0x2000_0000;
     /// One past the highest user address (the canonical lower half).
     pub const USER_END: u64 = 0x0000_8000_0000_0000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_numbers_are_dense_and_round_trip() {
+        for (index, call) in Syscall::ALL.iter().enumerate() {
+            assert_eq!(*call as u64, index as u64);
+            assert_eq!(Syscall::from_number(index as u64), Some(*call));
+        }
+        assert_eq!(Syscall::from_number(Syscall::ALL.len() as u64), None);
+    }
+
+    #[test]
+    fn the_buffer_header_fits_before_the_data() {
+        let end = ipc::header::RECEIVED_SLOTS + 4 * ipc::MAX_CAPS;
+        assert!(end <= ipc::DATA_OFFSET);
+        assert!(ipc::header::SEND_SLOTS + 4 * ipc::MAX_CAPS <= ipc::header::WINDOW_BASE);
+    }
 }

@@ -48,6 +48,40 @@ error_codes! {
     BadAddress = 3,
     /// A length exceeds the documented maximum.
     TooLarge = 4,
+    /// The slot index is out of range or the slot is empty (a deleted or
+    /// revoked capability leaves its slot empty).
+    InvalidCapability = 5,
+    /// The capability is of the wrong kind for the operation.
+    WrongKind = 6,
+    /// The capability lacks a right the operation needs.
+    PermissionDenied = 7,
+    /// The destination slot already holds a capability.
+    SlotOccupied = 8,
+    /// A quota of the task (memory pages or kernel objects) is used up.
+    QuotaExceeded = 9,
+    /// The machine has no free memory or kernel objects of that kind left.
+    OutOfMemory = 10,
+    /// A non-blocking operation found nothing to do.
+    WouldBlock = 11,
+    /// A blocking operation's timeout passed.
+    TimedOut = 12,
+    /// The task at the other end died (or the server holding the reply
+    /// capability did) before the operation completed.
+    PeerDied = 13,
+    /// The server deleted the reply capability without replying.
+    NoReply = 14,
+    /// The object went away while the caller was blocked on it.
+    ObjectDeleted = 15,
+    /// The address range overlaps an existing mapping.
+    AlreadyMapped = 16,
+    /// Nothing is mapped there, or the capability is not mapped.
+    NotMapped = 17,
+    /// A message could not be decoded (servers).
+    Malformed = 18,
+    /// The resource is in use by another holder (servers).
+    Busy = 19,
+    /// No such device, group or entry (servers).
+    NotFound = 20,
 }
 
 impl ErrorCode {
@@ -69,6 +103,7 @@ mod tests {
 
     #[test]
     fn every_code_round_trips_and_numbers_are_dense() {
+        assert_eq!(ErrorCode::ALL.len(), 20);
         for (index, error) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(usize::from(error.code()), index + 1, "{error} breaks the numbering");
             assert_eq!(ErrorCode::from_code(u64::from(error.code())), Some(*error));

@@ -8,9 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod abi;
+pub mod badge;
+pub mod capslots;
+pub mod echo;
 pub mod error;
 pub mod logframe;
 pub mod manifest;
 pub mod pci;
+pub mod protocol;
 
 pub use error::ErrorCode;

@@ -33,6 +33,9 @@ pub const NAME_MAX: usize = 24;
 /// Most loadable segments per task image.
 pub const MAX_SEGMENTS: usize = 6;
 
+/// Most capabilities the policy gives one task at boot.
+pub const MAX_BOOT_CAPS: usize = 24;
+
 /// What precedes the task list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestHeader {
@@ -43,6 +46,10 @@ pub struct ManifestHeader {
     /// Index of the *init* task: when it ends, the system ends with its
     /// exit status. Without one, the system ends when every task has.
     pub init_task: Option<u16>,
+    /// Endpoints the kernel creates at boot, named by index in [`BootObject`].
+    pub endpoints: u16,
+    /// Notifications the kernel creates at boot.
+    pub notifications: u16,
 }
 
 /// One task: its identity, scheduling, memory and program image.
@@ -59,8 +66,59 @@ pub struct TaskImage {
     /// Pages of physical memory the task may use in all, page tables,
     /// stack, IPC buffer and image included.
     pub memory_pages: u32,
+    /// Kernel objects (endpoints, notifications, frames) it may create.
+    pub object_quota: u16,
     /// Loadable segments of the task's ELF image.
     pub segments: Vec<Segment, MAX_SEGMENTS>,
+    /// Capabilities installed in its capability space at boot.
+    pub caps: Vec<BootCap, MAX_BOOT_CAPS>,
+}
+
+/// One capability the policy installs at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootCap {
+    /// Slot in the task's capability space (at least `slots::FIRST_POLICY`).
+    pub slot: u16,
+    /// The object it names.
+    pub object: BootObject,
+    /// Its rights (`abi::rights`).
+    pub rights: u32,
+    /// Its badge (0: unbadged).
+    pub badge: u64,
+}
+
+/// An object a boot capability names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootObject {
+    /// Boot endpoint number `n` (below `ManifestHeader::endpoints`).
+    Endpoint(u16),
+    /// Boot notification number `n`.
+    Notification(u16),
+    /// The task with manifest index `n`.
+    Task(u16),
+    /// Device registers `[base, base + pages * 4096)`.
+    DeviceMemory {
+        /// Page-aligned physical address.
+        base: u64,
+        /// Length in pages.
+        pages: u32,
+    },
+    /// I/O ports `[base, base + count)`.
+    IoPorts {
+        /// First port.
+        base: u16,
+        /// Number of ports.
+        count: u16,
+    },
+    /// IO APIC input `gsi`.
+    Interrupt {
+        /// Global system interrupt number.
+        gsi: u8,
+        /// Level-triggered, active-low (PCI style) rather than edge, active-high.
+        level: bool,
+    },
+    /// The control object (privileged operations by right).
+    Control,
 }
 
 /// One loadable segment: `file_size` bytes at `offset` in the image, padded

@@ -167,13 +167,16 @@ mod tests {
             entry: 0x40_0010,
             stack_pages: 4,
             memory_pages: 64,
+            object_quota: 0,
             segments: segments.iter().copied().collect(),
+            caps: Default::default(),
         }
     }
 
     fn image(tasks: &[TaskImage], version: u16) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
-        let header = ManifestHeader { version, task_count: tasks.len() as u16, init_task: None };
+        let header =
+            ManifestHeader { version, task_count: tasks.len() as u16, init_task: None, endpoints: 0, notifications: 0 };
         bytes.extend(postcard::to_stdvec(&header).expect("encodes"));
         for task in tasks {
             bytes.extend(postcard::to_stdvec(task).expect("encodes"));
@@ -206,12 +209,20 @@ mod tests {
         assert!(matches!(BootImage::parse(&image(&[], 7)), Err(ImageError::WrongVersion(7))));
         let mut bytes = MAGIC.to_vec();
         bytes.extend(
-            postcard::to_stdvec(&ManifestHeader { version: VERSION, task_count: 200, init_task: None })
-                .expect("encodes"),
+            postcard::to_stdvec(&ManifestHeader {
+                version: VERSION,
+                task_count: 200,
+                init_task: None,
+                endpoints: 0,
+                notifications: 0,
+            })
+            .expect("encodes"),
         );
         assert!(matches!(BootImage::parse(&bytes), Err(ImageError::TooManyTasks(200))));
         let mut truncated = image(&[task(&[segment(0x40_0000, 0, 16, true)])], VERSION);
-        truncated.truncate(MAGIC.len() + 4);
+        let header =
+            ManifestHeader { version: VERSION, task_count: 1, init_task: None, endpoints: 0, notifications: 0 };
+        truncated.truncate(MAGIC.len() + postcard::to_stdvec(&header).expect("encodes").len() + 3);
         assert_eq!(first_task(&truncated), Err(ImageError::BadTaskRecord(0)));
     }
 

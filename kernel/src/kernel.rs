@@ -1,24 +1,33 @@
-//! The kernel state and its entry points: load tasks, handle system calls
-//! and faults, and choose what runs next.
+//! The kernel state and its entry points: boot, system calls, interrupts,
+//! faults, and the choice of what runs next.
 //!
 //! The machine layer calls into [`Kernel`] on every entry from user mode and
 //! carries out the [`Next`] it returns. Nothing here touches hardware
-//! directly; memory goes through [`Machine`], which is [`PhysMem`] plus the
-//! console.
+//! directly; memory, ports, interrupt routing and the clock go through
+//! [`Machine`]. The submodules each hold one group of operations.
+
+mod boot;
+mod caps;
+mod interrupts;
+mod ipc;
+mod lifecycle;
+mod memory;
+mod notify;
+mod syscall;
 
 use capabilities::ErrorCode;
-use capabilities::abi::{LOG_FRAME_MAX, PAGE_SIZE, Syscall, layout};
-use capabilities::manifest::{MAX_TASKS, TaskImage};
+use capabilities::manifest::MAX_TASKS;
 use heapless::Vec;
 
 use crate::context::TrapFrame;
+use crate::cspace::CapTable;
 use crate::frames::FrameAllocator;
-use crate::image::{BootImage, ImageError};
-use crate::paging::{self, MapError, TableFrames, flags};
+use crate::objects::{Arena, Endpoint, FrameObject, Handle, Interrupt, Notification};
 use crate::phys::{Frame, PAGE_SIZE as PAGE, PhysMem};
 use crate::sched::Scheduler;
-use crate::task::{Death, Fault, Quota, Task, TaskId, TaskState};
-use crate::usermem;
+use crate::task::{Task, TaskId, TaskState};
+
+pub use boot::LoadError;
 
 /// The frame allocator the kernel uses: all RAM below 4 GiB.
 pub type Frames = FrameAllocator<{ (4usize << 30) / PAGE / 64 }>;
@@ -26,10 +35,37 @@ pub type Frames = FrameAllocator<{ (4usize << 30) / PAGE / 64 }>;
 /// System status when the init task was killed by a fault.
 pub const STATUS_INIT_KILLED: u8 = 126;
 
+/// Length of a time slice among tasks of equal priority, in µs.
+pub const QUANTUM_US: u64 = 10_000;
+
+/// Endpoints the machine can hold.
+pub const MAX_ENDPOINTS: usize = 128;
+/// Notifications the machine can hold.
+pub const MAX_NOTIFICATIONS: usize = 128;
+/// Frame objects the machine can hold.
+pub const MAX_FRAME_OBJECTS: usize = 1024;
+/// Interrupt objects the machine can hold.
+pub const MAX_INTERRUPTS: usize = 64;
+
 /// The hardware services the logic needs beyond physical memory.
 pub trait Machine: PhysMem {
     /// Writes one log record, tagged `tag`, to the console.
     fn log_record(&mut self, tag: u8, payload: &[u8]);
+    /// Microseconds since the machine started.
+    fn now(&self) -> u64;
+    /// Drops stale translations of `pages` pages at `virt` in the address
+    /// space rooted at `root` (only needed if it is the one loaded).
+    fn flush_tlb(&mut self, root: Frame, virt: u64, pages: u64);
+    /// Reads an I/O port, `width` bytes (1, 2 or 4).
+    fn port_read(&mut self, port: u16, width: u8) -> u32;
+    /// Writes an I/O port, `width` bytes (1, 2 or 4).
+    fn port_write(&mut self, port: u16, width: u8, value: u32);
+    /// Routes IO APIC input `gsi` to `vector`, masked.
+    fn route_gsi(&mut self, gsi: u8, vector: u8, level: bool);
+    /// Masks or unmasks IO APIC input `gsi`.
+    fn mask_gsi(&mut self, gsi: u8, masked: bool);
+    /// The address a device writes to raise an MSI at this CPU.
+    fn msi_address(&self) -> u64;
 }
 
 /// What the machine layer should do after an entry into the kernel.
@@ -43,26 +79,21 @@ pub enum Next {
     Shutdown(u8),
 }
 
-/// Why a task could not be created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum LoadError {
-    /// Its memory quota cannot hold its image, stack and tables.
-    QuotaTooSmall,
-    /// The machine ran out of frames.
-    OutOfMemory,
-    /// A mapping could not be made.
-    Map(MapError),
-}
-
 /// The whole kernel state.
 pub struct Kernel {
     frames: Frames,
     kernel_root: Option<Frame>,
     no_execute: u64,
     tasks: Vec<Task, MAX_TASKS>,
+    caps: CapTable,
+    endpoints: Arena<Endpoint, MAX_ENDPOINTS>,
+    notifications: Arena<Notification, MAX_NOTIFICATIONS>,
+    frame_objects: Arena<FrameObject, MAX_FRAME_OBJECTS>,
+    interrupts: Arena<Interrupt, MAX_INTERRUPTS>,
+    vectors: [Option<Handle>; 256],
     sched: Scheduler,
     current: Option<TaskId>,
+    quantum_end: u64,
     init: Option<TaskId>,
     reap_pending: bool,
 }
@@ -70,31 +101,6 @@ pub struct Kernel {
 impl Default for Kernel {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Frames for one task's page tables, charged to its quota.
-struct TaskTables<'a> {
-    frames: &'a mut Frames,
-    quota: &'a mut Quota,
-}
-
-impl TableFrames for TaskTables<'_> {
-    fn alloc_table(&mut self) -> Option<Frame> {
-        if !self.quota.charge(1) {
-            return None;
-        }
-        let frame = self.frames.alloc();
-        if frame.is_none() {
-            self.quota.release(1);
-        }
-        frame
-    }
-
-    fn free_table(&mut self, frame: Frame) {
-        // Table frames come from this allocator, so returning them succeeds.
-        let _ = self.frames.free(frame);
-        self.quota.release(1);
     }
 }
 
@@ -106,8 +112,15 @@ impl Kernel {
             kernel_root: None,
             no_execute: 0,
             tasks: Vec::new(),
+            caps: CapTable::new(),
+            endpoints: Arena::new(),
+            notifications: Arena::new(),
+            frame_objects: Arena::new(),
+            interrupts: Arena::new(),
+            vectors: [None; 256],
             sched: Scheduler::new(),
             current: None,
+            quantum_end: 0,
             init: None,
             reap_pending: false,
         }
@@ -116,169 +129,6 @@ impl Kernel {
     /// The frame allocator, for the boot code to fill.
     pub fn frames(&mut self) -> &mut Frames {
         &mut self.frames
-    }
-
-    /// Sets the top-level table whose upper half every address space shares,
-    /// and whether the CPU supports no-execute pages.
-    pub fn set_kernel_space(&mut self, root: Frame, no_execute: bool) {
-        self.kernel_root = Some(root);
-        self.no_execute = if no_execute { flags::NO_EXECUTE } else { 0 };
-    }
-
-    /// Creates every task of the boot image. A task that cannot be created
-    /// is reported and skipped; the others still start. Returns how many
-    /// started.
-    pub fn load(&mut self, m: &mut impl Machine, image: &BootImage) -> Result<usize, ImageError> {
-        let init = image.header().init_task;
-        for task in image.tasks() {
-            let task = task?;
-            let index = self.tasks.len();
-            match self.create_task(m, image.bytes(), &task) {
-                Ok(id) => {
-                    info!(
-                        "task {=str} loaded: priority {=u8}, {=u32} of {=u32} pages",
-                        task.name.as_str(),
-                        task.priority,
-                        self.tasks[id.index()].memory.used,
-                        task.memory_pages
-                    );
-                    if init == Some(index as u16) {
-                        self.init = Some(id);
-                    }
-                }
-                Err(problem) => error!("task {=str} not started: {}", task.name.as_str(), problem),
-            }
-        }
-        Ok(self.tasks.len())
-    }
-
-    fn create_task(&mut self, m: &mut impl Machine, image: &[u8], spec: &TaskImage) -> Result<TaskId, LoadError> {
-        let kernel_root = self.kernel_root.ok_or(LoadError::OutOfMemory)?;
-        let mut quota = Quota::new(spec.memory_pages);
-        let root = self.alloc_page(m, &mut quota)?;
-        for slot in 256..512 {
-            let entry = m.read_u64(kernel_root, slot * 8);
-            m.write_u64(root, slot * 8, entry);
-        }
-        let built = self.build_space(m, image, spec, root, &mut quota);
-        if let Err(problem) = built {
-            self.free_space(m, root, &mut quota);
-            return Err(problem);
-        }
-        let id = TaskId::new(self.tasks.len() as u8);
-        let task = Task {
-            name: spec.name.clone(),
-            priority: spec.priority,
-            state: TaskState::Runnable,
-            frame: TrapFrame::new_user(spec.entry, layout::STACK_TOP),
-            root,
-            memory: quota,
-        };
-        if self.tasks.push(task).is_err() {
-            // The image checker allows at most MAX_TASKS records.
-            return Err(LoadError::OutOfMemory);
-        }
-        self.sched.enqueue(id, spec.priority);
-        Ok(id)
-    }
-
-    fn build_space(
-        &mut self,
-        m: &mut impl Machine,
-        image: &[u8],
-        spec: &TaskImage,
-        root: Frame,
-        quota: &mut Quota,
-    ) -> Result<(), LoadError> {
-        let user = flags::PRESENT | flags::USER | flags::OWNED;
-        for segment in &spec.segments {
-            let mut leaf = user;
-            if segment.flags.write {
-                leaf |= flags::WRITABLE;
-            }
-            if !segment.flags.execute {
-                leaf |= self.no_execute;
-            }
-            let pages = u64::from(segment.mem_size).div_ceil(PAGE_SIZE);
-            for page in 0..pages {
-                let frame = self.alloc_page(m, quota)?;
-                let start = page * PAGE_SIZE;
-                if start < u64::from(segment.file_size) {
-                    let len = (u64::from(segment.file_size) - start).min(PAGE_SIZE) as usize;
-                    let from = segment.offset as usize + start as usize;
-                    // The image checker bounds offset + file_size by the image length.
-                    m.page_mut(frame)[..len].copy_from_slice(&image[from..from + len]);
-                }
-                self.map_owned(m, root, quota, segment.vaddr + start, frame, leaf)?;
-            }
-        }
-        let data = user | flags::WRITABLE | self.no_execute;
-        for page in 1..=u64::from(spec.stack_pages) {
-            let frame = self.alloc_page(m, quota)?;
-            self.map_owned(m, root, quota, layout::STACK_TOP - page * PAGE_SIZE, frame, data)?;
-        }
-        let ipc = self.alloc_page(m, quota)?;
-        self.map_owned(m, root, quota, layout::IPC_BUFFER, ipc, data)
-    }
-
-    fn map_owned(
-        &mut self,
-        m: &mut impl Machine,
-        root: Frame,
-        quota: &mut Quota,
-        virt: u64,
-        frame: Frame,
-        leaf: u64,
-    ) -> Result<(), LoadError> {
-        let mut tables = TaskTables { frames: &mut self.frames, quota };
-        paging::map(m, &mut tables, root, virt, frame, leaf).map_err(|error| {
-            // The frame is not in the tables yet, so free it here.
-            let _ = tables.frames.free(frame);
-            tables.quota.release(1);
-            match error {
-                MapError::OutOfMemory => LoadError::QuotaTooSmall,
-                other => LoadError::Map(other),
-            }
-        })
-    }
-
-    /// A zeroed frame charged to `quota`.
-    fn alloc_page(&mut self, m: &mut impl Machine, quota: &mut Quota) -> Result<Frame, LoadError> {
-        if !quota.charge(1) {
-            return Err(LoadError::QuotaTooSmall);
-        }
-        let Some(frame) = self.frames.alloc() else {
-            quota.release(1);
-            return Err(LoadError::OutOfMemory);
-        };
-        m.page_mut(frame).fill(0);
-        Ok(frame)
-    }
-
-    /// Frees every owned frame and table of the space at `root`, and `root`.
-    fn free_space(&mut self, m: &mut impl Machine, root: Frame, quota: &mut Quota) {
-        // Unmap in batches: the walk cannot free while it visits.
-        let mut batch: Vec<u64, 64> = Vec::new();
-        loop {
-            batch.clear();
-            paging::for_each_user_leaf(m, root, |virt, leaf| {
-                if leaf.flags & flags::OWNED != 0 {
-                    let _ = batch.push(virt);
-                }
-            });
-            if batch.is_empty() {
-                break;
-            }
-            for &virt in &batch {
-                if let Ok(leaf) = paging::unmap(m, root, virt) {
-                    let _ = self.frames.free(Frame::containing(leaf.physical));
-                    quota.release(1);
-                }
-            }
-        }
-        paging::free_user_tables(m, &mut TaskTables { frames: &mut self.frames, quota }, root);
-        let _ = self.frames.free(root);
-        quota.release(1);
     }
 
     /// The running task.
@@ -308,118 +158,137 @@ impl Kernel {
         }
     }
 
-    /// Carries out the system call in the running task's saved registers.
-    pub fn syscall(&mut self, m: &mut impl Machine) {
-        let Some(id) = self.current else { return };
-        let (number, args) = self.tasks[id.index()].frame.syscall_args();
-        let result = match Syscall::from_number(number) {
-            None => Err(ErrorCode::NoSuchCall),
-            Some(Syscall::LogWrite) => self.log_write(m, id, args[0], args[1]),
-            Some(Syscall::Exit) => {
-                self.end_task(id, Death::Exited(args[0]));
-                return;
-            }
-        };
-        let frame = &mut self.tasks[id.index()].frame;
+    fn task(&self, id: TaskId) -> &Task {
+        &self.tasks[id.index()]
+    }
+
+    fn task_mut(&mut self, id: TaskId) -> &mut Task {
+        &mut self.tasks[id.index()]
+    }
+
+    /// Sets `task`'s system-call result registers.
+    fn set_result(&mut self, id: TaskId, result: Result<[u64; 3], ErrorCode>) {
+        let frame = &mut self.task_mut(id).frame;
         match result {
-            Ok(results) => frame.set_result(0, results),
+            Ok(values) => frame.set_result(0, values),
             Err(code) => frame.set_result(u64::from(code.code()), [0; 3]),
         }
     }
 
-    fn log_write(&mut self, m: &mut impl Machine, id: TaskId, address: u64, len: u64) -> Result<[u64; 3], ErrorCode> {
-        if len > LOG_FRAME_MAX as u64 {
-            return Err(ErrorCode::TooLarge);
-        }
-        let mut buffer = [0u8; LOG_FRAME_MAX];
-        let buffer = &mut buffer[..len as usize];
-        usermem::copy_from_user(m, self.tasks[id.index()].root, address, buffer)?;
-        m.log_record(id.log_tag(), buffer);
-        Ok([0; 3])
-    }
-
-    /// Kills the running task for a CPU exception it raised.
-    pub fn fault(&mut self, fault: Fault) {
-        if let Some(id) = self.current {
-            self.end_task(id, Death::Killed(fault));
-        }
-    }
-
-    fn end_task(&mut self, id: TaskId, death: Death) {
-        let task = &mut self.tasks[id.index()];
-        if task.is_dead() {
-            return;
-        }
-        match death {
-            Death::Exited(code) => info!("task {=str} exited with code {=u64}", task.name.as_str(), code),
-            Death::Killed(fault) => error!(
-                "task {=str} killed: {=str} ({=str}) at address {=u64:#x}, rip {=u64:#x}, error code {=u64:#x}",
-                task.name.as_str(),
-                fault.name(),
-                fault.access(),
-                fault.address,
-                fault.rip,
-                fault.error_code
-            ),
-        }
-        task.state = TaskState::Dead { death, reaped: false };
-        self.sched.remove(id, task.priority);
+    /// Blocks the running task `id` in `state` until woken or `deadline`.
+    fn block(&mut self, id: TaskId, state: TaskState, deadline: Option<u64>) {
+        let task = self.task_mut(id);
+        task.state = state;
+        task.deadline = deadline;
         if self.current == Some(id) {
             self.current = None;
         }
-        self.reap_pending = true;
     }
 
-    /// Chooses what runs next.
-    pub fn schedule(&mut self) -> Next {
+    /// Ends `id`'s blocking operation with `result` and makes it runnable.
+    fn wake(&mut self, id: TaskId, result: Result<[u64; 3], ErrorCode>) {
+        self.set_result(id, result);
+        let task = self.task_mut(id);
+        task.state = TaskState::Runnable;
+        task.deadline = None;
+        let priority = task.priority;
+        self.sched.enqueue(id, priority);
+    }
+
+    /// Takes `id` out of whatever queue its blocking state put it in.
+    fn unqueue(&mut self, id: TaskId) {
+        match self.task(id).state {
+            TaskState::Sending { endpoint, .. } | TaskState::Receiving { endpoint } => {
+                if let Some(endpoint) = self.endpoints.get_mut(endpoint) {
+                    remove_from(&mut endpoint.queue, id);
+                    if endpoint.queue.is_empty() {
+                        endpoint.waiting = crate::objects::Waiting::Nobody;
+                    }
+                }
+            }
+            TaskState::Waiting { notification } => {
+                if let Some(notification) = self.notifications.get_mut(notification) {
+                    remove_from(&mut notification.waiters, id);
+                }
+            }
+            TaskState::Runnable | TaskState::AwaitingReply { .. } | TaskState::Dead { .. } => {}
+        }
+    }
+
+    /// Ends blocking operations whose timeouts have passed.
+    fn expire_timeouts(&mut self, now: u64) {
+        for index in 0..self.tasks.len() {
+            let id = TaskId::new(index as u8);
+            if self.task(id).deadline.is_some_and(|deadline| deadline <= now) {
+                self.unqueue(id);
+                self.wake(id, Err(ErrorCode::TimedOut));
+            }
+        }
+    }
+
+    /// Chooses what runs next at time `now` (µs).
+    pub fn schedule(&mut self, now: u64) -> Next {
+        self.expire_timeouts(now);
         if let Some(status) = self.shutdown_status() {
             return Next::Shutdown(status);
         }
         if let Some(id) = self.current {
-            return Next::Resume(id);
+            let priority = self.task(id).priority;
+            match self.sched.highest_priority() {
+                Some(highest) if highest > priority => self.sched.enqueue_front(id, priority),
+                Some(highest) if highest == priority && now >= self.quantum_end => self.sched.enqueue(id, priority),
+                _ => return Next::Resume(id),
+            }
+            self.current = None;
         }
         match self.sched.pop() {
             Some(id) => {
                 self.current = Some(id);
+                self.quantum_end = now.saturating_add(QUANTUM_US);
                 Next::Resume(id)
             }
             None => Next::Idle,
         }
     }
 
+    /// When the machine must next enter the kernel by timer: the end of the
+    /// running task's slice if a peer waits, or the earliest timeout.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let slice = match (self.current, self.sched.highest_priority()) {
+            (Some(id), Some(highest)) if highest >= self.task(id).priority => Some(self.quantum_end),
+            _ => None,
+        };
+        let timeouts = self.tasks.iter().filter_map(|task| task.deadline);
+        slice.into_iter().chain(timeouts).min()
+    }
+
     fn shutdown_status(&self) -> Option<u8> {
+        use crate::task::Death;
         if let Some(init) = self.init {
-            return match self.tasks[init.index()].state {
+            return match self.task(init).state {
                 TaskState::Dead { death: Death::Exited(code), .. } => Some(code.min(125) as u8),
                 TaskState::Dead { death: Death::Killed(_), .. } => Some(STATUS_INIT_KILLED),
-                TaskState::Runnable => None,
+                _ => None,
             };
         }
         let mut failed = false;
         for task in &self.tasks {
             match task.state {
-                TaskState::Runnable => return None,
                 TaskState::Dead { death, .. } => failed |= death != Death::Exited(0),
+                _ => return None,
             }
         }
         Some(u8::from(failed))
     }
+}
 
-    /// Returns the memory of tasks that have ended. The machine layer calls
-    /// this only while running on an address space other than theirs.
-    pub fn reap(&mut self, m: &mut impl Machine) {
-        if !core::mem::take(&mut self.reap_pending) {
-            return;
-        }
-        for index in 0..self.tasks.len() {
-            if let TaskState::Dead { death, reaped: false } = self.tasks[index].state {
-                let root = self.tasks[index].root;
-                let mut quota = self.tasks[index].memory;
-                self.free_space(m, root, &mut quota);
-                let task = &mut self.tasks[index];
-                task.memory = quota;
-                task.state = TaskState::Dead { death, reaped: true };
-            }
+/// Removes `id` from a wait queue, keeping the others' order.
+fn remove_from<const N: usize>(queue: &mut heapless::Deque<TaskId, N>, id: TaskId) {
+    for _ in 0..queue.len() {
+        if let Some(head) = queue.pop_front()
+            && head != id
+        {
+            let _ = queue.push_back(head);
         }
     }
 }

@@ -12,9 +12,11 @@ mod fmt;
 
 pub mod bootinfo;
 pub mod context;
+pub mod cspace;
 pub mod frames;
 pub mod image;
 pub mod kernel;
+pub mod objects;
 pub mod paging;
 pub mod phys;
 pub mod sched;

@@ -61,6 +61,17 @@ pub trait PhysMem {
         self.page_mut(frame)[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
     }
 
+    /// Reads the little-endian `u32` at byte `offset` (a multiple of 4) of `frame`.
+    fn read_u32(&self, frame: Frame, offset: usize) -> u32 {
+        let page = self.page(frame);
+        u32::from_le_bytes([page[offset], page[offset + 1], page[offset + 2], page[offset + 3]])
+    }
+
+    /// Writes the little-endian `u32` at byte `offset` (a multiple of 4) of `frame`.
+    fn write_u32(&mut self, frame: Frame, offset: usize, value: u32) {
+        self.page_mut(frame)[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
     /// Copies `len` bytes from `src` to `dst` (byte offsets within pages;
     /// neither range may cross its page).
     fn copy(&mut self, src: Frame, src_offset: usize, dst: Frame, dst_offset: usize, len: usize) {

@@ -42,6 +42,15 @@ impl Scheduler {
         }
     }
 
+    /// Puts `task` first at `priority`: it was preempted by a more urgent
+    /// task and resumes before its peers.
+    pub fn enqueue_front(&mut self, task: TaskId, priority: u8) {
+        let level = usize::from(priority.min(MAX_PRIORITY));
+        if self.queues[level].push_front(task).is_ok() {
+            self.ready |= 1 << level;
+        }
+    }
+
     /// Removes and returns the first task of the highest non-empty priority.
     pub fn pop(&mut self) -> Option<TaskId> {
         let level = self.highest()?;
@@ -112,6 +121,15 @@ mod tests {
         sched.enqueue(id(1), 0);
         sched.remove(id(1), 0);
         assert_eq!(sched.pop(), None, "an emptied level leaves the bitmap");
+    }
+
+    #[test]
+    fn a_preempted_task_goes_first_among_its_peers() {
+        let mut sched = Scheduler::new();
+        sched.enqueue(id(1), 2);
+        sched.enqueue_front(id(2), 2);
+        assert_eq!(sched.pop(), Some(id(2)));
+        assert_eq!(sched.pop(), Some(id(1)));
     }
 
     #[test]

@@ -2,9 +2,10 @@
 
 use capabilities::logframe;
 use capabilities::manifest::NAME_MAX;
-use heapless::String;
+use heapless::{String, Vec};
 
 use crate::context::TrapFrame;
+use crate::objects::Handle;
 use crate::phys::Frame;
 
 /// Index of a task in the kernel's task table (its boot-manifest index).
@@ -107,6 +108,34 @@ pub enum Death {
 pub enum TaskState {
     /// Running or waiting for the CPU.
     Runnable,
+    /// Blocked in an endpoint's queue until a receiver takes its message.
+    Sending {
+        /// The endpoint.
+        endpoint: Handle,
+        /// Badge of the capability it sent with.
+        badge: u64,
+        /// Message length.
+        len: u32,
+        /// Whether that capability may transfer capabilities.
+        grant: bool,
+        /// Whether it then waits for a reply.
+        call: bool,
+    },
+    /// Blocked in an endpoint's queue until a sender arrives.
+    Receiving {
+        /// The endpoint.
+        endpoint: Handle,
+    },
+    /// Its call was received; waiting for the reply.
+    AwaitingReply {
+        /// Which of its calls (a reply capability names it).
+        call: u32,
+    },
+    /// Blocked until a notification bit is set.
+    Waiting {
+        /// The notification.
+        notification: Handle,
+    },
     /// Ended; `reaped` once its memory has been returned.
     Dead {
         /// How it ended.
@@ -148,6 +177,18 @@ impl Quota {
     }
 }
 
+/// Most death watches on one task.
+pub const MAX_WATCHERS: usize = 4;
+
+/// Who to tell when a task dies: a notification and the bits to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// The notification.
+    pub notification: Handle,
+    /// Bits to set.
+    pub bits: u64,
+}
+
 /// One task: a thread in its own address space.
 pub struct Task {
     /// Name from the boot manifest.
@@ -160,13 +201,30 @@ pub struct Task {
     pub frame: TrapFrame,
     /// Its top-level page table.
     pub root: Frame,
-    /// Its memory quota.
+    /// The frame of its IPC buffer.
+    pub ipc_buffer: Frame,
+    /// Its memory quota, in pages.
     pub memory: Quota,
+    /// Its quota of kernel objects it may create.
+    pub objects: Quota,
+    /// When its current blocking operation times out (µs since start).
+    pub deadline: Option<u64>,
+    /// Notification whose signals also end its receives.
+    pub bound: Option<Handle>,
+    /// Notifications to signal when it dies.
+    pub watchers: Vec<Watch, MAX_WATCHERS>,
+    /// Calls made so far; numbers its reply capabilities.
+    pub calls: u32,
 }
 
 impl Task {
     /// Whether it has ended.
     pub fn is_dead(&self) -> bool {
         matches!(self.state, TaskState::Dead { .. })
+    }
+
+    /// Whether it is blocked in an operation another task or time can end.
+    pub fn is_blocked(&self) -> bool {
+        !matches!(self.state, TaskState::Runnable | TaskState::Dead { .. })
     }
 }

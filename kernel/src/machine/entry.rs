@@ -21,7 +21,7 @@ use x86_64::registers::control::Cr2;
 use x86_64::registers::model_specific::{LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
-use crate::{SYSTEM, System, fpu, gdt, memory, qemu_exit};
+use crate::{SYSTEM, System, apic, fpu, gdt, memory, qemu_exit, time};
 
 /// Bytes of the kernel stack, including the guard page at its bottom.
 pub const KERNEL_STACK_SIZE: usize = 64 * 1024 + GUARD_SIZE;
@@ -276,20 +276,38 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
             kernel_exception(frame);
         }
         // An interrupt that woke the idle loop.
+        interrupt(vector);
         run_next()
     }
     let mut system = SYSTEM.lock();
-    let kernel = &mut system.kernel;
+    let System { kernel, hardware } = &mut *system;
     kernel.save_frame(frame);
     if let Some(task) = kernel.current() {
         fpu::saved_by_trap(task);
     }
     if vector < 32 {
         let address = if vector == 14 { Cr2::read_raw() } else { 0 };
-        kernel.fault(Fault { vector, error_code: frame.error_code, address, rip: frame.rip });
+        kernel.fault(hardware, Fault { vector, error_code: frame.error_code, address, rip: frame.rip });
+        drop(system);
+    } else {
+        drop(system);
+        interrupt(vector);
     }
-    drop(system);
     run_next()
+}
+
+/// Hands a device interrupt to the kernel logic and acknowledges it; the
+/// timer needs no handling beyond the scheduling that follows every entry.
+fn interrupt(vector: u8) {
+    if vector == apic::SPURIOUS_VECTOR {
+        return;
+    }
+    if vector != apic::TIMER_VECTOR {
+        let mut system = SYSTEM.lock();
+        let System { kernel, hardware } = &mut *system;
+        kernel.interrupt(hardware, vector);
+    }
+    apic::end_of_interrupt();
 }
 
 /// Handler of the `syscall` instruction.
@@ -321,7 +339,10 @@ fn kernel_exception(frame: &TrapFrame) -> ! {
 pub fn run_next() -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
-    match kernel.schedule() {
+    let now = time::micros();
+    let next = kernel.schedule(now);
+    apic::arm_timer(kernel.next_deadline().map(|deadline| deadline.saturating_sub(now)));
+    match next {
         Next::Resume(task) => {
             memory::switch_to(kernel.root(task));
             kernel.reap(hardware);

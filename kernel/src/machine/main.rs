@@ -9,6 +9,7 @@
 
 extern crate bare_runtime;
 
+mod apic;
 mod boot;
 mod console;
 mod cpu;
@@ -72,6 +73,8 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     memory::init(kernel, hardware, &info, module, features);
+    apic::init();
+    defmt::info!("local APIC {=u8}: timer {=u64} kHz", apic::id(), apic::timer_khz());
     let image = match BootImage::parse(memory::module_bytes(module)) {
         Ok(image) => image,
         Err(error) => panic!("boot image unusable: {error:?}"),

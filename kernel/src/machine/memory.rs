@@ -18,9 +18,11 @@ use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
-use crate::console;
+use x86_64::instructions::port::Port;
+
 use crate::cpu::Features;
 use crate::entry::{GUARD_SIZE, KERNEL_STACK};
+use crate::{apic, console, time};
 
 /// Where the direct map of physical memory starts.
 pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
@@ -110,11 +112,77 @@ impl PhysMem for Hardware {
         // reference into physical memory alive.
         unsafe { &mut *self.pointer(frame) }
     }
+
+    fn copy(&mut self, src: Frame, src_offset: usize, dst: Frame, dst_offset: usize, len: usize) {
+        let fits = |offset: usize| offset.checked_add(len).is_some_and(|end| end <= PAGE_SIZE);
+        if !fits(src_offset) || !fits(dst_offset) {
+            panic!("kernel logic copied {len} bytes past a page");
+        }
+        let (from, to) = (self.pointer(src) as *const u8, self.pointer(dst) as *mut u8);
+        // SAFETY: both ranges lie inside direct-mapped frames the logic
+        // manages (checked by `pointer` and above); `copy` allows overlap
+        // (a task sending to itself), and `&mut self` excludes other
+        // references into physical memory.
+        unsafe { core::ptr::copy(from.add(src_offset), to.add(dst_offset), len) };
+    }
 }
 
 impl Machine for Hardware {
     fn log_record(&mut self, tag: u8, payload: &[u8]) {
         console::write_record(tag, payload);
+    }
+
+    fn now(&self) -> u64 {
+        time::micros()
+    }
+
+    fn flush_tlb(&mut self, root: Frame, virt: u64, pages: u64) {
+        let (current, _) = Cr3::read();
+        if current.start_address().as_u64() != root.address() {
+            return; // not loaded: its non-global entries were dropped at the switch
+        }
+        if pages > 64 {
+            x86_64::instructions::tlb::flush_all();
+        } else {
+            for page in 0..pages {
+                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(virt + page * PAGE_SIZE as u64));
+            }
+        }
+    }
+
+    fn port_read(&mut self, port: u16, width: u8) -> u32 {
+        // SAFETY: the kernel logic checked the port against an I/O-port
+        // capability the policy granted; reading it affects only that device.
+        unsafe {
+            match width {
+                1 => u32::from(Port::<u8>::new(port).read()),
+                2 => u32::from(Port::<u16>::new(port).read()),
+                _ => Port::<u32>::new(port).read(),
+            }
+        }
+    }
+
+    fn port_write(&mut self, port: u16, width: u8, value: u32) {
+        // SAFETY: as in `port_read`; the capability covers every byte written.
+        unsafe {
+            match width {
+                1 => Port::<u8>::new(port).write(value as u8),
+                2 => Port::<u16>::new(port).write(value as u16),
+                _ => Port::<u32>::new(port).write(value),
+            }
+        }
+    }
+
+    fn route_gsi(&mut self, gsi: u8, vector: u8, level: bool) {
+        apic::route(gsi, vector, level);
+    }
+
+    fn mask_gsi(&mut self, gsi: u8, masked: bool) {
+        apic::mask(gsi, masked);
+    }
+
+    fn msi_address(&self) -> u64 {
+        0xfee0_0000 | u64::from(apic::id()) << 12
     }
 }
 

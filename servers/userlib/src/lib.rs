@@ -1,11 +1,15 @@
 //! The task runtime: what every ring-3 task links.
 //!
 //! It provides the entry point that calls the task's `main` (see
-//! [`entry!`]), typed wrappers of the system calls ([`syscall`]), the
-//! `defmt` logger that hands frames to the kernel, the panic handler, and
-//! the test kit test tasks report through ([`testkit`]).
+//! [`entry!`]), typed capabilities ([`cap`]) and the calls on them
+//! ([`ipc`], [`objects`], [`syscall`]), the `defmt` logger that hands
+//! frames to the kernel, the panic handler, and the test kit test tasks
+//! report through.
 #![no_std]
 
+pub mod cap;
+pub mod ipc;
+pub mod objects;
 pub mod syscall;
 #[cfg(feature = "bare-metal")]
 pub mod testkit;

@@ -12,7 +12,7 @@ use capabilities::abi::Syscall;
 pub type Results = [u64; 3];
 
 /// Makes system call `call` with `args`.
-fn raw(call: Syscall, args: [u64; 6]) -> Result<Results, ErrorCode> {
+pub(crate) fn raw(call: Syscall, args: [u64; 6]) -> Result<Results, ErrorCode> {
     raw_number(call as u64, args)
 }
 
@@ -64,4 +64,14 @@ pub fn exit(code: u64) -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Gives up the rest of the time slice.
+pub fn yield_now() {
+    let _ = raw(Syscall::Yield, [0; 6]);
+}
+
+/// Microseconds since the machine started.
+pub fn now() -> u64 {
+    raw(Syscall::Time, [0; 6]).map_or(0, |[micros, _, _]| micros)
 }

@@ -1,0 +1,409 @@
+//! Checking a parsed policy: names resolve, rights make sense for the kind
+//! of task, operations exist, servers are not outranked by their clients.
+
+use std::ops::Range;
+use std::path::Path;
+
+use capabilities::abi::rights;
+use capabilities::manifest::{MAX_BOOT_CAPS, MAX_TASKS, NAME_MAX};
+use capabilities::{badge, capslots, protocol};
+use toml::Spanned;
+
+use super::raw::{RawCap, RawPolicy};
+use super::{
+    Endpoint, FORMAT_VERSION, Grant, GrantObject, MAX_PRIORITY, MAX_STACK_PAGES, Policy, Problem, Problems, Task,
+    TaskKind,
+};
+
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+/// Collects problems with their lines.
+struct Report<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn at(&mut self, span: Range<usize>, message: String) {
+        self.problems.push(Problem { line: line_of(self.text, span), message });
+    }
+}
+
+/// Parses and checks policy `text` (read from `path`); `binaries` are the
+/// task crates of the workspace.
+pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Problems> {
+    let fail = |problems| Problems { path: path.to_path_buf(), problems };
+    let raw: RawPolicy = toml::from_str(text).map_err(|error| {
+        let line = error.span().map_or(1, |span| line_of(text, span));
+        fail(vec![Problem { line, message: error.message().trim().to_owned() }])
+    })?;
+    let mut report = Report { text, problems: Vec::new() };
+    if *raw.version.get_ref() != FORMAT_VERSION {
+        report.at(
+            raw.version.span(),
+            format!(
+                "policy format version {} is not supported (this tool reads version {FORMAT_VERSION})",
+                raw.version.get_ref()
+            ),
+        );
+    }
+    if raw.tasks.len() > MAX_TASKS {
+        report.at(0..0, format!("{} tasks declared; the kernel holds at most {MAX_TASKS}", raw.tasks.len()));
+    }
+    let task_names: Vec<&str> = raw.tasks.keys().map(String::as_str).collect();
+    let task_index = |name: &str| task_names.iter().position(|t| *t == name);
+
+    let mut endpoints = Vec::new();
+    for (name, spanned) in &raw.endpoints {
+        let server = task_index(spanned.get_ref().server.get_ref());
+        if server.is_none() {
+            report.at(
+                spanned.get_ref().server.span(),
+                format!("endpoint `{name}`: server `{}` is not a declared task", spanned.get_ref().server.get_ref()),
+            );
+        }
+        let protocol = spanned.get_ref().protocol.as_ref().and_then(|p| {
+            let found = protocol::find(p.get_ref());
+            if found.is_none() {
+                let known: Vec<_> = protocol::ALL.iter().map(|p| p.name).collect();
+                report.at(
+                    p.span(),
+                    format!("endpoint `{name}`: unknown protocol `{}` (known: {})", p.get_ref(), known.join(", ")),
+                );
+            }
+            found
+        });
+        endpoints.push(Endpoint { name: name.clone(), server: server.unwrap_or(0), protocol });
+    }
+    let notifications: Vec<String> = raw.notifications.keys().cloned().collect();
+
+    let mut tasks = Vec::new();
+    for (index, (name, spanned)) in raw.tasks.iter().enumerate() {
+        let span = spanned.span();
+        let task = spanned.get_ref();
+        if name.is_empty() || name.len() > NAME_MAX {
+            report.at(span.clone(), format!("task name `{name}` must be 1 to {NAME_MAX} bytes long"));
+        }
+        if !binaries.contains(task.binary.get_ref()) {
+            report.at(
+                task.binary.span(),
+                format!(
+                    "task `{name}`: binary `{}` is not a task crate of this workspace (known: {})",
+                    task.binary.get_ref(),
+                    binaries.join(", ")
+                ),
+            );
+        }
+        let kind = match task.kind.get_ref().as_str() {
+            "system-server" => Some(TaskKind::SystemServer),
+            "driver" => Some(TaskKind::Driver),
+            "user" => Some(TaskKind::User),
+            other => {
+                report.at(
+                    task.kind.span(),
+                    format!("task `{name}`: kind `{other}` is not one of system-server, driver, user"),
+                );
+                None
+            }
+        };
+        if *task.priority.get_ref() > MAX_PRIORITY {
+            report.at(
+                task.priority.span(),
+                format!("task `{name}`: priority {} is above the highest, {MAX_PRIORITY}", task.priority.get_ref()),
+            );
+        }
+        let stack = *task.stack_pages.get_ref();
+        if stack == 0 || stack > MAX_STACK_PAGES {
+            report.at(
+                task.stack_pages.span(),
+                format!("task `{name}`: stack-pages must be 1 to {MAX_STACK_PAGES}, not {stack}"),
+            );
+        }
+        if task.caps.len() > MAX_BOOT_CAPS {
+            report
+                .at(span.clone(), format!("task `{name}`: {} capabilities; at most {MAX_BOOT_CAPS}", task.caps.len()));
+        }
+        let mut caps = Vec::new();
+        for (cap_name, cap) in &task.caps {
+            if cap_name.is_empty() || cap_name.len() > capslots::NAME_MAX {
+                report.at(
+                    cap.span(),
+                    format!("task `{name}`: capability name `{cap_name}` must be 1 to {} bytes", capslots::NAME_MAX),
+                );
+            }
+            let context = GrantContext {
+                task: name,
+                index,
+                kind,
+                endpoints: &endpoints,
+                notifications: &notifications,
+                task_names: &task_names,
+            };
+            if let Some(object) = grant(&mut report, &context, cap_name, cap, &task_index) {
+                caps.push(Grant { name: cap_name.clone(), line: line_of(text, cap.span()), ..object });
+            }
+        }
+        tasks.push(Task {
+            name: name.clone(),
+            binary: task.binary.get_ref().clone(),
+            // An unknown kind was reported above; the policy is refused.
+            kind: kind.unwrap_or(TaskKind::User),
+            priority: *task.priority.get_ref(),
+            memory_pages: *task.memory_pages.get_ref(),
+            stack_pages: stack,
+            objects: task.objects,
+            caps,
+        });
+    }
+
+    check_servers(&mut report, &raw, &tasks, &endpoints);
+    let init = raw.init.as_ref().and_then(|init| {
+        let index = task_index(init.get_ref());
+        if index.is_none() {
+            report.at(init.span(), format!("init task `{}` is not declared under [tasks]", init.get_ref()));
+        }
+        index
+    });
+    if !report.problems.is_empty() {
+        return Err(fail(report.problems));
+    }
+    Ok(Policy { path: path.to_path_buf(), description: raw.description, tasks, endpoints, notifications, init })
+}
+
+struct GrantContext<'a> {
+    task: &'a str,
+    index: usize,
+    /// `None` when the declared kind was not recognised (reported already).
+    kind: Option<TaskKind>,
+    endpoints: &'a [Endpoint],
+    notifications: &'a [String],
+    task_names: &'a [&'a str],
+}
+
+/// Checks one capability grant and turns it into a [`Grant`] (name and
+/// line are filled in by the caller).
+fn grant(
+    report: &mut Report<'_>,
+    context: &GrantContext<'_>,
+    cap_name: &str,
+    spanned: &Spanned<RawCap>,
+    task_index: &dyn Fn(&str) -> Option<usize>,
+) -> Option<Grant> {
+    let cap = spanned.get_ref();
+    let span = spanned.span();
+    let what = format!("task `{}`, capability `{cap_name}`", context.task);
+    let objects = [
+        cap.receive.is_some(),
+        cap.send.is_some(),
+        cap.notification.is_some(),
+        cap.watch.is_some(),
+        cap.io_ports.is_some(),
+        cap.interrupt.is_some(),
+        cap.device_memory.is_some(),
+        cap.control.is_some(),
+    ];
+    if objects.iter().filter(|set| **set).count() != 1 {
+        report.at(
+            span,
+            format!(
+                "{what}: give exactly one of receive, send, notification, watch, io-ports, interrupt, device-memory, control"
+            ),
+        );
+        return None;
+    }
+    let endpoint = |report: &mut Report<'_>, name: &Spanned<String>| {
+        let found = context.endpoints.iter().position(|e| e.name == *name.get_ref());
+        if found.is_none() {
+            report.at(name.span(), format!("{what}: endpoint `{}` is not declared under [endpoints]", name.get_ref()));
+        }
+        found
+    };
+    let misplaced = |report: &mut Report<'_>, option: &str, object: &str| {
+        report.at(span.clone(), format!("{what}: `{option}` only goes with `{object}`"));
+    };
+    if cap.send.is_none() {
+        if cap.operations.is_some() {
+            misplaced(report, "operations", "send");
+        }
+        if cap.mint.is_some() {
+            misplaced(report, "mint", "send");
+        }
+    }
+    if cap.notification.is_none() && (cap.signal.is_some() || cap.wait.is_some() || cap.badge.is_some()) {
+        misplaced(report, "signal, wait and badge", "notification");
+    }
+    let hardware =
+        cap.io_ports.is_some() || cap.interrupt.is_some() || cap.device_memory.is_some() || cap.control.is_some();
+    if let Some(kind) = context.kind
+        && hardware
+        && kind != TaskKind::SystemServer
+    {
+        report.at(
+            span.clone(),
+            format!(
+                "{what}: a {} task may not hold hardware capabilities; only system servers do (drivers get their devices through the PCI server)",
+                kind.name()
+            ),
+        );
+    }
+
+    let plain = |object, rights, badge| Some(Grant { name: String::new(), line: 0, object, rights, badge });
+    if let Some(name) = &cap.receive {
+        let index = endpoint(report, name)?;
+        if context.endpoints[index].server != context.index {
+            report.at(
+                name.span(),
+                format!(
+                    "{what}: endpoint `{}` is served by `{}`, so `{}` may not receive on it",
+                    name.get_ref(),
+                    context.task_names.get(context.endpoints[index].server).copied().unwrap_or("?"),
+                    context.task
+                ),
+            );
+        }
+        return plain(GrantObject::Endpoint(index), rights::RECEIVE, 0);
+    }
+    if let Some(name) = &cap.send {
+        let index = endpoint(report, name)?;
+        let declared = &context.endpoints[index];
+        let mut granted = rights::SEND | rights::GRANT;
+        if cap.mint == Some(true) {
+            if declared.server != context.index {
+                report.at(span.clone(), format!("{what}: only the server of `{}` may mint its badges", declared.name));
+            }
+            return plain(GrantObject::Endpoint(index), granted | rights::MINT, 0);
+        }
+        let mut mask = 0u64;
+        match (declared.protocol, &cap.operations) {
+            (Some(protocol), Some(operations)) => {
+                for operation in operations {
+                    match protocol.operation(operation.get_ref()) {
+                        Some(number) => mask |= 1 << number,
+                        None => report.at(
+                            operation.span(),
+                            format!(
+                                "{what}: protocol `{}` has no operation `{}` (it has: {})",
+                                protocol.name,
+                                operation.get_ref(),
+                                protocol.operations.join(", ")
+                            ),
+                        ),
+                    }
+                }
+            }
+            (Some(protocol), None) => report.at(
+                span.clone(),
+                format!(
+                    "{what}: say which operations of `{}` it may invoke: operations = [{}]",
+                    protocol.name,
+                    protocol.operations.iter().map(|op| format!("\"{op}\"")).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            (None, Some(_)) => report.at(
+                span.clone(),
+                format!("{what}: endpoint `{}` has no protocol, so no operations can be named", declared.name),
+            ),
+            (None, None) => granted &= !rights::GRANT,
+        }
+        return plain(GrantObject::Endpoint(index), granted, badge::policy(context.index as u16, mask));
+    }
+    if let Some(name) = &cap.notification {
+        let Some(index) = context.notifications.iter().position(|n| n == name.get_ref()) else {
+            report.at(
+                name.span(),
+                format!("{what}: notification `{}` is not declared under [notifications]", name.get_ref()),
+            );
+            return None;
+        };
+        let mut granted = 0;
+        if cap.signal == Some(true) {
+            granted |= rights::SEND;
+        }
+        if cap.wait == Some(true) {
+            granted |= rights::RECEIVE;
+        }
+        if granted == 0 {
+            report.at(span, format!("{what}: a notification capability needs `signal = true`, `wait = true`, or both"));
+        }
+        return plain(GrantObject::Notification(index), granted, cap.badge.unwrap_or(0));
+    }
+    if let Some(name) = &cap.watch {
+        let Some(index) = task_index(name.get_ref()) else {
+            report.at(name.span(), format!("{what}: task `{}` to watch is not declared", name.get_ref()));
+            return None;
+        };
+        return plain(GrantObject::Task(index), rights::WATCH, 0);
+    }
+    if let Some(ports) = &cap.io_ports {
+        if ports.count == 0 || u32::from(ports.base) + u32::from(ports.count) > 0x1_0000 {
+            report.at(span, format!("{what}: ports {:#x}+{} do not fit the 64 Ki port space", ports.base, ports.count));
+        }
+        return plain(GrantObject::IoPorts { base: ports.base, count: ports.count }, rights::SEND | rights::RECEIVE, 0);
+    }
+    if let Some(interrupt) = &cap.interrupt {
+        let level = match interrupt.trigger.get_ref().as_str() {
+            "level" => true,
+            "edge" => false,
+            other => {
+                report.at(interrupt.trigger.span(), format!("{what}: trigger `{other}` is not `edge` or `level`"));
+                false
+            }
+        };
+        return plain(GrantObject::Interrupt { gsi: interrupt.gsi, level }, rights::ACK, 0);
+    }
+    if let Some(memory) = &cap.device_memory {
+        if memory.base % 4096 != 0 || memory.pages == 0 {
+            report.at(span, format!("{what}: device memory must be page-aligned and at least one page"));
+        }
+        let object = GrantObject::DeviceMemory { base: memory.base, pages: memory.pages };
+        return plain(object, rights::READ | rights::WRITE, 0);
+    }
+    if let Some(names) = &cap.control {
+        let mut granted = 0;
+        for name in names {
+            match name.get_ref().as_str() {
+                "dma" => granted |= rights::DMA,
+                "irq" => granted |= rights::IRQ,
+                other => report.at(name.span(), format!("{what}: control right `{other}` is not `dma` or `irq`")),
+            }
+        }
+        return plain(GrantObject::Control, granted, 0);
+    }
+    None
+}
+
+/// Every endpoint has a server that receives on it, and no client outranks
+/// the server it calls (a call would let the server's low priority stall
+/// the more urgent caller: a priority inversion).
+fn check_servers(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task], endpoints: &[Endpoint]) {
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        let span = raw.endpoints.get_index(index).map_or(0..0, |(_, e)| e.span());
+        let Some(server) = tasks.get(endpoint.server) else { continue };
+        let receives =
+            server.caps.iter().any(|c| c.object == GrantObject::Endpoint(index) && c.rights & rights::RECEIVE != 0);
+        if !receives {
+            report.at(
+                span.clone(),
+                format!(
+                    "endpoint `{}`: its server `{}` has no `receive = \"{}\"` capability",
+                    endpoint.name, server.name, endpoint.name
+                ),
+            );
+        }
+        for client in tasks {
+            let calls =
+                client.caps.iter().any(|c| c.object == GrantObject::Endpoint(index) && c.rights & rights::SEND != 0);
+            if calls && client.priority > server.priority {
+                report.at(
+                    span.clone(),
+                    format!(
+                        "priority inversion: `{}` (priority {}) calls `{}` on endpoint `{}`, whose server has the lower priority {}",
+                        client.name, client.priority, server.name, endpoint.name, server.priority
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The policy file: one TOML file that describes the whole system.
+//!
+//! It names every task (its binary, kind, priority and quotas), the boot
+//! endpoints and notifications, and the capabilities each task receives,
+//! with the server operations a client may invoke. Parsing refuses unknown
+//! fields; checking reports every problem at once, each with the file and
+//! line and the names involved. `docs/policy.md` is the reference.
+
+mod check;
+mod raw;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use capabilities::protocol::Protocol;
+
+pub use check::parse;
+
+/// The policy format version this tool reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Highest task priority (as the kernel defines it).
+pub const MAX_PRIORITY: u8 = 31;
+
+/// Largest stack, in pages (as the kernel defines it).
+pub const MAX_STACK_PAGES: u16 = 256;
+
+/// What a task is, which decides what it may be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A trusted server of the system (IOMMU, PCI, test tasks): may hold
+    /// hardware capabilities.
+    SystemServer,
+    /// A trusted driver server: reaches its device through the servers.
+    Driver,
+    /// An untrusted user task.
+    User,
+}
+
+impl TaskKind {
+    /// Its spelling in the policy.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::SystemServer => "system-server",
+            TaskKind::Driver => "driver",
+            TaskKind::User => "user",
+        }
+    }
+}
+
+/// A boot endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Its name.
+    pub name: String,
+    /// Index of the task that receives on it.
+    pub server: usize,
+    /// Its protocol, whose operations clients are granted.
+    pub protocol: Option<&'static Protocol>,
+}
+
+/// What a granted capability names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantObject {
+    /// Boot endpoint `n`.
+    Endpoint(usize),
+    /// Boot notification `n`.
+    Notification(usize),
+    /// Task `n`.
+    Task(usize),
+    /// Device registers.
+    DeviceMemory {
+        /// Page-aligned physical address.
+        base: u64,
+        /// Length in pages.
+        pages: u32,
+    },
+    /// I/O ports.
+    IoPorts {
+        /// First port.
+        base: u16,
+        /// Number of ports.
+        count: u16,
+    },
+    /// An IO APIC input.
+    Interrupt {
+        /// Global system interrupt.
+        gsi: u8,
+        /// Level-triggered (active low).
+        level: bool,
+    },
+    /// The control object.
+    Control,
+}
+
+/// One capability a task receives at boot.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The name the task's binary knows it by.
+    pub name: String,
+    /// Line in the policy file.
+    pub line: usize,
+    /// The object.
+    pub object: GrantObject,
+    /// `abi::rights` bits.
+    pub rights: u32,
+    /// Badge (0: unbadged).
+    pub badge: u64,
+}
+
+/// A checked task declaration.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Name in logs and reports.
+    pub name: String,
+    /// Bare-metal crate whose ELF it runs.
+    pub binary: String,
+    /// What it is.
+    pub kind: TaskKind,
+    /// Scheduling priority (larger runs first).
+    pub priority: u8,
+    /// Pages of memory it may use in all.
+    pub memory_pages: u32,
+    /// Stack pages.
+    pub stack_pages: u16,
+    /// Kernel objects it may create.
+    pub objects: u16,
+    /// Capabilities it receives, in declaration order (their slots).
+    pub caps: Vec<Grant>,
+}
+
+/// A checked policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// What the system is.
+    pub description: String,
+    /// Tasks in declaration order (their manifest order).
+    pub tasks: Vec<Task>,
+    /// Boot endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Boot notifications, by name.
+    pub notifications: Vec<String>,
+    /// Index of the task whose exit ends the system.
+    pub init: Option<usize>,
+}
+
+/// One thing wrong with a policy, located in its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong, naming the items involved.
+    pub message: String,
+}
+
+/// Every problem found in one policy file.
+#[derive(Debug)]
+pub struct Problems {
+    /// The file.
+    pub path: PathBuf,
+    /// The problems, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.problems.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}: {}", self.path.display(), problem.line, problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Reads and checks the policy at `path`; `binaries` are the task crates
+/// that exist.
+pub fn load(path: &Path, binaries: &[String]) -> Result<Policy> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy {}", path.display()))?;
+    parse(path, &text, binaries).map_err(anyhow::Error::from)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! The policy file as TOML, before any checking: serde types with spans.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPolicy {
+    pub version: Spanned<u32>,
+    pub description: String,
+    #[serde(default)]
+    pub init: Option<Spanned<String>>,
+    #[serde(default)]
+    pub endpoints: IndexMap<String, Spanned<RawEndpoint>>,
+    #[serde(default)]
+    pub notifications: IndexMap<String, Spanned<RawNotification>>,
+    pub tasks: IndexMap<String, Spanned<RawTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEndpoint {
+    pub server: Spanned<String>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNotification {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTask {
+    pub binary: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub priority: Spanned<u8>,
+    pub memory_pages: Spanned<u32>,
+    pub stack_pages: Spanned<u16>,
+    #[serde(default)]
+    pub objects: u16,
+    #[serde(default)]
+    pub caps: IndexMap<String, Spanned<RawCap>>,
+}
+
+/// One capability grant: exactly one of the object fields, plus the
+/// options that go with it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCap {
+    pub receive: Option<Spanned<String>>,
+    pub send: Option<Spanned<String>>,
+    pub operations: Option<Vec<Spanned<String>>>,
+    pub mint: Option<bool>,
+    pub notification: Option<Spanned<String>>,
+    pub signal: Option<bool>,
+    pub wait: Option<bool>,
+    pub badge: Option<u64>,
+    pub watch: Option<Spanned<String>>,
+    pub io_ports: Option<RawPorts>,
+    pub interrupt: Option<RawInterrupt>,
+    pub device_memory: Option<RawDeviceMemory>,
+    pub control: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPorts {
+    pub base: u16,
+    pub count: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawInterrupt {
+    pub gsi: u8,
+    pub trigger: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDeviceMemory {
+    pub base: u64,
+    pub pages: u32,
+}

@@ -1,0 +1,227 @@
+//! Each rule of the policy checker, broken on purpose: the message must
+//! name the offending items and the line.
+
+use std::path::Path;
+
+use capabilities::abi::rights;
+use capabilities::badge;
+
+use super::{GrantObject, Policy, Problems, TaskKind, parse};
+
+fn binaries() -> Vec<String> {
+    ["echo-server", "kernel-test", "hello"].iter().map(|s| s.to_string()).collect()
+}
+
+fn check(text: &str) -> Result<Policy, Problems> {
+    parse(Path::new("test.toml"), text, &binaries())
+}
+
+const GOOD: &str = r#"version = 1
+description = "an echo server and its client"
+init = "client"
+
+[endpoints.echo]
+server = "echo"
+protocol = "echo"
+
+[notifications.wakeup]
+
+[tasks.echo]
+binary = "echo-server"
+kind = "system-server"
+priority = 3
+memory-pages = 64
+stack-pages = 4
+objects = 4
+
+[tasks.echo.caps]
+requests = { receive = "echo" }
+minter = { send = "echo", mint = true }
+
+[tasks.client]
+binary = "kernel-test"
+kind = "system-server"
+priority = 2
+memory-pages = 64
+stack-pages = 4
+
+[tasks.client.caps]
+echo = { send = "echo", operations = ["reverse", "mint-badge"] }
+wakeup = { notification = "wakeup", signal = true, wait = true, badge = 4 }
+echo-task = { watch = "echo" }
+rtc = { io-ports = { base = 0x70, count = 2 } }
+rtc-irq = { interrupt = { gsi = 8, trigger = "edge" } }
+control = { control = ["dma", "irq"] }
+regs = { device-memory = { base = 0xfed90000, pages = 1 } }
+"#;
+
+/// Asserts `text` is refused with exactly the `expected` messages (each a
+/// prefix `test.toml:LINE: ...`).
+fn refused(text: &str, expected: &[&str]) {
+    let problems = check(text).expect_err("the policy is invalid").to_string();
+    for message in expected {
+        assert!(problems.contains(message), "missing `{message}` in:\n{problems}");
+    }
+    assert_eq!(problems.lines().count(), expected.len(), "unexpected problems:\n{problems}");
+}
+
+#[test]
+fn a_good_policy_resolves_every_name_into_objects_rights_and_badges() {
+    let policy = check(GOOD).expect("valid");
+    assert_eq!(policy.init, Some(1));
+    assert_eq!(policy.endpoints[0].server, 0);
+    let [echo, client] = &policy.tasks[..] else { panic!("two tasks") };
+    assert_eq!(echo.kind, TaskKind::SystemServer);
+    assert_eq!(echo.objects, 4);
+    assert_eq!(echo.caps[0].rights, rights::RECEIVE);
+    assert_eq!(echo.caps[1].rights, rights::SEND | rights::GRANT | rights::MINT);
+    assert_eq!(echo.caps[1].badge, 0, "the server's minting capability is unbadged");
+    let calls = &client.caps[0];
+    assert_eq!(calls.object, GrantObject::Endpoint(0));
+    assert_eq!(calls.badge, badge::policy(1, 0b101), "client #1, operations 0 and 2");
+    assert!(badge::allows(calls.badge, 0) && !badge::allows(calls.badge, 1));
+    assert_eq!(client.caps[1].rights, rights::SEND | rights::RECEIVE);
+    assert_eq!(client.caps[1].badge, 4);
+    assert_eq!(client.caps[2].object, GrantObject::Task(0));
+    assert_eq!(client.caps[4].object, GrantObject::Interrupt { gsi: 8, level: false });
+    assert_eq!(client.caps[5].rights, rights::DMA | rights::IRQ);
+    assert_eq!(client.caps.iter().map(|c| c.line).collect::<Vec<_>>(), [31, 32, 33, 34, 35, 36, 37]);
+}
+
+#[test]
+fn unknown_names_are_reported_with_what_is_known() {
+    let bad = GOOD
+        .replace("binary = \"kernel-test\"", "binary = \"nosuch\"")
+        .replace("protocol = \"echo\"", "protocol = \"nope\"")
+        .replace("watch = \"echo\"", "watch = \"ghost\"")
+        .replace("notification = \"wakeup\"", "notification = \"alarm\"")
+        .replace("init = \"client\"", "init = \"zed\"");
+    refused(
+        &bad,
+        &[
+            "test.toml:3: init task `zed` is not declared",
+            "test.toml:7: endpoint `echo`: unknown protocol `nope` (known: echo)",
+            "test.toml:24: task `client`: binary `nosuch` is not a task crate of this workspace (known: echo-server, kernel-test, hello)",
+            "test.toml:31: task `client`, capability `echo`: endpoint `echo` has no protocol, so no operations can be named",
+            "test.toml:32: task `client`, capability `wakeup`: notification `alarm` is not declared",
+            "test.toml:33: task `client`, capability `echo-task`: task `ghost` to watch is not declared",
+        ],
+    );
+}
+
+#[test]
+fn operations_must_exist_and_be_named() {
+    let bad = GOOD.replace("operations = [\"reverse\", \"mint-badge\"]", "operations = [\"reverse\", \"launch\"]");
+    refused(
+        &bad,
+        &[
+            "test.toml:31: task `client`, capability `echo`: protocol `echo` has no operation `launch` (it has: reverse, signal-it, mint-badge)",
+        ],
+    );
+    let bad = GOOD.replace(
+        "echo = { send = \"echo\", operations = [\"reverse\", \"mint-badge\"] }",
+        "echo = { send = \"echo\" }",
+    );
+    refused(
+        &bad,
+        &[
+            "test.toml:31: task `client`, capability `echo`: say which operations of `echo` it may invoke: operations = [\"reverse\", \"signal-it\", \"mint-badge\"]",
+        ],
+    );
+}
+
+#[test]
+fn only_the_server_receives_or_mints_and_someone_must_receive() {
+    let bad = GOOD.replace(
+        "echo-task = { watch = \"echo\" }",
+        "echo-task = { receive = \"echo\" }\nforge = { send = \"echo\", mint = true }",
+    );
+    refused(
+        &bad,
+        &[
+            "test.toml:33: task `client`, capability `echo-task`: endpoint `echo` is served by `echo`, so `client` may not receive on it",
+            "test.toml:34: task `client`, capability `forge`: only the server of `echo` may mint its badges",
+        ],
+    );
+    let bad = GOOD.replace("requests = { receive = \"echo\" }\n", "");
+    refused(&bad, &["test.toml:5: endpoint `echo`: its server `echo` has no `receive = \"echo\"` capability"]);
+}
+
+#[test]
+fn a_client_may_not_outrank_its_server() {
+    let bad = GOOD.replace("priority = 2", "priority = 9");
+    refused(
+        &bad,
+        &[
+            "test.toml:5: priority inversion: `client` (priority 9) calls `echo` on endpoint `echo`, whose server has the lower priority 3",
+        ],
+    );
+}
+
+#[test]
+fn hardware_goes_only_to_system_servers() {
+    let bad = GOOD.replacen("kind = \"system-server\"\npriority = 2", "kind = \"user\"\npriority = 2", 1);
+    let expected: Vec<String> = [(34, "rtc"), (35, "rtc-irq"), (36, "control"), (37, "regs")]
+        .iter()
+        .map(|(line, name)| {
+            format!(
+                "test.toml:{line}: task `client`, capability `{name}`: a user task may not hold hardware capabilities"
+            )
+        })
+        .collect();
+    refused(&bad, &expected.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn each_grant_names_one_object_with_its_own_options() {
+    let bad = GOOD
+        .replace(
+            "rtc = { io-ports = { base = 0x70, count = 2 } }",
+            "rtc = { io-ports = { base = 0xffff, count = 2 }, signal = true }",
+        )
+        .replace("trigger = \"edge\"", "trigger = \"rising\"")
+        .replace("control = [\"dma\", \"irq\"]", "control = [\"root\"]")
+        .replace("base = 0xfed90000, pages = 1", "base = 0xfed90010, pages = 1")
+        .replace("echo-task = { watch = \"echo\" }", "echo-task = { watch = \"echo\", send = \"echo\" }");
+    refused(
+        &bad,
+        &[
+            "test.toml:33: task `client`, capability `echo-task`: give exactly one of receive, send",
+            "test.toml:34: task `client`, capability `rtc`: `signal, wait and badge` only goes with `notification`",
+            "test.toml:34: task `client`, capability `rtc`: ports 0xffff+2 do not fit the 64 Ki port space",
+            "test.toml:35: task `client`, capability `rtc-irq`: trigger `rising` is not `edge` or `level`",
+            "test.toml:36: task `client`, capability `control`: control right `root` is not `dma` or `irq`",
+            "test.toml:37: task `client`, capability `regs`: device memory must be page-aligned",
+        ],
+    );
+}
+
+#[test]
+fn task_fields_are_checked() {
+    let bad = GOOD
+        .replace("version = 1", "version = 7")
+        .replace("priority = 3", "priority = 99")
+        .replace("stack-pages = 4\nobjects", "stack-pages = 0\nobjects")
+        .replace("kind = \"system-server\"\npriority = 2", "kind = \"daemon\"\npriority = 2");
+    refused(
+        &bad,
+        &[
+            "test.toml:1: policy format version 7 is not supported",
+            "test.toml:14: task `echo`: priority 99 is above the highest, 31",
+            "test.toml:16: task `echo`: stack-pages must be 1 to 256, not 0",
+            "test.toml:25: task `client`: kind `daemon` is not one of system-server, driver, user",
+        ],
+    );
+}
+
+#[test]
+fn unknown_fields_and_syntax_errors_name_the_line() {
+    let unknown = GOOD.replace("objects = 4", "objects = 4\ncolour = \"red\"");
+    let problems = check(&unknown).expect_err("unknown field").to_string();
+    assert!(problems.starts_with("test.toml:18: unknown field `colour`"), "{problems}");
+    let unknown_cap = GOOD.replace("{ receive = \"echo\" }", "{ receive = \"echo\", lasers = true }");
+    let problems = check(&unknown_cap).expect_err("unknown field").to_string();
+    assert!(problems.starts_with("test.toml:20: unknown field `lasers`"), "{problems}");
+    let broken = check("version = 1\ndescription = \"x\"\n[tasks.a\n").expect_err("syntax").to_string();
+    assert!(broken.starts_with("test.toml:3:"), "{broken}");
+}

@@ -1,0 +1,166 @@
+//! Interrupts as capabilities: IO APIC lines and MSI vectors delivered as
+//! notification bits, acknowledged by the task that handles them, and I/O
+//! port access through port-range capabilities.
+
+use capabilities::ErrorCode;
+use capabilities::abi::rights;
+
+use super::{Kernel, Machine};
+use crate::cspace::{Capability, Object};
+use crate::objects::{Handle, Interrupt, IrqSource};
+use crate::task::TaskId;
+
+/// First vector the kernel hands to devices.
+pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
+/// Last vector the kernel hands to devices.
+pub const LAST_DEVICE_VECTOR: u8 = 0xef;
+
+impl Kernel {
+    fn free_vector(&self) -> Option<u8> {
+        (FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).find(|&vector| self.vectors[usize::from(vector)].is_none())
+    }
+
+    fn create_interrupt(&mut self, source: IrqSource) -> Result<Handle, ErrorCode> {
+        let vector = self.free_vector().ok_or(ErrorCode::OutOfMemory)?;
+        let interrupt = Interrupt { source, vector, target: None, unacknowledged: false, refs: 0 };
+        let handle = self.interrupts.insert(interrupt).map_err(|_| ErrorCode::OutOfMemory)?;
+        self.vectors[usize::from(vector)] = Some(handle);
+        Ok(handle)
+    }
+
+    /// An interrupt object for IO APIC input `gsi`, routed but masked
+    /// until it is bound to a notification.
+    pub(super) fn create_ioapic_interrupt(
+        &mut self,
+        m: &mut impl Machine,
+        gsi: u8,
+        level: bool,
+    ) -> Result<Handle, ErrorCode> {
+        let handle = self.create_interrupt(IrqSource::IoApic { gsi, level })?;
+        if let Some(interrupt) = self.interrupts.get(handle) {
+            m.route_gsi(gsi, interrupt.vector, level);
+        }
+        Ok(handle)
+    }
+
+    pub(super) fn release_interrupt(&mut self, m: &mut impl Machine, handle: Handle) {
+        let Some(interrupt) = self.interrupts.get_mut(handle) else { return };
+        interrupt.refs = interrupt.refs.saturating_sub(1);
+        if interrupt.refs > 0 {
+            return;
+        }
+        if let Some(interrupt) = self.interrupts.remove(handle) {
+            if let IrqSource::IoApic { gsi, .. } = interrupt.source {
+                m.mask_gsi(gsi, true);
+            }
+            self.vectors[usize::from(interrupt.vector)] = None;
+        }
+    }
+
+    fn interrupt_cap(&self, id: TaskId, slot: u64) -> Result<Handle, ErrorCode> {
+        let (_, cap) = self.caps.lookup(id, slot)?;
+        let Object::Interrupt(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
+        if !cap.has(rights::ACK) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        Ok(handle)
+    }
+
+    /// `IrqBind`: the interrupt sets `bits` in the notification in `target`.
+    pub(super) fn irq_bind(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
+        let [irq_slot, target_slot, bits, ..] = args;
+        let handle = self.interrupt_cap(id, irq_slot)?;
+        let (_, target) = self.caps.lookup(id, target_slot)?;
+        let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
+        if !target.has(rights::SEND) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        if bits == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
+        interrupt.target = Some((notification, bits));
+        interrupt.unacknowledged = false;
+        if let IrqSource::IoApic { gsi, .. } = interrupt.source {
+            m.mask_gsi(gsi, false);
+        }
+        Ok([u64::from(interrupt.vector), 0, 0])
+    }
+
+    /// `IrqAck`: a level-triggered line is unmasked again.
+    pub(super) fn irq_ack(&mut self, m: &mut impl Machine, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
+        let handle = self.interrupt_cap(id, slot)?;
+        let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
+        if core::mem::take(&mut interrupt.unacknowledged)
+            && let IrqSource::IoApic { gsi, level: true } = interrupt.source
+        {
+            m.mask_gsi(gsi, false);
+        }
+        Ok([0; 3])
+    }
+
+    /// `IrqAllocMsi`: a fresh vector as an interrupt capability; returns
+    /// the vector and the MSI address and data a device must write.
+    pub(super) fn irq_alloc_msi(
+        &mut self,
+        m: &impl Machine,
+        id: TaskId,
+        control: u64,
+        slot: u64,
+    ) -> Result<[u64; 3], ErrorCode> {
+        self.require_control(id, control, rights::IRQ)?;
+        let slot = self.caps.empty_slot(id, slot)?;
+        let handle = self.create_interrupt(IrqSource::Msi)?;
+        let vector = self.interrupts.get(handle).map_or(0, |interrupt| interrupt.vector);
+        let cap = Capability { object: Object::Interrupt(handle), rights: rights::ACK | rights::GRANT, badge: 0 };
+        if let Err(error) = self.install(slot, cap, None) {
+            self.interrupts.remove(handle);
+            self.vectors[usize::from(vector)] = None;
+            return Err(error);
+        }
+        Ok([u64::from(vector), m.msi_address(), u64::from(vector)])
+    }
+
+    /// An interrupt arrived on `vector`: signal its notification; a
+    /// level-triggered line stays masked until acknowledged.
+    pub fn interrupt(&mut self, m: &mut impl Machine, vector: u8) {
+        let Some(handle) = self.vectors[usize::from(vector)] else { return };
+        let Some(interrupt) = self.interrupts.get_mut(handle) else { return };
+        interrupt.unacknowledged = true;
+        if let IrqSource::IoApic { gsi, level: true } = interrupt.source {
+            m.mask_gsi(gsi, true);
+        }
+        if let Some((notification, bits)) = interrupt.target {
+            self.signal_object(notification, bits);
+        }
+    }
+
+    fn port_range(&self, id: TaskId, slot: u64, port: u64, width: u64, needed: u32) -> Result<(u16, u8), ErrorCode> {
+        let (_, cap) = self.caps.lookup(id, slot)?;
+        let Object::IoPorts { base, count } = cap.object else { return Err(ErrorCode::WrongKind) };
+        if !cap.has(needed) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        if !matches!(width, 1 | 2 | 4) {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let end = u64::from(base) + u64::from(count);
+        if port < u64::from(base) || port.saturating_add(width) > end {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        Ok((port as u16, width as u8))
+    }
+
+    /// `PortIn`.
+    pub(super) fn port_in(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
+        let (port, width) = self.port_range(id, args[0], args[1], args[2], rights::RECEIVE)?;
+        Ok([u64::from(m.port_read(port, width)), 0, 0])
+    }
+
+    /// `PortOut`.
+    pub(super) fn port_out(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
+        let (port, width) = self.port_range(id, args[0], args[1], args[2], rights::SEND)?;
+        m.port_write(port, width, args[3] as u32);
+        Ok([0; 3])
+    }
+}

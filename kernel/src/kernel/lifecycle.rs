@@ -1,0 +1,141 @@
+//! Task death: faults and exits, releasing everything the task held,
+//! telling its watchers, and returning its memory.
+
+use capabilities::ErrorCode;
+use capabilities::abi::{rights, task_state};
+use heapless::Vec;
+
+use super::caps::Removal;
+use super::{Kernel, Machine};
+use crate::cspace::{Object, SlotId};
+use crate::task::{Death, Fault, TaskId, TaskState, Watch};
+
+impl Kernel {
+    /// Kills the running task for a CPU exception it raised.
+    pub fn fault(&mut self, m: &mut impl Machine, fault: Fault) {
+        if let Some(id) = self.current {
+            self.end_task(m, id, Death::Killed(fault));
+        }
+    }
+
+    /// Ends task `id`: it leaves every queue, every capability it held is
+    /// deleted (waking whoever waited on it), its watchers are signalled,
+    /// and its memory is returned once its address space is not loaded.
+    pub(super) fn end_task(&mut self, m: &mut impl Machine, id: TaskId, death: Death) {
+        if self.task(id).is_dead() {
+            return;
+        }
+        let name = self.task(id).name.clone();
+        match death {
+            Death::Exited(code) => info!("task {=str} exited with code {=u64}", name.as_str(), code),
+            Death::Killed(fault) => error!(
+                "task {=str} killed: {=str} ({=str}) at address {=u64:#x}, rip {=u64:#x}, error code {=u64:#x}",
+                name.as_str(),
+                fault.name(),
+                fault.access(),
+                fault.address,
+                fault.rip,
+                fault.error_code
+            ),
+        }
+        self.unqueue(id);
+        let priority = self.task(id).priority;
+        self.sched.remove(id, priority);
+        if self.current == Some(id) {
+            self.current = None;
+        }
+        {
+            let task = self.task_mut(id);
+            task.state = TaskState::Dead { death, reaped: false };
+            task.deadline = None;
+        }
+        let held: Vec<SlotId, { crate::cspace::SLOTS }> = self.caps.occupied(id).collect();
+        for slot in held {
+            self.delete_slot(m, slot, Removal::HolderDied);
+        }
+        // Mappings other tasks made into this space vanish with it.
+        let into_it: Vec<SlotId, 64> = self
+            .caps
+            .all_occupied()
+            .map(|(slot, _)| slot)
+            .filter(|slot| self.caps.mapping(*slot).is_some_and(|mapping| mapping.space == id))
+            .take(64)
+            .collect();
+        for slot in into_it {
+            self.caps.set_mapping(slot, None);
+        }
+        if let Some(bound) = self.task_mut(id).bound.take()
+            && let Some(notification) = self.notifications.get_mut(bound)
+        {
+            notification.bound = None;
+        }
+        let watchers = core::mem::take(&mut self.task_mut(id).watchers);
+        for Watch { notification, bits } in watchers {
+            self.signal_object(notification, bits);
+        }
+        self.reap_pending = true;
+    }
+
+    /// `Exit` by the running task.
+    pub(super) fn exit(&mut self, m: &mut impl Machine, id: TaskId, code: u64) {
+        self.end_task(m, id, Death::Exited(code));
+    }
+
+    /// `TaskWatch`: signal notification `target` with `bits` when task
+    /// capability `task` dies (at once if it already has).
+    pub(super) fn task_watch(&mut self, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
+        let [task_slot, target_slot, bits, ..] = args;
+        let (_, task_cap) = self.caps.lookup(id, task_slot)?;
+        let Object::Task(watched) = task_cap.object else { return Err(ErrorCode::WrongKind) };
+        if !task_cap.has(rights::WATCH) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        let (_, target) = self.caps.lookup(id, target_slot)?;
+        let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
+        if !target.has(rights::SEND) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        if bits == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        if self.task(watched).is_dead() {
+            self.signal_object(notification, bits);
+            return Ok([0; 3]);
+        }
+        let watchers = &mut self.task_mut(watched).watchers;
+        watchers.retain(|watch| watch.notification != notification || watch.bits != bits);
+        watchers.push(Watch { notification, bits }).map_err(|_| ErrorCode::QuotaExceeded)?;
+        Ok([0; 3])
+    }
+
+    /// `TaskInfo`: alive, exited (code), or killed (vector, address).
+    pub(super) fn task_info(&self, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
+        let (_, cap) = self.caps.lookup(id, slot)?;
+        let Object::Task(task) = cap.object else { return Err(ErrorCode::WrongKind) };
+        Ok(match self.task(task).state {
+            TaskState::Dead { death: Death::Exited(code), .. } => [task_state::EXITED, code, 0],
+            TaskState::Dead { death: Death::Killed(fault), .. } => {
+                [task_state::KILLED, u64::from(fault.vector), fault.address]
+            }
+            _ => [task_state::ALIVE, 0, 0],
+        })
+    }
+
+    /// Returns the memory of tasks that have ended. The machine layer calls
+    /// this only while running on an address space other than theirs.
+    pub fn reap(&mut self, m: &mut impl Machine) {
+        if !core::mem::take(&mut self.reap_pending) {
+            return;
+        }
+        for index in 0..self.tasks.len() {
+            if let TaskState::Dead { death, reaped: false } = self.tasks[index].state {
+                let root = self.tasks[index].root;
+                let mut quota = self.tasks[index].memory;
+                self.free_space(m, root, &mut quota);
+                let task = &mut self.tasks[index];
+                task.memory = quota;
+                task.state = TaskState::Dead { death, reaped: true };
+            }
+        }
+    }
+}

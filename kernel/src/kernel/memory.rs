@@ -1,0 +1,198 @@
+//! Memory operations: allocating frames, mapping frames and device memory,
+//! and pinning frames for device access.
+//!
+//! A memory capability maps at most once, and its mapping is recorded in
+//! its slot: deleting or revoking the capability removes the mapping, so
+//! taking a capability back also takes back the access it gave.
+
+use capabilities::ErrorCode;
+use capabilities::abi::{PAGE_SIZE, layout, rights};
+
+use super::boot::TaskTables;
+use super::{Kernel, Machine};
+use crate::cspace::{Capability, Mapping, Object};
+use crate::objects::{FrameObject, Handle};
+use crate::paging::{self, MapError, flags};
+use crate::task::TaskId;
+
+/// Largest frame, in pages (2 MiB).
+pub const MAX_FRAME_PAGES: u64 = 512;
+
+impl Kernel {
+    /// `FrameAlloc`: `pages` zeroed, physically contiguous pages.
+    pub(super) fn frame_alloc(
+        &mut self,
+        m: &mut impl Machine,
+        id: TaskId,
+        slot: u64,
+        pages: u64,
+    ) -> Result<[u64; 3], ErrorCode> {
+        let slot = self.caps.empty_slot(id, slot)?;
+        if !pages.is_power_of_two() || pages > MAX_FRAME_PAGES {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        self.charge_object(id)?;
+        if !self.task_mut(id).memory.charge(pages as u32) {
+            self.task_mut(id).objects.release(1);
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        let Some(base) = self.frames.alloc_contiguous(pages as usize, pages as usize) else {
+            self.task_mut(id).memory.release(pages as u32);
+            self.task_mut(id).objects.release(1);
+            return Err(ErrorCode::OutOfMemory);
+        };
+        for page in 0..pages {
+            m.page_mut(base.add(page)).fill(0);
+        }
+        let object = FrameObject { base, pages: pages as u32, owner: id, refs: 0, pins: 0 };
+        let Ok(handle) = self.frame_objects.insert(object) else {
+            let _ = self.frames.free_contiguous(base, pages as usize);
+            self.task_mut(id).memory.release(pages as u32);
+            self.task_mut(id).objects.release(1);
+            return Err(ErrorCode::OutOfMemory);
+        };
+        let cap = Capability {
+            object: Object::Frame(handle),
+            rights: rights::READ | rights::WRITE | rights::EXECUTE,
+            badge: 0,
+        };
+        self.install(slot, cap, None)?;
+        Ok([0; 3])
+    }
+
+    /// Drops a capability's reference to a frame; frees the memory when no
+    /// capability and no pin is left.
+    pub(super) fn release_frame(&mut self, handle: Handle) {
+        let Some(frame) = self.frame_objects.get_mut(handle) else { return };
+        frame.refs = frame.refs.saturating_sub(1);
+        self.free_frame_if_unused(handle);
+    }
+
+    fn free_frame_if_unused(&mut self, handle: Handle) {
+        let unused = self.frame_objects.get(handle).is_some_and(|frame| frame.refs == 0 && frame.pins == 0);
+        if !unused {
+            return;
+        }
+        if let Some(frame) = self.frame_objects.remove(handle) {
+            let _ = self.frames.free_contiguous(frame.base, frame.pages as usize);
+            let owner = self.task_mut(frame.owner);
+            owner.memory.release(frame.pages);
+            owner.objects.release(1);
+        }
+    }
+
+    /// `Map`: maps memory capability `memory` into address space `space`
+    /// at `virt`; `access` may ask for WRITE and EXECUTE the capability has.
+    pub(super) fn map(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
+        let [space_slot, memory_slot, virt, access, ..] = args;
+        let (_, space_cap) = self.caps.lookup(id, space_slot)?;
+        let Object::AddressSpace(space) = space_cap.object else { return Err(ErrorCode::WrongKind) };
+        if !space_cap.has(rights::MAP) || self.task(space).is_dead() {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        let (slot, cap) = self.caps.lookup(id, memory_slot)?;
+        if self.caps.mapping(slot).is_some() {
+            return Err(ErrorCode::AlreadyMapped);
+        }
+        let (physical, pages, device) = match cap.object {
+            Object::Frame(handle) => {
+                let frame = self.frame_objects.get(handle).ok_or(ErrorCode::ObjectDeleted)?;
+                (frame.base.address(), u64::from(frame.pages), false)
+            }
+            Object::DeviceMemory { base, pages } => (base, u64::from(pages), true),
+            _ => return Err(ErrorCode::WrongKind),
+        };
+        let access = access as u32;
+        if access & !(rights::READ | rights::WRITE | rights::EXECUTE) != 0 || !cap.has(access | rights::READ) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        let end = pages.checked_mul(PAGE_SIZE).and_then(|size| virt.checked_add(size));
+        if virt % PAGE_SIZE != 0 || virt < layout::USER_MAP_BASE || end.is_none_or(|end| end > layout::USER_END) {
+            return Err(ErrorCode::BadAddress);
+        }
+        if device && access & rights::EXECUTE != 0 {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        let mut leaf = flags::PRESENT | flags::USER;
+        if access & rights::WRITE != 0 {
+            leaf |= flags::WRITABLE;
+        }
+        if access & rights::EXECUTE == 0 {
+            leaf |= self.no_execute;
+        }
+        if device {
+            leaf |= flags::WRITE_THROUGH | flags::NO_CACHE;
+        }
+        let root = self.task(space).root;
+        let mut quota = self.task(space).memory;
+        let mut result = Ok(());
+        let mut mapped = 0;
+        {
+            let mut tables = TaskTables { frames: &mut self.frames, quota: &mut quota };
+            for page in 0..pages {
+                let frame = crate::phys::Frame::containing(physical + page * PAGE_SIZE);
+                if let Err(error) = paging::map(m, &mut tables, root, virt + page * PAGE_SIZE, frame, leaf) {
+                    result = Err(match error {
+                        MapError::AlreadyMapped => ErrorCode::AlreadyMapped,
+                        MapError::OutOfMemory => ErrorCode::QuotaExceeded,
+                        _ => ErrorCode::BadAddress,
+                    });
+                    break;
+                }
+                mapped += 1;
+            }
+        }
+        self.task_mut(space).memory = quota;
+        if let Err(error) = result {
+            self.unmap_pages(m, space, virt, mapped);
+            return Err(error);
+        }
+        self.caps.set_mapping(slot, Some(Mapping { space, virt, pages: pages as u32 }));
+        Ok([0; 3])
+    }
+
+    /// `Unmap`: removes the mapping made with memory capability `slot`.
+    pub(super) fn unmap(&mut self, m: &mut impl Machine, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
+        let (slot, _) = self.caps.lookup(id, slot)?;
+        let mapping = self.caps.mapping(slot).ok_or(ErrorCode::NotMapped)?;
+        self.unmap_pages(m, mapping.space, mapping.virt, mapping.pages);
+        self.caps.set_mapping(slot, None);
+        Ok([0; 3])
+    }
+
+    /// Checks that `slot` holds the control capability with `needed`.
+    pub(super) fn require_control(&self, id: TaskId, slot: u64, needed: u32) -> Result<(), ErrorCode> {
+        let (_, cap) = self.caps.lookup(id, slot)?;
+        if cap.object != Object::Control {
+            return Err(ErrorCode::WrongKind);
+        }
+        if !cap.has(needed) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        Ok(())
+    }
+
+    /// `DmaPin`: keeps frame `frame_slot`'s memory allocated for device
+    /// access and reveals where it is: (pin handle, physical, pages).
+    pub(super) fn dma_pin(&mut self, id: TaskId, control: u64, frame_slot: u64) -> Result<[u64; 3], ErrorCode> {
+        self.require_control(id, control, rights::DMA)?;
+        let (_, cap) = self.caps.lookup(id, frame_slot)?;
+        let Object::Frame(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
+        let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
+        frame.pins = frame.pins.checked_add(1).ok_or(ErrorCode::QuotaExceeded)?;
+        Ok([handle.to_word(), frame.base.address(), u64::from(frame.pages)])
+    }
+
+    /// `DmaUnpin`: releases a pin; the memory is freed if nothing else holds it.
+    pub(super) fn dma_unpin(&mut self, id: TaskId, control: u64, pin: u64) -> Result<[u64; 3], ErrorCode> {
+        self.require_control(id, control, rights::DMA)?;
+        let handle = Handle::from_word(pin);
+        let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::InvalidArgument)?;
+        if frame.pins == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        frame.pins -= 1;
+        self.free_frame_if_unused(handle);
+        Ok([0; 3])
+    }
+}

@@ -1,0 +1,76 @@
+//! Task death: watchers learn of it, peers keep running, and what the
+//! dead task held is released.
+
+use capabilities::ErrorCode;
+use capabilities::abi::{Syscall, rights, task_state};
+use capabilities::manifest::BootObject;
+
+use super::sim::{Outcome, Sim, cap, task};
+use crate::kernel::Next;
+use crate::task::Fault;
+
+fn watched() -> Sim {
+    let tasks = [
+        task("victim", 3, &[]),
+        task(
+            "watcher",
+            2,
+            &[
+                cap(8, BootObject::Task(0), rights::WATCH, 0),
+                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
+            ],
+        ),
+        task("bystander", 1, &[]),
+    ];
+    Sim::boot(&tasks, None, 0, 1)
+}
+
+#[test]
+fn a_fault_signals_the_watcher_which_learns_how_the_task_died() {
+    let mut sim = watched();
+    sim.run("watcher");
+    sim.sys(Syscall::TaskWatch, [8, 9, 0b100, 0, 0, 0]).ok();
+    assert_eq!(sim.sys(Syscall::TaskInfo, [8, 0, 0, 0, 0, 0]).ok(), [task_state::ALIVE, 0, 0]);
+    let watcher = sim.id("watcher");
+    assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("victim");
+    sim.kernel.fault(&mut sim.m, Fault { vector: 14, error_code: 6, address: 0xdead_0000, rip: 0x40_0010 });
+    sim.expect_running("watcher");
+    assert_eq!(sim.result(watcher).ok()[0], 0b100);
+    assert_eq!(sim.sys(Syscall::TaskInfo, [8, 0, 0, 0, 0, 0]).ok(), [task_state::KILLED, 14, 0xdead_0000]);
+    sim.sys(Syscall::Exit, [0; 6]);
+    sim.expect_running("bystander");
+}
+
+#[test]
+fn watching_an_exited_task_signals_at_once_with_its_code() {
+    let mut sim = watched();
+    sim.expect_running("victim");
+    sim.sys(Syscall::Exit, [9, 0, 0, 0, 0, 0]);
+    sim.expect_running("watcher");
+    sim.sys(Syscall::TaskWatch, [8, 9, 1, 0, 0, 0]).ok();
+    assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]).ok()[0], 1);
+    assert_eq!(sim.sys(Syscall::TaskInfo, [8, 0, 0, 0, 0, 0]).ok(), [task_state::EXITED, 9, 0]);
+    assert_eq!(sim.sys(Syscall::TaskWatch, [9, 9, 1, 0, 0, 0]).error(), ErrorCode::WrongKind);
+    assert_eq!(sim.sys(Syscall::TaskWatch, [8, 9, 0, 0, 0, 0]).error(), ErrorCode::InvalidArgument);
+}
+
+#[test]
+fn a_dead_tasks_objects_and_memory_are_all_returned() {
+    let mut sim = Sim::boot(&[task("hoarder", 2, &[]), task("other", 1, &[])], None, 0, 0);
+    let free_before = sim.kernel.frames().free_frames();
+    let hoarder_pages = sim.kernel.tasks()[0].memory.used as usize;
+    sim.expect_running("hoarder");
+    sim.sys(Syscall::EndpointCreate, [8, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::NotificationCreate, [9, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::FrameAlloc, [10, 4, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::Map, [2, 10, 0x2000_0000, u64::from(rights::WRITE), 0, 0]).ok();
+    assert!(sim.kernel.frames().free_frames() < free_before);
+    sim.sys(Syscall::Exit, [0; 6]);
+    assert_eq!(sim.schedule(), Next::Resume(sim.id("other")));
+    sim.kernel.reap(&mut sim.m);
+    assert_eq!(sim.kernel.frames().free_frames(), free_before + hoarder_pages);
+    assert!(
+        sim.kernel.endpoints.is_empty() && sim.kernel.notifications.is_empty() && sim.kernel.frame_objects.is_empty()
+    );
+}

@@ -1,0 +1,66 @@
+//! Interrupt capabilities and I/O ports.
+
+use capabilities::ErrorCode;
+use capabilities::abi::{Syscall, rights};
+use capabilities::manifest::BootObject;
+
+use super::sim::{Outcome, Sim, cap, task};
+
+#[test]
+fn a_level_line_signals_its_notification_and_stays_masked_until_acknowledged() {
+    let caps = [
+        cap(8, BootObject::Interrupt { gsi: 8, level: true }, rights::ACK, 0),
+        cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
+    ];
+    let mut sim = Sim::boot(&[task("handler", 1, &caps)], None, 0, 1);
+    let id = sim.expect_running("handler");
+    let (gsi, vector, level) = sim.m.routes[0];
+    assert_eq!((gsi, level), (8, true));
+    assert_eq!(sim.m.masked[&8], true, "masked until bound");
+    assert_eq!(sim.sys(Syscall::IrqBind, [8, 9, 0b10, 0, 0, 0]).ok()[0], u64::from(vector));
+    assert_eq!(sim.m.masked[&8], false);
+    assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.kernel.interrupt(&mut sim.m, vector);
+    assert_eq!(sim.m.masked[&8], true, "level line masked until acknowledged");
+    sim.expect_running("handler");
+    assert_eq!(sim.result(id).ok()[0], 0b10);
+    sim.sys(Syscall::IrqAck, [8, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.m.masked[&8], false);
+    sim.kernel.interrupt(&mut sim.m, 0x99);
+}
+
+#[test]
+fn msi_vectors_need_the_control_right_and_come_back_when_deleted() {
+    let mut sim = Sim::boot(
+        &[task("pci", 1, &[cap(8, BootObject::Control, rights::IRQ, 0), cap(9, BootObject::Control, rights::DMA, 0)])],
+        None,
+        0,
+        0,
+    );
+    sim.schedule();
+    assert_eq!(sim.sys(Syscall::IrqAllocMsi, [9, 20, 0, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
+    let [vector, address, data] = sim.sys(Syscall::IrqAllocMsi, [8, 20, 0, 0, 0, 0]).ok();
+    assert_eq!((address, data), (0xfee0_0000, vector));
+    let [second, _, _] = sim.sys(Syscall::IrqAllocMsi, [8, 21, 0, 0, 0, 0]).ok();
+    assert_ne!(vector, second);
+    sim.sys(Syscall::CapDelete, [20, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.sys(Syscall::IrqAllocMsi, [8, 22, 0, 0, 0, 0]).ok()[0], vector, "the vector was freed");
+}
+
+#[test]
+fn ports_are_checked_against_the_range_width_and_rights() {
+    let caps = [
+        cap(8, BootObject::IoPorts { base: 0xf4, count: 4 }, rights::SEND, 0),
+        cap(9, BootObject::IoPorts { base: 0x70, count: 2 }, rights::RECEIVE, 0),
+    ];
+    let mut sim = Sim::boot(&[task("io", 1, &caps)], None, 0, 0);
+    sim.schedule();
+    sim.sys(Syscall::PortOut, [8, 0xf4, 4, 0x11, 0, 0]).ok();
+    assert_eq!(sim.m.port_writes, [(0xf4, 4, 0x11)]);
+    assert_eq!(sim.sys(Syscall::PortOut, [8, 0xf6, 4, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
+    assert_eq!(sim.sys(Syscall::PortOut, [8, 0xf4, 3, 0, 0, 0]).error(), ErrorCode::InvalidArgument);
+    assert_eq!(sim.sys(Syscall::PortIn, [8, 0xf4, 1, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
+    assert_eq!(sim.sys(Syscall::PortOut, [9, 0x70, 1, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
+    assert_eq!(sim.sys(Syscall::PortIn, [9, 0x71, 1, 0, 0, 0]).ok()[0], 0x71 * 3);
+    assert_eq!(sim.sys(Syscall::PortIn, [9, u64::MAX, 1, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
+}

@@ -1,0 +1,211 @@
+//! The IPC state machine: every ordering of call, receive and reply, dead
+//! partners, badges and capability transfer.
+
+use capabilities::ErrorCode;
+use capabilities::abi::ipc::{Info, NONBLOCK};
+use capabilities::abi::{Syscall, rights, slots};
+use capabilities::manifest::BootObject;
+
+use super::sim::{Outcome, Sim, cap, client, serve, task};
+
+const SERVER_EP: u64 = 8;
+const CLIENT_EP: u64 = 8;
+
+fn pair() -> Sim {
+    Sim::boot(&[task("server", 2, &[serve(8, 0)]), task("client", 1, &[client(8, 0, 0x77)])], None, 1, 0)
+}
+
+#[test]
+fn call_before_receive_queues_the_caller_until_the_server_takes_it() {
+    let mut sim = pair();
+    let client = sim.id("client");
+    let server = sim.id("server");
+    sim.run("client");
+    sim.write_message(client, b"ping");
+    assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 4, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("server");
+    let [badge, len, info] = sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+    assert_eq!((badge, len, Info(info).caps()), (0x77, 4, 0));
+    assert_eq!(sim.message(server, 4), b"ping");
+    sim.write_message(server, b"pong!");
+    assert_eq!(sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 5, 0, 0, 0, 0]).ok(), [0; 3]);
+    assert_eq!(sim.result(client).ok(), [0, 5, 0]);
+    assert_eq!(sim.message(client, 5), b"pong!");
+    assert_eq!(
+        sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).error(),
+        ErrorCode::InvalidCapability,
+        "a reply capability is used up by one reply"
+    );
+}
+
+#[test]
+fn receive_before_call_blocks_the_server_and_reply_recv_serves_in_a_loop() {
+    let mut sim = pair();
+    let client = sim.id("client");
+    sim.expect_running("server");
+    assert_eq!(sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("client");
+    for round in 0..3u8 {
+        sim.write_message(client, &[round]);
+        assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 1, 0, 0, 0, 0]), Outcome::Blocked);
+        let server = sim.expect_running("server");
+        assert_eq!(sim.result(server).ok(), [0x77, 1, 0]);
+        assert_eq!(sim.message(server, 1), [round]);
+        sim.write_message(server, &[round + 100]);
+        assert_eq!(sim.sys(Syscall::ReplyRecv, [u64::from(slots::REPLY), 1, SERVER_EP, 0, 0, 0]), Outcome::Blocked);
+        sim.expect_running("client");
+        assert_eq!(sim.result(client).ok(), [0, 1, 0]);
+        assert_eq!(sim.message(client, 1), [round + 100]);
+    }
+}
+
+#[test]
+fn send_without_reply_continues_once_taken() {
+    let mut sim = pair();
+    sim.run("client");
+    assert_eq!(sim.sys(Syscall::Send, [CLIENT_EP, 0, NONBLOCK, 0, 0, 0]).error(), ErrorCode::WouldBlock);
+    assert_eq!(sim.sys(Syscall::Send, [CLIENT_EP, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("server");
+    assert_eq!(sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok()[0], 0x77);
+    let client = sim.id("client");
+    assert_eq!(sim.result(client).ok(), [0; 3], "the sender was released");
+}
+
+#[test]
+fn receive_can_poll_or_time_out() {
+    let mut sim = pair();
+    let server = sim.expect_running("server");
+    assert_eq!(sim.sys(Syscall::Recv, [SERVER_EP, NONBLOCK, 0, 0, 0, 0]).error(), ErrorCode::WouldBlock);
+    assert_eq!(sim.sys(Syscall::Recv, [SERVER_EP, 0, 500, 0, 0, 0]), Outcome::Blocked);
+    assert_eq!(sim.kernel.next_deadline(), Some(500));
+    sim.m.now = 499;
+    sim.expect_running("client");
+    sim.sys(Syscall::Yield, [0; 6]);
+    sim.m.now = 500;
+    sim.expect_running("server");
+    assert_eq!(sim.result(server).error(), ErrorCode::TimedOut);
+}
+
+#[test]
+fn a_server_that_dies_holding_a_reply_wakes_its_caller_with_peer_died() {
+    let mut sim = pair();
+    let client = sim.id("client");
+    sim.run("client");
+    sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]);
+    sim.expect_running("server");
+    sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::Exit, [0; 6]);
+    sim.expect_running("client");
+    assert_eq!(sim.result(client).error(), ErrorCode::PeerDied);
+    assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]).error(), ErrorCode::PeerDied, "no receiver is left");
+}
+
+#[test]
+fn a_caller_queued_when_the_only_receiver_dies_is_told() {
+    let mut sim = pair();
+    let client = sim.id("client");
+    sim.run("client");
+    assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("server");
+    sim.sys(Syscall::Exit, [0; 6]);
+    sim.expect_running("client");
+    assert_eq!(sim.result(client).error(), ErrorCode::PeerDied);
+}
+
+#[test]
+fn replying_to_a_dead_caller_is_an_error_for_reply_only() {
+    let mut sim = pair();
+    sim.run("client");
+    sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]);
+    sim.expect_running("server");
+    sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+    let client = sim.id("client");
+    sim.kernel.end_task(&mut sim.m, client, crate::task::Death::Exited(0));
+    assert_eq!(sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).error(), ErrorCode::PeerDied);
+}
+
+#[test]
+fn a_second_call_received_without_replying_abandons_the_first() {
+    let tasks = [
+        task("server", 1, &[serve(8, 0)]),
+        task("first", 2, &[client(8, 0, 1)]),
+        task("second", 2, &[client(8, 0, 2)]),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let first = sim.id("first");
+    sim.expect_running("first");
+    sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]);
+    sim.expect_running("second");
+    sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]);
+    sim.expect_running("server");
+    assert_eq!(sim.sys(Syscall::Recv, [8, 0, 0, 0, 0, 0]).ok()[0], 1);
+    assert_eq!(sim.sys(Syscall::Recv, [8, 0, 0, 0, 0, 0]).ok()[0], 2);
+    assert_eq!(sim.result(first).error(), ErrorCode::NoReply);
+}
+
+#[test]
+fn badges_identify_the_client_that_holds_the_capability() {
+    let tasks = [
+        task("server", 1, &[serve(8, 0)]),
+        task("alice", 2, &[client(8, 0, 0xa11ce)]),
+        task("bob", 2, &[client(8, 0, 0xb0b)]),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    sim.expect_running("alice");
+    sim.sys(Syscall::Send, [8, 0, 0, 0, 0, 0]);
+    sim.expect_running("bob");
+    sim.sys(Syscall::Send, [8, 0, 0, 0, 0, 0]);
+    sim.expect_running("server");
+    assert_eq!(sim.sys(Syscall::Recv, [8, 0, 0, 0, 0, 0]).ok()[0], 0xa11ce);
+    assert_eq!(sim.sys(Syscall::Recv, [8, 0, 0, 0, 0, 0]).ok()[0], 0xb0b);
+}
+
+#[test]
+fn capabilities_travel_with_grant_into_the_receive_window_and_stay_revocable() {
+    let mut sim = pair();
+    let (client, server) = (sim.id("client"), sim.id("server"));
+    sim.run("client");
+    assert_eq!(sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok(), [0; 3]);
+    sim.send_caps(client, &[20, 21]);
+    sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]);
+    sim.expect_running("server");
+    sim.window(server, 40, 4);
+    let [_, _, info] = sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(Info(info).caps(), 1, "the empty slot 21 is skipped");
+    assert_eq!(sim.received(server), [40]);
+    assert_eq!(sim.sys(Syscall::Signal, [40, 0, 0, 0, 0, 0]).ok(), [0; 3], "the server can use it");
+    sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).ok();
+    sim.run("client");
+    assert_eq!(sim.sys(Syscall::Wait, [20, NONBLOCK, 0, 0, 0, 0]).ok()[0], 1, "the signal arrived");
+    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
+    sim.run("server");
+    assert_eq!(sim.sys(Syscall::Signal, [40, 0, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability);
+}
+
+#[test]
+fn without_grant_or_window_no_capability_moves() {
+    let send_only = cap(8, BootObject::Endpoint(0), rights::SEND, 0);
+    let tasks = [task("server", 2, &[serve(8, 0)]), task("client", 1, &[send_only])];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let (client, server) = (sim.id("client"), sim.id("server"));
+    sim.run("client");
+    sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
+    sim.send_caps(client, &[20]);
+    sim.sys(Syscall::Send, [CLIENT_EP, 0, 0, 0, 0, 0]);
+    sim.expect_running("server");
+    sim.window(server, 40, 4);
+    assert_eq!(Info(sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok()[2]).caps(), 0);
+    assert_eq!(sim.sys(Syscall::CapInfo, [40, 0, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability);
+}
+
+#[test]
+fn wrong_rights_kinds_and_sizes_are_refused() {
+    let mut sim = pair();
+    sim.run("client");
+    assert_eq!(sim.sys(Syscall::Recv, [CLIENT_EP, 0, 0, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
+    assert_eq!(sim.sys(Syscall::Call, [slots::SELF_TASK as u64, 0, 0, 0, 0, 0]).error(), ErrorCode::WrongKind);
+    assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 5000, 0, 0, 0, 0]).error(), ErrorCode::TooLarge);
+    for slot in [0, 9, 127, 128, u64::MAX] {
+        assert_eq!(sim.sys(Syscall::Call, [slot, 0, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability, "slot {slot}");
+    }
+}

@@ -1,0 +1,112 @@
+//! Frames, mappings and DMA pins.
+
+use capabilities::ErrorCode;
+use capabilities::abi::{Syscall, rights, slots};
+use capabilities::manifest::BootObject;
+
+use super::sim::{Sim, cap, task};
+use crate::paging::{self, flags};
+use crate::task::Death;
+
+const SPACE: u64 = slots::SELF_SPACE as u64;
+
+#[test]
+fn frames_map_once_unmap_and_deleting_the_capability_unmaps() {
+    let mut sim = Sim::boot(&[task("user", 1, &[])], None, 0, 0);
+    let id = sim.expect_running("user");
+    sim.sys(Syscall::FrameAlloc, [8, 2, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, u64::from(rights::WRITE), 0, 0]).ok();
+    let root = sim.kernel.root(id);
+    let page = paging::translate(&sim.m, root, 0x2000_1000).expect("mapped");
+    assert_eq!(page.flags & flags::WRITABLE, flags::WRITABLE);
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 8, 0x3000_0000, 0, 0, 0]).error(), ErrorCode::AlreadyMapped);
+    sim.sys(Syscall::CapCopy, [8, 9, u64::from(rights::READ), 0, 0, 0]).ok();
+    assert_eq!(
+        sim.sys(Syscall::Map, [SPACE, 9, 0x3000_0000, u64::from(rights::WRITE), 0, 0]).error(),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 9, 0x2000_1000, 0, 0, 0]).error(), ErrorCode::AlreadyMapped);
+    assert!(paging::translate(&sim.m, root, 0x2000_1000).is_some(), "a failed map leaves the old one");
+    sim.sys(Syscall::Map, [SPACE, 9, 0x3000_0000, 0, 0, 0]).ok();
+    sim.sys(Syscall::Unmap, [8, 0, 0, 0, 0, 0]).ok();
+    assert!(paging::translate(&sim.m, root, 0x2000_0000).is_none());
+    assert_eq!(sim.sys(Syscall::Unmap, [8, 0, 0, 0, 0, 0]).error(), ErrorCode::NotMapped);
+    sim.sys(Syscall::CapDelete, [9, 0, 0, 0, 0, 0]).ok();
+    assert!(paging::translate(&sim.m, root, 0x3000_0000).is_none(), "deleting the capability unmapped it");
+    assert!(sim.m.flushes.contains(&(0x3000_0000, 2)));
+}
+
+#[test]
+fn bad_addresses_and_sizes_are_refused() {
+    let mut sim = Sim::boot(&[task("user", 1, &[])], None, 0, 0);
+    sim.schedule();
+    for pages in [0, 3, 1024, u64::MAX] {
+        assert_eq!(sim.sys(Syscall::FrameAlloc, [8, pages, 0, 0, 0, 0]).error(), ErrorCode::InvalidArgument);
+    }
+    sim.sys(Syscall::FrameAlloc, [8, 1, 0, 0, 0, 0]).ok();
+    for virt in [0, 0x40_0000, 0x2000_0001, 0x0000_7fff_ffff_f000 + 0x1000, u64::MAX - 0xfff] {
+        assert_eq!(sim.sys(Syscall::Map, [SPACE, 8, virt, 0, 0, 0]).error(), ErrorCode::BadAddress, "{virt:#x}");
+    }
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, 1 << 20, 0, 0]).error(), ErrorCode::PermissionDenied);
+    assert_eq!(sim.sys(Syscall::Map, [8, 8, 0x2000_0000, 0, 0, 0]).error(), ErrorCode::WrongKind);
+}
+
+#[test]
+fn memory_and_object_quotas_bound_allocation() {
+    let mut sim = Sim::boot(&[task("greedy", 1, &[])], None, 0, 0);
+    let id = sim.expect_running("greedy");
+    let used = sim.kernel.tasks()[id.index()].memory.used;
+    let room = 64 - used;
+    assert_eq!(sim.sys(Syscall::FrameAlloc, [8, 64, 0, 0, 0, 0]).error(), ErrorCode::QuotaExceeded);
+    sim.sys(Syscall::FrameAlloc, [8, u64::from(room.next_power_of_two() / 2), 0, 0, 0, 0]).ok();
+    for slot in 9..16 {
+        let _ = sim.sys(Syscall::EndpointCreate, [slot, 0, 0, 0, 0, 0]);
+    }
+    assert_eq!(sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).error(), ErrorCode::QuotaExceeded);
+    sim.sys(Syscall::CapDelete, [9, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
+}
+
+#[test]
+fn device_memory_maps_uncached_and_never_executable() {
+    let regs = cap(8, BootObject::DeviceMemory { base: 0xfed9_0000, pages: 1 }, rights::READ | rights::WRITE, 0);
+    let mut sim = Sim::boot(&[task("driver", 1, &[regs])], None, 0, 0);
+    let id = sim.expect_running("driver");
+    assert_eq!(
+        sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, u64::from(rights::EXECUTE), 0, 0]).error(),
+        ErrorCode::PermissionDenied
+    );
+    sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, u64::from(rights::WRITE), 0, 0]).ok();
+    let page = paging::translate(&sim.m, sim.kernel.root(id), 0x2000_0000).expect("mapped");
+    assert_eq!(page.physical, 0xfed9_0000);
+    assert_eq!(page.flags & (flags::NO_CACHE | flags::WRITE_THROUGH), flags::NO_CACHE | flags::WRITE_THROUGH);
+}
+
+#[test]
+fn a_pinned_frame_outlives_its_owner_until_unpinned() {
+    let tasks = [
+        task("iommu", 2, &[cap(8, BootObject::Control, rights::DMA, 0), super::sim::serve(9, 0)]),
+        task("user", 1, &[super::sim::client(8, 0, 1)]),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let (user, iommu) = (sim.id("user"), sim.id("iommu"));
+    sim.expect_running("iommu");
+    sim.window(iommu, 40, 1);
+    sim.sys(Syscall::Recv, [9, 0, 0, 0, 0, 0]);
+    sim.expect_running("user");
+    sim.sys(Syscall::FrameAlloc, [20, 1, 0, 0, 0, 0]).ok();
+    let free_with_frame = sim.kernel.frames().free_frames();
+    sim.send_caps(user, &[20]);
+    sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]);
+    sim.expect_running("iommu");
+    assert_eq!(sim.sys(Syscall::DmaPin, [9, 40, 0, 0, 0, 0]).error(), ErrorCode::WrongKind);
+    let [pin, physical, pages] = sim.sys(Syscall::DmaPin, [8, 40, 0, 0, 0, 0]).ok();
+    assert_eq!(pages, 1);
+    assert_eq!(physical % 4096, 0);
+    sim.kernel.end_task(&mut sim.m, user, Death::Exited(0));
+    sim.sys(Syscall::CapDelete, [40, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.kernel.frames().free_frames(), free_with_frame, "still pinned");
+    sim.sys(Syscall::DmaUnpin, [8, pin, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.kernel.frames().free_frames(), free_with_frame + 1);
+    assert_eq!(sim.sys(Syscall::DmaUnpin, [8, pin, 0, 0, 0, 0]).error(), ErrorCode::InvalidArgument);
+}

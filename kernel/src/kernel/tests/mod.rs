@@ -1,0 +1,12 @@
+//! Host tests of the kernel logic, driven through system calls on a
+//! simulated machine.
+
+mod boot;
+mod caps;
+mod death;
+mod interrupts;
+mod ipc;
+mod memory;
+mod notify;
+mod sched;
+mod sim;

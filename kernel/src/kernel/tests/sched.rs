@@ -1,0 +1,37 @@
+//! Preemption: time slices among equals and wake-ups of more urgent tasks.
+
+use capabilities::abi::{Syscall, rights};
+use capabilities::manifest::BootObject;
+
+use super::sim::{Outcome, Sim, cap, task};
+use crate::kernel::{Next, QUANTUM_US};
+
+#[test]
+fn equal_priority_tasks_share_the_cpu_by_time_slice() {
+    let mut sim = Sim::boot(&[task("a", 1, &[]), task("b", 1, &[])], None, 0, 0);
+    let a = sim.expect_running("a");
+    assert_eq!(sim.kernel.next_deadline(), Some(QUANTUM_US), "a timer is needed: b waits");
+    sim.m.now = QUANTUM_US - 1;
+    assert_eq!(sim.schedule(), Next::Resume(a), "the slice is not over");
+    sim.m.now = QUANTUM_US;
+    sim.expect_running("b");
+    sim.m.now = 2 * QUANTUM_US;
+    assert_eq!(sim.schedule(), Next::Resume(a));
+}
+
+#[test]
+fn a_lone_task_needs_no_timer_and_a_woken_urgent_task_preempts() {
+    let tasks = [
+        task("urgent", 5, &[cap(8, BootObject::Notification(0), rights::RECEIVE, 0)]),
+        task("spinner", 1, &[cap(8, BootObject::Notification(0), rights::SEND, 1)]),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 0, 1);
+    sim.expect_running("urgent");
+    assert_eq!(sim.sys(Syscall::Wait, [8, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("spinner");
+    assert_eq!(sim.kernel.next_deadline(), None);
+    sim.sys(Syscall::Signal, [8, 0, 0, 0, 0, 0]).ok();
+    sim.expect_running("urgent");
+    sim.sys(Syscall::Exit, [0; 6]);
+    sim.expect_running("spinner");
+}

@@ -1,0 +1,119 @@
+//! The local APIC (timer, end of interrupt) and the IO APIC (routing of
+//! legacy lines), both reached through the direct map's uncached window.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::memory::PHYS_OFFSET;
+use crate::time;
+
+const LOCAL_APIC: u64 = 0xfee0_0000;
+const IO_APIC: u64 = 0xfec0_0000;
+
+const ID: u64 = 0x20;
+const EOI: u64 = 0xb0;
+const SPURIOUS: u64 = 0xf0;
+const LVT_TIMER: u64 = 0x320;
+const TIMER_INITIAL: u64 = 0x380;
+const TIMER_CURRENT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3e0;
+
+/// Vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0x20;
+/// Vector of spurious interrupts (never acknowledged).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+const MASKED: u32 = 1 << 16;
+
+/// Timer ticks per millisecond (divide by 16), measured at boot.
+static TIMER_KHZ: AtomicU64 = AtomicU64::new(0);
+
+fn local_read(register: u64) -> u32 {
+    // SAFETY: the direct map covers the local APIC page uncached (memory.rs
+    // maps the device window); register offsets are from the SDM and aligned.
+    unsafe { ((PHYS_OFFSET + LOCAL_APIC + register) as *const u32).read_volatile() }
+}
+
+fn local_write(register: u64, value: u32) {
+    // SAFETY: as in `local_read`; only the kernel writes the local APIC.
+    unsafe { ((PHYS_OFFSET + LOCAL_APIC + register) as *mut u32).write_volatile(value) }
+}
+
+fn io_write(register: u32, value: u32) {
+    // SAFETY: the IO APIC's select (0x00) and window (0x10) registers are
+    // in the uncached device window; only the kernel touches them, with
+    // interrupts off, so the select/window pair is not interleaved.
+    unsafe {
+        ((PHYS_OFFSET + IO_APIC) as *mut u32).write_volatile(register);
+        ((PHYS_OFFSET + IO_APIC + 0x10) as *mut u32).write_volatile(value);
+    }
+}
+
+fn io_read(register: u32) -> u32 {
+    // SAFETY: as in `io_write`.
+    unsafe {
+        ((PHYS_OFFSET + IO_APIC) as *mut u32).write_volatile(register);
+        ((PHYS_OFFSET + IO_APIC + 0x10) as *const u32).read_volatile()
+    }
+}
+
+/// Enables the local APIC, masks every IO APIC input, and measures the
+/// timer's rate against the TSC.
+pub fn init() {
+    local_write(SPURIOUS, (1 << 8) | u32::from(SPURIOUS_VECTOR));
+    let inputs = (io_read(0x01) >> 16) & 0xff;
+    for gsi in 0..=inputs {
+        io_write(0x10 + 2 * gsi, MASKED);
+    }
+    local_write(TIMER_DIVIDE, 0b0011); // divide by 16
+    local_write(LVT_TIMER, MASKED | u32::from(TIMER_VECTOR));
+    local_write(TIMER_INITIAL, u32::MAX);
+    let start = time::rdtsc();
+    let wait = time::tsc_khz() * 5; // 5 ms
+    while time::rdtsc() - start < wait {
+        core::hint::spin_loop();
+    }
+    let elapsed = u32::MAX - local_read(TIMER_CURRENT);
+    local_write(TIMER_INITIAL, 0);
+    TIMER_KHZ.store(u64::from(elapsed / 5).max(1), Ordering::Relaxed);
+}
+
+/// Timer ticks per millisecond.
+pub fn timer_khz() -> u64 {
+    TIMER_KHZ.load(Ordering::Relaxed)
+}
+
+/// This CPU's local APIC id.
+pub fn id() -> u8 {
+    (local_read(ID) >> 24) as u8
+}
+
+/// Acknowledges the interrupt being handled.
+pub fn end_of_interrupt() {
+    local_write(EOI, 0);
+}
+
+/// Fires the timer once, `micros` from now; `None` stops it.
+pub fn arm_timer(micros: Option<u64>) {
+    match micros {
+        None => local_write(TIMER_INITIAL, 0),
+        Some(micros) => {
+            let ticks = (micros.saturating_mul(timer_khz()) / 1000).clamp(1, u64::from(u32::MAX));
+            local_write(LVT_TIMER, u32::from(TIMER_VECTOR));
+            local_write(TIMER_INITIAL, ticks as u32);
+        }
+    }
+}
+
+/// Sends IO APIC input `gsi` to `vector` on this CPU, masked.
+pub fn route(gsi: u8, vector: u8, level: bool) {
+    let trigger = if level { (1 << 15) | (1 << 13) } else { 0 }; // level, active low
+    io_write(0x11 + 2 * u32::from(gsi), u32::from(id()) << 24);
+    io_write(0x10 + 2 * u32::from(gsi), MASKED | trigger | u32::from(vector));
+}
+
+/// Masks or unmasks IO APIC input `gsi`.
+pub fn mask(gsi: u8, masked: bool) {
+    let register = 0x10 + 2 * u32::from(gsi);
+    let entry = io_read(register);
+    io_write(register, if masked { entry | MASKED } else { entry & !MASKED });
+}

@@ -1,0 +1,243 @@
+//! Kernel objects other than tasks, kept in fixed arenas and named by
+//! generation-checked handles.
+//!
+//! # Invariants
+//!
+//! * `refs` of an object counts the capabilities naming it; an object is
+//!   freed when that count (and, for frames, the pin count) reaches zero.
+//! * A handle whose generation differs from its arena slot's names an
+//!   object that no longer exists, and every lookup through it fails.
+
+use heapless::Deque;
+
+use capabilities::manifest::MAX_TASKS;
+
+use crate::phys::Frame;
+use crate::task::TaskId;
+
+/// Names an object in an arena: slot index and the slot's generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Handle {
+    index: u16,
+    generation: u16,
+}
+
+impl Handle {
+    /// The handle packed into one word (for results and pin handles).
+    pub const fn to_word(self) -> u64 {
+        (self.generation as u64) << 16 | self.index as u64
+    }
+
+    /// Unpacks [`Self::to_word`].
+    pub const fn from_word(word: u64) -> Self {
+        Self { index: (word & 0xffff) as u16, generation: ((word >> 16) & 0xffff) as u16 }
+    }
+}
+
+struct Slot<T> {
+    generation: u16,
+    value: Option<T>,
+}
+
+/// A fixed-capacity store of objects of one kind.
+pub struct Arena<T, const N: usize> {
+    slots: [Slot<T>; N],
+    used: usize,
+}
+
+impl<T, const N: usize> Default for Arena<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const N: usize> Arena<T, N> {
+    /// An empty arena.
+    pub const fn new() -> Self {
+        Self { slots: [const { Slot { generation: 0, value: None } }; N], used: 0 }
+    }
+
+    /// Stores `value`, or returns it back when the arena is full.
+    pub fn insert(&mut self, value: T) -> Result<Handle, T> {
+        let Some(index) = self.slots.iter().position(|slot| slot.value.is_none()) else {
+            return Err(value);
+        };
+        let slot = &mut self.slots[index];
+        slot.value = Some(value);
+        self.used += 1;
+        Ok(Handle { index: index as u16, generation: slot.generation })
+    }
+
+    /// The object `handle` names, if it still exists.
+    pub fn get(&self, handle: Handle) -> Option<&T> {
+        let slot = self.slots.get(usize::from(handle.index))?;
+        if slot.generation == handle.generation { slot.value.as_ref() } else { None }
+    }
+
+    /// The object `handle` names, for changing.
+    pub fn get_mut(&mut self, handle: Handle) -> Option<&mut T> {
+        let slot = self.slots.get_mut(usize::from(handle.index))?;
+        if slot.generation == handle.generation { slot.value.as_mut() } else { None }
+    }
+
+    /// Removes the object; later lookups through `handle` fail.
+    pub fn remove(&mut self, handle: Handle) -> Option<T> {
+        let slot = self.slots.get_mut(usize::from(handle.index))?;
+        if slot.generation != handle.generation {
+            return None;
+        }
+        let value = slot.value.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.used -= 1;
+        Some(value)
+    }
+
+    /// Objects stored.
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    /// Whether the arena is empty.
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    /// Every object with its handle, for changing.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Handle, &mut T)> {
+        self.slots.iter_mut().enumerate().filter_map(|(index, slot)| {
+            let generation = slot.generation;
+            slot.value.as_mut().map(|value| (Handle { index: index as u16, generation }, value))
+        })
+    }
+
+    /// Every object with its handle.
+    pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            slot.value.as_ref().map(|value| (Handle { index: index as u16, generation: slot.generation }, value))
+        })
+    }
+}
+
+/// Which side of an endpoint is waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// Nobody.
+    Nobody,
+    /// Senders (and callers), in arrival order.
+    Senders,
+    /// Receivers, in arrival order.
+    Receivers,
+}
+
+/// A synchronous IPC rendezvous point.
+pub struct Endpoint {
+    /// Blocked tasks, all senders or all receivers.
+    pub queue: Deque<TaskId, MAX_TASKS>,
+    /// Which side the queue holds.
+    pub waiting: Waiting,
+    /// Capabilities naming it.
+    pub refs: u32,
+    /// Those of them with the RECEIVE right: when none is left, no
+    /// message can be taken, so senders are told instead of waiting.
+    pub receivers: u32,
+    /// Task whose object quota it is charged to (none for boot objects).
+    pub creator: Option<TaskId>,
+}
+
+impl Endpoint {
+    /// A fresh endpoint.
+    pub const fn new(creator: Option<TaskId>) -> Self {
+        Self { queue: Deque::new(), waiting: Waiting::Nobody, refs: 0, receivers: 0, creator }
+    }
+}
+
+/// A word of bits tasks signal and wait on.
+pub struct Notification {
+    /// Pending bits.
+    pub word: u64,
+    /// Tasks blocked in `Wait`.
+    pub waiters: Deque<TaskId, MAX_TASKS>,
+    /// The task whose receives also return its bits.
+    pub bound: Option<TaskId>,
+    /// Capabilities naming it.
+    pub refs: u32,
+    /// Task whose object quota it is charged to.
+    pub creator: Option<TaskId>,
+}
+
+impl Notification {
+    /// A fresh, clear notification.
+    pub const fn new(creator: Option<TaskId>) -> Self {
+        Self { word: 0, waiters: Deque::new(), bound: None, refs: 0, creator }
+    }
+}
+
+/// Physically contiguous RAM allocated by a task.
+pub struct FrameObject {
+    /// First frame.
+    pub base: Frame,
+    /// Length in pages.
+    pub pages: u32,
+    /// Task whose memory quota pays for it.
+    pub owner: TaskId,
+    /// Capabilities naming it.
+    pub refs: u32,
+    /// Device pins (`DmaPin`); the memory stays while any exist.
+    pub pins: u32,
+}
+
+/// Where an interrupt comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum IrqSource {
+    /// An IO APIC input.
+    IoApic {
+        /// Global system interrupt.
+        gsi: u8,
+        /// Level-triggered (masked until acknowledged).
+        level: bool,
+    },
+    /// A message-signalled interrupt on its own vector.
+    Msi,
+}
+
+/// An interrupt source delivered as notification bits.
+pub struct Interrupt {
+    /// Its source.
+    pub source: IrqSource,
+    /// CPU vector it arrives on.
+    pub vector: u8,
+    /// Notification and bits it signals.
+    pub target: Option<(Handle, u64)>,
+    /// Fired and not yet acknowledged.
+    pub unacknowledged: bool,
+    /// Capabilities naming it.
+    pub refs: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_handles_never_reach_a_new_object() {
+        let mut arena: Arena<u32, 2> = Arena::new();
+        let first = arena.insert(1).expect("room");
+        assert_eq!(arena.remove(first), Some(1));
+        let second = arena.insert(2).expect("room");
+        assert_eq!(arena.get(first), None, "the old handle names a freed slot");
+        assert_eq!(arena.get(second), Some(&2));
+        assert_eq!(arena.remove(first), None);
+        assert_eq!(arena.len(), 1);
+    }
+
+    #[test]
+    fn a_full_arena_gives_the_value_back_and_words_round_trip() {
+        let mut arena: Arena<u32, 1> = Arena::new();
+        let handle = arena.insert(7).expect("room");
+        assert_eq!(arena.insert(8), Err(8));
+        assert_eq!(Handle::from_word(handle.to_word()), handle);
+        assert_eq!(arena.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [7]);
+    }
+}

@@ -1,0 +1,170 @@
+//! Operations on the kinds of capability other than endpoints: creating
+//! objects, notifications, tasks, memory, ports and interrupts.
+
+use capabilities::ErrorCode;
+use capabilities::abi::Syscall;
+
+use crate::cap::{
+    AddressSpace, Cap, Control, DeviceMemory, Endpoint, Frame, Interrupt, IoPorts, Kind, Notification, Task,
+};
+use crate::syscall::raw;
+
+/// Creates an endpoint in the empty `slot`.
+pub fn create_endpoint(slot: u32) -> Result<Cap<Endpoint>, ErrorCode> {
+    raw(Syscall::EndpointCreate, [slot.into(), 0, 0, 0, 0, 0]).map(|_| Cap::at(slot))
+}
+
+/// Creates a notification in the empty `slot`.
+pub fn create_notification(slot: u32) -> Result<Cap<Notification>, ErrorCode> {
+    raw(Syscall::NotificationCreate, [slot.into(), 0, 0, 0, 0, 0]).map(|_| Cap::at(slot))
+}
+
+/// Allocates `pages` zeroed contiguous pages as a frame in the empty `slot`.
+pub fn alloc_frame(slot: u32, pages: u64) -> Result<Cap<Frame>, ErrorCode> {
+    raw(Syscall::FrameAlloc, [slot.into(), pages, 0, 0, 0, 0]).map(|_| Cap::at(slot))
+}
+
+impl Cap<Notification> {
+    /// Sets this capability's badge bits.
+    pub fn signal(self) -> Result<(), ErrorCode> {
+        raw(Syscall::Signal, [self.slot().into(), 0, 0, 0, 0, 0]).map(|_| ())
+    }
+
+    /// Waits for bits (`flags`: `ipc::NONBLOCK`; `timeout_us` 0: forever).
+    pub fn wait(self, flags: u64, timeout_us: u64) -> Result<u64, ErrorCode> {
+        raw(Syscall::Wait, [self.slot().into(), flags, timeout_us, 0, 0, 0]).map(|[bits, _, _]| bits)
+    }
+
+    /// Makes this task's receives also return when it is signalled.
+    pub fn bind(self) -> Result<(), ErrorCode> {
+        raw(Syscall::NotificationBind, [self.slot().into(), 0, 0, 0, 0, 0]).map(|_| ())
+    }
+}
+
+/// A task's state as [`Cap::<Task>::state`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Running or blocked.
+    Alive,
+    /// Exited with this code.
+    Exited(u64),
+    /// Killed by exception `vector` at `address`.
+    Killed {
+        /// Exception vector.
+        vector: u64,
+        /// Faulting address (page faults).
+        address: u64,
+    },
+}
+
+impl Cap<Task> {
+    /// Sets `bits` in `notification` when the task dies.
+    pub fn watch(self, notification: Cap<Notification>, bits: u64) -> Result<(), ErrorCode> {
+        raw(Syscall::TaskWatch, [self.slot().into(), notification.slot().into(), bits, 0, 0, 0]).map(|_| ())
+    }
+
+    /// Whether it lives, and how it ended.
+    pub fn state(self) -> Result<TaskState, ErrorCode> {
+        use capabilities::abi::task_state;
+        let [state, first, second] = raw(Syscall::TaskInfo, [self.slot().into(), 0, 0, 0, 0, 0])?;
+        Ok(match state {
+            task_state::EXITED => TaskState::Exited(first),
+            task_state::KILLED => TaskState::Killed { vector: first, address: second },
+            _ => TaskState::Alive,
+        })
+    }
+}
+
+/// Memory a task can map: frames and device memory.
+pub trait Mappable: Kind {}
+impl Mappable for Frame {}
+impl Mappable for DeviceMemory {}
+
+impl Cap<AddressSpace> {
+    /// Maps `memory` at `virt` with `access` (`rights::WRITE`, `EXECUTE`).
+    pub fn map<K: Mappable>(self, memory: Cap<K>, virt: u64, access: u32) -> Result<(), ErrorCode> {
+        raw(Syscall::Map, [self.slot().into(), memory.slot().into(), virt, access.into(), 0, 0]).map(|_| ())
+    }
+}
+
+impl<K: Mappable> Cap<K> {
+    /// Removes the mapping made with this capability.
+    pub fn unmap(self) -> Result<(), ErrorCode> {
+        raw(Syscall::Unmap, [self.slot().into(), 0, 0, 0, 0, 0]).map(|_| ())
+    }
+}
+
+impl Cap<DeviceMemory> {
+    /// A capability in `dest` for `pages` pages from page `offset`.
+    pub fn split(self, dest: u32, offset: u64, pages: u64) -> Result<Cap<DeviceMemory>, ErrorCode> {
+        raw(Syscall::CapSplit, [self.slot().into(), dest.into(), offset, pages, 0, 0]).map(|_| Cap::at(dest))
+    }
+}
+
+impl Cap<IoPorts> {
+    /// Reads port `port`, `width` bytes wide.
+    pub fn read(self, port: u16, width: u8) -> Result<u32, ErrorCode> {
+        raw(Syscall::PortIn, [self.slot().into(), port.into(), width.into(), 0, 0, 0]).map(|[value, _, _]| value as u32)
+    }
+
+    /// Writes `value` to port `port`, `width` bytes wide.
+    pub fn write(self, port: u16, width: u8, value: u32) -> Result<(), ErrorCode> {
+        raw(Syscall::PortOut, [self.slot().into(), port.into(), width.into(), value.into(), 0, 0]).map(|_| ())
+    }
+}
+
+impl Cap<Interrupt> {
+    /// Delivers the interrupt as `bits` in `notification`; returns the vector.
+    pub fn bind(self, notification: Cap<Notification>, bits: u64) -> Result<u8, ErrorCode> {
+        raw(Syscall::IrqBind, [self.slot().into(), notification.slot().into(), bits, 0, 0, 0])
+            .map(|[vector, _, _]| vector as u8)
+    }
+
+    /// Lets the interrupt fire again.
+    pub fn acknowledge(self) -> Result<(), ErrorCode> {
+        raw(Syscall::IrqAck, [self.slot().into(), 0, 0, 0, 0, 0]).map(|_| ())
+    }
+}
+
+/// A pinned frame: what a device may be told to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// Handle to release the pin with.
+    pub handle: u64,
+    /// Physical address of the first page.
+    pub physical: u64,
+    /// Pages pinned.
+    pub pages: u64,
+}
+
+/// An MSI vector allocated through the control capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msi {
+    /// The interrupt capability.
+    pub interrupt: Cap<Interrupt>,
+    /// Its vector.
+    pub vector: u8,
+    /// What a device writes, and where, to raise it.
+    pub address: u64,
+    /// The data word.
+    pub data: u32,
+}
+
+impl Cap<Control> {
+    /// Pins `frame` for device access.
+    pub fn pin(self, frame: Cap<Frame>) -> Result<Pin, ErrorCode> {
+        let [handle, physical, pages] = raw(Syscall::DmaPin, [self.slot().into(), frame.slot().into(), 0, 0, 0, 0])?;
+        Ok(Pin { handle, physical, pages })
+    }
+
+    /// Releases a pin.
+    pub fn unpin(self, handle: u64) -> Result<(), ErrorCode> {
+        raw(Syscall::DmaUnpin, [self.slot().into(), handle, 0, 0, 0, 0]).map(|_| ())
+    }
+
+    /// Allocates an MSI vector into the empty `slot`.
+    pub fn alloc_msi(self, slot: u32) -> Result<Msi, ErrorCode> {
+        let [vector, address, data] = raw(Syscall::IrqAllocMsi, [self.slot().into(), slot.into(), 0, 0, 0, 0])?;
+        Ok(Msi { interrupt: Cap::at(slot), vector: vector as u8, address, data: data as u32 })
+    }
+}
