@@ -1,0 +1,58 @@
+//! Simulated table memory for the unit tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
+
+/// Table pages in a map, with a page budget and a record of flushes.
+pub(crate) struct FakePages {
+    pub(crate) pages: BTreeMap<u64, Vec<u64>>,
+    pub(crate) released: BTreeSet<u64>,
+    pub(crate) flushes: Vec<(TablePage, usize, usize)>,
+    pub(crate) budget: usize,
+    next: u64,
+}
+
+impl FakePages {
+    /// Memory that hands out at most `budget` pages.
+    pub(crate) fn new(budget: usize) -> Self {
+        Self { pages: BTreeMap::new(), released: BTreeSet::new(), flushes: Vec::new(), budget, next: 0x10_0000 }
+    }
+
+    /// Pages handed out and not released.
+    pub(crate) fn live(&self) -> usize {
+        self.pages.len()
+    }
+}
+
+impl TablePages for FakePages {
+    fn allocate(&mut self) -> Option<TablePage> {
+        if self.pages.len() >= self.budget {
+            return None;
+        }
+        let address = self.next;
+        self.next += 0x1000;
+        self.pages.insert(address, vec![0; ENTRIES_PER_PAGE]);
+        TablePage::new(address)
+    }
+
+    fn release(&mut self, page: TablePage) {
+        assert!(self.pages.remove(&page.address()).is_some(), "released a page twice: {page:?}");
+        self.released.insert(page.address());
+    }
+
+    fn read(&self, page: TablePage, index: usize) -> u64 {
+        assert!(index < ENTRIES_PER_PAGE);
+        self.pages.get(&page.address()).expect("read of a page not handed out")[index]
+    }
+
+    fn write(&mut self, page: TablePage, index: usize, value: u64) {
+        assert!(index < ENTRIES_PER_PAGE);
+        self.pages.get_mut(&page.address()).expect("write to a page not handed out")[index] = value;
+    }
+
+    fn flush(&mut self, page: TablePage, first: usize, count: usize) {
+        assert!(first + count <= ENTRIES_PER_PAGE && count > 0);
+        self.flushes.push((page, first, count));
+    }
+}
