@@ -46,7 +46,7 @@ pub fn resolve(task: &Task, elf: &[u8]) -> Result<Result<Resolution, Vec<Problem
         let (offset, size) =
             section.file_range().ok_or_else(|| anyhow!("{}: {} has no file data", task.binary, capslots::SECTION))?;
         let data = section.data().map_err(|error| anyhow!("{}: {error}", task.binary))?;
-        if size as usize % ENTRY_SIZE != 0 {
+        if !(size as usize).is_multiple_of(ENTRY_SIZE) {
             return Err(anyhow!("{}: {} is not a whole number of entries", task.binary, capslots::SECTION));
         }
         for (index, bytes) in data.chunks_exact(ENTRY_SIZE).enumerate() {

@@ -38,15 +38,13 @@ impl Kernel {
         (timeout_us != 0).then(|| m.now().saturating_add(timeout_us))
     }
 
-    /// `Send` (`call` false) and `Call` (`call` true) by the running task.
+    /// `Send` (`call` false) and `Call` (`call` true) by the running task:
+    /// `[endpoint slot, length, flags, timeout]`. `None` when it blocked.
     pub(super) fn send(
         &mut self,
         m: &mut impl Machine,
         id: TaskId,
-        slot: u64,
-        len: u64,
-        flags: u64,
-        timeout: u64,
+        [slot, len, flags, timeout]: [u64; 4],
         call: bool,
     ) -> Option<Result<[u64; 3], ErrorCode>> {
         let (handle, cap) = match self.endpoint_cap(id, slot, rights::SEND) {

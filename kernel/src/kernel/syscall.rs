@@ -30,9 +30,9 @@ impl Kernel {
                 self.current = None;
                 Some(Ok([0; 3]))
             }
-            Syscall::Send => self.send(m, id, args[0], args[1], args[2], args[3], false),
+            Syscall::Send => self.send(m, id, [args[0], args[1], args[2], args[3]], false),
             Syscall::Recv => self.receive(m, id, args[0], args[1], args[2]),
-            Syscall::Call => self.send(m, id, args[0], args[1], 0, 0, true),
+            Syscall::Call => self.send(m, id, [args[0], args[1], 0, 0], true),
             Syscall::Reply => Some(self.reply(m, id, args[0], args[1])),
             Syscall::ReplyRecv => {
                 // A reply to a caller that is gone must not stop the server

@@ -43,6 +43,7 @@ impl Cap<Notification> {
 
 /// A task's state as [`Cap::<Task>::state`] reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "bare-metal", derive(defmt::Format))]
 pub enum TaskState {
     /// Running or blocked.
     Alive,

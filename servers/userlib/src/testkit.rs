@@ -19,23 +19,25 @@ pub struct Failure {
 /// What a case returns.
 pub type Outcome = Result<(), Failure>;
 
-/// A named test case.
+/// A named test case; it gets the task's IPC buffer.
 pub struct Case {
     /// Name the host reports it under.
     pub name: &'static str,
     /// The case.
-    pub run: fn() -> Outcome,
+    pub run: fn(&mut crate::ipc::Buffer) -> Outcome,
 }
 
-/// Fails the case unless `left == right`, logging both values.
+/// Fails the case unless `left == right`, logging both values (and an
+/// optional note saying what the check means).
 #[macro_export]
 macro_rules! check_eq {
-    ($left:expr, $right:expr $(,)?) => {{
+    ($left:expr, $right:expr $(, $note:literal)? $(,)?) => {{
         let (left, right) = (&$left, &$right);
         if left != right {
             $crate::testkit::report_mismatch(file!(), line!(), stringify!($left), stringify!($right));
             defmt::error!("  left:  {}", left);
             defmt::error!("  right: {}", right);
+            $( defmt::error!("  ({=str})", $note); )?
             return Err($crate::testkit::Failure { file: file!(), line: line!() });
         }
     }};
@@ -44,12 +46,34 @@ macro_rules! check_eq {
 /// Fails the case unless `condition` holds.
 #[macro_export]
 macro_rules! check {
-    ($condition:expr $(,)?) => {{
+    ($condition:expr $(, $note:literal)? $(,)?) => {{
         if !$condition {
             $crate::testkit::report_mismatch(file!(), line!(), stringify!($condition), "true");
+            $( defmt::error!("  ({=str})", $note); )?
             return Err($crate::testkit::Failure { file: file!(), line: line!() });
         }
     }};
+}
+
+/// The value of a `Result` that must be `Ok`; an error fails the case,
+/// logged with the expression and the error code.
+#[macro_export]
+macro_rules! check_ok {
+    ($result:expr $(,)?) => {
+        match $result {
+            Ok(value) => value,
+            Err(error) => {
+                defmt::error!(
+                    "check failed at {=str}:{=u32}: {=str} returned {}",
+                    file!(),
+                    line!(),
+                    stringify!($result),
+                    error
+                );
+                return Err($crate::testkit::Failure { file: file!(), line: line!() });
+            }
+        }
+    };
 }
 
 /// Logs the header of a failed comparison.
@@ -60,9 +84,13 @@ pub fn report_mismatch(file: &str, line: u32, left: &str, right: &str) {
 /// Runs every case in order and returns the number that failed.
 pub fn run(cases: &[Case]) -> u64 {
     defmt::info!("TEST PLAN {=usize}", cases.len());
+    let Some(mut buffer) = crate::ipc::Buffer::take() else {
+        defmt::error!("TEST FAIL setup: the IPC buffer was already taken");
+        return cases.len() as u64;
+    };
     let mut failed = 0;
     for case in cases {
-        match (case.run)() {
+        match (case.run)(&mut buffer) {
             Ok(()) => defmt::info!("TEST PASS {=str}", case.name),
             Err(failure) => {
                 failed += 1;
