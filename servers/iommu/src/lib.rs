@@ -13,6 +13,7 @@ pub mod context;
 pub mod domain;
 pub mod invalidation;
 pub mod memory;
+pub mod pagetable;
 pub mod range;
 pub mod registers;
 

@@ -9,6 +9,8 @@ pub(crate) struct FakePages {
     pub(crate) pages: BTreeMap<u64, Vec<u64>>,
     pub(crate) released: BTreeSet<u64>,
     pub(crate) flushes: Vec<(TablePage, usize, usize)>,
+    /// Entries written and not yet flushed.
+    pub(crate) dirty: BTreeSet<(u64, usize)>,
     pub(crate) budget: usize,
     next: u64,
 }
@@ -16,7 +18,14 @@ pub(crate) struct FakePages {
 impl FakePages {
     /// Memory that hands out at most `budget` pages.
     pub(crate) fn new(budget: usize) -> Self {
-        Self { pages: BTreeMap::new(), released: BTreeSet::new(), flushes: Vec::new(), budget, next: 0x10_0000 }
+        Self {
+            pages: BTreeMap::new(),
+            released: BTreeSet::new(),
+            flushes: Vec::new(),
+            dirty: BTreeSet::new(),
+            budget,
+            next: 0x10_0000,
+        }
     }
 
     /// Pages handed out and not released.
@@ -38,6 +47,7 @@ impl TablePages for FakePages {
 
     fn release(&mut self, page: TablePage) {
         assert!(self.pages.remove(&page.address()).is_some(), "released a page twice: {page:?}");
+        self.dirty.retain(|(address, _)| *address != page.address());
         self.released.insert(page.address());
     }
 
@@ -49,10 +59,15 @@ impl TablePages for FakePages {
     fn write(&mut self, page: TablePage, index: usize, value: u64) {
         assert!(index < ENTRIES_PER_PAGE);
         self.pages.get_mut(&page.address()).expect("write to a page not handed out")[index] = value;
+        self.dirty.insert((page.address(), index));
     }
 
     fn flush(&mut self, page: TablePage, first: usize, count: usize) {
         assert!(first + count <= ENTRIES_PER_PAGE && count > 0);
+        assert!(self.pages.contains_key(&page.address()), "flush of a page not handed out");
         self.flushes.push((page, first, count));
+        for index in first..first + count {
+            self.dirty.remove(&(page.address(), index));
+        }
     }
 }

@@ -1,0 +1,99 @@
+//! Unmapping I/O addresses, releasing the table pages that become empty.
+
+use super::entry;
+use super::table::{PageTableError, SecondLevelTable};
+use super::walk::{Slots, first_split};
+use crate::memory::{ENTRIES_PER_PAGE, EntryWriter, PAGE_SIZE, TablePage, TablePages};
+use crate::range::IovaRange;
+
+/// What an unmap did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unmapped {
+    /// 4 KiB pages that were mapped and no longer are.
+    pub pages: u64,
+    /// Table pages released (not to be reused before the invalidation).
+    pub tables_released: u64,
+}
+
+impl SecondLevelTable {
+    /// Unmaps `count` pages from `iova` (pages already unmapped are
+    /// skipped). Refused, changing nothing, if the range covers part of a
+    /// superpage. The caller invalidates the range afterwards, before the
+    /// memory or released table pages are reused.
+    pub fn unmap<P: TablePages>(&mut self, pages: &mut P, iova: u64, count: u64) -> Result<Unmapped, PageTableError> {
+        self.unmap_batch(pages, &[IovaRange { start: iova, pages: count }])
+    }
+
+    /// Unmaps several ranges: all of them or, if any is invalid or splits
+    /// a superpage, none.
+    pub fn unmap_batch<P: TablePages>(
+        &mut self,
+        pages: &mut P,
+        ranges: &[IovaRange],
+    ) -> Result<Unmapped, PageTableError> {
+        for range in ranges {
+            let range = self.check_iova(range.start, range.pages)?;
+            let end = range.end().ok_or(PageTableError::Empty)?;
+            if let Some(iova) = first_split(pages, self.root, self.levels(), range.start, end) {
+                return Err(PageTableError::SplitsSuperpage { iova });
+            }
+        }
+        let mut total = Unmapped::default();
+        for range in ranges {
+            let done = self.clear_range(pages, *range);
+            total.pages += done.pages;
+            total.tables_released += done.tables_released;
+        }
+        Ok(total)
+    }
+
+    /// Clears every leaf in a checked range and releases emptied tables.
+    pub(super) fn clear_range<P: TablePages>(&mut self, pages: &mut P, range: IovaRange) -> Unmapped {
+        let mut done = Unmapped::default();
+        let Some(end) = range.end() else {
+            return done;
+        };
+        let mut writer = EntryWriter::new(pages, self.config.coherent);
+        clear(&mut writer, self.root, self.levels(), range.start, end, &mut done);
+        done
+    }
+}
+
+/// Clears `start..end` within `table` at `level`.
+fn clear<P: TablePages>(
+    writer: &mut EntryWriter<'_, P>,
+    table: TablePage,
+    level: u8,
+    start: u64,
+    end: u64,
+    done: &mut Unmapped,
+) {
+    for slot in Slots::new(start, end, level) {
+        let value = writer.pages.read(table, slot.index);
+        if !entry::is_present(value) {
+            continue;
+        }
+        if entry::is_leaf(value, level) {
+            // Superpages lie wholly in the range: the caller checked.
+            writer.write(table, slot.index, 0);
+            done.pages += entry::span(level) / PAGE_SIZE;
+            continue;
+        }
+        let Some(child) = entry::table(value) else {
+            continue;
+        };
+        clear(writer, child, level - 1, slot.start, slot.end, done);
+        if slot.whole(level) || is_empty(writer.pages, child) {
+            // Unlink before release, so no table ever points at a page
+            // the allocator has taken back.
+            writer.write(table, slot.index, 0);
+            writer.finish();
+            writer.pages.release(child);
+            done.tables_released += 1;
+        }
+    }
+}
+
+fn is_empty(pages: &impl TablePages, table: TablePage) -> bool {
+    (0..ENTRIES_PER_PAGE).all(|index| !entry::is_present(pages.read(table, index)))
+}
