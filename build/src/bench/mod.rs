@@ -57,87 +57,44 @@ enum Source {
     PagesPerSecond(Mode, &'static str),
 }
 
-/// The rows, in order: key, label, unit, our figure compared (none for Linux-only extras), Linux's source.
-const ROWS: &[(&str, &str, Unit, Option<Figure>, Source)] = &[
-    ("boot/ready", "Boot: QEMU start to first program", Unit::Seconds, Some(Figure::BootToReady), Source::BootWall),
-    (
-        "ipc/futex",
-        "IPC round trip (Linux: futex ping-pong, 2 processes)",
-        Unit::Nanoseconds,
-        Some(Figure::IpcRoundTrip),
-        Source::Nanos(Mode::Strict, "futex_rtt"),
-    ),
-    (
-        "ipc/pipe",
-        "IPC round trip (Linux: pipe ping-pong, 1 byte each way)",
-        Unit::Nanoseconds,
-        Some(Figure::IpcRoundTrip),
-        Source::Nanos(Mode::Strict, "pipe_rtt"),
-    ),
-    (
-        "map/1",
-        "Map, 1 page per request (Linux: VFIO type1 MAP_DMA)",
-        Unit::PagesPerSecond,
-        Some(Figure::Map1),
-        Source::PagesPerSecond(Mode::Strict, "vfio_map_1"),
-    ),
-    (
-        "unmap/1",
-        "Unmap + IOTLB flush, 1 page per request (Linux: VFIO UNMAP_DMA)",
-        Unit::PagesPerSecond,
-        Some(Figure::Unmap1),
-        Source::PagesPerSecond(Mode::Strict, "vfio_unmap_1"),
-    ),
-    (
-        "map/64",
-        "Map, 64 pages per request (Linux: VFIO type1 MAP_DMA)",
-        Unit::PagesPerSecond,
-        Some(Figure::Map64),
-        Source::PagesPerSecond(Mode::Strict, "vfio_map_64"),
-    ),
-    (
-        "unmap/64",
-        "Unmap + IOTLB flush, 64 pages per request (Linux: VFIO UNMAP_DMA)",
-        Unit::PagesPerSecond,
-        Some(Figure::Unmap64),
-        Source::PagesPerSecond(Mode::Strict, "vfio_unmap_64"),
-    ),
-    (
-        "boot/linux-clock",
-        "Linux only: boot by the guest's own clock (CLOCK_BOOTTIME, no firmware)",
-        Unit::Seconds,
-        None,
-        Source::BootClock,
-    ),
-    (
-        "map/1/lazy",
-        "Linux only: map, 1 page per request, lazy boot (iommu.strict=0)",
-        Unit::PagesPerSecond,
-        None,
-        Source::PagesPerSecond(Mode::Lazy, "vfio_map_1"),
-    ),
-    (
-        "unmap/1/lazy",
-        "Linux only: unmap, 1 page per request, lazy boot (iommu.strict=0)",
-        Unit::PagesPerSecond,
-        None,
-        Source::PagesPerSecond(Mode::Lazy, "vfio_unmap_1"),
-    ),
-    (
-        "map/64/lazy",
-        "Linux only: map, 64 pages per request, lazy boot (iommu.strict=0)",
-        Unit::PagesPerSecond,
-        None,
-        Source::PagesPerSecond(Mode::Lazy, "vfio_map_64"),
-    ),
-    (
-        "unmap/64/lazy",
-        "Linux only: unmap, 64 pages per request, lazy boot (iommu.strict=0)",
-        Unit::PagesPerSecond,
-        None,
-        Source::PagesPerSecond(Mode::Lazy, "vfio_unmap_64"),
-    ),
-];
+/// The rows, in order: key, unit, our figure compared (none for Linux-only extras), Linux's source, label.
+#[rustfmt::skip]
+const ROWS: &[(&str, Unit, Option<Figure>, Source, &str)] = {
+    use Figure::*;
+    use Mode::*;
+    use Source::{BootClock, BootWall, Nanos, PagesPerSecond as Pps};
+    use Unit::{Nanoseconds as Ns, PagesPerSecond, Seconds};
+    &[
+        ("boot/ready", Seconds, Some(BootToReady), BootWall,
+            "Boot: QEMU start to first program"),
+        ("ipc/futex", Ns, Some(IpcRoundTrip), Nanos(Strict, "futex_rtt"),
+            "IPC round trip (Linux: futex ping-pong, 2 processes)"),
+        ("ipc/pipe", Ns, Some(IpcRoundTrip), Nanos(Strict, "pipe_rtt"),
+            "IPC round trip (Linux: pipe ping-pong, 1 byte each way)"),
+        ("map/1", PagesPerSecond, Some(Map1), Pps(Strict, "vfio_map_1"),
+            "Map, 1 page per request (Linux: VFIO type1 MAP_DMA)"),
+        ("unmap/1", PagesPerSecond, Some(Unmap1), Pps(Strict, "vfio_unmap_1"),
+            "Unmap + IOTLB flush, 1 page per request (Linux: VFIO UNMAP_DMA)"),
+        ("map/64", PagesPerSecond, Some(Map64), Pps(Strict, "vfio_map_64"),
+            "Map, 64 pages per request (Linux: VFIO type1 MAP_DMA)"),
+        ("unmap/64", PagesPerSecond, Some(Unmap64), Pps(Strict, "vfio_unmap_64"),
+            "Unmap + IOTLB flush, 64 pages per request (Linux: VFIO UNMAP_DMA)"),
+        ("boot/linux-clock", Seconds, None, BootClock,
+            "Linux only: boot by the guest's own clock (CLOCK_BOOTTIME, no firmware)"),
+        ("map/64/scattered", PagesPerSecond, None, Pps(Strict, "vfio_map_64_scattered"),
+            "Linux only: map, 64 pages per request, scattered frames (its worst case)"),
+        ("unmap/64/scattered", PagesPerSecond, None, Pps(Strict, "vfio_unmap_64_scattered"),
+            "Linux only: unmap, 64 pages per request, scattered frames (its worst case)"),
+        ("map/1/lazy", PagesPerSecond, None, Pps(Lazy, "vfio_map_1"),
+            "Linux only: map, 1 page per request, lazy boot (iommu.strict=0)"),
+        ("unmap/1/lazy", PagesPerSecond, None, Pps(Lazy, "vfio_unmap_1"),
+            "Linux only: unmap, 1 page per request, lazy boot (iommu.strict=0)"),
+        ("map/64/lazy", PagesPerSecond, None, Pps(Lazy, "vfio_map_64"),
+            "Linux only: map, 64 pages per request, lazy boot (iommu.strict=0)"),
+        ("unmap/64/lazy", PagesPerSecond, None, Pps(Lazy, "vfio_unmap_64"),
+            "Linux only: unmap, 64 pages per request, lazy boot (iommu.strict=0)"),
+    ]
+};
 
 /// Linux's cell for one source.
 fn linux_cell(linux: &Linux, source: Source) -> Cell {
@@ -167,7 +124,7 @@ fn linux_cell(linux: &Linux, source: Source) -> Cell {
 pub fn comparison(outcome: &Outcome, machine: &PeerMachine) -> Table {
     let rows = ROWS
         .iter()
-        .map(|&(key, label, unit, ours_figure, source)| Row {
+        .map(|&(key, unit, ours_figure, source, label)| Row {
             key: key.into(),
             label: label.into(),
             unit,
@@ -219,22 +176,45 @@ fn linux_notes(linux: &Linux) -> Vec<String> {
         ),
         format!(
             "Linux samples: {} per figure. IPC: one sample is the mean of {} round trips. Map/unmap: one \
-             sample maps {} pages (4 KiB, private anonymous memory, no THP, pre-faulted) in requests of 1 or 64 \
-             pages, then unmaps them, each phase timed alone. Boot: one sample per boot ({} boots).",
+             sample maps {} pages of 4 KiB (pre-faulted) in requests of 1 or 64 pages, then unmaps them, each \
+             phase timed alone. Boot: one sample per boot ({} boots).",
             peer::RUNS,
             peer::IPC_ITERATIONS,
             peer::PAGES,
             linux.boot_seconds().len()
         ),
+        "Memory mapped: the compared rows use 2 MiB-aligned memory backed by transparent huge pages, so each \
+         64-page request is physically contiguous and type1 maps it with one `iommu_map` call (Linux's best \
+         case, still 4 KiB IOMMU pages); the scattered rows use 4 KiB frames faulted in even pages first, \
+         then odd ones, so type1 makes one call per page (its worst case). Ordinary memory lies in between."
+            .into(),
         "Compared mode: `iommu.strict=1` (synchronous IOTLB invalidation, as ours). VFIO's type1 domain is \
          unmanaged, so its unmap flushes the IOTLB before returning in either mode; the lazy rows show it."
             .into(),
+        format!("Mapped buffers' physical contiguity (from `/proc/self/pagemap`): {}.", contiguity(linux)),
+        format!(
+            "Host load (1-minute average) before each boot: {}; TCG speed follows it, so compare figures taken \
+             under similar load.",
+            linux.boots.iter().map(|boot| format!("{:.2}", boot.load)).collect::<Vec<_>>().join(", ")
+        ),
         format!(
             "The Linux peer run took {:.0} s (packages, build, {} boots).",
             linux.wall.as_secs_f64(),
             linux.boots.len()
         ),
     ]
+}
+
+/// The `vfio-buffer` info lines of every boot that mapped memory, with the boot's mode.
+fn contiguity(linux: &Linux) -> String {
+    let mut lines = Vec::new();
+    for boot in &linux.boots {
+        let Ok(report) = &boot.report else { continue };
+        for line in report.info.iter().filter_map(|line| line.strip_prefix("vfio-buffer ")) {
+            lines.push(format!("{} boot, {line}", boot.mode.name()));
+        }
+    }
+    if lines.is_empty() { "not reported".into() } else { lines.join("; ") }
 }
 
 fn linux_details(linux: &Linux) -> serde_json::Value {
@@ -252,6 +232,7 @@ fn linux_details(linux: &Linux) -> serde_json::Value {
                 "append": boot.append,
                 "to_ready_seconds": boot.to_ready.map(|time| time.as_secs_f64()),
                 "wall_seconds": boot.wall.as_secs_f64(),
+                "host_load": boot.load,
                 "done": done,
                 "info": info,
                 "errors": errors,

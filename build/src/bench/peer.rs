@@ -135,6 +135,8 @@ pub struct Boot {
     pub report: Result<Report, String>,
     /// Where its full console is kept.
     pub console: PathBuf,
+    /// The host's 1-minute load average just before the boot (TCG speed depends on it).
+    pub load: f64,
 }
 
 /// One figure's samples: per operation, in nanoseconds and in TSC cycles.
@@ -380,6 +382,7 @@ fn boot(machine: &PeerMachine, kernel: &Path, initrd: &Path, plan: BootPlan, con
         mode.parameter()
     );
     let mut command = machine.command(kernel, initrd, &append);
+    let load = load_average();
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -439,7 +442,15 @@ fn boot(machine: &PeerMachine, kernel: &Path, initrd: &Path, plan: BootPlan, con
     let stderr = errors.join().unwrap_or_default();
     let _ = std::fs::write(&console, format!("# {append}\n{}\n{stderr}", lines.join("\n")));
     let report = judge(parse(&lines), timed_out, timeout, status, &stderr);
-    Ok(Boot { mode, cases, append, to_ready, wall, report, console })
+    Ok(Boot { mode, cases, append, to_ready, wall, report, console, load })
+}
+
+/// The host's 1-minute load average (0 if unreadable).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A boot's report, unless QEMU itself failed (or hung) before the program could say anything.
@@ -537,6 +548,7 @@ PEER done
                 wall: Duration::from_secs(10),
                 report,
                 console: PathBuf::from("console.log"),
+                load: 0.5,
             }],
             wall: Duration::from_secs(12),
         }

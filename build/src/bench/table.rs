@@ -310,12 +310,18 @@ mod tests {
         assert!(text.starts_with("# Benchmarks\n\n- machine: q35\n"), "{text}");
         assert_eq!(
             lines[2],
-            "| label ipc/futex | 30.0 µs (30.0–30.0, n=1) | 60.0 µs (52.0–68.0, n=3) | 0.50 (ours better) |"
+            concat!(
+                "| label ipc/futex | 30.0 µs (30.0–30.0, n=1) ",
+                "| 60.0 µs (52.0–68.0, n=3) | 0.50 (ours better) |"
+            )
         );
         assert_eq!(lines[3], "| label ipc/pipe | 30.0 µs (30.0–30.0, n=1) | unavailable: no packages / offline | — |");
         assert_eq!(
             lines[4],
-            "| label map/64 | 1.00 M pages/s (1.00–1.00, n=1) | 1.50 M pages/s (1.10–1.90, n=3) | 0.67 (Linux better) |"
+            concat!(
+                "| label map/64 | 1.00 M pages/s (1.00–1.00, n=1) ",
+                "| 1.50 M pages/s (1.10–1.90, n=3) | 0.67 (Linux better) |"
+            )
         );
         assert_eq!(lines[5], "| label boot/clock | — | 1.85 s (1.81–1.89, n=2) | — |");
     }

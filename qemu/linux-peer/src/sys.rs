@@ -109,70 +109,94 @@ pub fn vfio_unmap_dma(container: &File, iova: u64, size: u64) -> io::Result<u64>
     check(ret.into()).map(|_| unmap.size)
 }
 
-/// An anonymous memory mapping, unmapped on drop.
+/// An anonymous memory mapping, unmapped on drop. Its usable part may start past the mapping's own start,
+/// to honour a larger alignment than the page.
 pub struct Mapping {
-    ptr: *mut libc::c_void,
+    base: *mut libc::c_void,
+    total: usize,
+    start: *mut u8,
     len: usize,
 }
 
 impl Mapping {
     /// Maps `len` bytes of zeroed anonymous memory, private or shared with children forked later.
     pub fn anonymous(len: usize, shared: bool) -> io::Result<Self> {
+        Self::map(len, 0, shared)
+    }
+
+    /// Maps `len` bytes of zeroed private anonymous memory starting on an `align`-byte boundary (a power
+    /// of two), e.g. 2 MiB so transparent huge pages can back it.
+    pub fn anonymous_aligned(len: usize, align: usize) -> io::Result<Self> {
+        Self::map(len, align, false)
+    }
+
+    fn map(len: usize, align: usize, shared: bool) -> io::Result<Self> {
         let sharing = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        let total = len.checked_add(align).ok_or_else(|| io::Error::other("mapping too large"))?;
         // SAFETY: a fresh anonymous mapping at an address the kernel picks overlaps nothing we use; the
         // result is checked before use.
-        let ptr = unsafe {
+        let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                total,
                 libc::PROT_READ | libc::PROT_WRITE,
                 sharing | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        if ptr == libc::MAP_FAILED {
+        if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { ptr, len })
+        let skip = if align == 0 { 0 } else { (base as usize).next_multiple_of(align) - base as usize };
+        // SAFETY: `skip < align` (or 0), so `base + skip .. + len` lies within the `total = len + align`
+        // bytes just mapped.
+        let start = unsafe { base.cast::<u8>().add(skip) };
+        Ok(Self { base, total, start, len })
     }
 
-    /// Start address, as the VFIO `vaddr` of the memory.
+    /// Start address of the usable part, as the VFIO `vaddr` of the memory.
     pub fn addr(&self) -> u64 {
-        self.ptr as u64
+        self.start as u64
     }
 
-    /// Asks for 4 KiB pages only (no transparent huge pages), so mapped memory is made of 4 KiB frames
-    /// like the frames our own kernel hands out.
-    pub fn no_huge_pages(&self) -> io::Result<()> {
+    /// Asks for transparent huge pages (`true`: physically contiguous 2 MiB frames when the kernel has
+    /// them) or for 4 KiB frames only (`false`).
+    pub fn huge_pages(&self, huge: bool) -> io::Result<()> {
+        let advice = if huge { libc::MADV_HUGEPAGE } else { libc::MADV_NOHUGEPAGE };
         // SAFETY: madvise on exactly this mapping changes only how the kernel backs it.
-        let ret = unsafe { libc::madvise(self.ptr, self.len, libc::MADV_NOHUGEPAGE) };
+        let ret = unsafe { libc::madvise(self.base, self.total, advice) };
         check(ret.into()).map(drop)
     }
 
-    /// Writes one byte in every page so every page is backed before it is timed.
-    pub fn touch_pages(&self, page: usize) {
-        for offset in (0..self.len).step_by(page) {
-            // SAFETY: `offset < len`, so the byte lies in this live, writable mapping; a volatile write keeps
-            // the compiler from dropping it, and no reference to the mapping's bytes exists.
-            unsafe { self.ptr.cast::<u8>().add(offset).write_volatile(1) };
+    /// Writes one byte in every page of the usable part, so every page is backed before it is timed.
+    /// `interleaved` touches the even pages first and then the odd ones, so no two neighbouring pages get
+    /// frames allocated one after the other (whichever way the allocator walks its free lists).
+    pub fn touch_pages(&self, page: usize, interleaved: bool) {
+        let pages = self.len / page;
+        let order: Box<dyn Iterator<Item = usize>> =
+            if interleaved { Box::new((0..pages).step_by(2).chain((1..pages).step_by(2))) } else { Box::new(0..pages) };
+        for index in order {
+            // SAFETY: `index < len / page`, so the byte lies in this live, writable mapping; a volatile write
+            // keeps the compiler from dropping it, and no reference to the mapping's bytes exists.
+            unsafe { self.start.add(index * page).write_volatile(1) };
         }
     }
 
     /// The first 4 bytes as an atomic word (the futex of the ping-pong).
     pub fn word(&self) -> &AtomicU32 {
         assert!(self.len >= 4);
-        // SAFETY: the mapping is page-aligned and at least 4 bytes long, lives as long as the returned
+        // SAFETY: the usable part is page-aligned and at least 4 bytes long, lives as long as the returned
         // borrow, and these bytes are only ever accessed atomically (here and in forked children).
-        unsafe { AtomicU32::from_ptr(self.ptr.cast::<u32>()) }
+        unsafe { AtomicU32::from_ptr(self.start.cast::<u32>()) }
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing borrows the mapping any more
+        // SAFETY: `base`/`total` are exactly what mmap returned and nothing borrows the mapping any more
         // (borrows of `word()` end before drop).
-        unsafe { libc::munmap(self.ptr, self.len) };
+        unsafe { libc::munmap(self.base, self.total) };
     }
 }
 
