@@ -74,6 +74,7 @@ pub fn init() {
     }
     let elapsed = u32::MAX - local_read(TIMER_CURRENT);
     local_write(TIMER_INITIAL, 0);
+    local_write(LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
     TIMER_KHZ.store(u64::from(elapsed / 5).max(1), Ordering::Relaxed);
 }
 
@@ -92,13 +93,23 @@ pub fn end_of_interrupt() {
     local_write(EOI, 0);
 }
 
-/// Fires the timer once, `micros` from now; `None` stops it.
-pub fn arm_timer(micros: Option<u64>) {
-    match micros {
+/// The absolute deadline (µs) the timer is armed for; `u64::MAX` when stopped.
+static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Makes the timer fire at `deadline` (µs since start; `None` stops it).
+/// Register writes are skipped when it is already set so: on the IPC path
+/// the deadline rarely changes, and each APIC write is costly (a VM exit
+/// under virtualisation, a device-model call under TCG).
+pub fn arm_timer(deadline: Option<u64>, now: u64) {
+    let wanted = deadline.unwrap_or(u64::MAX);
+    if ARMED.swap(wanted, Ordering::Relaxed) == wanted && wanted > now {
+        return;
+    }
+    match deadline {
         None => local_write(TIMER_INITIAL, 0),
-        Some(micros) => {
+        Some(deadline) => {
+            let micros = deadline.saturating_sub(now);
             let ticks = (micros.saturating_mul(timer_khz()) / 1000).clamp(1, u64::from(u32::MAX));
-            local_write(LVT_TIMER, u32::from(TIMER_VECTOR));
             local_write(TIMER_INITIAL, ticks as u32);
         }
     }

@@ -341,7 +341,7 @@ pub fn run_next() -> ! {
     let System { kernel, hardware } = &mut *system;
     let now = time::micros();
     let next = kernel.schedule(now);
-    apic::arm_timer(kernel.next_deadline().map(|deadline| deadline.saturating_sub(now)));
+    apic::arm_timer(kernel.next_deadline(), now);
     match next {
         Next::Resume(task) => {
             memory::switch_to(kernel.root(task));
