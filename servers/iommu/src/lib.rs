@@ -11,7 +11,9 @@
 pub mod capability;
 pub mod context;
 pub mod domain;
+pub mod fault;
 pub mod invalidation;
+pub mod iova;
 pub mod memory;
 pub mod pagetable;
 pub mod range;
