@@ -71,7 +71,11 @@ pub fn prepare(cache: &Path) -> Result<Guest> {
     let kernel_deb = download(&debs, &resolve_kernel()?)?;
     let busybox_deb = download(&debs, BUSYBOX)?;
 
-    let tree = cache.join("tree").join(file_stem(&kernel_deb));
+    // Drop what older runs cached for other versions (the kernel package alone is about 70 MB).
+    let trees = cache.join("tree");
+    let tree = trees.join(file_stem(&kernel_deb));
+    remove_others(&debs, &[&kernel_deb, &busybox_deb]);
+    remove_others(&trees, &[&tree]);
     let stamp = tree.join(".unpacked");
     if !stamp.exists() {
         let _ = std::fs::remove_dir_all(&tree);
@@ -149,6 +153,16 @@ fn candidate(policy: &str) -> Option<String> {
         .map(str::trim)
         .filter(|version| !version.is_empty() && *version != "(none)")
         .map(str::to_owned)
+}
+
+/// Removes every entry of `dir` but `keep` (best effort: a failure only leaves a stale file behind).
+fn remove_others(dir: &Path, keep: &[&Path]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|entry| entry.ok().map(|entry| entry.path())) {
+        if !keep.contains(&path.as_path()) {
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
 }
 
 fn file_stem(path: &Path) -> String {

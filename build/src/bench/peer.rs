@@ -571,6 +571,33 @@ PEER done
     }
 
     #[test]
+    fn the_initramfs_holds_init_program_busybox_and_modules_in_order() {
+        let busybox = std::env::temp_dir().join(format!("xtask-busybox-{}", std::process::id()));
+        std::fs::write(&busybox, b"BUSYBOX").expect("temp file");
+        let module = |name: &str, file_name: &str| debian::Module {
+            name: name.into(),
+            file_name: file_name.into(),
+            bytes: format!("ELF {name}").into_bytes(),
+        };
+        let guest = Guest {
+            kernel_package: "linux-image-6.1.0-56-amd64 6.1.192-2".into(),
+            busybox_package: "busybox-static 1:1.35.0".into(),
+            vmlinuz: PathBuf::from("/nonexistent"),
+            busybox: busybox.clone(),
+            modules: vec![module("vfio", "vfio.ko"), module("vfio_pci", "vfio-pci.ko")],
+        };
+        let archive = initramfs(&guest, b"PROGRAM").expect("archive");
+        let _ = std::fs::remove_file(&busybox);
+        let text = String::from_utf8_lossy(&archive);
+        for needle in ["bin/busybox\0", "BUSYBOX", "init\0", "/peer\n", "peer\0", "PROGRAM", "dev/console\0"] {
+            assert!(text.contains(needle), "{needle:?} missing");
+        }
+        assert!(text.contains("modules/vfio-pci.ko\0"));
+        assert!(text.contains("vfio.ko\nvfio-pci.ko\n"), "load order file");
+        assert!(text.contains("TRAILER!!!\0"));
+    }
+
+    #[test]
     fn the_default_machine_is_the_benchmark_shape_under_tcg() {
         let command = PeerMachine::default().command(Path::new("/k"), Path::new("/i"), "console=ttyS0");
         let args: Vec<String> = command.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();

@@ -12,8 +12,10 @@
 //! PEER done
 //! ```
 //!
-//! Units are `ns` and `cycles` per round trip (IPC) or per page (map/unmap). The host (`cargo xtask
-//! bench`) computes the statistics. What to run and how much comes from the kernel command line:
+//! Figures: `pipe_rtt`, `futex_rtt` (per round trip); `vfio_map_1`, `vfio_unmap_1`, `vfio_map_64`,
+//! `vfio_unmap_64` (per page, 1 or 64 pages per request, physically contiguous memory) and
+//! `vfio_map_64_scattered`, `vfio_unmap_64_scattered` (no two neighbouring frames contiguous). Units are
+//! `ns` and `cycles`, with `_per_page` for map/unmap. The host (`cargo xtask bench`) computes the statistics. What to run and how much comes from the kernel command line:
 //! `linux_peer.cases=ipc,vfio linux_peer.runs=N linux_peer.iterations=N linux_peer.pages=N` (dotted
 //! parameters are left alone by the kernel and not passed to init).
 
