@@ -19,6 +19,8 @@ pub fn kind_of(object: GrantObject) -> ObjectKind {
         GrantObject::IoPorts { .. } => ObjectKind::IoPorts,
         GrantObject::Interrupt { .. } => ObjectKind::Interrupt,
         GrantObject::Control => ObjectKind::Control,
+        GrantObject::AcpiTables => ObjectKind::Frame,
+        GrantObject::Ecam(_) | GrantObject::RemappingUnit(_) => ObjectKind::DeviceMemory,
     }
 }
 

@@ -143,6 +143,7 @@ fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize
             object_quota: task.objects,
             segments,
             caps: task.caps.iter().enumerate().map(|(index, grant)| boot_cap(index, grant)).collect(),
+            config: Default::default(),
         };
         manifest.extend(postcard::to_stdvec(&record)?);
     }
@@ -159,6 +160,9 @@ fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
         GrantObject::IoPorts { base, count } => BootObject::IoPorts { base, count },
         GrantObject::Interrupt { gsi, level } => BootObject::Interrupt { gsi, level },
         GrantObject::Control => BootObject::Control,
+        GrantObject::AcpiTables => BootObject::AcpiTables,
+        GrantObject::Ecam(n) => BootObject::Ecam(n),
+        GrantObject::RemappingUnit(n) => BootObject::RemappingUnit(n),
     };
     BootCap { slot: capslots::slot_of(index) as u16, object, rights: grant.rights, badge: grant.badge }
 }

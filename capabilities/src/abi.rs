@@ -129,6 +129,11 @@ syscalls! {
     IrqAllocMsi = 31,
     /// Microseconds since the machine started.
     Time = 32,
+    /// Create a device-memory capability in empty slot `rsi` for `r10`
+    /// pages at physical `rdx` through control capability `rdi` (DEVICE
+    /// right); the range may not touch RAM or devices the kernel or a boot
+    /// grant holds.
+    DeviceMemoryCreate = 33,
 }
 
 /// Largest `defmt` frame a task may hand to [`Syscall::LogWrite`].
@@ -181,8 +186,11 @@ pub mod rights {
     pub const IRQ: u32 = 1 << 10;
     /// Interrupt: bind and acknowledge.
     pub const ACK: u32 = 1 << 11;
+    /// Control: create device-memory capabilities for ranges that are
+    /// neither RAM nor the kernel's or another boot grant's devices.
+    pub const DEVICE: u32 = 1 << 12;
     /// Every right.
-    pub const ALL: u32 = (1 << 12) - 1;
+    pub const ALL: u32 = (1 << 13) - 1;
 }
 
 /// Kinds of kernel object a capability can name ([`Syscall::CapInfo`]).
@@ -307,7 +315,8 @@ pub mod layout {
     pub const STACK_TOP: u64 = 0x0ff0_0000;
     /// The task's IPC buffer page.
     pub const IPC_BUFFER: u64 = 0x1000_0000;
-    /// The read-only boot-information page.
+    /// The read-only boot-information page: a little-endian `u32` length,
+    /// then the task's configuration blob (`TaskImage::config`).
     pub const BOOT_INFO: u64 = 0x1000_2000;
     /// Lowest address a task may choose for its own mappings.
     pub const USER_MAP_BASE: u64 = 0x2000_0000;

@@ -36,6 +36,9 @@ pub const MAX_SEGMENTS: usize = 6;
 /// Most capabilities the policy gives one task at boot.
 pub const MAX_BOOT_CAPS: usize = 24;
 
+/// Largest configuration blob a task receives in its boot-information page.
+pub const CONFIG_MAX: usize = 3072;
+
 /// What precedes the task list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestHeader {
@@ -72,6 +75,9 @@ pub struct TaskImage {
     pub segments: Vec<Segment, MAX_SEGMENTS>,
     /// Capabilities installed in its capability space at boot.
     pub caps: Vec<BootCap, MAX_BOOT_CAPS>,
+    /// Its part of the policy, postcard-encoded, for the task to read from
+    /// its boot-information page (servers: bindings, assignments, quotas).
+    pub config: Vec<u8, CONFIG_MAX>,
 }
 
 /// One capability the policy installs at boot.
@@ -119,6 +125,13 @@ pub enum BootObject {
     },
     /// The control object (privileged operations by right).
     Control,
+    /// A read-only copy of the firmware's ACPI tables (a frame holding an
+    /// `acpi_tables::snapshot`).
+    AcpiTables,
+    /// The PCI configuration space (ECAM) region `n` of the ACPI MCFG table.
+    Ecam(u8),
+    /// The register page(s) of remapping unit `n` of the ACPI DMAR table.
+    RemappingUnit(u8),
 }
 
 /// One loadable segment: `file_size` bytes at `offset` in the image, padded

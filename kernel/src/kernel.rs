@@ -13,6 +13,7 @@ mod ipc;
 mod lifecycle;
 mod memory;
 mod notify;
+mod platform;
 mod syscall;
 
 use capabilities::ErrorCode;
@@ -28,6 +29,7 @@ use crate::sched::Scheduler;
 use crate::task::{Task, TaskId, TaskState};
 
 pub use boot::LoadError;
+pub use platform::Platform;
 
 /// The frame allocator the kernel uses: all RAM below 4 GiB.
 pub type Frames = FrameAllocator<{ (4usize << 30) / PAGE / 64 }>;
@@ -91,6 +93,7 @@ pub struct Kernel {
     frame_objects: Arena<FrameObject, MAX_FRAME_OBJECTS>,
     interrupts: Arena<Interrupt, MAX_INTERRUPTS>,
     vectors: [Option<Handle>; 256],
+    platform: Platform,
     sched: Scheduler,
     current: Option<TaskId>,
     quantum_end: u64,
@@ -118,6 +121,7 @@ impl Kernel {
             frame_objects: Arena::new(),
             interrupts: Arena::new(),
             vectors: [None; 256],
+            platform: Platform::new(),
             sched: Scheduler::new(),
             current: None,
             quantum_end: 0,

@@ -179,8 +179,9 @@ pub struct FrameObject {
     pub base: Frame,
     /// Length in pages.
     pub pages: u32,
-    /// Task whose memory quota pays for it.
-    pub owner: TaskId,
+    /// Task whose memory quota pays for it (none: the kernel's own, such
+    /// as the ACPI snapshot).
+    pub owner: Option<TaskId>,
     /// Capabilities naming it.
     pub refs: u32,
     /// Device pins (`DmaPin`); the memory stays while any exist.

@@ -203,12 +203,15 @@ fn grant(
         cap.interrupt.is_some(),
         cap.device_memory.is_some(),
         cap.control.is_some(),
+        cap.acpi_tables.is_some(),
+        cap.ecam.is_some(),
+        cap.remapping_unit.is_some(),
     ];
     if objects.iter().filter(|set| **set).count() != 1 {
         report.at(
             span,
             format!(
-                "{what}: give exactly one of receive, send, notification, watch, io-ports, interrupt, device-memory, control"
+                "{what}: give exactly one of receive, send, notification, watch, io-ports, interrupt, device-memory, control, acpi-tables, ecam, remapping-unit"
             ),
         );
         return None;
@@ -366,10 +369,21 @@ fn grant(
             match name.get_ref().as_str() {
                 "dma" => granted |= rights::DMA,
                 "irq" => granted |= rights::IRQ,
-                other => report.at(name.span(), format!("{what}: control right `{other}` is not `dma` or `irq`")),
+                "device-memory" => granted |= rights::DEVICE,
+                other => report
+                    .at(name.span(), format!("{what}: control right `{other}` is not `dma`, `irq` or `device-memory`")),
             }
         }
         return plain(GrantObject::Control, granted, 0);
+    }
+    if cap.acpi_tables.is_some() {
+        return plain(GrantObject::AcpiTables, rights::READ, 0);
+    }
+    if let Some(n) = cap.ecam {
+        return plain(GrantObject::Ecam(n), rights::READ | rights::WRITE, 0);
+    }
+    if let Some(n) = cap.remapping_unit {
+        return plain(GrantObject::RemappingUnit(n), rights::READ | rights::WRITE, 0);
     }
     None
 }

@@ -92,6 +92,12 @@ pub enum GrantObject {
     },
     /// The control object.
     Control,
+    /// The kernel's copy of the ACPI tables.
+    AcpiTables,
+    /// ECAM region `n` of the MCFG table.
+    Ecam(u8),
+    /// The registers of remapping unit `n` of the DMAR table.
+    RemappingUnit(u8),
 }
 
 /// One capability a task receives at boot.

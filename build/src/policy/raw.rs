@@ -62,6 +62,9 @@ pub struct RawCap {
     pub interrupt: Option<RawInterrupt>,
     pub device_memory: Option<RawDeviceMemory>,
     pub control: Option<Vec<Spanned<String>>>,
+    pub acpi_tables: Option<bool>,
+    pub ecam: Option<u8>,
+    pub remapping_unit: Option<u8>,
 }
 
 #[derive(Deserialize)]

@@ -190,7 +190,7 @@ fn each_grant_names_one_object_with_its_own_options() {
             "test.toml:34: task `client`, capability `rtc`: `signal, wait and badge` only goes with `notification`",
             "test.toml:34: task `client`, capability `rtc`: ports 0xffff+2 do not fit the 64 Ki port space",
             "test.toml:35: task `client`, capability `rtc-irq`: trigger `rising` is not `edge` or `level`",
-            "test.toml:36: task `client`, capability `control`: control right `root` is not `dma` or `irq`",
+            "test.toml:36: task `client`, capability `control`: control right `root` is not `dma`, `irq` or `device-memory`",
             "test.toml:37: task `client`, capability `regs`: device memory must be page-aligned",
         ],
     );

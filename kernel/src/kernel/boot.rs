@@ -154,6 +154,9 @@ impl Kernel {
                 Object::Interrupt(self.create_ioapic_interrupt(m, gsi, level).map_err(|_| LoadError::OutOfMemory)?)
             }
             BootObject::Control => Object::Control,
+            BootObject::AcpiTables => self.acpi_frame().ok_or(bad)?,
+            BootObject::Ecam(n) => self.platform_object(Some(n), None).ok_or(bad)?,
+            BootObject::RemappingUnit(n) => self.platform_object(None, Some(n)).ok_or(bad)?,
         };
         if cap.slot < slots::FIRST_POLICY as u16 {
             return Err(bad);
@@ -249,6 +252,11 @@ impl Kernel {
         }
         let ipc = self.alloc_page(m, quota)?;
         self.map_owned(m, root, quota, layout::IPC_BUFFER, ipc, data)?;
+        let info = self.alloc_page(m, quota)?;
+        let page = m.page_mut(info);
+        page[..4].copy_from_slice(&(spec.config.len() as u32).to_le_bytes());
+        page[4..4 + spec.config.len()].copy_from_slice(&spec.config);
+        self.map_owned(m, root, quota, layout::BOOT_INFO, info, user | self.no_execute)?;
         Ok(ipc)
     }
 

@@ -44,7 +44,7 @@ impl Kernel {
         for page in 0..pages {
             m.page_mut(base.add(page)).fill(0);
         }
-        let object = FrameObject { base, pages: pages as u32, owner: id, refs: 0, pins: 0 };
+        let object = FrameObject { base, pages: pages as u32, owner: Some(id), refs: 0, pins: 0 };
         let Ok(handle) = self.frame_objects.insert(object) else {
             let _ = self.frames.free_contiguous(base, pages as usize);
             self.task_mut(id).memory.release(pages as u32);
@@ -75,9 +75,11 @@ impl Kernel {
         }
         if let Some(frame) = self.frame_objects.remove(handle) {
             let _ = self.frames.free_contiguous(frame.base, frame.pages as usize);
-            let owner = self.task_mut(frame.owner);
-            owner.memory.release(frame.pages);
-            owner.objects.release(1);
+            if let Some(owner) = frame.owner {
+                let owner = self.task_mut(owner);
+                owner.memory.release(frame.pages);
+                owner.objects.release(1);
+            }
         }
     }
 

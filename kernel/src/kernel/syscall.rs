@@ -65,6 +65,7 @@ impl Kernel {
             Syscall::TaskWatch => Some(self.task_watch(id, args)),
             Syscall::TaskInfo => Some(self.task_info(id, args[0])),
             Syscall::Time => Some(Ok([m.now(), 0, 0])),
+            Syscall::DeviceMemoryCreate => Some(self.create_device_memory(id, args)),
         };
         if let Some(result) = outcome {
             self.set_result(id, result);

@@ -9,6 +9,7 @@
 
 extern crate bare_runtime;
 
+mod acpi;
 mod apic;
 mod boot;
 mod console;
@@ -77,6 +78,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     memory::init(kernel, hardware, &info, module, features);
+    acpi::snapshot(kernel, hardware, info.rsdp);
     apic::init();
     defmt::info!("local APIC {=u8}: timer {=u64} kHz", apic::id(), apic::timer_khz());
     let image = match BootImage::parse(memory::module_bytes(module)) {

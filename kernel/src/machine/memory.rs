@@ -186,6 +186,34 @@ impl Machine for Hardware {
     }
 }
 
+/// Reads firmware memory (ACPI tables) through the direct map.
+pub struct FirmwareMemory {
+    limit: u64,
+}
+
+impl acpi_tables::TableMemory for FirmwareMemory {
+    fn read(&self, physical: u64, buffer: &mut [u8]) -> bool {
+        let Some(end) = physical.checked_add(buffer.len() as u64) else { return false };
+        if end > self.limit {
+            return false;
+        }
+        // SAFETY: `[physical, end)` lies inside the direct map (checked
+        // against its end); the bytes are copied out, no reference into
+        // firmware memory is kept, and nothing writes that memory.
+        unsafe {
+            core::ptr::copy_nonoverlapping((PHYS_OFFSET + physical) as *const u8, buffer.as_mut_ptr(), buffer.len());
+        }
+        true
+    }
+}
+
+/// The firmware memory reachable through the direct map.
+pub fn firmware() -> FirmwareMemory {
+    FirmwareMemory { limit: DIRECT_END.load(core::sync::atomic::Ordering::Relaxed) }
+}
+
+static DIRECT_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Page-table frames for the kernel half, taken from the free frames.
 struct KernelTables<'a>(&'a mut Frames);
 
@@ -229,6 +257,7 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
 
     let data = flags::PRESENT | flags::WRITABLE | global | no_execute;
     let direct_end = limit.next_multiple_of(HUGE_PAGE_SIZE);
+    DIRECT_END.store(direct_end, core::sync::atomic::Ordering::Relaxed);
     let uncached = flags::WRITE_THROUGH | flags::NO_CACHE;
     let huge_pages = (0..direct_end)
         .step_by(HUGE_PAGE_SIZE as usize)
@@ -264,6 +293,13 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
     KERNEL_ROOT.store(root.address(), core::sync::atomic::Ordering::Relaxed);
     hardware.limit = limit;
     kernel.set_kernel_space(root, features.no_execute);
+    let ram: heapless::Vec<(u64, u64), 64> = info
+        .regions
+        .iter()
+        .filter(|region| region.kind == RegionKind::Ram)
+        .map(|region| (region.start, region.start.saturating_add(region.size)))
+        .collect();
+    kernel.set_ram(&ram);
 }
 
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);

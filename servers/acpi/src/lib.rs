@@ -16,6 +16,7 @@ pub mod memory;
 pub mod root;
 pub mod rsdp;
 pub mod sdt;
+pub mod snapshot;
 
 #[cfg(test)]
 mod testing;
@@ -26,3 +27,4 @@ pub use memory::{SliceMemory, TableMemory};
 pub use root::{RootError, RootKind, RootTable};
 pub use rsdp::{Rsdp, RsdpError};
 pub use sdt::{Sdt, SdtHeader, TableError};
+pub use snapshot::{SnapshotError, SnapshotMemory};

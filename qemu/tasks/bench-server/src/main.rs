@@ -3,7 +3,7 @@
 #![no_std]
 #![no_main]
 
-use userlib::cap::{Endpoint, own};
+use userlib::cap::own;
 use userlib::ipc::Buffer;
 
 userlib::cap_slot!(REQUESTS: Endpoint = "requests");

@@ -11,7 +11,7 @@
 #![no_main]
 
 use capabilities::abi::rights;
-use userlib::cap::{Endpoint, own};
+use userlib::cap::own;
 use userlib::ipc::Buffer;
 use userlib::{objects, syscall};
 

@@ -1,0 +1,136 @@
+//! What the kernel knows of the machine beyond its own memory: where RAM
+//! is, the ACPI tables (copied for servers), and the device ranges the
+//! firmware describes, which boot grants name symbolically.
+
+use acpi_tables::{Dmar, Mcfg, SnapshotMemory};
+use capabilities::ErrorCode;
+use capabilities::abi::{PAGE_SIZE, rights};
+use heapless::Vec;
+
+use super::{Kernel, Machine};
+use crate::cspace::{Capability, Object};
+use crate::objects::{FrameObject, Handle};
+use crate::task::TaskId;
+
+/// Most RAM ranges, ECAM regions and remapping units remembered.
+const MAX_RANGES: usize = 32;
+const MAX_UNITS: usize = 8;
+
+/// Physical ranges `[start, end)` no device-memory capability may cover
+/// beyond RAM: low memory (firmware, legacy devices) and the interrupt
+/// controllers' and remapping units' window.
+const KERNEL_DEVICES: [(u64, u64); 2] = [(0, 0x10_0000), (0xfec0_0000, 0xff00_0000)];
+
+/// The platform as the kernel found it at boot.
+#[derive(Default)]
+pub struct Platform {
+    ram: Vec<(u64, u64), MAX_RANGES>,
+    acpi: Option<Handle>,
+    ecam: Vec<(u64, u32), MAX_UNITS>,
+    units: Vec<(u64, u32), MAX_UNITS>,
+}
+
+impl Platform {
+    /// Nothing known yet.
+    pub const fn new() -> Self {
+        Self { ram: Vec::new(), acpi: None, ecam: Vec::new(), units: Vec::new() }
+    }
+}
+
+fn overlaps((start, end): (u64, u64), (other_start, other_end): (u64, u64)) -> bool {
+    start < other_end && other_start < end
+}
+
+impl Kernel {
+    /// Records where RAM is (`[start, end)` ranges of the memory map).
+    pub fn set_ram(&mut self, ranges: &[(u64, u64)]) {
+        self.platform.ram = ranges.iter().copied().take(MAX_RANGES).collect();
+    }
+
+    /// Takes a snapshot of the ACPI tables (`acpi_tables::snapshot`
+    /// format) into a frame servers can be granted, and finds the ECAM
+    /// regions and remapping units it describes.
+    pub fn set_acpi(&mut self, m: &mut impl Machine, snapshot: &[u8]) -> Result<(), ErrorCode> {
+        let tables = SnapshotMemory::new(snapshot).map_err(|_| ErrorCode::Malformed)?;
+        let pages = (snapshot.len() as u64).div_ceil(PAGE_SIZE).next_power_of_two();
+        let base = self.frames.alloc_contiguous(pages as usize, 1).ok_or(ErrorCode::OutOfMemory)?;
+        for (index, chunk) in snapshot.chunks(PAGE_SIZE as usize).enumerate() {
+            let page = m.page_mut(base.add(index as u64));
+            page.fill(0);
+            page[..chunk.len()].copy_from_slice(chunk);
+        }
+        let object = FrameObject { base, pages: pages as u32, owner: None, refs: 0, pins: 0 };
+        self.platform.acpi = self.frame_objects.insert(object).ok();
+
+        let mut root = [0u8; 1024];
+        let Ok(root) = tables.root(&mut root) else {
+            warn!("the ACPI root table is unusable: no PCI configuration space or IOMMU to grant");
+            return Ok(());
+        };
+        let mut buffer = [0u8; 4096];
+        match Mcfg::find(&tables, &root, &mut buffer) {
+            Ok(Some(mcfg)) => {
+                for region in mcfg.regions() {
+                    let pages = (region.size() / PAGE_SIZE) as u32;
+                    info!("ECAM {=u64:#x}, {=u32} pages (segment {=u16})", region.start(), pages, region.segment);
+                    let _ = self.platform.ecam.push((region.start(), pages));
+                }
+            }
+            _ => warn!("no usable ACPI MCFG table: no PCI configuration space to grant"),
+        }
+        match Dmar::find(&tables, &root, &mut buffer) {
+            Ok(Some(dmar)) => {
+                for unit in dmar.units() {
+                    let pages = unit.register_size().div_ceil(PAGE_SIZE) as u32;
+                    info!("remapping unit registers at {=u64:#x}, {=u32} pages", unit.register_base, pages);
+                    let _ = self.platform.units.push((unit.register_base, pages));
+                }
+            }
+            _ => warn!("no usable ACPI DMAR table: no IOMMU to grant"),
+        }
+        Ok(())
+    }
+
+    /// The object a symbolic boot grant names.
+    pub(super) fn platform_object(&self, ecam: Option<u8>, unit: Option<u8>) -> Option<Object> {
+        let found = match (ecam, unit) {
+            (Some(n), _) => self.platform.ecam.get(usize::from(n)),
+            (_, Some(n)) => self.platform.units.get(usize::from(n)),
+            _ => None,
+        }?;
+        Some(Object::DeviceMemory { base: found.0, pages: found.1 })
+    }
+
+    /// The ACPI snapshot frame, if the machine has ACPI tables.
+    pub(super) fn acpi_frame(&self) -> Option<Object> {
+        self.platform.acpi.map(Object::Frame)
+    }
+
+    /// `DeviceMemoryCreate`: a device-memory capability for `pages` pages
+    /// at `base`, which may cover neither RAM nor any device the kernel or
+    /// a boot grant holds.
+    pub(super) fn create_device_memory(&mut self, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
+        let [control, slot, base, pages, ..] = args;
+        self.require_control(id, control, rights::DEVICE)?;
+        let slot = self.caps.empty_slot(id, slot)?;
+        let end = pages.checked_mul(PAGE_SIZE).and_then(|size| base.checked_add(size));
+        let Some(end) = end.filter(|_| base % PAGE_SIZE == 0 && pages > 0 && pages <= u64::from(u32::MAX)) else {
+            return Err(ErrorCode::InvalidArgument);
+        };
+        let range = (base, end);
+        let platform = &self.platform;
+        let held = platform.ecam.iter().chain(&platform.units).map(|&(b, p)| (b, b + u64::from(p) * PAGE_SIZE));
+        let forbidden =
+            platform.ram.iter().copied().chain(KERNEL_DEVICES).chain(held).any(|other| overlaps(range, other));
+        if forbidden {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        let cap = Capability {
+            object: Object::DeviceMemory { base, pages: pages as u32 },
+            rights: rights::READ | rights::WRITE | rights::GRANT,
+            badge: 0,
+        };
+        self.install(slot, cap, None)?;
+        Ok([0; 3])
+    }
+}

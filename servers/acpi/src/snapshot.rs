@@ -1,0 +1,193 @@
+//! A copy of the firmware's ACPI tables, readable without any access to
+//! physical memory.
+//!
+//! The kernel builds it at boot ([`build`]) and hands servers a read-only
+//! frame holding it; a server parses the copy with the same code it would
+//! use on firmware memory, through [`SnapshotMemory`], which answers reads
+//! of the physical addresses the tables had. So no server needs a mapping
+//! of firmware memory, and a corrupt snapshot is just another malformed
+//! input for the parsers.
+//!
+//! Layout: [`MAGIC`], the table count and the RSDP address, then one
+//! directory entry per copied table (physical address, length, offset in
+//! the snapshot), then the tables' bytes.
+
+use crate::memory::TableMemory;
+use crate::root::{RootError, RootTable};
+use crate::rsdp::{Rsdp, RsdpError};
+use crate::sdt::{HEADER_LENGTH, SdtHeader, TableError};
+
+/// First eight bytes of a snapshot.
+pub const MAGIC: [u8; 8] = *b"ACPISNAP";
+
+/// Most tables a snapshot holds (the RSDP and the root table included).
+pub const MAX_TABLES: usize = 48;
+
+const HEADER: usize = 24;
+const ENTRY: usize = 16;
+const RSDP_V1_LENGTH: u32 = 20;
+const RSDP_V2_LENGTH: u32 = 36;
+
+/// Why a snapshot could not be built or read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The RSDP is missing or invalid.
+    Rsdp(RsdpError),
+    /// The root table is invalid.
+    Root(RootError),
+    /// A table the root lists is invalid.
+    Table(TableError),
+    /// The output buffer cannot hold every table.
+    OutOfRoom,
+    /// More tables than [`MAX_TABLES`].
+    TooManyTables,
+    /// The bytes are not a snapshot (bad magic, count or directory).
+    Malformed,
+}
+
+struct Writer<'o> {
+    out: &'o mut [u8],
+    count: usize,
+    data: usize,
+}
+
+impl Writer<'_> {
+    /// Copies `length` bytes of firmware memory at `physical` in and
+    /// records them in the directory; returns the copy.
+    fn copy(&mut self, memory: &impl TableMemory, physical: u64, length: u32) -> Result<&[u8], SnapshotError> {
+        if self.count == MAX_TABLES {
+            return Err(SnapshotError::TooManyTables);
+        }
+        let start = self.data;
+        let end = start.checked_add(length as usize).ok_or(SnapshotError::OutOfRoom)?;
+        let target = self.out.get_mut(start..end).ok_or(SnapshotError::OutOfRoom)?;
+        if !memory.read(physical, target) {
+            return Err(SnapshotError::Table(TableError::Unreadable { address: physical }));
+        }
+        let entry = HEADER + self.count * ENTRY;
+        let slot = self.out.get_mut(entry..entry + ENTRY).ok_or(SnapshotError::OutOfRoom)?;
+        slot[..8].copy_from_slice(&physical.to_le_bytes());
+        slot[8..12].copy_from_slice(&length.to_le_bytes());
+        slot[12..16].copy_from_slice(&(start as u32).to_le_bytes());
+        self.count += 1;
+        self.data = end.next_multiple_of(8);
+        Ok(&self.out[start..end])
+    }
+
+    /// Copies the whole table at `physical` (its header says how long).
+    fn table(&mut self, memory: &impl TableMemory, physical: u64) -> Result<&[u8], SnapshotError> {
+        let mut head = [0u8; HEADER_LENGTH];
+        if !memory.read(physical, &mut head) {
+            return Err(SnapshotError::Table(TableError::Unreadable { address: physical }));
+        }
+        let header = SdtHeader::parse(&head).map_err(SnapshotError::Table)?;
+        self.copy(memory, physical, header.length)
+    }
+}
+
+/// Copies the RSDP at `rsdp`, its root table and every table the root lists
+/// into `out`; returns how many bytes of `out` the snapshot uses.
+pub fn build(memory: &impl TableMemory, rsdp: u64, out: &mut [u8]) -> Result<usize, SnapshotError> {
+    let pointer = Rsdp::read(memory, rsdp).map_err(SnapshotError::Rsdp)?;
+    let (kind, root_address) = pointer.root_table();
+    let directory_end = HEADER + MAX_TABLES * ENTRY;
+    if out.len() < directory_end {
+        return Err(SnapshotError::OutOfRoom);
+    }
+    out[..directory_end].fill(0);
+    let mut writer = Writer { out, count: 0, data: directory_end };
+    let rsdp_length = if pointer.revision >= 2 { RSDP_V2_LENGTH } else { RSDP_V1_LENGTH };
+    writer.copy(memory, rsdp, rsdp_length)?;
+    let mut entries = [0u64; MAX_TABLES];
+    let listed = {
+        let root_bytes = writer.table(memory, root_address)?;
+        let root = RootTable::parse(kind, root_bytes).map_err(SnapshotError::Root)?;
+        let mut listed = 0;
+        for address in root.entries() {
+            *entries.get_mut(listed).ok_or(SnapshotError::TooManyTables)? = address;
+            listed += 1;
+        }
+        listed
+    };
+    for &address in &entries[..listed] {
+        writer.table(memory, address)?;
+    }
+    let (count, used) = (writer.count, writer.data);
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&(count as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&rsdp.to_le_bytes());
+    Ok(used)
+}
+
+/// Reads a snapshot as the physical memory it copied.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotMemory<'a> {
+    bytes: &'a [u8],
+    count: usize,
+    rsdp: u64,
+}
+
+impl<'a> SnapshotMemory<'a> {
+    /// Checks the header and directory of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, SnapshotError> {
+        if bytes.len() < HEADER + MAX_TABLES * ENTRY || bytes[..8] != MAGIC {
+            return Err(SnapshotError::Malformed);
+        }
+        let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        if count == 0 || count > MAX_TABLES {
+            return Err(SnapshotError::Malformed);
+        }
+        let mut rsdp = [0u8; 8];
+        rsdp.copy_from_slice(&bytes[16..24]);
+        let snapshot = Self { bytes, count, rsdp: u64::from_le_bytes(rsdp) };
+        if (0..count).any(|index| snapshot.entry(index).is_none()) {
+            return Err(SnapshotError::Malformed);
+        }
+        Ok(snapshot)
+    }
+
+    /// The physical address the RSDP had, where parsing starts.
+    pub fn rsdp_address(&self) -> u64 {
+        self.rsdp
+    }
+
+    /// The root table (XSDT or RSDT), read into `buffer`.
+    pub fn root<'b>(&self, buffer: &'b mut [u8]) -> Result<RootTable<'b>, SnapshotError> {
+        let pointer = Rsdp::read(self, self.rsdp).map_err(SnapshotError::Rsdp)?;
+        let (kind, address) = pointer.root_table();
+        RootTable::read(self, kind, address, buffer).map_err(SnapshotError::Root)
+    }
+
+    /// Directory entry `index`: (physical, bytes), if it lies in the snapshot.
+    fn entry(&self, index: usize) -> Option<(u64, &'a [u8])> {
+        let at = HEADER + index * ENTRY;
+        let raw = self.bytes.get(at..at + ENTRY)?;
+        let physical = u64::from_le_bytes(raw[..8].try_into().ok()?);
+        let length = u32::from_le_bytes(raw[8..12].try_into().ok()?) as usize;
+        let offset = u32::from_le_bytes(raw[12..16].try_into().ok()?) as usize;
+        physical.checked_add(length as u64)?;
+        Some((physical, self.bytes.get(offset..offset.checked_add(length)?)?))
+    }
+}
+
+impl TableMemory for SnapshotMemory<'_> {
+    fn read(&self, physical: u64, buffer: &mut [u8]) -> bool {
+        (0..self.count).filter_map(|index| self.entry(index)).any(|(base, bytes)| {
+            let source = physical
+                .checked_sub(base)
+                .and_then(|offset| usize::try_from(offset).ok())
+                .and_then(|start| bytes.get(start..start.checked_add(buffer.len())?));
+            match source {
+                Some(source) => {
+                    buffer.copy_from_slice(source);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

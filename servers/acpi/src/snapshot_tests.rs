@@ -1,0 +1,93 @@
+//! Tests of building and reading ACPI snapshots.
+
+use super::*;
+use crate::memory::{SliceMemory, read_table};
+use crate::testing::{fix_checksum, table};
+
+const RSDP_AT: usize = 0xf0000;
+const XSDT_AT: usize = 0x1000;
+const MCFG_AT: usize = 0x2000;
+const DMAR_AT: usize = 0x3000;
+
+fn rsdp(xsdt: u64) -> Vec<u8> {
+    let mut bytes = b"RSD PTR ".to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(b"QEMUQE");
+    bytes.push(2);
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&36u32.to_le_bytes());
+    bytes.extend_from_slice(&xsdt.to_le_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    fix_checksum(&mut bytes[..20], 8);
+    fix_checksum(&mut bytes, 32);
+    bytes
+}
+
+/// Firmware memory with an RSDP, an XSDT listing `entries`, an MCFG and a DMAR.
+fn firmware(entries: &[u64]) -> Vec<u8> {
+    let mut memory = vec![0u8; 0x100000];
+    let mut put = |at: usize, bytes: &[u8]| memory[at..at + bytes.len()].copy_from_slice(bytes);
+    put(RSDP_AT, &rsdp(XSDT_AT as u64));
+    let list: Vec<u8> = entries.iter().flat_map(|entry| entry.to_le_bytes()).collect();
+    put(XSDT_AT, &table(*b"XSDT", 1, &list));
+    put(MCFG_AT, &table(*b"MCFG", 1, &[0u8; 8]));
+    put(DMAR_AT, &table(*b"DMAR", 1, &[38, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    memory
+}
+
+fn snapshot(memory: &[u8], room: usize) -> Result<Vec<u8>, SnapshotError> {
+    let mut out = vec![0u8; room];
+    let used = build(&SliceMemory { base: 0, bytes: memory }, RSDP_AT as u64, &mut out)?;
+    out.truncate(used);
+    Ok(out)
+}
+
+#[test]
+fn a_snapshot_answers_reads_of_the_tables_at_their_old_addresses() {
+    let memory = firmware(&[MCFG_AT as u64, DMAR_AT as u64]);
+    let bytes = snapshot(&memory, 8192).expect("fits");
+    let copy = SnapshotMemory::new(&bytes).expect("valid");
+    assert_eq!(copy.rsdp_address(), RSDP_AT as u64);
+    let pointer = Rsdp::read(&copy, copy.rsdp_address()).expect("RSDP copied");
+    assert_eq!(pointer.root_table().1, XSDT_AT as u64);
+    let mut root = [0u8; 256];
+    assert_eq!(
+        copy.root(&mut root).expect("root copied").entries().collect::<Vec<_>>(),
+        [MCFG_AT as u64, DMAR_AT as u64]
+    );
+    let mut buffer = [0u8; 256];
+    let dmar = read_table(&copy, DMAR_AT as u64, &mut buffer).expect("DMAR copied");
+    assert_eq!(&dmar.header().signature, b"DMAR");
+    let mut byte = [0u8; 1];
+    assert!(!copy.read(0x5000, &mut byte), "memory outside the tables is not there");
+    assert!(!copy.read(DMAR_AT as u64 + 47, &mut [0u8; 2]), "nor a read running off a table's end");
+}
+
+#[test]
+fn firmware_faults_are_errors() {
+    let memory = firmware(&[MCFG_AT as u64, 0x9_0000]);
+    assert!(matches!(snapshot(&memory, 8192), Err(SnapshotError::Table(_))), "a listed table that is not a table");
+    let memory = firmware(&[MCFG_AT as u64]);
+    assert_eq!(snapshot(&memory, 900).err(), Some(SnapshotError::OutOfRoom));
+    let mut broken = firmware(&[MCFG_AT as u64]);
+    broken[RSDP_AT] = b'X';
+    assert!(matches!(snapshot(&broken, 8192), Err(SnapshotError::Rsdp(_))));
+    let many: Vec<u64> = (0..MAX_TABLES as u64).map(|_| MCFG_AT as u64).collect();
+    assert_eq!(snapshot(&firmware(&many), 1 << 20).err(), Some(SnapshotError::TooManyTables));
+}
+
+#[test]
+fn corrupt_snapshots_are_refused() {
+    let memory = firmware(&[MCFG_AT as u64]);
+    let good = snapshot(&memory, 8192).expect("fits");
+    assert!(SnapshotMemory::new(&good[1..]).is_err());
+    let mut zero = good.clone();
+    zero[8..12].copy_from_slice(&0u32.to_le_bytes());
+    assert_eq!(SnapshotMemory::new(&zero).err(), Some(SnapshotError::Malformed));
+    let mut wild = good.clone();
+    wild[HEADER + 12..HEADER + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(SnapshotMemory::new(&wild).err(), Some(SnapshotError::Malformed));
+    let mut huge = good;
+    huge[8..12].copy_from_slice(&1000u32.to_le_bytes());
+    assert_eq!(SnapshotMemory::new(&huge).err(), Some(SnapshotError::Malformed));
+}
