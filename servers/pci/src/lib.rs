@@ -1,3 +1,27 @@
 //! The PCI server's logic: configuration space, enumeration and capabilities.
+//!
+//! Everything here works through the [`ConfigSpace`] trait, so the same code
+//! runs over ECAM in the server and over recorded bytes in host tests.
+//! [`enumerate()`] walks the buses firmware numbered and describes every
+//! function as the [`capabilities::pci`] topology the IOMMU server forms
+//! groups from; [`bar`] sizes BARs for the driver core.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+pub mod bar;
+pub mod caps;
+pub mod config;
+pub mod ecam;
+pub mod enumerate;
+pub mod error;
+pub mod header;
+pub mod quirks;
+
+mod acs;
+mod describe;
+mod msi;
+mod pcie;
+
+pub use config::{AccessError, ConfigSpace};
+pub use enumerate::{Options, enumerate};
+pub use error::PciError;
