@@ -170,6 +170,7 @@ mod tests {
             object_quota: 0,
             segments: segments.iter().copied().collect(),
             caps: Default::default(),
+            config: Default::default(),
         }
     }
 

@@ -99,6 +99,7 @@ pub fn task(name: &str, priority: u8, caps: &[BootCap]) -> TaskImage {
         .into_iter()
         .collect(),
         caps: caps.iter().copied().collect(),
+        config: Default::default(),
     }
 }
 
