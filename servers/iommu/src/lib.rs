@@ -18,6 +18,7 @@ pub mod memory;
 pub mod pagetable;
 pub mod range;
 pub mod registers;
+pub mod unit;
 
 #[cfg(test)]
 mod testing;

@@ -1,0 +1,272 @@
+//! A model of QEMU 7.2's VT-d registers for the unit tests.
+//!
+//! It follows what `hw/i386/intel_iommu.c` does with each access and notes
+//! every access QEMU would abort on or silently ignore, so tests can
+//! require that none happened.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::queue::QueueMemory;
+use crate::invalidation::Descriptor;
+use crate::registers::{Register32, Register64, Registers, ccmd, fsts, gcmd, gsts, iotlb};
+
+/// Offsets QEMU accepts only 4-byte accesses to (it asserts the size).
+const ONLY_32: [u32; 20] = [
+    0x00, 0x18, 0x1c, 0x24, 0x2c, 0x34, 0x38, 0x3c, 0x44, 0x64, 0x84, 0x8c, 0x94, 0x9c, 0xa0, 0xa4, 0xa8, 0xac, 0xbc,
+    0x22c,
+];
+
+/// Memory shared by the model and the queue memory the unit writes.
+#[derive(Default)]
+pub(crate) struct SharedMemory {
+    pub(crate) descriptors: BTreeMap<u32, Descriptor>,
+    pub(crate) status: BTreeMap<u64, u32>,
+    pub(crate) status_address: u64,
+}
+
+/// The unit's view of the shared memory.
+pub(crate) struct FakeQueue(pub(crate) Rc<RefCell<SharedMemory>>);
+
+impl QueueMemory for FakeQueue {
+    fn write_descriptor(&mut self, slot: u32, descriptor: Descriptor) {
+        self.0.borrow_mut().descriptors.insert(slot, descriptor);
+    }
+
+    fn read_status(&mut self) -> u32 {
+        let memory = self.0.borrow();
+        memory.status.get(&memory.status_address).copied().unwrap_or(0)
+    }
+
+    fn write_status(&mut self, value: u32) {
+        let mut memory = self.0.borrow_mut();
+        let address = memory.status_address;
+        memory.status.insert(address, value);
+    }
+}
+
+/// Something the unit did to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    Gcmd(u32),
+    Write32(u32, u32),
+    Write64(u32, u64),
+    ContextRegister(u64),
+    IotlbRegister { address: u64, command: u64 },
+    Queued(Descriptor),
+}
+
+/// The model's state.
+pub(crate) struct FakeUnit {
+    pub(crate) cap: u64,
+    pub(crate) ecap: u64,
+    pub(crate) gsts: u32,
+    pub(crate) fsts: u32,
+    pub(crate) regs64: BTreeMap<u32, u64>,
+    pub(crate) regs32: BTreeMap<u32, u32>,
+    pub(crate) memory: Rc<RefCell<SharedMemory>>,
+    pub(crate) queue_slots: u32,
+    pub(crate) head: u32,
+    pub(crate) events: Vec<Event>,
+    /// What QEMU would abort on or ignore.
+    pub(crate) violations: Vec<String>,
+    /// Commands take effect but status bits never change (a hung unit).
+    pub(crate) stuck: bool,
+}
+
+impl FakeUnit {
+    pub(crate) fn new(cap: u64, ecap: u64) -> Self {
+        Self {
+            cap,
+            ecap,
+            gsts: 0,
+            fsts: 0,
+            regs64: BTreeMap::new(),
+            regs32: BTreeMap::new(),
+            memory: Rc::new(RefCell::new(SharedMemory { status_address: 0x9_0000, ..SharedMemory::default() })),
+            queue_slots: 0,
+            head: 0,
+            events: Vec::new(),
+            violations: Vec::new(),
+            stuck: false,
+        }
+    }
+
+    pub(crate) fn queue_memory(&self) -> FakeQueue {
+        FakeQueue(self.memory.clone())
+    }
+
+    /// Puts a fault in recording register `index` and raises PPF.
+    pub(crate) fn inject_fault(&mut self, index: u32, low: u64, high: u64) {
+        let offset = self.fault_offset() + 16 * index;
+        self.regs64.insert(offset, low);
+        self.regs64.insert(offset + 8, high);
+        self.fsts |= fsts::PPF;
+    }
+
+    fn fault_offset(&self) -> u32 {
+        ((self.cap >> 24 & 0x3ff) * 16) as u32
+    }
+
+    fn iotlb_offset(&self) -> u32 {
+        ((self.ecap >> 8 & 0x3ff) * 16) as u32
+    }
+
+    fn command(&mut self, value: u32) {
+        self.events.push(Event::Gcmd(value));
+        let changed = (value ^ (self.gsts & gcmd::PRESERVE_MASK)).count_ones();
+        if changed != 1 {
+            self.violations.push(format!("GCMD {value:#x} changes {changed} bits of GSTS {:#x}", self.gsts));
+        }
+        if self.stuck {
+            return;
+        }
+        let toggle = |status: &mut u32, bit: u32| {
+            if value & bit != 0 {
+                *status |= bit;
+            } else {
+                *status &= !bit;
+            }
+        };
+        toggle(&mut self.gsts, gsts::TES);
+        if value & gcmd::SRTP != 0 {
+            self.gsts |= gsts::RTPS;
+        }
+        if (value ^ self.gsts) & gcmd::QIE != 0 {
+            if value & gcmd::QIE != 0 {
+                let iqa = self.regs64.get(&0x90).copied().unwrap_or(0);
+                self.queue_slots = 256 << (iqa & 7);
+                self.head = 0;
+            }
+            toggle(&mut self.gsts, gsts::QIES);
+        }
+    }
+
+    fn process_queue(&mut self, tail: u32) {
+        if self.gsts & gsts::QIES == 0 || self.fsts & fsts::IQE != 0 {
+            return;
+        }
+        if tail >= self.queue_slots {
+            self.fsts |= fsts::IQE;
+            return;
+        }
+        while self.head != tail {
+            let descriptor = self.memory.borrow().descriptors.get(&self.head).copied();
+            let Some(descriptor) = descriptor else {
+                self.fsts |= fsts::IQE;
+                return;
+            };
+            let valid = match descriptor.kind() {
+                1 => descriptor.low & 0xfffc_0000_0000_ffc0 == 0 && descriptor.high == 0,
+                2 => descriptor.low & 0xffff_ffff_0000_ff00 == 0 && descriptor.high & 0xf80 == 0,
+                4 => true,
+                5 => {
+                    if descriptor.low & 0x30 == 0x30 {
+                        self.violations.push("wait descriptor with status write and interrupt".into());
+                    }
+                    if descriptor.low & 0x20 != 0 {
+                        let mut memory = self.memory.borrow_mut();
+                        if descriptor.high != memory.status_address {
+                            self.violations.push(format!("status written to {:#x}", descriptor.high));
+                        }
+                        memory.status.insert(descriptor.high, (descriptor.low >> 32) as u32);
+                    }
+                    descriptor.low & 0xffff_ff80 == 0 && descriptor.low & 0x30 != 0
+                }
+                _ => false,
+            };
+            if !valid {
+                self.fsts |= fsts::IQE;
+                return;
+            }
+            self.events.push(Event::Queued(descriptor));
+            self.head = (self.head + 1) % self.queue_slots;
+        }
+    }
+}
+
+impl Registers for FakeUnit {
+    fn read32(&mut self, register: Register32) -> u32 {
+        match register.offset {
+            0x00 => 0x10,
+            0x1c => self.gsts,
+            0x34 => self.fsts,
+            offset => self.regs32.get(&offset).copied().unwrap_or(0),
+        }
+    }
+
+    fn read64(&mut self, register: Register64) -> u64 {
+        if ONLY_32.contains(&register.offset) {
+            self.violations.push(format!("8-byte read of 32-bit register {}", register.name));
+        }
+        match register.offset {
+            0x08 => self.cap,
+            0x10 => self.ecap,
+            0x80 => u64::from(self.head) << 4,
+            offset => self.regs64.get(&offset).copied().unwrap_or(0),
+        }
+    }
+
+    fn write32(&mut self, register: Register32, value: u32) {
+        if !ONLY_32.contains(&register.offset) && register.offset != 0x40 {
+            self.violations.push(format!("4-byte write to 64-bit register {}", register.name));
+        }
+        self.events.push(Event::Write32(register.offset, value));
+        match register.offset {
+            0x18 => self.command(value),
+            0x34 => {
+                self.fsts &= !(value & fsts::ERRORS);
+            }
+            offset => {
+                self.regs32.insert(offset, value);
+            }
+        }
+    }
+
+    fn write64(&mut self, register: Register64, value: u64) {
+        if ONLY_32.contains(&register.offset) {
+            self.violations.push(format!("8-byte write to 32-bit register {} (QEMU aborts)", register.name));
+        }
+        self.events.push(Event::Write64(register.offset, value));
+        let fault_high = self.fault_offset() + 8;
+        let iotlb_command = self.iotlb_offset() + 8;
+        match register.offset {
+            0x28 if value & ccmd::ICC != 0 => {
+                if self.gsts & gsts::QIES != 0 {
+                    self.violations.push("CCMD while queued invalidation is on (QEMU ignores it)".into());
+                    self.regs64.insert(0x28, value);
+                    return;
+                }
+                self.events.push(Event::ContextRegister(value));
+                let granularity = value >> ccmd::CIRG_SHIFT & 3;
+                self.regs64.insert(0x28, granularity << ccmd::CAIG_SHIFT);
+            }
+            0x88 => {
+                self.regs64.insert(0x88, value);
+                self.process_queue((value >> 4 & 0x7fff) as u32);
+            }
+            offset if offset == iotlb_command && value & iotlb::IVT != 0 => {
+                if self.gsts & gsts::QIES != 0 {
+                    self.violations.push("IOTLB register while queued invalidation is on".into());
+                    self.regs64.insert(offset, value);
+                    return;
+                }
+                let address = self.regs64.get(&self.iotlb_offset()).copied().unwrap_or(0);
+                self.events.push(Event::IotlbRegister { address, command: value });
+                let granularity = value >> iotlb::IIRG_SHIFT & 3;
+                self.regs64.insert(offset, granularity << iotlb::IAIG_SHIFT);
+            }
+            offset if offset == fault_high => {
+                let current = self.regs64.get(&offset).copied().unwrap_or(0);
+                self.regs64.insert(offset, current & !(value & 1 << 63));
+                if current & !value & 1 << 63 == 0 {
+                    self.fsts &= !fsts::PPF;
+                }
+            }
+            offset => {
+                self.regs64.insert(offset, value);
+            }
+        }
+    }
+}
