@@ -30,10 +30,14 @@ fn tasks_get_their_image_stack_ipc_buffer_and_the_kernel_half() {
     assert_eq!(code.flags & (flags::WRITABLE | flags::NO_EXECUTE), 0, "code is read-only, executable");
     let data = paging::translate(&sim.m, root, 0x40_1000).expect("mapped");
     assert_eq!(data.flags & (flags::WRITABLE | flags::NO_EXECUTE), flags::WRITABLE | flags::NO_EXECUTE);
-    // 3 image pages, 2 stack, 1 IPC buffer, the root, one level-3 and one
-    // level-2 table, and a level-1 table each for the image, the stack and
-    // the IPC buffer (they lie in different 2 MiB ranges).
-    assert_eq!(sim.kernel.tasks()[0].memory.used, 3 + 2 + 1 + 1 + 2 + 3);
+    let info = paging::translate(&sim.m, root, layout::BOOT_INFO).expect("boot information mapped");
+    assert_eq!(info.flags & flags::WRITABLE, 0, "boot information is read-only");
+    assert_eq!(read(layout::BOOT_INFO, 4).expect("readable"), [0; 4], "an empty configuration");
+    // 3 image pages, 2 stack, the IPC buffer and the boot-information page,
+    // the root, one level-3 and one level-2 table, and a level-1 table each
+    // for the image, the stack and the IPC buffer (they lie in different
+    // 2 MiB ranges; the boot-information page shares the IPC buffer's).
+    assert_eq!(sim.kernel.tasks()[0].memory.used, 3 + 2 + 2 + 1 + 2 + 3);
 }
 
 #[test]
