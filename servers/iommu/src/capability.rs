@@ -118,6 +118,11 @@ pub struct Capabilities {
     pub domain_id_bits: u8,
     /// Software must flush the write buffer after changing tables (RWBF).
     pub write_buffer_flush: bool,
+    /// Protected low-memory region registers (PLMR): firmware may have
+    /// fenced memory off from DMA with them.
+    pub protected_low_memory: bool,
+    /// Protected high-memory region registers (PHMR).
+    pub protected_high_memory: bool,
     /// Caching mode (CM): not-present and faulting entries may be cached,
     /// so making an entry present needs an invalidation too. Virtual IOMMUs
     /// report it to shadow the tables.
@@ -175,6 +180,8 @@ impl Capabilities {
             ecap,
             domain_id_bits: 4 + 2 * nd,
             write_buffer_flush: bit(cap, 4),
+            protected_low_memory: bit(cap, 5),
+            protected_high_memory: bit(cap, 6),
             caching_mode: bit(cap, 7),
             sagaw,
             max_guest_address_width: field(cap, 16, 6) as u8 + 1,
@@ -263,6 +270,7 @@ mod tests {
         assert_eq!(caps.domain_id_bits, 16);
         assert_eq!(caps.domain_count(), 65536);
         assert!(!caps.write_buffer_flush && !caps.caching_mode);
+        assert!(!caps.protected_low_memory && !caps.protected_high_memory);
         assert!(caps.supports(AddressWidth::Bits39) && !caps.supports(AddressWidth::Bits48));
         assert_eq!(caps.max_guest_address_width, 39);
         assert_eq!(caps.superpages, Superpages { two_mebibytes: true, one_gibibyte: true });

@@ -227,6 +227,14 @@ pub mod iqa {
     pub const INDEX_SHIFT: u32 = 4;
 }
 
+/// Protected memory enable register bits.
+pub mod pmen {
+    /// Enable protected memory regions.
+    pub const EPM: u32 = 1 << 31;
+    /// Protected region status: set while the regions are enforced.
+    pub const PRS: u32 = 1;
+}
+
 /// Fault recording register fields (high 64 bits).
 pub mod frcd {
     /// Fault: the record is valid; write 1 to clear.

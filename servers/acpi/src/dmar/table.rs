@@ -1,6 +1,7 @@
 //! The DMAR table as a whole: its header fields and its checked structures.
 
 use super::error::DmarError;
+use super::scope::{PciAddress, ScopeKind};
 use super::structure::{Atsr, Drhd, RemappingStructure, Rmrr, Structures};
 use crate::bytes::u8_at;
 use crate::memory::TableMemory;
@@ -99,6 +100,29 @@ impl<'a> Dmar<'a> {
             RemappingStructure::Rmrr(region) => Some(region),
             _ => None,
         })
+    }
+
+    /// The unit that translates DMA from `device` in `segment`, whose
+    /// bridges from the root bus down are `upstream` (nearest last), as the
+    /// specification's matching rules say: a unit whose scopes name the
+    /// device or a bridge above it, else the segment's INCLUDE_PCI_ALL
+    /// unit. `secondary_bus` resolves multi-hop scope paths (see
+    /// [`super::DeviceScope::resolve`]). `None`: no unit translates it.
+    pub fn unit_for(
+        &self,
+        segment: u16,
+        device: PciAddress,
+        upstream: &[PciAddress],
+        mut secondary_bus: impl FnMut(PciAddress) -> Option<u8>,
+    ) -> Option<Drhd<'a>> {
+        let named = self.units().filter(|unit| unit.segment == segment && !unit.include_pci_all()).find(|unit| {
+            unit.scopes().any(|scope| match (scope.kind, scope.resolve(&mut secondary_bus)) {
+                (ScopeKind::PciEndpoint, Some(address)) => address == device,
+                (ScopeKind::PciSubHierarchy, Some(address)) => address == device || upstream.contains(&address),
+                _ => false,
+            })
+        });
+        named.or_else(|| self.units().find(|unit| unit.segment == segment && unit.include_pci_all()))
     }
 
     /// The root-port ATS structures.

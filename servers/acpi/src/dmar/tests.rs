@@ -134,6 +134,39 @@ fn qemu_7_2_table_with_bridges_lists_them_as_sub_hierarchies() {
 }
 
 #[test]
+fn devices_find_their_unit() {
+    let table = Dmar::parse(&QEMU_Q35_BRIDGES).unwrap();
+    let at = |bus, device, function| PciAddress { bus, device, function };
+    let none = |_| None;
+    assert!(table.unit_for(0, at(0, 0x1f, 2), &[], none).is_some());
+    assert!(table.unit_for(0, at(0, 2, 0), &[], none).is_some(), "the bridge itself");
+    let behind_bridge = table.unit_for(0, at(1, 1, 0), &[at(0, 2, 0)], none).unwrap();
+    assert_eq!(behind_bridge.register_base, 0xfed9_0000);
+    assert!(table.unit_for(0, at(0, 5, 0), &[], none).is_none(), "not in any scope");
+    assert!(table.unit_for(1, at(0, 0x1f, 2), &[], none).is_none(), "other segment");
+
+    let bytes = dmar(
+        38,
+        0,
+        &[
+            drhd(0, 0, 0xfed9_1000, &[scope(1, 0, 0, &[(2, 0)]), scope(2, 0, 0, &[(0x1c, 0), (0, 0)])]),
+            drhd(1, 0, 0xfed9_0000, &[scope(3, 0, 0xf0, &[(0x1f, 0)])]),
+        ],
+    );
+    let table = Dmar::parse(&bytes).unwrap();
+    let graphics = table.unit_for(0, at(0, 2, 0), &[], none).unwrap();
+    assert_eq!(graphics.register_base, 0xfed9_1000);
+    let other = table.unit_for(0, at(0, 3, 0), &[], none).unwrap();
+    assert_eq!(other.register_base, 0xfed9_0000, "INCLUDE_PCI_ALL catches the rest");
+    // 00:1c.0 has secondary bus 4; the scope names 04:00.0's hierarchy.
+    let secondary = |bridge: PciAddress| (bridge == at(0, 0x1c, 0)).then_some(4);
+    let below = table.unit_for(0, at(5, 0, 0), &[at(0, 0x1c, 0), at(4, 0, 0)], secondary).unwrap();
+    assert_eq!(below.register_base, 0xfed9_1000);
+    let unresolved = table.unit_for(0, at(5, 0, 0), &[at(0, 0x1c, 0), at(4, 0, 0)], none).unwrap();
+    assert_eq!(unresolved.register_base, 0xfed9_0000);
+}
+
+#[test]
 fn found_through_an_rsdt_in_memory() {
     let mut memory_bytes = vec![0u8; 0x400];
     let root_body: Vec<u8> = [0x1100u32, 0x1200].iter().flat_map(|a| a.to_le_bytes()).collect();

@@ -9,7 +9,7 @@ use super::error::UnitError;
 use super::queue::QueueMemory;
 use super::remapping::RemappingUnit;
 use crate::memory::TablePage;
-use crate::registers::{self, Registers, gcmd, gsts};
+use crate::registers::{self, Registers, gcmd, gsts, pmen};
 
 impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
     /// Issues one global command: `command` set (or cleared, if `enable` is
@@ -48,8 +48,16 @@ impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
 
     /// Turns DMA translation on: from here every request goes through the
     /// root table, and requesters without a present context entry fault.
+    /// Then lifts the protected memory regions firmware may have set: the
+    /// tables protect that memory now, and the regions would block DMA the
+    /// tables allow.
     pub fn enable_translation(&mut self) -> Result<(), UnitError> {
-        self.global_command(gcmd::TE, true, gsts::TES, true, "enable translation")
+        self.global_command(gcmd::TE, true, gsts::TES, true, "enable translation")?;
+        if self.capabilities.protected_low_memory || self.capabilities.protected_high_memory {
+            self.registers.write32(registers::PMEN, 0);
+            self.wait32(registers::PMEN, pmen::PRS, false, "disable protected memory regions")?;
+        }
+        Ok(())
     }
 
     /// Turns DMA translation off: requests then reach memory untranslated,

@@ -1,9 +1,10 @@
 //! The remapping unit handle: its registers, capabilities and queue state.
 
 use super::error::UnitError;
-use super::queue::{Queue, QueueMemory};
+use super::queue::{Queue, QueueConfig, QueueMemory};
 use crate::capability::Capabilities;
-use crate::registers::{self, Register32, Register64, Registers};
+use crate::memory::TablePage;
+use crate::registers::{self, Register32, Register64, Registers, gcmd, gsts};
 
 /// Register polls before an operation counts as timed out. QEMU finishes
 /// every command before the write returns; real units take microseconds.
@@ -96,19 +97,9 @@ impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
     /// flushed, queued invalidation on when given and supported, and every
     /// cache invalidated. Translation stays as it was: turning it on is a
     /// separate decision ([`RemappingUnit::enable_translation`]).
-    pub fn bring_up(
-        &mut self,
-        root: crate::memory::TablePage,
-        queue: Option<(Q, super::QueueConfig)>,
-    ) -> Result<(), UnitError> {
-        if self.registers.read32(registers::GSTS) & registers::gsts::QIES != 0 {
-            self.global_command(
-                registers::gcmd::QIE,
-                false,
-                registers::gsts::QIES,
-                false,
-                "disable queued invalidation",
-            )?;
+    pub fn bring_up(&mut self, root: TablePage, queue: Option<(Q, QueueConfig)>) -> Result<(), UnitError> {
+        if self.registers.read32(registers::GSTS) & gsts::QIES != 0 {
+            self.global_command(gcmd::QIE, false, gsts::QIES, false, "disable queued invalidation")?;
         }
         self.set_root_table(root)?;
         self.flush_write_buffer()?;

@@ -156,6 +156,27 @@ fn write_buffer_flushes_only_on_rwbf_units() {
 }
 
 #[test]
+fn protected_memory_regions_are_lifted_after_translation_is_on() {
+    let fake = FakeUnit::new(QEMU_CAP | 1 << 5, QEMU_ECAP & !2);
+    let mut unit: RemappingUnit<FakeUnit, NoQueue> = RemappingUnit::new(fake, 4096).unwrap();
+    unit.enable_translation().unwrap();
+    let events = &unit.registers().events;
+    assert_eq!(events[events.len() - 2..], [Event::Gcmd(0x8000_0000), Event::Write32(0x64, 0)]);
+    assert!(unit.registers().violations.is_empty());
+}
+
+#[test]
+fn a_previous_owners_queue_is_turned_off_before_bring_up() {
+    let mut fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
+    fake.gsts = crate::registers::gsts::QIES;
+    let queue = fake.queue_memory();
+    let mut unit = RemappingUnit::new(fake, 4096).unwrap();
+    unit.bring_up(TablePage::new(0x7_0000).unwrap(), Some((queue, queue_config()))).unwrap();
+    assert_eq!(unit.registers().events[1], Event::Gcmd(0));
+    assert!(unit.registers().violations.is_empty(), "{:?}", unit.registers().violations);
+}
+
+#[test]
 fn a_hung_unit_times_out() {
     let mut fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
     fake.stuck = true;
