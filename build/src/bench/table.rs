@@ -188,7 +188,6 @@ pub struct Table {
 
 impl Table {
     /// Sets our side of every row that compares against `figure`; returns how many rows it filled.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the API our own measurements will use; none is wired in yet"))]
     pub fn set_ours(&mut self, figure: Figure, cell: Cell) -> usize {
         let mut filled = 0;
         for row in self.rows.iter_mut().filter(|row| row.ours_figure == Some(figure)) {

@@ -49,6 +49,7 @@ fn main() -> u64 {
         defmt::error!("BENCH setup failed");
         return 1;
     };
+    defmt::info!("bench ready");
     let server = NULL_SERVER.get();
     for _ in 0..WARMUP {
         if server.call(&mut buffer, 0).is_err() {
