@@ -12,16 +12,6 @@
 //! * `bench [--no-peer]`: benchmarks beside Linux's figures on the same
 //!   machine; writes `target/bench/results.{md,json}`.
 
-mod bare_metal;
-mod bench;
-mod capslots;
-mod image;
-mod policy;
-mod setup;
-mod system;
-mod test;
-mod workspace;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
+use xtask::{bare_metal, bench, setup, system, test, workspace};
 
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
