@@ -234,3 +234,86 @@ fn size_each<C: ConfigSpace + ?Sized>(
     }
     Ok(bars)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeConfig, FakeFunction, bdf};
+
+    /// edu-like: 1 MiB memory BAR0; a 64-bit prefetchable 8 GiB BAR2/3; a
+    /// 32-byte I/O BAR4 with a 16-bit decoder; BAR5 unimplemented.
+    fn device() -> FakeConfig {
+        let mut function = FakeFunction::endpoint(0x1234, 0x11e8)
+            .bar(0, 0xfe80_0000, 0xfff0_0000)
+            .bar(2, 0x0000_000c, 0x0000_0000)
+            .bar(3, 0x0000_0002, 0xffff_fffe)
+            .bar(4, 0x0000_c041, 0x0000_ffe0)
+            .bar(5, 0, 0);
+        function.set16(0x04, COMMAND_IO | COMMAND_MEMORY);
+        FakeConfig::default().with("00:03.0", function)
+    }
+
+    #[test]
+    fn sizes_every_kind_and_restores_everything() {
+        let mut cfg = device();
+        let before = cfg.functions[&bdf("00:03.0")].bytes.clone();
+        let bars = size_all(&mut cfg, bdf("00:03.0"), HeaderKind::Normal).unwrap();
+        let memory = BarValue { index: 0, kind: BarKind::Memory32 { prefetchable: false }, base: 0xfe80_0000 };
+        assert_eq!(bars[0], Some(Bar { value: memory, size: 1 << 20 }));
+        assert_eq!(bars[1], None);
+        let wide = BarValue { index: 2, kind: BarKind::Memory64 { prefetchable: true }, base: 8 << 30 };
+        assert_eq!(bars[2], Some(Bar { value: wide, size: 8 << 30 }));
+        assert_eq!(bars[3], None, "upper half");
+        let io = BarValue { index: 4, kind: BarKind::Io, base: 0xc040 };
+        assert_eq!(bars[4], Some(Bar { value: io, size: 32 }));
+        assert_eq!(bars[5], None);
+        assert_eq!(cfg.functions[&bdf("00:03.0")].bytes, before);
+        assert!(!cfg.bar_written_while_decoding);
+    }
+
+    #[test]
+    fn reads_without_sizing() {
+        let mut cfg = device();
+        let wide = read(&mut cfg, bdf("00:03.0"), HeaderKind::Normal, 2).unwrap();
+        assert_eq!(wide, BarValue { index: 2, kind: BarKind::Memory64 { prefetchable: true }, base: 8 << 30 });
+        assert_eq!(
+            read(&mut cfg, bdf("00:03.0"), HeaderKind::Normal, 3),
+            Err(PciError::UpperHalfOfBar { bdf: bdf("00:03.0"), offset: 0x1c })
+        );
+        assert_eq!(
+            read(&mut cfg, bdf("00:03.0"), HeaderKind::Normal, 6),
+            Err(PciError::NoSuchBar { bdf: bdf("00:03.0"), index: 6 })
+        );
+        assert_eq!(
+            read(&mut cfg, bdf("00:03.0"), HeaderKind::PciBridge, 2),
+            Err(PciError::NoSuchBar { bdf: bdf("00:03.0"), index: 2 })
+        );
+    }
+
+    #[test]
+    fn broken_bars_are_errors_and_the_command_register_is_restored() {
+        let mut function = FakeFunction::endpoint(1, 2).bar(0, 0x6, 0);
+        function.set16(0x04, COMMAND_MEMORY);
+        let mut cfg = FakeConfig::default().with("00:03.0", function);
+        assert_eq!(
+            size_all(&mut cfg, bdf("00:03.0"), HeaderKind::Normal),
+            Err(PciError::ReservedBarType { bdf: bdf("00:03.0"), offset: 0x10 })
+        );
+        assert_eq!(cfg.functions[&bdf("00:03.0")].bytes[4], COMMAND_MEMORY as u8);
+        let function = FakeFunction::endpoint(1, 2).bar(5, 0x4, 0xffff_0000);
+        let mut cfg = FakeConfig::default().with("00:03.0", function);
+        assert_eq!(
+            read(&mut cfg, bdf("00:03.0"), HeaderKind::Normal, 5),
+            Err(PciError::Bar64WithoutUpperHalf { bdf: bdf("00:03.0"), offset: 0x24 })
+        );
+    }
+
+    #[test]
+    fn bridges_have_two_bars() {
+        let bridge = FakeFunction::bridge(0x1b36, 0x000e, 0, 1, 1).bar(0, 0x4, 0xffff_ff00).bar(1, 0, 0xffff_ffff);
+        let mut cfg = FakeConfig::default().with("00:02.0", bridge);
+        let bars = size_all(&mut cfg, bdf("00:02.0"), HeaderKind::PciBridge).unwrap();
+        let shpc = BarValue { index: 0, kind: BarKind::Memory64 { prefetchable: false }, base: 0 };
+        assert_eq!(bars, [Some(Bar { value: shpc, size: 256 }), None, None, None, None, None]);
+    }
+}

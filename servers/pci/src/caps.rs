@@ -158,3 +158,121 @@ pub(crate) fn check_fits(bdf: Bdf, capability: Capability, len: u16, limit: u16)
         _ => Err(PciError::CapabilityTruncated { bdf, id: capability.id, offset: capability.offset }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::testing::{FakeConfig, FakeFunction, bdf};
+
+    fn legacy(function: FakeFunction) -> Vec<Result<Capability, PciError>> {
+        let mut cfg = FakeConfig::default().with("00:01.0", function);
+        LegacyCapabilities::new(&mut cfg, bdf("00:01.0"), Some(0x34)).collect()
+    }
+
+    fn extended(function: FakeFunction) -> Vec<Result<Capability, PciError>> {
+        let mut cfg = FakeConfig::default().with("00:01.0", function);
+        ExtendedCapabilities::new(&mut cfg, bdf("00:01.0")).collect()
+    }
+
+    fn cap(id: u16, offset: u16) -> Result<Capability, PciError> {
+        Ok(Capability { id, offset })
+    }
+
+    fn looped(list: CapabilityList, offset: u16) -> Result<Capability, PciError> {
+        Err(PciError::CapabilityLoop { bdf: bdf("00:01.0"), list, offset })
+    }
+
+    #[test]
+    fn legacy_list_in_order() {
+        let function = FakeFunction::endpoint(1, 2).legacy_cap(0x40, 0x05, 0x50).legacy_cap(0x50, 0x10, 0x00);
+        assert_eq!(legacy(function), [cap(5, 0x40), cap(0x10, 0x50)]);
+    }
+
+    #[test]
+    fn legacy_pointers_ignore_their_low_bits_and_end_below_0x40() {
+        let mut function = FakeFunction::endpoint(1, 2).legacy_cap(0x40, 0x05, 0x3c);
+        function.bytes[0x34] = 0x43;
+        assert_eq!(legacy(function), [cap(5, 0x40)]);
+    }
+
+    #[test]
+    fn legacy_id_0xff_ends_the_list() {
+        let function = FakeFunction::endpoint(1, 2).legacy_cap(0x40, 0xff, 0x50).legacy_cap(0x50, 0x10, 0);
+        assert!(legacy(function).is_empty());
+    }
+
+    #[test]
+    fn legacy_loops_are_reported_where_they_close() {
+        let function = FakeFunction::endpoint(1, 2).legacy_cap(0x40, 0x05, 0x50).legacy_cap(0x50, 0x10, 0x40);
+        assert_eq!(legacy(function), [cap(5, 0x40), cap(0x10, 0x50), looped(CapabilityList::Legacy, 0x40)]);
+        let function = FakeFunction::endpoint(1, 2).legacy_cap(0x40, 0x05, 0x41);
+        assert_eq!(legacy(function), [cap(5, 0x40), looped(CapabilityList::Legacy, 0x40)]);
+    }
+
+    #[test]
+    fn the_longest_legacy_list_is_walked_whole() {
+        let mut function = FakeFunction::endpoint(1, 2);
+        for offset in (0x40..=0xfc).step_by(4) {
+            let next = if offset == 0xfc { 0 } else { offset + 4 };
+            function = function.legacy_cap(offset as u8, 0x09, next as u8);
+        }
+        let caps = legacy(function);
+        assert_eq!(caps.len(), 48);
+        assert!(caps.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_device_that_answers_nothing_has_no_capabilities() {
+        let mut cfg = FakeConfig::default();
+        assert_eq!(LegacyCapabilities::new(&mut cfg, bdf("00:01.0"), Some(0x34)).count(), 0);
+        assert_eq!(ExtendedCapabilities::new(&mut cfg, bdf("00:01.0")).count(), 0);
+    }
+
+    #[test]
+    fn extended_list_in_order_until_a_pointer_below_0x100() {
+        let function =
+            FakeFunction::endpoint(1, 2).extended_cap(0x100, 0x0001, 0x148).extended_cap(0x148, 0x000d, 0x0fc);
+        assert_eq!(extended(function), [cap(1, 0x100), cap(0xd, 0x148)]);
+    }
+
+    #[test]
+    fn extended_loops_are_reported() {
+        let function =
+            FakeFunction::endpoint(1, 2).extended_cap(0x100, 0x0001, 0x200).extended_cap(0x200, 0x000d, 0x100);
+        assert_eq!(extended(function), [cap(1, 0x100), cap(0xd, 0x200), looped(CapabilityList::Extended, 0x100)]);
+        let function = FakeFunction::endpoint(1, 2).extended_cap(0x100, 0x0001, 0x100);
+        assert_eq!(extended(function), [cap(1, 0x100), looped(CapabilityList::Extended, 0x100)]);
+    }
+
+    #[test]
+    fn extended_pointers_stay_inside_config_space() {
+        // A next pointer of 0xfff: masked to 0xffc, the last dword.
+        let mut function = FakeFunction::endpoint(1, 2).extended_cap(0x100, 0x0001, 0);
+        function.set32(0x100, 0xfff1_0001);
+        let function = function.extended_cap(0xffc, 0x000d, 0);
+        assert_eq!(extended(function), [cap(1, 0x100), cap(0xd, 0xffc)]);
+    }
+
+    #[test]
+    fn check_fits_refuses_registers_past_the_end() {
+        let at_end = Capability { id: id::ACS, offset: 0xffc };
+        assert_eq!(
+            check_fits(bdf("00:01.0"), at_end, 8, CONFIG_SPACE_SIZE),
+            Err(PciError::CapabilityTruncated { bdf: bdf("00:01.0"), id: id::ACS, offset: 0xffc })
+        );
+        assert_eq!(check_fits(bdf("00:01.0"), Capability { id: 1, offset: 0xf8 }, 8, LEGACY_SPACE_SIZE), Ok(()));
+    }
+
+    #[test]
+    fn access_failures_name_the_function_and_offset() {
+        let mut cfg = FakeConfig::default().with("00:01.0", FakeFunction::endpoint(1, 2).legacy_cap(0x40, 5, 0));
+        cfg.fail_at = Some((bdf("00:01.0"), 0x40));
+        let walked: Vec<_> = LegacyCapabilities::new(&mut cfg, bdf("00:01.0"), Some(0x34)).collect();
+        assert_eq!(
+            walked,
+            [Err(PciError::Access { bdf: bdf("00:01.0"), offset: 0x40, error: crate::config::AccessError::BadOffset })]
+        );
+    }
+}

@@ -21,6 +21,8 @@ mod acs;
 mod describe;
 mod msi;
 mod pcie;
+#[cfg(test)]
+mod testing;
 
 pub use config::{AccessError, ConfigSpace};
 pub use enumerate::{Options, enumerate};

@@ -65,3 +65,45 @@ pub(crate) fn decode_msix<C: ConfigSpace + ?Sized>(
         function_masked: control & MSIX_FUNCTION_MASK != 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeConfig, FakeFunction, bdf};
+
+    fn msi_with(control: u16, offset: u8) -> Result<MsiInfo, PciError> {
+        let mut function = FakeFunction::endpoint(1, 1).legacy_cap(offset, 0x05, 0);
+        function.set16(usize::from(offset) + 2, control);
+        let mut cfg = FakeConfig::default().with("00:01.0", function);
+        decode_msi(&mut Function::new(&mut cfg, bdf("00:01.0")), Capability { id: 5, offset: offset.into() })
+    }
+
+    #[test]
+    fn msi_control_bits() {
+        let msi = msi_with(0x018a, 0x40).unwrap();
+        assert_eq!((msi.address_64bit, msi.per_vector_masking, msi.vectors_log2, msi.enabled), (true, true, 5, false));
+        // Reserved vector counts are read as the largest defined one.
+        assert_eq!(msi_with(0x000e, 0x40).unwrap().vectors_log2, 5);
+        // A 32-bit MSI without masking fits in the last 12 bytes; with masking it does not.
+        assert!(msi_with(0x0000, 0xf4).is_ok());
+        assert_eq!(
+            msi_with(0x0100, 0xf4),
+            Err(PciError::CapabilityTruncated { bdf: bdf("00:01.0"), id: 5, offset: 0xf4 })
+        );
+    }
+
+    #[test]
+    fn msix_table_and_pending_array() {
+        let mut function = FakeFunction::endpoint(1, 1).legacy_cap(0x60, 0x11, 0);
+        function.set16(0x62, 0x47ff);
+        function.set32(0x64, 0x0000_4002);
+        function.set32(0x68, 0x0000_6002);
+        let mut cfg = FakeConfig::default().with("00:01.0", function);
+        let capability = Capability { id: 0x11, offset: 0x60 };
+        let msix = decode_msix(&mut Function::new(&mut cfg, bdf("00:01.0")), capability).unwrap();
+        assert_eq!(msix.table_size, 2048);
+        assert_eq!(msix.table, BarLocation { bar: 2, offset: 0x4000 });
+        assert_eq!(msix.pending, BarLocation { bar: 2, offset: 0x6000 });
+        assert!(msix.function_masked && !msix.enabled);
+    }
+}

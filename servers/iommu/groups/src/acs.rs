@@ -76,3 +76,88 @@ pub fn acs_path_enabled(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use capabilities::pci::{AcsInfo, Bdf, ClassCode, DmaAliasQuirk, HeaderKind, PcieInfo};
+
+    use super::*;
+
+    fn function(device_type: Option<PcieDeviceType>, function: u8, multifunction: bool) -> PciFunction {
+        PciFunction {
+            bdf: Bdf::new(0, 5, function).unwrap(),
+            vendor_id: 0x1b36,
+            device_id: 0x0010,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+            revision: 0,
+            class: ClassCode { base: 1, sub: 8, interface: 2 },
+            header: HeaderKind::Normal,
+            multifunction,
+            bridge: None,
+            pcie: device_type.map(|device_type| PcieInfo {
+                offset: 0x40,
+                version: 2,
+                device_type,
+                reported_type: device_type,
+                slot_implemented: false,
+            }),
+            acs: None,
+            acs_quirk: None,
+            dma_alias: DmaAliasQuirk::default(),
+            msi: None,
+            msix: None,
+            capability_fault: None,
+        }
+    }
+
+    const REQUIRED: AcsFlags = AcsFlags::ISOLATION;
+
+    #[test]
+    fn which_types_need_acs() {
+        use PcieDeviceType::*;
+        assert_eq!(acs_enabled(&function(None, 0, false), REQUIRED), Err(AcsShortfall::Conventional));
+        for kind in [PcieToPciBridge, PciToPcieBridge, RootComplexEventCollector] {
+            assert_eq!(acs_enabled(&function(Some(kind), 0, false), REQUIRED), Err(AcsShortfall::NeverApplies(kind)));
+        }
+        for kind in [RootPort, SwitchDownstream] {
+            assert_eq!(acs_enabled(&function(Some(kind), 0, false), REQUIRED), Err(AcsShortfall::NoCapability));
+        }
+        for kind in [Endpoint, LegacyEndpoint, RootComplexEndpoint, SwitchUpstream] {
+            assert_eq!(acs_enabled(&function(Some(kind), 0, false), REQUIRED), Ok(()), "{kind:?} alone");
+            assert_eq!(acs_enabled(&function(Some(kind), 0, true), REQUIRED), Err(AcsShortfall::NoCapability));
+            assert_eq!(acs_enabled(&function(Some(kind), 3, false), REQUIRED), Err(AcsShortfall::NoCapability));
+        }
+        assert_eq!(acs_enabled(&function(Some(Reserved(12)), 0, true), REQUIRED), Ok(()));
+    }
+
+    #[test]
+    fn controls_the_port_lacks_count_as_on_except_egress_control() {
+        let mut port = function(Some(PcieDeviceType::RootPort), 0, false);
+        let with = |capability, control| AcsInfo {
+            offset: 0x100,
+            capability: AcsFlags(capability),
+            control: AcsFlags(control),
+        };
+        port.acs = Some(with(0x5f, 0x1d));
+        assert_eq!(acs_enabled(&port, REQUIRED), Ok(()));
+        port.acs = Some(with(0x5f, 0x19));
+        assert_eq!(acs_enabled(&port, REQUIRED), Err(AcsShortfall::NotEnabled(AcsFlags::REQUEST_REDIRECT)));
+        port.acs = Some(with(0x19, 0x19));
+        assert_eq!(acs_enabled(&port, REQUIRED), Ok(()));
+        port.acs = Some(with(0x00, 0x00));
+        assert_eq!(
+            acs_enabled(&port, AcsFlags::EGRESS_CONTROL),
+            Err(AcsShortfall::NotEnabled(AcsFlags::EGRESS_CONTROL))
+        );
+    }
+
+    #[test]
+    fn a_quirk_overrides_the_registers() {
+        let mut endpoint = function(Some(PcieDeviceType::RootComplexEndpoint), 0, true);
+        endpoint.acs_quirk = Some(AcsFlags::ISOLATION);
+        assert_eq!(acs_enabled(&endpoint, REQUIRED), Ok(()));
+        endpoint.acs_quirk = Some(AcsFlags::NONE);
+        assert_eq!(acs_enabled(&endpoint, REQUIRED), Err(AcsShortfall::Quirk(REQUIRED)));
+    }
+}
