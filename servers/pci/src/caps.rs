@@ -118,7 +118,7 @@ pub struct ExtendedCapabilities<'a, C: ConfigSpace + ?Sized> {
 
 impl<'a, C: ConfigSpace + ?Sized> ExtendedCapabilities<'a, C> {
     /// Walks `bdf`'s extended list. Call only for a function with extended
-    /// configuration space (see [`crate::enumerate`]).
+    /// configuration space (see [`crate::enumerate()`]).
     pub fn new(cfg: &'a mut C, bdf: Bdf) -> Self {
         Self { f: Function::new(cfg, bdf), at: Some(LEGACY_SPACE_SIZE), visited: Visited([0; 16]) }
     }

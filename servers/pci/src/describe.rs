@@ -5,7 +5,7 @@ use capabilities::pci::{
 };
 
 use crate::caps::{Capability, ExtendedCapabilities, LegacyCapabilities, check_fits, id};
-use crate::config::{ConfigSpace, Function, LEGACY_SPACE_SIZE};
+use crate::config::{CONFIG_SPACE_SIZE, ConfigSpace, Function, LEGACY_SPACE_SIZE};
 use crate::error::PciError;
 use crate::header::Header;
 use crate::quirks::{self, QuirkIds};
@@ -110,7 +110,7 @@ fn extended_space_answers<C: ConfigSpace + ?Sized>(f: &mut Function<'_, C>) -> R
     }
     let header = f.read32(0)?;
     let mut offset = LEGACY_SPACE_SIZE;
-    while offset < crate::config::CONFIG_SPACE_SIZE {
+    while offset < CONFIG_SPACE_SIZE {
         if f.read32(offset)? != header {
             return Ok(true);
         }

@@ -1,6 +1,7 @@
 //! A checked view of a topology: each function's upstream bridge and Linux's probe order.
 
 use capabilities::pci::{Bdf, MAX_FUNCTIONS, PciFunction};
+use heapless::Vec;
 
 use crate::error::GroupError;
 
@@ -114,54 +115,95 @@ fn bridge_of_bus(functions: &[PciFunction], bus: u8) -> Result<Option<usize>, Gr
 fn probe_order(functions: &[PciFunction], parent: &[Option<usize>; MAX_FUNCTIONS]) -> [usize; MAX_FUNCTIONS] {
     // Indices sorted by address: each bus's functions form one run in devfn order.
     let mut sorted = [0; MAX_FUNCTIONS];
-    let count = functions.len().min(MAX_FUNCTIONS);
-    for (slot, i) in sorted.iter_mut().zip(0..count) {
-        *slot = i;
+    let sorted = &mut sorted[..functions.len().min(MAX_FUNCTIONS)];
+    for (position, slot) in sorted.iter_mut().enumerate() {
+        *slot = position;
     }
-    let bdf = |i: usize| functions.get(i).map(|function| function.bdf);
-    sorted[..count].sort_unstable_by_key(|&i| bdf(i));
-
-    let mut order = [0; MAX_FUNCTIONS];
-    let mut emitted = 0;
-    let mut emit_bus = |bus: u8, order: &mut [usize; MAX_FUNCTIONS]| {
-        for &i in sorted[..count].iter().filter(|&&i| bdf(i).is_some_and(|bdf| bdf.bus() == bus)) {
-            if let Some(slot) = order.get_mut(emitted) {
-                *slot = i;
-                emitted += 1;
-            }
-        }
+    sorted.sort_unstable_by_key(|&i| functions.get(i).map(|function| function.bdf));
+    let sorted = &*sorted;
+    let on_bus = |bus: u8| {
+        sorted
+            .iter()
+            .filter_map(move |&i| Some((i, functions.get(i)?)))
+            .filter(move |(_, function)| function.bdf.bus() == bus)
     };
-    // Each stack entry: a bus and the sorted position to look for its next bridge from.
-    let mut stack: [(u8, usize); MAX_FUNCTIONS] = [(0, 0); MAX_FUNCTIONS];
-    let roots = sorted[..count].iter().filter(|&&i| parent.get(i).copied().flatten().is_none()).filter_map(|&i| bdf(i));
-    let mut last_root = None;
-    for root in roots.map(Bdf::bus) {
-        if last_root == Some(root) {
-            continue;
+
+    // Buses still to visit, the next on top. Popping a bus emits its
+    // functions and pushes the buses below its bridges, first bridge on top,
+    // so everything below one bridge comes before the next bridge's bus.
+    // Each entry stands for a distinct function (an unvisited root bus for
+    // its first function, a pushed bus for its bridge), so the stack fits.
+    let mut pending: Vec<u8, MAX_FUNCTIONS> = Vec::new();
+    for (i, function) in sorted.iter().rev().filter_map(|&i| Some((i, functions.get(i)?))) {
+        let bus = function.bdf.bus();
+        if parent.get(i).copied().flatten().is_none() && pending.last() != Some(&bus) {
+            let _ = pending.push(bus);
         }
-        last_root = Some(root);
-        emit_bus(root, &mut order);
-        stack[0] = (root, 0);
-        let mut depth: usize = 1;
-        while let Some(top) = depth.checked_sub(1).and_then(|top| stack.get_mut(top)) {
-            let (bus, from) = *top;
-            let next_bridge = sorted[..count].iter().enumerate().skip(from).find_map(|(position, &i)| {
-                let function = functions.get(i)?;
-                let buses = function.bridge.filter(|_| function.bdf.bus() == bus)?;
-                Some((position, buses.secondary))
-            });
-            let Some((position, secondary)) = next_bridge else {
-                depth -= 1;
-                continue;
-            };
-            top.1 = position + 1;
-            emit_bus(secondary, &mut order);
-            // The forest has at most one bus per function, so the stack cannot overflow.
-            if let Some(slot) = stack.get_mut(depth) {
-                *slot = (secondary, 0);
-                depth += 1;
-            }
+    }
+    let mut order = [0; MAX_FUNCTIONS];
+    let mut slots = order.iter_mut();
+    while let Some(bus) = pending.pop() {
+        // The bus's functions first: zip stops on them without taking a spare slot.
+        for ((i, _), slot) in on_bus(bus).zip(&mut slots) {
+            *slot = i;
+        }
+        let below: Vec<u8, MAX_FUNCTIONS> =
+            on_bus(bus).filter_map(|(_, function)| function.bridge).map(|buses| buses.secondary).collect();
+        for &secondary in below.iter().rev() {
+            let _ = pending.push(secondary);
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    use capabilities::pci::{BridgeBuses, ClassCode, DmaAliasQuirk, HeaderKind};
+
+    use super::*;
+
+    fn function(bus: u8, device: u8, secondary: Option<u8>) -> PciFunction {
+        PciFunction {
+            bdf: Bdf::new(bus, device, 0).unwrap(),
+            vendor_id: 1,
+            device_id: 1,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+            revision: 0,
+            class: ClassCode { base: 6, sub: 4, interface: 0 },
+            header: if secondary.is_some() { HeaderKind::PciBridge } else { HeaderKind::Normal },
+            multifunction: false,
+            bridge: secondary.map(|secondary| BridgeBuses { primary: bus, secondary, subordinate: secondary }),
+            pcie: None,
+            acs: None,
+            acs_quirk: None,
+            dma_alias: DmaAliasQuirk::default(),
+            msi: None,
+            msix: None,
+            capability_fault: None,
+        }
+    }
+
+    #[test]
+    fn probe_order_is_each_bus_then_each_bridge_depth_first() {
+        let functions = [
+            function(3, 0, None),
+            function(0x80, 0, None),
+            function(0, 3, None),
+            function(2, 0, None),
+            function(1, 0, Some(2)),
+            function(0, 2, Some(3)),
+            function(0, 1, Some(1)),
+        ];
+        let index = TopologyIndex::new(&functions).unwrap();
+        let order: Vec<String> = index.probe_order().map(|i| index.bdf(i).to_string()).collect();
+        assert_eq!(order, ["00:01.0", "00:02.0", "00:03.0", "01:00.0", "02:00.0", "03:00.0", "80:00.0"]);
+        let endpoint = index.find(Bdf::new(2, 0, 0).unwrap()).unwrap();
+        let above: Vec<String> = index.ancestors(endpoint).map(|i| index.bdf(i).to_string()).collect();
+        assert_eq!(above, ["01:00.0", "00:01.0"]);
+        assert!(index.on_root_bus(index.find(Bdf::new(0x80, 0, 0).unwrap()).unwrap()));
+    }
 }
