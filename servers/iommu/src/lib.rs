@@ -28,6 +28,7 @@ pub mod fault;
 pub mod invalidation;
 pub mod iova;
 pub mod memory;
+pub mod ownership;
 pub mod pagetable;
 pub mod range;
 pub mod registers;
