@@ -93,12 +93,16 @@ pub enum OwnershipError {
     Hardware,
 }
 
+/// The hardware refused to switch a group's translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchFailed;
+
 /// Programs the translation of a group's devices (context entries and the
 /// invalidations that make them take effect).
 pub trait GroupHardware {
     /// Makes every device of `group` translate as `translation`; on error
     /// nothing may have loosened (a partial change leaves devices blocked).
-    fn set_translation(&mut self, group: GroupId, translation: Translation) -> Result<(), ()>;
+    fn set_translation(&mut self, group: GroupId, translation: Translation) -> Result<(), SwitchFailed>;
 }
 
 /// The ownership state of every group.
@@ -245,7 +249,7 @@ impl Ownership {
             Owner::Reclaiming { .. } => {}
             _ => return Err(OwnershipError::NotOwner),
         }
-        hw.set_translation(group, Translation::Default).map_err(|()| OwnershipError::Hardware)?;
+        hw.set_translation(group, Translation::Default).map_err(|SwitchFailed| OwnershipError::Hardware)?;
         self.set(group, Owner::Unowned);
         Ok(())
     }

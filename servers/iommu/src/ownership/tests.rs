@@ -11,13 +11,13 @@ struct Model {
 }
 
 impl GroupHardware for Model {
-    fn set_translation(&mut self, group: GroupId, translation: Translation) -> Result<(), ()> {
+    fn set_translation(&mut self, group: GroupId, translation: Translation) -> Result<(), SwitchFailed> {
         if core::mem::take(&mut self.fail_next) {
             if self.partial {
                 // A half-done switch leaves the devices blocked, never loosened.
                 self.programmed[usize::from(group)] = Translation::Blocking;
             }
-            return Err(());
+            return Err(SwitchFailed);
         }
         self.programmed[usize::from(group)] = translation;
         Ok(())
