@@ -14,10 +14,8 @@ use crate::error::PciError;
 /// The first offset a legacy capability may occupy (below it is the header).
 const LEGACY_FIRST: u8 = 0x40;
 
-/// Legacy capability ids this crate decodes.
+/// Capability ids this crate decodes (8-bit legacy, 16-bit extended).
 pub mod id {
-    /// Power management.
-    pub const POWER_MANAGEMENT: u16 = 0x01;
     /// MSI.
     pub const MSI: u16 = 0x05;
     /// PCI-X.

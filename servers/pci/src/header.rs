@@ -11,8 +11,6 @@ pub mod reg {
     pub const VENDOR_ID: u16 = 0x00;
     /// Command register (16 bits), status above it.
     pub const COMMAND: u16 = 0x04;
-    /// Status register (16 bits).
-    pub const STATUS: u16 = 0x06;
     /// Revision id, then programming interface, sub-class and base class.
     pub const CLASS_REVISION: u16 = 0x08;
     /// Cache line size, latency timer, header type, BIST.
@@ -137,5 +135,45 @@ impl Header {
     /// configuration space without a PCI Express capability.
     pub fn is_host_bridge(&self) -> bool {
         self.class.base == 0x06 && self.class.sub == 0x00
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeConfig, FakeFunction, bdf};
+
+    #[test]
+    fn decodes_type_0_and_type_1_headers() {
+        let mut endpoint = FakeFunction::endpoint(0x1234, 0x11e8).multifunction();
+        endpoint.set32(0x08, 0x00ff_0010);
+        endpoint.set32(0x2c, 0x1100_1af4);
+        let mut cfg = FakeConfig::default()
+            .with("00:05.0", endpoint)
+            .with("00:06.0", FakeFunction::bridge(0x1b36, 0x0001, 0, 1, 4).legacy_cap(0x40, 5, 0));
+        let header = Header::read(&mut cfg, bdf("00:05.0")).unwrap().unwrap();
+        assert_eq!((header.vendor_id, header.device_id, header.revision), (0x1234, 0x11e8, 0x10));
+        assert_eq!((header.class.value(), header.kind, header.multifunction), (0x00_ff00, HeaderKind::Normal, true));
+        assert_eq!((header.subsystem_vendor_id, header.subsystem_id), (0x1af4, 0x1100));
+        assert_eq!((header.bridge, header.capabilities_pointer()), (None, None));
+        let bridge = Header::read(&mut cfg, bdf("00:06.0")).unwrap().unwrap();
+        assert_eq!(bridge.bridge, Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 4 }));
+        assert_eq!((bridge.kind, bridge.subsystem_vendor_id), (HeaderKind::PciBridge, 0));
+        assert_eq!(bridge.capabilities_pointer(), Some(reg::CAPABILITIES_POINTER));
+        assert_eq!(Header::read(&mut cfg, bdf("00:07.0")), Ok(None));
+    }
+
+    #[test]
+    fn cardbus_and_unknown_layouts() {
+        let mut cardbus = FakeFunction::bridge(0x104c, 0xac56, 0, 2, 5).legacy_cap(0x80, 1, 0);
+        cardbus.bytes[0x0e] = 2;
+        let mut odd = FakeFunction::endpoint(1, 1).legacy_cap(0x40, 5, 0);
+        odd.bytes[0x0e] = 0x7f;
+        let mut cfg = FakeConfig::default().with("00:01.0", cardbus).with("00:02.0", odd);
+        let cardbus = Header::read(&mut cfg, bdf("00:01.0")).unwrap().unwrap();
+        assert_eq!((cardbus.kind, cardbus.capabilities_pointer()), (HeaderKind::CardBus, Some(0x14)));
+        assert_eq!(cardbus.bridge.map(|buses| buses.secondary), Some(2));
+        let odd = Header::read(&mut cfg, bdf("00:02.0")).unwrap().unwrap();
+        assert_eq!((odd.kind, odd.capabilities_pointer(), odd.bridge), (HeaderKind::Unknown(0x7f), None, None));
     }
 }
