@@ -9,6 +9,11 @@ use capabilities::pci::Bdf;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum GroupError {
+    /// More functions than a topology holds ([`capabilities::pci::MAX_FUNCTIONS`]).
+    TooManyFunctions {
+        /// How many there were.
+        count: usize,
+    },
     /// Two entries have the same address.
     DuplicateFunction {
         /// The address.
@@ -34,6 +39,7 @@ pub enum GroupError {
 impl fmt::Display for GroupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Self::TooManyFunctions { count } => write!(f, "{count} functions are more than a topology holds"),
             Self::DuplicateFunction { bdf } => write!(f, "{bdf} appears twice in the topology"),
             Self::SharedSecondaryBus { bus, first, second } => {
                 write!(f, "bridges {first} and {second} both claim bus {bus:02x}")

@@ -22,10 +22,12 @@ pub struct TopologyIndex<'a> {
 }
 
 impl<'a> TopologyIndex<'a> {
-    /// Checks `functions` and indexes it. Only the first [`MAX_FUNCTIONS`]
-    /// entries count (a [`capabilities::pci::Topology`] never holds more).
+    /// Checks `functions` (at most [`MAX_FUNCTIONS`], as a
+    /// [`capabilities::pci::Topology`] holds) and indexes it.
     pub fn new(functions: &'a [PciFunction]) -> Result<Self, GroupError> {
-        let functions = functions.get(..MAX_FUNCTIONS).unwrap_or(functions);
+        if functions.len() > MAX_FUNCTIONS {
+            return Err(GroupError::TooManyFunctions { count: functions.len() });
+        }
         let mut index = Self { functions, parent: [None; MAX_FUNCTIONS], order: [0; MAX_FUNCTIONS] };
         for (i, function) in functions.iter().enumerate() {
             if functions.iter().take(i).any(|earlier| earlier.bdf == function.bdf) {

@@ -279,6 +279,8 @@ fn contradictory_topologies_are_refused() {
     assert_eq!(form_groups(&self_loop), Err(GroupError::BridgeLoop { bdf: bdf("01:00.0") }));
     let two_loop = [conventional("01:00.0").bridge_to(2), conventional("02:00.0").bridge_to(1)];
     assert_eq!(form_groups(&two_loop), Err(GroupError::BridgeLoop { bdf: bdf("01:00.0") }));
+    let too_many: Vec<_> = (0..=64).map(|n| conventional(&format!("{:02x}:00.0", n))).collect();
+    assert_eq!(form_groups(&too_many), Err(GroupError::TooManyFunctions { count: 65 }));
 }
 
 #[test]
