@@ -12,6 +12,7 @@ pub mod badge;
 pub mod capslots;
 pub mod echo;
 pub mod error;
+pub mod iommu;
 pub mod logframe;
 pub mod manifest;
 pub mod pci;

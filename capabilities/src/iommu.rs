@@ -1,0 +1,398 @@
+//! The IOMMU server's protocol: what the PCI server, trusted drivers and
+//! user tasks may ask of it.
+//!
+//! Three kinds of capability reach the server, told apart by their badges:
+//!
+//! * policy capabilities (`crate::badge::policy`) carry the client's task
+//!   and one bit per [`Operation`] it may invoke;
+//! * a **DMA handle** (minted, [`Handle::Dma`]) lets a trusted driver map
+//!   frames into its group's default domain;
+//! * a **group capability** (minted, [`Handle::Group`]) lets the one user
+//!   task that owns a group build address spaces, attach the group, map,
+//!   unmap, read its faults and release it.
+//!
+//! A driver can hold only DMA handles and a user task only group
+//! capabilities, and the server mints them only when the group's owner
+//! allows it, so no request path can hold both for one group.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+use crate::badge::SERVER_MINTED;
+use crate::pci::{Bdf, PciFunction};
+use crate::protocol::Protocol;
+
+/// Operations granted by the policy (their numbers are badge bits).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Operation {
+    /// The PCI server reports the functions it found.
+    ReportTopology = 0,
+    /// The driver core claims a group's default domain for a driver.
+    ClaimKernel = 1,
+    /// The driver core releases a driver's claim.
+    ReleaseKernel = 2,
+    /// Who owns a device's group.
+    Owner = 3,
+    /// Groups waiting for their devices to be quiesced.
+    PendingReclaims = 4,
+    /// A reclaimed group's devices are quiesced.
+    Reclaimed = 5,
+    /// A user task claims the group of a device.
+    ClaimGroup = 6,
+    /// The groups and why they have their shape.
+    Groups = 7,
+    /// Counters: mappings, table pages, quotas in use.
+    Stats = 8,
+}
+
+/// The protocol as the policy names it.
+pub const PROTOCOL: Protocol = Protocol {
+    name: "iommu",
+    operations: &[
+        "report-topology",
+        "claim-kernel",
+        "release-kernel",
+        "owner",
+        "pending-reclaims",
+        "reclaimed",
+        "claim-group",
+        "groups",
+        "stats",
+    ],
+};
+
+/// Functions per topology report (a report is one message).
+pub const TOPOLOGY_CHUNK: usize = 16;
+
+/// Fault records returned per `Faults` request.
+pub const FAULTS_PER_REPLY: usize = 8;
+
+/// Longest explanation in a refusal.
+pub const REASON_MAX: usize = 400;
+
+/// What a minted badge stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handle {
+    /// A trusted driver's DMA handle on `group`'s default domain.
+    Dma {
+        /// The group.
+        group: u16,
+        /// Distinguishes handles minted over time (revoked ones stay dead).
+        serial: u32,
+    },
+    /// A user task's capability to `group`.
+    Group {
+        /// The group.
+        group: u16,
+        /// Distinguishes capabilities minted over time.
+        serial: u32,
+    },
+}
+
+const KIND_DMA: u64 = 1 << 62;
+
+impl Handle {
+    /// The badge the server mints for it.
+    pub const fn badge(self) -> u64 {
+        match self {
+            Handle::Dma { group, serial } => SERVER_MINTED | KIND_DMA | (serial as u64) << 16 | group as u64,
+            Handle::Group { group, serial } => SERVER_MINTED | (serial as u64) << 16 | group as u64,
+        }
+    }
+
+    /// Decodes a badge the server minted; `None` for any other badge.
+    pub const fn from_badge(badge: u64) -> Option<Self> {
+        if badge & SERVER_MINTED == 0 {
+            return None;
+        }
+        let group = (badge & 0xffff) as u16;
+        let serial = ((badge >> 16) & 0xffff_ffff) as u32;
+        if badge & KIND_DMA != 0 { Some(Handle::Dma { group, serial }) } else { Some(Handle::Group { group, serial }) }
+    }
+}
+
+/// A request; the variant decides which capability may send it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Request {
+    /// Policy, PCI server: functions found (in order); `last` ends the report.
+    ReportTopology {
+        /// This chunk's functions.
+        functions: Vec<PciFunction, TOPOLOGY_CHUNK>,
+        /// The report is complete.
+        last: bool,
+    },
+    /// Policy, driver core: claim `device`'s group for driver task `driver`;
+    /// the reply carries a DMA handle.
+    ClaimKernel {
+        /// The device being probed.
+        device: Bdf,
+        /// The driver's task index.
+        driver: u16,
+    },
+    /// Policy, driver core: the driver of `device` unbound; its handle dies.
+    ReleaseKernel {
+        /// The device unbound.
+        device: Bdf,
+        /// The driver's task index.
+        driver: u16,
+    },
+    /// Policy: who owns `device`'s group.
+    Owner {
+        /// The device.
+        device: Bdf,
+    },
+    /// Policy, PCI server: groups whose devices must be quiesced.
+    PendingReclaims,
+    /// Policy, PCI server: `group`'s devices are quiesced.
+    Reclaimed {
+        /// The group.
+        group: u16,
+    },
+    /// Policy, user task: claim the whole group of `device`; the reply
+    /// carries the group capability.
+    ClaimGroup {
+        /// Any device of the group.
+        device: Bdf,
+    },
+    /// Policy: describe group `group` (its members and the reasons).
+    Groups {
+        /// Which group (`NotFound` past the last).
+        group: u16,
+    },
+    /// Policy: counters.
+    Stats,
+    /// DMA handle: map the frame sent with the request; the server picks
+    /// the address within `mask_bits`.
+    DmaMap {
+        /// Device writes allowed.
+        writable: bool,
+        /// The device's DMA address width.
+        mask_bits: u8,
+    },
+    /// DMA handle: unmap the mapping at `iova` (and forget its frame).
+    DmaUnmap {
+        /// Address `DmaMap` returned.
+        iova: u64,
+    },
+    /// Group capability: create an I/O address space.
+    IoasCreate,
+    /// Group capability: translate through `ioas` (`None`: block).
+    Attach {
+        /// The address space.
+        ioas: Option<u16>,
+    },
+    /// Group capability: map the frame sent with the request at `iova`.
+    Map {
+        /// The address space.
+        ioas: u16,
+        /// Chosen I/O virtual address (page-aligned).
+        iova: u64,
+        /// Device writes allowed.
+        writable: bool,
+    },
+    /// Group capability: unmap what was mapped at `iova`.
+    Unmap {
+        /// The address space.
+        ioas: u16,
+        /// Address it was mapped at.
+        iova: u64,
+    },
+    /// Group capability: take the group's recorded faults.
+    Faults,
+    /// Group capability: give the group up.
+    Release,
+}
+
+/// Who owns a group, as the server reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OwnerReport {
+    /// Nobody.
+    Unowned,
+    /// Trusted drivers.
+    Kernel {
+        /// How many.
+        drivers: u16,
+    },
+    /// A user task (by index).
+    User {
+        /// The task.
+        task: u16,
+    },
+    /// Being reclaimed from a user task.
+    Reclaiming {
+        /// The task.
+        task: u16,
+    },
+}
+
+/// One fault, attributed to its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Fault {
+    /// The requester (source id).
+    pub source: Bdf,
+    /// The faulting address (page granular).
+    pub address: u64,
+    /// A write (else a read).
+    pub write: bool,
+    /// The VT-d fault reason number.
+    pub reason: u8,
+}
+
+/// A reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reply {
+    /// Done, nothing to report.
+    Done,
+    /// The group the request concerned (claims send a capability with it).
+    Group {
+        /// The group id.
+        group: u16,
+    },
+    /// `DmaMap`: where the frame is mapped.
+    Mapped {
+        /// Its I/O virtual address.
+        iova: u64,
+    },
+    /// `IoasCreate`: the new address space.
+    Ioas {
+        /// Its id.
+        ioas: u16,
+    },
+    /// `Owner`.
+    Owner {
+        /// The group.
+        group: u16,
+        /// Who owns it.
+        owner: OwnerReport,
+    },
+    /// `PendingReclaims`: groups to quiesce, with their members.
+    Reclaims {
+        /// Groups and their devices.
+        groups: Vec<(u16, Vec<Bdf, 16>), 8>,
+    },
+    /// `Groups`: one group.
+    GroupInfo {
+        /// The group id.
+        group: u16,
+        /// Its devices.
+        members: Vec<Bdf, 32>,
+        /// Why it has this shape, one sentence per line.
+        reasons: String<REASON_MAX>,
+        /// Who owns it.
+        owner: OwnerReport,
+    },
+    /// `Faults`.
+    Faults {
+        /// The oldest records first.
+        records: Vec<Fault, FAULTS_PER_REPLY>,
+        /// Records still waiting after these.
+        remaining: u32,
+        /// Records lost because the log was full.
+        dropped: u64,
+    },
+    /// `Stats`.
+    Stats {
+        /// Mappings in every domain.
+        mappings: u32,
+        /// Page-table pages in use.
+        table_pages: u32,
+        /// Domain ids in use.
+        domains: u32,
+        /// Faults seen since boot.
+        faults: u64,
+    },
+    /// Refused, with the reason in words (naming the devices and holders).
+    Refused {
+        /// The error.
+        code: ErrorCode,
+        /// What blocks it.
+        reason: String<REASON_MAX>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_badges_round_trip_and_never_look_like_policy_badges() {
+        for handle in [Handle::Dma { group: 3, serial: 77 }, Handle::Group { group: 65535, serial: u32::MAX }] {
+            assert_eq!(Handle::from_badge(handle.badge()), Some(handle));
+            assert_eq!(crate::badge::client(handle.badge()), None);
+        }
+        assert_eq!(Handle::from_badge(crate::badge::policy(1, 0b11)), None);
+    }
+
+    /// A function with every optional part present: the largest encoding.
+    fn largest_function() -> PciFunction {
+        use crate::pci::*;
+        let flags = AcsFlags(0xffff);
+        let mut devfns = DevfnSet::new();
+        for devfn in 0..=255 {
+            devfns.insert(devfn);
+        }
+        let bar = BarLocation { bar: 5, offset: u32::MAX };
+        PciFunction {
+            bdf: Bdf::from_requester_id(0xffff),
+            vendor_id: u16::MAX,
+            device_id: u16::MAX,
+            subsystem_vendor_id: u16::MAX,
+            subsystem_id: u16::MAX,
+            revision: u8::MAX,
+            class: ClassCode { base: 0xff, sub: 0xff, interface: 0xff },
+            header: HeaderKind::PciBridge,
+            multifunction: true,
+            bridge: Some(BridgeBuses { primary: 255, secondary: 255, subordinate: 255 }),
+            pcie: Some(PcieInfo {
+                offset: 0xff,
+                version: 0xff,
+                device_type: PcieDeviceType::from_field(0xf),
+                reported_type: PcieDeviceType::from_field(0xf),
+                slot_implemented: true,
+            }),
+            acs: Some(AcsInfo { offset: 0xfff, capability: flags, control: flags }),
+            acs_quirk: Some(flags),
+            dma_alias: DmaAliasQuirk { devfns, pcie_bridge_alias: true, translation_root: true },
+            msi: Some(MsiInfo {
+                offset: 0xff,
+                address_64bit: true,
+                per_vector_masking: true,
+                vectors_log2: 5,
+                enabled: true,
+            }),
+            msix: Some(MsixInfo {
+                offset: 0xff,
+                table_size: 2048,
+                table: bar,
+                pending: bar,
+                enabled: true,
+                function_masked: true,
+            }),
+            capability_fault: Some(CapabilityFault {
+                list: CapabilityList::Extended,
+                offset: 0xfff,
+                kind: CapabilityFaultKind::Loop,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_largest_messages_fit_the_ipc_buffer() {
+        let function = largest_function();
+        let report =
+            Request::ReportTopology { functions: core::iter::repeat_n(function, TOPOLOGY_CHUNK).collect(), last: true };
+        let mut buffer = [0u8; crate::abi::ipc::MSG_MAX];
+        assert!(postcard::to_slice(&report, &mut buffer).is_ok());
+        let reasons: String<REASON_MAX> = core::iter::repeat_n('x', REASON_MAX).collect();
+        let members = core::iter::repeat_n(Bdf::from_requester_id(0x0100), 32).collect();
+        let info = Reply::GroupInfo { group: 1, members, reasons, owner: OwnerReport::Unowned };
+        assert!(postcard::to_slice(&info, &mut buffer).is_ok());
+    }
+}
