@@ -336,11 +336,10 @@ mod tests {
         }
         assert_eq!(Syscall::from_number(Syscall::ALL.len() as u64), None);
     }
-
-    #[test]
-    fn the_buffer_header_fits_before_the_data() {
-        let end = ipc::header::RECEIVED_SLOTS + 4 * ipc::MAX_CAPS;
-        assert!(end <= ipc::DATA_OFFSET);
-        assert!(ipc::header::SEND_SLOTS + 4 * ipc::MAX_CAPS <= ipc::header::WINDOW_BASE);
-    }
 }
+
+// The IPC buffer header's fields do not overlap each other or the data.
+const _: () = {
+    assert!(ipc::header::RECEIVED_SLOTS + 4 * ipc::MAX_CAPS <= ipc::DATA_OFFSET);
+    assert!(ipc::header::SEND_SLOTS + 4 * ipc::MAX_CAPS <= ipc::header::WINDOW_BASE);
+};

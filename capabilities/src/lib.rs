@@ -10,12 +10,14 @@
 pub mod abi;
 pub mod badge;
 pub mod capslots;
+pub mod config;
 pub mod echo;
 pub mod error;
 pub mod iommu;
 pub mod logframe;
 pub mod manifest;
 pub mod pci;
+pub mod pci_api;
 pub mod protocol;
 
 pub use error::ErrorCode;

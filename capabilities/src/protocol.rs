@@ -22,7 +22,7 @@ impl Protocol {
 }
 
 /// Every protocol a policy may name.
-pub const ALL: &[Protocol] = &[crate::echo::PROTOCOL, crate::iommu::PROTOCOL];
+pub const ALL: &[Protocol] = &[crate::echo::PROTOCOL, crate::iommu::PROTOCOL, crate::pci_api::PROTOCOL];
 
 /// The protocol called `name`.
 pub fn find(name: &str) -> Option<&'static Protocol> {

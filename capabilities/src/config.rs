@@ -1,0 +1,101 @@
+//! The parts of the policy servers receive at boot, in their
+//! boot-information page (`abi::layout::BOOT_INFO`), postcard-encoded.
+//!
+//! The build tool checks the policy against the declared machine; the
+//! servers check these again against the hardware they find, because the
+//! machine that boots may differ from the one declared.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::NAME_MAX;
+use crate::pci::Bdf;
+
+/// Most device bindings and assignments a policy may declare.
+pub const MAX_DEVICE_RULES: usize = 32;
+
+/// Selects PCI functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DeviceMatch {
+    /// The function at this address.
+    Address(Bdf),
+    /// Every function with these ids.
+    Ids {
+        /// Vendor id.
+        vendor: u16,
+        /// Device id.
+        device: u16,
+    },
+}
+
+impl DeviceMatch {
+    /// Whether the function at `bdf` with these ids matches.
+    pub fn matches(&self, bdf: Bdf, vendor: u16, device: u16) -> bool {
+        match *self {
+            DeviceMatch::Address(address) => address == bdf,
+            DeviceMatch::Ids { vendor: v, device: d } => v == vendor && d == device,
+        }
+    }
+}
+
+/// The names of the tasks, by manifest index, so servers can name them in
+/// logs and errors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TaskNames(pub Vec<String<NAME_MAX>, { crate::manifest::MAX_TASKS }>);
+
+impl TaskNames {
+    /// The name of task `index`, or `"?"`.
+    pub fn name(&self, index: u16) -> &str {
+        self.0.get(usize::from(index)).map_or("?", String::as_str)
+    }
+}
+
+/// A trusted driver bound to devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Binding {
+    /// The devices it drives.
+    pub device: DeviceMatch,
+    /// The driver task.
+    pub driver: u16,
+    /// Whether it does DMA (claims the group's default domain at probe);
+    /// stub and bridge drivers do not, and may stay bound in a group a user
+    /// task owns.
+    pub dma: bool,
+}
+
+/// A device a user task may ask to own (and with it, its whole group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Assignment {
+    /// The devices.
+    pub device: DeviceMatch,
+    /// The user task.
+    pub task: u16,
+}
+
+/// The PCI server's part of the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PciConfig {
+    /// Task names.
+    pub tasks: TaskNames,
+    /// Which driver drives which devices.
+    pub bindings: Vec<Binding, MAX_DEVICE_RULES>,
+}
+
+/// The IOMMU server's part of the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct IommuConfig {
+    /// Task names.
+    pub tasks: TaskNames,
+    /// Which user task may own which devices' groups.
+    pub assignments: Vec<Assignment, MAX_DEVICE_RULES>,
+    /// Pages one DMA handle or one user address space may map at once.
+    pub mapping_quota_pages: u32,
+    /// Address spaces one user task may create.
+    pub address_space_quota: u16,
+}

@@ -1,0 +1,171 @@
+//! The PCI server's protocol: the driver core's side (probing, binding)
+//! and the device holder's side (BARs, interrupts, mediated config space).
+//!
+//! A device has at most one *holder* at a time: the driver bound to it by
+//! the policy, or the user task that owns its IOMMU group. Only the holder
+//! gets the device's BAR and interrupt capabilities, and the PCI server
+//! takes them back (revokes them) before the device changes hands.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+use crate::pci::Bdf;
+use crate::protocol::Protocol;
+
+/// Operations granted by the policy (their numbers are badge bits).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Operation {
+    /// A driver takes the `index`th device bound to it (the probe).
+    Probe = 0,
+    /// A user task takes a device of a group it owns.
+    Acquire = 1,
+    /// The holder gives a device back.
+    Release = 2,
+    /// The holder reads the device's configuration space.
+    ConfigRead = 3,
+    /// The holder writes it, mediated.
+    ConfigWrite = 4,
+    /// An administrator binds a driver to a device at run time.
+    Bind = 5,
+    /// An administrator unbinds a device's driver.
+    Unbind = 6,
+    /// Anyone granted it: the devices found.
+    Devices = 7,
+}
+
+/// The protocol as the policy names it.
+pub const PROTOCOL: Protocol = Protocol {
+    name: "pci",
+    operations: &["probe", "acquire", "release", "config-read", "config-write", "bind", "unbind", "devices"],
+};
+
+/// Longest explanation in a refusal.
+pub const REASON_MAX: usize = 400;
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Request {
+    /// Driver: take the `index`th device the policy binds to me. The
+    /// reply carries its capabilities (see [`DeviceGrant`]).
+    Probe {
+        /// 0 for the first.
+        index: u8,
+    },
+    /// User task: take `device`, whose group I own.
+    Acquire {
+        /// The device.
+        device: Bdf,
+    },
+    /// Holder: give `device` back (its capabilities are revoked).
+    Release {
+        /// The device.
+        device: Bdf,
+    },
+    /// Holder: read `width` (1, 2 or 4) bytes at `offset`.
+    ConfigRead {
+        /// The device.
+        device: Bdf,
+        /// Offset in its configuration space.
+        offset: u16,
+        /// Access width.
+        width: u8,
+    },
+    /// Holder: write `value`, refused where it would break isolation (BARs,
+    /// bridge windows and bus numbers, ACS, MSI/MSI-X).
+    ConfigWrite {
+        /// The device.
+        device: Bdf,
+        /// Offset in its configuration space.
+        offset: u16,
+        /// Access width.
+        width: u8,
+        /// The value.
+        value: u32,
+    },
+    /// Administrator: bind `driver` (a task) to `device`, with the same
+    /// rules as at boot (a DMA-capable driver claims the group).
+    Bind {
+        /// The device.
+        device: Bdf,
+        /// The driver task.
+        driver: u16,
+        /// Whether it does DMA.
+        dma: bool,
+    },
+    /// Administrator: unbind `device`'s driver.
+    Unbind {
+        /// The device.
+        device: Bdf,
+    },
+    /// The `index`th device found.
+    Devices {
+        /// 0 for the first.
+        index: u8,
+    },
+}
+
+/// One memory BAR of a granted device; its capability travels with the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BarGrant {
+    /// BAR number.
+    pub index: u8,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a probe or acquire grants. The capabilities travel in this order:
+/// each BAR's device memory, then the interrupt (if `vector` is set), then
+/// the DMA handle (if `dma`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DeviceGrant {
+    /// The device.
+    pub device: Bdf,
+    /// Its vendor id.
+    pub vendor: u16,
+    /// Its device id.
+    pub device_id: u16,
+    /// Its IOMMU group.
+    pub group: u16,
+    /// Memory BARs granted (at most two).
+    pub bars: Vec<BarGrant, 2>,
+    /// The MSI vector programmed for it, if any.
+    pub vector: Option<u8>,
+    /// Whether a DMA handle travels with the reply.
+    pub dma: bool,
+}
+
+/// A reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reply {
+    /// Done.
+    Done,
+    /// `Probe` or `Acquire`.
+    Granted(DeviceGrant),
+    /// `ConfigRead`.
+    Value(u32),
+    /// `Devices`.
+    Device {
+        /// Address.
+        device: Bdf,
+        /// Vendor id.
+        vendor: u16,
+        /// Device id.
+        device_id: u16,
+        /// Holder's task index, if held.
+        holder: Option<u16>,
+    },
+    /// Refused, with the reason in words.
+    Refused {
+        /// The error.
+        code: ErrorCode,
+        /// What blocks it (devices, groups, holders by name).
+        reason: String<REASON_MAX>,
+    },
+}
