@@ -324,6 +324,12 @@ pub mod layout {
     pub const USER_END: u64 = 0x0000_8000_0000_0000;
 }
 
+// The IPC buffer header's fields do not overlap each other or the data.
+const _: () = {
+    assert!(ipc::header::RECEIVED_SLOTS + 4 * ipc::MAX_CAPS <= ipc::DATA_OFFSET);
+    assert!(ipc::header::SEND_SLOTS + 4 * ipc::MAX_CAPS <= ipc::header::WINDOW_BASE);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,9 +343,3 @@ mod tests {
         assert_eq!(Syscall::from_number(Syscall::ALL.len() as u64), None);
     }
 }
-
-// The IPC buffer header's fields do not overlap each other or the data.
-const _: () = {
-    assert!(ipc::header::RECEIVED_SLOTS + 4 * ipc::MAX_CAPS <= ipc::DATA_OFFSET);
-    assert!(ipc::header::SEND_SLOTS + 4 * ipc::MAX_CAPS <= ipc::header::WINDOW_BASE);
-};
