@@ -118,7 +118,7 @@ fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize
     manifest.extend(postcard::to_stdvec(&header)?);
     let mut blobs = Vec::new();
     let mut offset = base;
-    for (task, (entry, loadables)) in policy.tasks.iter().zip(programs) {
+    for (index, (task, (entry, loadables))) in policy.tasks.iter().zip(programs).enumerate() {
         let mut segments = heapless::Vec::new();
         for loadable in loadables {
             let segment = Segment {
@@ -143,7 +143,7 @@ fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize
             object_quota: task.objects,
             segments,
             caps: task.caps.iter().enumerate().map(|(index, grant)| boot_cap(index, grant)).collect(),
-            config: Default::default(),
+            config: config_for(policy, index)?,
         };
         manifest.extend(postcard::to_stdvec(&record)?);
     }
@@ -166,3 +166,50 @@ fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
     };
     BootCap { slot: capslots::slot_of(index) as u16, object, rights: grant.rights, badge: grant.badge }
 }
+
+/// The configuration blob task `index` receives: its part of the policy if
+/// it serves the PCI or IOMMU protocol, else nothing.
+fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capabilities::manifest::CONFIG_MAX }>> {
+    use capabilities::config::{Assignment, Binding, IommuConfig, PciConfig, TaskNames};
+    let names = || -> Result<TaskNames> {
+        let mut names = TaskNames::default();
+        for task in &policy.tasks {
+            let name =
+                task.name.as_str().try_into().map_err(|_| anyhow::anyhow!("task name `{}` too long", task.name))?;
+            names.0.push(name).map_err(|_| anyhow::anyhow!("too many tasks"))?;
+        }
+        Ok(names)
+    };
+    let mut buffer = [0u8; capabilities::manifest::CONFIG_MAX];
+    let encoded: &[u8] = if policy.server_of(capabilities::pci_api::PROTOCOL.name) == Some(index) {
+        let bindings = policy
+            .devices
+            .iter()
+            .filter_map(|d| d.driver.map(|(driver, dma)| Binding { device: d.selector, driver: driver as u16, dma }))
+            .collect();
+        let config = PciConfig { tasks: names()?, bindings };
+        postcard::to_slice(&config, &mut buffer).context("the PCI server's configuration does not fit")?
+    } else if policy.server_of(capabilities::iommu::PROTOCOL.name) == Some(index) {
+        let endpoint = policy.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == "iommu"));
+        let assignments = policy
+            .devices
+            .iter()
+            .filter_map(|d| d.user.map(|task| Assignment { device: d.selector, task: task as u16 }))
+            .collect();
+        let config = IommuConfig {
+            tasks: names()?,
+            assignments,
+            mapping_quota_pages: endpoint.and_then(|e| e.mapping_quota_pages).unwrap_or(DEFAULT_MAPPING_QUOTA_PAGES),
+            address_space_quota: endpoint.and_then(|e| e.address_space_quota).unwrap_or(DEFAULT_ADDRESS_SPACES),
+        };
+        postcard::to_slice(&config, &mut buffer).context("the IOMMU server's configuration does not fit")?
+    } else {
+        &[]
+    };
+    Ok(encoded.iter().copied().collect())
+}
+
+/// Pages one DMA handle or user address space may map, unless the policy says.
+const DEFAULT_MAPPING_QUOTA_PAGES: u32 = 4096;
+/// Address spaces one user task may create, unless the policy says.
+const DEFAULT_ADDRESS_SPACES: u16 = 2;

@@ -15,18 +15,18 @@ use super::{
     TaskKind,
 };
 
-fn line_of(text: &str, span: Range<usize>) -> usize {
+pub(super) fn line_of(text: &str, span: Range<usize>) -> usize {
     text[..span.start.min(text.len())].matches('\n').count() + 1
 }
 
 /// Collects problems with their lines.
-struct Report<'a> {
-    text: &'a str,
+pub(super) struct Report<'a> {
+    pub(super) text: &'a str,
     problems: Vec<Problem>,
 }
 
 impl Report<'_> {
-    fn at(&mut self, span: Range<usize>, message: String) {
+    pub(super) fn at(&mut self, span: Range<usize>, message: String) {
         self.problems.push(Problem { line: line_of(self.text, span), message });
     }
 }
@@ -75,7 +75,20 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
             }
             found
         });
-        endpoints.push(Endpoint { name: name.clone(), server: server.unwrap_or(0), protocol });
+        let is_iommu = protocol.is_some_and(|p| p.name == capabilities::iommu::PROTOCOL.name);
+        if let Some(quota) = &spanned.get_ref().mapping_quota_pages
+            && !is_iommu
+        {
+            report
+                .at(quota.span(), format!("endpoint `{name}`: mapping-quota-pages only applies to the iommu protocol"));
+        }
+        endpoints.push(Endpoint {
+            name: name.clone(),
+            server: server.unwrap_or(0),
+            protocol,
+            mapping_quota_pages: spanned.get_ref().mapping_quota_pages.as_ref().map(|q| *q.get_ref()),
+            address_space_quota: spanned.get_ref().address_space_quota,
+        });
     }
     let notifications: Vec<String> = raw.notifications.keys().cloned().collect();
 
@@ -159,6 +172,7 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
     }
 
     check_servers(&mut report, &raw, &tasks, &endpoints);
+    let devices = super::devices::check(&mut report, &raw, &tasks);
     let init = raw.init.as_ref().and_then(|init| {
         let index = task_index(init.get_ref());
         if index.is_none() {
@@ -169,7 +183,15 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
     if !report.problems.is_empty() {
         return Err(fail(report.problems));
     }
-    Ok(Policy { path: path.to_path_buf(), description: raw.description, tasks, endpoints, notifications, init })
+    Ok(Policy {
+        path: path.to_path_buf(),
+        description: raw.description,
+        tasks,
+        endpoints,
+        notifications,
+        init,
+        devices,
+    })
 }
 
 struct GrantContext<'a> {

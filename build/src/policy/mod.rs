@@ -7,12 +7,14 @@
 //! line and the names involved. `docs/policy.md` is the reference.
 
 mod check;
+mod devices;
 mod raw;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use capabilities::config::DeviceMatch;
 use capabilities::protocol::Protocol;
 
 pub use check::parse;
@@ -58,6 +60,25 @@ pub struct Endpoint {
     pub server: usize,
     /// Its protocol, whose operations clients are granted.
     pub protocol: Option<&'static Protocol>,
+    /// IOMMU protocol: pages one DMA handle or address space may map.
+    pub mapping_quota_pages: Option<u32>,
+    /// IOMMU protocol: address spaces one user task may create.
+    pub address_space_quota: Option<u16>,
+}
+
+/// A device rule: the driver bound to it, and the user task that may own it.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// The rule's name.
+    pub name: String,
+    /// Line of its table.
+    pub line: usize,
+    /// Which functions it covers.
+    pub selector: DeviceMatch,
+    /// The driver task bound to them, and whether it does DMA.
+    pub driver: Option<(usize, bool)>,
+    /// The user task that may own their groups.
+    pub user: Option<usize>,
 }
 
 /// What a granted capability names.
@@ -151,6 +172,15 @@ pub struct Policy {
     pub notifications: Vec<String>,
     /// Index of the task whose exit ends the system.
     pub init: Option<usize>,
+    /// Device bindings and assignments.
+    pub devices: Vec<Device>,
+}
+
+impl Policy {
+    /// The task that serves the endpoint speaking `protocol`, if any.
+    pub fn server_of(&self, protocol: &str) -> Option<usize> {
+        self.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == protocol)).map(|e| e.server)
+    }
 }
 
 /// One thing wrong with a policy, located in its file.

@@ -16,6 +16,23 @@ pub struct RawPolicy {
     #[serde(default)]
     pub notifications: IndexMap<String, Spanned<RawNotification>>,
     pub tasks: IndexMap<String, Spanned<RawTask>>,
+    #[serde(default)]
+    pub devices: IndexMap<String, Spanned<RawDevice>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDevice {
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ids: Option<Spanned<String>>,
+    #[serde(default)]
+    pub driver: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dma: Option<bool>,
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -24,6 +41,10 @@ pub struct RawEndpoint {
     pub server: Spanned<String>,
     #[serde(default)]
     pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mapping_quota_pages: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub address_space_quota: Option<u16>,
 }
 
 #[derive(Deserialize)]

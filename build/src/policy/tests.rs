@@ -100,7 +100,7 @@ fn unknown_names_are_reported_with_what_is_known() {
         &bad,
         &[
             "test.toml:3: init task `zed` is not declared",
-            "test.toml:7: endpoint `echo`: unknown protocol `nope` (known: echo)",
+            "test.toml:7: endpoint `echo`: unknown protocol `nope` (known: echo, iommu, pci)",
             "test.toml:24: task `client`: binary `nosuch` is not a task crate of this workspace (known: echo-server, kernel-test, hello)",
             "test.toml:31: task `client`, capability `echo`: endpoint `echo` has no protocol, so no operations can be named",
             "test.toml:32: task `client`, capability `wakeup`: notification `alarm` is not declared",
@@ -224,4 +224,83 @@ fn unknown_fields_and_syntax_errors_name_the_line() {
     assert!(problems.starts_with("test.toml:20: unknown field `lasers`"), "{problems}");
     let broken = check("version = 1\ndescription = \"x\"\n[tasks.a\n").expect_err("syntax").to_string();
     assert!(broken.starts_with("test.toml:3:"), "{broken}");
+}
+
+const DEVICES: &str = r#"version = 1
+description = "drivers and a user"
+
+[tasks.edu-driver]
+binary = "hello"
+kind = "driver"
+priority = 2
+memory-pages = 64
+stack-pages = 4
+
+[tasks.stub]
+binary = "hello"
+kind = "driver"
+priority = 2
+memory-pages = 64
+stack-pages = 4
+
+[tasks.owner]
+binary = "hello"
+kind = "user"
+priority = 1
+memory-pages = 64
+stack-pages = 4
+
+[devices.kernel-edu]
+address = "00:03.0"
+driver = "edu-driver"
+dma = true
+
+[devices.user-edu]
+address = "00:04.0"
+user = "owner"
+
+[devices.held]
+ids = "1234:11e8"
+driver = "stub"
+dma = false
+user = "owner"
+"#;
+
+#[test]
+fn device_rules_resolve_bindings_and_assignments() {
+    use capabilities::config::DeviceMatch;
+    let policy = check(DEVICES).expect("valid");
+    let [kernel, user, held] = &policy.devices[..] else { panic!("three rules") };
+    assert_eq!(kernel.selector, DeviceMatch::Address(capabilities::pci::Bdf::new(0, 3, 0).unwrap()));
+    assert_eq!((kernel.driver, kernel.user), (Some((0, true)), None));
+    assert_eq!((user.driver, user.user), (None, Some(2)));
+    assert_eq!(held.selector, DeviceMatch::Ids { vendor: 0x1234, device: 0x11e8 });
+    assert_eq!((held.driver, held.user), (Some((1, false)), Some(2)), "a stub may hold what a user owns");
+}
+
+#[test]
+fn device_rules_are_checked() {
+    let bad = DEVICES
+        .replace("dma = false\nuser = \"owner\"", "dma = true\nuser = \"owner\"")
+        .replace("address = \"00:04.0\"\nuser = \"owner\"", "address = \"00:04.9\"\nuser = \"edu-driver\"")
+        .replace(
+            "[devices.kernel-edu]\naddress = \"00:03.0\"\ndriver = \"edu-driver\"\ndma = true",
+            "[devices.kernel-edu]\naddress = \"00:03.0\"\ndriver = \"owner\"",
+        );
+    refused(
+        &bad,
+        &[
+            "test.toml:27: device `kernel-edu`: say whether driver `owner` does DMA",
+            "test.toml:30: device `user-edu`: address `00:04.9` is not BB:DD.F",
+            "test.toml:31: device `user-edu`: user `edu-driver` is a driver task; a user must be a user",
+            "test.toml:33: device `held`: DMA-capable driver `stub` and user task `owner` cannot share a device",
+        ],
+    );
+    let twice = format!("{DEVICES}\n[devices.again]\nids = \"1234:11e8\"\ndriver = \"edu-driver\"\ndma = true\n");
+    refused(
+        &twice,
+        &[
+            "test.toml:40: device `again` is already bound to driver `stub` by `held`; it cannot also be bound to `edu-driver`",
+        ],
+    );
 }

@@ -7,6 +7,7 @@
 //! report through.
 #![no_std]
 
+pub mod boot;
 pub mod cap;
 pub mod ipc;
 pub mod objects;
