@@ -197,7 +197,8 @@ impl Kernel {
     }
 
     /// `CapInfo`: kind and rights, badge, and the extent of memory and
-    /// port capabilities (base, length) or a frame's pages.
+    /// port capabilities (base, length), a frame's pages, or the index of
+    /// the task a task or address-space capability names.
     pub(super) fn cap_info(&self, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
         let kind_rights = cap.object.kind() as u64 | u64::from(cap.rights) << 8;
@@ -205,6 +206,9 @@ impl Kernel {
             Object::DeviceMemory { base, pages } => (base, u64::from(pages)),
             Object::IoPorts { base, count } => (u64::from(base), u64::from(count)),
             Object::Frame(handle) => (cap.badge, self.frame_objects.get(handle).map_or(0, |f| u64::from(f.pages))),
+            // A server checks that a task capability it was shown names
+            // the caller (whose index its badge carries).
+            Object::Task(task) | Object::AddressSpace(task) => (cap.badge, task.index() as u64),
             _ => (cap.badge, 0),
         };
         Ok([kind_rights, second, third])

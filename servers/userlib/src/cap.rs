@@ -131,7 +131,8 @@ pub struct Info {
     pub rights: u32,
     /// Badge, or base address/port for device memory and ports.
     pub badge_or_base: u64,
-    /// Pages or ports, for memory and port capabilities.
+    /// Pages or ports for memory and port capabilities; pages for frames;
+    /// the task index for task and address-space capabilities.
     pub extent: u64,
 }
 

@@ -22,6 +22,7 @@ fn info(sim: &mut Sim, slot: u64) -> (u64, u32, u64, u64) {
 fn the_fixed_slots_hold_the_task_and_its_address_space() {
     let mut sim = one_task(&[]);
     assert_eq!(info(&mut sim, u64::from(slots::SELF_TASK)).0, ObjectKind::Task as u64);
+    assert_eq!(info(&mut sim, u64::from(slots::SELF_TASK)).3, 0, "the task's own index");
     assert_eq!(info(&mut sim, u64::from(slots::SELF_SPACE)).0, ObjectKind::AddressSpace as u64);
     assert_eq!(
         sim.sys(Syscall::CapInfo, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).error(),
