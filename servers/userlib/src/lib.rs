@@ -2,14 +2,15 @@
 //!
 //! It provides the entry point that calls the task's `main` (see
 //! [`entry!`]), typed capabilities ([`cap`]) and the calls on them
-//! ([`ipc`], [`objects`], [`syscall`]), the `defmt` logger that hands
-//! frames to the kernel, the panic handler, and the test kit test tasks
-//! report through.
+//! ([`ipc`], [`objects`], [`syscall`]), bounds-checked mapped memory
+//! ([`mmio`]), the `defmt` logger that hands frames to the kernel, the
+//! panic handler, and the test kit test tasks report through.
 #![no_std]
 
 pub mod boot;
 pub mod cap;
 pub mod ipc;
+pub mod mmio;
 pub mod objects;
 pub mod syscall;
 #[cfg(feature = "bare-metal")]

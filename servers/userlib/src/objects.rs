@@ -168,4 +168,10 @@ impl Cap<Control> {
         let [vector, address, data] = raw(Syscall::IrqAllocMsi, [self.slot().into(), slot.into(), 0, 0, 0, 0])?;
         Ok(Msi { interrupt: Cap::at(slot), vector: vector as u8, address, data: data as u32 })
     }
+
+    /// Creates a device-memory capability in the empty `slot` for `pages`
+    /// pages at physical `base` (needs the DEVICE right; never RAM).
+    pub fn create_device_memory(self, slot: u32, base: u64, pages: u64) -> Result<Cap<DeviceMemory>, ErrorCode> {
+        raw(Syscall::DeviceMemoryCreate, [self.slot().into(), slot.into(), base, pages, 0, 0]).map(|_| Cap::at(slot))
+    }
 }

@@ -1,0 +1,137 @@
+//! Mapped memory: a frame or device range with bounds-checked volatile access.
+//!
+//! A [`Mapping`] is the one place a task touches memory the kernel mapped
+//! for a capability, so drivers and servers need no `unsafe` of their own.
+//! Every access is checked against the mapping's length and naturally
+//! aligned; a bad offset is `None`, never a stray access.
+
+use capabilities::ErrorCode;
+use capabilities::abi::{PAGE_SIZE, rights};
+
+use crate::cap::{AddressSpace, Cap};
+use crate::objects::Mappable;
+
+/// A memory capability of kind `K` mapped at a fixed address of this task.
+#[derive(Debug)]
+pub struct Mapping<K: Mappable> {
+    base: u64,
+    len: u64,
+    writable: bool,
+    memory: Cap<K>,
+}
+
+impl<K: Mappable> Mapping<K> {
+    /// Maps all of `memory` into `space` at `virt` (page-aligned, at or above
+    /// `layout::USER_MAP_BASE`), writable if `writable`.
+    pub fn map(
+        space: Cap<AddressSpace>,
+        memory: Cap<K>,
+        virt: u64,
+        writable: bool,
+    ) -> Result<Self, ErrorCode> {
+        let pages = memory.info()?.extent;
+        let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::InvalidArgument)?;
+        space.map(memory, virt, if writable { rights::WRITE } else { 0 })?;
+        Ok(Self { base: virt, len, writable, memory })
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing is mapped (a zero-page capability cannot be mapped,
+    /// so this is always false for a mapping that exists).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of `width` bytes at `offset`, if inside and aligned.
+    fn address(&self, offset: u64, width: u64) -> Option<u64> {
+        let end = offset.checked_add(width)?;
+        (offset.is_multiple_of(width) && end <= self.len).then(|| self.base + offset)
+    }
+
+    /// Reads the byte at `offset`.
+    pub fn read8(&self, offset: u64) -> Option<u8> {
+        let address = self.address(offset, 1)?;
+        // SAFETY: `address` lies inside the range the kernel mapped for
+        // this mapping (checked above). The kernel only maps at or above
+        // `USER_MAP_BASE`, where Rust places nothing, so no Rust object is
+        // aliased; the access is volatile, as device registers need. If
+        // the capability was revoked meanwhile the page is gone and the
+        // access faults, which ends this task and touches nothing else.
+        Some(unsafe { (address as *const u8).read_volatile() })
+    }
+
+    /// Reads the naturally aligned 16-bit value at `offset`.
+    pub fn read16(&self, offset: u64) -> Option<u16> {
+        let address = self.address(offset, 2)?;
+        // SAFETY: as in `read8`; `address` is 2-byte aligned.
+        Some(unsafe { (address as *const u16).read_volatile() })
+    }
+
+    /// Reads the naturally aligned 32-bit value at `offset`.
+    pub fn read32(&self, offset: u64) -> Option<u32> {
+        let address = self.address(offset, 4)?;
+        // SAFETY: as in `read8`; `address` is 4-byte aligned.
+        Some(unsafe { (address as *const u32).read_volatile() })
+    }
+
+    /// Reads the naturally aligned 64-bit value at `offset`.
+    pub fn read64(&self, offset: u64) -> Option<u64> {
+        let address = self.address(offset, 8)?;
+        // SAFETY: as in `read8`; `address` is 8-byte aligned.
+        Some(unsafe { (address as *const u64).read_volatile() })
+    }
+
+    /// Writes the byte at `offset`; `None` if outside, or mapped read-only.
+    pub fn write8(&self, offset: u64, value: u8) -> Option<()> {
+        let address = self.address(offset, 1).filter(|_| self.writable)?;
+        // SAFETY: as in `read8`, and the range is mapped writable.
+        unsafe { (address as *mut u8).write_volatile(value) };
+        Some(())
+    }
+
+    /// Writes the naturally aligned 16-bit value at `offset`.
+    pub fn write16(&self, offset: u64, value: u16) -> Option<()> {
+        let address = self.address(offset, 2).filter(|_| self.writable)?;
+        // SAFETY: as in `write8`; `address` is 2-byte aligned.
+        unsafe { (address as *mut u16).write_volatile(value) };
+        Some(())
+    }
+
+    /// Writes the naturally aligned 32-bit value at `offset`.
+    pub fn write32(&self, offset: u64, value: u32) -> Option<()> {
+        let address = self.address(offset, 4).filter(|_| self.writable)?;
+        // SAFETY: as in `write8`; `address` is 4-byte aligned.
+        unsafe { (address as *mut u32).write_volatile(value) };
+        Some(())
+    }
+
+    /// Writes the naturally aligned 64-bit value at `offset`.
+    pub fn write64(&self, offset: u64, value: u64) -> Option<()> {
+        let address = self.address(offset, 8).filter(|_| self.writable)?;
+        // SAFETY: as in `write8`; `address` is 8-byte aligned.
+        unsafe { (address as *mut u64).write_volatile(value) };
+        Some(())
+    }
+
+    /// Copies `buffer.len()` bytes from `offset` into `buffer`, byte by
+    /// byte; `None` (and nothing copied) if the range is not all mapped.
+    pub fn copy_out(&self, offset: u64, buffer: &mut [u8]) -> Option<()> {
+        let end = offset.checked_add(buffer.len() as u64)?;
+        if end > self.len {
+            return None;
+        }
+        for (at, byte) in (offset..end).zip(buffer.iter_mut()) {
+            *byte = self.read8(at)?;
+        }
+        Some(())
+    }
+
+    /// Removes the mapping (the capability stays).
+    pub fn unmap(self) -> Result<(), ErrorCode> {
+        self.memory.unmap()
+    }
+}
