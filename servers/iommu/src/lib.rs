@@ -21,6 +21,9 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod fmt;
+
 pub mod capability;
 pub mod context;
 pub mod domain;
@@ -32,6 +35,7 @@ pub mod ownership;
 pub mod pagetable;
 pub mod range;
 pub mod registers;
+pub mod service;
 pub mod unit;
 
 #[cfg(test)]

@@ -48,6 +48,9 @@ pub trait TablePages {
     /// Writes back the CPU cache lines holding entries `first..first + count`
     /// of `page`; called only for units that do not snoop (ECAP.C = 0).
     fn flush(&mut self, page: TablePage, first: usize, count: usize);
+
+    /// Pages allocated and not released (for leak accounting).
+    fn in_use(&self) -> usize;
 }
 
 /// Writes table entries and, on a non-coherent unit, flushes each run of

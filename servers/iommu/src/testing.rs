@@ -35,6 +35,10 @@ impl FakePages {
 }
 
 impl TablePages for FakePages {
+    fn in_use(&self) -> usize {
+        self.live()
+    }
+
     fn allocate(&mut self) -> Option<TablePage> {
         if self.pages.len() >= self.budget {
             return None;

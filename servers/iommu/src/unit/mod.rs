@@ -8,7 +8,7 @@ mod queue;
 mod remapping;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,91 @@
+//! Moving a group's requesters between domains: context entries and the
+//! invalidations that make the move take effect, for the ownership state
+//! machine (`crate::ownership::GroupHardware`).
+
+use heapless::Vec;
+
+use super::domains::{DomainIndex, Domains};
+use crate::capability::AddressWidth;
+use crate::context::{ContextTables, TranslatedContext};
+use crate::memory::TablePages;
+use crate::ownership::{GroupHardware, GroupId, SwitchFailed, Translation};
+use crate::registers::Registers;
+use crate::unit::{QueueMemory, RemappingUnit};
+
+/// Most requester ids one group's devices use.
+pub const MAX_REQUESTERS: usize = 16;
+
+/// The requester ids of each group, indexed by group.
+pub type Requesters = Vec<Vec<u16, MAX_REQUESTERS>, { crate::ownership::MAX_GROUPS }>;
+
+/// Everything a translation switch touches, borrowed from the service.
+pub struct Switch<'a, R: Registers, Q: QueueMemory, T: TablePages> {
+    /// The unit, for invalidations.
+    pub unit: &'a mut RemappingUnit<R, Q>,
+    /// Table memory.
+    pub pages: &'a mut T,
+    /// The root and context tables.
+    pub context: &'a mut ContextTables,
+    /// Width of every domain's table.
+    pub width: AddressWidth,
+    /// Requester ids per group.
+    pub requesters: &'a Requesters,
+    /// The domains.
+    pub domains: &'a Domains,
+    /// Each group's default domain.
+    pub defaults: &'a [DomainIndex],
+    /// Each user address space's domain, by address-space id.
+    pub ioas_domain: &'a dyn Fn(u16) -> Option<DomainIndex>,
+}
+
+impl<R: Registers, Q: QueueMemory, T: TablePages> Switch<'_, R, Q, T> {
+    /// Points `source` at `domain` (or blocks it with `None`).
+    fn point(&mut self, source: u16, domain: Option<DomainIndex>) -> Result<(), SwitchFailed> {
+        let current = self.context.entry(self.pages, source);
+        let target = match domain {
+            Some(index) => Some(self.domains.get(index).ok_or(SwitchFailed)?),
+            None => None,
+        };
+        if current.is_present() && target.map(|domain| domain.id) == current.domain() {
+            return Ok(());
+        }
+        if current.is_present() {
+            // A present entry is never rewritten in place: clear, then install.
+            let cleared = self.context.clear(self.pages, source);
+            self.unit.perform(&cleared).map_err(|_| SwitchFailed)?;
+        }
+        if let Some(domain) = target {
+            let context = TranslatedContext {
+                page_table: domain.table.root(),
+                width: self.width,
+                domain: domain.id,
+                fault_processing_disable: false,
+            };
+            let installed = self.context.install(self.pages, source, context).map_err(|_| SwitchFailed)?;
+            self.unit.perform(&installed).map_err(|_| SwitchFailed)?;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Registers, Q: QueueMemory, T: TablePages> GroupHardware for Switch<'_, R, Q, T> {
+    fn set_translation(&mut self, group: GroupId, translation: Translation) -> Result<(), SwitchFailed> {
+        let domain = match translation {
+            Translation::Blocking => None,
+            Translation::Default => Some(*self.defaults.get(usize::from(group)).ok_or(SwitchFailed)?),
+            Translation::Ioas(ioas) => Some((self.ioas_domain)(ioas).ok_or(SwitchFailed)?),
+        };
+        let requesters = self.requesters;
+        let sources = requesters.get(usize::from(group)).ok_or(SwitchFailed)?;
+        for &source in sources {
+            if let Err(failure) = self.point(source, domain) {
+                // Never leave a loosened mix behind: block what was switched.
+                for &source in sources {
+                    let _ = self.point(source, None);
+                }
+                return Err(failure);
+            }
+        }
+        Ok(())
+    }
+}

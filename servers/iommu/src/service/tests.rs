@@ -1,0 +1,536 @@
+//! The IOMMU server end to end on simulated hardware: QEMU's register
+//! model, simulated table memory and a recording kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::vec::Vec;
+
+use capabilities::ErrorCode;
+use capabilities::badge;
+use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
+use capabilities::iommu::{Handle, Operation, OwnerReport, Reply, Request};
+use capabilities::pci::*;
+
+use super::kernel::{Kernel, Pin};
+use super::*;
+use crate::memory::TablePage;
+use crate::testing::FakePages;
+use crate::unit::fake::{FakeQueue, FakeUnit};
+
+const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
+const QEMU_CAP_CACHING: u64 = 0x00d2_008c_2226_0286;
+const QEMU_ECAP: u64 = 0xf0_0f4a;
+
+const PCI: u16 = 0;
+const DRIVER: u16 = 1;
+const USER: u16 = 2;
+const INTRUDER: u16 = 3;
+
+/// A kernel that records what the server asked of it.
+#[derive(Default)]
+struct FakeKernel {
+    /// Frame capabilities the next request brings: slot -> pages.
+    frames: BTreeMap<u32, u64>,
+    pins: BTreeMap<u64, u64>,
+    next_pin: u64,
+    minted: BTreeMap<u32, u64>,
+    revoked: Vec<u32>,
+    deleted: Vec<u32>,
+    tasks: BTreeMap<u32, u16>,
+    watched: BTreeSet<u16>,
+    reclaims: u32,
+    next_slot: u32,
+}
+
+impl Kernel for FakeKernel {
+    fn pin(&mut self, slot: u32) -> Result<Pin, ErrorCode> {
+        let pages = *self.frames.get(&slot).ok_or(ErrorCode::WrongKind)?;
+        self.next_pin += 1;
+        self.pins.insert(self.next_pin, pages);
+        Ok(Pin { handle: self.next_pin, physical: 0x4000_0000 + self.next_pin * 0x10_0000, pages })
+    }
+    fn unpin(&mut self, pin: u64) {
+        assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
+    }
+    fn delete(&mut self, slot: u32) {
+        self.deleted.push(slot);
+    }
+    fn mint(&mut self, badge: u64) -> Result<u32, ErrorCode> {
+        self.next_slot += 1;
+        self.minted.insert(self.next_slot, badge);
+        Ok(self.next_slot)
+    }
+    fn revoke(&mut self, slot: u32) {
+        assert!(self.minted.remove(&slot).is_some(), "revoked slot {slot} twice");
+        self.revoked.push(slot);
+    }
+    fn task_of(&mut self, slot: u32) -> Option<u16> {
+        self.tasks.get(&slot).copied()
+    }
+    fn watch(&mut self, _slot: u32, task: u16) -> Result<(), ErrorCode> {
+        self.watched.insert(task);
+        Ok(())
+    }
+    fn request_reclaim(&mut self) {
+        self.reclaims += 1;
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn function(bus: u8, device: u8, function: u8, header: HeaderKind, pcie: Option<PcieDeviceType>) -> PciFunction {
+    PciFunction {
+        bdf: Bdf::new(bus, device, function).unwrap(),
+        vendor_id: 0x1234,
+        device_id: 0x11e8,
+        subsystem_vendor_id: 0,
+        subsystem_id: 0,
+        revision: 0,
+        class: ClassCode { base: 0, sub: 0xff, interface: 0 },
+        header,
+        multifunction: false,
+        bridge: None,
+        pcie: pcie.map(|device_type| PcieInfo {
+            offset: 0x40,
+            version: 2,
+            device_type,
+            reported_type: device_type,
+            slot_implemented: false,
+        }),
+        acs: None,
+        acs_quirk: None,
+        dma_alias: DmaAliasQuirk::default(),
+        msi: None,
+        msix: None,
+        capability_fault: None,
+    }
+}
+
+/// edu at 00:03.0 and 00:04.0, a PCIe-to-PCI bridge at 00:05.0 with two
+/// edu behind it (01:01.0, 01:02.0): three groups.
+fn topology() -> Vec<PciFunction> {
+    let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
+    bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
+    vec![
+        function(0, 3, 0, HeaderKind::Normal, None),
+        function(0, 4, 0, HeaderKind::Normal, None),
+        bridge,
+        function(1, 1, 0, HeaderKind::Normal, None),
+        function(1, 2, 0, HeaderKind::Normal, None),
+    ]
+}
+
+fn bdf(bus: u8, device: u8) -> Bdf {
+    Bdf::new(bus, device, 0).unwrap()
+}
+
+type TestService = Service<FakeUnit, FakeQueue, FakePages>;
+
+fn config() -> IommuConfig {
+    let names = ["pci", "edu-driver", "edu-user", "intruder"].iter().map(|n| (*n).try_into().unwrap()).collect();
+    let assignments = [bdf(0, 4), bdf(1, 2)]
+        .iter()
+        .map(|&device| Assignment { device: DeviceMatch::Address(device), task: USER })
+        .collect();
+    IommuConfig { tasks: TaskNames(names), assignments, mapping_quota_pages: 64, address_space_quota: 2 }
+}
+
+fn policy(task: u16, operations: &[Operation]) -> u64 {
+    badge::policy(task, operations.iter().fold(0, |mask, op| mask | 1 << *op as u8))
+}
+
+struct Rig {
+    service: TestService,
+    k: FakeKernel,
+}
+
+impl Rig {
+    fn new(cap: u64) -> Self {
+        let fake = FakeUnit::new(cap, QEMU_ECAP);
+        let queue = fake.queue_memory();
+        let config = crate::unit::QueueConfig {
+            base: TablePage::new(0x8_0000).unwrap(),
+            size_order: 0,
+            status_address: 0x9_0000,
+        };
+        let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0)
+            .expect("starts");
+        let mut rig = Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+        let pci = policy(PCI, &[Operation::ReportTopology]);
+        let functions = topology();
+        let (first, rest) = functions.split_at(2);
+        for (chunk, last) in [(first, false), (rest, true)] {
+            let request = Request::ReportTopology { functions: chunk.iter().copied().collect(), last };
+            assert_eq!(rig.call(pci, request, &[]), Reply::Done);
+        }
+        rig
+    }
+
+    fn call(&mut self, badge: u64, request: Request, received: &[u32]) -> Reply {
+        self.call_for_cap(badge, request, received).0
+    }
+
+    fn call_for_cap(&mut self, badge: u64, request: Request, received: &[u32]) -> (Reply, Option<u32>) {
+        let answer = self.service.handle(&mut self.k, badge, request, received);
+        (answer.reply, answer.cap)
+    }
+
+    fn unit(&mut self) -> &mut FakeUnit {
+        self.service.hardware().unit.registers()
+    }
+
+    /// The domain requester `source` translates through, if any.
+    fn domain_of(&mut self, source: Bdf) -> Option<u16> {
+        let hw = self.service.hardware();
+        hw.context.entry(&hw.pages, source.requester_id()).domain().map(|d| d.get())
+    }
+
+    /// Claims 00:03.0 for the driver; returns the DMA handle's badge.
+    fn claim_kernel(&mut self, device: Bdf) -> Result<u64, Box<Reply>> {
+        let pci = policy(PCI, &[Operation::ClaimKernel]);
+        match self.call_for_cap(pci, Request::ClaimKernel { device, driver: DRIVER }, &[]) {
+            (Reply::Group { .. }, Some(slot)) => Ok(self.k.minted[&slot]),
+            (other, _) => Err(Box::new(other)),
+        }
+    }
+
+    /// The user claims `device`'s group, presenting its task capability.
+    fn claim_group(&mut self, task: u16, device: Bdf) -> Result<u64, Box<Reply>> {
+        self.k.tasks.insert(90, task);
+        let user = policy(task, &[Operation::ClaimGroup]);
+        match self.call_for_cap(user, Request::ClaimGroup { device }, &[90]) {
+            (Reply::Group { .. }, Some(slot)) => Ok(self.k.minted[&slot]),
+            (other, _) => Err(Box::new(other)),
+        }
+    }
+
+    /// Sends frame slot 91 of `pages` pages with `request`.
+    fn with_frame(&mut self, badge: u64, request: Request, pages: u64) -> Reply {
+        self.k.frames.insert(91, pages);
+        self.call(badge, request, &[91])
+    }
+
+    /// Checks that what each requester translates through agrees with who
+    /// owns its group.
+    fn check_invariant(&mut self) {
+        let ready = self.service.ready().expect("ready");
+        let owners: Vec<(u16, crate::ownership::Owner)> = ready.ownership.owners().collect();
+        let defaults = ready.defaults.clone();
+        let requesters = ready.requesters.clone();
+        for (group, owner) in owners {
+            for &source in &requesters[usize::from(group)] {
+                let domain = self.domain_of(Bdf::from_requester_id(source));
+                let default = defaults[usize::from(group)] + 1;
+                match owner {
+                    crate::ownership::Owner::Unowned | crate::ownership::Owner::Kernel { .. } => {
+                        assert_eq!(domain, Some(default), "group {group} must use its default domain")
+                    }
+                    _ => assert_ne!(domain, Some(default), "group {group} is {owner:?}, yet translates by default"),
+                }
+            }
+        }
+    }
+}
+
+fn refusal(reply: &Reply) -> (ErrorCode, String) {
+    match reply {
+        Reply::Refused { code, reason } => (*code, reason.to_string()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn translation_starts_only_after_every_requester_has_a_domain() {
+    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
+    let queue = fake.queue_memory();
+    let config =
+        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
+    let mut service: TestService =
+        Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0).expect("starts");
+    assert!(!service.hardware().unit.translation_enabled());
+    let mut k = FakeKernel::default();
+    let answer =
+        service.handle(&mut k, policy(USER, &[Operation::ClaimGroup]), Request::ClaimGroup { device: bdf(0, 4) }, &[]);
+    assert_eq!(refusal(&answer.reply).0, ErrorCode::Busy, "nothing is served before the topology");
+    let mut rig = Rig::new(QEMU_CAP);
+    assert!(rig.service.hardware().unit.translation_enabled());
+    let ready = rig.service.ready().expect("ready");
+    assert_eq!(ready.groups.count(), 3);
+    for device in [bdf(0, 3), bdf(0, 4), bdf(0, 5), bdf(1, 1), bdf(1, 2)] {
+        assert!(rig.domain_of(device).is_some() || device.bus() == 1, "{device} has a domain");
+    }
+    let alias = Bdf::new(1, 0, 0).unwrap();
+    assert!(rig.domain_of(alias).is_some(), "DMA from behind the bridge arrives as 01:00.0 and is translated");
+    assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+}
+
+#[test]
+fn a_driver_and_a_user_never_share_a_group() {
+    let mut rig = Rig::new(QEMU_CAP);
+    rig.claim_kernel(bdf(0, 3)).expect("unowned group");
+    rig.claim_group(USER, bdf(0, 4)).expect("00:04.0 is a group of its own");
+    assert!(matches!(
+        rig.service.ready().unwrap().ownership.owner(1),
+        Ok(crate::ownership::Owner::User { task: USER, .. })
+    ));
+    // Behind the bridge: the driver takes 01:01.0, so the user may not have 01:02.0 (same group).
+    rig.claim_kernel(bdf(1, 1)).expect("unowned group");
+    let reply = rig.claim_group(USER, bdf(1, 2)).expect_err("kernel-owned");
+    let (code, reason) = refusal(&reply);
+    assert_eq!(code, ErrorCode::Busy);
+    assert!(reason.contains("edu-driver on 01:01.0"), "names the holder: {reason}");
+    assert!(
+        reason.contains("01:01.0") && reason.contains("01:02.0") && reason.contains("00:05.0"),
+        "names every member: {reason}"
+    );
+    assert!(reason.contains("alias through"), "says why they share: {reason}");
+    // And the other way: a driver cannot claim the user's group.
+    let reply = rig.claim_kernel(bdf(0, 4)).expect_err("user-owned");
+    assert!(refusal(&reply).1.contains("owned by user task edu-user"));
+    rig.check_invariant();
+}
+
+#[test]
+fn a_user_task_needs_an_assignment_its_own_task_capability_and_the_claim_right() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let reply = rig.claim_group(INTRUDER, bdf(0, 4)).expect_err("not assigned");
+    assert_eq!(refusal(&reply).0, ErrorCode::PermissionDenied);
+    rig.k.tasks.insert(90, INTRUDER);
+    let reply = rig.call(policy(USER, &[Operation::ClaimGroup]), Request::ClaimGroup { device: bdf(0, 4) }, &[90]);
+    assert!(refusal(&reply).1.contains("own task capability"), "someone else's task capability is refused");
+    let reply = rig.call(policy(USER, &[Operation::Owner]), Request::ClaimGroup { device: bdf(0, 4) }, &[]);
+    assert!(refusal(&reply).1.contains("does not grant edu-user `claim-group`"));
+    let reply =
+        rig.call(policy(USER, &[Operation::ClaimGroup]), Request::DmaMap { writable: true, mask_bits: 28 }, &[]);
+    assert_eq!(refusal(&reply).0, ErrorCode::PermissionDenied, "the DMA API needs a DMA handle");
+    assert_eq!(refusal(&rig.call(0, Request::Stats, &[])).0, ErrorCode::PermissionDenied, "an unbadged capability");
+    rig.check_invariant();
+}
+
+#[test]
+fn the_dma_api_maps_within_the_mask_and_unmaps_after_invalidating() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("claims");
+    let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 4);
+    let Reply::Mapped { iova } = reply else { panic!("{reply:?}") };
+    assert!(iova > 0 && iova + 4 * 4096 <= 1 << 28, "inside the 28-bit mask, never page 0");
+    let physical = {
+        let table = &rig.service.ready().unwrap().domains.get(0).unwrap().table;
+        table.translate(&rig.service.hw.pages, iova + 0x1234).map(|t| t.physical)
+    };
+    assert_eq!(physical, Some(0x4010_0000 + 0x1234));
+    assert_eq!(rig.k.pins.len(), 1);
+    let events_before = rig.unit().events.len();
+    assert_eq!(rig.call(handle, Request::DmaUnmap { iova }, &[]), Reply::Done);
+    assert!(rig.unit().events.len() > events_before, "the IOTLB was invalidated");
+    assert!(rig.k.pins.is_empty(), "the frame is unpinned after the invalidation");
+    let table = &rig.service.ready().unwrap().domains.get(0).unwrap().table;
+    assert_eq!(table.translate(&rig.service.hw.pages, iova), None);
+    assert_eq!(refusal(&rig.call(handle, Request::DmaUnmap { iova }, &[])).0, ErrorCode::NotMapped);
+    let reply = rig.with_frame(handle, Request::DmaMap { writable: false, mask_bits: 28 }, 128);
+    assert_eq!(refusal(&reply).0, ErrorCode::QuotaExceeded, "64 pages per handle");
+    assert!(rig.k.pins.is_empty(), "a refused map keeps no pin");
+    assert_eq!(
+        refusal(&rig.call(handle, Request::DmaMap { writable: true, mask_bits: 28 }, &[])).0,
+        ErrorCode::InvalidArgument
+    );
+}
+
+#[test]
+fn releasing_a_driver_unmaps_its_frames_and_kills_its_handle() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("claims");
+    for _ in 0..3 {
+        assert!(matches!(
+            rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 2),
+            Reply::Mapped { .. }
+        ));
+    }
+    let pci = policy(PCI, &[Operation::ReleaseKernel]);
+    assert_eq!(rig.call(pci, Request::ReleaseKernel { device: bdf(0, 3), driver: DRIVER }, &[]), Reply::Done);
+    assert!(rig.k.pins.is_empty());
+    assert_eq!(rig.k.revoked.len(), 1, "the handle's every copy is revoked");
+    assert_eq!(
+        refusal(&rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 1)).0,
+        ErrorCode::InvalidCapability
+    );
+    rig.claim_group(USER, bdf(0, 3)).expect_err("not assigned");
+    rig.check_invariant();
+}
+
+#[test]
+fn a_user_builds_an_address_space_maps_reads_faults_and_releases() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    assert!(rig.k.watched.contains(&USER));
+    assert_eq!(rig.domain_of(bdf(0, 4)), None, "blocked until attached");
+    let Reply::Ioas { ioas } = rig.call(group_cap, Request::IoasCreate, &[]) else { panic!() };
+    assert_eq!(rig.call(group_cap, Request::Attach { ioas: Some(ioas) }, &[]), Reply::Done);
+    assert!(rig.domain_of(bdf(0, 4)).is_some());
+    let reply = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x10_0000, writable: true }, 1);
+    assert_eq!(reply, Reply::Mapped { iova: 0x10_0000 });
+    let reply = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x10_0000, writable: true }, 1);
+    assert_eq!(refusal(&reply).0, ErrorCode::AlreadyMapped);
+    assert!(rig.k.pins.len() == 1, "the refused frame was unpinned");
+    let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
+    rig.unit().inject_fault(0, 0x10_1000, high);
+    assert_eq!(rig.service.drain_faults(0, |_, group| assert_eq!(group, Some(1))), 1);
+    let Reply::Faults { records, remaining, dropped } = rig.call(group_cap, Request::Faults, &[]) else { panic!() };
+    assert_eq!((records.len(), remaining, dropped), (1, 0, 0));
+    assert_eq!(records[0].address, 0x10_1000);
+    assert_eq!(
+        refusal(&rig.call(group_cap, Request::Unmap { ioas: ioas + 1, iova: 0x10_0000 }, &[])).0,
+        ErrorCode::NotFound
+    );
+    assert_eq!(rig.call(group_cap, Request::Unmap { ioas, iova: 0x10_0000 }, &[]), Reply::Done);
+    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    assert_eq!(rig.domain_of(bdf(0, 4)), None, "blocked while reclaiming");
+    assert_eq!(rig.k.reclaims, 1, "the PCI server is told");
+    let pci = policy(PCI, &[Operation::PendingReclaims, Operation::Reclaimed, Operation::Owner]);
+    let Reply::Reclaims { groups } = rig.call(pci, Request::PendingReclaims, &[]) else { panic!() };
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].1.as_slice(), &[bdf(0, 4)]);
+    assert_eq!(refusal(&rig.call(group_cap, Request::IoasCreate, &[])).0, ErrorCode::InvalidCapability, "released");
+    assert_eq!(rig.call(pci, Request::Reclaimed { group: 1 }, &[]), Reply::Done);
+    assert_eq!(
+        rig.call(pci, Request::Owner { device: bdf(0, 4) }, &[]),
+        Reply::Owner { group: 1, owner: OwnerReport::Unowned }
+    );
+    rig.check_invariant();
+}
+
+#[test]
+fn a_dead_owners_groups_are_blocked_and_its_mappings_unpinned() {
+    let mut rig = Rig::new(QEMU_CAP_CACHING);
+    let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let Reply::Ioas { ioas } = rig.call(group_cap, Request::IoasCreate, &[]) else { panic!() };
+    rig.call(group_cap, Request::Attach { ioas: Some(ioas) }, &[]);
+    for index in 0..5 {
+        let reply = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x10_0000 * (index + 1), writable: true }, 2);
+        assert!(matches!(reply, Reply::Mapped { .. }));
+    }
+    rig.service.task_died(&mut rig.k, USER);
+    assert!(rig.k.pins.is_empty(), "nothing the dead task mapped stays reachable");
+    assert_eq!(rig.domain_of(bdf(0, 4)), None);
+    assert!(rig.k.minted.is_empty(), "its group capability is revoked");
+    assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+    rig.check_invariant();
+}
+
+#[test]
+fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
+    let mut rig = Rig::new(QEMU_CAP_CACHING);
+    let baseline_pages = rig.service.hw.pages.in_use();
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut next = |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    let devices = [bdf(0, 3), bdf(0, 4), bdf(1, 1), bdf(1, 2)];
+    let mut handles: Vec<u64> = Vec::new();
+    let mut caps: Vec<u64> = Vec::new();
+    let all_ops: Vec<Operation> = (0..9).map(operation_number).collect();
+    for _ in 0..3000 {
+        let device = devices[next(4) as usize];
+        match next(10) {
+            0 => {
+                if let Ok(handle) = rig.claim_kernel(device) {
+                    handles.push(handle);
+                }
+            }
+            1 if !handles.is_empty() => {
+                let handle = handles.swap_remove(next(handles.len() as u64) as usize);
+                if let Some(Handle::Dma { group, .. }) = Handle::from_badge(handle) {
+                    let device =
+                        rig.service.ready().unwrap().handles.iter().find(|h| h.group == group).map(|h| h.device);
+                    if let Some(device) = device {
+                        rig.call(policy(PCI, &all_ops), Request::ReleaseKernel { device, driver: DRIVER }, &[]);
+                    }
+                }
+            }
+            2 => {
+                if let Ok(cap) = rig.claim_group(USER, device) {
+                    caps.push(cap);
+                }
+            }
+            3 if !caps.is_empty() => {
+                let cap = caps[next(caps.len() as u64) as usize];
+                let ioas = next(3) as u16;
+                let choice = if next(2) == 0 { None } else { Some(ioas) };
+                if let Reply::Ioas { .. } = rig.call(cap, Request::IoasCreate, &[]) {}
+                rig.call(cap, Request::Attach { ioas: choice }, &[]);
+            }
+            4 if !caps.is_empty() => {
+                let cap = caps[next(caps.len() as u64) as usize];
+                let iova = (1 + next(8)) * 0x1000;
+                rig.with_frame(cap, Request::Map { ioas: next(3) as u16, iova, writable: true }, 1 << next(3));
+                rig.call(cap, Request::Unmap { ioas: next(3) as u16, iova: (1 + next(8)) * 0x1000 }, &[]);
+            }
+            5 if !handles.is_empty() => {
+                let handle = handles[next(handles.len() as u64) as usize];
+                if let Reply::Mapped { iova } =
+                    rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 1)
+                    && next(2) == 0
+                {
+                    rig.call(handle, Request::DmaUnmap { iova }, &[]);
+                }
+            }
+            6 if !caps.is_empty() => {
+                let cap = caps.swap_remove(next(caps.len() as u64) as usize);
+                rig.call(cap, Request::Release, &[]);
+            }
+            7 => {
+                rig.service.task_died(&mut rig.k, USER);
+                caps.clear();
+            }
+            _ => {
+                let pci = policy(PCI, &all_ops);
+                if let Reply::Reclaims { groups } = rig.call(pci, Request::PendingReclaims, &[]) {
+                    for (group, _) in groups {
+                        rig.call(pci, Request::Reclaimed { group }, &[]);
+                    }
+                }
+            }
+        }
+        rig.check_invariant();
+    }
+    // Tear everything down: every pin, handle and table page comes back.
+    rig.service.task_died(&mut rig.k, USER);
+    let pci = policy(PCI, &all_ops);
+    let held: Vec<(Bdf, u16)> = rig.service.ready().unwrap().handles.iter().map(|h| (h.device, h.driver)).collect();
+    for (device, driver) in held {
+        assert_eq!(rig.call(pci, Request::ReleaseKernel { device, driver }, &[]), Reply::Done);
+    }
+    if let Reply::Reclaims { groups } = rig.call(pci, Request::PendingReclaims, &[]) {
+        for (group, _) in groups {
+            rig.call(pci, Request::Reclaimed { group }, &[]);
+        }
+    }
+    assert!(rig.k.pins.is_empty(), "leaked pins: {:?}", rig.k.pins);
+    assert!(rig.k.minted.is_empty(), "leaked minted capabilities");
+    assert_eq!(rig.service.hw.pages.in_use(), baseline_pages, "leaked table pages");
+    assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+}
+
+/// Operation number `n` (all nine exist).
+fn operation_number(n: u8) -> Operation {
+    [
+        Operation::ReportTopology,
+        Operation::ClaimKernel,
+        Operation::ReleaseKernel,
+        Operation::Owner,
+        Operation::PendingReclaims,
+        Operation::Reclaimed,
+        Operation::ClaimGroup,
+        Operation::Groups,
+        Operation::Stats,
+    ][usize::from(n)]
+}
+
+#[test]
+fn the_service_fits_once_on_the_servers_stack() {
+    // The bin builds it once on a 256 KiB stack before storing it.
+    assert!(core::mem::size_of::<TestService>() < 160 * 1024, "{} bytes", core::mem::size_of::<TestService>());
+}
