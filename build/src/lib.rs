@@ -5,6 +5,7 @@
 pub mod bare_metal;
 pub mod bench;
 pub mod capslots;
+pub mod fuzz;
 pub mod image;
 pub mod policy;
 pub mod setup;

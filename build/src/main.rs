@@ -9,6 +9,8 @@
 //!   every QEMU scenario; the last line is `N passed, N failed`.
 //! * `lint`: `cargo fmt --check`, and clippy over the host crates and over
 //!   the bare-metal crates as they are really built.
+//! * `fuzz [--seconds N] [--target NAME]... [--merge]`: coverage-guided
+//!   fuzzing of every decoder of outside input (`build/src/fuzz.rs`).
 //! * `bench [--no-peer]`: benchmarks beside Linux's figures on the same
 //!   machine; writes `target/bench/results.{md,json}`.
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
-use xtask::{bare_metal, bench, setup, system, test, workspace};
+use xtask::{bare_metal, bench, fuzz, setup, system, test, workspace};
 
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
@@ -34,7 +36,9 @@ commands:
                                               boot the system in QEMU and show its log
   test [--scenario NAME]... [--no-host]       run host unit tests and QEMU scenarios
   lint                                        rustfmt and clippy, host and bare-metal
-  bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)";
+  bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)
+  fuzz [--seconds N] [--target NAME]... [--merge]
+                                              run each fuzz target N s (default 60); crashes go to fuzz/regressions";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -113,6 +117,13 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "bench" => {
             let options = Options::parse(rest, &[], &["--no-peer"])?;
             bench::run(&root, !options.flag("--no-peer"))
+        }
+        "fuzz" => {
+            let options = Options::parse(rest, &["--seconds", "--target"], &["--merge"])?;
+            let seconds = options.value("--seconds").map(str::parse::<u64>).transpose().context("--seconds")?;
+            let targets = options.all("--target");
+            let merge = options.flag("--merge");
+            fuzz::run(&root, &fuzz::Options { seconds: seconds.unwrap_or(fuzz::DEFAULT_SECONDS), targets, merge })
         }
         "lint" => {
             Options::parse(rest, &[], &[])?;

@@ -1,0 +1,331 @@
+//! Writes the seed inputs of every fuzz target into `fuzz/corpus/`.
+//!
+//! Run with `cargo run -p fuzz-targets --example seeds`; the files it
+//! writes are committed. Real tables come from QEMU 7.2 (the same bytes the
+//! unit tests of `acpi-tables` use), policies from the repository.
+
+use std::path::{Path, PathBuf};
+
+use acpi_tables::SliceMemory;
+use capabilities::abi::rights;
+use capabilities::echo::{Operation, Reply, Request};
+use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+
+/// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
+const QEMU_DMAR: [u8; 104] = [
+    0x44, 0x4d, 0x41, 0x52, 0x68, 0x00, 0x00, 0x00, 0x01, 0x42, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
+    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x26, 0x01,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f,
+    0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
+];
+
+/// QEMU 7.2's DMAR with an edu device, a PCIe-to-PCI bridge and a root port.
+const QEMU_DMAR_BRIDGES: [u8; 128] = [
+    0x44, 0x4d, 0x41, 0x52, 0x80, 0x00, 0x00, 0x00, 0x01, 0xef, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
+    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x26, 0x01,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x50, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x02,
+    0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08,
+    0x00, 0x00, 0x00, 0x00, 0x1f, 0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
+];
+
+/// QEMU 7.2's MCFG for q35: one window at 0xb0000000, buses 0 to 255.
+const QEMU_MCFG: [u8; 60] = [
+    0x4d, 0x43, 0x46, 0x47, 0x3c, 0x00, 0x00, 0x00, 0x01, 0x8c, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
+    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00,
+    0x00, 0x00, 0x00,
+];
+
+/// The policy the build tool's own tests treat as good.
+const GOOD_POLICY: &str = r#"version = 1
+description = "an echo server and its client"
+init = "client"
+
+[endpoints.echo]
+server = "echo"
+protocol = "echo"
+
+[notifications.wakeup]
+
+[tasks.echo]
+binary = "echo-server"
+kind = "system-server"
+priority = 3
+memory-pages = 64
+stack-pages = 4
+objects = 4
+
+[tasks.echo.caps]
+requests = { receive = "echo" }
+minter = { send = "echo", mint = true }
+
+[tasks.client]
+binary = "kernel-test"
+kind = "system-server"
+priority = 2
+memory-pages = 64
+stack-pages = 4
+
+[tasks.client.caps]
+echo = { send = "echo", operations = ["reverse", "mint-badge"] }
+wakeup = { notification = "wakeup", signal = true, wait = true, badge = 4 }
+echo-task = { watch = "echo" }
+rtc = { io-ports = { base = 0x70, count = 2 } }
+rtc-irq = { interrupt = { gsi = 8, trigger = "edge" } }
+control = { control = ["dma", "irq"] }
+regs = { device-memory = { base = 0xfed90000, pages = 1 } }
+"#;
+
+/// Rewrites the byte at `position` so that all of `bytes` sums to zero.
+fn fix_checksum(bytes: &mut [u8], position: usize) {
+    bytes[position] = 0;
+    let sum = bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte));
+    bytes[position] = sum.wrapping_neg();
+}
+
+/// A table with a right length and checksum.
+fn table(signature: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut bytes = signature.to_vec();
+    bytes.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
+    bytes.extend_from_slice(&[1, 0]);
+    bytes.extend_from_slice(b"FUZZ  SEEDTABL");
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(b"SEED");
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(body);
+    fix_checksum(&mut bytes, 9);
+    bytes
+}
+
+/// A DMAR with every structure kind: a DRHD with a two-hop scope, an RMRR,
+/// an ATSR and an RHSA.
+fn synthetic_dmar() -> Vec<u8> {
+    let mut body = vec![38, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    // DRHD, segment 0, registers at 0xfed91000, scopes: endpoint 00:03.0
+    // and a bridge path 00:1c.0 -> 00.0.
+    body.extend_from_slice(&[0, 0, 16 + 8 + 10, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(&0xfed9_1000u64.to_le_bytes());
+    body.extend_from_slice(&[1, 8, 0, 0, 0, 0, 3, 0]);
+    body.extend_from_slice(&[2, 10, 0, 0, 0, 0, 0x1c, 0, 0, 0]);
+    // An INCLUDE_PCI_ALL unit for segment 1 with an IOAPIC scope.
+    body.extend_from_slice(&[0, 0, 24, 0, 1, 0, 1, 0]);
+    body.extend_from_slice(&0xfed9_2000u64.to_le_bytes());
+    body.extend_from_slice(&[3, 8, 0, 0, 2, 0xf0, 0x1f, 0]);
+    // RMRR 0xe0000..=0xfffff for 00:1d.0.
+    body.extend_from_slice(&[1, 0, 32, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(&0xe_0000u64.to_le_bytes());
+    body.extend_from_slice(&0xf_ffffu64.to_le_bytes());
+    body.extend_from_slice(&[1, 8, 0, 0, 0, 0, 0x1d, 0]);
+    // ATSR for the root port 00:1c.0.
+    body.extend_from_slice(&[2, 0, 16, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(&[2, 8, 0, 0, 0, 0, 0x1c, 0]);
+    // RHSA.
+    body.extend_from_slice(&[3, 0, 20, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(&0xfed9_1000u64.to_le_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0]);
+    table(b"DMAR", &body)
+}
+
+/// Firmware memory based at 0xe0000 (the harness's base): an RSDP at 0,
+/// its root table at 0x40, MCFG at 0x100 and DMAR at 0x200.
+fn firmware(extended: bool) -> Vec<u8> {
+    const BASE: u64 = 0xe_0000;
+    let mut memory = vec![0u8; 0x400];
+    let mut rsdp = b"RSD PTR ".to_vec();
+    rsdp.push(0);
+    rsdp.extend_from_slice(b"FUZZ  ");
+    rsdp.push(if extended { 2 } else { 0 });
+    rsdp.extend_from_slice(&(if extended { 0 } else { BASE as u32 + 0x40 }).to_le_bytes());
+    rsdp.extend_from_slice(&36u32.to_le_bytes());
+    rsdp.extend_from_slice(&(if extended { BASE + 0x40 } else { 0 }).to_le_bytes());
+    rsdp.extend_from_slice(&[0; 4]);
+    fix_checksum(&mut rsdp[..20], 8);
+    fix_checksum(&mut rsdp, 32);
+    memory[..36].copy_from_slice(&rsdp);
+    let root = if extended {
+        let entries: Vec<u8> = [BASE + 0x100, BASE + 0x200].iter().flat_map(|a| a.to_le_bytes()).collect();
+        table(b"XSDT", &entries)
+    } else {
+        let entries: Vec<u8> =
+            [BASE as u32 + 0x100, BASE as u32 + 0x200].iter().flat_map(|a| a.to_le_bytes()).collect();
+        table(b"RSDT", &entries)
+    };
+    memory[0x40..0x40 + root.len()].copy_from_slice(&root);
+    memory[0x100..0x100 + QEMU_MCFG.len()].copy_from_slice(&QEMU_MCFG);
+    memory[0x200..0x200 + QEMU_DMAR.len()].copy_from_slice(&QEMU_DMAR);
+    memory
+}
+
+/// A task image in the layout the loader and the syscall harness use.
+fn task(name: &str, priority: u8, caps: &[BootCap], config: &[u8]) -> TaskImage {
+    TaskImage {
+        name: name.try_into().expect("short name"),
+        priority,
+        entry: 0x40_0000,
+        stack_pages: 2,
+        memory_pages: 64,
+        object_quota: 8,
+        segments: [
+            Segment {
+                vaddr: 0x40_0000,
+                offset: 0x1000,
+                file_size: 5,
+                mem_size: 0x1000,
+                flags: SegmentFlags { write: false, execute: true },
+            },
+            Segment {
+                vaddr: 0x40_1000,
+                offset: 0x1005,
+                file_size: 3,
+                mem_size: 0x2000,
+                flags: SegmentFlags { write: true, execute: false },
+            },
+        ]
+        .into_iter()
+        .collect(),
+        caps: caps.iter().copied().collect(),
+        config: config.iter().copied().collect(),
+    }
+}
+
+/// A boot image of `tasks`, manifest padded to a page, then the code bytes.
+fn image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    let header =
+        ManifestHeader { version: VERSION, task_count: tasks.len() as u16, init_task, endpoints: 1, notifications: 1 };
+    bytes.extend(postcard::to_stdvec(&header).expect("encodes"));
+    for task in tasks {
+        bytes.extend(postcard::to_stdvec(task).expect("encodes"));
+    }
+    bytes.resize(0x1000, 0);
+    bytes.extend(b"CODE!DAT");
+    bytes
+}
+
+/// Deterministic filler bytes for targets whose input is a decision stream.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    std::fs::create_dir_all(dir).expect("corpus folder");
+    std::fs::write(dir.join(name), bytes).expect("seed written");
+}
+
+fn with_control(control: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![control];
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn main() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("fuzz folder").to_path_buf();
+    let repo = fuzz.parent().expect("repository").to_path_buf();
+    let corpus = |target: &str| -> PathBuf { fuzz.join("corpus").join(target) };
+
+    write(&corpus("acpi-dmar"), "seed-qemu-q35", &with_control(0, &QEMU_DMAR));
+    write(&corpus("acpi-dmar"), "seed-qemu-q35-bridges", &with_control(0, &QEMU_DMAR_BRIDGES));
+    write(&corpus("acpi-dmar"), "seed-every-structure", &with_control(3, &synthetic_dmar()));
+
+    write(&corpus("acpi-mcfg"), "seed-qemu-q35", &with_control(0, &QEMU_MCFG));
+    let mut two = vec![0u8; 8];
+    for (base, segment, start, end) in [(0xe000_0000u64, 0u16, 0x10u8, 0x1fu8), (0xf000_0000, 1, 0, 0)] {
+        two.extend_from_slice(&base.to_le_bytes());
+        two.extend_from_slice(&segment.to_le_bytes());
+        two.extend_from_slice(&[start, end, 0, 0, 0, 0]);
+    }
+    write(&corpus("acpi-mcfg"), "seed-two-windows", &with_control(3, &table(b"MCFG", &two)));
+
+    for (name, extended) in [("seed-xsdt", true), ("seed-rsdt", false)] {
+        write(&corpus("acpi-root"), name, &with_control(2, &firmware(extended)));
+        let memory = firmware(extended);
+        let mut out = vec![0u8; 8192];
+        let used = acpi_tables::snapshot::build(&SliceMemory { base: 0xe_0000, bytes: &memory }, 0xe_0000, &mut out)
+            .expect("the seed firmware snapshots");
+        write(&corpus("acpi-snapshot"), name, &with_control(2, &out[..used]));
+    }
+
+    let server = task(
+        "server",
+        2,
+        &[BootCap { slot: 8, object: BootObject::Endpoint(0), rights: rights::RECEIVE, badge: 0 }],
+        &[],
+    );
+    let client = task(
+        "client",
+        1,
+        &[
+            BootCap { slot: 8, object: BootObject::Endpoint(0), rights: rights::SEND | rights::GRANT, badge: 7 },
+            BootCap { slot: 9, object: BootObject::Notification(0), rights: rights::SEND | rights::RECEIVE, badge: 0 },
+            BootCap { slot: 10, object: BootObject::Task(0), rights: rights::WATCH, badge: 0 },
+        ],
+        b"config bytes",
+    );
+    write(&corpus("boot-image"), "seed-server-and-client", &image(&[server.clone(), client.clone()], Some(1)));
+    write(&corpus("boot-image"), "seed-one-task", &image(&[client], None));
+
+    for seed in 1..=4u64 {
+        let name = format!("seed-noise-{seed}");
+        write(&corpus("kernel-syscalls"), &name, &noise(seed * 0x9e37_79b9, 96 * seed as usize));
+        write(&corpus("iommu-pagetable"), &name, &noise(seed * 0x85eb_ca6b, 64 * seed as usize));
+        write(&corpus("pci-caps"), &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
+    }
+
+    write(&corpus("policy"), "seed-good", GOOD_POLICY.as_bytes());
+    write(&corpus("policy"), "seed-system", &std::fs::read(repo.join("system.toml")).expect("system.toml"));
+    let mut policies: Vec<_> =
+        std::fs::read_dir(repo.join("qemu/policies")).expect("qemu/policies").flatten().collect();
+    policies.sort_by_key(|entry| entry.file_name());
+    for entry in policies {
+        let name = format!("seed-{}", entry.file_name().to_string_lossy().trim_end_matches(".toml"));
+        write(&corpus("policy"), &name, &std::fs::read(entry.path()).expect("policy file"));
+    }
+
+    let requests = [
+        Request { operation: Operation::Reverse, bytes: b"hello" },
+        Request { operation: Operation::SignalIt, bytes: &[] },
+        Request { operation: Operation::MintBadge, bytes: &[] },
+    ];
+    for (index, request) in requests.iter().enumerate() {
+        write(
+            &corpus("echo-request"),
+            &format!("seed-request-{index}"),
+            &postcard::to_stdvec(request).expect("encodes"),
+        );
+    }
+    let replies = [
+        Reply::Reversed { badge: 0x77, bytes: b"olleh" },
+        Reply::Done { badge: 1 << 63 | 5 },
+        Reply::Failed(capabilities::ErrorCode::Malformed),
+    ];
+    for (index, reply) in replies.iter().enumerate() {
+        write(&corpus("echo-request"), &format!("seed-reply-{index}"), &postcard::to_stdvec(reply).expect("encodes"));
+    }
+
+    let mut registers = Vec::new();
+    // A fault QEMU records for edu at 00:03.0 reading through a blocked
+    // context entry, a write fault with a PASID, a present context entry,
+    // and QEMU's capability registers.
+    for (low, high) in [
+        (0x4123u64, 1u64 << 63 | 1 << 62 | 2 << 32 | 0x0018),
+        (0x1_0000_0000, 1 << 63 | 5 << 32 | 0x0108 | 1 << 31 | 0x123 << 40),
+        (0x45_6003, 0x12_3402),
+        (0x00d2_008c_2226_0206, 0xf0_0f4a),
+    ] {
+        registers.extend_from_slice(&low.to_le_bytes());
+        registers.extend_from_slice(&high.to_le_bytes());
+    }
+    write(&corpus("iommu-decode"), "seed-qemu-registers", &registers);
+}

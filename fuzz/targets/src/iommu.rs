@@ -1,0 +1,289 @@
+//! The IOMMU server's VT-d decoders and its second-level page tables.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use iommu_server::capability::{AddressWidth, Capabilities};
+use iommu_server::context::{ContextEntry, RootEntry};
+use iommu_server::fault::FaultRecord;
+use iommu_server::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
+use iommu_server::pagetable::{Access, MapRequest, PageTableConfig, PageTableError, SecondLevelTable};
+use iommu_server::range::IovaRange;
+
+use crate::input::Input;
+
+/// `iommu-decode`: 16-byte records read as a fault recording register, a
+/// context entry, a root entry and a unit's capability registers.
+pub fn decode(data: &[u8]) {
+    let mut input = Input::new(data);
+    while !input.is_empty() {
+        let (low, high) = (input.u64(), input.u64());
+        if let Some(record) = FaultRecord::decode(low, high) {
+            assert_eq!(record.address, low & !0xfff);
+            assert_eq!(record.source.source_id(), high as u16, "the requester id survives decoding");
+        }
+        let entry = ContextEntry { low, high };
+        if let Some(context) = entry.decode() {
+            assert!(entry.is_present());
+            assert_eq!(entry.domain(), Some(context.domain));
+            assert_eq!(ContextEntry::translated(context).decode(), Some(context), "context entries round-trip");
+        }
+        if let Some(page) = (RootEntry { low, high }).context_table() {
+            assert_eq!(page.address() & 0xfff, 0);
+        }
+        if let Ok(caps) = Capabilities::decode(low, high) {
+            assert!(caps.domain_count() >= 16);
+            let _ = caps.check_register_window(0x1000);
+            let _ = caps.width_for(input.u8());
+            assert!(caps.widest().is_some_and(|width| caps.supports(width)));
+            for width in AddressWidth::ALL {
+                assert!(caps.input_bits(width) <= width.bits());
+                if let Ok(config) = PageTableConfig::new(&caps, width, 39) {
+                    assert!(caps.supports(config.width));
+                }
+            }
+        }
+    }
+}
+
+/// Table pages in a hash map, with a page budget and a record of entries
+/// written but not yet flushed.
+struct FuzzPages {
+    pages: HashMap<u64, Box<[u64; ENTRIES_PER_PAGE]>>,
+    dirty: BTreeSet<(u64, usize)>,
+    budget: usize,
+    next: u64,
+}
+
+impl TablePages for FuzzPages {
+    fn allocate(&mut self) -> Option<TablePage> {
+        if self.pages.len() >= self.budget {
+            return None;
+        }
+        let address = self.next;
+        self.next += 0x1000;
+        self.pages.insert(address, Box::new([0; ENTRIES_PER_PAGE]));
+        TablePage::new(address)
+    }
+
+    fn release(&mut self, page: TablePage) {
+        assert!(self.pages.remove(&page.address()).is_some(), "released {page:?}, which is not handed out");
+        self.dirty.retain(|(address, _)| *address != page.address());
+    }
+
+    fn read(&self, page: TablePage, index: usize) -> u64 {
+        self.pages.get(&page.address()).expect("read of a page not handed out")[index]
+    }
+
+    fn write(&mut self, page: TablePage, index: usize, value: u64) {
+        self.pages.get_mut(&page.address()).expect("write to a page not handed out")[index] = value;
+        self.dirty.insert((page.address(), index));
+    }
+
+    fn in_use(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn flush(&mut self, page: TablePage, first: usize, count: usize) {
+        assert!(count > 0 && first + count <= ENTRIES_PER_PAGE);
+        assert!(self.pages.contains_key(&page.address()), "flush of a page not handed out");
+        for index in first..first + count {
+            self.dirty.remove(&(page.address(), index));
+        }
+    }
+}
+
+/// What is mapped, as runs of pages: first page → (pages, first physical page, access).
+#[derive(Default)]
+struct Model(BTreeMap<u64, (u64, u64, Access)>);
+
+impl Model {
+    /// The physical page and access `page` maps to.
+    fn lookup(&self, page: u64) -> Option<(u64, Access)> {
+        let (start, (count, physical, access)) = self.0.range(..=page).next_back()?;
+        (page - start < *count).then(|| (physical + (page - start), *access))
+    }
+
+    /// The first mapped page of `[start, start + count)`.
+    fn first_in(&self, start: u64, count: u64) -> Option<u64> {
+        if self.lookup(start).is_some() {
+            return Some(start);
+        }
+        self.0.range(start..start.saturating_add(count)).next().map(|(page, _)| *page)
+    }
+
+    /// Removes `[start, start + count)`; returns how many pages were mapped.
+    fn remove(&mut self, start: u64, count: u64) -> u64 {
+        let end = start.saturating_add(count);
+        let touching: Vec<u64> = self
+            .0
+            .range(..end)
+            .filter(|(first, (pages, _, _))| first.saturating_add(*pages) > start)
+            .map(|(first, _)| *first)
+            .collect();
+        let mut removed = 0;
+        for first in touching {
+            let Some((pages, physical, access)) = self.0.remove(&first) else { continue };
+            let run_end = first + pages;
+            if first < start {
+                self.0.insert(first, (start - first, physical, access));
+            }
+            if run_end > end {
+                self.0.insert(end, (run_end - end, physical + (end - first), access));
+            }
+            removed += run_end.min(end) - first.max(start);
+        }
+        removed
+    }
+}
+
+/// Capability registers of units worth building tables for.
+const UNITS: [(u64, u64); 3] = [
+    // QEMU 7.2's default unit: 39-bit, 2 MiB and 1 GiB pages, not coherent.
+    (0x00d2_008c_2226_0206, 0xf0_0f4a),
+    // QEMU 7.2 with aw-bits=48.
+    (0x00d2_008c_222f_0606, 0xf0_0f4a),
+    // Coherent, no superpages.
+    (0x00d2_0080_2226_0206, 0xf0_0f4b),
+];
+
+/// Pages of the I/O window most operations fall in: three 1 GiB regions,
+/// so runs collide, share tables and sometimes qualify for superpages.
+const WINDOW_PAGES: u64 = 3 << 18;
+
+/// An I/O page number: mostly in the window, sometimes 2 MiB aligned,
+/// sometimes anywhere.
+fn page_number(input: &mut Input<'_>) -> u64 {
+    match input.below(8) {
+        0 => input.u64() >> 12,
+        1..=2 => (u64::from(input.u32()) % WINDOW_PAGES) & !0x1ff,
+        _ => u64::from(input.u32()) % WINDOW_PAGES,
+    }
+}
+
+/// A page count: single pages, short runs, or whole superpages.
+fn page_count(input: &mut Input<'_>) -> u64 {
+    match input.below(8) {
+        0 => 512 * (1 + input.below(3) as u64),
+        1 => 1 << 18,
+        2 => 1 + u64::from(input.u16() % 1200),
+        3 => u64::from(input.u32()),
+        _ => 1 + input.below(8) as u64,
+    }
+}
+
+/// An access; occasionally none, which must be refused.
+fn access(input: &mut Input<'_>) -> Access {
+    [Access::READ, Access::WRITE, Access::READ_WRITE, Access { read: false, write: false }][input.below(4)]
+}
+
+/// Compares the table's translation of `page` with the model's.
+fn check_page(table: &SecondLevelTable, pages: &FuzzPages, model: &Model, page: u64, offset: u64) {
+    let Some(iova) = page.checked_mul(4096).map(|address| address + offset) else { return };
+    let found = table.translate(pages, iova).map(|found| (found.physical, found.access));
+    let expected = model.lookup(page).map(|(physical, access)| (physical * 4096 + offset, access));
+    assert_eq!(found, expected, "translation of {iova:#x}");
+}
+
+/// `iommu-pagetable`: random map and unmap sequences, singly and in
+/// batches, on a table for one of three unit kinds, checked against a
+/// model after every operation; at the end every table page comes back.
+pub fn pagetable(data: &[u8]) {
+    let mut input = Input::new(data);
+    let (cap, ecap) = UNITS[input.below(UNITS.len())];
+    let caps = Capabilities::decode(cap, ecap).expect("known-good capability registers");
+    let width =
+        if caps.supports(AddressWidth::Bits48) && input.bool() { AddressWidth::Bits48 } else { AddressWidth::Bits39 };
+    let host_width = [39, 46, 52][input.below(3)];
+    let Ok(config) = PageTableConfig::new(&caps, width, host_width) else { return };
+    let budget = [3, 8, 64, 4096][input.below(4)];
+    let mut pages = FuzzPages { pages: HashMap::new(), dirty: BTreeSet::new(), budget, next: 0x10_0000 };
+    let Ok(mut table) = SecondLevelTable::new(&mut pages, config) else { return };
+    let mut model = Model::default();
+    for _ in 0..64 {
+        if input.is_empty() {
+            break;
+        }
+        let mut touched = Vec::new();
+        match input.below(4) {
+            0 | 1 => {
+                let (page, count) = (page_number(&mut input), page_count(&mut input));
+                let physical_page = if input.bool() { page } else { u64::from(input.u32()) };
+                let access = access(&mut input);
+                let iova = page.wrapping_mul(4096);
+                let clash = model.first_in(page, count);
+                match table.map(&mut pages, iova, physical_page.wrapping_mul(4096), count, access) {
+                    Ok(mapped) => {
+                        assert_eq!(clash, None, "mapped over page {clash:?}");
+                        assert_eq!(mapped.pages, count);
+                        model.0.insert(page, (count, physical_page, access));
+                    }
+                    Err(PageTableError::AlreadyMapped { iova }) => {
+                        assert!(model.lookup(iova >> 12).is_some(), "{iova:#x} reported mapped but is not");
+                    }
+                    Err(_) => {}
+                }
+                touched.extend([page, page.saturating_add(count / 2), page.saturating_add(count.saturating_sub(1))]);
+            }
+            2 => {
+                let requests: Vec<MapRequest> = (0..1 + input.below(4))
+                    .map(|_| {
+                        let page = page_number(&mut input);
+                        MapRequest {
+                            iova: page.wrapping_mul(4096),
+                            physical: page.wrapping_mul(4096),
+                            pages: 1 + input.below(700) as u64,
+                            access: Access::READ,
+                        }
+                    })
+                    .collect();
+                if table.map_batch(&mut pages, &requests).is_ok() {
+                    for request in &requests {
+                        let page = request.iova >> 12;
+                        assert_eq!(model.first_in(page, request.pages), None, "a batch mapped over a mapping");
+                        model.0.insert(page, (request.pages, page, request.access));
+                        touched.push(page);
+                    }
+                }
+            }
+            _ => {
+                let ranges: Vec<(u64, u64)> =
+                    (0..1 + input.below(3)).map(|_| (page_number(&mut input), page_count(&mut input))).collect();
+                let result = if ranges.len() == 1 {
+                    table.unmap(&mut pages, ranges[0].0.wrapping_mul(4096), ranges[0].1)
+                } else {
+                    let batch: Vec<IovaRange> = ranges
+                        .iter()
+                        .map(|(page, count)| IovaRange { start: page.wrapping_mul(4096), pages: *count })
+                        .collect();
+                    table.unmap_batch(&mut pages, &batch)
+                };
+                if let Ok(unmapped) = result {
+                    let removed: u64 = ranges.iter().map(|(page, count)| model.remove(*page, *count)).sum();
+                    assert_eq!(unmapped.pages, removed, "unmap reported a different page count than was mapped");
+                }
+                touched.extend(ranges.iter().map(|(page, _)| *page));
+            }
+        }
+        if !caps.coherent {
+            assert!(pages.dirty.is_empty(), "entries written and never flushed on a non-coherent unit");
+        }
+        for page in touched {
+            check_page(&table, &pages, &model, page, 0x123);
+        }
+        for _ in 0..4 {
+            check_page(&table, &pages, &model, u64::from(input.u32()) % WINDOW_PAGES, 0);
+        }
+    }
+    let runs: Vec<(u64, u64)> = model.0.iter().map(|(page, (count, _, _))| (*page, *count)).collect();
+    for (page, count) in runs {
+        check_page(&table, &pages, &model, page, 0);
+        let unmapped = table.unmap(&mut pages, page * 4096, count);
+        // A run may be half of a superpage only if it was mapped that way,
+        // which the model never does, so every run unmaps.
+        assert!(matches!(unmapped, Ok(u) if u.pages == count), "unmapping run {page:#x}+{count}: {unmapped:?}");
+        model.remove(page, count);
+    }
+    assert_eq!(pages.pages.len(), 1, "every table emptied by unmapping was released");
+    table.release(&mut pages);
+    assert!(pages.pages.is_empty());
+}

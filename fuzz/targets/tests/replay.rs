@@ -1,0 +1,101 @@
+//! Replays every committed corpus and regression input through its target,
+//! so `cargo test` (and `cargo xtask test`) keep old findings fixed.
+//!
+//! Each target has two tests, `corpus::NAME` and `regressions::NAME`; a
+//! finding that is not fixed yet keeps its input in `fuzz/regressions/`
+//! and its regressions test `#[ignore]`d with the reason.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use fuzz_targets::{TARGETS, target};
+
+/// The `fuzz/` folder.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("fuzz/targets has a parent").to_path_buf()
+}
+
+/// The input files of `target` under `fuzz/<kind>/`, sorted by name.
+fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind).join(target)) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs every input of `name` under `fuzz/<kind>/`; fails naming each
+/// input that panicked.
+fn replay(kind: &str, name: &str) {
+    let target = target(name).unwrap_or_else(|| panic!("no fuzz target named {name}"));
+    let mut failed = Vec::new();
+    let files = inputs(kind, name);
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap_or_else(|error| panic!("cannot read {}: {error}", file.display()));
+        if catch_unwind(AssertUnwindSafe(|| (target.run)(&bytes))).is_err() {
+            failed.push(file.display().to_string());
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} inputs of {name} failed:\n{}", failed.len(), files.len(), failed.join("\n"));
+}
+
+macro_rules! replay_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        /// The targets these tests cover, to compare with `TARGETS`.
+        const COVERED: &[&str] = &[$($name),*];
+
+        mod corpus {
+            $(
+                #[test]
+                fn $test() {
+                    super::replay("corpus", $name);
+                }
+            )*
+        }
+
+        mod regressions {
+            $(
+                #[test]
+                fn $test() {
+                    super::replay("regressions", $name);
+                }
+            )*
+        }
+    };
+}
+
+replay_tests! {
+    acpi_dmar => "acpi-dmar",
+    acpi_mcfg => "acpi-mcfg",
+    acpi_root => "acpi-root",
+    acpi_snapshot => "acpi-snapshot",
+    boot_image => "boot-image",
+    kernel_syscalls => "kernel-syscalls",
+    policy => "policy",
+    echo_request => "echo-request",
+    iommu_decode => "iommu-decode",
+    iommu_pagetable => "iommu-pagetable",
+    pci_caps => "pci-caps",
+}
+
+#[test]
+fn every_target_has_replay_tests_a_runner_binary_and_seeds() {
+    let names: Vec<&str> = TARGETS.iter().map(|target| target.name).collect();
+    assert_eq!(names, COVERED, "replay_tests! must list every target of TARGETS, in order");
+    let bins = fuzz_dir().join("runner/src/bin");
+    let mut runners: Vec<String> = std::fs::read_dir(&bins)
+        .expect("fuzz/runner/src/bin")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().strip_suffix(".rs").map(str::to_owned))
+        .collect();
+    runners.sort();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(runners, sorted, "fuzz/runner/src/bin must hold one binary per target");
+    for name in names {
+        assert!(!inputs("corpus", name).is_empty(), "fuzz/corpus/{name} has no seed");
+    }
+}
