@@ -4,13 +4,15 @@
 //! runs over ECAM in the server and over recorded bytes in host tests.
 //! [`enumerate()`] walks the buses firmware numbered and describes every
 //! function as the [`capabilities::pci`] topology the IOMMU server forms
-//! groups from; [`bar`] sizes BARs for the driver core.
+//! groups from; [`bar`] sizes BARs for the [`driver_core`], which decides
+//! who holds which device and hands its capabilities over.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod bar;
 pub mod caps;
 pub mod config;
+pub mod driver_core;
 pub mod ecam;
 pub mod enumerate;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod quirks;
 
 mod acs;
 mod describe;
+mod log;
 mod msi;
 mod pcie;
 #[cfg(test)]

@@ -1,0 +1,139 @@
+//! What the driver core keeps per function: its capabilities, binding and holder.
+
+use core::fmt;
+
+use capabilities::config::TaskNames;
+use capabilities::pci::PciFunction;
+use heapless::{String, Vec};
+
+use super::bars::{BarRegion, MAX_GRANTED_BARS};
+use super::env::{MsiVector, Slot};
+use super::mediation::ProtectedRanges;
+
+/// The group a grant names when no IOMMU server told the device's group.
+pub const NO_GROUP: u16 = u16::MAX;
+
+/// A BAR's device-memory capability, kept by the server; holders get children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BarCap {
+    /// The BAR.
+    pub region: BarRegion,
+    /// The original capability (revoking it takes every holder's copy back).
+    pub slot: Slot,
+}
+
+/// The driver bound to a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Bound {
+    /// The driver task.
+    pub driver: u16,
+    /// Whether it does DMA (claims the group's default domain at probe).
+    pub dma: bool,
+}
+
+/// How the holder came to hold the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// The bound driver probed it.
+    Driver {
+        /// It claimed the group's default domain (and got a DMA handle).
+        dma: bool,
+    },
+    /// The user task that owns the device's group acquired it.
+    User,
+}
+
+/// The one task holding a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The task.
+    pub task: u16,
+    /// Driver or user owner.
+    pub role: Role,
+    /// The MSI vector programmed for it (the server keeps the original).
+    pub msi: Option<MsiVector>,
+    /// The server's copy of the DMA handle the IOMMU server minted.
+    pub dma_handle: Option<Slot>,
+}
+
+/// One function and the driver core's state for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// What enumeration found.
+    pub function: PciFunction,
+    /// The BARs a holder is granted.
+    pub bars: Vec<BarCap, MAX_GRANTED_BARS>,
+    /// Configuration ranges only the server writes.
+    pub protected: ProtectedRanges,
+    /// Whether it has a function-level reset.
+    pub flr: bool,
+    /// Its driver.
+    pub binding: Option<Bound>,
+    /// Who holds it.
+    pub holder: Option<Holder>,
+    /// Its IOMMU group, once the IOMMU server told.
+    pub group: Option<u16>,
+}
+
+/// Bytes in binary units ("4 KiB", "1 MiB", "300 B").
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        match UNITS.iter().find(|(unit, _)| self.0 >= *unit && self.0.is_multiple_of(*unit)) {
+            Some((unit, name)) => write!(f, "{} {name}", self.0 / unit),
+            None => write!(f, "{} B", self.0),
+        }
+    }
+}
+
+/// Longest line [`Device::describe`] writes.
+pub const LINE_MAX: usize = 200;
+
+impl Device {
+    /// One readable line: address, ids, class or bridge kind, granted BARs,
+    /// interrupts, reset and driver (named from `names`).
+    pub fn describe(&self, names: &TaskNames) -> String<LINE_MAX> {
+        super::refusal::truncated(format_args!("{}", Line { device: self, names }))
+    }
+}
+
+struct Line<'a> {
+    device: &'a Device,
+    names: &'a TaskNames,
+}
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let device = self.device;
+        let function = &device.function;
+        write!(f, "{} {:04x}:{:04x}", function.bdf, function.vendor_id, function.device_id)?;
+        match (function.bridge_kind(), function.bridge) {
+            (Some(kind), Some(buses)) => {
+                write!(f, " {} to buses {:02x}-{:02x}", kind.name(), buses.secondary, buses.subordinate)?
+            }
+            _ => write!(f, " class {:06x}", function.class.value())?,
+        }
+        for bar in &device.bars {
+            write!(f, ", BAR{} {} at {:#x}", bar.region.index, Size(bar.region.size), bar.region.base)?;
+        }
+        if function.msi.is_some() {
+            f.write_str(", MSI")?;
+        }
+        if function.msix.is_some() {
+            f.write_str(", MSI-X")?;
+        }
+        if device.flr {
+            f.write_str(", FLR")?;
+        }
+        match device.binding {
+            Some(Bound { driver, dma: true }) => write!(f, ", driver {} (DMA)", self.names.name(driver)),
+            Some(Bound { driver, dma: false }) => write!(f, ", driver {} (no DMA)", self.names.name(driver)),
+            None => f.write_str(", no driver"),
+        }
+    }
+}

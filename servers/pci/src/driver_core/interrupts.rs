@@ -1,0 +1,102 @@
+//! Programming and silencing a function's MSI and MSI-X capabilities, and its command register.
+
+use capabilities::pci::{Bdf, MsiInfo, MsixInfo};
+
+use crate::config::{ConfigSpace, Function};
+use crate::error::PciError;
+use crate::header::{COMMAND_MEMORY, reg};
+
+/// Command register: the function may master the bus (DMA, and MSI writes).
+pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+/// Command register: legacy INTx messages are disabled.
+pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
+
+/// MSI message control: enable.
+const MSI_ENABLE: u16 = 1 << 0;
+/// MSI message control: multiple message enable (bits 6:4).
+const MSI_MULTIPLE_ENABLE: u16 = 0x7 << 4;
+/// MSI-X message control: enable.
+const MSIX_ENABLE: u16 = 1 << 15;
+
+/// Offsets of the MSI registers after the control word.
+struct MsiLayout {
+    address_high: Option<u16>,
+    data: u16,
+    mask: Option<u16>,
+}
+
+fn layout(msi: MsiInfo) -> MsiLayout {
+    let base = u16::from(msi.offset);
+    if msi.address_64bit {
+        MsiLayout { address_high: Some(base + 8), data: base + 12, mask: msi.per_vector_masking.then_some(base + 16) }
+    } else {
+        MsiLayout { address_high: None, data: base + 8, mask: msi.per_vector_masking.then_some(base + 12) }
+    }
+}
+
+/// Points the function's single MSI vector at `address`/`data`, unmasks it,
+/// enables MSI and disables INTx (a device raising both would raise twice).
+pub fn program_msi<C: ConfigSpace + ?Sized>(
+    cfg: &mut C,
+    bdf: Bdf,
+    msi: MsiInfo,
+    address: u64,
+    data: u32,
+) -> Result<(), PciError> {
+    let f = &mut Function::new(cfg, bdf);
+    let control_at = u16::from(msi.offset) + 2;
+    let control = f.read16(control_at)?;
+    // Disabled while the message changes, so no half-written message fires.
+    f.write16(control_at, control & !(MSI_ENABLE | MSI_MULTIPLE_ENABLE))?;
+    let registers = layout(msi);
+    f.write32(u16::from(msi.offset) + 4, address as u32)?;
+    if let Some(high) = registers.address_high {
+        f.write32(high, (address >> 32) as u32)?;
+    }
+    // The data register is 16 bits (extended message data is not used).
+    f.write16(registers.data, data as u16)?;
+    if let Some(mask) = registers.mask {
+        let masked = f.read32(mask)?;
+        f.write32(mask, masked & !1)?;
+    }
+    f.write16(control_at, (control & !MSI_MULTIPLE_ENABLE) | MSI_ENABLE)?;
+    let command = f.read16(reg::COMMAND)?;
+    f.write16(reg::COMMAND, command | COMMAND_INTX_DISABLE)
+}
+
+/// Turns MSI off.
+pub fn disable_msi<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, msi: MsiInfo) -> Result<(), PciError> {
+    let f = &mut Function::new(cfg, bdf);
+    let control_at = u16::from(msi.offset) + 2;
+    let control = f.read16(control_at)?;
+    if control & MSI_ENABLE != 0 {
+        f.write16(control_at, control & !MSI_ENABLE)?;
+    }
+    Ok(())
+}
+
+/// Turns MSI-X off.
+pub fn disable_msix<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, msix: MsixInfo) -> Result<(), PciError> {
+    let f = &mut Function::new(cfg, bdf);
+    let control_at = u16::from(msix.offset) + 2;
+    let control = f.read16(control_at)?;
+    if control & MSIX_ENABLE != 0 {
+        f.write16(control_at, control & !MSIX_ENABLE)?;
+    }
+    Ok(())
+}
+
+/// Sets and clears command-register bits.
+pub fn update_command<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, set: u16, clear: u16) -> Result<(), PciError> {
+    let f = &mut Function::new(cfg, bdf);
+    let command = f.read16(reg::COMMAND)?;
+    let updated = (command | set) & !clear;
+    if updated != command {
+        f.write16(reg::COMMAND, updated)?;
+    }
+    Ok(())
+}
+
+/// What a holder gets: memory decoding and bus mastering (which MSI
+/// delivery needs too: a message is a memory write by the device).
+pub const HOLDER_COMMAND: u16 = COMMAND_MEMORY | COMMAND_BUS_MASTER;

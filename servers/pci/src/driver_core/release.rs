@@ -1,0 +1,171 @@
+//! Taking a device back: release, its holder's death, and the IOMMU server's reclaims.
+//!
+//! The order is the one issue 7 asks for: the holder's capabilities are
+//! revoked first (so it can no longer touch the device), then the device
+//! is quiesced (so nothing it started keeps running), and only then is a
+//! DMA-capable driver's claim released to the IOMMU server.
+
+use capabilities::ErrorCode;
+use capabilities::pci::Bdf;
+use capabilities::pci_api::Reply;
+
+use super::device::Role;
+use super::env::{Hardware, IommuLink, Kernel};
+use super::iommu;
+use super::quiesce::quiesce;
+use super::refusal::{Refusal, refuse, truncated};
+use super::state::DriverCore;
+use crate::config::ConfigSpace;
+use crate::log::{error, info, warning};
+
+/// Most `PendingReclaims` rounds one notification leads to (each lists
+/// up to eight groups).
+const MAX_RECLAIM_ROUNDS: usize = 8;
+
+impl DriverCore {
+    /// `Release`: the holder gives `device` back.
+    pub(super) fn release<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &mut self,
+        hw: &mut Hardware<'_, C, K, I>,
+        caller: u16,
+        device: Bdf,
+    ) -> Result<Reply, Refusal> {
+        let position = self.find(device)?;
+        self.check_holder(position, caller)?;
+        self.take_back(hw, position);
+        info!("{} released by {=str}", device, self.name(caller));
+        Ok(Reply::Done)
+    }
+
+    /// Refuses unless `caller` holds the device at `position`.
+    pub(super) fn check_holder(&self, position: usize, caller: u16) -> Result<(), Refusal> {
+        let device = &self.devices[position];
+        match device.holder {
+            Some(holder) if holder.task == caller => Ok(()),
+            Some(holder) => Err(refuse!(
+                ErrorCode::PermissionDenied,
+                "{} is held by {}, not {}",
+                device.function.bdf,
+                self.name(holder.task),
+                self.name(caller)
+            )),
+            None => Err(refuse!(
+                ErrorCode::PermissionDenied,
+                "{} is held by nobody; {} must probe or acquire it first",
+                device.function.bdf,
+                self.name(caller)
+            )),
+        }
+    }
+
+    /// Revokes the holder's capabilities, quiesces the device and releases
+    /// a DMA-capable driver's claim. Failures are logged: the device is no
+    /// longer held whatever happens, and the revocation, which is what
+    /// takes access away, cannot fail for capabilities the server holds.
+    pub(super) fn take_back<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &mut self,
+        hw: &mut Hardware<'_, C, K, I>,
+        position: usize,
+    ) {
+        let device = &mut self.devices[position];
+        let Some(holder) = device.holder.take() else { return };
+        self.holders = self.holders.saturating_sub(1);
+        let bdf = device.function.bdf;
+        for bar in &device.bars {
+            if let Err(code) = hw.kernel.revoke(bar.slot) {
+                error!("{}: BAR{=u8} copies not revoked: {}", bdf, bar.region.index, code);
+            }
+        }
+        if let Some(vector) = holder.msi {
+            let _ = hw.kernel.revoke(vector.slot);
+            hw.kernel.delete(vector.slot);
+        }
+        if let Some(handle) = holder.dma_handle {
+            let _ = hw.kernel.revoke(handle);
+        }
+        if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+            error!("{}: not quiesced: {}", bdf, failure);
+        }
+        if holder.role == (Role::Driver { dma: true })
+            && let Err(failure) = iommu::release_kernel(hw.iommu.as_deref_mut(), hw.kernel, bdf, holder.task)
+        {
+            let text: heapless::String<480> = truncated(format_args!("{failure}"));
+            error!("{}: claim of {=str} not released: {=str}", bdf, self.names.name(holder.task), text.as_str());
+        }
+        if let Some(handle) = holder.dma_handle {
+            hw.kernel.delete(handle);
+        }
+    }
+
+    /// Takes back every device `task` held; it died.
+    pub(super) fn holder_died<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &mut self,
+        hw: &mut Hardware<'_, C, K, I>,
+        task: u16,
+    ) {
+        for position in 0..self.devices.len() {
+            if self.devices[position].holder.is_some_and(|holder| holder.task == task) {
+                self.take_back(hw, position);
+                info!("{=str} died: {} taken back", self.name(task), self.devices[position].function.bdf);
+            }
+        }
+    }
+
+    /// Quiesces the devices of every group the IOMMU server is reclaiming
+    /// from a user task and tells it when each group is done. Devices the
+    /// user held are taken back; unheld ones are quiesced; devices a
+    /// no-DMA driver holds stay with it (it may stay bound in a user group).
+    pub(super) fn reclaim<C: ConfigSpace, K: Kernel, I: IommuLink>(&mut self, hw: &mut Hardware<'_, C, K, I>) {
+        for _ in 0..MAX_RECLAIM_ROUNDS {
+            let groups = match iommu::pending_reclaims(hw.iommu.as_deref_mut(), hw.kernel) {
+                Ok(groups) => groups,
+                Err(failure) => {
+                    let text: heapless::String<480> = truncated(format_args!("{failure}"));
+                    error!("pending reclaims unknown: {=str}", text.as_str());
+                    return;
+                }
+            };
+            if groups.is_empty() {
+                return;
+            }
+            for (group, members) in &groups {
+                for &member in members {
+                    self.reclaim_device(hw, *group, member);
+                }
+                match iommu::reclaimed(hw.iommu.as_deref_mut(), hw.kernel, *group) {
+                    Ok(()) => info!("group {=u16} quiesced for the IOMMU server", group),
+                    Err(failure) => {
+                        let text: heapless::String<480> = truncated(format_args!("{failure}"));
+                        error!("group {=u16}: reclaim not confirmed: {=str}", group, text.as_str());
+                    }
+                }
+            }
+        }
+        warning!("reclaims still pending after {=usize} rounds; waiting for the next notification", MAX_RECLAIM_ROUNDS);
+    }
+
+    fn reclaim_device<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &mut self,
+        hw: &mut Hardware<'_, C, K, I>,
+        group: u16,
+        member: Bdf,
+    ) {
+        let Ok(position) = self.find(member) else {
+            warning!("group {=u16} lists {}, which enumeration did not find", group, member);
+            return;
+        };
+        self.devices[position].group = Some(group);
+        let device = &self.devices[position];
+        match device.holder.map(|holder| (holder.role, holder.task)) {
+            Some((Role::User, _)) => self.take_back(hw, position),
+            Some((Role::Driver { .. }, task)) => {
+                info!("{} stays with driver {=str} during the reclaim of group {=u16}", member, self.name(task), group)
+            }
+            None => {
+                if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+                    error!("{}: not quiesced: {}", member, failure);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Starting the driver core: BAR capabilities, bindings, and the topology report.
+
+use capabilities::config::PciConfig;
+use capabilities::pci::{Bdf, HeaderKind, MAX_FUNCTIONS, PciFunction, Topology};
+use heapless::Vec;
+
+use super::bars::{self, BarSkip, SizedBars};
+use super::device::{BarCap, Bound, Device};
+use super::env::{Hardware, IommuLink, Kernel};
+use super::interrupts::{COMMAND_BUS_MASTER, update_command};
+use super::refusal::truncated;
+use super::state::DriverCore;
+use super::{iommu, mediation, quiesce};
+use crate::bar;
+use crate::config::ConfigSpace;
+use crate::log::{info, warning};
+
+impl DriverCore {
+    /// Takes over the functions of `topology`: sizes their BARs and creates
+    /// a device-memory capability per grantable one, turns bus mastering
+    /// off on every endpoint (nothing may DMA before it has a holder),
+    /// resolves the policy's bindings, logs a line per function, and
+    /// reports the topology to the IOMMU server (if there is one).
+    pub fn start<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        config: PciConfig,
+        topology: &Topology,
+        hw: &mut Hardware<'_, C, K, I>,
+    ) -> Self {
+        let mut sized: Vec<(Bdf, SizedBars), MAX_FUNCTIONS> = Vec::new();
+        for function in &topology.functions {
+            let bars = bar::size_all(hw.config, function.bdf, function.header).unwrap_or_else(|error| {
+                warning!("{}: BARs not sized: {}", function.bdf, error);
+                [None; bar::MAX_BARS]
+            });
+            // The topology holds at most MAX_FUNCTIONS, so this fits.
+            let _ = sized.push((function.bdf, bars));
+        }
+        let mut devices = Vec::new();
+        for (function, (_, bars)) in topology.functions.iter().zip(&sized) {
+            let device = take_over(function, bars, &sized, &config, hw);
+            info!("{=str}", device.describe(&config.tasks).as_str());
+            let _ = devices.push(device);
+        }
+        for binding in &config.bindings {
+            let matched = devices.iter().any(|device: &Device| {
+                let f = &device.function;
+                binding.device.matches(f.bdf, f.vendor_id, f.device_id)
+            });
+            if !matched {
+                warning!(
+                    "the binding of {=str} to {} matches no function",
+                    config.tasks.name(binding.driver),
+                    binding.device
+                );
+            }
+        }
+        report(topology, hw);
+        Self { names: config.tasks, devices, holders: 0 }
+    }
+}
+
+/// The driver core's record of one function, its capabilities created.
+fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
+    function: &PciFunction,
+    bars: &SizedBars,
+    sized: &[(Bdf, SizedBars)],
+    config: &PciConfig,
+    hw: &mut Hardware<'_, C, K, I>,
+) -> Device {
+    let bdf = function.bdf;
+    let (granted, skipped) = bars::plan(bdf, bars, sized);
+    for (index, skip) in skipped {
+        match skip {
+            BarSkip::Io => {}
+            other => warning!("{}: BAR{=u8} is not granted to holders: {}", bdf, index, other),
+        }
+    }
+    let mut caps = Vec::new();
+    for region in granted {
+        match hw.kernel.create_device_memory(region.base, region.pages()) {
+            Ok(slot) => {
+                // `granted` holds no more than `caps` can.
+                let _ = caps.push(BarCap { region, slot });
+            }
+            Err(code) => warning!(
+                "{}: BAR{=u8} at {=u64:#x}: no device-memory capability: {}",
+                bdf,
+                region.index,
+                region.base,
+                code
+            ),
+        }
+    }
+    let flr = quiesce::flr_capable(hw.config, function).unwrap_or_else(|error| {
+        warning!("{}: reset capability unreadable: {}", bdf, error);
+        false
+    });
+    if function.header == HeaderKind::Normal
+        && let Err(error) = update_command(hw.config, bdf, 0, COMMAND_BUS_MASTER)
+    {
+        warning!("{}: bus mastering not turned off: {}", bdf, error);
+    }
+    let binding = config
+        .bindings
+        .iter()
+        .find(|binding| binding.device.matches(bdf, function.vendor_id, function.device_id))
+        .map(|binding| Bound { driver: binding.driver, dma: binding.dma });
+    Device {
+        function: *function,
+        bars: caps,
+        protected: mediation::protected_ranges(hw.config, function),
+        flr,
+        binding,
+        holder: None,
+        group: None,
+    }
+}
+
+/// Reports the topology, or says why it is not.
+fn report<C: ConfigSpace, K: Kernel, I: IommuLink>(topology: &Topology, hw: &mut Hardware<'_, C, K, I>) {
+    if hw.iommu.is_none() {
+        warning!("no IOMMU server: the topology is not reported and DMA-capable drivers cannot be bound");
+        return;
+    }
+    match iommu::report_topology(hw.iommu.as_deref_mut(), hw.kernel, topology) {
+        Ok(()) => info!("topology reported to the IOMMU server: {=usize} functions", topology.functions.len()),
+        Err(failure) => {
+            let text: heapless::String<480> = truncated(format_args!("{failure}"));
+            warning!("topology report failed: {=str}", text.as_str());
+        }
+    }
+}

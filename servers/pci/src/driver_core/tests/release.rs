@@ -1,0 +1,163 @@
+//! Release, death and reclaim: capabilities revoked, devices quiesced, claims released, in that order.
+
+use capabilities::ErrorCode;
+use capabilities::iommu::{self, OwnerReport};
+use capabilities::pci_api::{Reply, Request};
+
+use super::*;
+use crate::driver_core::quiesce::FLR_WAIT_MICROS;
+use crate::driver_core::{IOMMU_EVENT, death_bit};
+
+fn probe(rig: &mut Rig, task: u16) -> Answer {
+    let answer = rig.ask(task, DRIVER_OPERATIONS, &Request::Probe { index: 0 });
+    assert!(matches!(answer.reply, Reply::Granted(_)), "{:?}", answer.reply);
+    answer
+}
+
+#[test]
+fn only_the_holder_releases() {
+    let mut rig = Rig::new();
+    probe(&mut rig, task::EDU_PROBE);
+    let release = Request::Release { device: bdf(at::EDU) };
+    let (code, reason) = refusal(&rig.ask(task::BRIDGE, DRIVER_OPERATIONS, &release));
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert!(reason.contains("held by edu-probe, not bridge"), "{reason}");
+    let (code, reason) =
+        refusal(&rig.ask(task::BRIDGE, DRIVER_OPERATIONS, &Request::Release { device: bdf(at::EDU2) }));
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert!(reason.contains("held by nobody"), "{reason}");
+    assert_eq!(rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &release).reply, Reply::Done);
+    assert_eq!(rig.holder(at::EDU), None);
+}
+
+#[test]
+fn release_revokes_then_quiesces_then_releases_the_claim() {
+    let mut rig = Rig::new();
+    let answer = probe(&mut rig, task::DMA_DRIVER);
+    let (bar, vector, handle) = (answer.caps[0], answer.caps[1], answer.caps[2]);
+    let before = rig.live();
+    rig.take_journal();
+    let release = Request::Release { device: bdf(at::NVME) };
+    assert_eq!(rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &release).reply, Reply::Done);
+    let journal = rig.take_journal();
+    let position = |wanted: &dyn Fn(&Effect) -> bool| journal.iter().position(wanted).unwrap();
+    let revoked_bar = position(&|e| *e == Effect::Revoke(bar));
+    let revoked_vector = position(&|e| *e == Effect::Revoke(vector));
+    let revoked_handle = position(&|e| *e == Effect::Revoke(handle));
+    let quiesced = position(&|e| matches!(e, Effect::Command(b, command) if *b == bdf(at::NVME) && command & 0x4 == 0));
+    let released = position(&|e| {
+        *e == Effect::Iommu(iommu::Request::ReleaseKernel { device: bdf(at::NVME), driver: task::DMA_DRIVER })
+    });
+    assert!(revoked_bar < quiesced && revoked_vector < quiesced && revoked_handle < quiesced, "{journal:?}");
+    assert!(quiesced < released, "{journal:?}");
+    let after = rig.live();
+    assert!(!after.contains(&vector.0) && !after.contains(&handle.0), "the vector and the handle copy are deleted");
+    assert!(after.contains(&bar.0), "the BAR original is kept for the next holder");
+    assert_eq!(before.len() - 2, after.len());
+    assert_eq!(rig.read16(at::NVME, 0x42) & 1, 0, "MSI off");
+    assert_eq!(rig.read16(at::NVME, 0x62) & 0x8000, 0, "MSI-X off");
+    assert_eq!(rig.world.borrow().iommu.owners.get(&14), Some(&OwnerReport::Unowned));
+    // The driver may probe again.
+    probe(&mut rig, task::DMA_DRIVER);
+}
+
+#[test]
+fn a_reset_restores_the_bars_and_keeps_bus_mastering_off() {
+    let mut rig = Rig::new();
+    rig.world.borrow_mut().flr = Some((bdf(at::NVME), NVME_PCIE + 8));
+    probe(&mut rig, task::DMA_DRIVER);
+    let bar = rig.read32(at::NVME, 0x10);
+    assert_eq!(
+        rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Release { device: bdf(at::NVME) }).reply,
+        Reply::Done
+    );
+    assert_eq!(rig.world.borrow().kernel.slept, FLR_WAIT_MICROS);
+    assert_eq!(rig.read32(at::NVME, 0x10), bar, "BAR0 restored after the reset cleared it");
+    assert_eq!(rig.read32(at::NVME, 0x14), (NVME_BAR >> 32) as u32);
+    assert_eq!(rig.read16(at::NVME, 0x04) & 0x6, 0x2, "decoding back on, bus mastering off");
+    // A conventional device has no reset: no wait.
+    probe(&mut rig, task::EDU_PROBE);
+    rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Release { device: bdf(at::EDU) });
+    assert_eq!(rig.world.borrow().kernel.slept, FLR_WAIT_MICROS);
+}
+
+#[test]
+fn a_holders_death_gives_its_devices_back() {
+    let mut rig = Rig::new();
+    probe(&mut rig, task::EDU_PROBE);
+    probe(&mut rig, task::BRIDGE);
+    rig.event(death_bit(task::USER).unwrap());
+    assert_eq!(rig.holder(at::EDU), Some(task::EDU_PROBE), "other tasks' deaths change nothing");
+    rig.event(death_bit(task::EDU_PROBE).unwrap());
+    assert_eq!(rig.holder(at::EDU), None);
+    assert_eq!(rig.holder(at::PORT), Some(task::BRIDGE));
+    assert_eq!(rig.read16(at::EDU, 0x04) & 0x4, 0);
+    // Someone else may take it now.
+    let answer = rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Unbind { device: bdf(at::EDU) });
+    assert_eq!(answer.reply, Reply::Done);
+    rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Bind { device: bdf(at::EDU), driver: task::ADMIN, dma: false });
+    probe(&mut rig, task::ADMIN);
+}
+
+#[test]
+fn reclaim_takes_user_devices_back_quiesces_the_rest_and_leaves_no_dma_drivers() {
+    let mut rig = Rig::new();
+    // Group 50 holds both edus and the port: the user owns it; the bridge driver stays bound.
+    for device in [at::EDU, at::EDU2, at::PORT] {
+        rig.world.borrow_mut().iommu.groups.insert(bdf(device), 50);
+    }
+    rig.world.borrow_mut().iommu.owners.insert(50, OwnerReport::User { task: task::USER });
+    probe(&mut rig, task::BRIDGE);
+    let acquire = Request::Acquire { device: bdf(at::EDU2) };
+    assert!(matches!(rig.ask(task::USER, USER_OPERATIONS, &acquire).reply, Reply::Granted(_)));
+    rig.world.borrow_mut().iommu.pending = vec![(50, vec![bdf(at::EDU), bdf(at::EDU2), bdf(at::PORT), bdf("0a:00.0")])];
+    rig.take_journal();
+    rig.event(IOMMU_EVENT);
+    assert_eq!(rig.holder(at::EDU2), None);
+    assert_eq!(rig.holder(at::PORT), Some(task::BRIDGE));
+    let journal = rig.take_journal();
+    let quiesced = |at: &str| journal.iter().any(|e| matches!(e, Effect::Command(b, c) if *b == bdf(at) && c & 4 == 0));
+    assert!(quiesced(at::EDU2));
+    assert!(!quiesced(at::PORT), "the bridge driver's device is left alone");
+    let requests: Vec<_> =
+        journal.iter().filter_map(|e| if let Effect::Iommu(r) = e { Some(r.clone()) } else { None }).collect();
+    assert_eq!(
+        requests,
+        [iommu::Request::PendingReclaims, iommu::Request::Reclaimed { group: 50 }, iommu::Request::PendingReclaims]
+    );
+}
+
+#[test]
+fn unbind_takes_the_device_from_its_driver() {
+    let mut rig = Rig::new();
+    let answer = probe(&mut rig, task::EDU_PROBE);
+    rig.take_journal();
+    let unbind = Request::Unbind { device: bdf(at::EDU) };
+    assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind).reply, Reply::Done);
+    assert!(rig.take_journal().contains(&Effect::Revoke(answer.caps[0])));
+    assert_eq!(rig.holder(at::EDU), None);
+    let (code, _) = refusal(&rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
+    assert_eq!(code, ErrorCode::NotFound, "no longer bound");
+    let (code, _) = refusal(&rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind));
+    assert_eq!(code, ErrorCode::NotFound, "nothing left to unbind");
+}
+
+#[test]
+fn bind_and_unbind_cycles_leak_nothing() {
+    let mut rig = Rig::new();
+    let baseline = rig.live();
+    for _ in 0..200 {
+        let bind = Request::Bind { device: bdf(at::NVME), driver: task::ADMIN, dma: true };
+        let unbind = Request::Unbind { device: bdf(at::NVME) };
+        assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind).reply, Reply::Done);
+        assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &bind).reply, Reply::Done);
+        probe(&mut rig, task::ADMIN);
+        assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind).reply, Reply::Done);
+        let rebind = Request::Bind { device: bdf(at::NVME), driver: task::DMA_DRIVER, dma: true };
+        assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &rebind).reply, Reply::Done);
+        rig.take_journal();
+    }
+    assert_eq!(rig.live(), baseline);
+    assert_eq!(rig.core.holders, 0);
+    assert_eq!(rig.world.borrow().iommu.owners.get(&14), Some(&OwnerReport::Unowned));
+}
