@@ -26,7 +26,8 @@ pub const MAX_TABLES: usize = 48;
 const HEADER: usize = 24;
 const ENTRY: usize = 16;
 const RSDP_V1_LENGTH: u32 = 20;
-const RSDP_V2_LENGTH: u32 = 36;
+/// Offset of the length field of a revision 2 RSDP.
+const RSDP_LENGTH_FIELD: u64 = 20;
 
 /// Why a snapshot could not be built or read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +97,11 @@ pub fn build(memory: &impl TableMemory, rsdp: u64, out: &mut [u8]) -> Result<usi
     }
     out[..directory_end].fill(0);
     let mut writer = Writer { out, count: 0, data: directory_end };
-    let rsdp_length = if pointer.revision >= 2 { RSDP_V2_LENGTH } else { RSDP_V1_LENGTH };
+    // Copy as many bytes as the RSDP declares (36 today, up to 64 allowed),
+    // since `Rsdp::read` of the copy reads that many; a fixed 36 made a
+    // longer RSDP unreadable in the snapshot (found by the acpi-root fuzz
+    // target).
+    let rsdp_length = if pointer.revision >= 2 { declared_length(memory, rsdp)? } else { RSDP_V1_LENGTH };
     writer.copy(memory, rsdp, rsdp_length)?;
     let mut entries = [0u64; MAX_TABLES];
     let listed = {
@@ -117,6 +122,18 @@ pub fn build(memory: &impl TableMemory, rsdp: u64, out: &mut [u8]) -> Result<usi
     out[8..12].copy_from_slice(&(count as u32).to_le_bytes());
     out[16..24].copy_from_slice(&rsdp.to_le_bytes());
     Ok(used)
+}
+
+/// The length field of the revision 2 RSDP at `rsdp` (which `Rsdp::read`
+/// has already read and checked).
+fn declared_length(memory: &impl TableMemory, rsdp: u64) -> Result<u32, SnapshotError> {
+    let unreadable = SnapshotError::Rsdp(RsdpError::Unreadable { address: rsdp });
+    let mut field = [0u8; 4];
+    let at = rsdp.checked_add(RSDP_LENGTH_FIELD).ok_or(unreadable)?;
+    if !memory.read(at, &mut field) {
+        return Err(unreadable);
+    }
+    Ok(u32::from_le_bytes(field))
 }
 
 /// Reads a snapshot as the physical memory it copied.
