@@ -314,6 +314,31 @@ fn main() {
         write(&corpus("echo-request"), &format!("seed-reply-{index}"), &postcard::to_stdvec(reply).expect("encodes"));
     }
 
+    // Server requests: a type byte (see fuzz_targets::protocols), then the message.
+    let device = capabilities::pci::Bdf::new(0, 3, 0).expect("valid address");
+    let iommu_requests = [
+        capabilities::iommu::Request::ClaimKernel { device, driver: 2 },
+        capabilities::iommu::Request::Map { ioas: 1, iova: 0x10_0000, writable: true },
+        capabilities::iommu::Request::ReportTopology { functions: Default::default(), last: true },
+        capabilities::iommu::Request::Attach { ioas: Some(3) },
+    ];
+    for (index, request) in iommu_requests.iter().enumerate() {
+        let bytes = with_control(0, &postcard::to_stdvec(request).expect("encodes"));
+        write(&corpus("server-requests"), &format!("seed-iommu-{index}"), &bytes);
+    }
+    let pci_requests = [
+        capabilities::pci_api::Request::ConfigRead { device, offset: 0x10, width: 4 },
+        capabilities::pci_api::Request::Bind { device, driver: 1, dma: true },
+        capabilities::pci_api::Request::Devices { index: 0 },
+    ];
+    for (index, request) in pci_requests.iter().enumerate() {
+        let bytes = with_control(2, &postcard::to_stdvec(request).expect("encodes"));
+        write(&corpus("server-requests"), &format!("seed-pci-{index}"), &bytes);
+    }
+    for kind in [1u8, 3, 4, 5] {
+        write(&corpus("server-requests"), &format!("seed-type-{kind}"), &[kind, 0, 0, 0, 0]);
+    }
+
     let mut registers = Vec::new();
     // A fault QEMU records for edu at 00:03.0 reading through a blocked
     // context entry, a write fault with a PASID, a present context entry,

@@ -50,6 +50,9 @@ pub fn decode(data: &[u8]) {
 struct FuzzPages {
     pages: HashMap<u64, Box<[u64; ENTRIES_PER_PAGE]>>,
     dirty: BTreeSet<(u64, usize)>,
+    /// Only a non-coherent unit flushes, so only then is `dirty` kept
+    /// (tracking a coherent unit's millions of writes only costs time).
+    track_dirty: bool,
     budget: usize,
     next: u64,
 }
@@ -76,7 +79,9 @@ impl TablePages for FuzzPages {
 
     fn write(&mut self, page: TablePage, index: usize, value: u64) {
         self.pages.get_mut(&page.address()).expect("write to a page not handed out")[index] = value;
-        self.dirty.insert((page.address(), index));
+        if self.track_dirty {
+            self.dirty.insert((page.address(), index));
+        }
     }
 
     fn in_use(&self) -> usize {
@@ -162,11 +167,11 @@ fn page_number(input: &mut Input<'_>) -> u64 {
 
 /// A page count: single pages, short runs, or whole superpages.
 fn page_count(input: &mut Input<'_>) -> u64 {
-    match input.below(8) {
-        0 => 512 * (1 + input.below(3) as u64),
-        1 => 1 << 18,
-        2 => 1 + u64::from(input.u16() % 1200),
-        3 => u64::from(input.u32()),
+    match input.below(16) {
+        0 | 1 => 512 * (1 + input.below(3) as u64),
+        2 => 1 << 18,
+        3 | 4 => 1 + u64::from(input.u16() % 1200),
+        5 => u64::from(input.u32()),
         _ => 1 + input.below(8) as u64,
     }
 }
@@ -196,7 +201,13 @@ pub fn pagetable(data: &[u8]) {
     let host_width = [39, 46, 52][input.below(3)];
     let Ok(config) = PageTableConfig::new(&caps, width, host_width) else { return };
     let budget = [3, 8, 64, 4096][input.below(4)];
-    let mut pages = FuzzPages { pages: HashMap::new(), dirty: BTreeSet::new(), budget, next: 0x10_0000 };
+    let mut pages = FuzzPages {
+        pages: HashMap::new(),
+        dirty: BTreeSet::new(),
+        track_dirty: !caps.coherent,
+        budget,
+        next: 0x10_0000,
+    };
     let Ok(mut table) = SecondLevelTable::new(&mut pages, config) else { return };
     let mut model = Model::default();
     for _ in 0..64 {

@@ -14,6 +14,7 @@ pub mod input;
 pub mod iommu;
 pub mod pci;
 pub mod policy;
+pub mod protocols;
 pub mod sim;
 pub mod syscalls;
 
@@ -38,6 +39,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "kernel-syscalls", run: syscalls::syscalls },
     Target { name: "policy", run: policy::policy },
     Target { name: "echo-request", run: echo::echo },
+    Target { name: "server-requests", run: protocols::requests },
     Target { name: "iommu-decode", run: iommu::decode },
     Target { name: "iommu-pagetable", run: iommu::pagetable },
     Target { name: "pci-caps", run: pci::pci },

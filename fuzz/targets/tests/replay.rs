@@ -76,6 +76,7 @@ replay_tests! {
     kernel_syscalls => "kernel-syscalls",
     policy => "policy",
     echo_request => "echo-request",
+    server_requests => "server-requests",
     iommu_decode => "iommu-decode",
     iommu_pagetable => "iommu-pagetable",
     pci_caps => "pci-caps",
