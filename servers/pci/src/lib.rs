@@ -18,6 +18,7 @@ pub mod enumerate;
 pub mod error;
 pub mod header;
 pub mod quirks;
+pub mod reach;
 
 mod acs;
 mod describe;

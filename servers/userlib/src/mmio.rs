@@ -23,12 +23,7 @@ pub struct Mapping<K: Mappable> {
 impl<K: Mappable> Mapping<K> {
     /// Maps all of `memory` into `space` at `virt` (page-aligned, at or above
     /// `layout::USER_MAP_BASE`), writable if `writable`.
-    pub fn map(
-        space: Cap<AddressSpace>,
-        memory: Cap<K>,
-        virt: u64,
-        writable: bool,
-    ) -> Result<Self, ErrorCode> {
+    pub fn map(space: Cap<AddressSpace>, memory: Cap<K>, virt: u64, writable: bool) -> Result<Self, ErrorCode> {
         let pages = memory.info()?.extent;
         let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::InvalidArgument)?;
         space.map(memory, virt, if writable { rights::WRITE } else { 0 })?;

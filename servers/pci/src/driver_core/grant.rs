@@ -245,7 +245,15 @@ impl DriverCore {
             vector: msi.map(|vector| vector.vector),
             dma: dma_handle.is_some(),
         };
-        info!("{} (group {}) granted to {=str} as {}", bdf, grant.group, self.name(task), role);
+        let what = match role {
+            Role::Driver { dma: true } => "its DMA-capable driver",
+            Role::Driver { dma: false } => "its driver (no DMA)",
+            Role::User => "the user task owning its group",
+        };
+        match device.group {
+            Some(group) => info!("{} (group {=u16}) granted to {=str}, {=str}", bdf, group, self.name(task), what),
+            None => info!("{} granted to {=str}, {=str}", bdf, self.name(task), what),
+        }
         Ok(Answer { reply: Reply::Granted(grant), caps })
     }
 

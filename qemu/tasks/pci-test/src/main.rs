@@ -1,0 +1,332 @@
+//! Test task for the PCI server and driver core, run in QEMU on machine `pci`.
+//!
+//! The policy (`qemu/policies/pci.toml`) binds edu 00:03.0 to `edu-probe`,
+//! edu 00:04.0 to this task, the root port 00:05.0 to `bridge` and the edu
+//! behind it to `stub`, all without DMA, and connects no IOMMU server. The
+//! drivers outrank this task, so they hold their devices when it starts.
+#![no_std]
+#![no_main]
+
+use capabilities::ErrorCode;
+use capabilities::pci::Bdf;
+use capabilities::pci_api::{Reply, Request};
+use driver_kit::Granted;
+use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
+use userlib::ipc::Buffer;
+use userlib::mmio::Mapping;
+use userlib::testkit::{self, Case, Outcome};
+use userlib::{check, check_eq, check_ok};
+
+userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::cap_slot!(PCI_LIMITED: Endpoint = "pci-limited");
+userlib::entry!(main);
+
+/// Task indices, in the policy's declaration order.
+const EDU_PROBE: u16 = 1;
+const STUB: u16 = 2;
+const BRIDGE: u16 = 3;
+
+/// The machine's functions, in enumeration order: vendor and device ids.
+const MACHINE: [(Bdf, u16, u16); 8] = [
+    (at(0, 0x00, 0), 0x8086, 0x29c0),
+    (at(0, 0x03, 0), 0x1234, 0x11e8),
+    (at(0, 0x04, 0), 0x1234, 0x11e8),
+    (at(0, 0x05, 0), 0x1b36, 0x000c),
+    (at(0, 0x1f, 0), 0x8086, 0x2918),
+    (at(0, 0x1f, 2), 0x8086, 0x2922),
+    (at(0, 0x1f, 3), 0x8086, 0x2930),
+    (at(1, 0x00, 0), 0x1234, 0x11e8),
+];
+
+/// The edu bound to edu-probe, and the one bound to this task.
+const EDU_A: Bdf = at(0, 3, 0);
+const EDU_B: Bdf = at(0, 4, 0);
+/// The chipset's SMBus controller: bound to no driver.
+const SMBUS: Bdf = at(0, 0x1f, 3);
+
+/// What edu's identification register reads.
+const EDU_ID: u32 = 0x0100_00ed;
+/// edu's liveness register: reads back the complement of what was written.
+const EDU_LIVENESS: u64 = 0x04;
+
+/// Windows grants arrive in (four slots each), and where BARs are mapped.
+const WINDOW_B: u32 = 64;
+const WINDOW_A: u32 = 72;
+const WINDOW_B_AGAIN: u32 = 80;
+const BAR_B_VIRT: u64 = 0x2000_0000;
+const BAR_A_VIRT: u64 = 0x2100_0000;
+
+const fn at(bus: u8, device: u8, function: u8) -> Bdf {
+    Bdf::from_devfn(bus, device << 3 | function)
+}
+
+fn main() -> u64 {
+    testkit::run(&[
+        Case { name: "topology_matches_the_machine", run: topology_matches_the_machine },
+        Case { name: "drivers_bound_per_policy_hold_their_devices", run: drivers_bound_per_policy_hold_their_devices },
+        Case { name: "bound_driver_reads_the_edu_identification", run: bound_driver_reads_the_edu_identification },
+        Case {
+            name: "second_task_asking_for_a_held_device_is_refused",
+            run: second_task_asking_for_a_held_device_is_refused,
+        },
+        Case { name: "config_write_moving_a_bar_is_refused", run: config_write_moving_a_bar_is_refused },
+        Case { name: "hostile_requests_get_typed_errors", run: hostile_requests_get_typed_errors },
+        Case { name: "non_admin_cannot_bind", run: non_admin_cannot_bind },
+        Case { name: "dma_binding_needs_an_iommu_server", run: dma_binding_needs_an_iommu_server },
+        Case { name: "unbind_and_rebind", run: unbind_and_rebind },
+        Case { name: "release_revokes_and_probe_grants_again", run: release_revokes_and_probe_grants_again },
+    ])
+}
+
+/// Calls `endpoint` with `request`; the decoded reply.
+fn ask(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &Request) -> Result<Reply, ErrorCode> {
+    let received = endpoint.call_with(buffer, request)?;
+    buffer.decode::<Reply>(received.len)
+}
+
+/// The code of a refusal (logging its reason), or `None` for any other reply.
+fn refusal(reply: &Reply) -> Option<ErrorCode> {
+    match reply {
+        Reply::Refused { code, reason } => {
+            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a refusal's reason mentions `text`.
+fn says(reply: &Reply, text: &str) -> bool {
+    matches!(reply, Reply::Refused { reason, .. } if reason.as_str().contains(text))
+}
+
+/// This task's index (its own task capability names it).
+fn own_index() -> Option<u16> {
+    own::TASK.info().ok().and_then(|info| u16::try_from(info.extent).ok())
+}
+
+/// The holder the server reports for `device`.
+fn holder(buffer: &mut Buffer, device: Bdf) -> Option<Option<u16>> {
+    let position = MACHINE.iter().position(|(bdf, _, _)| *bdf == device)?;
+    match ask(PCI.get(), buffer, &Request::Devices { index: position as u8 }) {
+        Ok(Reply::Device { device: found, holder, .. }) if found == device => Some(holder),
+        _ => None,
+    }
+}
+
+/// The offset of `device`'s MSI capability, walking its list through the server.
+fn find_msi(buffer: &mut Buffer, device: Bdf) -> Option<u16> {
+    let mut read = |offset: u16| match ask(PCI.get(), buffer, &Request::ConfigRead { device, offset, width: 1 }) {
+        Ok(Reply::Value(value)) => Some(value as u16),
+        _ => None,
+    };
+    let mut at = read(0x34)? & 0xfc;
+    // A list has at most 48 entries in the first 256 bytes.
+    for _ in 0..48 {
+        if at < 0x40 {
+            return None;
+        }
+        if read(at)? == 0x05 {
+            return Some(at);
+        }
+        at = read(at + 1)? & 0xfc;
+    }
+    None
+}
+
+/// Maps the first BAR of a grant and reads edu's identification register.
+fn edu_id(granted: &Granted, virt: u64) -> Result<(Mapping<DeviceMemory>, Option<u32>), ErrorCode> {
+    let bar = granted.bar(0).ok_or(ErrorCode::NotFound)?;
+    let registers = Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar), virt, true)?;
+    let id = registers.read32(0);
+    Ok((registers, id))
+}
+
+fn topology_matches_the_machine(buffer: &mut Buffer) -> Outcome {
+    for (index, &(device, vendor, device_id)) in MACHINE.iter().enumerate() {
+        let reply = check_ok!(ask(PCI.get(), buffer, &Request::Devices { index: index as u8 }));
+        let Reply::Device { device: found, vendor: v, device_id: d, .. } = reply else {
+            defmt::error!("  device {=usize}: {}", index, reply);
+            check!(false, "every function of the machine is listed");
+            return Ok(());
+        };
+        check_eq!((found, v, d), (device, vendor, device_id));
+    }
+    let past = check_ok!(ask(PCI.get(), buffer, &Request::Devices { index: MACHINE.len() as u8 }));
+    check_eq!(refusal(&past), Some(ErrorCode::NotFound), "no function beyond the machine's");
+    Ok(())
+}
+
+fn drivers_bound_per_policy_hold_their_devices(buffer: &mut Buffer) -> Outcome {
+    check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)));
+    check_eq!(holder(buffer, at(0, 5, 0)), Some(Some(BRIDGE)));
+    check_eq!(holder(buffer, at(1, 0, 0)), Some(Some(STUB)));
+    check_eq!(holder(buffer, EDU_B), Some(None), "bound to this task, not probed yet");
+    Ok(())
+}
+
+fn bound_driver_reads_the_edu_identification(buffer: &mut Buffer) -> Outcome {
+    let granted = match driver_kit::probe(PCI.get(), buffer, 0, WINDOW_B) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
+            check!(false, "the device bound to this task is granted");
+            return Ok(());
+        }
+    };
+    let grant = &granted.grant;
+    check_eq!((grant.device, grant.vendor, grant.device_id), (EDU_B, 0x1234, 0x11e8));
+    check_eq!(grant.bars.len(), 1);
+    check_eq!(grant.bars[0].size, 1 << 20);
+    check!(grant.vector.is_some(), "edu has MSI: a vector is programmed");
+    check!(!grant.dma);
+    check_eq!(granted.caps.len(), 2, "BAR0, then the interrupt");
+    let (registers, id) = check_ok!(edu_id(&granted, BAR_B_VIRT));
+    check_eq!(id, Some(EDU_ID));
+    check_eq!(registers.write32(EDU_LIVENESS, 0x1234_5678), Some(()));
+    check_eq!(registers.read32(EDU_LIVENESS), Some(!0x1234_5678), "writes reach the device too");
+    defmt::info!("  {} identification {=u32:#010x} through its BAR capability", EDU_B, EDU_ID);
+    check_eq!(holder(buffer, EDU_B), Some(own_index()));
+    Ok(())
+}
+
+fn second_task_asking_for_a_held_device_is_refused(buffer: &mut Buffer) -> Outcome {
+    buffer.set_send_caps(&[own::TASK.slot()]);
+    let acquire = ask(PCI.get(), buffer, &Request::Acquire { device: EDU_A });
+    buffer.set_send_caps(&[]);
+    let acquire = check_ok!(acquire);
+    check_eq!(refusal(&acquire), Some(ErrorCode::Busy));
+    check!(says(&acquire, "held by edu-probe"), "the refusal names the holder");
+    let me = own_index().unwrap_or(u16::MAX);
+    let bind = check_ok!(ask(PCI.get(), buffer, &Request::Bind { device: EDU_A, driver: me, dma: false }));
+    check_eq!(refusal(&bind), Some(ErrorCode::Busy));
+    check!(says(&bind, "already bound to edu-probe"));
+    let more = driver_kit::probe(PCI.get(), buffer, 1, WINDOW_A).err().map(|refused| refused.code);
+    check_eq!(more, Some(ErrorCode::NotFound), "only one device is bound to this task");
+    check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)));
+    Ok(())
+}
+
+fn config_write_moving_a_bar_is_refused(buffer: &mut Buffer) -> Outcome {
+    let read =
+        |buffer: &mut Buffer, device, offset| ask(PCI.get(), buffer, &Request::ConfigRead { device, offset, width: 4 });
+    let before = check_ok!(read(buffer, EDU_B, 0x10));
+    let moved = Request::ConfigWrite { device: EDU_B, offset: 0x10, width: 4, value: 0xfe00_0000 };
+    let reply = check_ok!(ask(PCI.get(), buffer, &moved));
+    check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied));
+    check!(says(&reply, "BAR 0"), "the refusal names the register");
+    check_eq!(check_ok!(read(buffer, EDU_B, 0x10)), before, "the BAR did not move");
+    let Some(msi_at) = find_msi(buffer, EDU_B) else {
+        check!(false, "edu lists an MSI capability");
+        return Ok(());
+    };
+    let msi = Request::ConfigWrite { device: EDU_B, offset: msi_at + 4, width: 4, value: 0 };
+    let reply = check_ok!(ask(PCI.get(), buffer, &msi));
+    check!(says(&reply, "MSI"), "interrupt routing is the server's");
+    let ids = check_ok!(read(buffer, EDU_B, 0x00));
+    check_eq!(ids, Reply::Value(0x11e8_1234));
+    // The command register is the holder's: rewrite it as it is.
+    let Reply::Value(command) =
+        check_ok!(ask(PCI.get(), buffer, &Request::ConfigRead { device: EDU_B, offset: 4, width: 2 }))
+    else {
+        check!(false, "the command register reads");
+        return Ok(());
+    };
+    check_eq!(command & 0x6, 0x6, "memory decoding and bus mastering are on for the holder");
+    let rewrite = Request::ConfigWrite { device: EDU_B, offset: 4, width: 2, value: command };
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &rewrite)), Reply::Done);
+    let other = Request::ConfigWrite { device: EDU_A, offset: 4, width: 2, value: 0 };
+    let reply = check_ok!(ask(PCI.get(), buffer, &other));
+    check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied), "only the holder writes");
+    Ok(())
+}
+
+fn hostile_requests_get_typed_errors(buffer: &mut Buffer) -> Outcome {
+    buffer.message_mut()[..3].copy_from_slice(&[0xee, 0xff, 0x01]);
+    let received = check_ok!(PCI.get().call(buffer, 3));
+    let reply = check_ok!(buffer.decode::<Reply>(received.len));
+    check_eq!(refusal(&reply), Some(ErrorCode::Malformed));
+    let bad_width = Request::ConfigRead { device: EDU_B, offset: 0, width: 3 };
+    check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &bad_width))), Some(ErrorCode::InvalidArgument));
+    let past_end = Request::ConfigRead { device: EDU_B, offset: 0x1000, width: 1 };
+    check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &past_end))), Some(ErrorCode::InvalidArgument));
+    let unaligned = Request::ConfigWrite { device: EDU_B, offset: 0x81, width: 4, value: 0 };
+    check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &unaligned))), Some(ErrorCode::InvalidArgument));
+    // Taking a device without this task's own capability: the server could not watch it.
+    buffer.set_send_caps(&[]);
+    let bare = check_ok!(ask(PCI.get(), buffer, &Request::Acquire { device: SMBUS }));
+    check_eq!(refusal(&bare), Some(ErrorCode::InvalidArgument));
+    let not_held = Request::Release { device: EDU_A };
+    check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &not_held))), Some(ErrorCode::PermissionDenied));
+    let nowhere = Request::ConfigRead { device: at(9, 9, 1), offset: 0, width: 4 };
+    check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &nowhere))), Some(ErrorCode::NotFound));
+    let acquire = Request::Acquire { device: EDU_A };
+    check_eq!(refusal(&check_ok!(ask(PCI_LIMITED.get(), buffer, &acquire))), Some(ErrorCode::PermissionDenied));
+    Ok(())
+}
+
+fn non_admin_cannot_bind(buffer: &mut Buffer) -> Outcome {
+    let bind = Request::Bind { device: SMBUS, driver: own_index().unwrap_or(u16::MAX), dma: false };
+    let reply = check_ok!(ask(PCI_LIMITED.get(), buffer, &bind));
+    check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied));
+    check!(says(&reply, "may not invoke `bind`"));
+    let unbind = check_ok!(ask(PCI_LIMITED.get(), buffer, &Request::Unbind { device: EDU_A }));
+    check_eq!(refusal(&unbind), Some(ErrorCode::PermissionDenied));
+    check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)), "nothing changed");
+    Ok(())
+}
+
+fn dma_binding_needs_an_iommu_server(buffer: &mut Buffer) -> Outcome {
+    let bind = Request::Bind { device: SMBUS, driver: own_index().unwrap_or(u16::MAX), dma: true };
+    let reply = check_ok!(ask(PCI.get(), buffer, &bind));
+    check_eq!(refusal(&reply), Some(ErrorCode::NotFound));
+    check!(says(&reply, "no IOMMU server"));
+    Ok(())
+}
+
+fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
+    let Some(me) = own_index() else {
+        check!(false, "this task knows its index");
+        return Ok(());
+    };
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Unbind { device: EDU_A })), Reply::Done);
+    check_eq!(holder(buffer, EDU_A), Some(None), "unbinding took it from edu-probe");
+    let bind = Request::Bind { device: EDU_A, driver: me, dma: false };
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &bind)), Reply::Done);
+    // 00:03.0 comes before 00:04.0: it is now this task's first device.
+    let granted = match driver_kit::probe(PCI.get(), buffer, 0, WINDOW_A) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
+            check!(false, "the rebound device is granted");
+            return Ok(());
+        }
+    };
+    check_eq!(granted.grant.device, EDU_A);
+    let (registers, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
+    check_eq!(id, Some(EDU_ID));
+    check_ok!(registers.unmap());
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: EDU_A })), Reply::Done);
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Unbind { device: EDU_A })), Reply::Done);
+    let back = Request::Bind { device: EDU_A, driver: EDU_PROBE, dma: false };
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &back)), Reply::Done);
+    check_eq!(holder(buffer, EDU_A), Some(None));
+    Ok(())
+}
+
+fn release_revokes_and_probe_grants_again(buffer: &mut Buffer) -> Outcome {
+    let bar = Cap::<DeviceMemory>::at(WINDOW_B);
+    check!(bar.info().is_ok(), "the BAR capability from the first probe is held");
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: EDU_B })), Reply::Done);
+    check_eq!(bar.info().err(), Some(ErrorCode::InvalidCapability), "release revoked it (and its mapping)");
+    check_eq!(holder(buffer, EDU_B), Some(None));
+    let again = driver_kit::probe(PCI.get(), buffer, 0, WINDOW_B_AGAIN);
+    let Ok(granted) = again else {
+        check!(false, "the released device can be probed again");
+        return Ok(());
+    };
+    check_eq!(granted.grant.device, EDU_B);
+    let (_, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
+    check_eq!(id, Some(EDU_ID));
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! What every driver task does with the PCI server: probe, read config space, hold devices.
+//!
+//! A driver presents its own task capability with each probe, so the PCI
+//! server notices its death and takes its devices back; the capabilities a
+//! grant carries arrive in a window of four slots the driver chooses.
+#![no_std]
+#![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
+
+use capabilities::ErrorCode;
+use capabilities::abi::ipc::MAX_CAPS;
+use capabilities::pci::Bdf;
+use capabilities::pci_api::{DeviceGrant, REASON_MAX, Reply, Request};
+use heapless::{String, Vec};
+use userlib::cap::{Cap, Endpoint, own};
+use userlib::ipc::Buffer;
+use userlib::objects;
+
+/// A device the PCI server granted, with the slots its capabilities arrived
+/// in: the BARs in grant order, then the interrupt, then the DMA handle.
+pub struct Granted {
+    /// What was granted.
+    pub grant: DeviceGrant,
+    /// Where the capabilities are.
+    pub caps: Vec<u32, MAX_CAPS>,
+}
+
+impl Granted {
+    /// The slot of the `n`th granted BAR's device memory.
+    pub fn bar(&self, n: usize) -> Option<u32> {
+        (n < self.grant.bars.len()).then(|| self.caps.get(n).copied()).flatten()
+    }
+}
+
+/// Why a request failed: the code, and the server's reason if it gave one.
+pub struct Refused {
+    /// The error.
+    pub code: ErrorCode,
+    /// The server's explanation (empty for a failed call).
+    pub reason: String<REASON_MAX>,
+}
+
+impl From<ErrorCode> for Refused {
+    fn from(code: ErrorCode) -> Self {
+        Self { code, reason: String::new() }
+    }
+}
+
+/// Calls the PCI server with `request`; the decoded reply.
+fn call(pci: Cap<Endpoint>, buffer: &mut Buffer, request: &Request) -> Result<Reply, Refused> {
+    let received = pci.call_with(buffer, request)?;
+    match buffer.decode::<Reply>(received.len)? {
+        Reply::Refused { code, reason } => Err(Refused { code, reason }),
+        reply => Ok(reply),
+    }
+}
+
+/// Probes the `index`th device bound to this task; its capabilities land
+/// in the four slots from `window`.
+pub fn probe(pci: Cap<Endpoint>, buffer: &mut Buffer, index: u8, window: u32) -> Result<Granted, Refused> {
+    buffer.set_send_caps(&[own::TASK.slot()]);
+    buffer.set_window(window, MAX_CAPS as u32);
+    let reply = call(pci, buffer, &Request::Probe { index });
+    let caps = buffer.received_caps();
+    buffer.set_send_caps(&[]);
+    buffer.set_window(0, 0);
+    match reply? {
+        Reply::Granted(grant) => Ok(Granted { grant, caps }),
+        _ => Err(ErrorCode::Malformed.into()),
+    }
+}
+
+/// Reads `width` bytes of `device`'s configuration space at `offset`.
+pub fn config_read(
+    pci: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    device: Bdf,
+    offset: u16,
+    width: u8,
+) -> Result<u32, Refused> {
+    match call(pci, buffer, &Request::ConfigRead { device, offset, width })? {
+        Reply::Value(value) => Ok(value),
+        _ => Err(ErrorCode::Malformed.into()),
+    }
+}
+
+/// Keeps the task, and with it its devices, alive: waits on a notification
+/// nothing signals (created in `slot`; the policy must allow one object).
+pub fn hold_forever(slot: u32) -> u64 {
+    let Ok(idle) = objects::create_notification(slot) else { return 1 };
+    loop {
+        let _ = idle.wait(0, 0);
+    }
+}

@@ -1,0 +1,43 @@
+//! The stub driver: takes every device bound to it and holds it, doing nothing.
+//!
+//! Like Linux's pci-stub, it keeps devices away from other drivers and
+//! tasks. It does no DMA, so its binding never claims a group and may stay
+//! in a group a user task owns.
+#![no_std]
+#![no_main]
+
+use capabilities::ErrorCode;
+use userlib::ipc::Buffer;
+
+userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::entry!(main);
+
+/// Most devices it holds: four capability slots each, from slot 64.
+const MAX_DEVICES: u8 = 15;
+/// First slot of the windows grants arrive in.
+const WINDOWS: u32 = 64;
+/// Slot of the notification it idles on.
+const IDLE: u32 = 127;
+
+fn main() -> u64 {
+    let Some(mut buffer) = Buffer::take() else { return 1 };
+    for index in 0..MAX_DEVICES {
+        match driver_kit::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
+            Ok(granted) => {
+                let grant = &granted.grant;
+                defmt::info!(
+                    "stub holds {} ({=u16:04x}:{=u16:04x}, group {=u16})",
+                    grant.device,
+                    grant.vendor,
+                    grant.device_id,
+                    grant.group
+                );
+            }
+            Err(refused) if refused.code == ErrorCode::NotFound && index > 0 => break,
+            Err(refused) => {
+                defmt::warn!("probe {=u8} refused ({}): {=str}", index, refused.code, refused.reason.as_str())
+            }
+        }
+    }
+    driver_kit::hold_forever(IDLE)
+}
