@@ -65,6 +65,10 @@ fn main() -> u64 {
         defmt::error!("no notification to time resets with (the policy must allow one object)");
         return 1;
     };
+    if let Err(code) = EVENTS.get().bind() {
+        defmt::error!("the iommu-events notification cannot be bound ({}): deaths and reclaims would go unseen", code);
+        return 1;
+    }
     let mut kernel = Syscalls { pool: &pool, control: CONTROL.get(), events: EVENTS.get(), timer };
     let Some(window) = pool.borrow_mut().take() else { return 1 };
     buffer.set_window(window, 1);
@@ -74,10 +78,6 @@ fn main() -> u64 {
         let mut hw = Hardware { config: &mut space, kernel: &mut kernel, iommu: iommu.connected(&mut link) };
         DriverCore::start(config, &topology, &mut hw)
     };
-    if let Err(code) = EVENTS.get().bind() {
-        defmt::error!("the iommu-events notification cannot be bound ({}): deaths and reclaims would go unseen", code);
-        return 1;
-    }
     defmt::info!("PCI server ready");
     let requests = REQUESTS.get();
     let mut next = requests.receive(&mut buffer, 0, 0);

@@ -24,10 +24,19 @@ pub struct Granted {
     pub caps: Vec<u32, MAX_CAPS>,
 }
 
+/// The group a grant names when no IOMMU server told the PCI server the
+/// device's group (`pci_server::driver_core::device::NO_GROUP`).
+const NO_GROUP: u16 = u16::MAX;
+
 impl Granted {
     /// The slot of the `n`th granted BAR's device memory.
     pub fn bar(&self, n: usize) -> Option<u32> {
         (n < self.grant.bars.len()).then(|| self.caps.get(n).copied()).flatten()
+    }
+
+    /// The device's IOMMU group, if known.
+    pub fn group(&self) -> Option<u16> {
+        (self.grant.group != NO_GROUP).then_some(self.grant.group)
     }
 }
 

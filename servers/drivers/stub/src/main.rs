@@ -26,11 +26,11 @@ fn main() -> u64 {
             Ok(granted) => {
                 let grant = &granted.grant;
                 defmt::info!(
-                    "stub holds {} ({=u16:04x}:{=u16:04x}, group {=u16})",
+                    "stub holds {} ({=u16:04x}:{=u16:04x}, IOMMU group {})",
                     grant.device,
                     grant.vendor,
                     grant.device_id,
-                    grant.group
+                    granted.group()
                 );
             }
             Err(refused) if refused.code == ErrorCode::NotFound && index > 0 => break,

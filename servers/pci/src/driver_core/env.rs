@@ -36,7 +36,9 @@ pub trait Kernel {
     fn alloc_msi(&mut self) -> Result<MsiVector, ErrorCode>;
     /// Deletes every capability derived from `slot`, in every task.
     fn revoke(&mut self, slot: Slot) -> Result<(), ErrorCode>;
-    /// Deletes the capability in `slot` and frees the slot.
+    /// Deletes the capability in `slot` and frees the slot. The slot may
+    /// already be empty: a capability derived from another server's (the
+    /// DMA handle) dies when that server revokes its original.
     fn delete(&mut self, slot: Slot);
     /// The index of the task a task capability names.
     fn task_of(&mut self, slot: Slot) -> Result<u16, ErrorCode>;

@@ -2,7 +2,7 @@
 
 use capabilities::ErrorCode;
 use capabilities::iommu::OwnerReport;
-use capabilities::pci::Bdf;
+use capabilities::pci::{Bdf, MsiInfo};
 use capabilities::pci_api::{BarGrant, DeviceGrant, Reply};
 use heapless::Vec;
 
@@ -214,7 +214,7 @@ impl DriverCore {
                     .alloc_msi()
                     .map_err(|code| refuse!(code, "{bdf}: no MSI vector for {} ({})", self.name(task), code.name()))?;
                 if let Err(error) = program_msi(hw.config, bdf, info, vector.address, vector.data) {
-                    self.free_vector(hw, bdf, vector);
+                    free_vector(hw, bdf, info, vector);
                     return Err(refuse!(ErrorCode::InvalidArgument, "{bdf}: MSI not programmed: {error}"));
                 }
                 Some(vector)
@@ -222,8 +222,8 @@ impl DriverCore {
             None => None,
         };
         if let Err(error) = update_command(hw.config, bdf, HOLDER_COMMAND, 0) {
-            if let Some(vector) = msi {
-                self.free_vector(hw, bdf, vector);
+            if let (Some(vector), Some(info)) = (msi, function.msi) {
+                free_vector(hw, bdf, info, vector);
             }
             return Err(refuse!(ErrorCode::InvalidArgument, "{bdf}: decoding not enabled: {error}"));
         }
@@ -257,23 +257,21 @@ impl DriverCore {
         Ok(Answer { reply: Reply::Granted(grant), caps })
     }
 
-    /// Frees a vector a failed grant had allocated, silencing the device.
-    fn free_vector<C: ConfigSpace, K: Kernel, I: IommuLink>(
-        &self,
-        hw: &mut Hardware<'_, C, K, I>,
-        bdf: Bdf,
-        vector: MsiVector,
-    ) {
-        if let Some(info) = self.devices.iter().find(|d| d.function.bdf == bdf).and_then(|d| d.function.msi) {
-            let _ = disable_msi(hw.config, bdf, info);
-        }
-        hw.kernel.delete(vector.slot);
-    }
-
     /// Who owns a group, in words.
     pub(super) fn owner_text(&self, owner: OwnerReport) -> OwnerText<'_> {
         OwnerText { owner, core: self }
     }
+}
+
+/// Frees a vector a failed grant had allocated, with the device's MSI off.
+fn free_vector<C: ConfigSpace, K: Kernel, I: IommuLink>(
+    hw: &mut Hardware<'_, C, K, I>,
+    bdf: Bdf,
+    info: MsiInfo,
+    vector: MsiVector,
+) {
+    let _ = disable_msi(hw.config, bdf, info);
+    hw.kernel.delete(vector.slot);
 }
 
 /// A group number, or "unknown" when no IOMMU server said.

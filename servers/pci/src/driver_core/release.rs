@@ -93,6 +93,8 @@ impl DriverCore {
             error!("{}: claim of {=str} not released: {=str}", bdf, self.names.name(holder.task), text.as_str());
         }
         if let Some(handle) = holder.dma_handle {
+            // Releasing the claim revoked the IOMMU server's original, and
+            // with it this copy; the slot is freed either way.
             hw.kernel.delete(handle);
         }
     }

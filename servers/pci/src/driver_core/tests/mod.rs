@@ -45,6 +45,9 @@ pub enum Effect {
 pub struct KernelState {
     /// Slots holding a capability.
     pub live: BTreeSet<u32>,
+    /// Slots emptied because another task revoked an ancestor of their
+    /// capability (not yet freed by a delete).
+    pub emptied: BTreeSet<u32>,
     /// Device-memory capabilities created: slot, base, pages.
     pub device_memory: Vec<(Slot, u64, u64)>,
     /// Task capabilities (slot → task index) a client could present.
@@ -75,6 +78,8 @@ pub struct IommuState {
     pub broken_claims: bool,
     /// Groups waiting to be reclaimed.
     pub pending: Vec<(u16, Vec<Bdf>)>,
+    /// DMA handles handed out: device, driver, and the slot the PCI server got.
+    pub handles: Vec<(Bdf, u16, Slot)>,
 }
 
 /// Everything the models share.
@@ -141,7 +146,8 @@ impl Kernel for MockKernel {
 
     fn delete(&mut self, slot: Slot) {
         let mut world = self.0.borrow_mut();
-        assert!(world.kernel.live.remove(&slot.0), "deleted an empty slot {slot:?}");
+        let held = world.kernel.live.remove(&slot.0) || world.kernel.emptied.remove(&slot.0);
+        assert!(held, "deleted a slot the server never filled or already freed: {slot:?}");
         world.journal.push(Effect::Delete(slot));
     }
 
@@ -175,7 +181,7 @@ impl IommuLink for MockIommu {
         let group_of = |world: &World, device: &Bdf| world.iommu.groups.get(device).copied();
         Ok(match request {
             iommu::Request::ReportTopology { .. } | iommu::Request::Reclaimed { .. } => (iommu::Reply::Done, None),
-            iommu::Request::ClaimKernel { device, .. } => {
+            iommu::Request::ClaimKernel { device, driver } => {
                 if let Some((code, reason)) = world.iommu.refuse_claims {
                     (refused(code, reason), None)
                 } else if world.iommu.broken_claims {
@@ -187,11 +193,21 @@ impl IommuLink for MockIommu {
                         _ => 1,
                     };
                     world.iommu.owners.insert(group, OwnerReport::Kernel { drivers });
-                    (iommu::Reply::Group { group }, Some(world.new_slot()))
+                    let handle = world.new_slot();
+                    world.iommu.handles.push((*device, *driver, handle));
+                    (iommu::Reply::Group { group }, Some(handle))
                 }
             }
-            iommu::Request::ReleaseKernel { device, .. } => {
+            iommu::Request::ReleaseKernel { device, driver } => {
                 let group = group_of(&world, device).ok_or(ErrorCode::NotFound)?;
+                let Some(position) = world.iommu.handles.iter().position(|h| h.0 == *device && h.1 == *driver) else {
+                    return Ok((refused(ErrorCode::NotFound, "that driver holds no DMA handle for that device"), None));
+                };
+                // Revoking its original empties the PCI server's copy, as the kernel would.
+                let (_, _, slot) = world.iommu.handles.swap_remove(position);
+                if world.kernel.live.remove(&slot.0) {
+                    world.kernel.emptied.insert(slot.0);
+                }
                 world.iommu.owners.insert(group, OwnerReport::Unowned);
                 (iommu::Reply::Done, None)
             }
