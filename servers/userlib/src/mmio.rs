@@ -11,6 +11,20 @@ use capabilities::abi::{PAGE_SIZE, rights};
 use crate::cap::{AddressSpace, Cap};
 use crate::objects::Mappable;
 
+/// Bytes per cache line on x86-64 (CPUID's CLFLUSH line size on every
+/// processor that has one).
+const CACHE_LINE: u64 = 64;
+
+/// Copies the whole frame `frame` into `buffer` (up to its length) through a
+/// temporary read-only mapping at `virt`; returns the bytes copied.
+pub fn copy_frame(frame: Cap<crate::cap::Frame>, virt: u64, buffer: &mut [u8]) -> Result<usize, ErrorCode> {
+    let mapping = Mapping::map(crate::cap::own::SPACE, frame, virt, false)?;
+    let len = usize::try_from(mapping.len()).map_or(buffer.len(), |len| len.min(buffer.len()));
+    let copied = mapping.copy_out(0, &mut buffer[..len]);
+    mapping.unmap()?;
+    copied.map(|()| len).ok_or(ErrorCode::InvalidArgument)
+}
+
 /// A memory capability of kind `K` mapped at a fixed address of this task.
 #[derive(Debug)]
 pub struct Mapping<K: Mappable> {
@@ -122,6 +136,26 @@ impl<K: Mappable> Mapping<K> {
         for (at, byte) in (offset..end).zip(buffer.iter_mut()) {
             *byte = self.read8(at)?;
         }
+        Some(())
+    }
+
+    /// Writes the CPU cache lines holding `len` bytes at `offset` back to
+    /// memory, for a device that reads it without snooping the caches (a
+    /// VT-d unit whose ECAP.C is 0 walking its tables); `None` if the range
+    /// is not all mapped.
+    pub fn write_back(&self, offset: u64, len: u64) -> Option<()> {
+        let end = offset.checked_add(len).filter(|&end| end <= self.len)?;
+        let mut line = offset & !(CACHE_LINE - 1);
+        while line < end {
+            // SAFETY: the line lies inside this mapping (checked above), so
+            // `clflush` touches only memory the kernel mapped for it; the
+            // instruction is allowed at CPL 3 and changes no memory contents.
+            unsafe { core::arch::x86_64::_mm_clflush((self.base + line) as *const u8) };
+            line += CACHE_LINE;
+        }
+        // SAFETY: `mfence` only orders memory accesses: the flushes complete
+        // before the caller tells the device to look.
+        unsafe { core::arch::x86_64::_mm_mfence() };
         Some(())
     }
 

@@ -19,6 +19,8 @@ mod requests;
 pub mod switch;
 mod text;
 
+pub use self::text::refused;
+
 use capabilities::config::IommuConfig;
 use capabilities::iommu::{Reply, Request};
 use capabilities::pci::{MAX_FUNCTIONS, PciFunction};
@@ -102,8 +104,6 @@ pub struct Ready {
     pub requesters: Requesters,
     /// Who owns each group.
     pub ownership: Ownership,
-    /// Every domain and mapping.
-    pub domains: Domains,
     /// Each group's default domain.
     pub defaults: Vec<DomainIndex, MAX_GROUPS>,
     /// DMA handles alive.
@@ -136,6 +136,9 @@ pub struct Service<R: Registers, Q: QueueMemory, T: TablePages> {
     config: IommuConfig,
     topology: Vec<PciFunction, MAX_FUNCTIONS>,
     ready: Option<Ready>,
+    /// Every domain and mapping (kept out of [`Ready`] so that building
+    /// it, on the topology report, needs little stack).
+    domains: Domains,
     serial: u32,
     faults_seen: u64,
     limiter: RateLimiter,
@@ -179,6 +182,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
             config,
             topology: Vec::new(),
             ready: None,
+            domains: Domains::new(),
             serial: 0,
             faults_seen: 0,
             limiter: RateLimiter::new(16, 1_000_000, now),
@@ -193,6 +197,11 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
     /// The hardware side (for the bin's fault-event set-up).
     pub fn hardware(&mut self) -> &mut Hardware<R, Q, T> {
         &mut self.hw
+    }
+
+    /// Every domain and mapping.
+    pub fn domains(&self) -> &Domains {
+        &self.domains
     }
 
     /// The server's state once ready.

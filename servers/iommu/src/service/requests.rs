@@ -87,7 +87,8 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
     let Some(ready) = s.ready.as_mut() else {
         return refused(ErrorCode::Busy, "the IOMMU server is still waiting for the PCI server's topology").into();
     };
-    let Ready { groups, requesters, ownership, domains, defaults, handles, group_caps, address_spaces, .. } = ready;
+    let Ready { groups, requesters, ownership, defaults, handles, group_caps, address_spaces, .. } = ready;
+    let domains = &mut s.domains;
     let group_of = |device: Bdf| groups.group_of(device).map(|id| id.0);
     match request {
         Request::ClaimKernel { device, driver } => {
@@ -306,17 +307,17 @@ fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) 
     }
     let capabilities = *s.hw.unit.capabilities();
     let (first, last) = domain_window(&s.hw.table_config);
-    let mut domains = Domains::new();
     let mut defaults = Vec::new();
     for _ in groups.ids() {
-        let domain = domains
+        let domain = s
+            .domains
             .create(&mut s.hw.pages, &capabilities, s.hw.table_config, first, last, DEFAULT_DOMAIN_PAGES)
             .map_err(|_| "no table memory or domain id for a default domain")?;
         defaults.push(domain).map_err(|_| "more groups than the server can hold")?;
     }
     let ownership = Ownership::new(groups.count());
     let no_ioas = |_: u16| None;
-    let mut hw = switch(&mut s.hw, &requesters, &domains, &defaults, &no_ioas);
+    let mut hw = switch(&mut s.hw, &requesters, &s.domains, &defaults, &no_ioas);
     for group in 0..groups.count() as u16 {
         use crate::ownership::GroupHardware;
         hw.set_translation(group, Translation::Default).map_err(|_| "could not install the context entries")?;
@@ -326,7 +327,6 @@ fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) 
         groups,
         requesters,
         ownership,
-        domains,
         defaults,
         handles: Vec::new(),
         group_caps: Vec::new(),
@@ -451,14 +451,14 @@ fn dma_request<R: Registers, Q: QueueMemory, T: TablePages>(
                 return refused(ErrorCode::InvalidArgument, "send the frame to map with the request").into();
             };
             let limit = if mask_bits >= 64 { u64::MAX } else { (1u64 << mask_bits.max(12)) - 1 };
-            match map(&mut s.hw, &mut ready.domains, k, domain, owner, frame, None, limit, writable, quota) {
+            match map(&mut s.hw, &mut s.domains, k, domain, owner, frame, None, limit, writable, quota) {
                 Ok(iova) => Reply::Mapped { iova }.into(),
                 Err(code) => refused(code, "the frame could not be mapped").into(),
             }
         }
-        Request::DmaUnmap { iova } => match ready.domains.take(domain, owner, iova) {
+        Request::DmaUnmap { iova } => match s.domains.take(domain, owner, iova) {
             Some(mapping) => {
-                unmap(&mut s.hw, &mut ready.domains, k, mapping);
+                unmap(&mut s.hw, &mut s.domains, k, mapping);
                 Reply::Done.into()
             }
             None => refused(ErrorCode::NotMapped, "this handle mapped nothing there").into(),
@@ -484,7 +484,8 @@ fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
         return refused(ErrorCode::InvalidCapability, "this group capability was released").into();
     };
     let task = cap.task;
-    let Ready { requesters, ownership, domains, defaults, group_caps, address_spaces, faults, .. } = ready;
+    let Ready { requesters, ownership, defaults, group_caps, address_spaces, faults, .. } = ready;
+    let domains = &mut s.domains;
     let own_space = |id: u16| address_spaces.iter().find(|a| a.id == id && a.task == task).copied();
     match request {
         Request::IoasCreate => {
@@ -583,7 +584,8 @@ pub(super) fn task_died<R: Registers, Q: QueueMemory, T: TablePages>(
     task: u16,
 ) {
     let Some(ready) = s.ready.as_mut() else { return };
-    let Ready { requesters, ownership, domains, defaults, group_caps, address_spaces, .. } = ready;
+    let Ready { requesters, ownership, defaults, group_caps, address_spaces, .. } = ready;
+    let domains = &mut s.domains;
     let ioas_domain = |id: u16| address_spaces.iter().find(|a| a.id == id).map(|a| a.domain);
     let mut hw = switch(&mut s.hw, requesters, domains, defaults, &ioas_domain);
     let orphaned = ownership.task_died(task, &mut hw);

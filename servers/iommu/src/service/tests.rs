@@ -315,7 +315,7 @@ fn the_dma_api_maps_within_the_mask_and_unmaps_after_invalidating() {
     let Reply::Mapped { iova } = reply else { panic!("{reply:?}") };
     assert!(iova > 0 && iova + 4 * 4096 <= 1 << 28, "inside the 28-bit mask, never page 0");
     let physical = {
-        let table = &rig.service.ready().unwrap().domains.get(0).unwrap().table;
+        let table = &rig.service.domains().get(0).unwrap().table;
         table.translate(&rig.service.hw.pages, iova + 0x1234).map(|t| t.physical)
     };
     assert_eq!(physical, Some(0x4010_0000 + 0x1234));
@@ -324,7 +324,7 @@ fn the_dma_api_maps_within_the_mask_and_unmaps_after_invalidating() {
     assert_eq!(rig.call(handle, Request::DmaUnmap { iova }, &[]), Reply::Done);
     assert!(rig.unit().events.len() > events_before, "the IOTLB was invalidated");
     assert!(rig.k.pins.is_empty(), "the frame is unpinned after the invalidation");
-    let table = &rig.service.ready().unwrap().domains.get(0).unwrap().table;
+    let table = &rig.service.domains().get(0).unwrap().table;
     assert_eq!(table.translate(&rig.service.hw.pages, iova), None);
     assert_eq!(refusal(&rig.call(handle, Request::DmaUnmap { iova }, &[])).0, ErrorCode::NotMapped);
     let reply = rig.with_frame(handle, Request::DmaMap { writable: false, mask_bits: 28 }, 128);

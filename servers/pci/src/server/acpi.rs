@@ -3,8 +3,8 @@
 use acpi_tables::{Mcfg, SnapshotMemory};
 use capabilities::abi::PAGE_SIZE;
 use pci_server::ecam::Ecam;
-use userlib::cap::{Cap, DeviceMemory, Frame, own};
-use userlib::mmio::Mapping;
+use userlib::cap::{Cap, DeviceMemory, Frame};
+use userlib::mmio;
 
 /// Where the snapshot is mapped while it is read.
 const SNAPSHOT_VIRT: u64 = 0x2000_0000;
@@ -22,21 +22,12 @@ pub fn ecam_window(acpi: Cap<Frame>, ecam: Cap<DeviceMemory>) -> Option<Ecam> {
         }
     };
     let mut bytes = [0u8; SNAPSHOT_MAX];
-    let mapping = match Mapping::map(own::SPACE, acpi, SNAPSHOT_VIRT, false) {
-        Ok(mapping) => mapping,
+    let len = match mmio::copy_frame(acpi, SNAPSHOT_VIRT, &mut bytes) {
+        Ok(len) => len,
         Err(code) => {
-            defmt::error!("the ACPI snapshot cannot be mapped: {}", code);
+            defmt::error!("the ACPI snapshot cannot be read: {}", code);
             return None;
         }
-    };
-    let len = (mapping.len() as usize).min(SNAPSHOT_MAX);
-    let copied = mapping.copy_out(0, &mut bytes[..len]);
-    if let Err(code) = mapping.unmap() {
-        defmt::warn!("the ACPI snapshot stays mapped: {}", code);
-    }
-    let Some(()) = copied else {
-        defmt::error!("the ACPI snapshot could not be read");
-        return None;
     };
     let tables = match SnapshotMemory::new(&bytes[..len]) {
         Ok(tables) => tables,

@@ -1,0 +1,224 @@
+//! The IOMMU server: owns the VT-d unit and hands out DMA handles and group capabilities.
+//!
+//! Startup: read the policy's part (`IommuConfig`), check the granted
+//! register capability against the ACPI DMAR table, map the registers,
+//! set up the invalidation queue and table memory, bring the unit up with
+//! translation off, and route its fault event to a notification bit. Then
+//! one loop: requests (the PCI server's topology report comes first; the
+//! library turns translation on once the groups exist), fault events, and
+//! deaths of the tasks that hold groups. All decisions are the library's;
+//! this file only moves bytes and slots.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+mod server;
+
+use core::cell::RefCell;
+
+use capabilities::ErrorCode;
+use capabilities::config::IommuConfig;
+use capabilities::iommu::{Reply, Request};
+use iommu_server::fault::{FaultAccess, FaultRecord};
+use iommu_server::registers::Registers;
+use iommu_server::service::{Service, refused};
+use iommu_server::unit::{MsiMessage, QueueMemory};
+use server::kernel::{FAULT_BIT, Syscalls, deaths};
+use server::queue::QueuePages;
+use server::registers::MmioRegisters;
+use server::tables::FramePool;
+use userlib::cap::{Cap, Endpoint, Interrupt, SlotPool, own};
+use userlib::ipc::{Buffer, Received};
+use userlib::mmio::Mapping;
+use userlib::syscall;
+
+userlib::cap_slot!(REQUESTS: Endpoint = "requests");
+userlib::cap_slot!(MINTER: Endpoint = "minter");
+userlib::cap_slot!(REGISTERS: DeviceMemory = "registers");
+userlib::cap_slot!(ACPI: Frame = "acpi");
+userlib::cap_slot!(CONTROL: Control = "control");
+userlib::cap_slot!(EVENTS: Notification = "events");
+userlib::cap_slot!(PCI_EVENTS: Notification = "pci-events");
+userlib::entry!(main);
+
+/// Where the unit's registers are mapped.
+const REGISTERS_VIRT: u64 = 0x3000_0000;
+/// Where the invalidation queue is mapped.
+const QUEUE_VIRT: u64 = 0x3010_0000;
+/// Where table memory starts.
+const TABLES_VIRT: u64 = 0x4000_0000;
+
+fn main() -> u64 {
+    let Some(mut buffer) = Buffer::take() else { return 1 };
+    let config: IommuConfig = match userlib::boot::config() {
+        Ok(config) => config,
+        Err(code) => {
+            defmt::error!("no IOMMU configuration in the boot information: {}", code);
+            return 1;
+        }
+    };
+    let Some(unit) = server::acpi::describe_unit(ACPI.get(), REGISTERS.get()) else { return 1 };
+    let registers = match Mapping::map(own::SPACE, REGISTERS.get(), REGISTERS_VIRT, true) {
+        Ok(mapping) => MmioRegisters { mapping },
+        Err(code) => {
+            defmt::error!("the unit's registers cannot be mapped: {}", code);
+            return 1;
+        }
+    };
+    let pool = RefCell::new(SlotPool::new());
+    let queue = match QueuePages::create(CONTROL.get(), &mut pool.borrow_mut(), QUEUE_VIRT) {
+        Ok(queue) => Some(queue),
+        Err(code) => {
+            defmt::warn!("no invalidation queue ({}): invalidating through registers", code);
+            None
+        }
+    };
+    let pages = FramePool::new(&pool, CONTROL.get(), TABLES_VIRT);
+    let start =
+        Service::start(registers, unit.register_size, pages, queue, config, unit.host_address_width, syscall::now());
+    let mut service = match start {
+        Ok(service) => service,
+        Err(error) => {
+            defmt::error!("the VT-d unit cannot be brought up: {}", defmt::Debug2Format(&error));
+            return 1;
+        }
+    };
+    let caps = service.capabilities();
+    defmt::info!(
+        "unit up, translation off: CAP {=u64:#x} ECAP {=u64:#x}, {=u8}-bit guest addresses, {=u16} fault records, {=str}",
+        caps.cap,
+        caps.ecap,
+        caps.max_guest_address_width,
+        caps.fault_recording_count,
+        if caps.coherent { "coherent table walks" } else { "non-coherent table walks (tables written back)" }
+    );
+    let Some(fault_interrupt) = route_fault_event(&mut service, &pool) else { return 1 };
+    if let Err(code) = EVENTS.get().bind() {
+        defmt::error!("the events notification cannot be bound ({}): faults and deaths would go unseen", code);
+        return 1;
+    }
+    let Some(window) = pool.borrow_mut().take() else { return 1 };
+    buffer.set_window(window, 1);
+    let mut kernel = Syscalls {
+        pool: &pool,
+        control: CONTROL.get(),
+        minter: MINTER.get(),
+        events: EVENTS.get(),
+        pci_events: PCI_EVENTS.get(),
+    };
+    defmt::info!("IOMMU server ready: waiting for the PCI server's topology");
+    let requests = REQUESTS.get();
+    let mut next = requests.receive(&mut buffer, 0, 0);
+    loop {
+        let message = match next {
+            Ok(message) => message,
+            Err(code) => {
+                defmt::warn!("receive failed: {}", code);
+                next = requests.receive(&mut buffer, 0, 0);
+                continue;
+            }
+        };
+        if message.info.is_notification() {
+            events(&mut service, &mut kernel, fault_interrupt, message.badge);
+            next = requests.receive(&mut buffer, 0, 0);
+            continue;
+        }
+        let answer = serve(&mut service, &mut kernel, &mut buffer, message);
+        let len = buffer.encode(&answer.reply).unwrap_or_else(|_| {
+            buffer.encode(&refused(ErrorCode::TooLarge, "the reply did not fit a message")).unwrap_or(0)
+        });
+        let sent: &[u32] = match &answer.cap {
+            Some(slot) => core::slice::from_ref(slot),
+            None => &[],
+        };
+        buffer.set_send_caps(sent);
+        next = own::REPLY.reply_receive(&mut buffer, len, requests, 0, 0);
+    }
+}
+
+/// Allocates an MSI vector, delivers it as [`FAULT_BIT`] and programs the
+/// unit's fault event with it.
+fn route_fault_event<R: Registers, Q: QueueMemory>(
+    service: &mut Service<R, Q, FramePool<'_>>,
+    pool: &RefCell<SlotPool>,
+) -> Option<Cap<Interrupt>> {
+    let slot = pool.borrow_mut().take()?;
+    let routed = CONTROL.get().alloc_msi(slot).and_then(|msi| {
+        msi.interrupt.bind(EVENTS.get(), FAULT_BIT)?;
+        Ok(msi)
+    });
+    match routed {
+        Ok(msi) => {
+            service.hardware().unit.configure_fault_event(MsiMessage { address: msi.address, data: msi.data });
+            defmt::info!("fault events on vector {=u8}", msi.vector);
+            Some(msi.interrupt)
+        }
+        Err(code) => {
+            defmt::error!("no interrupt for fault events: {}", code);
+            None
+        }
+    }
+}
+
+/// Notification bits: fault events and deaths of watched tasks.
+fn events<R: Registers, Q: QueueMemory>(
+    service: &mut Service<R, Q, FramePool<'_>>,
+    kernel: &mut Syscalls<'_>,
+    fault_interrupt: Cap<Interrupt>,
+    bits: u64,
+) {
+    if bits & FAULT_BIT != 0 {
+        let count = service.drain_faults(syscall::now(), report_fault);
+        if count == 0 {
+            defmt::debug!("fault event with no fault pending");
+        }
+        if let Err(code) = fault_interrupt.acknowledge() {
+            defmt::error!("the fault event cannot be acknowledged: {}", code);
+        }
+    }
+    for task in deaths(bits) {
+        service.task_died(kernel, task);
+    }
+}
+
+/// Logs one fault the rate limiter admitted.
+fn report_fault(record: &FaultRecord, group: Option<u16>) {
+    let source = record.source;
+    let access = match record.access {
+        FaultAccess::Read => "read",
+        FaultAccess::Write => "write",
+    };
+    defmt::warn!(
+        "DMA fault: {=u8:02x}:{=u8:02x}.{=u8} (group {}) {=str} at {=u64:#x}: {=str}",
+        source.bus,
+        source.device,
+        source.function,
+        group,
+        access,
+        record.address,
+        record.reason.name()
+    );
+}
+
+/// Answers one request; the service deletes the capabilities it brought.
+fn serve<R: Registers, Q: QueueMemory>(
+    service: &mut Service<R, Q, FramePool<'_>>,
+    kernel: &mut Syscalls<'_>,
+    buffer: &mut Buffer,
+    message: Received,
+) -> iommu_server::service::Answer {
+    let received = buffer.received_caps();
+    let answer = match buffer.decode::<Request>(message.len) {
+        Ok(request) => service.handle(kernel, message.badge, request, &received),
+        Err(_) => {
+            for &slot in &received {
+                let _ = Cap::<Endpoint>::at(slot).delete();
+            }
+            refused(ErrorCode::Malformed, "no IOMMU request decodes from this message").into()
+        }
+    };
+    if let Reply::Refused { code, reason } = &answer.reply {
+        defmt::info!("refused ({}): {=str}", code, reason.as_str());
+    }
+    answer
+}

@@ -1,0 +1,83 @@
+//! Finding the granted unit in the DMAR table of the kernel's ACPI snapshot.
+
+use acpi_tables::{Dmar, SnapshotMemory};
+use capabilities::abi::PAGE_SIZE;
+use userlib::cap::{Cap, DeviceMemory, Frame};
+use userlib::mmio;
+
+/// Where the snapshot is mapped while it is read.
+const SNAPSHOT_VIRT: u64 = 0x2000_0000;
+/// Largest snapshot the kernel builds (its scratch buffer).
+const SNAPSHOT_MAX: usize = 32 * 1024;
+
+/// What DMAR says about the granted unit.
+pub struct UnitDescription {
+    /// Physical address bits the platform decodes (DMAR's host address width).
+    pub host_address_width: u8,
+    /// Bytes of its register set.
+    pub register_size: u64,
+}
+
+/// The DMAR entry of the unit whose registers `registers` grants, read from
+/// the ACPI snapshot in `acpi`. Problems are logged.
+pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<UnitDescription> {
+    let granted = match registers.info() {
+        Ok(info) => info,
+        Err(code) => {
+            defmt::error!("no remapping-unit capability: {}", code);
+            return None;
+        }
+    };
+    let mut bytes = [0u8; SNAPSHOT_MAX];
+    let len = match mmio::copy_frame(acpi, SNAPSHOT_VIRT, &mut bytes) {
+        Ok(len) => len,
+        Err(code) => {
+            defmt::error!("the ACPI snapshot cannot be read: {}", code);
+            return None;
+        }
+    };
+    let tables = match SnapshotMemory::new(&bytes[..len]) {
+        Ok(tables) => tables,
+        Err(error) => {
+            defmt::error!("the ACPI snapshot is malformed: {}", defmt::Debug2Format(&error));
+            return None;
+        }
+    };
+    let mut root = [0u8; 1024];
+    let mut table = [0u8; 4096];
+    let dmar = match tables.root(&mut root).map(|root| Dmar::find(&tables, &root, &mut table)) {
+        Ok(Ok(Some(dmar))) => dmar,
+        Ok(Ok(None)) => {
+            defmt::error!("the ACPI tables have no DMAR: no VT-d unit to drive");
+            return None;
+        }
+        Ok(Err(error)) => {
+            defmt::error!("DMAR unusable: {}", defmt::Debug2Format(&error));
+            return None;
+        }
+        Err(error) => {
+            defmt::error!("ACPI root table unusable: {}", defmt::Debug2Format(&error));
+            return None;
+        }
+    };
+    let base = granted.badge_or_base;
+    let Some(unit) = dmar.units().find(|unit| unit.register_base == base) else {
+        defmt::error!("the remapping-unit capability at {=u64:#x} is no DMAR unit", base);
+        return None;
+    };
+    if granted.extent * PAGE_SIZE < unit.register_size() {
+        defmt::error!(
+            "the remapping-unit capability has {=u64} pages; DMAR says {=u64}",
+            granted.extent,
+            unit.register_size() / PAGE_SIZE
+        );
+        return None;
+    }
+    defmt::info!(
+        "VT-d unit at {=u64:#x} (DMAR and capability agree): segment {=u16}, host address width {=u8}",
+        base,
+        unit.segment,
+        dmar.host_address_width
+    );
+    Some(UnitDescription { host_address_width: dmar.host_address_width, register_size: unit.register_size() })
+}
