@@ -205,7 +205,7 @@ pub enum Request {
         /// Address it was mapped at.
         iova: u64,
     },
-    /// Group capability: take the group's recorded faults.
+    /// DMA handle or group capability: take the group's recorded faults.
     Faults,
     /// Group capability: give the group up.
     Release,

@@ -463,8 +463,27 @@ fn dma_request<R: Registers, Q: QueueMemory, T: TablePages>(
             }
             None => refused(ErrorCode::NotMapped, "this handle mapped nothing there").into(),
         },
-        _ => refused(ErrorCode::PermissionDenied, "a DMA handle only maps and unmaps").into(),
+        Request::Faults => take_faults(&mut ready.faults, group).into(),
+        _ => refused(ErrorCode::PermissionDenied, "a DMA handle only maps, unmaps and reads its group's faults").into(),
     }
+}
+
+/// The oldest of `group`'s recorded faults, as many as a reply holds.
+fn take_faults(faults: &mut [FaultLog<{ super::FAULT_LOG }>], group: u16) -> Reply {
+    let Some(log) = faults.get_mut(usize::from(group)) else {
+        return refused(ErrorCode::InvalidCapability, "no such group");
+    };
+    let mut records = Vec::new();
+    while records.len() < capabilities::iommu::FAULTS_PER_REPLY {
+        let Some(record) = log.pop() else { break };
+        let _ = records.push(capabilities::iommu::Fault {
+            source: Bdf::from_requester_id(record.source.source_id()),
+            address: record.address,
+            write: record.access == crate::fault::FaultAccess::Write,
+            reason: record.reason.0,
+        });
+    }
+    Reply::Faults { records, remaining: log.len() as u32, dropped: log.take_dropped() }
 }
 
 fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
@@ -542,22 +561,7 @@ fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
                 None => refused(ErrorCode::NotMapped, "nothing mapped there").into(),
             }
         }
-        Request::Faults => {
-            let Some(log) = faults.get_mut(usize::from(group)) else { return Reply::Done.into() };
-            let mut records = Vec::new();
-            while records.len() < capabilities::iommu::FAULTS_PER_REPLY {
-                let Some(record) = log.pop() else { break };
-                let source = Bdf::from_requester_id(record.source.source_id());
-                let write = record.access == crate::fault::FaultAccess::Write;
-                let _ = records.push(capabilities::iommu::Fault {
-                    source,
-                    address: record.address,
-                    write,
-                    reason: record.reason.0,
-                });
-            }
-            Reply::Faults { records, remaining: log.len() as u32, dropped: log.take_dropped() }.into()
-        }
+        Request::Faults => take_faults(faults, group).into(),
         Request::Release => {
             let ioas_domain = |id: u16| address_spaces.iter().find(|a| a.id == id).map(|a| a.domain);
             let mut hw = switch(&mut s.hw, requesters, domains, defaults, &ioas_domain);
