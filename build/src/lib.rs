@@ -6,6 +6,7 @@ pub mod bare_metal;
 pub mod bench;
 pub mod capslots;
 pub mod fuzz;
+pub mod groups;
 pub mod image;
 pub mod policy;
 pub mod setup;

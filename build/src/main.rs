@@ -13,6 +13,10 @@
 //!   fuzzing of every decoder of outside input (`build/src/fuzz.rs`).
 //! * `bench [--no-peer]`: benchmarks beside Linux's figures on the same
 //!   machine; writes `target/bench/results.{md,json}`.
+//! * `groups [--explain] -- <QEMU arguments>`: boots q35 + intel-iommu with
+//!   those arguments and prints the IOMMU server's groups (`docs/groups.md`).
+//! * `policy check POLICY [--machine NAME]`: checks a policy, and with a
+//!   machine, its device rules against that machine's real groups.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +25,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
-use xtask::{bare_metal, bench, fuzz, setup, system, test, workspace};
+use xtask::policy::{self, Problems};
+use xtask::{bare_metal, bench, fuzz, groups, setup, system, test, workspace};
 
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
@@ -38,7 +43,11 @@ commands:
   lint                                        rustfmt and clippy, host and bare-metal
   bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)
   fuzz [--seconds N] [--target NAME]... [--merge]
-                                              run each fuzz target N s (default 60); crashes go to fuzz/regressions";
+                                              run each fuzz target N s (default 60); crashes go to fuzz/regressions
+  groups [--explain] [--timeout SECONDS] -- <QEMU arguments>
+                                              boot q35 + intel-iommu with those arguments, print its IOMMU groups
+  policy check POLICY [--machine NAME] [--timeout SECONDS]
+                                              check a policy; with a machine, against its real IOMMU groups";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -129,6 +138,29 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             Options::parse(rest, &[], &[])?;
             lint(&root)
         }
+        "groups" => {
+            // Everything after `--` goes to QEMU untouched.
+            let (ours, qemu_args) = match rest.iter().position(|arg| arg == "--") {
+                Some(split) => (&rest[..split], &rest[split + 1..]),
+                None => (rest, &[][..]),
+            };
+            let options = Options::parse(ours, &["--timeout"], &["--explain"])
+                .context("QEMU arguments go after `--`: cargo xtask groups -- -device edu")?;
+            let timeout = timeout(&options)?;
+            show_groups(&root, qemu_args, options.flag("--explain"), timeout)
+        }
+        "policy" => {
+            let Some((subcommand, rest)) = rest.split_first() else { bail!("policy needs a subcommand\n\n{USAGE}") };
+            if subcommand != "check" {
+                bail!("unknown policy subcommand `{subcommand}`\n\n{USAGE}");
+            }
+            let Some((path, rest)) = rest.split_first().filter(|(path, _)| !path.starts_with("--")) else {
+                bail!("policy check needs a policy file\n\n{USAGE}");
+            };
+            let options = Options::parse(rest, &["--machine", "--timeout"], &[])?;
+            let timeout = timeout(&options)?;
+            check_policy(&root, path, options.value("--machine"), timeout)
+        }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -155,6 +187,86 @@ fn run(root: &std::path::Path, policy: &std::path::Path, machine: &str, timeout:
         Ending::Status(status) => ExitCode::from(status),
         _ => ExitCode::FAILURE,
     })
+}
+
+/// The `--timeout` of a command that boots, or the default.
+fn timeout(options: &Options) -> Result<Duration> {
+    let seconds = options.value("--timeout").map(str::parse::<u64>).transpose().context("--timeout")?;
+    Ok(seconds.map_or(groups::boot::DEFAULT_TIMEOUT, Duration::from_secs))
+}
+
+/// `cargo xtask groups`: boots the machine the arguments describe and
+/// prints its groups on stdout; progress and timing go to stderr.
+fn show_groups(root: &std::path::Path, args: &[String], explain: bool, timeout: Duration) -> Result<ExitCode> {
+    groups::boot::check_arguments(args)?;
+    setup::ensure_qemu()?;
+    let elves = bare_metal::build(root, false)?;
+    let machine = Machine::ad_hoc(args.to_vec());
+    eprintln!(
+        "booting q35 + intel-iommu with: {}",
+        if args.is_empty() { "(QEMU's defaults)".into() } else { args.join(" ") }
+    );
+    let booted = groups::boot(root, &elves, &machine, timeout)?;
+    print!("{}", booted.groups.listing(explain));
+    eprintln!(
+        "{} PCI functions in {} IOMMU groups; the boot took {:.2} s",
+        booted.groups.function_count(),
+        booted.groups.groups.len(),
+        booted.run.wall.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask policy check`: the policy's own checks, then, with a
+/// machine, its device rules against the groups that machine really forms.
+fn check_policy(root: &std::path::Path, path: &str, machine: Option<&str>, timeout: Duration) -> Result<ExitCode> {
+    // A path as typed (relative to where the command runs), else from the root.
+    let path = if std::path::Path::new(path).exists() { PathBuf::from(path) } else { root.join(path) };
+    let loaded = policy::load(&path, &system::task_binaries(root)?);
+    let policy = match loaded {
+        Ok(policy) => policy,
+        Err(error) => {
+            match error.downcast_ref::<Problems>() {
+                Some(problems) => {
+                    println!("{problems}");
+                    eprintln!("{}: {} problems", path.display(), problems.problems.len());
+                    if machine.is_some() {
+                        eprintln!("(the machine check runs once the policy itself is valid)");
+                    }
+                }
+                None => eprintln!("error: {error:#}"),
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(machine) = machine else {
+        println!("{}: valid ({} tasks, {} device rules)", path.display(), policy.tasks.len(), policy.devices.len());
+        return Ok(ExitCode::SUCCESS);
+    };
+    setup::ensure_qemu()?;
+    let machine = Machine::load(root, machine)?;
+    let elves = bare_metal::build(root, false)?;
+    eprintln!("booting machine `{}` to learn its IOMMU groups...", machine.name);
+    let booted = groups::boot(root, &elves, &machine, timeout)?;
+    eprintln!(
+        "machine `{}`: {} PCI functions in {} IOMMU groups (boot took {:.2} s)",
+        machine.name,
+        booted.groups.function_count(),
+        booted.groups.groups.len(),
+        booted.run.wall.as_secs_f64()
+    );
+    let result = policy::machine::check(&policy, &machine.name, &booted.groups);
+    for note in &result.notes {
+        println!("note: {}:{}: {}", path.display(), note.line, note.message);
+    }
+    if result.problems.is_empty() {
+        println!("{}: valid on machine `{}`", path.display(), machine.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let count = result.problems.len();
+    println!("{}", Problems { path: path.clone(), problems: result.problems });
+    eprintln!("{}: {count} problems on machine `{}`", path.display(), machine.name);
+    Ok(ExitCode::FAILURE)
 }
 
 fn lint(root: &std::path::Path) -> Result<ExitCode> {

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: host unit tests, then every QEMU scenario, then one
-//! summary line.
+//! `cargo xtask test`: host unit tests, then every QEMU scenario, the Linux
+//! group oracle and the policy checks against machines, then one summary
+//! line.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -10,9 +11,16 @@ use qemu::harness::{self, CaseResult, Summary};
 use qemu::machine::Machine;
 use qemu::{runner, scenario};
 
-use crate::{bare_metal, setup, system};
+use crate::groups::oracle::{self, Recording};
+use crate::policy::{self, Problems};
+use crate::{bare_metal, groups, setup, system};
 
-/// Runs the tests; `only` limits the scenarios by name (all when empty).
+/// The name the Linux group oracle's cases are reported and selected under:
+/// `groups-oracle` selects every recorded topology, `groups-oracle/NAME` one.
+const ORACLE: &str = "groups-oracle";
+
+/// Runs the tests; `only` limits the scenarios, policy checks and oracle
+/// topologies by name (all when empty).
 pub fn run(root: &Path, only: &[String], host: bool) -> Result<ExitCode> {
     let started = Instant::now();
     setup::ensure_qemu()?;
@@ -21,20 +29,41 @@ pub fn run(root: &Path, only: &[String], host: bool) -> Result<ExitCode> {
         let (passed, failed) = host_tests(root)?;
         summary.add_counts(passed, failed);
     }
-    let scenarios: Vec<_> =
-        scenario::load(root)?.into_iter().filter(|s| only.is_empty() || only.contains(&s.name)).collect();
-    if let Some(unknown) = only.iter().find(|name| !scenarios.iter().any(|s| &s.name == *name)) {
-        bail!("no scenario named `{unknown}` in {}", scenario::SCENARIO_FILE);
+    let selected = |name: &str| only.is_empty() || only.iter().any(|wanted| wanted == name);
+    let all_scenarios = scenario::load(root)?;
+    let all_checks = scenario::load_policy_checks(root)?;
+    let recordings = oracle::load_all(root)?;
+    let oracle_name = |recording: &Recording| format!("{ORACLE}/{}", recording.name);
+    let known = |name: &String| {
+        name == ORACLE
+            || all_scenarios.iter().any(|s| &s.name == name)
+            || all_checks.iter().any(|c| &c.name == name)
+            || recordings.iter().any(|r| oracle_name(r) == *name)
+    };
+    if let Some(unknown) = only.iter().find(|name| !known(name)) {
+        bail!(
+            "no scenario or policy check named `{unknown}` in {}, and no `{ORACLE}/{unknown}` topology in {}",
+            scenario::SCENARIO_FILE,
+            oracle::FIXTURE_DIR
+        );
     }
     let elves = bare_metal::build(root, false)?;
-    for scenario in &scenarios {
-        let results = run_scenario(root, &elves, scenario).unwrap_or_else(|error| {
-            vec![CaseResult { name: format!("{}/setup", scenario.name), passed: false, detail: format!("{error:#}") }]
-        });
+    let mut report = |results: Vec<CaseResult>| {
         for result in &results {
             println!("{result}");
         }
         summary.add(&results);
+    };
+    for scenario in all_scenarios.iter().filter(|s| selected(&s.name)) {
+        report(run_scenario(root, &elves, scenario).unwrap_or_else(|error| {
+            vec![CaseResult { name: format!("{}/setup", scenario.name), passed: false, detail: format!("{error:#}") }]
+        }));
+    }
+    for recording in recordings.iter().filter(|r| selected(ORACLE) || selected(&oracle_name(r))) {
+        report(vec![oracle_case(root, &elves, recording)]);
+    }
+    for check in all_checks.iter().filter(|c| selected(&c.name)) {
+        report(vec![policy_check_case(root, &elves, check)]);
     }
     println!("test run took {:.1} s", started.elapsed().as_secs_f64());
     println!("{summary}");
@@ -57,6 +86,75 @@ fn run_scenario(root: &Path, elves: &bare_metal::Elves, scenario: &scenario::Sce
         eprintln!("--- end of console ---");
     }
     Ok(results)
+}
+
+/// Boots a topology Linux's groups were recorded on and requires the same
+/// partition from the IOMMU server (ids may differ).
+fn oracle_case(root: &Path, elves: &bare_metal::Elves, recording: &Recording) -> CaseResult {
+    let name = format!("{ORACLE}/{}", recording.name);
+    let machine = Machine::ad_hoc(recording.args.clone());
+    match groups::boot(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT) {
+        Ok(booted) => {
+            eprintln!(
+                "{name}: {} functions in {} groups, boot {:.2} s",
+                booted.groups.function_count(),
+                booted.groups.groups.len(),
+                booted.run.wall.as_secs_f64()
+            );
+            match recording.differences(&booted.groups) {
+                None => CaseResult { name, passed: true, detail: String::new() },
+                Some(differences) => CaseResult {
+                    name,
+                    passed: false,
+                    detail: format!("differs from Linux: {differences}\nours:\n{}", booted.groups.listing(true)),
+                },
+            }
+        }
+        Err(error) => CaseResult { name, passed: false, detail: format!("{error:#}") },
+    }
+}
+
+/// Checks a policy against its machine's groups and requires exactly the
+/// expected problems.
+fn policy_check_case(root: &Path, elves: &bare_metal::Elves, check: &scenario::PolicyCheck) -> CaseResult {
+    let name = format!("{}/rejected with the expected problems", check.name);
+    let outcome = || -> Result<Vec<String>> {
+        let path = root.join(&check.policy);
+        let policy = policy::load(&path, &system::task_binaries(root)?)
+            .context("the policy must be valid on its own, so that only the machine shows its problems")?;
+        let machine = Machine::load(root, &check.machine)?;
+        let booted = groups::boot(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT)?;
+        eprintln!(
+            "policy check {}: machine `{}` booted in {:.2} s",
+            check.name,
+            machine.name,
+            booted.run.wall.as_secs_f64()
+        );
+        let problems = policy::machine::check(&policy, &machine.name, &booted.groups).problems;
+        Ok(Problems { path, problems }.to_string().lines().map(str::to_owned).collect())
+    };
+    let reported = match outcome() {
+        Ok(reported) => reported,
+        Err(error) => return CaseResult { name, passed: false, detail: format!("{error:#}") },
+    };
+    let missing: Vec<&String> = check
+        .expected_problems
+        .iter()
+        .filter(|expected| !reported.iter().any(|line| line.contains(expected.as_str())))
+        .collect();
+    let passed = missing.is_empty() && reported.len() == check.expected_problems.len();
+    let detail = if passed {
+        String::new()
+    } else {
+        let missing: Vec<String> = missing.iter().map(|text| format!("  missing: {text}")).collect();
+        format!(
+            "the checker reported {} problems:\n  {}\n{}",
+            reported.len(),
+            reported.join("\n  "),
+            missing.join("\n")
+        )
+    };
+    CaseResult { name, passed, detail }
 }
 
 /// Runs `cargo test --workspace` and returns its passed and failed counts.

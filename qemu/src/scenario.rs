@@ -1,7 +1,9 @@
 //! The integration scenarios, listed in `qemu/scenarios.toml`.
 //!
 //! A scenario names a machine (`qemu/machines/`), a policy (the system to
-//! boot, with its test task) and what the harness should expect.
+//! boot, with its test task) and what the harness should expect. A policy
+//! check names a policy the checker must reject on a machine (whose groups
+//! it learns by booting it), and the problems it must report.
 
 use std::path::{Path, PathBuf};
 
@@ -44,23 +46,58 @@ impl Scenario {
     }
 }
 
+/// A policy `cargo xtask policy check --machine` must reject.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyCheck {
+    /// Name results are reported under.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// Machine file name: the machine whose groups the policy is checked against.
+    pub machine: String,
+    /// Policy file, relative to the workspace root.
+    pub policy: PathBuf,
+    /// Text each reported problem must contain, one entry per problem: the
+    /// checker must report exactly these.
+    pub expected_problems: Vec<String>,
+}
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct File {
     scenario: Vec<Scenario>,
+    #[serde(default)]
+    policy_check: Vec<PolicyCheck>,
+}
+
+fn load_file(root: &Path) -> Result<File> {
+    let path = root.join(SCENARIO_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: File = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    let names: Vec<&str> = file
+        .scenario
+        .iter()
+        .map(|scenario| scenario.name.as_str())
+        .chain(file.policy_check.iter().map(|check| check.name.as_str()))
+        .collect();
+    for (index, name) in names.iter().enumerate() {
+        if names[..index].contains(name) {
+            bail!("{}: `{name}` is listed twice", path.display());
+        }
+    }
+    Ok(file)
 }
 
 /// Loads every scenario under `root`; names must be unique.
 pub fn load(root: &Path) -> Result<Vec<Scenario>> {
-    let path = root.join(SCENARIO_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: File = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
-    for (index, scenario) in file.scenario.iter().enumerate() {
-        if file.scenario[..index].iter().any(|earlier| earlier.name == scenario.name) {
-            bail!("{}: scenario `{}` is listed twice", path.display(), scenario.name);
-        }
-    }
-    Ok(file.scenario)
+    Ok(load_file(root)?.scenario)
+}
+
+/// Loads every policy check under `root`; names must be unique among
+/// scenarios and checks.
+pub fn load_policy_checks(root: &Path) -> Result<Vec<PolicyCheck>> {
+    Ok(load_file(root)?.policy_check)
 }
 
 #[cfg(test)]
@@ -75,6 +112,11 @@ mod tests {
         for scenario in scenarios {
             assert!(crate::machine::path(root, &scenario.machine).exists(), "{}: no machine", scenario.name);
             assert!(root.join(&scenario.policy).exists(), "{}: no policy", scenario.name);
+        }
+        for check in load_policy_checks(root).expect("valid policy checks") {
+            assert!(crate::machine::path(root, &check.machine).exists(), "{}: no machine", check.name);
+            assert!(root.join(&check.policy).exists(), "{}: no policy", check.name);
+            assert!(!check.expected_problems.is_empty(), "{}: a check must expect problems", check.name);
         }
     }
 }

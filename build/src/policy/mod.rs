@@ -7,7 +7,8 @@
 //! line and the names involved. `docs/policy.md` is the reference.
 
 mod check;
-mod devices;
+pub mod devices;
+pub mod machine;
 mod raw;
 
 use std::fmt;
