@@ -201,6 +201,7 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             assignments,
             mapping_quota_pages: endpoint.and_then(|e| e.mapping_quota_pages).unwrap_or(DEFAULT_MAPPING_QUOTA_PAGES),
             address_space_quota: endpoint.and_then(|e| e.address_space_quota).unwrap_or(DEFAULT_ADDRESS_SPACES),
+            invalidation: endpoint.and_then(|e| e.invalidation).unwrap_or_default(),
         };
         postcard::to_slice(&config, &mut buffer).context("the IOMMU server's configuration does not fit")?
     } else {

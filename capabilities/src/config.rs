@@ -98,4 +98,20 @@ pub struct IommuConfig {
     pub mapping_quota_pages: u32,
     /// Address spaces one user task may create.
     pub address_space_quota: u16,
+    /// How the server invalidates the unit's caches.
+    pub invalidation: InvalidationMode,
+}
+
+/// How the IOMMU server invalidates the remapping unit's caches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InvalidationMode {
+    /// Through the invalidation queue with wait descriptors, when the unit
+    /// has one; else through the registers.
+    #[default]
+    Queued,
+    /// Through the context-command and IOTLB registers, even when the unit
+    /// has a queue (QEMU's `intel-iommu` has no property to hide its queue,
+    /// so this is how the register path is exercised there).
+    Registers,
 }

@@ -12,6 +12,7 @@ pub mod badge;
 pub mod capslots;
 pub mod config;
 pub mod echo;
+pub mod edu;
 pub mod error;
 pub mod iommu;
 pub mod logframe;

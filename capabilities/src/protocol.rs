@@ -22,7 +22,8 @@ impl Protocol {
 }
 
 /// Every protocol a policy may name.
-pub const ALL: &[Protocol] = &[crate::echo::PROTOCOL, crate::iommu::PROTOCOL, crate::pci_api::PROTOCOL];
+pub const ALL: &[Protocol] =
+    &[crate::echo::PROTOCOL, crate::edu::PROTOCOL, crate::iommu::PROTOCOL, crate::pci_api::PROTOCOL];
 
 /// The protocol called `name`.
 pub fn find(name: &str) -> Option<&'static Protocol> {

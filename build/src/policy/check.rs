@@ -5,11 +5,12 @@ use std::ops::Range;
 use std::path::Path;
 
 use capabilities::abi::rights;
+use capabilities::config::InvalidationMode;
 use capabilities::manifest::{MAX_BOOT_CAPS, MAX_TASKS, NAME_MAX};
 use capabilities::{badge, capslots, protocol};
 use toml::Spanned;
 
-use super::raw::{RawCap, RawPolicy};
+use super::raw::{RawCap, RawInvalidation, RawPolicy};
 use super::{
     Endpoint, FORMAT_VERSION, Grant, GrantObject, MAX_PRIORITY, MAX_STACK_PAGES, Policy, Problem, Problems, Task,
     TaskKind,
@@ -82,12 +83,21 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
             report
                 .at(quota.span(), format!("endpoint `{name}`: mapping-quota-pages only applies to the iommu protocol"));
         }
+        if let Some(mode) = &spanned.get_ref().invalidation
+            && !is_iommu
+        {
+            report.at(mode.span(), format!("endpoint `{name}`: invalidation only applies to the iommu protocol"));
+        }
         endpoints.push(Endpoint {
             name: name.clone(),
             server: server.unwrap_or(0),
             protocol,
             mapping_quota_pages: spanned.get_ref().mapping_quota_pages.as_ref().map(|q| *q.get_ref()),
             address_space_quota: spanned.get_ref().address_space_quota,
+            invalidation: spanned.get_ref().invalidation.as_ref().map(|mode| match mode.get_ref() {
+                RawInvalidation::Queued => InvalidationMode::Queued,
+                RawInvalidation::Registers => InvalidationMode::Registers,
+            }),
         });
     }
     let notifications: Vec<String> = raw.notifications.keys().cloned().collect();

@@ -65,6 +65,8 @@ pub struct Endpoint {
     pub mapping_quota_pages: Option<u32>,
     /// IOMMU protocol: address spaces one user task may create.
     pub address_space_quota: Option<u16>,
+    /// IOMMU protocol: how the server invalidates the unit's caches.
+    pub invalidation: Option<capabilities::config::InvalidationMode>,
 }
 
 /// A device rule: the driver bound to it, and the user task that may own it.

@@ -45,6 +45,16 @@ pub struct RawEndpoint {
     pub mapping_quota_pages: Option<Spanned<u32>>,
     #[serde(default)]
     pub address_space_quota: Option<u16>,
+    #[serde(default)]
+    pub invalidation: Option<Spanned<RawInvalidation>>,
+}
+
+/// `invalidation = "queued" | "registers"` on the IOMMU endpoint.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawInvalidation {
+    Queued,
+    Registers,
 }
 
 #[derive(Deserialize)]

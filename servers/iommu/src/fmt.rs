@@ -8,12 +8,20 @@ macro_rules! info {
     ($($arg:tt)*) => { defmt::info!($($arg)*) };
 }
 #[cfg(feature = "defmt")]
+macro_rules! warn {
+    ($($arg:tt)*) => { defmt::warn!($($arg)*) };
+}
+#[cfg(feature = "defmt")]
 macro_rules! error {
     ($($arg:tt)*) => { defmt::error!($($arg)*) };
 }
 
 #[cfg(not(feature = "defmt"))]
 macro_rules! info {
+    ($fmt:literal $(, $arg:expr)* $(,)?) => { { let _ = ($(&$arg),*); } };
+}
+#[cfg(not(feature = "defmt"))]
+macro_rules! warn {
     ($fmt:literal $(, $arg:expr)* $(,)?) => { { let _ = ($(&$arg),*); } };
 }
 #[cfg(not(feature = "defmt"))]

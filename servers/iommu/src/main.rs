@@ -17,9 +17,8 @@ mod server;
 use core::cell::RefCell;
 
 use capabilities::ErrorCode;
-use capabilities::config::IommuConfig;
+use capabilities::config::{InvalidationMode, IommuConfig};
 use capabilities::iommu::{Reply, Request};
-use iommu_server::fault::{FaultAccess, FaultRecord};
 use iommu_server::registers::Registers;
 use iommu_server::service::{Service, refused};
 use iommu_server::unit::{MsiMessage, QueueMemory};
@@ -66,12 +65,18 @@ fn main() -> u64 {
         }
     };
     let pool = RefCell::new(SlotPool::new());
-    let queue = match QueuePages::create(CONTROL.get(), &mut pool.borrow_mut(), QUEUE_VIRT) {
-        Ok(queue) => Some(queue),
-        Err(code) => {
-            defmt::warn!("no invalidation queue ({}): invalidating through registers", code);
+    let queue = match config.invalidation {
+        InvalidationMode::Registers => {
+            defmt::info!("the policy asks for register-based invalidation");
             None
         }
+        InvalidationMode::Queued => match QueuePages::create(CONTROL.get(), &mut pool.borrow_mut(), QUEUE_VIRT) {
+            Ok(queue) => Some(queue),
+            Err(code) => {
+                defmt::warn!("no invalidation queue ({}): invalidating through registers", code);
+                None
+            }
+        },
     };
     let pages = FramePool::new(&pool, CONTROL.get(), TABLES_VIRT);
     let start =
@@ -83,14 +88,17 @@ fn main() -> u64 {
             return 1;
         }
     };
+    let queued = service.hardware().unit.queued_invalidation();
     let caps = service.capabilities();
     defmt::info!(
-        "unit up, translation off: CAP {=u64:#x} ECAP {=u64:#x}, {=u8}-bit guest addresses, {=u16} fault records, {=str}",
+        "unit up, translation off: CAP {=u64:#x} ECAP {=u64:#x}, {=u8}-bit guest addresses, {=u16} fault records, {=str}, {=str}, invalidation through {=str}",
         caps.cap,
         caps.ecap,
         caps.max_guest_address_width,
         caps.fault_recording_count,
-        if caps.coherent { "coherent table walks" } else { "non-coherent table walks (tables written back)" }
+        if caps.coherent { "coherent table walks" } else { "non-coherent table walks (tables written back)" },
+        if caps.caching_mode { "caching mode (not-present entries cached too)" } else { "no caching mode" },
+        if queued { "the queue" } else { "registers" }
     );
     let Some(fault_interrupt) = route_fault_event(&mut service, &pool) else { return 1 };
     if let Err(code) = EVENTS.get().bind() {
@@ -168,7 +176,7 @@ fn events<R: Registers, Q: QueueMemory>(
     bits: u64,
 ) {
     if bits & FAULT_BIT != 0 {
-        let count = service.drain_faults(syscall::now(), report_fault);
+        let count = service.drain_faults(syscall::now());
         if count == 0 {
             defmt::debug!("fault event with no fault pending");
         }
@@ -179,25 +187,6 @@ fn events<R: Registers, Q: QueueMemory>(
     for task in deaths(bits) {
         service.task_died(kernel, task);
     }
-}
-
-/// Logs one fault the rate limiter admitted.
-fn report_fault(record: &FaultRecord, group: Option<u16>) {
-    let source = record.source;
-    let access = match record.access {
-        FaultAccess::Read => "read",
-        FaultAccess::Write => "write",
-    };
-    defmt::warn!(
-        "DMA fault: {=u8:02x}:{=u8:02x}.{=u8} (group {}) {=str} at {=u64:#x}: {=str}",
-        source.bus,
-        source.device,
-        source.function,
-        group,
-        access,
-        record.address,
-        record.reason.name()
-    );
 }
 
 /// Answers one request; the service deletes the capabilities it brought.

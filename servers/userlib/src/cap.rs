@@ -199,6 +199,15 @@ impl SlotPool {
         })
     }
 
+    /// Takes `count` (1 to 64) consecutive free slots, for a receive window;
+    /// returns the first.
+    pub fn take_run(&mut self, count: u32) -> Option<u32> {
+        let mask = 1u128.checked_shl(count)?.wrapping_sub(1);
+        let first = (64..=128u32.checked_sub(count)?).find(|&first| (self.free >> first) & mask == mask)?;
+        self.free &= !(mask << first);
+        Some(first)
+    }
+
     /// Gives a slot back (its capability must be gone or moved).
     pub fn give(&mut self, slot: u32) {
         if (64..128).contains(&slot) {

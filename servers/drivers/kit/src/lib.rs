@@ -6,6 +6,8 @@
 #![no_std]
 #![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
 
+pub mod iommu;
+
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::MAX_CAPS;
 use capabilities::pci::Bdf;
@@ -32,6 +34,17 @@ impl Granted {
     /// The slot of the `n`th granted BAR's device memory.
     pub fn bar(&self, n: usize) -> Option<u32> {
         (n < self.grant.bars.len()).then(|| self.caps.get(n).copied()).flatten()
+    }
+
+    /// The slot of the device's interrupt (its MSI vector), if it has one.
+    pub fn interrupt(&self) -> Option<u32> {
+        self.grant.vector.and_then(|_| self.caps.get(self.grant.bars.len()).copied())
+    }
+
+    /// The slot of the DMA handle a DMA-capable driver's grant carries.
+    pub fn dma_handle(&self) -> Option<u32> {
+        let at = self.grant.bars.len() + usize::from(self.grant.vector.is_some());
+        self.grant.dma.then(|| self.caps.get(at).copied()).flatten()
     }
 
     /// The device's IOMMU group, if known.
@@ -66,9 +79,26 @@ fn call(pci: Cap<Endpoint>, buffer: &mut Buffer, request: &Request) -> Result<Re
 /// Probes the `index`th device bound to this task; its capabilities land
 /// in the four slots from `window`.
 pub fn probe(pci: Cap<Endpoint>, buffer: &mut Buffer, index: u8, window: u32) -> Result<Granted, Refused> {
+    take(pci, buffer, &Request::Probe { index }, window)
+}
+
+/// Acquires `device`, whose group this (user) task owns; its capabilities
+/// land in the four slots from `window`.
+pub fn acquire(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf, window: u32) -> Result<Granted, Refused> {
+    take(pci, buffer, &Request::Acquire { device }, window)
+}
+
+/// Gives `device` back; the server revokes its capabilities.
+pub fn release(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf) -> Result<(), Refused> {
+    call(pci, buffer, &Request::Release { device }).map(|_| ())
+}
+
+/// A request that grants a device, sent with this task's own task
+/// capability (so the server notices its death).
+fn take(pci: Cap<Endpoint>, buffer: &mut Buffer, request: &Request, window: u32) -> Result<Granted, Refused> {
     buffer.set_send_caps(&[own::TASK.slot()]);
     buffer.set_window(window, MAX_CAPS as u32);
-    let reply = call(pci, buffer, &Request::Probe { index });
+    let reply = call(pci, buffer, request);
     let caps = buffer.received_caps();
     buffer.set_send_caps(&[]);
     buffer.set_window(0, 0);

@@ -220,14 +220,13 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
         answer
     }
 
-    /// Drains the unit's fault records into the groups' logs, calling
-    /// `report` for each while the rate limiter admits it; returns how many
-    /// faults arrived.
-    pub fn drain_faults(&mut self, now: u64, mut report: impl FnMut(&FaultRecord, Option<u16>)) -> u64 {
+    /// Drains the unit's fault records into the groups' logs, logging each
+    /// while the rate limiter admits it; returns how many faults arrived.
+    pub fn drain_faults(&mut self, now: u64) -> u64 {
         let admitted = self.limiter.admit(now);
         let mut count = 0;
         let ready = &mut self.ready;
-        let _ = self.hw.unit.drain_faults(|record| {
+        let drained = self.hw.unit.drain_faults(|record| {
             count += 1;
             let group = ready.as_ref().and_then(|r| group_of_source(r, record.source.source_id()));
             if admitted {
@@ -239,6 +238,11 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
                 log.push(record);
             }
         });
+        match drained {
+            Ok(drain) if drain.overflowed => warn!("fault records overflowed: the unit lost faults"),
+            Ok(_) => {}
+            Err(_) => error!("the fault status could not be read"),
+        }
         self.faults_seen += count;
         count
     }
@@ -247,6 +251,36 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
     /// to the PCI server for quiescing, its address spaces torn down.
     pub fn task_died(&mut self, k: &mut impl Kernel, task: u16) {
         requests::task_died(self, k, task);
+    }
+}
+
+/// Logs one fault.
+fn report(record: &FaultRecord, group: Option<u16>) {
+    let source = record.source;
+    let access = match record.access {
+        crate::fault::FaultAccess::Read => "read",
+        crate::fault::FaultAccess::Write => "write",
+    };
+    match group {
+        Some(group) => warn!(
+            "DMA fault: {=u8:02x}:{=u8:02x}.{=u8} (group {=u16}) {=str} at {=u64:#x}: {=str}",
+            source.bus,
+            source.device,
+            source.function,
+            group,
+            access,
+            record.address,
+            record.reason.name()
+        ),
+        None => warn!(
+            "DMA fault: {=u8:02x}:{=u8:02x}.{=u8} (in no group) {=str} at {=u64:#x}: {=str}",
+            source.bus,
+            source.device,
+            source.function,
+            access,
+            record.address,
+            record.reason.name()
+        ),
     }
 }
 

@@ -35,6 +35,11 @@ pub(super) fn dispatch<R: Registers, Q: QueueMemory, T: TablePages>(
     request: Request,
     received: &[u32],
 ) -> Answer {
+    if matches!(request, Request::Faults) {
+        // Faults the unit recorded but whose interrupt is not handled yet
+        // belong in the answer too.
+        s.drain_faults(k.now());
+    }
     match Handle::from_badge(badge) {
         Some(Handle::Dma { group, serial }) => dma_request(s, k, group, serial, request, received),
         Some(Handle::Group { group, serial }) => group_request(s, k, group, serial, request, received),
@@ -571,6 +576,19 @@ fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
             if let Some(position) = group_caps.iter().position(|c| c.serial == serial) {
                 let cap = group_caps.swap_remove(position);
                 k.revoke(cap.slot);
+            }
+            // The task's address spaces no group of it is attached to any
+            // more go with the release, so claims and releases in a loop
+            // never run out of the address-space quota.
+            let in_use = |id: u16| {
+                ownership
+                    .owners()
+                    .any(|(_, owner)| matches!(owner, Owner::User { task: t, ioas: Some(i) } if t == task && i == id))
+            };
+            while let Some(position) = address_spaces.iter().position(|a| a.task == task && !in_use(a.id)) {
+                let space = address_spaces.swap_remove(position);
+                unmap_all(&mut s.hw, domains, k, MappingOwner::Ioas(space.id));
+                domains.destroy(&mut s.hw.pages, space.domain);
             }
             k.request_reclaim();
             info!("group {=u16} released by {=str}: reclaiming", group, s.config.tasks.name(task));

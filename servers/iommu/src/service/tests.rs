@@ -132,7 +132,13 @@ fn config() -> IommuConfig {
         .iter()
         .map(|&device| Assignment { device: DeviceMatch::Address(device), task: USER })
         .collect();
-    IommuConfig { tasks: TaskNames(names), assignments, mapping_quota_pages: 64, address_space_quota: 2 }
+    IommuConfig {
+        tasks: TaskNames(names),
+        assignments,
+        mapping_quota_pages: 64,
+        address_space_quota: 2,
+        ..Default::default()
+    }
 }
 
 fn policy(task: u16, operations: &[Operation]) -> u64 {
@@ -374,10 +380,13 @@ fn a_user_builds_an_address_space_maps_reads_faults_and_releases() {
     assert!(rig.k.pins.len() == 1, "the refused frame was unpinned");
     let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
     rig.unit().inject_fault(0, 0x10_1000, high);
-    assert_eq!(rig.service.drain_faults(0, |_, group| assert_eq!(group, Some(1))), 1);
+    assert_eq!(rig.service.drain_faults(0), 1);
+    assert_eq!(rig.service.ready().unwrap().faults[1].len(), 1, "attributed to the user's group");
+    rig.unit().inject_fault(0, 0x10_2000, high);
     let Reply::Faults { records, remaining, dropped } = rig.call(group_cap, Request::Faults, &[]) else { panic!() };
-    assert_eq!((records.len(), remaining, dropped), (1, 0, 0));
+    assert_eq!((records.len(), remaining, dropped), (2, 0, 0), "reading the log drains the unit first");
     assert_eq!(records[0].address, 0x10_1000);
+    assert_eq!(records[1].address, 0x10_2000);
     assert_eq!(
         refusal(&rig.call(group_cap, Request::Unmap { ioas: ioas + 1, iova: 0x10_0000 }, &[])).0,
         ErrorCode::NotFound
@@ -414,6 +423,26 @@ fn a_dead_owners_groups_are_blocked_and_its_mappings_unpinned() {
     assert_eq!(rig.domain_of(bdf(0, 4)), None);
     assert!(rig.k.minted.is_empty(), "its group capability is revoked");
     assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+    rig.check_invariant();
+}
+
+#[test]
+fn a_release_takes_the_address_spaces_no_group_uses_so_claim_cycles_never_run_dry() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let pages_at_rest = rig.service.hardware().pages.in_use();
+    let pci = policy(PCI, &[Operation::Reclaimed]);
+    for cycle in 0..10 {
+        let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned and unowned");
+        let Reply::Ioas { ioas } = rig.call(group_cap, Request::IoasCreate, &[]) else { panic!("cycle {cycle}") };
+        assert_eq!(rig.call(group_cap, Request::Attach { ioas: Some(ioas) }, &[]), Reply::Done);
+        let reply = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x10_0000, writable: true }, 2);
+        assert!(matches!(reply, Reply::Mapped { .. }));
+        assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+        assert!(rig.k.pins.is_empty(), "the released space's mappings are gone");
+        assert_eq!(rig.call(pci, Request::Reclaimed { group: 1 }, &[]), Reply::Done);
+    }
+    assert_eq!(rig.service.ready().unwrap().address_spaces.len(), 0);
+    assert_eq!(rig.service.hardware().pages.in_use(), pages_at_rest, "no table page leaked");
     rig.check_invariant();
 }
 

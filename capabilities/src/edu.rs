@@ -1,0 +1,173 @@
+//! The edu DMA servers' protocol: what a trusted edu driver and a user-assigned edu task both serve.
+//!
+//! QEMU's `edu` device copies between memory and a 4 KiB buffer of its
+//! own by DMA. The trusted driver maps its buffer through its DMA handle
+//! (the group's default domain); the user task through its own I/O
+//! address space. Both serve the same requests, so one test drives
+//! either and compares what the IOMMU lets each do.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+use crate::iommu::{FAULTS_PER_REPLY, Fault};
+use crate::pci::Bdf;
+use crate::protocol::Protocol;
+
+/// Longest refusal reason.
+pub const REASON_MAX: usize = 160;
+
+/// Operation numbers (also the badge bits).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Operation {
+    /// Take a device: the driver probes the one bound to it, the user task
+    /// claims the device's group and acquires it.
+    Adopt = 0,
+    /// Copy a pattern to the device and back, and compare.
+    Copy = 1,
+    /// Unmap the buffer.
+    Unmap = 2,
+    /// Map the buffer again.
+    Map = 3,
+    /// One DMA at a bus address the caller names (a diagnostic for tests).
+    DmaAt = 4,
+    /// The device's group's fault log.
+    Faults = 5,
+    /// Start a DMA and exit before it completes (a death mid-transfer).
+    Abandon = 6,
+    /// Give the device back.
+    Release = 7,
+}
+
+/// The protocol as the policy sees it.
+pub const PROTOCOL: Protocol =
+    Protocol { name: "edu", operations: &["adopt", "copy", "unmap", "map", "dma-at", "faults", "abandon", "release"] };
+
+impl Request {
+    /// The operation a request invokes.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::Adopt { .. } => Operation::Adopt,
+            Request::Copy { .. } => Operation::Copy,
+            Request::Unmap => Operation::Unmap,
+            Request::Map => Operation::Map,
+            Request::DmaAt { .. } => Operation::DmaAt,
+            Request::Faults => Operation::Faults,
+            Request::Abandon => Operation::Abandon,
+            Request::Release => Operation::Release,
+        }
+    }
+}
+
+/// A request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Request {
+    /// Take `device` (none held yet).
+    Adopt {
+        /// The device.
+        device: Bdf,
+    },
+    /// Copy `len` bytes of a pattern seeded with `seed` from memory to the
+    /// device's buffer and back to another part of memory, and compare.
+    Copy {
+        /// Bytes, at most 2048.
+        len: u16,
+        /// Pattern seed.
+        seed: u8,
+    },
+    /// Unmap the buffer; the reply names the IOVA it had.
+    Unmap,
+    /// Map the buffer (after `Unmap`).
+    Map,
+    /// One DMA of a page at `iova`: the device reads it (`to_device`) or
+    /// writes its buffer there. Completes whether or not the IOMMU let it
+    /// through; the fault log says which.
+    DmaAt {
+        /// Bus address.
+        iova: u64,
+        /// Read by the device (else written by it).
+        to_device: bool,
+    },
+    /// Take the group's recorded faults.
+    Faults,
+    /// Start a DMA into the buffer and exit at once.
+    Abandon,
+    /// Unmap the buffer and give the device (and a user task's group) back.
+    Release,
+}
+
+/// A reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reply {
+    /// Done.
+    Done,
+    /// `Adopt`: the device's group.
+    Adopted {
+        /// Its IOMMU group.
+        group: u16,
+    },
+    /// `Copy`: where the buffer is mapped and whether the bytes came back.
+    Copied {
+        /// The buffer's IOVA.
+        iova: u64,
+        /// The bytes read back equal those sent.
+        matched: bool,
+    },
+    /// `Map` and `Unmap`: the buffer's IOVA (as mapped, or as it was).
+    Buffer {
+        /// Its IOVA.
+        iova: u64,
+    },
+    /// `Faults`.
+    Faults {
+        /// The oldest first.
+        records: Vec<Fault, FAULTS_PER_REPLY>,
+        /// Lost because the log was full.
+        dropped: u64,
+    },
+    /// Refused, with the reason (often the IOMMU or PCI server's).
+    Refused {
+        /// The error.
+        code: ErrorCode,
+        /// Why.
+        reason: String<REASON_MAX>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_follow_the_protocol_list() {
+        let requests = [
+            Request::Adopt { device: Bdf::new(0, 3, 0).unwrap() },
+            Request::Copy { len: 1, seed: 2 },
+            Request::Unmap,
+            Request::Map,
+            Request::DmaAt { iova: 0, to_device: true },
+            Request::Faults,
+            Request::Abandon,
+            Request::Release,
+        ];
+        for (number, request) in requests.iter().enumerate() {
+            assert_eq!(request.operation() as usize, number);
+            assert_eq!(PROTOCOL.operation(PROTOCOL.operations[number]), Some(number as u8));
+        }
+    }
+
+    #[test]
+    fn the_largest_reply_fits_a_message() {
+        let fault = Fault { source: Bdf::new(255, 31, 7).unwrap(), address: u64::MAX, write: true, reason: 255 };
+        let records = core::iter::repeat_n(fault, FAULTS_PER_REPLY).collect();
+        let reason = core::iter::repeat_n('x', REASON_MAX).collect();
+        let mut buffer = [0u8; crate::abi::ipc::MSG_MAX];
+        for reply in [Reply::Faults { records, dropped: u64::MAX }, Reply::Refused { code: ErrorCode::Busy, reason }] {
+            assert!(postcard::to_slice(&reply, &mut buffer).is_ok());
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! Test task for the IOMMU server and DMA ownership, run in QEMU on machine `iommu`.
+//!
+//! The policy (`qemu/policies/iommu.toml`) binds edu 00:03.0 to the
+//! trusted driver `edu-dma` with DMA, lets `edu-user` own 00:04.0's group,
+//! binds the PCIe-to-PCI bridge 00:05.0 to `bridge` and 01:02.0 behind it
+//! to `stub` (neither does DMA), and lets this task own the groups of
+//! 01:01.0 and 00:06.0. This task is also the PCI administrator and can
+//! bind `edu-spare`, a second trusted driver with no device, at run time.
+//! Every request goes over IPC to the servers, as any task's would.
+#![no_std]
+#![no_main]
+
+use capabilities::ErrorCode;
+use capabilities::abi::rights;
+use capabilities::iommu::{Fault, Handle, OwnerReport};
+use capabilities::pci::Bdf;
+use capabilities::{edu, iommu, pci_api};
+use userlib::cap::{Cap, Endpoint, Notification, own};
+use userlib::ipc::Buffer;
+use userlib::objects;
+use userlib::testkit::{self, Case, Outcome};
+use userlib::{check, check_eq, check_ok};
+
+userlib::cap_slot!(IOMMU: Endpoint = "iommu");
+userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
+userlib::cap_slot!(EDU_SPARE: Endpoint = "edu-spare");
+userlib::cap_slot!(EDU_USER: Endpoint = "edu-user");
+userlib::entry!(main);
+
+/// Task indices, in the policy's declaration order.
+const EDU_SPARE_TASK: u16 = 3;
+const EDU_USER_TASK: u16 = 4;
+const STUB_TASK: u16 = 6;
+const THIS_TASK: u16 = 7;
+
+/// The machine's devices.
+const TRUSTED: Bdf = at(0, 3, 0);
+const USER: Bdf = at(0, 4, 0);
+const BRIDGE: Bdf = at(0, 5, 0);
+const BEHIND_A: Bdf = at(1, 1, 0);
+const BEHIND_B: Bdf = at(1, 2, 0);
+const SPARE: Bdf = at(0, 6, 0);
+
+/// Slots: a device grant's window (four), a group capability, a frame to
+/// map, a notification to sleep on and one for edu completions.
+const WINDOW: u32 = 64;
+const GROUP: u32 = 70;
+const FRAME: u32 = 71;
+const SLEEP: u32 = 72;
+const DONE: u32 = 73;
+const FORGED: u32 = 74;
+/// Where a device's BAR0 is mapped when this task drives it.
+const BAR_VIRT: u64 = 0x2000_0000;
+/// The physical address the kernel image is loaded at.
+const KERNEL_IMAGE: u64 = 0x10_0000;
+/// Cycles of each kind in the churn case.
+const CYCLES: u32 = 1000;
+
+const fn at(bus: u8, device: u8, function: u8) -> Bdf {
+    Bdf::from_devfn(bus, device << 3 | function)
+}
+
+fn main() -> u64 {
+    if objects::alloc_frame(FRAME, 1).is_err()
+        || objects::create_notification(SLEEP).is_err()
+        || objects::create_notification(DONE).is_err()
+    {
+        defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
+        return 1;
+    }
+    testkit::run(&[
+        Case { name: "translation_is_on_with_the_expected_groups", run: translation_is_on_with_the_expected_groups },
+        Case {
+            name: "trusted_driver_dma_round_trip_moves_the_right_bytes",
+            run: trusted_driver_dma_round_trip_moves_the_right_bytes,
+        },
+        Case {
+            name: "dma_to_an_unmapped_iova_is_blocked_and_reported",
+            run: dma_to_an_unmapped_iova_is_blocked_and_reported,
+        },
+        Case { name: "a_device_in_a_blocked_group_faults", run: a_device_in_a_blocked_group_faults },
+        Case {
+            name: "user_task_dma_to_its_mapped_iova_moves_the_right_bytes",
+            run: user_task_dma_to_its_mapped_iova_moves_the_right_bytes,
+        },
+        Case {
+            name: "user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log",
+            run: user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log,
+        },
+        Case {
+            name: "stub_and_bridge_drivers_do_not_stop_a_user_claim",
+            run: stub_and_bridge_drivers_do_not_stop_a_user_claim,
+        },
+        Case {
+            name: "dma_driver_bind_in_a_user_owned_group_is_busy",
+            run: dma_driver_bind_in_a_user_owned_group_is_busy,
+        },
+        Case {
+            name: "user_claim_in_a_group_with_a_dma_driver_is_busy",
+            run: user_claim_in_a_group_with_a_dma_driver_is_busy,
+        },
+        Case {
+            name: "without_a_group_capability_nothing_maps_attaches_or_reads_faults",
+            run: without_a_group_capability_nothing_maps_attaches_or_reads_faults,
+        },
+        Case {
+            name: "owner_killed_mid_transfer_returns_the_group_and_a_driver_binds",
+            run: owner_killed_mid_transfer_returns_the_group_and_a_driver_binds,
+        },
+        Case { name: "claim_and_bind_cycles_leave_no_trace", run: claim_and_bind_cycles_leave_no_trace },
+    ])
+}
+
+// ----- talking to the servers -----
+
+/// Calls `endpoint` with `request`, sending `send`; a capability in the
+/// reply lands in `window` (0: none expected).
+fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
+    endpoint: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    request: &Q,
+    send: &[u32],
+    window: u32,
+) -> Result<R, ErrorCode> {
+    buffer.set_send_caps(send);
+    buffer.set_window(window, u32::from(window != 0));
+    let result = endpoint.call_with(buffer, request);
+    buffer.set_send_caps(&[]);
+    buffer.set_window(0, 0);
+    let received = result?;
+    buffer.decode::<R>(received.len)
+}
+
+fn ask_iommu(
+    endpoint: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    request: &iommu::Request,
+) -> Result<iommu::Reply, ErrorCode> {
+    call(endpoint, buffer, request, &[], 0)
+}
+
+fn ask_pci(buffer: &mut Buffer, request: &pci_api::Request) -> Result<pci_api::Reply, ErrorCode> {
+    call(PCI.get(), buffer, request, &[], 0)
+}
+
+fn ask_edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request) -> Result<edu::Reply, ErrorCode> {
+    call(endpoint, buffer, request, &[], 0)
+}
+
+/// Claims `device`'s group for this task; the group capability is in
+/// slot [`GROUP`]. A refusal comes back as its code, reason logged.
+fn claim(buffer: &mut Buffer, device: Bdf) -> Result<u16, ErrorCode> {
+    let request = iommu::Request::ClaimGroup { device };
+    match call(IOMMU.get(), buffer, &request, &[own::TASK.slot()], GROUP)? {
+        iommu::Reply::Group { group } => Ok(group),
+        reply => Err(iommu_refusal(&reply).unwrap_or(ErrorCode::Malformed)),
+    }
+}
+
+/// Releases the group capability in [`GROUP`] and deletes it.
+fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
+    let reply = ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::Release);
+    let _ = Cap::<Endpoint>::at(GROUP).delete();
+    match reply? {
+        iommu::Reply::Done => Ok(()),
+        reply => Err(iommu_refusal(&reply).unwrap_or(ErrorCode::Malformed)),
+    }
+}
+
+/// The code of an IOMMU server refusal, its reason logged.
+fn iommu_refusal(reply: &iommu::Reply) -> Option<ErrorCode> {
+    match reply {
+        iommu::Reply::Refused { code, reason } => {
+            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+/// The code of a PCI server refusal, its reason logged.
+fn pci_refusal(reply: &pci_api::Reply) -> Option<ErrorCode> {
+    match reply {
+        pci_api::Reply::Refused { code, reason } => {
+            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+/// The code of an edu server refusal, its reason logged.
+fn edu_refusal(reply: &edu::Reply) -> Option<ErrorCode> {
+    match reply {
+        edu::Reply::Refused { code, reason } => {
+            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+/// Who owns `device`'s group.
+fn owner(buffer: &mut Buffer, device: Bdf) -> Option<OwnerReport> {
+    match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Owner { device }) {
+        Ok(iommu::Reply::Owner { owner, .. }) => Some(owner),
+        _ => None,
+    }
+}
+
+/// Waits (up to two seconds) until `device`'s group is unowned again: a
+/// release hands it to the PCI server for quiescing first.
+fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
+    for _ in 0..200 {
+        if owner(buffer, device) == Some(OwnerReport::Unowned) {
+            return true;
+        }
+        let _ = Cap::<Notification>::at(SLEEP).wait(0, 10_000);
+    }
+    false
+}
+
+/// The server's counters: mappings, table pages, domains, faults.
+fn stats(buffer: &mut Buffer) -> Option<(u32, u32, u32, u64)> {
+    match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Stats) {
+        Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults }) => {
+            Some((mappings, table_pages, domains, faults))
+        }
+        _ => None,
+    }
+}
+
+/// All faults an edu server's group has recorded.
+fn edu_faults(endpoint: Cap<Endpoint>, buffer: &mut Buffer) -> Option<heapless::Vec<Fault, 8>> {
+    match ask_edu(endpoint, buffer, &edu::Request::Faults) {
+        Ok(edu::Reply::Faults { records, .. }) => Some(records),
+        Ok(reply) => {
+            edu_refusal(&reply);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Whether `faults` holds a write by `source` to the page of `address`.
+fn blocked_write(faults: &[Fault], source: Bdf, address: u64) -> bool {
+    faults.iter().any(|fault| fault.source == source && fault.address == address & !0xfff && fault.write)
+}
+
+fn bind(buffer: &mut Buffer, device: Bdf, driver: u16, dma: bool) -> Result<pci_api::Reply, ErrorCode> {
+    ask_pci(buffer, &pci_api::Request::Bind { device, driver, dma })
+}
+
+fn unbind(buffer: &mut Buffer, device: Bdf) -> Result<pci_api::Reply, ErrorCode> {
+    ask_pci(buffer, &pci_api::Request::Unbind { device })
+}
+
+// ----- the cases -----
+
+fn translation_is_on_with_the_expected_groups(buffer: &mut Buffer) -> Outcome {
+    let members =
+        |buffer: &mut Buffer, group: u16| match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Groups { group }) {
+            Ok(iommu::Reply::GroupInfo { members, .. }) => Some(members),
+            _ => None,
+        };
+    let mut bridge_group = None;
+    for group in 0..16 {
+        let Some(members) = members(buffer, group) else { break };
+        if members.contains(&BRIDGE) {
+            bridge_group = Some(members);
+        }
+    }
+    let bridge_group = bridge_group.unwrap_or_default();
+    check_eq!(bridge_group.as_slice(), &[BRIDGE, BEHIND_A, BEHIND_B][..], "the bridge and both edus behind it");
+    let trusted = owner(buffer, TRUSTED);
+    check_eq!(trusted, Some(OwnerReport::Kernel { drivers: 1 }), "edu-dma claimed its group at probe");
+    check_eq!(owner(buffer, SPARE), Some(OwnerReport::Unowned));
+    Ok(())
+}
+
+fn trusted_driver_dma_round_trip_moves_the_right_bytes(buffer: &mut Buffer) -> Outcome {
+    for (len, seed) in [(2048, 7), (1, 0xa5), (100, 3)] {
+        match check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Copy { len, seed })) {
+            edu::Reply::Copied { iova, matched } => {
+                check!(matched, "the bytes came back");
+                check!(iova < 1 << 28, "inside the edu's 28-bit DMA mask");
+            }
+            reply => {
+                edu_refusal(&reply);
+                check!(false, "a copy");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dma_to_an_unmapped_iova_is_blocked_and_reported(buffer: &mut Buffer) -> Outcome {
+    let _ = edu_faults(EDU_DMA.get(), buffer);
+    let edu::Reply::Buffer { iova } = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Unmap)) else {
+        check!(false, "the buffer was mapped");
+        return Ok(());
+    };
+    let reply = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::DmaAt { iova, to_device: false }));
+    check_eq!(reply, edu::Reply::Done, "the device finishes the blocked DMA");
+    let faults = edu_faults(EDU_DMA.get(), buffer).unwrap_or_default();
+    for fault in &faults {
+        defmt::info!(
+            "  fault: {} {=u64:#x} write {=bool} reason {=u8}",
+            fault.source,
+            fault.address,
+            fault.write,
+            fault.reason
+        );
+    }
+    check!(blocked_write(&faults, TRUSTED, iova), "the write to the old IOVA is in the fault log, with the device");
+    let remapped = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Map));
+    check!(matches!(remapped, edu::Reply::Buffer { .. }));
+    let copied = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 512, seed: 9 }));
+    check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "mapped again, DMA works again");
+    Ok(())
+}
+
+fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
+    let group = check_ok!(claim(buffer, SPARE));
+    check_eq!(owner(buffer, SPARE), Some(OwnerReport::User { task: THIS_TASK }));
+    let granted = match driver_kit::acquire(PCI.get(), buffer, SPARE, WINDOW) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
+            return Err(testkit::Failure { file: file!(), line: line!() });
+        }
+    };
+    check_eq!(granted.grant.group, group);
+    let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
+        check!(false, "the grant has BAR0 and an interrupt");
+        return Ok(());
+    };
+    let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
+    // No address space is attached: the group is blocked, so this write
+    // must not reach memory at any address.
+    let moved = device.dma(::edu::DEVICE_BUFFER, 0x2000, 64, true);
+    device.close();
+    check_ok!(moved);
+    let reply = check_ok!(ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::Faults));
+    let faults = match &reply {
+        iommu::Reply::Faults { records, .. } => records.clone(),
+        _ => Default::default(),
+    };
+    check!(blocked_write(&faults, SPARE, 0x2000), "the blocked write is in this group's fault log");
+    let released = driver_kit::release(PCI.get(), buffer, SPARE);
+    check!(released.is_ok());
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
+    Ok(())
+}
+
+fn user_task_dma_to_its_mapped_iova_moves_the_right_bytes(buffer: &mut Buffer) -> Outcome {
+    let reply = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Adopt { device: USER }));
+    check!(matches!(reply, edu::Reply::Adopted { .. }), "edu-user owns its group");
+    check_eq!(owner(buffer, USER), Some(OwnerReport::User { task: EDU_USER_TASK }));
+    let copied = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Copy { len: 2048, seed: 0x3c }));
+    check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "its DMA through its own address space works");
+    Ok(())
+}
+
+fn user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log(buffer: &mut Buffer) -> Outcome {
+    let trusted_iova = match check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Map)) {
+        edu::Reply::Buffer { iova } => iova,
+        _ => 0x1000,
+    };
+    let _ = edu_faults(EDU_USER.get(), buffer);
+    // An unmapped IOVA, the kernel image's physical address, the address
+    // the trusted driver's buffer has in its own domain, and plain RAM.
+    let targets = [0x20_0000, KERNEL_IMAGE, trusted_iova, 0x0c00_0000];
+    for iova in targets {
+        let reply = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::DmaAt { iova, to_device: false }));
+        check_eq!(reply, edu::Reply::Done);
+    }
+    let faults = edu_faults(EDU_USER.get(), buffer).unwrap_or_default();
+    for iova in targets {
+        check!(blocked_write(&faults, USER, iova), "each write is blocked and in the owner's fault log");
+    }
+    let copied = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 64, seed: 1 }));
+    check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "the trusted driver still works");
+    Ok(())
+}
+
+fn stub_and_bridge_drivers_do_not_stop_a_user_claim(buffer: &mut Buffer) -> Outcome {
+    let group = check_ok!(claim(buffer, BEHIND_A));
+    for device in [BRIDGE, BEHIND_A, BEHIND_B] {
+        check_eq!(owner(buffer, device), Some(OwnerReport::User { task: THIS_TASK }), "the whole group");
+    }
+    let granted = driver_kit::acquire(PCI.get(), buffer, BEHIND_A, WINDOW);
+    check!(granted.as_ref().is_ok_and(|granted| granted.grant.group == group));
+    // The group stays claimed for the next case.
+    Ok(())
+}
+
+fn dma_driver_bind_in_a_user_owned_group_is_busy(buffer: &mut Buffer) -> Outcome {
+    check_eq!(owner(buffer, BEHIND_B), Some(OwnerReport::User { task: THIS_TASK }));
+    check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done, "the stub lets go");
+    let reply = check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK, true));
+    check_eq!(pci_refusal(&reply), Some(ErrorCode::Busy), "no DMA driver in a user-owned group");
+    check!(
+        matches!(&reply, pci_api::Reply::Refused { reason, .. } if reason.contains("iommu-test")),
+        "names the owner"
+    );
+    check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK, false)), pci_api::Reply::Done, "a stub may bind");
+    check!(stats(buffer).is_some(), "the IOMMU server keeps serving");
+    check!(driver_kit::release(PCI.get(), buffer, BEHIND_A).is_ok());
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, BEHIND_A));
+    Ok(())
+}
+
+fn user_claim_in_a_group_with_a_dma_driver_is_busy(buffer: &mut Buffer) -> Outcome {
+    check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done);
+    check_eq!(check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
+    let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: BEHIND_B }));
+    check!(matches!(adopted, edu::Reply::Adopted { .. }), "the trusted driver claims the group at probe");
+    check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Kernel { drivers: 1 }));
+    check_eq!(claim(buffer, BEHIND_A), Err(ErrorCode::Busy), "no user claim beside a DMA driver");
+    let copied = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Copy { len: 256, seed: 5 }));
+    check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "behind the bridge, DMA works");
+    check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
+    check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done);
+    check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Unowned), "the last driver's release frees the group");
+    check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK, false)), pci_api::Reply::Done);
+    Ok(())
+}
+
+fn without_a_group_capability_nothing_maps_attaches_or_reads_faults(buffer: &mut Buffer) -> Outcome {
+    let policy = IOMMU.get();
+    for request in [
+        iommu::Request::IoasCreate,
+        iommu::Request::Attach { ioas: Some(0) },
+        iommu::Request::Faults,
+        iommu::Request::DmaMap { writable: true, mask_bits: 32 },
+    ] {
+        let reply = check_ok!(call(policy, buffer, &request, &[FRAME], 0));
+        check_eq!(
+            iommu_refusal(&reply),
+            Some(ErrorCode::PermissionDenied),
+            "the policy capability is no group capability"
+        );
+    }
+    let forged = Handle::Group { group: 0, serial: 1 }.badge();
+    check_eq!(
+        policy.mint_to(FORGED, rights::SEND, forged).map(|_| ()),
+        Err(ErrorCode::PermissionDenied),
+        "no badge forgery"
+    );
+    check_ok!(claim(buffer, SPARE));
+    check_ok!(release_group(buffer));
+    // Keep a copy of the capability past the release: it must be dead.
+    check_ok!(claim(buffer, SPARE));
+    check_ok!(Cap::<Endpoint>::at(GROUP).copy_to(FORGED, rights::SEND | rights::GRANT));
+    check_ok!(release_group(buffer));
+    let stale = ask_iommu(Cap::at(FORGED), buffer, &iommu::Request::IoasCreate);
+    check_eq!(stale.map(|_| ()), Err(ErrorCode::InvalidCapability), "a released group capability is revoked");
+    check!(wait_unowned(buffer, SPARE));
+    Ok(())
+}
+
+fn owner_killed_mid_transfer_returns_the_group_and_a_driver_binds(buffer: &mut Buffer) -> Outcome {
+    check_eq!(owner(buffer, USER), Some(OwnerReport::User { task: EDU_USER_TASK }));
+    let abandoned = ask_edu(EDU_USER.get(), buffer, &edu::Request::Abandon);
+    check!(abandoned.is_err(), "edu-user exits instead of replying");
+    check!(wait_unowned(buffer, USER), "the owner's death returns the group");
+    check_eq!(check_ok!(bind(buffer, USER, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
+    let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: USER }));
+    check!(matches!(adopted, edu::Reply::Adopted { .. }), "a trusted driver takes the device");
+    let copied = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Copy { len: 1024, seed: 0x77 }));
+    check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "and its DMA works");
+    check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
+    check_eq!(check_ok!(unbind(buffer, USER)), pci_api::Reply::Done);
+    Ok(())
+}
+
+fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
+    let before = stats(buffer);
+    check!(before.is_some());
+    for cycle in 0..CYCLES {
+        check_ok!(claim(buffer, SPARE));
+        let ioas = match check_ok!(ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::IoasCreate)) {
+            iommu::Reply::Ioas { ioas } => ioas,
+            reply => {
+                iommu_refusal(&reply);
+                check!(false, "an address space");
+                return Ok(());
+            }
+        };
+        let attach = iommu::Request::Attach { ioas: Some(ioas) };
+        check_eq!(check_ok!(ask_iommu(Cap::at(GROUP), buffer, &attach)), iommu::Reply::Done);
+        let map = iommu::Request::Map { ioas, iova: 0x4000 + u64::from(cycle % 16) * 0x1000, writable: cycle % 2 == 0 };
+        let mapped = check_ok!(call::<_, iommu::Reply>(Cap::at(GROUP), buffer, &map, &[FRAME], 0));
+        check!(iommu_refusal(&mapped).is_none());
+        if cycle % 2 == 0 {
+            let iova = 0x4000 + u64::from(cycle % 16) * 0x1000;
+            let unmap = iommu::Request::Unmap { ioas, iova };
+            check_eq!(check_ok!(ask_iommu(Cap::at(GROUP), buffer, &unmap)), iommu::Reply::Done);
+        }
+        // Odd cycles leave the mapping for the release to tear down.
+        check_ok!(release_group(buffer));
+        check!(wait_unowned(buffer, SPARE));
+    }
+    check_eq!(
+        stats(buffer).map(|s| (s.0, s.1, s.2)),
+        before.map(|s| (s.0, s.1, s.2)),
+        "claims and releases leak nothing"
+    );
+    for _ in 0..CYCLES {
+        check_eq!(check_ok!(bind(buffer, SPARE, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
+        let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE }));
+        check!(matches!(adopted, edu::Reply::Adopted { .. }));
+        check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
+        check_eq!(check_ok!(unbind(buffer, SPARE)), pci_api::Reply::Done);
+    }
+    check_eq!(
+        stats(buffer).map(|s| (s.0, s.1, s.2)),
+        before.map(|s| (s.0, s.1, s.2)),
+        "binds and unbinds leak nothing"
+    );
+    check_eq!(owner(buffer, SPARE), Some(OwnerReport::Unowned));
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Calls to the IOMMU server: policy operations, a DMA handle's and a group capability's.
+
+use capabilities::ErrorCode;
+use capabilities::iommu::{Reply, Request};
+use userlib::cap::{Cap, Endpoint};
+use userlib::ipc::Buffer;
+
+use crate::Refused;
+
+/// Calls the IOMMU server through `endpoint` (its policy capability, a DMA
+/// handle or a group capability) with `request`, sending `send` along; a
+/// capability in the reply lands in `window` (0 for none expected). A
+/// refusal comes back as [`Refused`] with the server's reason.
+pub fn call(
+    endpoint: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    request: &Request,
+    send: &[u32],
+    window: u32,
+) -> Result<(Reply, Option<u32>), Refused> {
+    buffer.set_send_caps(send);
+    buffer.set_window(window, u32::from(window != 0));
+    let result = endpoint.call_with(buffer, request);
+    let received = buffer.received_caps().first().copied().filter(|_| result.is_ok());
+    buffer.set_send_caps(&[]);
+    buffer.set_window(0, 0);
+    let reply = result.and_then(|message| buffer.decode::<Reply>(message.len));
+    match reply {
+        Ok(Reply::Refused { code, reason }) => Err(Refused { code, reason }),
+        Ok(reply) => Ok((reply, received)),
+        Err(code) => Err(code.into()),
+    }
+}
+
+/// Like [`call`], for requests whose reply carries no capability.
+pub fn request(
+    endpoint: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    request: &Request,
+    send: &[u32],
+) -> Result<Reply, Refused> {
+    call(endpoint, buffer, request, send, 0).map(|(reply, _)| reply)
+}
+
+/// A reply of the wrong kind for its request.
+pub fn unexpected() -> Refused {
+    ErrorCode::Malformed.into()
+}
