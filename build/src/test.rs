@@ -72,7 +72,8 @@ pub fn run(root: &Path, only: &[String], host: bool) -> Result<ExitCode> {
 
 fn run_scenario(root: &Path, elves: &bare_metal::Elves, scenario: &scenario::Scenario) -> Result<Vec<CaseResult>> {
     let machine = Machine::load(root, &scenario.machine)?;
-    let system = system::prepare(root, elves, &root.join(&scenario.policy))?;
+    let policy = scenario.policy_file(root, &root.join("target/scenarios"))?;
+    let system = system::prepare(root, elves, &policy)?;
     let command = machine.command(&system.kernel, &system.image);
     let timeout = Duration::from_secs(scenario.timeout_seconds);
     let run = runner::run(command, &system.tables, timeout, |_| {})?;

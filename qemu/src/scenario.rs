@@ -37,9 +37,32 @@ pub struct Scenario {
     /// Text some console line must contain.
     #[serde(default)]
     pub log_contains: Vec<String>,
+    /// Settings laid over the policy's own, so one policy serves variants
+    /// of a scenario (e.g. `{ endpoints.iommu.invalidation = "registers" }`).
+    #[serde(default)]
+    pub policy_overrides: toml::Table,
 }
 
 impl Scenario {
+    /// The policy file to boot: the named one, or, with overrides, a copy
+    /// with them laid over it, written under `scratch`.
+    pub fn policy_file(&self, root: &Path, scratch: &Path) -> Result<PathBuf> {
+        let path = root.join(&self.policy);
+        if self.policy_overrides.is_empty() {
+            return Ok(path);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut policy: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        overlay(&mut policy, &self.policy_overrides);
+        std::fs::create_dir_all(scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+        let merged = scratch.join(format!("{}.policy.toml", self.name));
+        let header = format!("# {} with the overrides of scenario `{}`\n", self.policy.display(), self.name);
+        let body = toml::to_string(&policy).context("the merged policy cannot be written as TOML")?;
+        std::fs::write(&merged, header + &body).with_context(|| format!("cannot write {}", merged.display()))?;
+        Ok(merged)
+    }
+
     /// The harness expectations of this scenario.
     pub fn expectations(&self) -> Expectations {
         Expectations { failures: self.expected_failures.clone(), log_contains: self.log_contains.clone() }
@@ -61,6 +84,18 @@ pub struct PolicyCheck {
     /// Text each reported problem must contain, one entry per problem: the
     /// checker must report exactly these.
     pub expected_problems: Vec<String>,
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else replaces.
+fn overlay(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => overlay(inner, over),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,6 +138,17 @@ pub fn load_policy_checks(root: &Path) -> Result<Vec<PolicyCheck>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_merge_into_tables_and_replace_values() {
+        let mut base: toml::Table = toml::from_str("[a]\nx = 1\ny = 2\n[b]\nz = 3").unwrap();
+        let over: toml::Table = toml::from_str("a.y = 5\na.w = 6\nb = 7").unwrap();
+        overlay(&mut base, &over);
+        assert_eq!(
+            base.to_string(),
+            toml::from_str::<toml::Table>("b = 7\n[a]\nx = 1\ny = 5\nw = 6").unwrap().to_string()
+        );
+    }
 
     #[test]
     fn the_scenario_list_loads_and_names_existing_files() {
