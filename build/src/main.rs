@@ -31,7 +31,7 @@ use xtask::{bare_metal, bench, fuzz, groups, setup, system, test, workspace};
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
 /// The machine it boots on.
-const DEFAULT_MACHINE: &str = "plain";
+const DEFAULT_MACHINE: &str = "iommu";
 
 const USAGE: &str = "usage: cargo xtask <command>
 
