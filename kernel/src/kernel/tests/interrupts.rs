@@ -16,16 +16,16 @@ fn a_level_line_signals_its_notification_and_stays_masked_until_acknowledged() {
     let id = sim.expect_running("handler");
     let (gsi, vector, level) = sim.m.routes[0];
     assert_eq!((gsi, level), (8, true));
-    assert_eq!(sim.m.masked[&8], true, "masked until bound");
+    assert!(sim.m.masked[&8], "masked until bound");
     assert_eq!(sim.sys(Syscall::IrqBind, [8, 9, 0b10, 0, 0, 0]).ok()[0], u64::from(vector));
-    assert_eq!(sim.m.masked[&8], false);
+    assert!(!sim.m.masked[&8]);
     assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]), Outcome::Blocked);
     sim.kernel.interrupt(&mut sim.m, vector);
-    assert_eq!(sim.m.masked[&8], true, "level line masked until acknowledged");
+    assert!(sim.m.masked[&8], "level line masked until acknowledged");
     sim.expect_running("handler");
     assert_eq!(sim.result(id).ok()[0], 0b10);
     sim.sys(Syscall::IrqAck, [8, 0, 0, 0, 0, 0]).ok();
-    assert_eq!(sim.m.masked[&8], false);
+    assert!(!sim.m.masked[&8]);
     sim.kernel.interrupt(&mut sim.m, 0x99);
 }
 

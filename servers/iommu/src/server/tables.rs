@@ -119,11 +119,11 @@ impl TablePages for FramePool<'_> {
             let index = chunk.index_of(page)?;
             Some((chunk, index))
         });
-        if let Some((chunk, index)) = found {
-            if chunk.free & 1 << index == 0 {
-                chunk.free |= 1 << index;
-                self.in_use -= 1;
-            }
+        if let Some((chunk, index)) = found
+            && chunk.free & 1 << index == 0
+        {
+            chunk.free |= 1 << index;
+            self.in_use -= 1;
         }
     }
 
