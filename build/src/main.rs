@@ -229,7 +229,7 @@ fn check_policy(root: &std::path::Path, path: &str, machine: Option<&str>, timeo
             match error.downcast_ref::<Problems>() {
                 Some(problems) => {
                     println!("{problems}");
-                    eprintln!("{}: {} problems", path.display(), problems.problems.len());
+                    eprintln!("{}: {}", path.display(), count(problems.problems.len(), "problem"));
                     if machine.is_some() {
                         eprintln!("(the machine check runs once the policy itself is valid)");
                     }
@@ -263,10 +263,15 @@ fn check_policy(root: &std::path::Path, path: &str, machine: Option<&str>, timeo
         println!("{}: valid on machine `{}`", path.display(), machine.name);
         return Ok(ExitCode::SUCCESS);
     }
-    let count = result.problems.len();
+    let found = count(result.problems.len(), "problem");
     println!("{}", Problems { path: path.clone(), problems: result.problems });
-    eprintln!("{}: {count} problems on machine `{}`", path.display(), machine.name);
+    eprintln!("{}: {found} on machine `{}`", path.display(), machine.name);
     Ok(ExitCode::FAILURE)
+}
+
+/// "1 problem", "2 problems".
+fn count(number: usize, noun: &str) -> String {
+    format!("{number} {noun}{}", if number == 1 { "" } else { "s" })
 }
 
 fn lint(root: &std::path::Path) -> Result<ExitCode> {

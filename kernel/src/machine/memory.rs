@@ -242,6 +242,15 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
     frames.reserve(0, 1 << 20);
     frames.reserve(image.start, image.end);
     frames.reserve(module_range.start, module_range.end);
+    // QEMU's PVH loader ends the boot image a fixed 160 KiB below the top of
+    // low RAM, but SeaBIOS reserves a top zone that grows with its drivers
+    // (two NVMe controllers take it past 160 KiB), so the image's tail can
+    // lie in memory the map calls reserved. It is RAM the firmware is done
+    // with, and the image must be readable: the direct map covers it (its
+    // frames stay reserved above, never handed out).
+    if module_range.start < limit {
+        limit = limit.max(module_range.end);
+    }
     if module_range.end > limit {
         panic!("boot image at {:#x}..{:#x} lies outside RAM", module_range.start, module_range.end);
     }
