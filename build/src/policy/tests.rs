@@ -304,3 +304,24 @@ fn device_rules_are_checked() {
         ],
     );
 }
+
+#[test]
+fn invalidation_is_an_iommu_endpoint_setting_with_two_values() {
+    use capabilities::config::InvalidationMode;
+    let on_echo = GOOD.replace("protocol = \"echo\"\n", "protocol = \"echo\"\ninvalidation = \"registers\"\n");
+    refused(&on_echo, &["test.toml:8: endpoint `echo`: invalidation only applies to the iommu protocol"]);
+    let iommu = GOOD.replace("protocol = \"echo\"\n", "protocol = \"echo\"\n\n[endpoints.iommu]\nserver = \"echo\"\nprotocol = \"iommu\"\ninvalidation = \"registers\"\n");
+    let iommu = iommu.replace(
+        "requests = { receive = \"echo\" }",
+        "requests = { receive = \"echo\" }\niommu-requests = { receive = \"iommu\" }",
+    );
+    let policy = check(&iommu).expect("valid");
+    let endpoint = policy.endpoints.iter().find(|e| e.name == "iommu").expect("declared");
+    assert_eq!(endpoint.invalidation, Some(InvalidationMode::Registers));
+    let unknown = iommu.replace("invalidation = \"registers\"", "invalidation = \"sometimes\"");
+    let problems = check(&unknown).expect_err("an unknown mode").to_string();
+    assert!(
+        problems.contains("sometimes") && problems.contains("queued") && problems.contains("registers"),
+        "{problems}"
+    );
+}
