@@ -97,9 +97,10 @@ fn oracle_case(root: &Path, elves: &bare_metal::Elves, recording: &Recording) ->
     match groups::boot(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT) {
         Ok(booted) => {
             eprintln!(
-                "{name}: {} functions in {} groups, boot {:.2} s",
+                "{name}: {} functions in {} groups ({}), boot {:.2} s",
                 booted.groups.function_count(),
                 booted.groups.groups.len(),
+                if recording.same_ids(&booted.groups) { "ids as Linux's" } else { "ids differ from Linux's" },
                 booted.run.wall.as_secs_f64()
             );
             match recording.differences(&booted.groups) {

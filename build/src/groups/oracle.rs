@@ -90,6 +90,14 @@ impl Recording {
         }
         (!found.is_empty()).then(|| found.join("; "))
     }
+
+    /// Whether `ours` numbers the groups as Linux does too. Not required
+    /// (only the partition is), but both allocate ids in probe order, so a
+    /// difference is worth a look.
+    pub fn same_ids(&self, ours: &MachineGroups) -> bool {
+        let listed = ours.function_count() == self.linux.len();
+        listed && self.linux.iter().all(|(id, theirs)| ours.group_of(theirs.bdf).is_some_and(|group| group.id == *id))
+    }
 }
 
 fn hex(text: &str) -> Option<u16> {
@@ -153,6 +161,15 @@ config 00:00.0 256
             "GROUPS END 3 4",
         ]);
         assert_eq!(recording.differences(&same), None);
+        assert!(!recording.same_ids(&same));
+        let renumbered = ours(&[
+            "GROUP 2 00:02.0 0x1b36:0x000e",
+            "GROUP 2 01:01.0 0x1234:0x11e8",
+            "GROUP 0 00:00.0 0x8086:0x29c0",
+            "GROUP 1 00:01.0 0x1234:0x11e8",
+            "GROUPS END 3 4",
+        ]);
+        assert!(recording.same_ids(&renumbered));
 
         let split = ours(&[
             "GROUP 0 00:00.0 0x8086:0x29c0",
