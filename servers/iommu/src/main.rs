@@ -89,12 +89,14 @@ fn main() -> u64 {
         }
     };
     let queued = service.hardware().unit.queued_invalidation();
+    let levels = service.hardware().table_config.width.levels();
     let caps = service.capabilities();
     defmt::info!(
-        "unit up, translation off: CAP {=u64:#x} ECAP {=u64:#x}, {=u8}-bit guest addresses, {=u16} fault records, {=str}, {=str}, invalidation through {=str}",
+        "unit up, translation off: CAP {=u64:#x} ECAP {=u64:#x}, {=u8}-bit guest addresses ({=u8}-level tables), {=u16} fault records, {=str}, {=str}, invalidation through {=str}",
         caps.cap,
         caps.ecap,
         caps.max_guest_address_width,
+        levels,
         caps.fault_recording_count,
         if caps.coherent { "coherent table walks" } else { "non-coherent table walks (tables written back)" },
         if caps.caching_mode { "caching mode (not-present entries cached too)" } else { "no caching mode" },
