@@ -64,6 +64,17 @@ pub fn ending_of(code: Option<i32>, stderr: String) -> Ending {
     }
 }
 
+/// How a run that printed `console_bytes` on the console ended. QEMU exits
+/// with 1 both for its own errors (an unknown device, say) and for a system
+/// status of 0; a system always writes to the console before it ends, so
+/// a silent run with an error message is QEMU's failure.
+fn ending_of_run(code: Option<i32>, stderr: String, console_bytes: usize) -> Ending {
+    if code == Some(1) && console_bytes == 0 && !stderr.trim().is_empty() {
+        return Ending::Qemu { code, stderr };
+    }
+    ending_of(code, stderr)
+}
+
 /// Starts `command` (a QEMU command line), decodes its console with
 /// `tables`, calls `on_line` for each line as it arrives, and waits at most
 /// `timeout` for it to exit.
@@ -93,6 +104,7 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
     });
 
     let mut console = tables.console();
+    let mut console_bytes = 0;
     let mut lines = Vec::new();
     let mut collect = |line: LogLine| {
         on_line(&line);
@@ -105,7 +117,10 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
             break;
         };
         match receiver.recv_timeout(left) {
-            Ok(bytes) => console.feed(&bytes, &mut collect),
+            Ok(bytes) => {
+                console_bytes += bytes.len();
+                console.feed(&bytes, &mut collect);
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
                 break;
@@ -119,12 +134,14 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
     let status = child.wait().context("waiting for QEMU")?;
     let wall = started.elapsed();
     while let Ok(bytes) = receiver.try_recv() {
+        console_bytes += bytes.len();
         console.feed(&bytes, &mut collect);
     }
     console.finish(&mut collect);
     let _ = reader.join();
     let stderr = errors.join().unwrap_or_default();
-    let ending = if timed_out { Ending::TimedOut(timeout) } else { ending_of(status.code(), stderr) };
+    let ending =
+        if timed_out { Ending::TimedOut(timeout) } else { ending_of_run(status.code(), stderr, console_bytes) };
     Ok(Run { ending, lines, wall })
 }
 
@@ -139,6 +156,18 @@ mod tests {
         assert_eq!(ending_of(Some(255), String::new()), Ending::Status(127));
         assert!(matches!(ending_of(Some(0), String::new()), Ending::Qemu { code: Some(0), .. }));
         assert!(matches!(ending_of(None, String::new()), Ending::Qemu { code: None, .. }));
+    }
+
+    #[test]
+    fn a_silent_exit_1_with_an_error_is_qemus_failure_not_status_0() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo \"-device nosuch: 'nosuch' is not a valid device model name\" >&2; exit 1"]);
+        let failed = run(command, &Tables::new(), Duration::from_secs(5), |_| {}).expect("sh starts");
+        assert!(matches!(&failed.ending, Ending::Qemu { code: Some(1), stderr } if stderr.contains("nosuch")));
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo the system ran; exit 1"]);
+        let ran = run(command, &Tables::new(), Duration::from_secs(5), |_| {}).expect("sh starts");
+        assert_eq!(ran.ending, Ending::Status(0));
     }
 
     #[test]

@@ -64,7 +64,10 @@ fn main() -> u64 {
     };
     let mut complete = true;
     for function in functions.iter().filter(|function| !function.listed) {
-        defmt::error!("GROUPS ERROR {} was found by the PCI server but is in no group", function.bdf);
+        defmt::error!(
+            "GROUPS ERROR {} was found by the PCI server but is in no group the IOMMU server listed",
+            function.bdf
+        );
         complete = false;
     }
     if !complete {
@@ -115,6 +118,15 @@ fn report_groups(buffer: &mut Buffer, functions: &mut [Function]) -> Result<u16,
             Ok(iommu::Reply::GroupInfo { group: id, members, reasons, .. }) => {
                 for bdf in &members {
                     list(functions, id, *bdf)?;
+                }
+                if members.is_full() {
+                    // A larger group's other members are cut off; say so
+                    // before the missing functions are named.
+                    defmt::warn!(
+                        "group {=u16} lists {=usize} functions, the most one reply carries: it may have more",
+                        id,
+                        members.len()
+                    );
                 }
                 for sentence in reasons.as_str().lines().filter(|line| !line.is_empty()) {
                     defmt::info!("REASON {=u16} {=str}", id, sentence);
