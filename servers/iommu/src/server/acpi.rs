@@ -16,6 +16,8 @@ pub struct UnitDescription {
     pub host_address_width: u8,
     /// Bytes of its register set.
     pub register_size: u64,
+    /// The reserved memory regions of its segment.
+    pub reserved: Vec<ReservedRegion, MAX_REGIONS>,
 }
 
 /// The DMAR entry of the unit whose registers `registers` grants, read from

@@ -16,11 +16,13 @@
 pub mod domains;
 pub mod kernel;
 mod requests;
+pub mod reserved;
 pub mod switch;
 mod text;
 
 pub use self::text::refused;
 
+use capabilities::ErrorCode;
 use capabilities::config::IommuConfig;
 use capabilities::iommu::{Reply, Request};
 use capabilities::pci::{MAX_FUNCTIONS, PciFunction};
@@ -29,6 +31,7 @@ use iommu_groups::Groups;
 
 use self::domains::{DomainIndex, Domains};
 use self::kernel::Kernel;
+use self::reserved::{MAX_REGIONS, ReservedRegion};
 use self::switch::{Requesters, Switch};
 use crate::capability::{AddressWidth, Capabilities};
 use crate::context::ContextTables;
@@ -114,6 +117,25 @@ pub struct Ready {
     pub address_spaces: Vec<AddressSpace, MAX_ADDRESS_SPACES>,
     /// Faults per group.
     pub faults: Vec<FaultLog<FAULT_LOG>, MAX_GROUPS>,
+    /// Devices with reserved memory regions, identity-mapped in their
+    /// groups' default domains; those groups stay kernel-owned.
+    pub reserved: Vec<ReservedDevice, MAX_RESERVED_DEVICES>,
+}
+
+/// Most devices with reserved regions the server tracks.
+pub const MAX_RESERVED_DEVICES: usize = 16;
+
+/// A device with a reserved memory region, and its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReservedDevice {
+    /// The device.
+    pub device: capabilities::pci::Bdf,
+    /// Its group.
+    pub group: u16,
+    /// The region's first byte.
+    pub base: u64,
+    /// Its last byte.
+    pub limit: u64,
 }
 
 /// The hardware side: the unit, its tables and table memory.
@@ -139,6 +161,8 @@ pub struct Service<R: Registers, Q: QueueMemory, T: TablePages> {
     /// Every domain and mapping (kept out of [`Ready`] so that building
     /// it, on the topology report, needs little stack).
     domains: Domains,
+    /// The platform's reserved memory regions (DMAR RMRRs).
+    reserved: Vec<ReservedRegion, MAX_REGIONS>,
     serial: u32,
     faults_seen: u64,
     limiter: RateLimiter,
@@ -183,10 +207,22 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
             topology: Vec::new(),
             ready: None,
             domains: Domains::new(),
+            reserved: Vec::new(),
             serial: 0,
             faults_seen: 0,
             limiter: RateLimiter::new(16, 1_000_000, now),
         })
+    }
+
+    /// Records the platform's reserved memory regions, to identity-map
+    /// for their devices when the topology arrives (refused afterwards:
+    /// the default domains already exist).
+    pub fn set_reserved_regions(&mut self, regions: Vec<ReservedRegion, MAX_REGIONS>) -> Result<(), ErrorCode> {
+        if self.ready.is_some() {
+            return Err(ErrorCode::Busy);
+        }
+        self.reserved = regions;
+        Ok(())
     }
 
     /// The unit's capabilities.

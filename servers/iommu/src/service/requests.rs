@@ -16,7 +16,10 @@ use super::domains::{DomainIndex, Domains, Mapping, MappingOwner, iova_error};
 use super::kernel::Kernel;
 use super::switch::{MAX_REQUESTERS, Requesters};
 use super::text::{busy, refused};
-use super::{AddressSpace, Answer, DmaHandle, GroupCap, Hardware, Ready, Service, domain_window, switch};
+use super::{
+    AddressSpace, Answer, DmaHandle, GroupCap, Hardware, MAX_RESERVED_DEVICES, Ready, ReservedDevice, Service,
+    domain_window, switch,
+};
 use crate::fault::FaultLog;
 use crate::invalidation::policy;
 use crate::memory::{PAGE_SIZE, TablePages};
@@ -171,6 +174,17 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
                 return refused(ErrorCode::PermissionDenied, "the policy assigns no device of that group to this task")
                     .into();
             }
+            if let Some(reserved) = ready.reserved.iter().find(|d| d.group == group) {
+                let mut text = String::<160>::new();
+                let _ = core::fmt::write(
+                    &mut text,
+                    format_args!(
+                        "group {group} holds {}, which firmware DMAs to at {:#x}..={:#x} (a reserved memory region): kernel-owned only",
+                        reserved.device, reserved.base, reserved.limit
+                    ),
+                );
+                return refused(ErrorCode::PermissionDenied, &text).into();
+            }
             let presented = received.first().copied();
             if presented.and_then(|slot| k.task_of(slot)) != Some(caller) {
                 return refused(ErrorCode::PermissionDenied, "present your own task capability with the claim").into();
@@ -320,6 +334,7 @@ fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) 
             .map_err(|_| "no table memory or domain id for a default domain")?;
         defaults.push(domain).map_err(|_| "more groups than the server can hold")?;
     }
+    let reserved = map_reserved(s, &groups, &defaults);
     let ownership = Ownership::new(groups.count());
     let no_ioas = |_: u16| None;
     let mut hw = switch(&mut s.hw, &requesters, &s.domains, &defaults, &no_ioas);
@@ -337,7 +352,54 @@ fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) 
         group_caps: Vec::new(),
         address_spaces: Vec::new(),
         faults,
+        reserved,
     })
+}
+
+/// Identity-maps every reserved region in the default domains of the
+/// groups of the devices that use it, before translation is on; returns
+/// those devices. A region that cannot be mapped is logged: its device's
+/// firmware-started DMA will fault, which the fault log then shows.
+fn map_reserved<R: Registers, Q: QueueMemory, T: TablePages>(
+    s: &mut Service<R, Q, T>,
+    groups: &iommu_groups::Groups,
+    defaults: &[DomainIndex],
+) -> Vec<ReservedDevice, MAX_RESERVED_DEVICES> {
+    let mut devices: Vec<ReservedDevice, MAX_RESERVED_DEVICES> = Vec::new();
+    for region in &s.reserved {
+        for scope in &region.scopes {
+            let Some(device) = scope.resolve(&s.topology) else {
+                error!("a reserved region at {=u64:#x} names a device this machine lacks", region.base);
+                continue;
+            };
+            let Some(group) = groups.group_of(device).map(|id| id.0) else { continue };
+            let record = ReservedDevice { device, group, base: region.base, limit: region.limit };
+            let already = devices.iter().any(|d| d.group == group && d.base == region.base);
+            if devices.push(record).is_err() {
+                error!("too many devices with reserved regions: {} is not tracked", device);
+                continue;
+            }
+            let Some(domain) = defaults.get(usize::from(group)).and_then(|&index| s.domains.get_mut(index)) else {
+                continue;
+            };
+            if already {
+                continue;
+            }
+            let pages = region.pages();
+            let access = Access { read: true, write: true };
+            let mapped = domain.iova.reserve(region.base, pages).map_err(|_| ()).and_then(|()| {
+                domain.table.map(&mut s.hw.pages, region.base, region.base, pages, access).map_err(|_| ())
+            });
+            match mapped {
+                Ok(_) => info!(
+                    "reserved region {=u64:#x}..={=u64:#x} identity-mapped for {} (group {=u16}, kernel-owned only)",
+                    region.base, region.limit, device, group
+                ),
+                Err(()) => error!("reserved region {=u64:#x} could not be mapped for {}", region.base, device),
+            }
+        }
+    }
+    devices
 }
 
 /// Unmaps every mapping `owner` made, invalidating before each pin goes.

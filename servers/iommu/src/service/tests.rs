@@ -78,7 +78,13 @@ impl Kernel for FakeKernel {
     }
 }
 
-fn function(bus: u8, device: u8, function: u8, header: HeaderKind, pcie: Option<PcieDeviceType>) -> PciFunction {
+pub(super) fn function(
+    bus: u8,
+    device: u8,
+    function: u8,
+    header: HeaderKind,
+    pcie: Option<PcieDeviceType>,
+) -> PciFunction {
     PciFunction {
         bdf: Bdf::new(bus, device, function).unwrap(),
         vendor_id: 0x1234,
@@ -152,6 +158,14 @@ struct Rig {
 
 impl Rig {
     fn new(cap: u64) -> Self {
+        Self::with_reserved(cap, heapless::Vec::new())
+    }
+
+    /// A rig whose platform has the reserved memory `regions`.
+    fn with_reserved(
+        cap: u64,
+        regions: heapless::Vec<super::reserved::ReservedRegion, { super::reserved::MAX_REGIONS }>,
+    ) -> Self {
         let fake = FakeUnit::new(cap, QEMU_ECAP);
         let queue = fake.queue_memory();
         let config = crate::unit::QueueConfig {
@@ -162,6 +176,7 @@ impl Rig {
         let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0)
             .expect("starts");
         let mut rig = Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+        rig.service.set_reserved_regions(regions).expect("before the topology");
         let pci = policy(PCI, &[Operation::ReportTopology]);
         let functions = topology();
         let (first, rest) = functions.split_at(2);
@@ -423,6 +438,32 @@ fn a_dead_owners_groups_are_blocked_and_its_mappings_unpinned() {
     assert_eq!(rig.domain_of(bdf(0, 4)), None);
     assert!(rig.k.minted.is_empty(), "its group capability is revoked");
     assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+    rig.check_invariant();
+}
+
+#[test]
+fn reserved_regions_are_identity_mapped_and_keep_their_groups_kernel_owned() {
+    use super::reserved::{ReservedRegion, ScopePath};
+    let path = ScopePath { start_bus: 0, hops: heapless::Vec::from_slice(&[(4, 0)]).unwrap() };
+    let region =
+        ReservedRegion { base: 0xe_8000, limit: 0xe_9fff, scopes: heapless::Vec::from_slice(&[path]).unwrap() };
+    let mut rig = Rig::with_reserved(QEMU_CAP, heapless::Vec::from_slice(&[region]).unwrap());
+    let group = rig.service.ready().unwrap().groups.group_of(bdf(0, 4)).unwrap().0;
+    let default = rig.service.ready().unwrap().defaults[usize::from(group)];
+    let translated = {
+        let table = &rig.service.domains().get(default).unwrap().table;
+        table.translate(&rig.service.hw.pages, 0xe_9abc).map(|t| t.physical)
+    };
+    assert_eq!(translated, Some(0xe_9abc), "one to one, from before translation is on");
+    let refused = rig.claim_group(USER, bdf(0, 4)).expect_err("kernel-owned only");
+    let (code, reason) = refusal(&refused);
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert!(reason.contains("00:04.0") && reason.contains("reserved memory region"), "{reason}");
+    let handle = rig.claim_kernel(bdf(0, 4)).expect("a trusted driver may have it");
+    let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 64);
+    let Reply::Mapped { iova } = reply else { panic!("{reply:?}") };
+    assert!(iova + 64 * 4096 <= 0xe_8000 || iova > 0xe_9fff, "the DMA API never hands out the region");
+    assert_eq!(rig.service.set_reserved_regions(heapless::Vec::new()), Err(ErrorCode::Busy), "too late");
     rig.check_invariant();
 }
 
