@@ -88,6 +88,10 @@ fn main() -> u64 {
             return 1;
         }
     };
+    if let Err(code) = service.set_reserved_regions(unit.reserved) {
+        defmt::error!("the reserved memory regions cannot be recorded: {}", code);
+        return 1;
+    }
     let queued = service.hardware().unit.queued_invalidation();
     let levels = service.hardware().table_config.width.levels();
     let caps = service.capabilities();

@@ -2,6 +2,8 @@
 
 use acpi_tables::{Dmar, SnapshotMemory};
 use capabilities::abi::PAGE_SIZE;
+use heapless::Vec;
+use iommu_server::service::reserved::{self, MAX_REGIONS, ReservedRegion};
 use userlib::cap::{Cap, DeviceMemory, Frame};
 use userlib::mmio;
 
@@ -81,5 +83,20 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
         unit.segment,
         dmar.host_address_width
     );
-    Some(UnitDescription { host_address_width: dmar.host_address_width, register_size: unit.register_size() })
+    let reserved = match reserved::from_dmar(&dmar, unit.segment) {
+        Ok(reserved) => reserved,
+        Err(reserved::TooMany) => {
+            defmt::error!("DMAR lists more reserved regions, devices or bridges than the server keeps");
+            return None;
+        }
+    };
+    for region in &reserved {
+        defmt::info!(
+            "reserved memory region {=u64:#x}..={=u64:#x} for {=usize} devices",
+            region.base,
+            region.limit,
+            region.scopes.len()
+        );
+    }
+    Some(UnitDescription { host_address_width: dmar.host_address_width, register_size: unit.register_size(), reserved })
 }
