@@ -170,7 +170,7 @@ fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
 /// The configuration blob task `index` receives: its part of the policy if
 /// it serves the PCI or IOMMU protocol, else nothing.
 fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capabilities::manifest::CONFIG_MAX }>> {
-    use capabilities::config::{Assignment, Binding, IommuConfig, PciConfig, TaskNames};
+    use capabilities::config::{Assignment, Binding, IommuConfig, Parameters, PciConfig, TaskNames};
     let names = || -> Result<TaskNames> {
         let mut names = TaskNames::default();
         for task in &policy.tasks {
@@ -204,6 +204,13 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             invalidation: endpoint.and_then(|e| e.invalidation).unwrap_or_default(),
         };
         postcard::to_slice(&config, &mut buffer).context("the IOMMU server's configuration does not fit")?
+    } else if !policy.tasks[index].parameters.is_empty() {
+        let mut parameters = Parameters::default();
+        for (name, value) in &policy.tasks[index].parameters {
+            let name = name.as_str().try_into().map_err(|_| anyhow::anyhow!("parameter name `{name}` too long"))?;
+            parameters.0.push((name, *value)).map_err(|_| anyhow::anyhow!("too many parameters"))?;
+        }
+        postcard::to_slice(&parameters, &mut buffer).context("the task's parameters do not fit")?
     } else {
         &[]
     };

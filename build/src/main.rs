@@ -39,7 +39,9 @@ commands:
   build [--policy FILE]                       build everything and pack the boot image
   run [--policy FILE] [--machine NAME] [--timeout SECONDS]
                                               boot the system in QEMU and show its log
-  test [--scenario NAME]... [--no-host]       run host unit tests and QEMU scenarios
+  test [--scenario NAME]... [--no-host] [--soak]
+                                              run host unit tests and QEMU scenarios
+                                              (--soak: the stress scenarios ten times bigger)
   lint                                        rustfmt and clippy, host and bare-metal
   bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)
   fuzz [--seconds N] [--target NAME]... [--merge]
@@ -120,8 +122,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             run(&root, &root.join(policy), machine, Duration::from_secs(timeout.unwrap_or(60)))
         }
         "test" => {
-            let options = Options::parse(rest, &["--scenario"], &["--no-host"])?;
-            test::run(&root, &options.all("--scenario"), !options.flag("--no-host"))
+            let options = Options::parse(rest, &["--scenario"], &["--no-host", "--soak"])?;
+            test::run(&root, &options.all("--scenario"), !options.flag("--no-host"), options.flag("--soak"))
         }
         "bench" => {
             let options = Options::parse(rest, &[], &["--no-peer"])?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use qemu::harness::{self, CaseResult, Summary};
@@ -21,7 +21,7 @@ const ORACLE: &str = "groups-oracle";
 
 /// Runs the tests; `only` limits the scenarios, policy checks and oracle
 /// topologies by name (all when empty).
-pub fn run(root: &Path, only: &[String], host: bool) -> Result<ExitCode> {
+pub fn run(root: &Path, only: &[String], host: bool, soak: bool) -> Result<ExitCode> {
     let started = Instant::now();
     setup::ensure_qemu()?;
     let mut summary = Summary::default();
@@ -55,7 +55,7 @@ pub fn run(root: &Path, only: &[String], host: bool) -> Result<ExitCode> {
         summary.add(&results);
     };
     for scenario in all_scenarios.iter().filter(|s| selected(&s.name)) {
-        report(run_scenario(root, &elves, scenario).unwrap_or_else(|error| {
+        report(run_scenario(root, &elves, scenario, soak).unwrap_or_else(|error| {
             vec![CaseResult { name: format!("{}/setup", scenario.name), passed: false, detail: format!("{error:#}") }]
         }));
     }
@@ -70,12 +70,17 @@ pub fn run(root: &Path, only: &[String], host: bool) -> Result<ExitCode> {
     Ok(ExitCode::from(summary.exit_code() as u8))
 }
 
-fn run_scenario(root: &Path, elves: &bare_metal::Elves, scenario: &scenario::Scenario) -> Result<Vec<CaseResult>> {
+fn run_scenario(
+    root: &Path,
+    elves: &bare_metal::Elves,
+    scenario: &scenario::Scenario,
+    soak: bool,
+) -> Result<Vec<CaseResult>> {
     let machine = Machine::load(root, &scenario.machine)?;
-    let policy = scenario.policy_file(root, &root.join("target/scenarios"))?;
+    let policy = scenario.policy_file(root, &root.join("target/scenarios"), soak)?;
     let system = system::prepare(root, elves, &policy)?;
     let command = machine.command(&system.kernel, &system.image);
-    let timeout = Duration::from_secs(scenario.timeout_seconds);
+    let timeout = scenario.timeout(soak);
     let run = runner::run(command, &system.tables, timeout, |_| {})?;
     eprintln!("scenario {}: {} in {:.2} s", scenario.name, run.ending, run.wall.as_secs_f64());
     let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());

@@ -86,6 +86,23 @@ pub struct PciConfig {
     pub bindings: Vec<Binding, MAX_DEVICE_RULES>,
 }
 
+/// Most parameters one task gets.
+pub const MAX_PARAMETERS: usize = 8;
+
+/// Named numbers the policy gives a task that serves no configured
+/// protocol (`parameters = { rounds = 2000 }`), e.g. how hard a stress
+/// test pushes; a scenario's soak setting overrides them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Parameters(pub Vec<(String<NAME_MAX>, u64), MAX_PARAMETERS>);
+
+impl Parameters {
+    /// The value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(key, _)| key.as_str() == name).map(|&(_, value)| value)
+    }
+}
+
 /// The IOMMU server's part of the policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -41,26 +41,39 @@ pub struct Scenario {
     /// of a scenario (e.g. `{ endpoints.iommu.invalidation = "registers" }`).
     #[serde(default)]
     pub policy_overrides: toml::Table,
+    /// Further overrides for `cargo xtask test --soak`, which also gives
+    /// the scenario ten times its timeout (e.g. ten times the rounds).
+    #[serde(default)]
+    pub soak_policy_overrides: toml::Table,
 }
 
 impl Scenario {
-    /// The policy file to boot: the named one, or, with overrides, a copy
-    /// with them laid over it, written under `scratch`.
-    pub fn policy_file(&self, root: &Path, scratch: &Path) -> Result<PathBuf> {
+    /// The policy file to boot: the named one, or, with overrides (and
+    /// the soak overrides when `soak`), a copy with them laid over it,
+    /// written under `scratch`.
+    pub fn policy_file(&self, root: &Path, scratch: &Path, soak: bool) -> Result<PathBuf> {
         let path = root.join(&self.policy);
-        if self.policy_overrides.is_empty() {
+        if self.policy_overrides.is_empty() && !(soak && !self.soak_policy_overrides.is_empty()) {
             return Ok(path);
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut policy: toml::Table =
             toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
         overlay(&mut policy, &self.policy_overrides);
+        if soak {
+            overlay(&mut policy, &self.soak_policy_overrides);
+        }
         std::fs::create_dir_all(scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
         let merged = scratch.join(format!("{}.policy.toml", self.name));
         let header = format!("# {} with the overrides of scenario `{}`\n", self.policy.display(), self.name);
         let body = toml::to_string(&policy).context("the merged policy cannot be written as TOML")?;
         std::fs::write(&merged, header + &body).with_context(|| format!("cannot write {}", merged.display()))?;
         Ok(merged)
+    }
+
+    /// How long a run may take.
+    pub fn timeout(&self, soak: bool) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds * if soak { 10 } else { 1 })
     }
 
     /// The harness expectations of this scenario.

@@ -178,10 +178,12 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
             stack_pages: stack,
             objects: task.objects,
             caps,
+            parameters: task.parameters.iter().map(|(key, value)| (key.clone(), *value)).collect(),
         });
     }
 
     check_servers(&mut report, &raw, &tasks, &endpoints);
+    check_parameters(&mut report, &raw, &tasks, &endpoints);
     let devices = super::devices::check(&mut report, &raw, &tasks);
     let init = raw.init.as_ref().and_then(|init| {
         let index = task_index(init.get_ref());
@@ -450,6 +452,37 @@ fn check_servers(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task], endpo
                     ),
                 );
             }
+        }
+    }
+}
+
+/// Parameters: short names, few of them, and only for tasks whose boot
+/// information does not already carry a server configuration.
+fn check_parameters(report: &mut Report, raw: &RawPolicy, tasks: &[Task], endpoints: &[Endpoint]) {
+    use capabilities::config::MAX_PARAMETERS;
+    for (index, task) in tasks.iter().enumerate() {
+        if task.parameters.is_empty() {
+            continue;
+        }
+        let span = raw.tasks.get(&task.name).map(|t| t.span()).unwrap_or(0..0);
+        let configured = endpoints.iter().any(|e| {
+            e.server == index
+                && e.protocol.is_some_and(|p| p.name == "pci" || p.name == capabilities::iommu::PROTOCOL.name)
+        });
+        if configured {
+            report.at(
+                span.clone(),
+                format!("task `{}`: a server of the pci or iommu protocol takes no parameters", task.name),
+            );
+        }
+        if task.parameters.len() > MAX_PARAMETERS {
+            report.at(span.clone(), format!("task `{}`: at most {MAX_PARAMETERS} parameters", task.name));
+        }
+        for (name, _) in task.parameters.iter().filter(|(name, _)| name.is_empty() || name.len() > NAME_MAX) {
+            report.at(
+                span.clone(),
+                format!("task `{}`: parameter name `{name}` must be 1 to {NAME_MAX} bytes", task.name),
+            );
         }
     }
 }

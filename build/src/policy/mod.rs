@@ -158,6 +158,8 @@ pub struct Task {
     pub objects: u16,
     /// Capabilities it receives, in declaration order (their slots).
     pub caps: Vec<Grant>,
+    /// Named numbers it reads from its boot information.
+    pub parameters: Vec<(String, u64)>,
 }
 
 /// A checked policy.

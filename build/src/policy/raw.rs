@@ -72,6 +72,8 @@ pub struct RawTask {
     #[serde(default)]
     pub objects: u16,
     #[serde(default)]
+    pub parameters: IndexMap<String, u64>,
+    #[serde(default)]
     pub caps: IndexMap<String, Spanned<RawCap>>,
 }
 

@@ -325,3 +325,20 @@ fn invalidation_is_an_iommu_endpoint_setting_with_two_values() {
         "{problems}"
     );
 }
+
+#[test]
+fn parameters_are_short_names_for_tasks_without_a_server_configuration() {
+    let with = GOOD.replace(
+        "[tasks.client]\nbinary = \"kernel-test\"\n",
+        "[tasks.client]\nbinary = \"kernel-test\"\nparameters = { rounds = 20, seed = 7 }\n",
+    );
+    let policy = check(&with).expect("valid");
+    let client = policy.tasks.iter().find(|t| t.name == "client").expect("declared");
+    assert_eq!(client.parameters, vec![("rounds".to_string(), 20), ("seed".to_string(), 7)]);
+    let long = with.replace("seed = 7", "a_parameter_name_far_too_long_for_it = 7");
+    let problems = check(&long).expect_err("too long").to_string();
+    assert!(
+        problems.contains("parameter name `a_parameter_name_far_too_long_for_it` must be 1 to 24 bytes"),
+        "{problems}"
+    );
+}

@@ -17,6 +17,11 @@ pub fn config_bytes() -> &'static [u8] {
     }
 }
 
+/// The parameter `name` the policy gives this task, or `default`.
+pub fn parameter(name: &str, default: u64) -> u64 {
+    config::<capabilities::config::Parameters>().ok().and_then(|parameters| parameters.get(name)).unwrap_or(default)
+}
+
 /// Decodes this task's configuration.
 pub fn config<'a, T: Deserialize<'a>>() -> Result<T, ErrorCode> {
     postcard::from_bytes(config_bytes()).map_err(|_| ErrorCode::Malformed)

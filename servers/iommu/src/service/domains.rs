@@ -14,7 +14,8 @@ use crate::pagetable::{PageTableConfig, PageTableError, SecondLevelTable};
 pub const MAX_DOMAINS: usize = 48;
 /// Most mappings alive at once, over every domain.
 pub const MAX_MAPPINGS: usize = 512;
-/// Ranges one domain's allocator tracks.
+/// Ranges one domain's allocator tracks: the separate mappings (and
+/// reserved regions) one address space or default domain may hold.
 pub const IOVA_RANGES: usize = 64;
 
 /// Index of a domain in the pool.
@@ -77,9 +78,11 @@ fn table_error(error: PageTableError) -> ErrorCode {
 /// The error code of an allocator refusal.
 pub fn iova_error(error: IovaError) -> ErrorCode {
     match error {
-        IovaError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+        // Separate mappings per domain are bounded like pages are: the
+        // owner frees some by unmapping.
+        IovaError::QuotaExceeded { .. } | IovaError::TooManyRanges { .. } => ErrorCode::QuotaExceeded,
         IovaError::Overlap { .. } => ErrorCode::AlreadyMapped,
-        IovaError::Exhausted { .. } | IovaError::TooManyRanges { .. } => ErrorCode::OutOfMemory,
+        IovaError::Exhausted { .. } => ErrorCode::OutOfMemory,
         _ => ErrorCode::InvalidArgument,
     }
 }

@@ -1,0 +1,446 @@
+//! A hostile task, run in QEMU: everything a buggy or malicious task can send, and a fault storm.
+//!
+//! It holds what a user task holds (the IOMMU server's user operations,
+//! the PCI server's holder operations, the edu driver's `copy`, and the
+//! groups of 00:04.0 and 00:06.0) and misuses all of it: random,
+//! truncated and oversized messages, capabilities that are empty, revoked
+//! or of the wrong kind, slots and IOVAs out of range, every quota run
+//! out. Every request must come back with an error code, the servers must
+//! go on serving the well-behaved driver, and the IOMMU server's counters
+//! must return to where they started. Then its device faults again and
+//! again: the group's fault log stays bounded and counts what it dropped
+//! exactly. The `rounds` and `storm` parameters size it (the soak setting
+//! multiplies them).
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use capabilities::ErrorCode;
+use capabilities::abi::ipc::MSG_MAX;
+use capabilities::abi::rights;
+use capabilities::iommu::{FAULTS_PER_REPLY, OwnerReport};
+use capabilities::pci::Bdf;
+use capabilities::{edu, iommu, pci_api};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
+use userlib::ipc::Buffer;
+use userlib::testkit::{self, Case, Outcome};
+use userlib::{boot, check, check_eq, check_ok, objects};
+
+userlib::cap_slot!(IOMMU: Endpoint = "iommu");
+userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
+userlib::entry!(main);
+
+/// Devices whose groups this task may own.
+const STORM_DEVICE: Bdf = Bdf::from_devfn(0, 6 << 3);
+const QUOTA_DEVICE: Bdf = Bdf::from_devfn(0, 4 << 3);
+/// Slots: a grant window (four), a group capability, frames, scratch.
+const WINDOW: u32 = 64;
+const GROUP: u32 = 70;
+const FRAME: u32 = 71;
+const BIG_FRAME: u32 = 72;
+const NOTIFICATION: u32 = 73;
+const DONE: u32 = 74;
+const SCRATCH: u32 = 75;
+/// Where the storm device's BAR0 is mapped.
+const BAR_VIRT: u64 = 0x2000_0000;
+/// The mapping quota the policy sets on the iommu endpoint.
+const MAPPING_QUOTA_PAGES: u64 = 32;
+/// Faults a group's log keeps.
+const FAULT_LOG: u64 = 16;
+
+/// The IOMMU server's counters when this task started (mappings, table
+/// pages, domains), packed.
+static BASELINE: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+
+fn main() -> u64 {
+    let objects_made = objects::alloc_frame(FRAME, 1).is_ok()
+        && objects::alloc_frame(BIG_FRAME, 2 * MAPPING_QUOTA_PAGES).is_ok()
+        && objects::create_notification(NOTIFICATION).is_ok()
+        && objects::create_notification(DONE).is_ok();
+    if !objects_made {
+        defmt::error!("TEST FAIL setup: no frames or notifications (the policy must allow four objects)");
+        return 1;
+    }
+    testkit::run(&[
+        Case { name: "the_servers_start_healthy", run: the_servers_start_healthy },
+        Case { name: "random_messages_get_error_codes_not_crashes", run: random_messages_get_error_codes_not_crashes },
+        Case { name: "truncated_requests_are_malformed", run: truncated_requests_are_malformed },
+        Case {
+            name: "oversized_messages_are_refused_by_the_kernel",
+            run: oversized_messages_are_refused_by_the_kernel,
+        },
+        Case { name: "bad_capabilities_in_messages_are_refused", run: bad_capabilities_in_messages_are_refused },
+        Case { name: "out_of_range_slots_and_iovas_are_refused", run: out_of_range_slots_and_iovas_are_refused },
+        Case { name: "every_quota_holds_and_comes_back", run: every_quota_holds_and_comes_back },
+        Case { name: "a_fault_storm_stays_bounded_and_counted", run: a_fault_storm_stays_bounded_and_counted },
+        Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
+    ])
+}
+
+// ----- helpers -----
+
+/// A xorshift generator: the same sequence every run, so a failure replays.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+fn call<Q: Serialize, R: DeserializeOwned>(
+    endpoint: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    request: &Q,
+    send: &[u32],
+) -> Result<R, ErrorCode> {
+    buffer.set_send_caps(send);
+    buffer.set_window(0, 0);
+    let result = endpoint.call_with(buffer, request);
+    buffer.set_send_caps(&[]);
+    buffer.decode::<R>(result?.len)
+}
+
+fn stats(buffer: &mut Buffer) -> Option<[u32; 3]> {
+    match call(IOMMU.get(), buffer, &iommu::Request::Stats, &[]) {
+        Ok(iommu::Reply::Stats { mappings, table_pages, domains, .. }) => Some([mappings, table_pages, domains]),
+        _ => None,
+    }
+}
+
+fn faults_seen(buffer: &mut Buffer) -> Option<u64> {
+    match call(IOMMU.get(), buffer, &iommu::Request::Stats, &[]) {
+        Ok(iommu::Reply::Stats { faults, .. }) => Some(faults),
+        _ => None,
+    }
+}
+
+/// The error code of a server's refusal.
+trait RefusalOf {
+    fn refusal(&self) -> Option<ErrorCode>;
+}
+
+impl RefusalOf for iommu::Reply {
+    fn refusal(&self) -> Option<ErrorCode> {
+        match self {
+            iommu::Reply::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl RefusalOf for pci_api::Reply {
+    fn refusal(&self) -> Option<ErrorCode> {
+        match self {
+            pci_api::Reply::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl RefusalOf for edu::Reply {
+    fn refusal(&self) -> Option<ErrorCode> {
+        match self {
+            edu::Reply::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Sends `len` bytes already in the buffer; the reply must decode as `R`.
+fn raw_call<R: DeserializeOwned>(endpoint: Cap<Endpoint>, buffer: &mut Buffer, len: usize) -> Result<R, ErrorCode> {
+    buffer.set_window(0, 0);
+    let received = endpoint.call(buffer, len)?;
+    buffer.decode::<R>(received.len)
+}
+
+/// Claims `device`'s group into [`GROUP`].
+fn claim(buffer: &mut Buffer, device: Bdf) -> Result<(), ErrorCode> {
+    buffer.set_send_caps(&[own::TASK.slot()]);
+    buffer.set_window(GROUP, 1);
+    let result = IOMMU.get().call_with(buffer, &iommu::Request::ClaimGroup { device });
+    buffer.set_send_caps(&[]);
+    buffer.set_window(0, 0);
+    match buffer.decode::<iommu::Reply>(result?.len)? {
+        iommu::Reply::Group { .. } => Ok(()),
+        reply => Err(reply.refusal().unwrap_or(ErrorCode::Malformed)),
+    }
+}
+
+fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
+    let reply = call::<_, iommu::Reply>(Cap::at(GROUP), buffer, &iommu::Request::Release, &[]);
+    let _ = Cap::<Endpoint>::at(GROUP).delete();
+    match reply? {
+        iommu::Reply::Done => Ok(()),
+        other => Err(other.refusal().unwrap_or(ErrorCode::Malformed)),
+    }
+}
+
+fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
+    for _ in 0..200 {
+        if let Ok(iommu::Reply::Owner { owner: OwnerReport::Unowned, .. }) =
+            call(IOMMU.get(), buffer, &iommu::Request::Owner { device }, &[])
+        {
+            return true;
+        }
+        let _ = Cap::<Notification>::at(NOTIFICATION).wait(0, 10_000);
+    }
+    false
+}
+
+fn driver_works(buffer: &mut Buffer) -> bool {
+    matches!(
+        call::<_, edu::Reply>(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 256, seed: 0x42 }, &[]),
+        Ok(edu::Reply::Copied { matched: true, .. })
+    )
+}
+
+// ----- the cases -----
+
+fn the_servers_start_healthy(buffer: &mut Buffer) -> Outcome {
+    let start = stats(buffer);
+    check!(start.is_some(), "the IOMMU server answers");
+    for (slot, value) in BASELINE.iter().zip(start.unwrap_or_default()) {
+        slot.store(value, Ordering::Relaxed);
+    }
+    check!(driver_works(buffer), "the well-behaved driver's DMA works");
+    Ok(())
+}
+
+fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
+    let rounds = boot::parameter("rounds", 1000);
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let (mut refused, mut answered) = (0u64, 0u64);
+    for round in 0..rounds {
+        let len = match random.below(16) {
+            0 => random.below(MSG_MAX as u64 + 1),
+            _ => random.below(64),
+        } as usize;
+        for byte in &mut buffer.message_mut()[..len] {
+            *byte = random.next() as u8;
+        }
+        // Some messages carry a capability from an arbitrary slot.
+        let carried = [random.below(140) as u32];
+        buffer.set_send_caps(if random.below(8) == 0 { &carried } else { &[] });
+        let code = match round % 3 {
+            0 => raw_call::<iommu::Reply>(IOMMU.get(), buffer, len).map(|reply| reply.refusal()),
+            1 => raw_call::<pci_api::Reply>(PCI.get(), buffer, len).map(|reply| reply.refusal()),
+            _ => raw_call::<edu::Reply>(EDU_DMA.get(), buffer, len).map(|reply| reply.refusal()),
+        };
+        buffer.set_send_caps(&[]);
+        match code {
+            Ok(Some(_)) => refused += 1,
+            Ok(None) => answered += 1,
+            Err(code) => {
+                defmt::error!("  round {=u64}: {=usize} bytes: the call itself failed: {}", round, len, code);
+                check!(false, "every message gets a reply the client can decode");
+            }
+        }
+    }
+    defmt::info!(
+        "  {=u64} random messages: {=u64} refused with an error code, {=u64} valid by chance",
+        rounds,
+        refused,
+        answered
+    );
+    check!(driver_works(buffer), "the driver still works");
+    Ok(())
+}
+
+fn truncated_requests_are_malformed(buffer: &mut Buffer) -> Outcome {
+    let group = iommu::Request::Groups { group: 1 };
+    let copy = edu::Request::Copy { len: 300, seed: 1 };
+    let read = pci_api::Request::ConfigRead { device: STORM_DEVICE, offset: 0x40, width: 4 };
+    let mut checked = 0;
+    for which in 0..3 {
+        let full = match which {
+            0 => check_ok!(buffer.encode(&group)),
+            1 => check_ok!(buffer.encode(&read)),
+            _ => check_ok!(buffer.encode(&copy)),
+        };
+        for len in 0..full {
+            let _ = match which {
+                0 => buffer.encode(&group),
+                1 => buffer.encode(&read),
+                _ => buffer.encode(&copy),
+            };
+            let code = match which {
+                0 => check_ok!(raw_call::<iommu::Reply>(IOMMU.get(), buffer, len)).refusal(),
+                1 => check_ok!(raw_call::<pci_api::Reply>(PCI.get(), buffer, len)).refusal(),
+                _ => check_ok!(raw_call::<edu::Reply>(EDU_DMA.get(), buffer, len)).refusal(),
+            };
+            check_eq!(code, Some(ErrorCode::Malformed), "a cut-off request is malformed");
+            checked += 1;
+        }
+    }
+    defmt::info!("  {=usize} truncated requests, each refused as malformed", checked);
+    Ok(())
+}
+
+fn oversized_messages_are_refused_by_the_kernel(buffer: &mut Buffer) -> Outcome {
+    for len in [MSG_MAX + 1, MSG_MAX + 4096, usize::MAX] {
+        let result = IOMMU.get().call(buffer, len);
+        check_eq!(result.map(|_| ()), Err(ErrorCode::TooLarge), "longer than a message");
+    }
+    check!(stats(buffer).is_some());
+    Ok(())
+}
+
+fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
+    check_ok!(claim(buffer, QUOTA_DEVICE));
+    let group = Cap::<Endpoint>::at(GROUP);
+    let ioas = match check_ok!(call(group, buffer, &iommu::Request::IoasCreate, &[])) {
+        iommu::Reply::Ioas { ioas } => ioas,
+        _ => 0,
+    };
+    let map = iommu::Request::Map { ioas, iova: 0x10_0000, writable: true };
+    // No frame, an empty slot, a notification instead of a frame, a
+    // revoked frame, and the group capability itself.
+    let empty = SCRATCH + 1;
+    let revoked = check_ok!(Cap::<Frame>::at(FRAME).copy_to(SCRATCH, rights::WRITE | rights::GRANT));
+    check_ok!(Cap::<Frame>::at(FRAME).revoke());
+    for send in [&[][..], &[empty], &[NOTIFICATION], &[revoked.slot()], &[GROUP]] {
+        let reply: iommu::Reply = check_ok!(call(group, buffer, &map, send));
+        check!(reply.refusal().is_some(), "no frame, no mapping");
+    }
+    let _ = revoked.delete();
+    // A task capability that is not the claimant's own.
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, QUOTA_DEVICE));
+    buffer.set_send_caps(&[NOTIFICATION]);
+    buffer.set_window(GROUP, 1);
+    let reply = IOMMU.get().call_with(buffer, &iommu::Request::ClaimGroup { device: QUOTA_DEVICE });
+    buffer.set_send_caps(&[]);
+    buffer.set_window(0, 0);
+    let decoded = check_ok!(reply.and_then(|message| buffer.decode::<iommu::Reply>(message.len)));
+    check_eq!(decoded.refusal(), Some(ErrorCode::PermissionDenied), "a claim needs the claimant's own task capability");
+    Ok(())
+}
+
+fn out_of_range_slots_and_iovas_are_refused(buffer: &mut Buffer) -> Outcome {
+    for slot in [128, 4096, u32::MAX] {
+        let result = Cap::<Endpoint>::at(slot).call(buffer, 0);
+        check!(result.is_err(), "no capability at that slot");
+        check!(Cap::<Frame>::at(slot).info().is_err());
+        check!(Cap::<Frame>::at(FRAME).copy_to(slot, rights::SEND).is_err());
+    }
+    check_ok!(claim(buffer, QUOTA_DEVICE));
+    let group = Cap::<Endpoint>::at(GROUP);
+    let ioas = match check_ok!(call(group, buffer, &iommu::Request::IoasCreate, &[])) {
+        iommu::Reply::Ioas { ioas } => ioas,
+        _ => 0,
+    };
+    for iova in [0, 0x1001, 1 << 60, u64::MAX & !0xfff, 1 << 48] {
+        let map = iommu::Request::Map { ioas, iova, writable: false };
+        let reply: iommu::Reply = check_ok!(call(group, buffer, &map, &[FRAME]));
+        check!(reply.refusal().is_some(), "page 0, unaligned and out-of-range IOVAs are refused");
+    }
+    for iova in [0x1000, 1 << 50, u64::MAX] {
+        let reply: iommu::Reply = check_ok!(call(group, buffer, &iommu::Request::Unmap { ioas, iova }, &[]));
+        check!(reply.refusal().is_some(), "nothing mapped there");
+    }
+    let reply: iommu::Reply = check_ok!(call(group, buffer, &iommu::Request::Attach { ioas: Some(ioas + 7) }, &[]));
+    check_eq!(reply.refusal(), Some(ErrorCode::NotFound));
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, QUOTA_DEVICE));
+    Ok(())
+}
+
+fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
+    check_ok!(claim(buffer, QUOTA_DEVICE));
+    let group = Cap::<Endpoint>::at(GROUP);
+    let mut spaces = heapless::Vec::<u16, 4>::new();
+    for _ in 0..3 {
+        match check_ok!(call(group, buffer, &iommu::Request::IoasCreate, &[])) {
+            iommu::Reply::Ioas { ioas } => check!(spaces.push(ioas).is_ok()),
+            reply => check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded), "the third is past the quota"),
+        }
+    }
+    check_eq!(spaces.len(), 2, "the policy's address-space quota");
+    let ioas = spaces[0];
+    let map = iommu::Request::Map { ioas, iova: 0x10_0000, writable: true };
+    let reply: iommu::Reply = check_ok!(call(group, buffer, &map, &[BIG_FRAME]));
+    check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded), "a frame larger than the mapping quota");
+    let mut mapped = 0;
+    for page in 0..MAPPING_QUOTA_PAGES + 4 {
+        let map = iommu::Request::Map { ioas, iova: 0x10_0000 + page * 0x1000, writable: true };
+        match check_ok!(call(group, buffer, &map, &[FRAME])) {
+            iommu::Reply::Mapped { .. } => mapped += 1,
+            reply => check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded)),
+        }
+    }
+    check_eq!(mapped, MAPPING_QUOTA_PAGES, "one page at a time, up to the quota");
+    check!(claim(buffer, QUOTA_DEVICE).is_err(), "a group is claimed once");
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, QUOTA_DEVICE));
+    Ok(())
+}
+
+fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
+    let storm = boot::parameter("storm", 200);
+    check_ok!(claim(buffer, STORM_DEVICE));
+    let granted = match driver_kit::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
+            return Err(testkit::Failure { file: file!(), line: line!() });
+        }
+    };
+    let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
+        check!(false, "BAR0 and an interrupt");
+        return Ok(());
+    };
+    let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
+    let seen_before = faults_seen(buffer).unwrap_or(0);
+    for round in 0..storm {
+        // The group is blocked: every write faults.
+        check_ok!(device.dma(::edu::DEVICE_BUFFER, 0x10_0000 + (round % 64) * 0x1000, 8, true));
+        if round % 50 == 49 {
+            check!(driver_works(buffer), "other groups keep working during the storm");
+        }
+    }
+    let mut records = 0u64;
+    let mut dropped = 0u64;
+    loop {
+        let reply: iommu::Reply = check_ok!(call(Cap::at(GROUP), buffer, &iommu::Request::Faults, &[]));
+        let iommu::Reply::Faults { records: batch, remaining, dropped: lost } = reply else {
+            check!(false, "the fault log");
+            return Ok(());
+        };
+        records += batch.len() as u64;
+        dropped += lost;
+        check!(batch.iter().all(|fault| fault.source == STORM_DEVICE && fault.write));
+        if remaining == 0 || batch.len() < FAULTS_PER_REPLY {
+            break;
+        }
+    }
+    defmt::info!("  {=u64} faulting DMAs: {=u64} in the log, {=u64} counted as dropped", storm, records, dropped);
+    check_eq!(records, storm.min(FAULT_LOG), "the log stays bounded");
+    check_eq!(records + dropped, storm, "and counts exactly what it dropped");
+    check_eq!(faults_seen(buffer).map(|seen| seen - seen_before), Some(storm), "the server saw every one");
+    device.close();
+    check!(driver_kit::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, STORM_DEVICE));
+    Ok(())
+}
+
+fn the_servers_still_serve_and_leaked_nothing(buffer: &mut Buffer) -> Outcome {
+    let baseline = [0, 1, 2].map(|index| BASELINE[index].load(Ordering::Relaxed));
+    check_eq!(stats(buffer), Some(baseline), "mappings, table pages and domains back where they started");
+    check!(driver_works(buffer));
+    let devices = call::<_, pci_api::Reply>(PCI.get(), buffer, &pci_api::Request::Devices { index: 0 }, &[]);
+    check!(matches!(devices, Ok(pci_api::Reply::Device { .. })), "the PCI server answers");
+    Ok(())
+}
