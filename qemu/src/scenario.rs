@@ -53,7 +53,7 @@ impl Scenario {
     /// written under `scratch`.
     pub fn policy_file(&self, root: &Path, scratch: &Path, soak: bool) -> Result<PathBuf> {
         let path = root.join(&self.policy);
-        if self.policy_overrides.is_empty() && !(soak && !self.soak_policy_overrides.is_empty()) {
+        if self.policy_overrides.is_empty() && (!soak || self.soak_policy_overrides.is_empty()) {
             return Ok(path);
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
