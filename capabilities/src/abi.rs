@@ -134,6 +134,10 @@ syscalls! {
     /// right); the range may not touch RAM or devices the kernel or a boot
     /// grant holds.
     DeviceMemoryCreate = 33,
+    /// `TaskKill(task)`: ends the task the capability names (needs the
+    /// KILL right), as a fault would: everything it held is released and
+    /// its watchers are told. A supervisor's tool, granted by the policy.
+    TaskKill = 34,
 }
 
 /// Largest `defmt` frame a task may hand to [`Syscall::LogWrite`].
@@ -189,8 +193,10 @@ pub mod rights {
     /// Control: create device-memory capabilities for ranges that are
     /// neither RAM nor the kernel's or another boot grant's devices.
     pub const DEVICE: u32 = 1 << 12;
+    /// Task: end it.
+    pub const KILL: u32 = 1 << 13;
     /// Every right.
-    pub const ALL: u32 = (1 << 13) - 1;
+    pub const ALL: u32 = (1 << 14) - 1;
 }
 
 /// Kinds of kernel object a capability can name ([`Syscall::CapInfo`]).
@@ -248,6 +254,8 @@ pub mod task_state {
     pub const EXITED: u64 = 1;
     /// Killed by a fault; `rsi` is the vector, `rdx` the address.
     pub const KILLED: u64 = 2;
+    /// Ended by another task's `TaskKill`; `rsi` is that task's index.
+    pub const TERMINATED: u64 = 3;
 }
 
 /// The IPC buffer and message conventions.

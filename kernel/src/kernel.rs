@@ -271,7 +271,7 @@ impl Kernel {
         if let Some(init) = self.init {
             return match self.task(init).state {
                 TaskState::Dead { death: Death::Exited(code), .. } => Some(code.min(125) as u8),
-                TaskState::Dead { death: Death::Killed(_), .. } => Some(STATUS_INIT_KILLED),
+                TaskState::Dead { death: Death::Killed(_) | Death::Terminated { .. }, .. } => Some(STATUS_INIT_KILLED),
                 _ => None,
             };
         }

@@ -101,6 +101,11 @@ pub enum Death {
     Exited(u64),
     /// The kernel killed it for this fault.
     Killed(Fault),
+    /// Another task ended it with `TaskKill`.
+    Terminated {
+        /// The task that did.
+        by: TaskId,
+    },
 }
 
 /// What a task is doing.

@@ -268,6 +268,9 @@ fn grant(
             misplaced(report, "mint", "send");
         }
     }
+    if cap.watch.is_none() && cap.kill.is_some() {
+        misplaced(report, "kill", "watch");
+    }
     if cap.notification.is_none() && (cap.signal.is_some() || cap.wait.is_some() || cap.badge.is_some()) {
         misplaced(report, "signal, wait and badge", "notification");
     }
@@ -371,7 +374,8 @@ fn grant(
             report.at(name.span(), format!("{what}: task `{}` to watch is not declared", name.get_ref()));
             return None;
         };
-        return plain(GrantObject::Task(index), rights::WATCH, 0);
+        let kill = if cap.kill == Some(true) { rights::KILL } else { 0 };
+        return plain(GrantObject::Task(index), rights::WATCH | kill, 0);
     }
     if let Some(ports) = &cap.io_ports {
         if ports.count == 0 || u32::from(ports.base) + u32::from(ports.count) > 0x1_0000 {

@@ -91,6 +91,7 @@ pub struct RawCap {
     pub wait: Option<bool>,
     pub badge: Option<u64>,
     pub watch: Option<Spanned<String>>,
+    pub kill: Option<bool>,
     pub io_ports: Option<RawPorts>,
     pub interrupt: Option<RawInterrupt>,
     pub device_memory: Option<RawDeviceMemory>,

@@ -28,6 +28,9 @@ impl Kernel {
         let name = self.task(id).name.clone();
         match death {
             Death::Exited(code) => info!("task {=str} exited with code {=u64}", name.as_str(), code),
+            Death::Terminated { by } => {
+                info!("task {=str} ended by {=str}", name.as_str(), self.task(by).name.as_str())
+            }
             Death::Killed(fault) => error!(
                 "task {=str} killed: {=str} ({=str}) at address {=u64:#x}, rip {=u64:#x}, error code {=u64:#x}",
                 name.as_str(),
@@ -108,6 +111,24 @@ impl Kernel {
         Ok([0; 3])
     }
 
+    /// `TaskKill`: ends the task capability `slot` names (KILL right); a
+    /// task ends itself with `Exit`.
+    pub(super) fn task_kill(&mut self, m: &mut impl Machine, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
+        let (_, cap) = self.caps.lookup(id, slot)?;
+        let Object::Task(target) = cap.object else { return Err(ErrorCode::WrongKind) };
+        if !cap.has(rights::KILL) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        if target == id {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        if self.task(target).is_dead() {
+            return Err(ErrorCode::PeerDied);
+        }
+        self.end_task(m, target, Death::Terminated { by: id });
+        Ok([0; 3])
+    }
+
     /// `TaskInfo`: alive, exited (code), or killed (vector, address).
     pub(super) fn task_info(&self, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
@@ -117,6 +138,7 @@ impl Kernel {
             TaskState::Dead { death: Death::Killed(fault), .. } => {
                 [task_state::KILLED, u64::from(fault.vector), fault.address]
             }
+            TaskState::Dead { death: Death::Terminated { by }, .. } => [task_state::TERMINATED, by.index() as u64, 0],
             _ => [task_state::ALIVE, 0, 0],
         })
     }

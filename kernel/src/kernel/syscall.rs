@@ -64,6 +64,7 @@ impl Kernel {
             Syscall::PortOut => Some(self.port_out(m, id, args)),
             Syscall::TaskWatch => Some(self.task_watch(id, args)),
             Syscall::TaskInfo => Some(self.task_info(id, args[0])),
+            Syscall::TaskKill => Some(self.task_kill(m, id, args[0])),
             Syscall::Time => Some(Ok([m.now(), 0, 0])),
             Syscall::DeviceMemoryCreate => Some(self.create_device_memory(id, args)),
         };

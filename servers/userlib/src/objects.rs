@@ -64,6 +64,11 @@ impl Cap<Task> {
         raw(Syscall::TaskWatch, [self.slot().into(), notification.slot().into(), bits, 0, 0, 0]).map(|_| ())
     }
 
+    /// Ends the task (needs the KILL right the policy's `kill = true` gives).
+    pub fn kill(self) -> Result<(), ErrorCode> {
+        raw(Syscall::TaskKill, [self.slot().into(), 0, 0, 0, 0, 0]).map(|_| ())
+    }
+
     /// Whether it lives, and how it ended.
     pub fn state(self) -> Result<TaskState, ErrorCode> {
         use capabilities::abi::task_state;

@@ -74,3 +74,35 @@ fn a_dead_tasks_objects_and_memory_are_all_returned() {
         sim.kernel.endpoints.is_empty() && sim.kernel.notifications.is_empty() && sim.kernel.frame_objects.is_empty()
     );
 }
+
+#[test]
+fn a_task_with_the_kill_right_ends_another_which_its_watchers_learn() {
+    let tasks = [
+        task("victim", 1, &[]),
+        task(
+            "supervisor",
+            3,
+            &[
+                cap(8, BootObject::Task(0), rights::WATCH | rights::KILL, 0),
+                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
+                cap(10, BootObject::Task(0), rights::WATCH, 0),
+            ],
+        ),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 0, 1);
+    sim.expect_running("supervisor");
+    sim.sys(Syscall::TaskWatch, [8, 9, 0b10, 0, 0, 0]).ok();
+    assert_eq!(sim.sys(Syscall::TaskKill, [10, 0, 0, 0, 0, 0]).error(), ErrorCode::PermissionDenied, "WATCH alone");
+    assert_eq!(sim.sys(Syscall::TaskKill, [9, 0, 0, 0, 0, 0]).error(), ErrorCode::WrongKind);
+    assert_eq!(
+        sim.sys(Syscall::TaskKill, [1, 0, 0, 0, 0, 0]).error(),
+        ErrorCode::PermissionDenied,
+        "its own cap: WATCH"
+    );
+    sim.sys(Syscall::TaskKill, [8, 0, 0, 0, 0, 0]).ok();
+    let supervisor = sim.id("supervisor");
+    assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]).ok()[0], 0b10, "the watch fired");
+    let info = sim.sys(Syscall::TaskInfo, [8, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(info, [task_state::TERMINATED, supervisor.index() as u64, 0]);
+    assert_eq!(sim.sys(Syscall::TaskKill, [8, 0, 0, 0, 0, 0]).error(), ErrorCode::PeerDied, "already dead");
+}
