@@ -32,6 +32,12 @@ use userlib::{boot, check, check_eq, check_ok, objects};
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
+userlib::cap_slot!(GO_A: Notification = "go-a");
+userlib::cap_slot!(GO_B: Notification = "go-b");
+userlib::cap_slot!(GO_C: Notification = "go-c");
+userlib::cap_slot!(VICTIM_A: Task = "victim-a");
+userlib::cap_slot!(VICTIM_B: Task = "victim-b");
+userlib::cap_slot!(VICTIM_C: Task = "victim-c");
 userlib::entry!(main);
 
 /// Devices whose groups this task may own.
@@ -77,6 +83,10 @@ fn main() -> u64 {
         Case { name: "out_of_range_slots_and_iovas_are_refused", run: out_of_range_slots_and_iovas_are_refused },
         Case { name: "every_quota_holds_and_comes_back", run: every_quota_holds_and_comes_back },
         Case { name: "a_fault_storm_stays_bounded_and_counted", run: a_fault_storm_stays_bounded_and_counted },
+        Case {
+            name: "owners_killed_at_random_points_give_everything_back",
+            run: owners_killed_at_random_points_give_everything_back,
+        },
         Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
     ])
 }
@@ -433,6 +443,31 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     check!(driver_kit::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, STORM_DEVICE));
+    Ok(())
+}
+
+fn owners_killed_at_random_points_give_everything_back(buffer: &mut Buffer) -> Outcome {
+    let victims = [
+        (GO_A.get(), VICTIM_A.get(), Bdf::from_devfn(1, 1 << 3)),
+        (GO_B.get(), VICTIM_B.get(), Bdf::from_devfn(0, 7 << 3)),
+        (GO_C.get(), VICTIM_C.get(), Bdf::from_devfn(0, 8 << 3)),
+    ];
+    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    for (go, _, _) in victims {
+        check_ok!(go.signal());
+    }
+    for (_, victim, device) in victims {
+        // Anywhere from before its first claim to the middle of a DMA.
+        let delay = 1_000 + random.below(400_000);
+        let _ = Cap::<Notification>::at(NOTIFICATION).wait(0, delay);
+        check_ok!(victim.kill());
+        defmt::info!("  killed the owner of {} after {=u64} us", device, delay);
+    }
+    for (_, _, device) in victims {
+        check!(wait_unowned(buffer, device), "each victim's group is reclaimed");
+    }
+    // What they held (address spaces, mappings, table pages) is checked
+    // by the next case: the server's counters are back to their start.
     Ok(())
 }
 
