@@ -170,7 +170,13 @@ fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
 /// The configuration blob task `index` receives: its part of the policy if
 /// it serves the PCI or IOMMU protocol, else nothing.
 fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capabilities::manifest::CONFIG_MAX }>> {
-    use capabilities::config::{Assignment, Binding, IommuConfig, Parameters, PciConfig, TaskNames};
+    use capabilities::config::{
+        Assignment, Binding, DeviceMatch, IommuConfig, IsolationAssertion, Parameters, PciConfig, ReservedRegionWaiver,
+        TaskNames,
+    };
+    fn short<const N: usize>(text: &str) -> Result<heapless::String<N>> {
+        text.try_into().map_err(|_| anyhow::anyhow!("`{text}` is longer than {N} bytes"))
+    }
     let names = || -> Result<TaskNames> {
         let mut names = TaskNames::default();
         for task in &policy.tasks {
@@ -202,6 +208,29 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             mapping_quota_pages: endpoint.and_then(|e| e.mapping_quota_pages).unwrap_or(DEFAULT_MAPPING_QUOTA_PAGES),
             address_space_quota: endpoint.and_then(|e| e.address_space_quota).unwrap_or(DEFAULT_ADDRESS_SPACES),
             invalidation: endpoint.and_then(|e| e.invalidation).unwrap_or_default(),
+            assertions: policy
+                .assertions
+                .iter()
+                .map(|assertion| {
+                    Ok(IsolationAssertion {
+                        name: short(&assertion.name)?,
+                        at: assertion.at,
+                        vendor: assertion.ids.0,
+                        device_id: assertion.ids.1,
+                        reason: short(&assertion.reason)?,
+                    })
+                })
+                .collect::<Result<heapless::Vec<_, { capabilities::config::MAX_ASSERTIONS }>>>()?,
+            waivers: policy
+                .devices
+                .iter()
+                .filter_map(|device| match (device.selector, &device.waiver) {
+                    (DeviceMatch::Address(device), Some(reason)) => {
+                        Some(short(reason).map(|reason| ReservedRegionWaiver { device, reason }))
+                    }
+                    _ => None,
+                })
+                .collect::<Result<heapless::Vec<_, { capabilities::config::MAX_ASSERTIONS }>>>()?,
         };
         postcard::to_slice(&config, &mut buffer).context("the IOMMU server's configuration does not fit")?
     } else if !policy.tasks[index].parameters.is_empty() {

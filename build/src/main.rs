@@ -110,6 +110,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             let policy = root.join(options.value("--policy").unwrap_or(DEFAULT_POLICY));
             let elves = bare_metal::build(&root, false)?;
             let system = system::prepare(&root, &elves, &policy)?;
+            system::print_warnings(&system);
             println!("{}", system::summary(&system.policy));
             println!("kernel: {}\nboot image: {}", system.kernel.display(), system.image.display());
             Ok(ExitCode::SUCCESS)
@@ -176,6 +177,7 @@ fn run(root: &std::path::Path, policy: &std::path::Path, machine: &str, timeout:
     let machine = Machine::load(root, machine)?;
     let elves = bare_metal::build(root, false)?;
     let system = system::prepare(root, &elves, policy)?;
+    system::print_warnings(&system);
     eprintln!("booting `{}` on machine `{}` ({})", system.policy.description, machine.name, machine.description);
     let command = machine.command(&system.kernel, &system.image);
     let run = runner::run(command, &system.tables, timeout, |line| println!("{line}"))?;
@@ -241,6 +243,9 @@ fn check_policy(root: &std::path::Path, path: &str, machine: Option<&str>, timeo
             return Ok(ExitCode::FAILURE);
         }
     };
+    for warning in &policy.warnings {
+        println!("{}:{}: {}", path.display(), warning.line, warning.message);
+    }
     let Some(machine) = machine else {
         println!("{}: valid ({} tasks, {} device rules)", path.display(), policy.tasks.len(), policy.devices.len());
         return Ok(ExitCode::SUCCESS);
@@ -249,7 +254,7 @@ fn check_policy(root: &std::path::Path, path: &str, machine: Option<&str>, timeo
     let machine = Machine::load(root, machine)?;
     let elves = bare_metal::build(root, false)?;
     eprintln!("booting machine `{}` to learn its IOMMU groups...", machine.name);
-    let booted = groups::boot(root, &elves, &machine, timeout)?;
+    let booted = groups::boot::boot_for_policy(root, &elves, &machine, timeout, &path)?;
     eprintln!(
         "machine `{}`: {} PCI functions in {} IOMMU groups (boot took {:.2} s)",
         machine.name,

@@ -28,6 +28,14 @@ pub fn task_binaries(root: &Path) -> Result<Vec<String>> {
     Ok(workspace::bare_metal_crates(root)?.into_iter().map(|c| c.name).filter(|name| name != "kernel").collect())
 }
 
+/// Prints the policy's warnings (its assertions and waivers), each with
+/// the file and line, for a person deciding whether to trust the system.
+pub fn print_warnings(system: &System) {
+    for warning in &system.policy.warnings {
+        eprintln!("{}:{}: {}", system.policy.path.display(), warning.line, warning.message);
+    }
+}
+
 /// Checks the policy at `policy_path`, packs its image and loads the tables.
 pub fn prepare(root: &Path, elves: &Elves, policy_path: &Path) -> Result<System> {
     let policy = policy::load(policy_path, &task_binaries(root)?)?;

@@ -79,6 +79,7 @@ fn run_scenario(
     let machine = Machine::load(root, &scenario.machine)?;
     let policy = scenario.policy_file(root, &root.join("target/scenarios"), soak)?;
     let system = system::prepare(root, elves, &policy)?;
+    system::print_warnings(&system);
     let command = machine.command(&system.kernel, &system.image);
     let timeout = scenario.timeout(soak);
     let run = runner::run(command, &system.tables, timeout, |_| {})?;
@@ -130,7 +131,7 @@ fn policy_check_case(root: &Path, elves: &bare_metal::Elves, check: &scenario::P
         let policy = policy::load(&path, &system::task_binaries(root)?)
             .context("the policy must be valid on its own, so that only the machine shows its problems")?;
         let machine = Machine::load(root, &check.machine)?;
-        let booted = groups::boot(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT)?;
+        let booted = groups::boot::boot_for_policy(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT, &path)?;
         eprintln!(
             "policy check {}: machine `{}` booted in {:.2} s",
             check.name,

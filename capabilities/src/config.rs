@@ -76,6 +76,70 @@ pub struct Assignment {
     pub task: u16,
 }
 
+/// Most isolation assertions, and most reserved-region waivers, a policy
+/// may make.
+pub const MAX_ASSERTIONS: usize = 4;
+/// Longest justification an assertion or a waiver carries.
+pub const JUSTIFICATION_MAX: usize = 160;
+
+/// Where an isolation assertion applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AssertedAt {
+    /// One function: a bridge or a switch or root port, which then counts
+    /// as isolating what is below it.
+    Function(Bdf),
+    /// Every function of one multifunction device, which then count as
+    /// isolated from each other.
+    Device {
+        /// Its bus.
+        bus: u8,
+        /// Its device number.
+        device: u8,
+    },
+}
+
+impl AssertedAt {
+    /// Whether the function at `bdf` is covered.
+    pub fn covers(&self, bdf: Bdf) -> bool {
+        match *self {
+            AssertedAt::Function(at) => at == bdf,
+            AssertedAt::Device { bus, device } => bdf.bus() == bus && bdf.device() == device,
+        }
+    }
+}
+
+/// The policy's statement that a device isolates its functions though it
+/// lacks the ACS controls that would show it: group formation splits
+/// there, and nowhere else. It names the device by address and identity;
+/// a device of another identity there voids it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct IsolationAssertion {
+    /// Its name in the policy.
+    pub name: String<NAME_MAX>,
+    /// Where.
+    pub at: AssertedAt,
+    /// The vendor id the device must have.
+    pub vendor: u16,
+    /// The device id it must have.
+    pub device_id: u16,
+    /// Why the policy's author believes it.
+    pub reason: String<JUSTIFICATION_MAX>,
+}
+
+/// The policy's permission for a user task to own the group of a device
+/// firmware does DMA to (an RMRR device), which is kernel-owned only
+/// otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReservedRegionWaiver {
+    /// The device.
+    pub device: Bdf,
+    /// Why the firmware's DMA does not matter once a user owns it.
+    pub reason: String<JUSTIFICATION_MAX>,
+}
+
 /// The PCI server's part of the policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -117,6 +181,10 @@ pub struct IommuConfig {
     pub address_space_quota: u16,
     /// How the server invalidates the unit's caches.
     pub invalidation: InvalidationMode,
+    /// Devices asserted to isolate their functions.
+    pub assertions: Vec<IsolationAssertion, MAX_ASSERTIONS>,
+    /// Reserved-region devices user tasks may own anyway.
+    pub waivers: Vec<ReservedRegionWaiver, MAX_ASSERTIONS>,
 }
 
 /// How the IOMMU server invalidates the remapping unit's caches.

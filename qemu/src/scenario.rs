@@ -100,7 +100,7 @@ pub struct PolicyCheck {
 }
 
 /// Lays `over` onto `base`: tables merge key by key, anything else replaces.
-fn overlay(base: &mut toml::Table, over: &toml::Table) {
+pub fn overlay(base: &mut toml::Table, over: &toml::Table) {
     for (key, value) in over {
         match (base.get_mut(key), value) {
             (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => overlay(inner, over),

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use qemu::console::LogLine;
 use qemu::machine::{Machine, QEMU};
 use qemu::runner::{self, Ending, Run};
@@ -38,7 +38,42 @@ pub struct Booted {
 /// Boots `machine` with the reporting system and reads its groups.
 /// `elves` must be freshly built (`bare_metal::build`).
 pub fn boot(root: &Path, elves: &Elves, machine: &Machine, timeout: Duration) -> Result<Booted> {
-    let system = system::prepare(root, elves, &root.join(POLICY))?;
+    boot_policy(root, elves, machine, timeout, &root.join(POLICY))
+}
+
+/// Like [`boot`], with the isolation assertions of the policy at
+/// `policy` in force, so that the groups are the ones that policy's
+/// system would see.
+pub fn boot_for_policy(
+    root: &Path,
+    elves: &Elves,
+    machine: &Machine,
+    timeout: Duration,
+    policy: &Path,
+) -> Result<Booted> {
+    let text = std::fs::read_to_string(policy).with_context(|| format!("cannot read {}", policy.display()))?;
+    let checked: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", policy.display()))?;
+    let Some(assertions) = checked.get("assertions") else { return boot(root, elves, machine, timeout) };
+    let base_path = root.join(POLICY);
+    let base = std::fs::read_to_string(&base_path).with_context(|| format!("cannot read {}", base_path.display()))?;
+    let mut merged: toml::Table =
+        toml::from_str(&base).with_context(|| format!("{} is not valid", base_path.display()))?;
+    let mut over = toml::Table::new();
+    over.insert("assertions".into(), assertions.clone());
+    qemu::scenario::overlay(&mut merged, &over);
+    let scratch = root.join("target/scenarios");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let stem = policy.file_stem().map_or("policy".into(), |stem| stem.to_string_lossy().into_owned());
+    let path = scratch.join(format!("groups-for-{stem}.toml"));
+    let body = toml::to_string(&merged).context("the merged policy cannot be written")?;
+    std::fs::write(&path, format!("# {POLICY} with the assertions of {}\n{body}", policy.display()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    boot_policy(root, elves, machine, timeout, &path)
+}
+
+fn boot_policy(root: &Path, elves: &Elves, machine: &Machine, timeout: Duration, policy: &Path) -> Result<Booted> {
+    let system = system::prepare(root, elves, policy)?;
     let command = machine.command(&system.kernel, &system.image);
     let run = runner::run(command, &system.tables, timeout, |_| {})?;
     let reported = run.lines.iter().filter(|line| line.source == REPORTER).map(|line| line.text.as_str());

@@ -185,6 +185,8 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
     check_servers(&mut report, &raw, &tasks, &endpoints);
     check_parameters(&mut report, &raw, &tasks, &endpoints);
     let devices = super::devices::check(&mut report, &raw, &tasks);
+    let (assertions, mut warnings) = super::assertions::check(&mut report, &raw);
+    warnings.extend(super::assertions::waiver_warnings(&devices, &tasks));
     let init = raw.init.as_ref().and_then(|init| {
         let index = task_index(init.get_ref());
         if index.is_none() {
@@ -203,6 +205,8 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
         notifications,
         init,
         devices,
+        assertions,
+        warnings,
     })
 }
 

@@ -103,8 +103,36 @@ pub(super) fn check(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task]) ->
             );
         }
         if let Some(selector) = selector {
-            devices.push(Device { name: name.clone(), line: line_of(report.text, span), selector, driver, user });
+            let waiver = device.reserved_region_waiver.as_ref().and_then(|reason| {
+                let problem = match (&selector, user) {
+                    (_, None) => Some("a reserved-region waiver lets a user task own the device: name the `user`"),
+                    (DeviceMatch::Ids { .. }, _) => Some("a reserved-region waiver names one device: use `address`"),
+                    _ if reason.get_ref().trim().len() < super::assertions::JUSTIFICATION_MIN => {
+                        Some("a reserved-region waiver needs its reason in words")
+                    }
+                    _ if reason.get_ref().len() > capabilities::config::JUSTIFICATION_MAX => {
+                        Some("the waiver's reason is too long")
+                    }
+                    _ => None,
+                };
+                if let Some(problem) = problem {
+                    report.at(reason.span(), format!("{what}: {problem}"));
+                }
+                problem.is_none().then(|| reason.get_ref().clone())
+            });
+            devices.push(Device {
+                name: name.clone(),
+                line: line_of(report.text, span),
+                selector,
+                driver,
+                user,
+                waiver,
+            });
         }
+    }
+    let waivers = devices.iter().filter(|device| device.waiver.is_some()).count();
+    if waivers > capabilities::config::MAX_ASSERTIONS {
+        report.at(0..0, format!("{waivers} reserved-region waivers; at most {}", capabilities::config::MAX_ASSERTIONS));
     }
     for (index, device) in devices.iter().enumerate() {
         for earlier in &devices[..index] {

@@ -6,6 +6,7 @@
 //! fields; checking reports every problem at once, each with the file and
 //! line and the names involved. `docs/policy.md` is the reference.
 
+mod assertions;
 mod check;
 pub mod devices;
 pub mod machine;
@@ -82,6 +83,9 @@ pub struct Device {
     pub driver: Option<(usize, bool)>,
     /// The user task that may own their groups.
     pub user: Option<usize>,
+    /// Why the user task may own it though firmware does DMA to it (a
+    /// reserved memory region).
+    pub waiver: Option<String>,
 }
 
 /// What a granted capability names.
@@ -162,6 +166,21 @@ pub struct Task {
     pub parameters: Vec<(String, u64)>,
 }
 
+/// An isolation assertion, checked.
+#[derive(Clone, Debug)]
+pub struct Assertion {
+    /// Its name.
+    pub name: String,
+    /// Line of its table.
+    pub line: usize,
+    /// Where it applies.
+    pub at: capabilities::config::AssertedAt,
+    /// The identity the device must have.
+    pub ids: (u16, u16),
+    /// Why.
+    pub reason: String,
+}
+
 /// A checked policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -179,6 +198,11 @@ pub struct Policy {
     pub init: Option<usize>,
     /// Device bindings and assignments.
     pub devices: Vec<Device>,
+    /// Isolation assertions.
+    pub assertions: Vec<Assertion>,
+    /// What is allowed but deserves a reader's attention (each assertion
+    /// and waiver), as `file:line: warning: ...`.
+    pub warnings: Vec<Problem>,
 }
 
 impl Policy {

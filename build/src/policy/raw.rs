@@ -18,6 +18,17 @@ pub struct RawPolicy {
     pub tasks: IndexMap<String, Spanned<RawTask>>,
     #[serde(default)]
     pub devices: IndexMap<String, Spanned<RawDevice>>,
+    #[serde(default)]
+    pub assertions: IndexMap<String, Spanned<RawAssertion>>,
+}
+
+/// `[assertions.X]`: a device asserted to isolate its functions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAssertion {
+    pub device: Spanned<String>,
+    pub ids: Spanned<String>,
+    pub reason: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +44,8 @@ pub struct RawDevice {
     pub dma: Option<bool>,
     #[serde(default)]
     pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub reserved_region_waiver: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -342,3 +342,53 @@ fn parameters_are_short_names_for_tasks_without_a_server_configuration() {
         "{problems}"
     );
 }
+
+#[test]
+fn an_isolation_assertion_names_a_device_its_identity_and_a_reason_and_earns_a_warning() {
+    let asserted = format!(
+        "{GOOD}\n[assertions.pair]\ndevice = \"00:07\"\nids = \"1234:11e8\"\nreason = \"the functions are separate models with no shared path\"\n"
+    );
+    let policy = check(&asserted).expect("valid");
+    assert_eq!(policy.assertions.len(), 1);
+    assert_eq!(policy.warnings.len(), 1);
+    assert!(
+        policy.warnings[0].message.contains("treat the functions of 00:07 (1234:11e8) as isolated from each other"),
+        "{:?}",
+        policy.warnings
+    );
+    let broken = asserted
+        .replace("\"00:07\"", "\"00:40\"")
+        .replace("1234:11e8", "1234")
+        .replace("the functions are separate models with no shared path", "trust me");
+    let problems = check(&broken).expect_err("three problems").to_string();
+    assert!(
+        problems.contains("assertion `pair`: `00:40` is neither a device (BB:DD) nor a function (BB:DD.F)"),
+        "{problems}"
+    );
+    assert!(problems.contains("assertion `pair`: ids `1234` are not vvvv:dddd"), "{problems}");
+    assert!(problems.contains("assertion `pair`: say why the device isolates its functions"), "{problems}");
+}
+
+#[test]
+fn a_reserved_region_waiver_goes_with_a_user_and_an_address() {
+    let base = format!("{GOOD}\n[devices.usb]\naddress = \"00:1d.0\"\n");
+    let waived =
+        format!("{base}user = \"client\"\nreserved-region-waiver = \"the firmware's USB emulation stops at boot\"\n");
+    let waived = waived.replace("kind = \"system-server\"\npriority = 2", "kind = \"user\"\npriority = 2");
+    let waived = waived.replace("rtc = { io-ports = { base = 0x70, count = 2 } }\nrtc-irq = { interrupt = { gsi = 8, trigger = \"edge\" } }\ncontrol = { control = [\"dma\", \"irq\"] }\nregs = { device-memory = { base = 0xfed90000, pages = 1 } }\n", "");
+    let policy = check(&waived).expect("valid");
+    assert!(
+        policy
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("user task `client` may own it even if firmware does DMA to it"))
+    );
+    let no_user = format!(
+        "{base}driver = \"echo\"\ndma = false\nreserved-region-waiver = \"the firmware's USB emulation stops at boot\"\n"
+    );
+    let problems = check(&no_user).expect_err("no user").to_string();
+    assert!(
+        problems.contains("a reserved-region waiver lets a user task own the device: name the `user`"),
+        "{problems}"
+    );
+}

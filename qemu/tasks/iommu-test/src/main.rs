@@ -420,7 +420,12 @@ fn user_claim_in_a_group_with_a_dma_driver_is_busy(buffer: &mut Buffer) -> Outco
     let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: BEHIND_B }));
     check!(matches!(adopted, edu::Reply::Adopted { .. }), "the trusted driver claims the group at probe");
     check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Kernel { drivers: 1 }));
-    check_eq!(claim(buffer, BEHIND_A), Err(ErrorCode::Busy), "no user claim beside a DMA driver");
+    let request = iommu::Request::ClaimGroup { device: BEHIND_A };
+    let reply: iommu::Reply = check_ok!(call(IOMMU.get(), buffer, &request, &[own::TASK.slot()], GROUP));
+    check_eq!(iommu_refusal(&reply), Some(ErrorCode::Busy), "no user claim beside a DMA driver");
+    let names = |text: &str| matches!(&reply, iommu::Reply::Refused { reason, .. } if reason.contains(text));
+    check!(names("edu-spare on 01:02.0"), "the refusal names the companion and its driver");
+    check!(names("alias through PCIe-to-PCI bridge 00:05.0"), "and why they share a group");
     let copied = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Copy { len: 256, seed: 5 }));
     check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "behind the bridge, DMA works");
     check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);

@@ -120,6 +120,19 @@ pub struct Ready {
     /// Devices with reserved memory regions, identity-mapped in their
     /// groups' default domains; those groups stay kernel-owned.
     pub reserved: Vec<ReservedDevice, MAX_RESERVED_DEVICES>,
+    /// The policy's isolation assertions that held on this machine.
+    pub asserted: Vec<AppliedAssertion, { capabilities::config::MAX_ASSERTIONS }>,
+}
+
+/// An isolation assertion the server applied: the functions it covered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedAssertion {
+    /// Its name in the policy.
+    pub name: heapless::String<{ capabilities::manifest::NAME_MAX }>,
+    /// Its reason.
+    pub reason: heapless::String<{ capabilities::config::JUSTIFICATION_MAX }>,
+    /// The functions treated as isolated.
+    pub functions: Vec<capabilities::pci::Bdf, 8>,
 }
 
 /// Most devices with reserved regions the server tracks.

@@ -17,8 +17,8 @@ use super::kernel::Kernel;
 use super::switch::{MAX_REQUESTERS, Requesters};
 use super::text::{busy, refused};
 use super::{
-    AddressSpace, Answer, DmaHandle, GroupCap, Hardware, MAX_RESERVED_DEVICES, Ready, ReservedDevice, Service,
-    domain_window, switch,
+    AddressSpace, Answer, AppliedAssertion, DmaHandle, GroupCap, Hardware, MAX_RESERVED_DEVICES, Ready, ReservedDevice,
+    Service, domain_window, switch,
 };
 use crate::fault::FaultLog;
 use crate::invalidation::policy;
@@ -95,7 +95,7 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
     let Some(ready) = s.ready.as_mut() else {
         return refused(ErrorCode::Busy, "the IOMMU server is still waiting for the PCI server's topology").into();
     };
-    let Ready { groups, requesters, ownership, defaults, handles, group_caps, address_spaces, .. } = ready;
+    let Ready { groups, requesters, ownership, defaults, handles, group_caps, address_spaces, asserted, .. } = ready;
     let domains = &mut s.domains;
     let group_of = |device: Bdf| groups.group_of(device).map(|id| id.0);
     match request {
@@ -174,12 +174,22 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
                 return refused(ErrorCode::PermissionDenied, "the policy assigns no device of that group to this task")
                     .into();
             }
-            if let Some(reserved) = ready.reserved.iter().find(|d| d.group == group) {
-                let mut text = String::<160>::new();
+            let waived = |device: Bdf| s.config.waivers.iter().any(|waiver| waiver.device == device);
+            for reserved in ready.reserved.iter().filter(|d| d.group == group && waived(d.device)) {
+                warn!(
+                    "{=str} may own group {=u16} though firmware does DMA to {} at {=u64:#x}: the policy waives it",
+                    names.name(caller),
+                    group,
+                    reserved.device,
+                    reserved.base
+                );
+            }
+            if let Some(reserved) = ready.reserved.iter().find(|d| d.group == group && !waived(d.device)) {
+                let mut text = String::<{ capabilities::iommu::REASON_MAX }>::new();
                 let _ = core::fmt::write(
                     &mut text,
                     format_args!(
-                        "group {group} holds {}, which firmware DMAs to at {:#x}..={:#x} (a reserved memory region): kernel-owned only",
+                        "group {group} holds {}, which firmware DMAs to at {:#x}..={:#x} (a reserved memory region): kernel-owned only, unless the policy waives it",
                         reserved.device, reserved.base, reserved.limit
                     ),
                 );
@@ -225,6 +235,7 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
             }
             let mut reasons = String::new();
             let _ = core::fmt::write(&mut reasons, format_args!("{}", groups.explain(id)));
+            super::text::assertion_notes(asserted, groups.members(id), &mut reasons);
             let members = groups.members(id).take(32).collect();
             let owner = ownership.owner(group).map(report).unwrap_or(OwnerReport::Unowned);
             Reply::GroupInfo { group, members, reasons, owner }.into()
@@ -307,6 +318,7 @@ fn report_topology<R: Registers, Q: QueueMemory, T: TablePages>(
 /// Forms the groups, gives each a default domain and points its requesters
 /// at it.
 fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) -> Result<Ready, &'static str> {
+    let asserted = apply_assertions(s);
     let groups = form_groups(&s.topology).map_err(|_| "the topology is inconsistent; no groups formed")?;
     let index = TopologyIndex::new(&s.topology).map_err(|_| "the topology is inconsistent")?;
     let mut requesters = Requesters::new();
@@ -353,7 +365,51 @@ fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) 
         address_spaces: Vec::new(),
         faults,
         reserved,
+        asserted,
     })
+}
+
+/// Applies the policy's isolation assertions that this machine bears out:
+/// the functions each covers count as ACS-isolated (as a device quirk
+/// would make them). One whose place holds no function, or a function of
+/// another identity, is void: logged, and nothing changes.
+fn apply_assertions<R: Registers, Q: QueueMemory, T: TablePages>(
+    s: &mut Service<R, Q, T>,
+) -> Vec<AppliedAssertion, { capabilities::config::MAX_ASSERTIONS }> {
+    let mut applied = Vec::new();
+    for assertion in &s.config.assertions {
+        let covered = || s.topology.iter().filter(|f| assertion.at.covers(f.bdf));
+        if covered().next().is_none() {
+            error!("isolation assertion `{=str}` is void: no function is where it says", assertion.name.as_str());
+            continue;
+        }
+        if let Some(other) = covered().find(|f| (f.vendor_id, f.device_id) != (assertion.vendor, assertion.device_id)) {
+            error!(
+                "isolation assertion `{=str}` is void: {} is {=u16:04x}:{=u16:04x}, not the asserted {=u16:04x}:{=u16:04x}",
+                assertion.name.as_str(),
+                other.bdf,
+                other.vendor_id,
+                other.device_id,
+                assertion.vendor,
+                assertion.device_id
+            );
+            continue;
+        }
+        let mut functions = Vec::new();
+        for function in s.topology.iter_mut().filter(|f| assertion.at.covers(f.bdf)) {
+            function.acs_quirk = Some(capabilities::pci::AcsFlags::ISOLATION);
+            let _ = functions.push(function.bdf);
+        }
+        info!(
+            "isolation assertion `{=str}` applied to {=usize} functions: {=str}",
+            assertion.name.as_str(),
+            functions.len(),
+            assertion.reason.as_str()
+        );
+        let record = AppliedAssertion { name: assertion.name.clone(), reason: assertion.reason.clone(), functions };
+        let _ = applied.push(record);
+    }
+    applied
 }
 
 /// Identity-maps every reserved region in the default domains of the

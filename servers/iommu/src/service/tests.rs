@@ -166,6 +166,17 @@ impl Rig {
         cap: u64,
         regions: heapless::Vec<super::reserved::ReservedRegion, { super::reserved::MAX_REGIONS }>,
     ) -> Self {
+        Self::with(cap, self::config(), topology(), regions)
+    }
+
+    /// A rig with its own configuration, topology and reserved regions.
+    fn with(
+        cap: u64,
+        config: IommuConfig,
+        functions: Vec<PciFunction>,
+        regions: heapless::Vec<super::reserved::ReservedRegion, { super::reserved::MAX_REGIONS }>,
+    ) -> Self {
+        let settings = config;
         let fake = FakeUnit::new(cap, QEMU_ECAP);
         let queue = fake.queue_memory();
         let config = crate::unit::QueueConfig {
@@ -173,12 +184,12 @@ impl Rig {
             size_order: 0,
             status_address: 0x9_0000,
         };
-        let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0)
+        let queue_config = config;
+        let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, queue_config)), settings, 39, 0)
             .expect("starts");
         let mut rig = Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
         rig.service.set_reserved_regions(regions).expect("before the topology");
         let pci = policy(PCI, &[Operation::ReportTopology]);
-        let functions = topology();
         let (first, rest) = functions.split_at(2);
         for (chunk, last) in [(first, false), (rest, true)] {
             let request = Request::ReportTopology { functions: chunk.iter().copied().collect(), last };
@@ -464,6 +475,81 @@ fn reserved_regions_are_identity_mapped_and_keep_their_groups_kernel_owned() {
     let Reply::Mapped { iova } = reply else { panic!("{reply:?}") };
     assert!(iova + 64 * 4096 <= 0xe_8000 || iova > 0xe_9fff, "the DMA API never hands out the region");
     assert_eq!(rig.service.set_reserved_regions(heapless::Vec::new()), Err(ErrorCode::Busy), "too late");
+    rig.check_invariant();
+}
+
+/// The usual topology plus a multifunction edu pair at 00:07.0 and
+/// 00:07.1 (conventional: no ACS, so Linux groups them together), the
+/// second assigned to the user too.
+fn with_multifunction_pair(assertion: Option<(u16, u16)>) -> Rig {
+    use capabilities::config::{AssertedAt, IsolationAssertion};
+    let mut functions = topology();
+    for number in 0..2 {
+        let mut pair = function(0, 7, number, HeaderKind::Normal, None);
+        pair.multifunction = true;
+        functions.push(pair);
+    }
+    let mut settings = config();
+    settings
+        .assignments
+        .push(Assignment { device: DeviceMatch::Address(Bdf::new(0, 7, 1).unwrap()), task: USER })
+        .unwrap();
+    if let Some((vendor, device_id)) = assertion {
+        let assertion = IsolationAssertion {
+            name: "edu-pair".try_into().unwrap(),
+            at: AssertedAt::Device { bus: 0, device: 7 },
+            vendor,
+            device_id,
+            reason: "edu functions share no path inside the device".try_into().unwrap(),
+        };
+        settings.assertions.push(assertion).unwrap();
+    }
+    Rig::with(QEMU_CAP, settings, functions, heapless::Vec::new())
+}
+
+#[test]
+fn an_isolation_assertion_splits_exactly_its_device_and_explains_itself() {
+    let (a, b) = (Bdf::new(0, 7, 0).unwrap(), Bdf::new(0, 7, 1).unwrap());
+    let plain = with_multifunction_pair(None);
+    let groups = &plain.service.ready().unwrap().groups;
+    assert_eq!(groups.group_of(a), groups.group_of(b), "without ACS, one group");
+    let mut rig = with_multifunction_pair(Some((0x1234, 0x11e8)));
+    let ready = rig.service.ready().unwrap();
+    assert_ne!(ready.groups.group_of(a), ready.groups.group_of(b), "the assertion splits the pair");
+    assert_eq!(ready.groups.count(), plain.service.ready().unwrap().groups.count() + 1, "and nothing else");
+    let group_b = ready.groups.group_of(b).unwrap().0;
+    let handle = rig.claim_kernel(a).expect("a trusted driver on one function");
+    assert!(handle != 0);
+    rig.claim_group(USER, b).expect("a user task on the other");
+    let info = rig.call(policy(USER, &[Operation::Groups]), Request::Groups { group: group_b }, &[]);
+    let Reply::GroupInfo { reasons, .. } = info else { panic!("{info:?}") };
+    assert!(reasons.contains("the policy asserts (`edu-pair`) that 00:07.0, 00:07.1 are isolated"), "{reasons}");
+    rig.check_invariant();
+}
+
+#[test]
+fn an_assertion_on_a_device_of_another_identity_is_void() {
+    let rig = with_multifunction_pair(Some((0x8086, 0x10d3)));
+    let ready = rig.service.ready().unwrap();
+    let (a, b) = (Bdf::new(0, 7, 0).unwrap(), Bdf::new(0, 7, 1).unwrap());
+    assert_eq!(ready.groups.group_of(a), ready.groups.group_of(b), "the pair stays together");
+    assert!(ready.asserted.is_empty());
+}
+
+#[test]
+fn a_waiver_lets_a_user_own_a_reserved_region_device() {
+    use super::reserved::{ReservedRegion, ScopePath};
+    let path = ScopePath { start_bus: 0, hops: heapless::Vec::from_slice(&[(4, 0)]).unwrap() };
+    let region =
+        ReservedRegion { base: 0xe_8000, limit: 0xe_8fff, scopes: heapless::Vec::from_slice(&[path]).unwrap() };
+    let mut settings = config();
+    let waiver = capabilities::config::ReservedRegionWaiver {
+        device: bdf(0, 4),
+        reason: "the firmware's USB emulation is off once the OS runs".try_into().unwrap(),
+    };
+    settings.waivers.push(waiver).unwrap();
+    let mut rig = Rig::with(QEMU_CAP, settings, topology(), heapless::Vec::from_slice(&[region]).unwrap());
+    rig.claim_group(USER, bdf(0, 4)).expect("waived");
     rig.check_invariant();
 }
 

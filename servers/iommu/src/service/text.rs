@@ -7,7 +7,7 @@ use capabilities::iommu::{REASON_MAX, Reply};
 use heapless::String;
 use iommu_groups::GroupId;
 
-use super::Ready;
+use super::{AppliedAssertion, Ready};
 use crate::ownership::Owner;
 
 /// A refusal with `reason`.
@@ -42,5 +42,25 @@ pub fn busy(ready: &Ready, names: &capabilities::config::TaskNames, group: u16, 
         Owner::Unowned => write!(text, "is free;"),
     };
     let _ = write!(text, " {}", ready.groups.explain(id));
+    assertion_notes(&ready.asserted, ready.groups.members(id), &mut text);
     Reply::Refused { code: ErrorCode::Busy, reason: text }
+}
+
+/// Appends, for each isolation assertion covering a member of the group
+/// `members` lists, which functions it covers and the policy's reason.
+pub fn assertion_notes<const N: usize>(
+    asserted: &[AppliedAssertion],
+    members: impl Iterator<Item = capabilities::pci::Bdf> + Clone,
+    text: &mut String<N>,
+) {
+    for applied in asserted {
+        if !members.clone().any(|member| applied.functions.contains(&member)) {
+            continue;
+        }
+        let _ = write!(text, "; the policy asserts (`{}`) that", applied.name);
+        for (index, function) in applied.functions.iter().enumerate() {
+            let _ = write!(text, "{}{function}", if index > 0 { ", " } else { " " });
+        }
+        let _ = write!(text, " are isolated: {}", applied.reason);
+    }
 }
