@@ -81,6 +81,7 @@ fn main() -> u64 {
         },
         Case { name: "bad_capabilities_in_messages_are_refused", run: bad_capabilities_in_messages_are_refused },
         Case { name: "out_of_range_slots_and_iovas_are_refused", run: out_of_range_slots_and_iovas_are_refused },
+        Case { name: "every_system_call_refuses_bad_arguments", run: every_system_call_refuses_bad_arguments },
         Case { name: "every_quota_holds_and_comes_back", run: every_quota_holds_and_comes_back },
         Case { name: "a_fault_storm_stays_bounded_and_counted", run: a_fault_storm_stays_bounded_and_counted },
         Case {
@@ -364,6 +365,49 @@ fn out_of_range_slots_and_iovas_are_refused(buffer: &mut Buffer) -> Outcome {
     check_eq!(reply.refusal(), Some(ErrorCode::NotFound));
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, QUOTA_DEVICE));
+    Ok(())
+}
+
+fn every_system_call_refuses_bad_arguments(_buffer: &mut Buffer) -> Outcome {
+    use capabilities::abi::Syscall;
+    // No value is a slot this task holds, so nothing is deleted or moved:
+    // null, past the slot table, the top user page, non-canonical, the
+    // kernel's direct map and image, and all ones.
+    const BAD: [u64; 7] =
+        [0, 0x1001, 0x7fff_ffff_f000, 1 << 47, 0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, u64::MAX];
+    let rounds = boot::parameter("rounds", 1000) * 2;
+    let mut random = Random(0xdead_beef_cafe_f00d);
+    let mut refused = 0u64;
+    for _ in 0..rounds {
+        let number = random.below(40);
+        if number == Syscall::Exit as u64 {
+            continue;
+        }
+        let args = [0; 6].map(|_: u64| BAD[random.below(BAD.len() as u64) as usize]);
+        // Only the calls that take no capability may succeed: yield, the
+        // clock, and a log write of nothing.
+        let harmless = number == Syscall::Yield as u64
+            || number == Syscall::Time as u64
+            || (number == Syscall::LogWrite as u64 && args[1] == 0);
+        match userlib::syscall::raw_number(number, args) {
+            Err(_) => refused += 1,
+            Ok(_) if !harmless => {
+                defmt::error!("  call {=u64} with {:#x} succeeded", number, args);
+                check!(false, "a call with no valid argument succeeded");
+            }
+            Ok(_) => {}
+        }
+    }
+    for address in BAD {
+        for len in [1, 64, 4096, u64::MAX] {
+            let written = userlib::syscall::raw_number(Syscall::LogWrite as u64, [address, len, 0, 0, 0, 0]);
+            check!(written.is_err(), "no log frame from memory the task does not have");
+        }
+    }
+    for number in [40, 1000, u64::MAX] {
+        check_eq!(userlib::syscall::raw_number(number, [0; 6]).map(|_| ()), Err(ErrorCode::NoSuchCall));
+    }
+    defmt::info!("  {=u64} system calls with bad arguments: {=u64} refused, the kernel still running", rounds, refused);
     Ok(())
 }
 
