@@ -28,6 +28,7 @@ pub mod capability;
 pub mod context;
 pub mod domain;
 pub mod fault;
+pub mod interrupt;
 pub mod invalidation;
 pub mod iova;
 pub mod memory;

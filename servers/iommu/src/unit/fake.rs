@@ -130,8 +130,12 @@ impl FakeUnit {
             }
         };
         toggle(&mut self.gsts, gsts::TES);
+        toggle(&mut self.gsts, gsts::IRES);
         if value & gcmd::SRTP != 0 {
             self.gsts |= gsts::RTPS;
+        }
+        if value & gcmd::SIRTP != 0 {
+            self.gsts |= gsts::IRTPS;
         }
         if (value ^ self.gsts) & gcmd::QIE != 0 {
             if value & gcmd::QIE != 0 {

@@ -3,6 +3,7 @@
 mod command;
 mod error;
 mod faults;
+mod interrupts;
 mod invalidate;
 mod queue;
 mod remapping;
