@@ -37,8 +37,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build [--policy FILE]                       build everything and pack the boot image
-  run [--policy FILE] [--machine NAME] [--timeout SECONDS]
-                                              boot the system in QEMU and show its log
+  run [--policy FILE] [--machine NAME] [--timeout SECONDS] [--unchecked]
+                                              check the policy's device rules against the machine's
+                                              IOMMU groups, then boot the system and show its log
   test [--scenario NAME]... [--no-host] [--soak]
                                               run host unit tests and QEMU scenarios
                                               (--soak: the stress scenarios ten times bigger)
@@ -116,11 +117,17 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
-            let options = Options::parse(rest, &["--policy", "--machine", "--timeout"], &[])?;
+            let options = Options::parse(rest, &["--policy", "--machine", "--timeout"], &["--unchecked"])?;
             let policy = PathBuf::from(options.value("--policy").unwrap_or(DEFAULT_POLICY));
             let machine = options.value("--machine").unwrap_or(DEFAULT_MACHINE);
             let timeout = options.value("--timeout").map(str::parse::<u64>).transpose().context("--timeout")?;
-            run(&root, &root.join(policy), machine, Duration::from_secs(timeout.unwrap_or(60)))
+            run(
+                &root,
+                &root.join(policy),
+                machine,
+                Duration::from_secs(timeout.unwrap_or(60)),
+                !options.flag("--unchecked"),
+            )
         }
         "test" => {
             let options = Options::parse(rest, &["--scenario"], &["--no-host", "--soak"])?;
@@ -172,12 +179,35 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
     }
 }
 
-fn run(root: &std::path::Path, policy: &std::path::Path, machine: &str, timeout: Duration) -> Result<ExitCode> {
+fn run(
+    root: &std::path::Path,
+    policy: &std::path::Path,
+    machine: &str,
+    timeout: Duration,
+    checked: bool,
+) -> Result<ExitCode> {
     setup::ensure_qemu()?;
     let machine = Machine::load(root, machine)?;
     let elves = bare_metal::build(root, false)?;
     let system = system::prepare(root, &elves, policy)?;
     system::print_warnings(&system);
+    if checked && !system.policy.devices.is_empty() {
+        // The device rules are checked against this machine's real groups
+        // first: a mixed group is refused here, before anything boots.
+        let booted = groups::boot::boot_for_policy(root, &elves, &machine, groups::boot::DEFAULT_TIMEOUT, policy)?;
+        let result = policy::machine::check(&system.policy, &machine.name, &booted.groups);
+        if !result.problems.is_empty() {
+            let found = count(result.problems.len(), "problem");
+            eprintln!("{}", Problems { path: policy.to_path_buf(), problems: result.problems });
+            eprintln!(
+                "{}: {found} on machine `{}`; not booted (--unchecked boots it anyway, and the servers refuse the mix at run time)",
+                policy.display(),
+                machine.name
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        eprintln!("device rules checked against machine `{}`'s IOMMU groups", machine.name);
+    }
     eprintln!("booting `{}` on machine `{}` ({})", system.policy.description, machine.name, machine.description);
     let command = machine.command(&system.kernel, &system.image);
     let run = runner::run(command, &system.tables, timeout, |line| println!("{line}"))?;
