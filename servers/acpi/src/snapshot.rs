@@ -175,6 +175,18 @@ impl<'a> SnapshotMemory<'a> {
         RootTable::read(self, kind, address, buffer).map_err(SnapshotError::Root)
     }
 
+    /// Opens the snapshot in `bytes`, reads its root table into `root`, and
+    /// hands both to `find` (a table's own `find`, typically).
+    pub fn find_in<T>(
+        bytes: &'a [u8],
+        root: &mut [u8],
+        find: impl FnOnce(&SnapshotMemory<'a>, &RootTable<'_>) -> T,
+    ) -> Result<T, SnapshotError> {
+        let tables = Self::new(bytes)?;
+        let root = tables.root(root)?;
+        Ok(find(&tables, &root))
+    }
+
     /// Directory entry `index`: (physical, bytes), if it lies in the snapshot.
     fn entry(&self, index: usize) -> Option<(u64, &'a [u8])> {
         let at = HEADER + index * ENTRY;

@@ -55,24 +55,8 @@ macro_rules! fail {
     };
 }
 
-fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
-    endpoint: Cap<Endpoint>,
-    buffer: &mut Buffer,
-    request: &Q,
-    send: &[u32],
-    window: u32,
-) -> Result<R, ErrorCode> {
-    buffer.set_send_caps(send);
-    buffer.set_window(window, u32::from(window != 0));
-    let result = endpoint.call_with(buffer, request);
-    buffer.set_send_caps(&[]);
-    buffer.set_window(0, 0);
-    let received = result?;
-    buffer.decode::<R>(received.len)
-}
-
 fn edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request) -> Option<edu::Reply> {
-    match call(endpoint, buffer, request, &[], 0) {
+    match endpoint.ask(buffer, request, &[], 0) {
         Ok(reply) => Some(reply),
         Err(code) => {
             defmt::error!("  the edu server did not answer: {}", code);
@@ -120,7 +104,7 @@ fn user_dma(buffer: &mut Buffer) -> Outcome {
 
 fn bind_refused(buffer: &mut Buffer) -> Outcome {
     let request = pci_api::Request::Bind { device: USER, driver: EDU_SPARE_TASK, dma: true };
-    match call::<_, pci_api::Reply>(PCI.get(), buffer, &request, &[], 0) {
+    match PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0) {
         Ok(pci_api::Reply::Refused { code: ErrorCode::Busy, reason }) => {
             defmt::info!("  binding edu-spare to 00:04.0 with DMA: busy: {=str}", reason.as_str());
             Ok(())
@@ -134,7 +118,7 @@ fn bind_refused(buffer: &mut Buffer) -> Outcome {
 
 fn claim_refused(buffer: &mut Buffer) -> Outcome {
     let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK, dma: true };
-    let bound = call::<_, pci_api::Reply>(PCI.get(), buffer, &bind, &[], 0);
+    let bound = PCI.get().ask::<_, pci_api::Reply>(buffer, &bind, &[], 0);
     let adopted = edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE });
     if !matches!((bound, adopted), (Ok(pci_api::Reply::Done), Some(edu::Reply::Adopted { .. }))) {
         defmt::error!("  edu-spare could not take 00:06.0 for the demonstration");
@@ -142,7 +126,7 @@ fn claim_refused(buffer: &mut Buffer) -> Outcome {
     }
     defmt::info!("  edu-spare now drives 00:06.0 with DMA: its group is kernel-owned");
     let claim = iommu::Request::ClaimGroup { device: SPARE };
-    match call::<_, iommu::Reply>(IOMMU.get(), buffer, &claim, &[own::TASK.slot()], GROUP_SLOT) {
+    match IOMMU.get().ask::<_, iommu::Reply>(buffer, &claim, &[own::TASK.slot()], GROUP_SLOT) {
         Ok(iommu::Reply::Refused { code: ErrorCode::Busy, reason }) => {
             defmt::info!("  this task claiming 00:06.0's group: busy: {=str}", reason.as_str());
             Ok(())
@@ -184,7 +168,7 @@ fn attack_blocked(buffer: &mut Buffer) -> Outcome {
 }
 
 fn still_running(buffer: &mut Buffer) -> Outcome {
-    let stats = call::<_, iommu::Reply>(IOMMU.get(), buffer, &iommu::Request::Stats, &[], 0);
+    let stats = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Stats, &[], 0);
     let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults }) = stats else { return fail!() };
     defmt::info!(
         "  IOMMU server: {=u32} mappings, {=u32} table pages, {=u32} domains, {=u64} faults since boot",
@@ -193,7 +177,7 @@ fn still_running(buffer: &mut Buffer) -> Outcome {
         domains,
         faults
     );
-    let owner = call::<_, iommu::Reply>(IOMMU.get(), buffer, &iommu::Request::Owner { device: TRUSTED }, &[], 0);
+    let owner = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Owner { device: TRUSTED }, &[], 0);
     let trusted_owned = matches!(owner, Ok(iommu::Reply::Owner { owner: OwnerReport::Kernel { .. }, .. }));
     check!(trusted_owned, "the trusted driver's group is still kernel-owned");
     copied(edu(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 2048, seed: 3 }), "edu-dma again")

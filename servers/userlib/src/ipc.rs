@@ -118,6 +118,25 @@ impl Cap<Endpoint> {
         self.call(buffer, len)
     }
 
+    /// Calls with `request`, sending the capabilities in `send` and taking
+    /// a capability the reply carries into slot `window` (0: none), and
+    /// decodes the reply; the buffer's send list and window are cleared
+    /// afterwards.
+    pub fn ask<Q: Serialize, R: serde::de::DeserializeOwned>(
+        self,
+        buffer: &mut Buffer,
+        request: &Q,
+        send: &[u32],
+        window: u32,
+    ) -> Result<R, ErrorCode> {
+        buffer.set_send_caps(send);
+        buffer.set_window(window, u32::from(window != 0));
+        let result = self.call_with(buffer, request);
+        buffer.set_send_caps(&[]);
+        buffer.set_window(0, 0);
+        buffer.decode::<R>(result?.len)
+    }
+
     /// Sends without waiting for a reply (`flags`: `ipc::NONBLOCK`;
     /// `timeout_us` 0 waits as long as it takes).
     pub fn send(self, buffer: &mut Buffer, len: usize, flags: u64, timeout_us: u64) -> Result<(), ErrorCode> {

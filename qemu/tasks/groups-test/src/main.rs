@@ -65,25 +65,10 @@ fn main() -> u64 {
     ])
 }
 
-fn ask<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
-    endpoint: Cap<Endpoint>,
-    buffer: &mut Buffer,
-    request: &Q,
-    send: &[u32],
-    window: u32,
-) -> Result<R, ErrorCode> {
-    buffer.set_send_caps(send);
-    buffer.set_window(window, u32::from(window != 0));
-    let result = endpoint.call_with(buffer, request);
-    buffer.set_send_caps(&[]);
-    buffer.set_window(0, 0);
-    buffer.decode::<R>(result?.len)
-}
-
 /// The group holding `device`, with its members and reasons.
 fn group_of(buffer: &mut Buffer, device: Bdf) -> Option<(u16, heapless::Vec<Bdf, 32>, heapless::String<400>)> {
     for group in 0..64 {
-        match ask(IOMMU.get(), buffer, &iommu::Request::Groups { group }, &[], 0) {
+        match IOMMU.get().ask(buffer, &iommu::Request::Groups { group }, &[], 0) {
             Ok(iommu::Reply::GroupInfo { members, reasons, .. }) if members.contains(&device) => {
                 return Some((group, members, reasons));
             }
@@ -95,7 +80,7 @@ fn group_of(buffer: &mut Buffer, device: Bdf) -> Option<(u16, heapless::Vec<Bdf,
 }
 
 fn owner(buffer: &mut Buffer, device: Bdf) -> Option<OwnerReport> {
-    match ask(IOMMU.get(), buffer, &iommu::Request::Owner { device }, &[], 0) {
+    match IOMMU.get().ask(buffer, &iommu::Request::Owner { device }, &[], 0) {
         Ok(iommu::Reply::Owner { owner, .. }) => Some(owner),
         _ => None,
     }
@@ -122,24 +107,20 @@ fn the_assertion_splits_the_pair_and_explains_itself(buffer: &mut Buffer) -> Out
 }
 
 fn a_trusted_driver_and_a_user_task_each_drive_one_function(buffer: &mut Buffer) -> Outcome {
-    check!(
-        copied(ask(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 1024, seed: 4 }, &[], 0)),
-        "edu-dma on 00:07.1"
-    );
+    check!(copied(EDU_DMA.get().ask(buffer, &edu::Request::Copy { len: 1024, seed: 4 }, &[], 0)), "edu-dma on 00:07.1");
     let adopted =
-        check_ok!(ask::<_, edu::Reply>(EDU_USER.get(), buffer, &edu::Request::Adopt { device: PAIR_USER }, &[], 0));
+        check_ok!(EDU_USER.get().ask::<_, edu::Reply>(buffer, &edu::Request::Adopt { device: PAIR_USER }, &[], 0));
     check!(matches!(adopted, edu::Reply::Adopted { .. }), "edu-user owns 00:07.0's group");
     check!(
-        copied(ask(EDU_USER.get(), buffer, &edu::Request::Copy { len: 1024, seed: 5 }, &[], 0)),
+        copied(EDU_USER.get().ask(buffer, &edu::Request::Copy { len: 1024, seed: 5 }, &[], 0)),
         "edu-user on 00:07.0"
     );
-    check!(copied(ask(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 64, seed: 6 }, &[], 0)), "still, the driver");
+    check!(copied(EDU_DMA.get().ask(buffer, &edu::Request::Copy { len: 64, seed: 6 }, &[], 0)), "still, the driver");
     Ok(())
 }
 
 fn a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven(buffer: &mut Buffer) -> Outcome {
-    let claimed = check_ok!(ask::<_, iommu::Reply>(
-        IOMMU.get(),
+    let claimed = check_ok!(IOMMU.get().ask::<_, iommu::Reply>(
         buffer,
         &iommu::Request::ClaimGroup { device: BEHIND[0] },
         &[own::TASK.slot()],
@@ -150,15 +131,15 @@ fn a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven(buffer: &mut Buff
         check_eq!(owner(buffer, device), Some(OwnerReport::User { task: THIS_TASK }), "every member is ours");
     }
     let group = Cap::<Endpoint>::at(GROUP);
-    let ioas = match check_ok!(ask::<_, iommu::Reply>(group, buffer, &iommu::Request::IoasCreate, &[], 0)) {
+    let ioas = match check_ok!(group.ask::<_, iommu::Reply>(buffer, &iommu::Request::IoasCreate, &[], 0)) {
         iommu::Reply::Ioas { ioas } => ioas,
         _ => 0,
     };
     let attached =
-        check_ok!(ask::<_, iommu::Reply>(group, buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[], 0));
+        check_ok!(group.ask::<_, iommu::Reply>(buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[], 0));
     check_eq!(attached, iommu::Reply::Done);
     let map = iommu::Request::Map { ioas, iova: BUFFER_IOVA, writable: true };
-    let mapped = check_ok!(ask::<_, iommu::Reply>(group, buffer, &map, &[FRAME], 0));
+    let mapped = check_ok!(group.ask::<_, iommu::Reply>(buffer, &map, &[FRAME], 0));
     check!(matches!(mapped, iommu::Reply::Mapped { .. }));
     let memory = check_ok!(Mapping::map(own::SPACE, Cap::<Frame>::at(FRAME), BUFFER_VIRT, true));
     for (n, device) in BEHIND.iter().enumerate() {

@@ -22,7 +22,6 @@ use capabilities::abi::rights;
 use capabilities::iommu::{FAULTS_PER_REPLY, OwnerReport};
 use capabilities::pci::Bdf;
 use capabilities::{edu, iommu, pci_api};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
 use userlib::ipc::Buffer;
@@ -110,28 +109,15 @@ impl Random {
     }
 }
 
-fn call<Q: Serialize, R: DeserializeOwned>(
-    endpoint: Cap<Endpoint>,
-    buffer: &mut Buffer,
-    request: &Q,
-    send: &[u32],
-) -> Result<R, ErrorCode> {
-    buffer.set_send_caps(send);
-    buffer.set_window(0, 0);
-    let result = endpoint.call_with(buffer, request);
-    buffer.set_send_caps(&[]);
-    buffer.decode::<R>(result?.len)
-}
-
 fn stats(buffer: &mut Buffer) -> Option<[u32; 3]> {
-    match call(IOMMU.get(), buffer, &iommu::Request::Stats, &[]) {
+    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
         Ok(iommu::Reply::Stats { mappings, table_pages, domains, .. }) => Some([mappings, table_pages, domains]),
         _ => None,
     }
 }
 
 fn faults_seen(buffer: &mut Buffer) -> Option<u64> {
-    match call(IOMMU.get(), buffer, &iommu::Request::Stats, &[]) {
+    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
         Ok(iommu::Reply::Stats { faults, .. }) => Some(faults),
         _ => None,
     }
@@ -190,7 +176,7 @@ fn claim(buffer: &mut Buffer, device: Bdf) -> Result<(), ErrorCode> {
 }
 
 fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
-    let reply = call::<_, iommu::Reply>(Cap::at(GROUP), buffer, &iommu::Request::Release, &[]);
+    let reply = Cap::at(GROUP).ask::<_, iommu::Reply>(buffer, &iommu::Request::Release, &[], 0);
     let _ = Cap::<Endpoint>::at(GROUP).delete();
     match reply? {
         iommu::Reply::Done => Ok(()),
@@ -201,7 +187,7 @@ fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
 fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
     for _ in 0..200 {
         if let Ok(iommu::Reply::Owner { owner: OwnerReport::Unowned, .. }) =
-            call(IOMMU.get(), buffer, &iommu::Request::Owner { device }, &[])
+            IOMMU.get().ask(buffer, &iommu::Request::Owner { device }, &[], 0)
         {
             return true;
         }
@@ -212,7 +198,7 @@ fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
 
 fn driver_works(buffer: &mut Buffer) -> bool {
     matches!(
-        call::<_, edu::Reply>(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 256, seed: 0x42 }, &[]),
+        EDU_DMA.get().ask::<_, edu::Reply>(buffer, &edu::Request::Copy { len: 256, seed: 0x42 }, &[], 0),
         Ok(edu::Reply::Copied { matched: true, .. })
     )
 }
@@ -311,7 +297,7 @@ fn oversized_messages_are_refused_by_the_kernel(buffer: &mut Buffer) -> Outcome 
 fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
     check_ok!(claim(buffer, QUOTA_DEVICE));
     let group = Cap::<Endpoint>::at(GROUP);
-    let ioas = match check_ok!(call(group, buffer, &iommu::Request::IoasCreate, &[])) {
+    let ioas = match check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) {
         iommu::Reply::Ioas { ioas } => ioas,
         _ => 0,
     };
@@ -322,7 +308,7 @@ fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
     let revoked = check_ok!(Cap::<Frame>::at(FRAME).copy_to(SCRATCH, rights::WRITE | rights::GRANT));
     check_ok!(Cap::<Frame>::at(FRAME).revoke());
     for send in [&[][..], &[empty], &[NOTIFICATION], &[revoked.slot()], &[GROUP]] {
-        let reply: iommu::Reply = check_ok!(call(group, buffer, &map, send));
+        let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, send, 0));
         check!(reply.refusal().is_some(), "no frame, no mapping");
     }
     let _ = revoked.delete();
@@ -348,20 +334,20 @@ fn out_of_range_slots_and_iovas_are_refused(buffer: &mut Buffer) -> Outcome {
     }
     check_ok!(claim(buffer, QUOTA_DEVICE));
     let group = Cap::<Endpoint>::at(GROUP);
-    let ioas = match check_ok!(call(group, buffer, &iommu::Request::IoasCreate, &[])) {
+    let ioas = match check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) {
         iommu::Reply::Ioas { ioas } => ioas,
         _ => 0,
     };
     for iova in [0, 0x1001, 1 << 60, 0xffff_ffff_ffff_f000, 1 << 48] {
         let map = iommu::Request::Map { ioas, iova, writable: false };
-        let reply: iommu::Reply = check_ok!(call(group, buffer, &map, &[FRAME]));
+        let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, &[FRAME], 0));
         check!(reply.refusal().is_some(), "page 0, unaligned and out-of-range IOVAs are refused");
     }
     for iova in [0x1000, 1 << 50, u64::MAX] {
-        let reply: iommu::Reply = check_ok!(call(group, buffer, &iommu::Request::Unmap { ioas, iova }, &[]));
+        let reply: iommu::Reply = check_ok!(group.ask(buffer, &iommu::Request::Unmap { ioas, iova }, &[], 0));
         check!(reply.refusal().is_some(), "nothing mapped there");
     }
-    let reply: iommu::Reply = check_ok!(call(group, buffer, &iommu::Request::Attach { ioas: Some(ioas + 7) }, &[]));
+    let reply: iommu::Reply = check_ok!(group.ask(buffer, &iommu::Request::Attach { ioas: Some(ioas + 7) }, &[], 0));
     check_eq!(reply.refusal(), Some(ErrorCode::NotFound));
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, QUOTA_DEVICE));
@@ -416,7 +402,7 @@ fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
     let group = Cap::<Endpoint>::at(GROUP);
     let mut spaces = heapless::Vec::<u16, 4>::new();
     for _ in 0..3 {
-        match check_ok!(call(group, buffer, &iommu::Request::IoasCreate, &[])) {
+        match check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) {
             iommu::Reply::Ioas { ioas } => check!(spaces.push(ioas).is_ok()),
             reply => check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded), "the third is past the quota"),
         }
@@ -424,12 +410,12 @@ fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
     check_eq!(spaces.len(), 2, "the policy's address-space quota");
     let ioas = spaces[0];
     let map = iommu::Request::Map { ioas, iova: 0x10_0000, writable: true };
-    let reply: iommu::Reply = check_ok!(call(group, buffer, &map, &[BIG_FRAME]));
+    let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, &[BIG_FRAME], 0));
     check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded), "a frame larger than the mapping quota");
     let mut mapped = 0;
     for page in 0..MAPPING_QUOTA_PAGES + 4 {
         let map = iommu::Request::Map { ioas, iova: 0x10_0000 + page * 0x1000, writable: true };
-        match check_ok!(call(group, buffer, &map, &[FRAME])) {
+        match check_ok!(group.ask(buffer, &map, &[FRAME], 0)) {
             iommu::Reply::Mapped { .. } => mapped += 1,
             reply => check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded)),
         }
@@ -467,7 +453,7 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     let mut records = 0u64;
     let mut dropped = 0u64;
     loop {
-        let reply: iommu::Reply = check_ok!(call(Cap::at(GROUP), buffer, &iommu::Request::Faults, &[]));
+        let reply: iommu::Reply = check_ok!(Cap::at(GROUP).ask(buffer, &iommu::Request::Faults, &[], 0));
         let iommu::Reply::Faults { records: batch, remaining, dropped: lost } = reply else {
             check!(false, "the fault log");
             return Ok(());
@@ -519,7 +505,7 @@ fn the_servers_still_serve_and_leaked_nothing(buffer: &mut Buffer) -> Outcome {
     let baseline = [0, 1, 2].map(|index| BASELINE[index].load(Ordering::Relaxed));
     check_eq!(stats(buffer), Some(baseline), "mappings, table pages and domains back where they started");
     check!(driver_works(buffer));
-    let devices = call::<_, pci_api::Reply>(PCI.get(), buffer, &pci_api::Request::Devices { index: 0 }, &[]);
+    let devices = PCI.get().ask::<_, pci_api::Reply>(buffer, &pci_api::Request::Devices { index: 0 }, &[], 0);
     check!(matches!(devices, Ok(pci_api::Reply::Device { .. })), "the PCI server answers");
     Ok(())
 }

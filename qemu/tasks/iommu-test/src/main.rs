@@ -114,45 +114,27 @@ fn main() -> u64 {
 
 // ----- talking to the servers -----
 
-/// Calls `endpoint` with `request`, sending `send`; a capability in the
-/// reply lands in `window` (0: none expected).
-fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
-    endpoint: Cap<Endpoint>,
-    buffer: &mut Buffer,
-    request: &Q,
-    send: &[u32],
-    window: u32,
-) -> Result<R, ErrorCode> {
-    buffer.set_send_caps(send);
-    buffer.set_window(window, u32::from(window != 0));
-    let result = endpoint.call_with(buffer, request);
-    buffer.set_send_caps(&[]);
-    buffer.set_window(0, 0);
-    let received = result?;
-    buffer.decode::<R>(received.len)
-}
-
 fn ask_iommu(
     endpoint: Cap<Endpoint>,
     buffer: &mut Buffer,
     request: &iommu::Request,
 ) -> Result<iommu::Reply, ErrorCode> {
-    call(endpoint, buffer, request, &[], 0)
+    endpoint.ask(buffer, request, &[], 0)
 }
 
 fn ask_pci(buffer: &mut Buffer, request: &pci_api::Request) -> Result<pci_api::Reply, ErrorCode> {
-    call(PCI.get(), buffer, request, &[], 0)
+    PCI.get().ask(buffer, request, &[], 0)
 }
 
 fn ask_edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request) -> Result<edu::Reply, ErrorCode> {
-    call(endpoint, buffer, request, &[], 0)
+    endpoint.ask(buffer, request, &[], 0)
 }
 
 /// Claims `device`'s group for this task; the group capability is in
 /// slot [`GROUP`]. A refusal comes back as its code, reason logged.
 fn claim(buffer: &mut Buffer, device: Bdf) -> Result<u16, ErrorCode> {
     let request = iommu::Request::ClaimGroup { device };
-    match call(IOMMU.get(), buffer, &request, &[own::TASK.slot()], GROUP)? {
+    match IOMMU.get().ask(buffer, &request, &[own::TASK.slot()], GROUP)? {
         iommu::Reply::Group { group } => Ok(group),
         reply => Err(iommu_refusal(&reply).unwrap_or(ErrorCode::Malformed)),
     }
@@ -421,7 +403,7 @@ fn user_claim_in_a_group_with_a_dma_driver_is_busy(buffer: &mut Buffer) -> Outco
     check!(matches!(adopted, edu::Reply::Adopted { .. }), "the trusted driver claims the group at probe");
     check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Kernel { drivers: 1 }));
     let request = iommu::Request::ClaimGroup { device: BEHIND_A };
-    let reply: iommu::Reply = check_ok!(call(IOMMU.get(), buffer, &request, &[own::TASK.slot()], GROUP));
+    let reply: iommu::Reply = check_ok!(IOMMU.get().ask(buffer, &request, &[own::TASK.slot()], GROUP));
     check_eq!(iommu_refusal(&reply), Some(ErrorCode::Busy), "no user claim beside a DMA driver");
     let names = |text: &str| matches!(&reply, iommu::Reply::Refused { reason, .. } if reason.contains(text));
     check!(names("edu-spare on 01:02.0"), "the refusal names the companion and its driver");
@@ -443,7 +425,7 @@ fn without_a_group_capability_nothing_maps_attaches_or_reads_faults(buffer: &mut
         iommu::Request::Faults,
         iommu::Request::DmaMap { writable: true, mask_bits: 32 },
     ] {
-        let reply = check_ok!(call(policy, buffer, &request, &[FRAME], 0));
+        let reply = check_ok!(policy.ask(buffer, &request, &[FRAME], 0));
         check_eq!(
             iommu_refusal(&reply),
             Some(ErrorCode::PermissionDenied),
@@ -499,7 +481,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         let attach = iommu::Request::Attach { ioas: Some(ioas) };
         check_eq!(check_ok!(ask_iommu(Cap::at(GROUP), buffer, &attach)), iommu::Reply::Done);
         let map = iommu::Request::Map { ioas, iova: 0x4000 + u64::from(cycle % 16) * 0x1000, writable: cycle % 2 == 0 };
-        let mapped = check_ok!(call::<_, iommu::Reply>(Cap::at(GROUP), buffer, &map, &[FRAME], 0));
+        let mapped = check_ok!(Cap::at(GROUP).ask::<_, iommu::Reply>(buffer, &map, &[FRAME], 0));
         check!(iommu_refusal(&mapped).is_none());
         if cycle % 2 == 0 {
             let iova = 0x4000 + u64::from(cycle % 16) * 0x1000;

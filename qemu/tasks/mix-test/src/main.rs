@@ -13,7 +13,7 @@ use capabilities::ErrorCode;
 use capabilities::edu;
 use capabilities::iommu::{OwnerReport, Reply, Request};
 use capabilities::pci::Bdf;
-use userlib::cap::{Endpoint, own};
+use userlib::cap::own;
 use userlib::ipc::Buffer;
 use userlib::testkit::{self, Case, Outcome};
 use userlib::{check, check_eq, check_ok};

@@ -40,30 +40,24 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
             return None;
         }
     };
-    let tables = match SnapshotMemory::new(&bytes[..len]) {
-        Ok(tables) => tables,
-        Err(error) => {
-            defmt::error!("the ACPI snapshot is malformed: {}", defmt::Debug2Format(&error));
-            return None;
-        }
-    };
     let mut root = [0u8; 1024];
     let mut table = [0u8; 4096];
-    let dmar = match tables.root(&mut root).map(|root| Dmar::find(&tables, &root, &mut table)) {
-        Ok(Ok(Some(dmar))) => dmar,
-        Ok(Ok(None)) => {
-            defmt::error!("the ACPI tables have no DMAR: no VT-d unit to drive");
-            return None;
-        }
-        Ok(Err(error)) => {
-            defmt::error!("DMAR unusable: {}", defmt::Debug2Format(&error));
-            return None;
-        }
-        Err(error) => {
-            defmt::error!("ACPI root table unusable: {}", defmt::Debug2Format(&error));
-            return None;
-        }
-    };
+    let dmar =
+        match SnapshotMemory::find_in(&bytes[..len], &mut root, |tables, root| Dmar::find(tables, root, &mut table)) {
+            Ok(Ok(Some(dmar))) => dmar,
+            Ok(Ok(None)) => {
+                defmt::error!("the ACPI tables have no DMAR: no VT-d unit to drive");
+                return None;
+            }
+            Ok(Err(error)) => {
+                defmt::error!("DMAR unusable: {}", defmt::Debug2Format(&error));
+                return None;
+            }
+            Err(error) => {
+                defmt::error!("the ACPI snapshot is unusable: {}", defmt::Debug2Format(&error));
+                return None;
+            }
+        };
     let base = granted.badge_or_base;
     let Some(unit) = dmar.units().find(|unit| unit.register_base == base) else {
         defmt::error!("the remapping-unit capability at {=u64:#x} is no DMAR unit", base);

@@ -29,30 +29,24 @@ pub fn ecam_window(acpi: Cap<Frame>, ecam: Cap<DeviceMemory>) -> Option<Ecam> {
             return None;
         }
     };
-    let tables = match SnapshotMemory::new(&bytes[..len]) {
-        Ok(tables) => tables,
-        Err(error) => {
-            defmt::error!("the ACPI snapshot is malformed: {}", defmt::Debug2Format(&error));
-            return None;
-        }
-    };
     let mut root = [0u8; 1024];
     let mut table = [0u8; 4096];
-    let mcfg = match tables.root(&mut root).map(|root| Mcfg::find(&tables, &root, &mut table)) {
-        Ok(Ok(Some(mcfg))) => mcfg,
-        Ok(Ok(None)) => {
-            defmt::error!("the ACPI tables have no MCFG");
-            return None;
-        }
-        Ok(Err(error)) => {
-            defmt::error!("MCFG unusable: {}", defmt::Debug2Format(&error));
-            return None;
-        }
-        Err(error) => {
-            defmt::error!("ACPI root table unusable: {}", defmt::Debug2Format(&error));
-            return None;
-        }
-    };
+    let mcfg =
+        match SnapshotMemory::find_in(&bytes[..len], &mut root, |tables, root| Mcfg::find(tables, root, &mut table)) {
+            Ok(Ok(Some(mcfg))) => mcfg,
+            Ok(Ok(None)) => {
+                defmt::error!("the ACPI tables have no MCFG");
+                return None;
+            }
+            Ok(Err(error)) => {
+                defmt::error!("MCFG unusable: {}", defmt::Debug2Format(&error));
+                return None;
+            }
+            Err(error) => {
+                defmt::error!("the ACPI snapshot is unusable: {}", defmt::Debug2Format(&error));
+                return None;
+            }
+        };
     let (base, pages) = (granted.badge_or_base, granted.extent);
     let Some(region) = mcfg.regions().find(|region| region.start() == base) else {
         defmt::error!("the ECAM capability at {=u64:#x} is no MCFG window", base);
