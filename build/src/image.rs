@@ -208,6 +208,10 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             mapping_quota_pages: endpoint.and_then(|e| e.mapping_quota_pages).unwrap_or(DEFAULT_MAPPING_QUOTA_PAGES),
             address_space_quota: endpoint.and_then(|e| e.address_space_quota).unwrap_or(DEFAULT_ADDRESS_SPACES),
             invalidation: endpoint.and_then(|e| e.invalidation).unwrap_or_default(),
+            interrupt_entries_per_device: endpoint
+                .and_then(|e| e.interrupt_entries_per_device)
+                .unwrap_or(DEFAULT_INTERRUPT_ENTRIES_PER_DEVICE),
+            assignment_without_interrupt_remapping: endpoint.is_some_and(|e| e.assignment_without_interrupt_remapping),
             assertions: policy
                 .assertions
                 .iter()
@@ -250,3 +254,5 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
 const DEFAULT_MAPPING_QUOTA_PAGES: u32 = 4096;
 /// Address spaces one user task may create, unless the policy says.
 const DEFAULT_ADDRESS_SPACES: u16 = 2;
+/// Interrupt-remapping entries one device may have, unless the policy says.
+const DEFAULT_INTERRUPT_ENTRIES_PER_DEVICE: u16 = 4;

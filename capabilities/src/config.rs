@@ -185,6 +185,13 @@ pub struct IommuConfig {
     pub assertions: Vec<IsolationAssertion, MAX_ASSERTIONS>,
     /// Reserved-region devices user tasks may own anyway.
     pub waivers: Vec<ReservedRegionWaiver, MAX_ASSERTIONS>,
+    /// Interrupt-remapping entries one device may have at once (0: the
+    /// server's default).
+    pub interrupt_entries_per_device: u16,
+    /// User tasks may own groups even when the machine cannot remap
+    /// interrupts (their devices could then raise any vector of any CPU);
+    /// the server warns on every such claim. Off unless the policy says.
+    pub assignment_without_interrupt_remapping: bool,
 }
 
 /// How the IOMMU server invalidates the remapping unit's caches.

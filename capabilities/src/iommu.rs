@@ -44,8 +44,12 @@ pub enum Operation {
     ClaimGroup = 6,
     /// The groups and why they have their shape.
     Groups = 7,
-    /// Counters: mappings, table pages, quotas in use.
+    /// Counters: mappings, table pages, quotas in use; interrupt entries.
     Stats = 8,
+    /// The driver core remaps a device's MSI through an interrupt entry.
+    AllocInterrupt = 9,
+    /// The driver core gives a device's interrupt entry back.
+    FreeInterrupt = 10,
 }
 
 /// The protocol as the policy names it.
@@ -61,6 +65,8 @@ pub const PROTOCOL: Protocol = Protocol {
         "claim-group",
         "groups",
         "stats",
+        "alloc-interrupt",
+        "free-interrupt",
     ],
 };
 
@@ -69,6 +75,9 @@ pub const TOPOLOGY_CHUNK: usize = 16;
 
 /// Fault records returned per `Faults` request.
 pub const FAULTS_PER_REPLY: usize = 8;
+
+/// Interrupt entries listed per `Interrupts` reply.
+pub const INTERRUPT_ENTRIES_PER_REPLY: usize = 8;
 
 /// Longest explanation in a refusal.
 pub const REASON_MAX: usize = 400;
@@ -169,6 +178,35 @@ pub enum Request {
     },
     /// Policy: counters.
     Stats,
+    /// Policy, driver core: remap the MSI the kernel allocated for
+    /// `device` (`address` and `data` in compatibility format, as
+    /// `IrqAllocMsi` returned them), whose interrupts go to task `holder`.
+    /// The reply is the message to program into the device: in remappable
+    /// format, naming an entry that only the device's requester ids may
+    /// use, when interrupt remapping is on.
+    AllocInterrupt {
+        /// The device.
+        device: Bdf,
+        /// The task holding it.
+        holder: u16,
+        /// The kernel's message address.
+        address: u64,
+        /// The kernel's message data.
+        data: u32,
+    },
+    /// Policy, driver core: `device` no longer uses interrupt entry `entry`.
+    FreeInterrupt {
+        /// The device.
+        device: Bdf,
+        /// The entry `AllocInterrupt` gave it.
+        entry: u16,
+    },
+    /// Policy (`stats`): whether interrupt remapping is on, its counters,
+    /// and the entries of `device` (none if `None`).
+    Interrupts {
+        /// The device whose entries to list.
+        device: Option<Bdf>,
+    },
     /// DMA handle: map the frame sent with the request; the server picks
     /// the address within `mask_bits`.
     DmaMap {
@@ -248,6 +286,42 @@ pub struct Fault {
     pub reason: u8,
 }
 
+/// Which requester ids may use an interrupt entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InterruptSource {
+    /// Exactly this one.
+    Exact(Bdf),
+    /// This one with function bits masked by the VT-d source-id qualifier (1 to 3).
+    Function {
+        /// The id.
+        id: Bdf,
+        /// The qualifier.
+        qualifier: u8,
+    },
+    /// Any on these buses.
+    Buses {
+        /// First bus.
+        first: u8,
+        /// Last bus.
+        last: u8,
+    },
+}
+
+/// One interrupt entry in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct InterruptEntry {
+    /// Its handle (index in the remapping table).
+    pub entry: u16,
+    /// The task its interrupts go to (`None`: the kernel, an IO APIC line).
+    pub holder: Option<u16>,
+    /// The CPU vector it delivers.
+    pub vector: u8,
+    /// Its source check.
+    pub source: InterruptSource,
+}
+
 /// A reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -311,6 +385,29 @@ pub enum Reply {
         domains: u32,
         /// Faults seen since boot.
         faults: u64,
+    },
+    /// `AllocInterrupt`: the message the device must send.
+    Interrupt {
+        /// Message address.
+        address: u64,
+        /// Message data.
+        data: u32,
+        /// The entry it names; `None` when remapping is off and the
+        /// message is the kernel's, in compatibility format.
+        entry: Option<u16>,
+    },
+    /// `Interrupts`.
+    Interrupts {
+        /// Interrupt remapping is on: every device message must name an entry.
+        remapping: bool,
+        /// Entries in use.
+        in_use: u32,
+        /// Entries the table has.
+        capacity: u32,
+        /// Requests refused since boot.
+        refused: u64,
+        /// The device's entries.
+        entries: Vec<InterruptEntry, INTERRUPT_ENTRIES_PER_REPLY>,
     },
     /// Refused, with the reason in words (naming the devices and holders).
     Refused {
@@ -398,5 +495,15 @@ mod tests {
         let members = core::iter::repeat_n(Bdf::from_requester_id(0x0100), 32).collect();
         let info = Reply::GroupInfo { group: 1, members, reasons, owner: OwnerReport::Unowned };
         assert!(postcard::to_slice(&info, &mut buffer).is_ok());
+        let entry = InterruptEntry {
+            entry: u16::MAX,
+            holder: Some(u16::MAX),
+            vector: u8::MAX,
+            source: InterruptSource::Function { id: Bdf::from_requester_id(0xffff), qualifier: 3 },
+        };
+        let entries = core::iter::repeat_n(entry, INTERRUPT_ENTRIES_PER_REPLY).collect();
+        let interrupts =
+            Reply::Interrupts { remapping: true, in_use: u32::MAX, capacity: u32::MAX, refused: u64::MAX, entries };
+        assert!(postcard::to_slice(&interrupts, &mut buffer).is_ok());
     }
 }

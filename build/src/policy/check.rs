@@ -88,6 +88,27 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
         {
             report.at(mode.span(), format!("endpoint `{name}`: invalidation only applies to the iommu protocol"));
         }
+        if let Some(quota) = &spanned.get_ref().interrupt_entries_per_device {
+            if !is_iommu {
+                report.at(
+                    quota.span(),
+                    format!("endpoint `{name}`: interrupt-entries-per-device only applies to the iommu protocol"),
+                );
+            } else if !(1..=32).contains(quota.get_ref()) {
+                report.at(
+                    quota.span(),
+                    format!("endpoint `{name}`: interrupt-entries-per-device must be 1 to 32 (MSI's most vectors)"),
+                );
+            }
+        }
+        if let Some(allowed) = &spanned.get_ref().assignment_without_interrupt_remapping
+            && !is_iommu
+        {
+            report.at(
+                allowed.span(),
+                format!("endpoint `{name}`: assignment-without-interrupt-remapping only applies to the iommu protocol"),
+            );
+        }
         endpoints.push(Endpoint {
             name: name.clone(),
             server: server.unwrap_or(0),
@@ -98,6 +119,12 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
                 RawInvalidation::Queued => InvalidationMode::Queued,
                 RawInvalidation::Registers => InvalidationMode::Registers,
             }),
+            interrupt_entries_per_device: spanned.get_ref().interrupt_entries_per_device.as_ref().map(|q| *q.get_ref()),
+            assignment_without_interrupt_remapping: spanned
+                .get_ref()
+                .assignment_without_interrupt_remapping
+                .as_ref()
+                .is_some_and(|allowed| *allowed.get_ref()),
         });
     }
     let notifications: Vec<String> = raw.notifications.keys().cloned().collect();

@@ -68,6 +68,11 @@ pub struct Endpoint {
     pub address_space_quota: Option<u16>,
     /// IOMMU protocol: how the server invalidates the unit's caches.
     pub invalidation: Option<capabilities::config::InvalidationMode>,
+    /// IOMMU protocol: interrupt-remapping entries one device may have.
+    pub interrupt_entries_per_device: Option<u16>,
+    /// IOMMU protocol: user tasks may own groups on a machine that cannot
+    /// remap interrupts.
+    pub assignment_without_interrupt_remapping: bool,
 }
 
 /// A device rule: the driver bound to it, and the user task that may own it.

@@ -60,6 +60,10 @@ pub struct RawEndpoint {
     pub address_space_quota: Option<u16>,
     #[serde(default)]
     pub invalidation: Option<Spanned<RawInvalidation>>,
+    #[serde(default)]
+    pub interrupt_entries_per_device: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub assignment_without_interrupt_remapping: Option<Spanned<bool>>,
 }
 
 /// `invalidation = "queued" | "registers"` on the IOMMU endpoint.
