@@ -1,4 +1,4 @@
-//! The interrupt-remapping table's allocator: who holds each entry, quotas and counters.
+//! The interrupt-remapping table's allocator: who holds each entry, within quotas.
 //!
 //! The table is one 4 KiB page of 256 entries. Each entry in use belongs
 //! to one device and one holder (the task the device's interrupts go to,
@@ -91,13 +91,12 @@ pub struct InterruptTable {
     slots: [Option<Allocated>; TABLE_ENTRIES],
     next: usize,
     quotas: Quotas,
-    refused: u64,
 }
 
 impl InterruptTable {
     /// An empty table.
     pub fn new(quotas: Quotas) -> Self {
-        Self { slots: [const { None }; TABLE_ENTRIES], next: 1, quotas, refused: 0 }
+        Self { slots: [const { None }; TABLE_ENTRIES], next: 1, quotas }
     }
 
     /// The quotas.
@@ -105,18 +104,12 @@ impl InterruptTable {
         self.quotas
     }
 
-    /// Records `entry` for `owner` in a free slot; its handle. A refusal
-    /// is counted.
+    /// Records `entry` for `owner` in a free slot; its handle.
     pub fn allocate(&mut self, owner: EntryOwner, entry: RemapEntry) -> Result<u16, TableError> {
-        let result = self.find_slot(owner);
-        match result {
-            Ok(handle) => {
-                self.slots[usize::from(handle)] = Some(Allocated { owner, entry });
-                self.next = usize::from(handle) % (TABLE_ENTRIES - 1) + 1;
-            }
-            Err(_) => self.refused += 1,
-        }
-        result
+        let handle = self.find_slot(owner)?;
+        self.slots[usize::from(handle)] = Some(Allocated { owner, entry });
+        self.next = usize::from(handle) % (TABLE_ENTRIES - 1) + 1;
+        Ok(handle)
     }
 
     fn find_slot(&self, owner: EntryOwner) -> Result<u16, TableError> {
@@ -168,16 +161,6 @@ impl InterruptTable {
     pub fn in_use(&self) -> usize {
         self.slots.iter().filter(|slot| slot.is_some()).count()
     }
-
-    /// Counts a request refused before it reached the allocator.
-    pub fn note_refusal(&mut self) {
-        self.refused += 1;
-    }
-
-    /// Requests refused since boot.
-    pub fn refused(&self) -> u64 {
-        self.refused
-    }
 }
 
 #[cfg(test)]
@@ -220,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn quotas_per_device_and_per_holder_are_refusals_that_count() {
+    fn quotas_per_device_and_per_holder() {
         let mut table = table();
         table.allocate(owner(3, 1), entry(0x30)).unwrap();
         table.allocate(owner(3, 1), entry(0x31)).unwrap();
@@ -229,9 +212,6 @@ mod tests {
         assert_eq!(table.allocate(owner(5, 1), entry(0x34)), Err(TableError::HolderQuota { limit: 3 }));
         let kernel = EntryOwner { device: Bdf::from_requester_id(0xff00), group: None, holder: Holder::Kernel };
         assert!(table.allocate(kernel, entry(0x35)).is_ok(), "the kernel's lines count per device only");
-        assert_eq!(table.refused(), 2);
-        table.note_refusal();
-        assert_eq!(table.refused(), 3);
     }
 
     #[test]

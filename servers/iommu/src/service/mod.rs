@@ -14,6 +14,7 @@
 //! the real ones, the tests simulated ones.
 
 pub mod domains;
+pub mod interrupts;
 pub mod kernel;
 mod requests;
 pub mod reserved;
@@ -179,6 +180,8 @@ pub struct Service<R: Registers, Q: QueueMemory, T: TablePages> {
     serial: u32,
     faults_seen: u64,
     limiter: RateLimiter,
+    /// Interrupt remapping (issue 10).
+    interrupts: interrupts::InterruptState,
 }
 
 /// A reply, and the capability to send with it.
@@ -214,6 +217,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
             PageTableConfig::new(&capabilities, width, host_address_width).map_err(|_| StartError::NoWidth)?;
         let context = ContextTables::new(&mut pages, &capabilities).map_err(|_| StartError::OutOfTablePages)?;
         unit.bring_up(context.root(), queue).map_err(StartError::Unit)?;
+        let interrupts = interrupts::InterruptState::start(&mut unit, &mut pages, &config);
         Ok(Self {
             hw: Hardware { unit, pages, context, width, table_config },
             config,
@@ -224,6 +228,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
             serial: 0,
             faults_seen: 0,
             limiter: RateLimiter::new(16, 1_000_000, now),
+            interrupts,
         })
     }
 

@@ -690,3 +690,5 @@ fn the_service_fits_once_on_the_servers_stack() {
     // The bin builds it once on a 256 KiB stack before storing it.
     assert!(core::mem::size_of::<TestService>() < 160 * 1024, "{} bytes", core::mem::size_of::<TestService>());
 }
+
+mod interrupts;
