@@ -43,6 +43,9 @@ pub(super) fn dispatch<R: Registers, Q: QueueMemory, T: TablePages>(
         // belong in the answer too.
         s.drain_faults(k.now());
     }
+    if let Some(answer) = super::interrupts::dispatch(s, badge, &request) {
+        return answer;
+    }
     match Handle::from_badge(badge) {
         Some(Handle::Dma { group, serial }) => dma_request(s, k, group, serial, request, received),
         Some(Handle::Group { group, serial }) => group_request(s, k, group, serial, request, received),
@@ -130,6 +133,7 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
             };
             let handle = handles.swap_remove(position);
             unmap_all(&mut s.hw, domains, k, MappingOwner::Handle(handle.serial));
+            super::interrupts::revoke_device(&mut s.interrupts, &mut s.hw, device, driver);
             k.revoke(handle.slot);
             let _ = ownership.release_kernel(group);
             info!("group {=u16}: DMA handle of {=str} released", group, names.name(driver));
@@ -173,6 +177,9 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
             if !assigned {
                 return refused(ErrorCode::PermissionDenied, "the policy assigns no device of that group to this task")
                     .into();
+            }
+            if let Some(answer) = super::interrupts::refuse_user_claim(&mut s.interrupts, &s.config, group, caller) {
+                return answer;
             }
             let waived = |device: Bdf| s.config.waivers.iter().any(|waiver| waiver.device == device);
             for reserved in ready.reserved.iter().filter(|d| d.group == group && waived(d.device)) {
@@ -691,6 +698,7 @@ fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
             if ownership.release_user(group, task, &mut hw).is_err() {
                 return refused(ErrorCode::InvalidArgument, "not owned by this task").into();
             }
+            super::interrupts::revoke_in_group(&mut s.interrupts, &mut s.hw, group, task);
             if let Some(position) = group_caps.iter().position(|c| c.serial == serial) {
                 let cap = group_caps.swap_remove(position);
                 k.revoke(cap.slot);
@@ -729,6 +737,7 @@ pub(super) fn task_died<R: Registers, Q: QueueMemory, T: TablePages>(
     let ioas_domain = |id: u16| address_spaces.iter().find(|a| a.id == id).map(|a| a.domain);
     let mut hw = switch(&mut s.hw, requesters, domains, defaults, &ioas_domain);
     let orphaned = ownership.task_died(task, &mut hw);
+    super::interrupts::revoke_task(&mut s.interrupts, &mut s.hw, task);
     while let Some(position) = group_caps.iter().position(|c| c.task == task) {
         let cap = group_caps.swap_remove(position);
         k.revoke(cap.slot);
