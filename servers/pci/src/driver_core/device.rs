@@ -55,6 +55,9 @@ pub struct Holder {
     pub role: Role,
     /// The MSI vector programmed for it (the server keeps the original).
     pub msi: Option<MsiVector>,
+    /// The interrupt-remapping entry its MSI names, when the IOMMU server
+    /// remaps interrupts.
+    pub interrupt_entry: Option<u16>,
     /// The server's copy of the DMA handle the IOMMU server minted.
     pub dma_handle: Option<Slot>,
 }

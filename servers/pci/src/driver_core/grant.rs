@@ -207,28 +207,35 @@ impl DriverCore {
     ) -> Result<Answer, Refusal> {
         let function = self.devices[position].function;
         let bdf = function.bdf;
-        let msi = match function.msi {
+        let (msi, interrupt_entry) = match function.msi {
             Some(info) => {
                 let vector = hw
                     .kernel
                     .alloc_msi()
                     .map_err(|code| refuse!(code, "{bdf}: no MSI vector for {} ({})", self.name(task), code.name()))?;
-                if let Err(error) = program_msi(hw.config, bdf, info, vector.address, vector.data) {
-                    free_vector(hw, bdf, info, vector);
+                let message = match self.remap(hw, bdf, task, vector) {
+                    Ok(message) => message,
+                    Err(refusal) => {
+                        hw.kernel.delete(vector.slot);
+                        return Err(refusal);
+                    }
+                };
+                if let Err(error) = program_msi(hw.config, bdf, info, message.address, message.data) {
+                    free_vector(hw, bdf, info, vector, message.entry);
                     return Err(refuse!(ErrorCode::InvalidArgument, "{bdf}: MSI not programmed: {error}"));
                 }
-                Some(vector)
+                (Some(vector), message.entry)
             }
-            None => None,
+            None => (None, None),
         };
         if let Err(error) = update_command(hw.config, bdf, HOLDER_COMMAND, 0) {
             if let (Some(vector), Some(info)) = (msi, function.msi) {
-                free_vector(hw, bdf, info, vector);
+                free_vector(hw, bdf, info, vector, interrupt_entry);
             }
             return Err(refuse!(ErrorCode::InvalidArgument, "{bdf}: decoding not enabled: {error}"));
         }
         let device = &mut self.devices[position];
-        device.holder = Some(Holder { task, role, msi, dma_handle });
+        device.holder = Some(Holder { task, role, msi, interrupt_entry, dma_handle });
         self.holders += 1;
         let device = &self.devices[position];
         let mut caps: Vec<Slot, 4> = device.bars.iter().map(|bar| bar.slot).collect();
@@ -257,20 +264,47 @@ impl DriverCore {
         Ok(Answer { reply: Reply::Granted(grant), caps })
     }
 
+    /// The message `bdf` must send for `vector`: the IOMMU server's, which
+    /// names an interrupt entry for `task` when it remaps interrupts. With
+    /// an IOMMU server connected, a device is never programmed with the
+    /// kernel's compatibility-format message behind the server's back: if
+    /// the server refuses, so does the grant. Without one (no remapping
+    /// is possible), the kernel's message is used.
+    fn remap<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &self,
+        hw: &mut Hardware<'_, C, K, I>,
+        bdf: Bdf,
+        task: u16,
+        vector: MsiVector,
+    ) -> Result<iommu::Remapped, Refusal> {
+        if hw.iommu.is_none() {
+            return Ok(iommu::Remapped { address: vector.address, data: vector.data, entry: None });
+        }
+        iommu::alloc_interrupt(hw.iommu.as_deref_mut(), hw.kernel, bdf, task, vector.address, vector.data)
+            .map_err(|failure| refuse!(failure.code(), "{bdf}: no interrupt entry for {}: {failure}", self.name(task)))
+    }
+
     /// Who owns a group, in words.
     pub(super) fn owner_text(&self, owner: OwnerReport) -> OwnerText<'_> {
         OwnerText { owner, core: self }
     }
 }
 
-/// Frees a vector a failed grant had allocated, with the device's MSI off.
+/// Frees a vector a failed grant had allocated, and its interrupt entry,
+/// with the device's MSI off.
 fn free_vector<C: ConfigSpace, K: Kernel, I: IommuLink>(
     hw: &mut Hardware<'_, C, K, I>,
     bdf: Bdf,
     info: MsiInfo,
     vector: MsiVector,
+    entry: Option<u16>,
 ) {
     let _ = disable_msi(hw.config, bdf, info);
+    if let Some(entry) = entry
+        && iommu::free_interrupt(hw.iommu.as_deref_mut(), hw.kernel, bdf, entry).is_err()
+    {
+        warning!("{}: interrupt entry {=u16} not given back after a failed grant", bdf, entry);
+    }
     hw.kernel.delete(vector.slot);
 }
 

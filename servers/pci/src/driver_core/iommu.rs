@@ -158,6 +158,47 @@ pub fn reclaimed<I: IommuLink, K: Kernel>(
     }
 }
 
+/// The message a device must send for one MSI vector, from the IOMMU
+/// server: remappable, naming `entry`, when it remaps interrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remapped {
+    /// Message address.
+    pub address: u64,
+    /// Message data.
+    pub data: u32,
+    /// The interrupt entry it names (`None`: no remapping, the kernel's message).
+    pub entry: Option<u16>,
+}
+
+/// Turns the kernel's message for `device`'s vector (compatibility
+/// format) into the one to program, with an interrupt entry for `holder`.
+pub fn alloc_interrupt<I: IommuLink, K: Kernel>(
+    link: Option<&mut I>,
+    kernel: &mut K,
+    device: Bdf,
+    holder: u16,
+    address: u64,
+    data: u32,
+) -> Result<Remapped, IommuFailure> {
+    match call_plain(link, kernel, &Request::AllocInterrupt { device, holder, address, data })? {
+        Reply::Interrupt { address, data, entry } => Ok(Remapped { address, data, entry }),
+        _ => Err(IommuFailure::Unexpected),
+    }
+}
+
+/// Gives `device`'s interrupt entry back.
+pub fn free_interrupt<I: IommuLink, K: Kernel>(
+    link: Option<&mut I>,
+    kernel: &mut K,
+    device: Bdf,
+    entry: u16,
+) -> Result<(), IommuFailure> {
+    match call_plain(link, kernel, &Request::FreeInterrupt { device, entry })? {
+        Reply::Done => Ok(()),
+        _ => Err(IommuFailure::Unexpected),
+    }
+}
+
 /// Reports every function of `topology`, [`TOPOLOGY_CHUNK`] per message,
 /// the last one marked (an empty topology is one empty, last chunk).
 pub fn report_topology<I: IommuLink, K: Kernel>(

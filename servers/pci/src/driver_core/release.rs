@@ -1,7 +1,8 @@
 //! Taking a device back: release, its holder's death, and the IOMMU server's reclaims.
 //!
 //! The order is the one issue 7 asks for: the holder's capabilities are
-//! revoked first (so it can no longer touch the device), then the device
+//! revoked first (so it can no longer touch the device; its interrupt
+//! entry goes with its interrupt capability), then the device
 //! is quiesced (so nothing it started keeps running), and only then is a
 //! DMA-capable driver's claim released to the IOMMU server.
 
@@ -74,6 +75,17 @@ impl DriverCore {
         for bar in &device.bars {
             if let Err(code) = hw.kernel.revoke(bar.slot) {
                 error!("{}: BAR{=u8} copies not revoked: {}", bdf, bar.region.index, code);
+            }
+        }
+        if let Some(entry) = holder.interrupt_entry {
+            // The IOMMU server revokes a user's entries itself when its
+            // group changes hands: an entry already gone is fine.
+            match iommu::free_interrupt(hw.iommu.as_deref_mut(), hw.kernel, bdf, entry) {
+                Ok(()) | Err(iommu::IommuFailure::Refused { code: ErrorCode::NotFound, .. }) => {}
+                Err(failure) => {
+                    let text: heapless::String<480> = truncated(format_args!("{failure}"));
+                    error!("{}: interrupt entry {=u16} not given back: {=str}", bdf, entry, text.as_str());
+                }
             }
         }
         if let Some(vector) = holder.msi {

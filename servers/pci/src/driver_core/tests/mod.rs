@@ -6,6 +6,7 @@
 mod admin;
 mod grant;
 mod hostile;
+mod interrupts;
 mod iommu_link;
 mod release;
 
@@ -80,6 +81,12 @@ pub struct IommuState {
     pub pending: Vec<(u16, Vec<Bdf>)>,
     /// DMA handles handed out: device, driver, and the slot the PCI server got.
     pub handles: Vec<(Bdf, u16, Slot)>,
+    /// The server remaps interrupts (else it hands the kernel's message back).
+    pub remapping: bool,
+    /// Interrupt entries in use: handle, device, holder, vector.
+    pub entries: Vec<(u16, Bdf, u16, u32)>,
+    /// Interrupt entries are refused with this.
+    pub refuse_interrupts: Option<ErrorCode>,
 }
 
 /// Everything the models share.
@@ -226,6 +233,27 @@ impl IommuLink for MockIommu {
                     .map(|(group, members)| (group, members.into_iter().collect()))
                     .collect();
                 (iommu::Reply::Reclaims { groups }, None)
+            }
+            iommu::Request::AllocInterrupt { device, holder, address, data } => {
+                if let Some(code) = world.iommu.refuse_interrupts {
+                    (refused(code, "no interrupt entry"), None)
+                } else if world.iommu.remapping {
+                    let handle = world.iommu.entries.iter().map(|e| e.0).max().unwrap_or(0) + 1;
+                    world.iommu.entries.push((handle, *device, *holder, *data));
+                    let address = 0xfee0_0018 | u64::from(handle) << 5;
+                    (iommu::Reply::Interrupt { address, data: 0, entry: Some(handle) }, None)
+                } else {
+                    (iommu::Reply::Interrupt { address: *address, data: *data, entry: None }, None)
+                }
+            }
+            iommu::Request::FreeInterrupt { device, entry } => {
+                match world.iommu.entries.iter().position(|e| e.0 == *entry && e.1 == *device) {
+                    Some(position) => {
+                        world.iommu.entries.remove(position);
+                        (iommu::Reply::Done, None)
+                    }
+                    None => (refused(ErrorCode::NotFound, "no such entry"), None),
+                }
             }
             _ => (refused(ErrorCode::NoSuchCall, "not modelled"), None),
         })
