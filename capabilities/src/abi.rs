@@ -138,6 +138,18 @@ syscalls! {
     /// KILL right), as a fault would: everything it held is released and
     /// its watchers are told. A supervisor's tool, granted by the policy.
     TaskKill = 34,
+    /// Describe the `rsi`th IO APIC line the kernel routes, through
+    /// remapping unit `rdi` (the device-memory capability of a DMAR
+    /// unit's registers): returns `gsi | level << 8 | remapped << 9`,
+    /// `vector | destination APIC id << 8`, and the interrupt-remapping
+    /// handle it goes through (`u64::MAX`: compatibility format).
+    /// `NotFound` past the last line.
+    IoApicLine = 35,
+    /// Route IO APIC line `rsi` through interrupt-remapping entry `rdx`
+    /// (at most 0xffff) in remappable format, through remapping unit
+    /// `rdi`; the line keeps its mask. The entry must deliver the line's
+    /// vector with its trigger mode.
+    IoApicRemap = 36,
 }
 
 /// Largest `defmt` frame a task may hand to [`Syscall::LogWrite`].

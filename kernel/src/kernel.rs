@@ -14,6 +14,7 @@ mod lifecycle;
 mod memory;
 mod notify;
 mod platform;
+mod remapping;
 mod syscall;
 
 use capabilities::ErrorCode;
@@ -68,6 +69,10 @@ pub trait Machine: PhysMem {
     fn mask_gsi(&mut self, gsi: u8, masked: bool);
     /// The address a device writes to raise an MSI at this CPU.
     fn msi_address(&self) -> u64;
+    /// Routes IO APIC input `gsi` (vector `vector`) through
+    /// interrupt-remapping entry `handle`, in remappable format, keeping
+    /// its mask.
+    fn remap_gsi(&mut self, gsi: u8, vector: u8, level: bool, handle: u16);
 }
 
 /// What the machine layer should do after an entry into the kernel.

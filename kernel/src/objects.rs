@@ -215,6 +215,8 @@ pub struct Interrupt {
     pub unacknowledged: bool,
     /// Capabilities naming it.
     pub refs: u32,
+    /// The interrupt-remapping entry an IO APIC line goes through.
+    pub remapped: Option<u16>,
 }
 
 #[cfg(test)]

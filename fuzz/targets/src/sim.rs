@@ -71,6 +71,8 @@ impl Machine for FuzzMachine {
     fn msi_address(&self) -> u64 {
         0xfee0_0000
     }
+
+    fn remap_gsi(&mut self, _gsi: u8, _vector: u8, _level: bool, _handle: u16) {}
 }
 
 /// A kernel booted from an image on a [`FuzzMachine`].

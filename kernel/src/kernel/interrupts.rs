@@ -22,7 +22,7 @@ impl Kernel {
 
     fn create_interrupt(&mut self, source: IrqSource) -> Result<Handle, ErrorCode> {
         let vector = self.free_vector().ok_or(ErrorCode::OutOfMemory)?;
-        let interrupt = Interrupt { source, vector, target: None, unacknowledged: false, refs: 0 };
+        let interrupt = Interrupt { source, vector, target: None, unacknowledged: false, refs: 0, remapped: None };
         let handle = self.interrupts.insert(interrupt).map_err(|_| ErrorCode::OutOfMemory)?;
         self.vectors[usize::from(vector)] = Some(handle);
         Ok(handle)

@@ -101,6 +101,17 @@ impl Kernel {
         Some(Object::DeviceMemory { base: found.0, pages: found.1 })
     }
 
+    /// Records a remapping unit as DMAR would (host tests have no ACPI).
+    #[cfg(test)]
+    pub(crate) fn add_remapping_unit(&mut self, base: u64, pages: u32) {
+        let _ = self.platform.units.push((base, pages));
+    }
+
+    /// Whether `base` is the register base of a remapping unit DMAR names.
+    pub(super) fn is_remapping_unit(&self, base: u64) -> bool {
+        self.platform.units.iter().any(|&(unit, _)| unit == base)
+    }
+
     /// The ACPI snapshot frame, if the machine has ACPI tables.
     pub(super) fn acpi_frame(&self) -> Option<Object> {
         self.platform.acpi.map(Object::Frame)

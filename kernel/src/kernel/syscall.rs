@@ -67,6 +67,8 @@ impl Kernel {
             Syscall::TaskKill => Some(self.task_kill(m, id, args[0])),
             Syscall::Time => Some(Ok([m.now(), 0, 0])),
             Syscall::DeviceMemoryCreate => Some(self.create_device_memory(id, args)),
+            Syscall::IoApicLine => Some(self.ioapic_line(m, id, args[0], args[1])),
+            Syscall::IoApicRemap => Some(self.ioapic_remap(m, id, args)),
         };
         if let Some(result) = outcome {
             self.set_result(id, result);

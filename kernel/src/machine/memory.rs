@@ -184,6 +184,10 @@ impl Machine for Hardware {
     fn msi_address(&self) -> u64 {
         0xfee0_0000 | u64::from(apic::id()) << 12
     }
+
+    fn remap_gsi(&mut self, gsi: u8, vector: u8, level: bool, handle: u16) {
+        apic::route_remapped(gsi, vector, level, handle);
+    }
 }
 
 /// Reads firmware memory (ACPI tables) through the direct map.

@@ -105,6 +105,40 @@ impl Cap<DeviceMemory> {
     pub fn split(self, dest: u32, offset: u64, pages: u64) -> Result<Cap<DeviceMemory>, ErrorCode> {
         raw(Syscall::CapSplit, [self.slot().into(), dest.into(), offset, pages, 0, 0]).map(|_| Cap::at(dest))
     }
+
+    /// The `index`th IO APIC line the kernel routes; this capability must
+    /// be a remapping unit's registers. `NotFound` past the last.
+    pub fn ioapic_line(self, index: u64) -> Result<IoApicLine, ErrorCode> {
+        let [flags, target, handle] = raw(Syscall::IoApicLine, [self.slot().into(), index, 0, 0, 0, 0])?;
+        Ok(IoApicLine {
+            gsi: flags as u8,
+            level: flags & 1 << 8 != 0,
+            vector: target as u8,
+            destination: (target >> 8) as u8,
+            handle: u16::try_from(handle).ok(),
+        })
+    }
+
+    /// Routes IO APIC line `gsi` through interrupt-remapping entry `handle`;
+    /// this capability must be a remapping unit's registers.
+    pub fn ioapic_remap(self, gsi: u8, handle: u16) -> Result<(), ErrorCode> {
+        raw(Syscall::IoApicRemap, [self.slot().into(), gsi.into(), handle.into(), 0, 0, 0]).map(|_| ())
+    }
+}
+
+/// An IO APIC line the kernel routes, as `IoApicLine` describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApicLine {
+    /// Its global system interrupt.
+    pub gsi: u8,
+    /// Level-triggered.
+    pub level: bool,
+    /// The vector it raises.
+    pub vector: u8,
+    /// The local APIC id it is sent to.
+    pub destination: u8,
+    /// The interrupt-remapping entry it goes through, if remapped.
+    pub handle: Option<u16>,
 }
 
 impl Cap<IoPorts> {

@@ -8,5 +8,6 @@ mod interrupts;
 mod ipc;
 mod memory;
 mod notify;
+mod remapping;
 mod sched;
 mod sim;

@@ -24,6 +24,8 @@ pub struct TestMachine {
     pub port_writes: Vec<(u16, u8, u32)>,
     pub routes: Vec<(u8, u8, bool)>,
     pub masked: std::collections::HashMap<u8, bool>,
+    /// IO APIC lines routed through interrupt-remapping entries: gsi, vector, level, handle.
+    pub remapped: Vec<(u8, u8, bool, u16)>,
 }
 
 impl PhysMem for TestMachine {
@@ -68,6 +70,10 @@ impl Machine for TestMachine {
 
     fn msi_address(&self) -> u64 {
         0xfee0_0000
+    }
+
+    fn remap_gsi(&mut self, gsi: u8, vector: u8, level: bool, handle: u16) {
+        self.remapped.push((gsi, vector, level, handle));
     }
 }
 
@@ -179,6 +185,7 @@ impl Sim {
             port_writes: vec![],
             routes: vec![],
             masked: Default::default(),
+            remapped: vec![],
         };
         let mut kernel = Box::new(Kernel::new());
         let mut tables = TestTables::new(&mut m.mem, 1);
