@@ -106,6 +106,7 @@ fn main() -> u64 {
         if caps.caching_mode { "caching mode (not-present entries cached too)" } else { "no caching mode" },
         if queued { "the queue" } else { "registers" }
     );
+    server::interrupts::start(&mut service, REGISTERS.get(), unit.ioapic_source);
     let Some(fault_interrupt) = route_fault_event(&mut service, &pool) else { return 1 };
     if let Err(code) = EVENTS.get().bind() {
         defmt::error!("the events notification cannot be bound ({}): faults and deaths would go unseen", code);

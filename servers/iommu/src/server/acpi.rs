@@ -1,5 +1,6 @@
 //! Finding the granted unit in the DMAR table of the kernel's ACPI snapshot.
 
+use acpi_tables::dmar::ScopeKind;
 use acpi_tables::{Dmar, SnapshotMemory};
 use capabilities::abi::PAGE_SIZE;
 use heapless::Vec;
@@ -20,6 +21,9 @@ pub struct UnitDescription {
     pub register_size: u64,
     /// The reserved memory regions of its segment.
     pub reserved: Vec<ReservedRegion, MAX_REGIONS>,
+    /// The source id of the IO APIC in its scope, if one is (the
+    /// requester id its interrupt messages carry).
+    pub ioapic_source: Option<u16>,
 }
 
 /// The DMAR entry of the unit whose registers `registers` grants, read from
@@ -92,5 +96,23 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
             region.scopes.len()
         );
     }
-    Some(UnitDescription { host_address_width: dmar.host_address_width, register_size: unit.register_size(), reserved })
+    let ioapic_source = unit
+        .scopes()
+        .filter(|scope| scope.kind == ScopeKind::IoApic)
+        .find_map(|scope| scope.direct_address())
+        .map(|address| address.source_id());
+    match ioapic_source {
+        Some(source) => defmt::info!(
+            "IO APIC in the unit's scope, source id {=u16:#06x}; DMAR says the platform {=str} interrupt remapping",
+            source,
+            if dmar.flags.interrupt_remapping() { "supports" } else { "does not support" }
+        ),
+        None => defmt::info!("no IO APIC in the unit's scope: its lines stay in compatibility format"),
+    }
+    Some(UnitDescription {
+        host_address_width: dmar.host_address_width,
+        register_size: unit.register_size(),
+        reserved,
+        ioapic_source,
+    })
 }
