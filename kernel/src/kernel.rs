@@ -8,6 +8,7 @@
 
 mod boot;
 mod caps;
+mod fastpath;
 mod interrupts;
 mod ipc;
 mod lifecycle;

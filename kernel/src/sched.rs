@@ -82,6 +82,17 @@ impl Scheduler {
         }
     }
 
+    /// The non-empty queues, highest priority first, each in order (for
+    /// tests that compare two kernels' states).
+    #[cfg(test)]
+    pub fn snapshot(&self) -> Vec<(usize, Vec<TaskId>)> {
+        (0..LEVELS)
+            .rev()
+            .filter(|&level| !self.queues[level].is_empty())
+            .map(|level| (level, self.queues[level].iter().copied().collect()))
+            .collect()
+    }
+
     fn highest(&self) -> Option<usize> {
         (self.ready != 0).then(|| 31 - self.ready.leading_zeros() as usize)
     }

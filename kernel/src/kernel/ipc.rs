@@ -18,10 +18,13 @@ use crate::task::{TaskId, TaskState};
 
 /// A message about to be delivered.
 #[derive(Clone, Copy)]
-struct Message {
-    badge: u64,
-    len: u32,
-    grant: bool,
+pub(super) struct Message {
+    /// The sending capability's badge (0 for a reply).
+    pub(super) badge: u64,
+    /// Bytes of message.
+    pub(super) len: u32,
+    /// Whether capabilities may travel with it.
+    pub(super) grant: bool,
 }
 
 impl Kernel {
@@ -134,7 +137,7 @@ impl Kernel {
 
     /// The caller now waits for a reply; the receiver gets the capability
     /// to give it, replacing (and so abandoning) any reply it left there.
-    fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId) {
+    pub(super) fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId) {
         let task = self.task_mut(caller);
         task.calls = task.calls.wrapping_add(1);
         let call = task.calls;
@@ -175,7 +178,7 @@ impl Kernel {
     /// Copies the message from `from`'s IPC buffer to `to`'s and moves the
     /// capabilities `from` listed into `to`'s receive window. Returns the
     /// receive [`Info`] word.
-    fn transfer(&mut self, m: &mut impl Machine, from: TaskId, to: TaskId, message: Message) -> u64 {
+    pub(super) fn transfer(&mut self, m: &mut impl Machine, from: TaskId, to: TaskId, message: Message) -> u64 {
         let (source, dest) = (self.task(from).ipc_buffer, self.task(to).ipc_buffer);
         m.copy(source, DATA_OFFSET, dest, DATA_OFFSET, message.len as usize);
         let mut received = 0u32;

@@ -310,12 +310,21 @@ fn interrupt(vector: u8) {
     apic::end_of_interrupt();
 }
 
-/// Handler of the `syscall` instruction.
+/// Handler of the `syscall` instruction. An IPC call or reply that the
+/// fast path completes switches straight to the partner; the scheduler,
+/// the timer and the reaper have nothing to do then (see
+/// `kernel::kernel::fastpath`: the timer stays armed early enough).
 #[unsafe(no_mangle)]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     kernel.save_frame(frame);
+    if let Some(next) = kernel.fastpath(hardware) {
+        memory::switch_to(kernel.root(next));
+        let frame = *kernel.frame(next);
+        drop(system);
+        resume(next, &frame)
+    }
     kernel.syscall(hardware);
     drop(system);
     run_next()
@@ -369,7 +378,7 @@ fn resume(task: TaskId, frame: &TrapFrame) -> ! {
     if !frame.is_user() {
         panic!("refusing to resume task {} with a ring-0 frame", task.index());
     }
-    let restore = fpu::switch_to(task);
+    let restore = fpu::switch_to(task, frame.from_syscall());
     // SAFETY: the frame slot is the top of the kernel stack, reserved for
     // the entry frame; no live Rust data is there (Rust code runs below
     // `TRAP_AREA`), and `frame` is a copy on the stack below it.

@@ -1,12 +1,17 @@
-//! Tasks' x87/SSE state, switched eagerly when the CPU changes tasks.
+//! Tasks' x87/SSE state, switched when the CPU changes tasks.
 //!
 //! A trap from ring 3 saves the exact state in the trap stub (before any
-//! kernel code can clobber a vector register). A `syscall` saves nothing:
-//! the ABI declares the vector registers clobbered, so only the control
-//! words (MXCSR, x87 FCW), which kernel code never changes, must survive.
-//! When another task is about to run, the outgoing one's state is saved
-//! with its vector registers zeroed first, so no kernel data is ever
-//! stored in, or restored to, any task's registers.
+//! kernel code can clobber a vector register), and the task gets it back
+//! whole with FXRSTOR. A `syscall` saves nothing: the ABI declares every
+//! vector, x87 and MMX register clobbered (`docs/syscalls.md`), so only
+//! the control words (MXCSR, x87 FCW), which kernel code never changes,
+//! must survive. When another task is about to run after a system call,
+//! the outgoing task's control words are read out and the incoming task's
+//! loaded, after the x87/MMX data registers are overwritten with zeroes
+//! (the `sysret` path zeroes the XMM registers), so no task ever sees
+//! another's values or the kernel's. This replaces a full FXSAVE and
+//! FXRSTOR (1 KiB of memory traffic) on the IPC path with a few register
+//! operations.
 
 use core::cell::UnsafeCell;
 
@@ -25,22 +30,38 @@ struct Area([u8; AREA_SIZE]);
 struct Areas(UnsafeCell<[Area; MAX_TASKS]>);
 
 // SAFETY: one CPU; the areas are only read and written by FXSAVE/FXRSTOR
-// and by `prepare`, all with interrupts off.
+// and by `fill_controls`, all with interrupts off.
 unsafe impl Sync for Areas {}
 
 static AREAS: Areas = Areas(UnsafeCell::new([const { Area([0; AREA_SIZE]) }; MAX_TASKS]));
 
-struct State {
-    /// The task whose control words are in the CPU.
-    live: Option<TaskId>,
-    /// Per task: its area holds its current state.
-    saved: [bool; MAX_TASKS],
-    /// Per task: its area has been given the default control words.
-    prepared: [bool; MAX_TASKS],
+/// Where a task's vector state is while it does not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Saved {
+    /// In the CPU: the task runs, or ran last and nothing replaced it.
+    Live,
+    /// Exactly, in its FXSAVE area (the trap stub wrote it).
+    Area,
+    /// Only its control words matter: it left through a system call (or
+    /// has not run yet), so its registers are zero when it resumes.
+    Controls {
+        /// x87 control word.
+        fcw: u16,
+        /// SSE control and status.
+        mxcsr: u32,
+    },
 }
 
-static STATE: spin::Mutex<State> =
-    spin::Mutex::new(State { live: None, saved: [false; MAX_TASKS], prepared: [false; MAX_TASKS] });
+struct State {
+    /// The task whose state the CPU holds.
+    live: Option<TaskId>,
+    /// Per task, where its state is.
+    saved: [Saved; MAX_TASKS],
+}
+
+const INITIAL: Saved = Saved::Controls { fcw: FCW_DEFAULT, mxcsr: MXCSR_DEFAULT };
+
+static STATE: spin::Mutex<State> = spin::Mutex::new(State { live: None, saved: [INITIAL; MAX_TASKS] });
 
 /// The FXSAVE area of `task`.
 pub fn area(task: TaskId) -> *const u8 {
@@ -52,46 +73,103 @@ pub fn area(task: TaskId) -> *const u8 {
 pub fn saved_by_trap(task: TaskId) {
     let mut state = STATE.lock();
     state.live = Some(task);
-    state.saved[task.index()] = true;
+    state.saved[task.index()] = Saved::Area;
 }
 
-/// Makes `task` the owner of the vector state. Returns the area the
-/// `sysret` path must load, or `None` when `task`'s state is still live.
-pub fn switch_to(task: TaskId) -> Option<*const u8> {
-    let mut state = STATE.lock();
+/// Makes `task` the owner of the vector state before it resumes, through
+/// `sysret` (`by_sysret`, which zeroes the XMM registers) or `iretq`
+/// (which always loads the task's area). Returns the area the `sysret`
+/// path must load, or `None` when the CPU already holds what `task` may
+/// see.
+pub fn switch_to(task: TaskId, by_sysret: bool) -> Option<*const u8> {
     entry::set_fpu_save_area(area(task));
-    if state.live == Some(task) {
-        state.saved[task.index()] = false;
-        return None;
-    }
+    let mut state = STATE.lock();
     if let Some(outgoing) = state.live
-        && !state.saved[outgoing.index()]
+        && outgoing != task
+        && state.saved[outgoing.index()] == Saved::Live
     {
-        zero_and_save(area(outgoing));
-        state.saved[outgoing.index()] = true;
-    }
-    if !state.prepared[task.index()] {
-        prepare(task);
-        state.prepared[task.index()] = true;
+        let (fcw, mxcsr) = read_controls();
+        state.saved[outgoing.index()] = Saved::Controls { fcw, mxcsr };
     }
     state.live = Some(task);
-    state.saved[task.index()] = false;
-    Some(area(task))
+    let saved = core::mem::replace(&mut state.saved[task.index()], Saved::Live);
+    match saved {
+        Saved::Live if by_sysret => None,
+        Saved::Live => {
+            // Not reached (a trap leaves the task's state in its area), but
+            // an `iretq` must never load a stale area: save what is live.
+            zero_and_save(area(task));
+            Some(area(task))
+        }
+        Saved::Area => Some(area(task)),
+        Saved::Controls { fcw, mxcsr } if by_sysret => {
+            load_controls_over_zeroes(fcw, mxcsr);
+            None
+        }
+        Saved::Controls { fcw, mxcsr } => {
+            fill_controls(task, fcw, mxcsr);
+            Some(area(task))
+        }
+    }
 }
 
-/// Gives a new task's area the default control words and zero registers.
-fn prepare(task: TaskId) {
-    // SAFETY: the area belongs to `task`, which has not run yet; nothing
-    // else holds a reference into it.
+/// Reads the live x87 control word and MXCSR.
+fn read_controls() -> (u16, u32) {
+    let mut fcw = 0u16;
+    let mut mxcsr = 0u32;
+    // SAFETY: both instructions only store a control register to the
+    // given stack locations, which are valid for the write.
+    unsafe {
+        core::arch::asm!(
+            "fnstcw [{fcw}]",
+            "stmxcsr [{mxcsr}]",
+            fcw = in(reg) &mut fcw,
+            mxcsr = in(reg) &mut mxcsr,
+            options(nostack),
+        );
+    }
+    (fcw, mxcsr)
+}
+
+/// Overwrites every x87/MMX data register with zero, resets the x87 unit
+/// and loads `fcw` and `mxcsr`.
+fn load_controls_over_zeroes(fcw: u16, mxcsr: u32) {
+    // SAFETY: FNINIT empties the x87 stack, eight FLDZ push a zero into
+    // each data register (so no earlier value survives, MMX views
+    // included), FNINIT empties the stack again; FLDCW and LDMXCSR load
+    // values FNSTCW and STMXCSR produced (or the architectural defaults),
+    // so no reserved bit is set. The kernel keeps no value in these
+    // registers.
+    unsafe {
+        core::arch::asm!(
+            "fninit",
+            "fldz", "fldz", "fldz", "fldz", "fldz", "fldz", "fldz", "fldz",
+            "fninit",
+            "fldcw [{fcw}]",
+            "ldmxcsr [{mxcsr}]",
+            fcw = in(reg) &fcw,
+            mxcsr = in(reg) &mxcsr,
+            out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+            out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+            options(nostack),
+        );
+    }
+}
+
+/// Gives `task`'s area zero registers and the control words, for a resume
+/// through `iretq`.
+fn fill_controls(task: TaskId, fcw: u16, mxcsr: u32) {
+    // SAFETY: the area belongs to `task`, which does not run; nothing
+    // else holds a reference into it, and interrupts are off.
     let bytes = unsafe { &mut (*AREAS.0.get())[task.index()].0 };
     bytes.fill(0);
-    bytes[0..2].copy_from_slice(&FCW_DEFAULT.to_le_bytes());
-    bytes[24..28].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
+    bytes[0..2].copy_from_slice(&fcw.to_le_bytes());
+    bytes[24..28].copy_from_slice(&mxcsr.to_le_bytes());
 }
 
 fn zero_and_save(area: *const u8) {
     // SAFETY: `area` is a 16-byte aligned 512-byte FXSAVE area owned by the
-    // outgoing task; the vector registers hold nothing the kernel needs.
+    // task being resumed; the vector registers hold nothing the kernel needs.
     unsafe {
         core::arch::asm!(
             "pxor xmm0, xmm0", "pxor xmm1, xmm1", "pxor xmm2, xmm2", "pxor xmm3, xmm3",

@@ -4,6 +4,7 @@
 mod boot;
 mod caps;
 mod death;
+mod fastpath;
 mod interrupts;
 mod ipc;
 mod memory;
