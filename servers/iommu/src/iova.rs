@@ -16,6 +16,10 @@ use crate::range::IovaRange;
 /// than memory accesses: never hand them out.
 pub const INTERRUPT_WINDOW: IovaRange = IovaRange { start: 0xfee0_0000, pages: 0x100 };
 
+/// Most pages of natural alignment [`IovaAllocator::allocate`] gives a
+/// run: 2 MiB, the smallest superpage.
+pub const NATURAL_ALIGNMENT_MAX: u64 = 512;
+
 /// Why an address request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IovaError {
@@ -200,8 +204,12 @@ impl<const N: usize> IovaAllocator<N> {
     }
 
     /// Allocates `pages` at the lowest free address that is a multiple of
-    /// `alignment` pages (a power of two; superpage-sized alignment lets
-    /// the page tables use superpages).
+    /// `alignment` pages (a power of two) and of the run's natural
+    /// alignment: the largest power of two not above `pages`, up to
+    /// [`NATURAL_ALIGNMENT_MAX`]. Natural alignment lets a 2 MiB run be
+    /// one superpage, and lets one page-selective invalidation (which
+    /// names an aligned power-of-two block) cover a power-of-two run
+    /// exactly, instead of one per aligned piece.
     pub fn allocate(&mut self, pages: u64, alignment: u64) -> Result<IovaRange, IovaError> {
         if pages == 0 {
             return Err(IovaError::Empty);
@@ -209,6 +217,8 @@ impl<const N: usize> IovaAllocator<N> {
         if !alignment.is_power_of_two() {
             return Err(IovaError::Unaligned { value: alignment });
         }
+        let natural = 1u64 << pages.min(NATURAL_ALIGNMENT_MAX).ilog2();
+        let alignment = alignment.max(natural);
         self.charge(pages)?;
         let align_bytes = alignment.checked_mul(PAGE_SIZE).ok_or(IovaError::Unaligned { value: alignment })?;
         let bytes = pages.checked_mul(PAGE_SIZE).ok_or(IovaError::Exhausted { pages })?;
@@ -253,18 +263,29 @@ mod tests {
     #[test]
     fn edu_mask_window_and_quota() {
         let mut space = IovaAllocator::<8>::for_dma_mask(28, 16).unwrap();
-        let first = space.allocate(4, 1).unwrap();
-        assert_eq!(first, IovaRange { start: 0x1000, pages: 4 });
+        let first = space.allocate(3, 1).unwrap();
+        assert_eq!(first, IovaRange { start: 0x2000, pages: 3 }, "naturally aligned to 2 pages");
         let aligned = space.allocate(2, 4).unwrap();
         assert_eq!(aligned.start, 0x8000);
-        assert_eq!(space.used_pages(), 6);
-        assert_eq!(space.allocate(11, 1), Err(IovaError::QuotaExceeded { requested: 11, available: 10 }));
+        assert_eq!(space.used_pages(), 5);
+        assert_eq!(space.allocate(12, 1), Err(IovaError::QuotaExceeded { requested: 12, available: 11 }));
         assert_eq!(space.place(0x0fff_f000, 1).unwrap().start, 0x0fff_f000);
         assert_eq!(space.place(0x1000_0000, 1), Err(IovaError::OutsideWindow { iova: 0x1000_0000, pages: 1 }));
         assert_eq!(space.place(0, 1), Err(IovaError::OutsideWindow { iova: 0, pages: 1 }));
         assert_eq!(space.free(0x8000), Ok(aligned));
         assert_eq!(space.free(0x8000), Err(IovaError::NotAllocated { iova: 0x8000 }));
-        assert_eq!(space.allocate(1, 1).unwrap().start, 0x5000);
+        assert_eq!(space.allocate(1, 1).unwrap().start, 0x1000);
+    }
+
+    #[test]
+    fn runs_are_naturally_aligned_up_to_two_mebibytes() {
+        let mut space = IovaAllocator::<8>::for_dma_mask(32, 1 << 20).unwrap();
+        assert_eq!(space.allocate(1, 1).unwrap().start, 0x1000);
+        assert_eq!(space.allocate(64, 1).unwrap().start, 0x4_0000);
+        assert_eq!(space.allocate(100, 1).unwrap().start, 0x8_0000, "aligned to 64 pages");
+        assert_eq!(space.allocate(512, 1).unwrap().start, 0x20_0000);
+        assert_eq!(space.allocate(2048, 1).unwrap().start, 0x40_0000, "2 MiB at most");
+        assert_eq!(space.allocate(1, 1).unwrap().start, 0x2000, "small runs fill the gaps");
     }
 
     #[test]
@@ -288,12 +309,13 @@ mod tests {
     #[test]
     fn exhaustion_is_an_error() {
         let mut space = IovaAllocator::<8>::new(0x1000, 0x4fff, 100).unwrap();
-        assert_eq!(space.allocate(4, 1).unwrap().start, 0x1000);
-        assert_eq!(space.allocate(1, 1), Err(IovaError::Exhausted { pages: 1 }));
-        space.free(0x1000).unwrap();
+        assert_eq!(space.allocate(3, 1).unwrap().start, 0x2000);
+        assert_eq!(space.allocate(2, 1), Err(IovaError::Exhausted { pages: 2 }));
+        assert_eq!(space.allocate(1, 1).unwrap().start, 0x1000);
+        space.free(0x2000).unwrap();
         assert_eq!(space.allocate(2, 2).unwrap().start, 0x2000);
         assert_eq!(space.allocate(2, 2), Err(IovaError::Exhausted { pages: 2 }));
-        assert_eq!(space.allocate(1, 1).unwrap().start, 0x1000);
+        assert_eq!(space.allocate(1, 1).unwrap().start, 0x4000);
         assert!(IovaAllocator::<1>::new(0x1000, 0xfff, 1).is_err());
         assert!(IovaAllocator::<1>::new(0x1800, 0x2fff, 1).is_err());
         assert!(IovaAllocator::<0>::for_dma_mask(32, 1).is_err(), "no room for the interrupt window");

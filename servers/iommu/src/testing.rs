@@ -12,6 +12,8 @@ pub(crate) struct FakePages {
     /// Entries written and not yet flushed.
     pub(crate) dirty: BTreeSet<(u64, usize)>,
     pub(crate) budget: usize,
+    /// Entries read so far.
+    pub(crate) reads: std::cell::Cell<usize>,
     next: u64,
 }
 
@@ -24,6 +26,7 @@ impl FakePages {
             flushes: Vec::new(),
             dirty: BTreeSet::new(),
             budget,
+            reads: std::cell::Cell::new(0),
             next: 0x10_0000,
         }
     }
@@ -57,6 +60,7 @@ impl TablePages for FakePages {
 
     fn read(&self, page: TablePage, index: usize) -> u64 {
         assert!(index < ENTRIES_PER_PAGE);
+        self.reads.set(self.reads.get() + 1);
         self.pages.get(&page.address()).expect("read of a page not handed out")[index]
     }
 

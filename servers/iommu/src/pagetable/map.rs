@@ -196,6 +196,12 @@ impl SecondLevelTable {
 
     /// Writes consecutive leaves at `level` from `step.iova` on, while
     /// they stay in `table`, fit the run and land on empty entries.
+    ///
+    /// 4 KiB leaves are written without reading the entry first: the
+    /// precheck ([`SecondLevelTable::check_request`]) found every one of
+    /// them empty, and a batch's runs do not overlap. Above level 1 an
+    /// entry the precheck passed may still point at an (empty) table, so
+    /// it is read.
     fn write_leaves<P: TablePages>(
         &self,
         writer: &mut EntryWriter<'_, P>,
@@ -208,7 +214,9 @@ impl SecondLevelTable {
         let first = entry::index(step.iova, level);
         let mut written = 0;
         for index in first..ENTRIES_PER_PAGE {
-            if (written + 1) * span_pages > step.remaining || entry::is_present(writer.pages.read(table, index)) {
+            if (written + 1) * span_pages > step.remaining
+                || (level > 1 && entry::is_present(writer.pages.read(table, index)))
+            {
                 break;
             }
             let physical = step.physical + written * span_pages * PAGE_SIZE;

@@ -277,3 +277,35 @@ fn random_operations_match_the_model() {
     let coherent_no_superpages = Capabilities::decode(0x00d2_0080_2226_0206, 0xf0_0f4b).unwrap();
     model_run(&coherent_no_superpages, AddressWidth::Bits39, 77);
 }
+
+#[test]
+fn unmapping_beside_live_mappings_reads_a_few_entries_and_the_last_one_frees_the_tables() {
+    let mut pages = FakePages::new(16);
+    let mut table = table(&qemu(), AddressWidth::Bits39, &mut pages);
+    for page in 0..64u64 {
+        table.map(&mut pages, 0x1000 * (page + 1), 0x10_0000 + 0x1000 * page, 1, Access::READ_WRITE).unwrap();
+    }
+    assert_eq!(pages.live(), 3);
+    for page in 0..63u64 {
+        let before = pages.reads.get();
+        let unmapped = table.unmap(&mut pages, 0x1000 * (page + 1), 1).unwrap();
+        assert_eq!(unmapped, Unmapped { pages: 1, tables_released: 0 });
+        // Two reads to check for split superpages, three to walk down, and
+        // one per table to see that it still maps something.
+        assert!(pages.reads.get() - before <= 8, "unmap {page} read {} entries", pages.reads.get() - before);
+    }
+    let unmapped = table.unmap(&mut pages, 0x1000 * 64, 1).unwrap();
+    assert_eq!(unmapped, Unmapped { pages: 1, tables_released: 2 });
+    assert_eq!(pages.live(), 1);
+    // Batches: 64-page runs side by side, unmapped in order.
+    for run in 0..8u64 {
+        table.map(&mut pages, 0x40_0000 + run * 0x4_0000, 0x100_0000 + run * 0x4_0000, 64, Access::READ).unwrap();
+    }
+    for run in 0..7u64 {
+        let before = pages.reads.get();
+        assert_eq!(table.unmap(&mut pages, 0x40_0000 + run * 0x4_0000, 64).unwrap().tables_released, 0);
+        assert!(pages.reads.get() - before <= 2 * 64 + 8, "batch {run} read {} entries", pages.reads.get() - before);
+    }
+    assert_eq!(table.unmap(&mut pages, 0x40_0000 + 7 * 0x4_0000, 64).unwrap().tables_released, 2);
+    assert_eq!(pages.live(), 1);
+}

@@ -1,5 +1,7 @@
 //! Unmapping I/O addresses, releasing the table pages that become empty.
 
+use core::ops::RangeInclusive;
+
 use super::entry;
 use super::table::{PageTableError, SecondLevelTable};
 use super::walk::{Slots, first_split};
@@ -83,7 +85,8 @@ fn clear<P: TablePages>(
             continue;
         };
         clear(writer, child, level - 1, slot.start, slot.end, done);
-        if slot.whole(level) || is_empty(writer.pages, child) {
+        let cleared = entry::index(slot.start, level - 1)..=entry::index(slot.end - 1, level - 1);
+        if slot.whole(level) || is_empty(writer.pages, child, level - 1, cleared) {
             // Unlink before release, so no table ever points at a page
             // the allocator has taken back.
             writer.write(table, slot.index, 0);
@@ -94,6 +97,18 @@ fn clear<P: TablePages>(
     }
 }
 
-fn is_empty(pages: &impl TablePages, table: TablePage) -> bool {
-    (0..ENTRIES_PER_PAGE).all(|index| !entry::is_present(pages.read(table, index)))
+/// Whether `table`, at `level`, holds no present entry, `cleared` being
+/// the indices just cleared in it. Where a present entry is likeliest is
+/// read first, so that a table still in use is usually recognised in one
+/// read rather than by a scan from index 0: inside the cleared indices a
+/// table only partly cleared stays present (so they come first above
+/// level 1, and are skipped at level 1, where everything in them was
+/// cleared); beside them, the neighbouring mappings (addresses are
+/// allocated next to each other).
+fn is_empty(pages: &impl TablePages, table: TablePage, level: u8, cleared: RangeInclusive<usize>) -> bool {
+    let (first, last) = (*cleared.start(), *cleared.end());
+    let inside = if level == 1 { 0..0 } else { first..last + 1 };
+    let after = (last + 1)..ENTRIES_PER_PAGE;
+    let before = (0..first).rev();
+    inside.chain(after).chain(before).all(|index| !entry::is_present(pages.read(table, index)))
 }

@@ -72,9 +72,13 @@ pub(super) fn first_mapped(pages: &impl TablePages, table: TablePage, level: u8,
 
 /// The first superpage in `start..end` that the range covers only in part.
 pub(super) fn first_split(pages: &impl TablePages, table: TablePage, level: u8, start: u64, end: u64) -> Option<u64> {
+    if level == 1 {
+        // 4 KiB leaves cannot be split: nothing to read.
+        return None;
+    }
     for slot in Slots::new(start, end, level) {
         let value = pages.read(table, slot.index);
-        if !entry::is_present(value) || level == 1 {
+        if !entry::is_present(value) {
             continue;
         }
         if entry::is_leaf(value, level) {

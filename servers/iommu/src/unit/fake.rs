@@ -68,6 +68,8 @@ pub(crate) struct FakeUnit {
     pub(crate) memory: Rc<RefCell<SharedMemory>>,
     pub(crate) queue_slots: u32,
     pub(crate) head: u32,
+    /// Reads of the queue head register.
+    pub(crate) head_reads: usize,
     pub(crate) events: Vec<Event>,
     /// What QEMU would abort on or ignore.
     pub(crate) violations: Vec<String>,
@@ -87,6 +89,7 @@ impl FakeUnit {
             memory: Rc::new(RefCell::new(SharedMemory { status_address: 0x9_0000, ..SharedMemory::default() })),
             queue_slots: 0,
             head: 0,
+            head_reads: 0,
             events: Vec::new(),
             violations: Vec::new(),
             stuck: false,
@@ -207,7 +210,10 @@ impl Registers for FakeUnit {
         match register.offset {
             0x08 => self.cap,
             0x10 => self.ecap,
-            0x80 => u64::from(self.head) << 4,
+            0x80 => {
+                self.head_reads += 1;
+                u64::from(self.head) << 4
+            }
             offset => self.regs64.get(&offset).copied().unwrap_or(0),
         }
     }

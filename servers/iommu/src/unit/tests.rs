@@ -95,6 +95,25 @@ fn queued_invalidations_and_wrap_around() {
 }
 
 #[test]
+fn the_head_is_read_back_only_after_a_submission_that_did_not_complete() {
+    let mut unit = qemu_unit();
+    let caps = *unit.capabilities();
+    let domain = DomainId::new(5, &caps).unwrap();
+    let page = IotlbScope::Pages { domain, address: 0x4000, order: 2, leaf_only: true };
+    let reads = unit.registers().head_reads;
+    for _ in 0..10 {
+        unit.submit(&[Descriptor::iotlb(page, crate::invalidation::Drain::default())]).unwrap();
+    }
+    assert_eq!(unit.registers().head_reads, reads, "completed submissions leave the queue empty");
+    assert!(unit.submit(&[Descriptor { low: 0xf, high: 0 }]).is_err());
+    let reads = unit.registers().head_reads;
+    unit.submit(&[]).unwrap();
+    unit.submit(&[]).unwrap();
+    assert_eq!(unit.registers().head_reads, reads, "a recovered queue completed its batch too");
+    assert!(violations(&mut unit).is_empty(), "{:?}", violations(&mut unit));
+}
+
+#[test]
 fn a_refused_descriptor_is_reported_and_the_queue_recovers() {
     let mut unit = qemu_unit();
     let bad = Descriptor { low: 0xf, high: 0 };
