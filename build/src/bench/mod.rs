@@ -29,18 +29,10 @@ pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
         if with_peer { peer::run(root, &machine) } else { Outcome::Unavailable("not run (--no-peer)".into()) };
     let mut table = comparison(&outcome, &machine);
     match ours::run(root) {
-        Ok(ours) => {
-            table.set_ours(Figure::BootToReady, Cell::from_samples(ours.boot_seconds.clone(), None));
-            table.set_ours(Figure::IpcRoundTrip, Cell::from_samples(ours.ipc_ns.clone(), Some(&ours.ipc_cycles)));
-            for (median, p10, p90, count) in &ours.ipc_single {
-                table.notes.push(format!(
-                    "Ours: single IPC round trips, one run: median {median:.0} cycles (p10 {p10:.0}, p90 {p90:.0}) over {count} round trips timed one by one with rdtsc."
-                ));
-            }
-        }
+        Ok(ours) => fill_ours(&mut table, &ours),
         Err(error) => {
             let why = format!("{error:#}");
-            for figure in [Figure::BootToReady, Figure::IpcRoundTrip] {
+            for figure in OUR_FIGURES {
                 table.set_ours(figure, Cell::Unavailable(why.clone()));
             }
         }
@@ -61,6 +53,53 @@ pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every figure of ours the table compares.
+const OUR_FIGURES: [Figure; 9] = [
+    Figure::BootToReady,
+    Figure::IpcRoundTrip,
+    Figure::Map1,
+    Figure::Unmap1,
+    Figure::Map64,
+    Figure::Unmap64,
+    Figure::FaultRecord,
+    Figure::BootFiles,
+    Figure::Resident,
+];
+
+/// Puts our measurements into `table`, with notes on how they were taken.
+fn fill_ours(table: &mut Table, ours: &ours::Ours) {
+    table.set_ours(Figure::BootToReady, Cell::from_samples(ours.boot_seconds.clone(), None));
+    table.set_ours(Figure::IpcRoundTrip, Cell::from_samples(ours.ipc_ns.clone(), Some(&ours.ipc_cycles)));
+    for (figure, throughput) in [
+        (Figure::Map1, &ours.map1),
+        (Figure::Unmap1, &ours.unmap1),
+        (Figure::Map64, &ours.map64),
+        (Figure::Unmap64, &ours.unmap64),
+    ] {
+        let cell = Cell::from_samples(throughput.pages_per_second.clone(), Some(&throughput.cycles_per_page));
+        table.set_ours(figure, cell);
+    }
+    table.set_ours(Figure::FaultRecord, Cell::from_samples(ours.fault_ns.clone(), Some(&ours.fault_cycles)));
+    table.set_ours(Figure::BootFiles, Cell::from_samples(vec![ours.boot_files as f64 / 1024.0], None));
+    table.set_ours(Figure::Resident, Cell::from_samples(ours.resident_kib.clone(), None));
+    for (median, p10, p90, count) in &ours.ipc_single {
+        table.notes.push(format!(
+            "Ours: single IPC round trips, one run: median {median:.0} cycles (p10 {p10:.0}, p90 {p90:.0}) over {count} round trips timed one by one with rdtsc."
+        ));
+    }
+    if let Some(poll) = stats::Stats::of(&ours.fault_poll_ns) {
+        table.notes.push(format!(
+            "Ours: fault record: the bench task starts a read by the edu device from an unmapped I/O address \
+             and polls the device's command register until the transfer ends; the clock runs from the last poll \
+             that still saw it running (resolution: one poll, median {:.0} ns) to the reply of the `Faults` \
+             request that returns the record. QEMU's edu model starts every transfer 100 ms after its command, \
+             which bounds how many are timed ({} per boot), not the latency.",
+            poll.median,
+            ours.fault_ns.len() / ours::RUNS.max(1)
+        ));
+    }
+}
+
 /// Where a row's Linux numbers come from.
 #[derive(Clone, Copy)]
 enum Source {
@@ -72,6 +111,12 @@ enum Source {
     Nanos(Mode, &'static str),
     /// Pages per second from nanoseconds per page of a peer figure.
     PagesPerSecond(Mode, &'static str),
+    /// The sizes of the compressed kernel and the initramfs.
+    BootFiles,
+    /// MemTotal - MemFree at the ready line.
+    MemoryInUse,
+    /// Linux has no such figure; why.
+    Absent(&'static str),
 }
 
 /// The rows, in order: key, unit, our figure compared (none for Linux-only extras), Linux's source, label.
@@ -79,8 +124,8 @@ enum Source {
 const ROWS: &[(&str, Unit, Option<Figure>, Source, &str)] = {
     use Figure::*;
     use Mode::*;
-    use Source::{BootClock, BootWall, Nanos, PagesPerSecond as Pps};
-    use Unit::{Nanoseconds as Ns, PagesPerSecond, Seconds};
+    use Source::{Absent, BootClock, BootFiles as Files, BootWall, MemoryInUse, Nanos, PagesPerSecond as Pps};
+    use Unit::{Kibibytes as KiB, Nanoseconds as Ns, PagesPerSecond, Seconds};
     &[
         ("boot/ready", Seconds, Some(BootToReady), BootWall,
             "Boot: QEMU start to first program"),
@@ -96,6 +141,13 @@ const ROWS: &[(&str, Unit, Option<Figure>, Source, &str)] = {
             "Map, 64 pages per request (Linux: VFIO type1 MAP_DMA)"),
         ("unmap/64", PagesPerSecond, Some(Unmap64), Pps(Strict, "vfio_unmap_64"),
             "Unmap + IOTLB flush, 64 pages per request (Linux: VFIO UNMAP_DMA)"),
+        ("fault/record", Ns, Some(FaultRecord),
+            Absent("no equivalent: Linux 6.1 logs DMA faults to the kernel log; VFIO does not hand them to the device's owner"),
+            "Blocked DMA to the device's owner holding the fault record"),
+        ("memory/boot-files", KiB, Some(BootFiles), Files,
+            "Boot files (ours: kernel segments + boot image; Linux: vmlinuz + initramfs)"),
+        ("memory/resident", KiB, Some(Resident), MemoryInUse,
+            "RAM in use at start (ours: every task loaded; Linux: MemTotal - MemFree at the ready line)"),
         ("boot/linux-clock", Seconds, None, BootClock,
             "Linux only: boot by the guest's own clock (CLOCK_BOOTTIME, no firmware)"),
         ("map/64/scattered", PagesPerSecond, None, Pps(Strict, "vfio_map_64_scattered"),
@@ -134,6 +186,9 @@ fn linux_cell(linux: &Linux, source: Source) -> Cell {
             Ok(measured) => cell(measured.nanos.iter().map(|ns| 1e9 / ns).collect(), Some(&measured.cycles)),
             Err(why) => Cell::Unavailable(why),
         },
+        Source::BootFiles => cell(vec![linux.boot_files as f64 / 1024.0], None),
+        Source::MemoryInUse => cell(linux.used_kib(), None),
+        Source::Absent(why) => Cell::Unavailable(why.into()),
     }
 }
 
@@ -147,10 +202,11 @@ pub fn comparison(outcome: &Outcome, machine: &PeerMachine) -> Table {
             unit,
             ours_figure,
             ours: Cell::Pending,
-            linux: match outcome {
-                Outcome::Ran(linux) => linux_cell(linux, source),
+            linux: match (outcome, source) {
+                (_, Source::Absent(why)) => Cell::Unavailable(why.into()),
+                (Outcome::Ran(linux), _) => linux_cell(linux, source),
                 // The reason is in the notes (and the JSON details) once, not in every cell.
-                Outcome::Unavailable(_) => Cell::Unavailable("the Linux peer did not run (see the notes)".into()),
+                (Outcome::Unavailable(_), _) => Cell::Unavailable("the Linux peer did not run (see the notes)".into()),
             },
         })
         .collect();
@@ -169,13 +225,19 @@ pub fn comparison(outcome: &Outcome, machine: &PeerMachine) -> Table {
             json!({ "linux": linux_details(linux), "host": host })
         }
     };
-    notes.push(
-        "Ours: `qemu/policies/bench.toml` on `qemu/machines/bench.toml` (the same machine). Boot: host wall time \
-         from starting QEMU to the bench task's first log line. IPC: the bench task calls a null server in \
-         another address space; one sample is the mean of 1,000 call+reply round trips (100 per boot); rows \
-         still reading \"—\" are not measured yet."
-            .into(),
-    );
+    notes.push(format!(
+        "Ours: `qemu/policies/bench.toml` on `qemu/machines/bench.toml` (the same machine), {} boots. Boot: \
+             host wall time from starting QEMU to the first task's first log line. IPC: the bench task calls a \
+             null server in another address space; one sample is the mean of 1,000 call+reply round trips (100 \
+             per boot). Map/unmap: the bench task is the edu device's DMA-capable driver and calls the IOMMU \
+             server on its DMA handle; one sample maps {} one-page frames (one request each), or {} frames of \
+             {} pages (one request each), then unmaps them, each phase timed alone; an unmap replies after the \
+             IOTLB invalidation completed and the pin was released.",
+        ours::RUNS,
+        ours::DMA_SINGLES,
+        ours::DMA_BATCHES,
+        ours::DMA_BATCH_PAGES
+    ));
     Table { title: "Benchmarks: our system beside Linux on the same machine".into(), notes, rows, details }
 }
 
@@ -296,8 +358,12 @@ mod tests {
         let outcome = Outcome::Unavailable("apt-get update failed: no network".into());
         let table = comparison(&outcome, &PeerMachine::default());
         assert_eq!(table.rows.len(), ROWS.len());
-        for row in &table.rows {
-            assert_eq!(row.linux, Cell::Unavailable("the Linux peer did not run (see the notes)".into()));
+        for (row, (.., source, _)) in table.rows.iter().zip(ROWS) {
+            let expected = match source {
+                Source::Absent(why) => *why,
+                _ => "the Linux peer did not run (see the notes)",
+            };
+            assert_eq!(row.linux, Cell::Unavailable(expected.into()));
         }
         let text = table.markdown();
         assert!(text.contains("| unavailable: the Linux peer did not run (see the notes) |"), "{text}");
@@ -310,9 +376,7 @@ mod tests {
     #[test]
     fn every_figure_of_ours_has_a_row_and_keys_are_unique() {
         let table = comparison(&Outcome::Unavailable("x".into()), &PeerMachine::default());
-        for figure in
-            [Figure::BootToReady, Figure::IpcRoundTrip, Figure::Map1, Figure::Unmap1, Figure::Map64, Figure::Unmap64]
-        {
+        for figure in OUR_FIGURES {
             assert!(table.rows.iter().any(|row| row.ours_figure == Some(figure)), "{figure:?}");
         }
         let mut keys: Vec<&str> = ROWS.iter().map(|row| row.0).collect();

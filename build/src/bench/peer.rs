@@ -116,6 +116,8 @@ pub struct Linux {
     pub boots: Vec<Boot>,
     /// How long the whole peer run took (fetching, building, all boots).
     pub wall: Duration,
+    /// Bytes of the files QEMU boots: the compressed kernel and the initramfs.
+    pub boot_files: u64,
 }
 
 /// One boot of the guest.
@@ -222,6 +224,18 @@ impl Linux {
         })
     }
 
+    /// Memory in use at the ready line (MemTotal - MemFree), per boot that reported it, in KiB.
+    pub fn used_kib(&self) -> Vec<f64> {
+        self.boots
+            .iter()
+            .filter_map(|boot| boot.report.as_ref().ok())
+            .flat_map(|report| report.info.iter())
+            .filter_map(|line| line.strip_prefix("meminfo "))
+            .filter_map(|rest| rest.split_whitespace().find_map(|field| field.strip_prefix("used-kib=")))
+            .filter_map(|value| value.parse::<f64>().ok())
+            .collect()
+    }
+
     /// Boot-to-ready wall times of every boot that got there, in seconds.
     pub fn boot_seconds(&self) -> Vec<f64> {
         self.boots.iter().filter_map(|boot| boot.to_ready).map(|time| time.as_secs_f64()).collect()
@@ -291,6 +305,8 @@ fn run_inner(root: &Path, machine: &PeerMachine, started: Instant) -> Result<Lin
             .find_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
     };
     let release = info("kernel ").unwrap_or_else(|| "unknown".into());
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+    let boot_files = size(&guest.vmlinuz) + size(&initrd);
     Ok(Linux {
         packages: vec![guest.kernel_package.clone(), guest.busybox_package.clone()],
         release,
@@ -299,6 +315,7 @@ fn run_inner(root: &Path, machine: &PeerMachine, started: Instant) -> Result<Lin
         modules: guest.modules.iter().map(|module| module.name.clone()).collect(),
         boots,
         wall: started.elapsed(),
+        boot_files,
     })
 }
 
@@ -499,6 +516,7 @@ mod tests {
 [    0.000000] Linux version 6.1.0-56-amd64
 PEER ready 1859761075
 PEER info kernel 6.1.0-56-amd64
+PEER info meminfo total-kib=480000 free-kib=439000 used-kib=41000
 PEER sample pipe_rtt ns 71551.7 77135.2 74565.6
 PEER sample pipe_rtt cycles 185897.3 200259.9 193589.9
 [    2.01] some kernel noise PEER sample futex_rtt ns 55715.8 58669.0
@@ -515,7 +533,14 @@ PEER done
         let report = parse(&lines(CONSOLE));
         assert_eq!(report.ready_boottime_ns, Some(1_859_761_075));
         assert!(report.done);
-        assert_eq!(report.info, ["kernel 6.1.0-56-amd64", "edu 0000:00:03.0 group 3 default-domain DMA"]);
+        assert_eq!(
+            report.info,
+            [
+                "kernel 6.1.0-56-amd64",
+                "meminfo total-kib=480000 free-kib=439000 used-kib=41000",
+                "edu 0000:00:03.0 group 3 default-domain DMA"
+            ]
+        );
         assert_eq!(report.figures["pipe_rtt"].nanos, [71551.7, 77135.2, 74565.6]);
         assert_eq!(report.figures["pipe_rtt"].cycles.len(), 3);
         assert_eq!(report.figures["futex_rtt"].nanos, [55715.8, 58669.0], "prefixed by kernel noise");
@@ -551,6 +576,7 @@ PEER done
                 load: 0.5,
             }],
             wall: Duration::from_secs(12),
+            boot_files: 30 << 20,
         }
     }
 
@@ -564,6 +590,7 @@ PEER done
         assert!(error.contains("no lazy boot"), "{error}");
         assert_eq!(linux.boot_seconds(), [2.5]);
         assert_eq!(linux.boot_clock_seconds(), [1.859761075]);
+        assert_eq!(linux.used_kib(), [41_000.0]);
         let failed = self::linux(Err("QEMU exited".into()));
         assert_eq!(failed.figure(Mode::Strict, "pipe_rtt").expect_err("boot failed"), "QEMU exited");
         let early = self::linux(Ok(parse(&lines("PEER ready 5"))));

@@ -24,6 +24,12 @@ pub enum Figure {
     Map64,
     /// IOMMU unmap throughput (IOTLB invalidation included), 64 pages per request, in pages per second.
     Unmap64,
+    /// From a DMA the IOMMU blocks to the device's owner holding the fault record, in nanoseconds.
+    FaultRecord,
+    /// Bytes of the files QEMU boots, in KiB.
+    BootFiles,
+    /// RAM in use once the system is up, in KiB.
+    Resident,
 }
 
 /// What a row's numbers are, which decides formatting and which direction is better.
@@ -36,6 +42,8 @@ pub enum Unit {
     Nanoseconds,
     /// Pages per second (higher is better).
     PagesPerSecond,
+    /// Kibibytes (lower is better).
+    Kibibytes,
 }
 
 impl Unit {
@@ -55,6 +63,8 @@ impl Unit {
             Unit::PagesPerSecond if magnitude >= 1e6 => (1e6, "M pages/s"),
             Unit::PagesPerSecond if magnitude >= 1e3 => (1e3, "k pages/s"),
             Unit::PagesPerSecond => (1.0, "pages/s"),
+            Unit::Kibibytes if magnitude >= 1024.0 => (1024.0, "MiB"),
+            Unit::Kibibytes => (1.0, "KiB"),
         }
     }
 }

@@ -93,6 +93,14 @@ fn main() -> ExitCode {
     let config = Config::from_cmdline(&cmdline);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("PEER info kernel {}", release.trim());
+    // Memory in use at the ready line (MemTotal - MemFree), for the resident-memory row.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        meminfo.lines().find_map(|line| line.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    if let (Some(total), Some(free)) = (field("MemTotal:"), field("MemFree:")) {
+        println!("PEER info meminfo total-kib={total} free-kib={free} used-kib={}", total.saturating_sub(free));
+    }
     println!(
         "PEER info shape runs={} iterations={} pages={} batch={BATCH}",
         config.runs, config.iterations, config.pages

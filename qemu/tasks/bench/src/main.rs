@@ -1,89 +1,68 @@
-//! The benchmark task: times IPC round trips to the null server and
-//! reports `BENCH` lines the host collects (`cargo xtask bench`).
+//! The benchmark task: times IPC round trips to the null server, DMA map
+//! and unmap through the IOMMU server, and the latency of a blocked DMA's
+//! fault record, and reports `BENCH` lines the host collects
+//! (`cargo xtask bench`).
 //!
-//! Each round trip is timed alone with `rdtsc`; the samples go into a
-//! frame of their own, are sorted, and the median and the 10th and 90th
-//! percentiles are reported, as cycles and as nanoseconds (the TSC rate is
-//! measured against the kernel's clock over the whole run). Batch means
-//! are reported too, one sample per batch, comparable with the Linux
-//! peer's samples.
+//! The policy binds the machine's edu device to this task as a DMA-capable
+//! driver, so the PCI server's probe hands it a DMA handle on the device's
+//! group. Cycle counts come from `rdtsc`; the TSC rate measured during the
+//! IPC run converts them to time on the host.
 #![no_std]
 #![no_main]
 
-use capabilities::abi::rights;
-use userlib::cap::own;
+mod dma;
+mod fault;
+mod ipc;
+mod timing;
+
+use userlib::cap::{Cap, DeviceMemory, Endpoint};
 use userlib::ipc::Buffer;
-use userlib::{objects, syscall};
 
 userlib::cap_slot!(NULL_SERVER: Endpoint = "null-server");
+userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::entry!(main);
 
-/// Round trips timed one by one.
-const ROUND_TRIPS: usize = 100_000;
-/// Round trips per batch-mean sample.
-const BATCH: usize = 1_000;
-/// Untimed round trips first, to warm caches and TLBs.
-const WARMUP: usize = 1_000;
-/// Where the sample frame is mapped.
-const SAMPLES_AT: u64 = 0x2000_0000;
-/// Pages of the sample frame (enough for every sample as a `u32`).
-const SAMPLE_PAGES: u64 = 128;
-
-fn rdtsc() -> u64 {
-    // SAFETY: `rdtsc` only reads the time-stamp counter; the kernel leaves
-    // CR4.TSD clear so it is allowed in ring 3.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-fn samples() -> Option<&'static mut [u32]> {
-    let frame = objects::alloc_frame(64, SAMPLE_PAGES).ok()?;
-    own::SPACE.map(frame, SAMPLES_AT, rights::WRITE).ok()?;
-    // SAFETY: the frame was just mapped, writable, at `SAMPLES_AT` for
-    // `SAMPLE_PAGES` pages, and nothing else refers to that memory.
-    Some(unsafe { core::slice::from_raw_parts_mut(SAMPLES_AT as *mut u32, ROUND_TRIPS) })
-}
+/// First of the four slots the device's capabilities arrive in.
+const WINDOW: u32 = 16;
+/// Slot of the IPC sample frame.
+const SAMPLE_SLOT: u32 = 24;
+/// First slot of the frames mapped for DMA.
+const FRAMES: u32 = 32;
+const _: () = assert!(dma::Frames::end(FRAMES) <= capabilities::abi::CSPACE_SLOTS);
 
 fn main() -> u64 {
-    const _: () = assert!(ROUND_TRIPS * 4 <= SAMPLE_PAGES as usize * 4096);
-    let (Some(mut buffer), Some(samples)) = (Buffer::take(), samples()) else {
+    let Some(mut buffer) = Buffer::take() else {
         defmt::error!("BENCH setup failed");
         return 1;
     };
     defmt::info!("bench ready");
-    let server = NULL_SERVER.get();
-    for _ in 0..WARMUP {
-        if server.call(&mut buffer, 0).is_err() {
-            defmt::error!("BENCH the null server does not answer");
-            return 1;
+    let Some(cycles_per_us) = ipc::run(NULL_SERVER.get(), &mut buffer, SAMPLE_SLOT) else { return 1 };
+    let granted = match driver_kit::probe(PCI.get(), &mut buffer, 0, WINDOW) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("BENCH dma: probe refused ({}): {=str}", refused.code, refused.reason.as_str());
+            return 2;
         }
-    }
-    let (start_us, start_cycles) = (syscall::now(), rdtsc());
-    let mut batch_start = start_cycles;
-    let mut batches = [0u32; ROUND_TRIPS / BATCH];
-    for (index, sample) in samples.iter_mut().enumerate() {
-        let before = rdtsc();
-        let _ = server.call(&mut buffer, 0);
-        let after = rdtsc();
-        *sample = (after - before).min(u64::from(u32::MAX)) as u32;
-        if (index + 1) % BATCH == 0 {
-            batches[index / BATCH] = ((after - batch_start) / BATCH as u64) as u32;
-            batch_start = after;
+    };
+    let (Some(bar0), Some(&handle), true) = (granted.bar(0), granted.caps.last(), granted.grant.dma) else {
+        defmt::error!("BENCH dma: {} came without BAR0 or a DMA handle", granted.grant.device);
+        return 2;
+    };
+    let handle = Cap::<Endpoint>::at(handle);
+    let frames = match dma::Frames::allocate(FRAMES) {
+        Ok(frames) => frames,
+        Err(code) => {
+            defmt::error!("BENCH dma: no frames to map: {}", code);
+            return 2;
         }
+    };
+    if let Err(code) = dma::run(handle, &mut buffer, &frames) {
+        defmt::error!("BENCH dma: map or unmap failed: {}", code);
+        return 3;
     }
-    let (micros, cycles) = (syscall::now() - start_us, rdtsc() - start_cycles);
-    let cycles_per_us = cycles / micros.max(1);
-    samples.sort_unstable();
-    let percentile = |p: usize| samples[(samples.len() - 1) * p / 100];
-    defmt::info!(
-        "BENCH ipc-round-trip cycles {=u32} {=u32} {=u32} {=usize} cycles-per-us {=u64}",
-        percentile(50),
-        percentile(10),
-        percentile(90),
-        samples.len(),
-        cycles_per_us
-    );
-    for batch in batches {
-        defmt::info!("BENCH ipc-round-trip-batch cycles {=u32}", batch);
+    if let Err(code) = fault::run(Cap::<DeviceMemory>::at(bar0), handle, &mut buffer, cycles_per_us) {
+        defmt::error!("BENCH fault: {}", code);
+        return 4;
     }
     0
 }

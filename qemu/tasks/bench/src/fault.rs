@@ -1,0 +1,107 @@
+//! The latency from a DMA the IOMMU blocks to the device's owner holding
+//! the fault record.
+//!
+//! The edu device reads a few bytes from an I/O address nothing is mapped
+//! at. QEMU's edu model starts a transfer 100 ms (virtual time) after the
+//! command, so the command cannot be the start of the clock: this task
+//! polls the command register, time-stamping each read, until the start
+//! bit clears, which the model does in the same step as the blocked
+//! access. The clock starts at the stamp of the last read that still saw
+//! the bit set (so one poll period, reported, is the resolution and the
+//! figure an upper bound), and stops when a `Faults` request on the DMA
+//! handle returns the record. In between: the unit's fault event, the
+//! kernel's interrupt delivery, the IOMMU server draining the fault
+//! registers into the group's log, and this task's request.
+
+use capabilities::ErrorCode;
+use capabilities::iommu::{Reply, Request};
+use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
+use userlib::ipc::Buffer;
+use userlib::mmio::Mapping;
+
+use crate::timing::rdtsc;
+
+/// Blocked DMAs per boot (each waits out the edu model's 100 ms).
+const SAMPLES: usize = 5;
+/// Where BAR0 is mapped.
+const BAR0_AT: u64 = 0x3000_0000;
+/// An I/O address below the edu's 28-bit mask that nothing is mapped at
+/// (the server allocates from the bottom, and every mapping is gone).
+pub const BLOCKED_IOVA: u64 = 0x0ff0_0000;
+/// edu registers: DMA source, destination, count, command.
+const DMA_SOURCE: u64 = 0x80;
+const DMA_DESTINATION: u64 = 0x88;
+const DMA_COUNT: u64 = 0x90;
+const DMA_COMMAND: u64 = 0x98;
+/// Command bit 0: start (cleared by the device when the transfer ends).
+const START: u64 = 1;
+/// The edu buffer's device address.
+const EDU_BUFFER: u64 = 0x4_0000;
+
+/// Takes the group's oldest recorded faults: how many came, and whether
+/// one is the blocked read's.
+fn faults(handle: Cap<Endpoint>, buffer: &mut Buffer) -> Result<(usize, bool), ErrorCode> {
+    let received = handle.call_with(buffer, &Request::Faults)?;
+    match buffer.decode::<Reply>(received.len)? {
+        Reply::Faults { records, .. } => {
+            Ok((records.len(), records.iter().any(|record| record.address & !0xfff == BLOCKED_IOVA)))
+        }
+        Reply::Refused { code, .. } => Err(code),
+        _ => Err(ErrorCode::Malformed),
+    }
+}
+
+/// One blocked read; (latency, poll period) in cycles.
+fn sample(
+    registers: &Mapping<DeviceMemory>,
+    handle: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    limit: u64,
+) -> Result<(u64, u64), ErrorCode> {
+    while faults(handle, buffer)?.0 != 0 {}
+    let write = |offset, value| registers.write64(offset, value).ok_or(ErrorCode::BadAddress);
+    write(DMA_SOURCE, BLOCKED_IOVA)?;
+    write(DMA_DESTINATION, EDU_BUFFER)?;
+    write(DMA_COUNT, 8)?;
+    write(DMA_COMMAND, START)?;
+    let issued = rdtsc();
+    let mut still_running = issued;
+    let done = loop {
+        let stamp = rdtsc();
+        let command = registers.read64(DMA_COMMAND).ok_or(ErrorCode::BadAddress)?;
+        if command & START == 0 {
+            break stamp;
+        }
+        if stamp - issued > limit {
+            return Err(ErrorCode::TimedOut);
+        }
+        still_running = stamp;
+    };
+    loop {
+        let (_, found) = faults(handle, buffer)?;
+        let held = rdtsc();
+        if found {
+            return Ok((held - still_running, done - still_running));
+        }
+        if held - done > limit {
+            return Err(ErrorCode::NotFound);
+        }
+    }
+}
+
+/// Runs the samples and logs one `BENCH fault` line each.
+pub fn run(
+    bar0: Cap<DeviceMemory>,
+    handle: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    cycles_per_us: u64,
+) -> Result<(), ErrorCode> {
+    let registers = Mapping::map(own::SPACE, bar0, BAR0_AT, true)?;
+    // Two seconds: far beyond the model's 100 ms.
+    let limit = cycles_per_us.saturating_mul(2_000_000);
+    for _ in 0..SAMPLES {
+        let (latency, poll) = sample(&registers, handle, buffer, limit)?;
+        defmt::info!("BENCH fault-record cycles {=u64} poll {=u64}", latency, poll);
+    }
+    registers.unmap()
+}
