@@ -1,0 +1,198 @@
+//! A trusted test helper that makes devices send interrupt messages they were never given.
+//!
+//! The interrupt-remapping scenarios must show what the IOMMU does with a
+//! message naming a revoked entry, or another device's entry. The PCI
+//! server never programs such a message and refuses a holder's write to
+//! the MSI capability, so this system server (the policy gives it ECAM,
+//! the right to create device memory, and the RTC) plays the device that
+//! misbehaves: it writes configuration space directly, makes an edu raise
+//! its interrupt through BAR0 (register 0x60), and ticks the RTC's IO
+//! APIC line to see that it arrives.
+//!
+//! A request is four little-endian words `[op, a, b, c]` (postcard); the
+//! reply is `[0 or an error code, value]`:
+//!
+//! | op | request | value |
+//! | --- | --- | --- |
+//! | 1 | read `c` bytes at offset `b` of function `a` (a requester id) | the bytes |
+//! | 2 | write `c & 0xffff_ffff` (`c >> 32` bytes wide) at offset `b` of function `a` | — |
+//! | 3 | make edu `a` raise its interrupt | — |
+//! | 4 | one RTC periodic interrupt through the IO APIC, waited for up to `a` µs | µs it took |
+#![no_std]
+#![no_main]
+
+use capabilities::ErrorCode;
+use capabilities::abi::PAGE_SIZE;
+use capabilities::abi::ipc::NONBLOCK;
+use userlib::cap::{Cap, DeviceMemory, Notification, own};
+use userlib::ipc::Buffer;
+use userlib::mmio::Mapping;
+use userlib::{objects, syscall};
+
+userlib::cap_slot!(REQUESTS: Endpoint = "requests");
+userlib::cap_slot!(ECAM: DeviceMemory = "ecam");
+userlib::cap_slot!(CONTROL: Control = "control");
+userlib::cap_slot!(RTC: IoPorts = "rtc");
+userlib::cap_slot!(RTC_IRQ: Interrupt = "rtc-irq");
+userlib::entry!(main);
+
+/// Buses whose configuration space is mapped (QEMU's q35 here has two).
+const BUSES: u64 = 2;
+/// Pages of one bus's configuration space.
+const BUS_PAGES: u64 = 256;
+/// Where bus 0's configuration space is mapped; bus `n` follows at `n` MiB.
+const ECAM_VIRT: u64 = 0x2000_0000;
+/// Where an edu's BAR0 page is mapped while it is poked.
+const BAR_VIRT: u64 = 0x2100_0000;
+/// Slots: the buses' parts of ECAM, a BAR page, the RTC's notification.
+const BUS_SLOT: u32 = 40;
+const BAR_SLOT: u32 = 44;
+const RTC_DONE: u32 = 45;
+/// edu: the interrupt-raise register.
+const EDU_RAISE: u64 = 0x60;
+
+fn main() -> u64 {
+    let Some(mut buffer) = Buffer::take() else { return 1 };
+    let Some(config) = map_config() else { return 1 };
+    let Ok(rtc_done) = objects::create_notification(RTC_DONE) else {
+        defmt::error!("irq-forger: no notification (the policy must allow one object)");
+        return 1;
+    };
+    if RTC_IRQ.get().bind(rtc_done, 1).is_err() {
+        defmt::error!("irq-forger: the RTC's interrupt cannot be bound");
+        return 1;
+    }
+    defmt::info!("irq-forger: ready (configuration space of buses 0-{=u64} mapped)", BUSES - 1);
+    let requests = REQUESTS.get();
+    let mut next = requests.receive(&mut buffer, 0, 0);
+    loop {
+        let reply = match next {
+            Ok(message) => match buffer.decode::<[u64; 4]>(message.len) {
+                Ok(request) => serve(&config, rtc_done, request),
+                Err(code) => [u64::from(code as u32), 0],
+            },
+            Err(_) => {
+                next = requests.receive(&mut buffer, 0, 0);
+                continue;
+            }
+        };
+        let len = buffer.encode(&reply).unwrap_or(0);
+        next = own::REPLY.reply_receive(&mut buffer, len, requests, 0, 0);
+    }
+}
+
+/// Maps the configuration space of buses `0..BUSES` from the ECAM grant.
+fn map_config() -> Option<[Mapping<DeviceMemory>; BUSES as usize]> {
+    let map = |bus: u64| {
+        let part = ECAM.get().split(BUS_SLOT + bus as u32, bus * BUS_PAGES, BUS_PAGES)?;
+        Mapping::map(own::SPACE, part, ECAM_VIRT + bus * BUS_PAGES * PAGE_SIZE, true)
+    };
+    match (map(0), map(1)) {
+        (Ok(first), Ok(second)) => Some([first, second]),
+        (Err(code), _) | (_, Err(code)) => {
+            defmt::error!("irq-forger: configuration space cannot be mapped: {}", code);
+            None
+        }
+    }
+}
+
+fn serve(config: &[Mapping<DeviceMemory>; BUSES as usize], rtc_done: Cap<Notification>, request: [u64; 4]) -> [u64; 2] {
+    let [op, a, b, c] = request;
+    let result = match op {
+        1 => read(config, a, b, c),
+        2 => write(config, a, b, c as u32, (c >> 32) as u8).map(|()| 0),
+        3 => raise(config, a).map(|()| 0),
+        4 => rtc_tick(rtc_done, a),
+        _ => Err(ErrorCode::NoSuchCall),
+    };
+    match result {
+        Ok(value) => [0, value],
+        Err(code) => [u64::from(code as u32), 0],
+    }
+}
+
+/// The mapping and offset of `offset` in function `id`'s configuration space.
+fn locate(
+    config: &[Mapping<DeviceMemory>; BUSES as usize],
+    id: u64,
+    offset: u64,
+) -> Option<(&Mapping<DeviceMemory>, u64)> {
+    let bus = usize::try_from(id >> 8).ok()?;
+    (offset < 4096).then_some(())?;
+    Some((config.get(bus)?, (id & 0xff) << 12 | offset))
+}
+
+fn read(config: &[Mapping<DeviceMemory>; BUSES as usize], id: u64, offset: u64, width: u64) -> Result<u64, ErrorCode> {
+    let (mapping, at) = locate(config, id, offset).ok_or(ErrorCode::InvalidArgument)?;
+    let value = match width {
+        1 => mapping.read8(at).map(u64::from),
+        2 => mapping.read16(at).map(u64::from),
+        4 => mapping.read32(at).map(u64::from),
+        _ => None,
+    };
+    value.ok_or(ErrorCode::InvalidArgument)
+}
+
+fn write(
+    config: &[Mapping<DeviceMemory>; BUSES as usize],
+    id: u64,
+    offset: u64,
+    value: u32,
+    width: u8,
+) -> Result<(), ErrorCode> {
+    let (mapping, at) = locate(config, id, offset).ok_or(ErrorCode::InvalidArgument)?;
+    let written = match width {
+        1 => mapping.write8(at, value as u8),
+        2 => mapping.write16(at, value as u16),
+        4 => mapping.write32(at, value),
+        _ => None,
+    };
+    written.ok_or(ErrorCode::InvalidArgument)
+}
+
+/// Makes edu `id` raise its interrupt: BAR0's page, register 0x60.
+fn raise(config: &[Mapping<DeviceMemory>; BUSES as usize], id: u64) -> Result<(), ErrorCode> {
+    let bar = read(config, id, 0x10, 4)? & !0xf;
+    if bar == 0 {
+        return Err(ErrorCode::NotFound);
+    }
+    let page = CONTROL.get().create_device_memory(BAR_SLOT, bar, 1)?;
+    let mapping = match Mapping::map(own::SPACE, page, BAR_VIRT, true) {
+        Ok(mapping) => mapping,
+        Err(code) => {
+            let _ = page.delete();
+            return Err(code);
+        }
+    };
+    let raised = mapping.write32(EDU_RAISE, 1).ok_or(ErrorCode::InvalidArgument);
+    let _ = mapping.unmap();
+    let _ = page.delete();
+    raised
+}
+
+/// CMOS RTC register `register`: read, or written with `value`.
+fn cmos(register: u8, value: Option<u8>) -> Result<u8, ErrorCode> {
+    let rtc = RTC.get();
+    rtc.write(0x70, 1, u32::from(register))?;
+    match value {
+        Some(value) => rtc.write(0x71, 1, u32::from(value)).map(|()| value),
+        None => rtc.read(0x71, 1).map(|value| value as u8),
+    }
+}
+
+/// Turns the RTC's periodic interrupt on until one arrives (or `timeout`
+/// µs pass); how long it took.
+fn rtc_tick(done: Cap<Notification>, timeout: u64) -> Result<u64, ErrorCode> {
+    let status_b = cmos(0x0b, None)?;
+    cmos(0x0c, None)?; // reading C lets the RTC fire again
+    let _ = done.wait(NONBLOCK, 0);
+    cmos(0x0a, Some(0x26))?; // 1024 Hz
+    let start = syscall::now();
+    cmos(0x0b, Some(status_b | 0x40))?;
+    let arrived = done.wait(0, timeout.clamp(1, 5_000_000));
+    let took = syscall::now().saturating_sub(start);
+    cmos(0x0b, Some(status_b & !0x40))?;
+    cmos(0x0c, None)?;
+    let _ = RTC_IRQ.get().acknowledge();
+    arrived.map(|_| took)
+}
