@@ -1,8 +1,10 @@
-//! A token bucket that limits how many faults per group get handled.
+//! A token bucket that limits how often faults are logged.
 //!
 //! A device pointed at an unmapped buffer can fault millions of times a
 //! second; each fault costs an interrupt and register reads, and a log
-//! flooded with one source hides the rest.
+//! flooded with one source hides the rest. The service keeps one bucket
+//! for all groups and uses it for log lines only: every fault is still
+//! drained and recorded in its group's log.
 
 /// Admits at most `burst` events at once and one more every `interval`
 /// ticks of the caller's clock; counts what it refused.
