@@ -101,6 +101,12 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
                 );
             }
         }
+        if spanned.get_ref().address_space_quota.is_some() && !is_iommu {
+            report.at(
+                spanned.span(),
+                format!("endpoint `{name}`: address-space-quota only applies to the iommu protocol"),
+            );
+        }
         if let Some(allowed) = &spanned.get_ref().assignment_without_interrupt_remapping
             && !is_iommu
         {
@@ -305,8 +311,24 @@ fn grant(
     if cap.notification.is_none() && (cap.signal.is_some() || cap.wait.is_some() || cap.badge.is_some()) {
         misplaced(report, "signal, wait and badge", "notification");
     }
-    let hardware =
-        cap.io_ports.is_some() || cap.interrupt.is_some() || cap.device_memory.is_some() || cap.control.is_some();
+    if cap.mint == Some(true) && cap.operations.is_some() {
+        report.at(
+            span.clone(),
+            format!("{what}: a minting capability is unbadged and carries no operations; drop `operations`"),
+        );
+    }
+    if cap.acpi_tables == Some(false) {
+        report.at(span.clone(), format!("{what}: `acpi-tables = false` grants nothing; leave the capability out"));
+    }
+    // The ACPI tables, ECAM and a remapping unit's registers are hardware
+    // too: with the unit's registers a task could turn translation off.
+    let hardware = cap.io_ports.is_some()
+        || cap.interrupt.is_some()
+        || cap.device_memory.is_some()
+        || cap.control.is_some()
+        || cap.acpi_tables.is_some()
+        || cap.ecam.is_some()
+        || cap.remapping_unit.is_some();
     if let Some(kind) = context.kind
         && hardware
         && kind != TaskKind::SystemServer

@@ -130,6 +130,14 @@ pub(super) fn check(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task]) ->
             });
         }
     }
+    // The servers' configurations hold this many of each.
+    let max = capabilities::config::MAX_DEVICE_RULES;
+    let (bindings, assignments) =
+        (devices.iter().filter(|d| d.driver.is_some()).count(), devices.iter().filter(|d| d.user.is_some()).count());
+    if bindings > max || assignments > max {
+        report
+            .at(0..0, format!("{bindings} driver bindings and {assignments} user assignments; at most {max} of each"));
+    }
     let waivers = devices.iter().filter(|device| device.waiver.is_some()).count();
     if waivers > capabilities::config::MAX_ASSERTIONS {
         report.at(0..0, format!("{waivers} reserved-region waivers; at most {}", capabilities::config::MAX_ASSERTIONS));

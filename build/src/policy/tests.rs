@@ -392,3 +392,52 @@ fn a_reserved_region_waiver_goes_with_a_user_and_an_address() {
         "{problems}"
     );
 }
+
+#[test]
+fn registers_ecam_and_acpi_tables_are_hardware_only_system_servers_hold() {
+    let user = GOOD.replace("kind = \"system-server\"\npriority = 2", "kind = \"user\"\npriority = 2").replace(
+        "rtc = { io-ports = { base = 0x70, count = 2 } }\nrtc-irq = { interrupt = { gsi = 8, trigger = \"edge\" } }\ncontrol = { control = [\"dma\", \"irq\"] }\nregs = { device-memory = { base = 0xfed90000, pages = 1 } }\n",
+        "unit = { remapping-unit = 0 }\necam = { ecam = 0 }\ntables = { acpi-tables = true }\n",
+    );
+    let problems = check(&user).expect_err("a user task with hardware").to_string();
+    for name in ["unit", "ecam", "tables"] {
+        assert!(
+            problems.contains(&format!("capability `{name}`: a user task may not hold hardware capabilities")),
+            "{problems}"
+        );
+    }
+}
+
+#[test]
+fn options_that_would_be_ignored_are_refused() {
+    let minting = GOOD.replace(
+        "minter = { send = \"echo\", mint = true }",
+        "minter = { send = \"echo\", mint = true, operations = [\"reverse\"] }",
+    );
+    let problems = check(&minting).expect_err("operations on a minter").to_string();
+    assert!(problems.contains("a minting capability is unbadged and carries no operations"), "{problems}");
+    let tables = GOOD.replace("regs = { device-memory", "tables = { acpi-tables = false }\nregs = { device-memory");
+    let problems = check(&tables).expect_err("acpi-tables = false").to_string();
+    assert!(problems.contains("`acpi-tables = false` grants nothing"), "{problems}");
+    let quota = GOOD.replace("protocol = \"echo\"\n", "protocol = \"echo\"\naddress-space-quota = 2\n");
+    let problems = check(&quota).expect_err("a quota on the echo endpoint").to_string();
+    assert!(problems.contains("endpoint `echo`: address-space-quota only applies to the iommu protocol"), "{problems}");
+}
+
+#[test]
+fn more_device_rules_than_the_servers_hold_are_refused_not_a_crash() {
+    let mut many = GOOD.to_string();
+    for n in 0..33 {
+        many.push_str(&format!(
+            "\n[devices.d{n}]\naddress = \"{:02x}:{:02x}.0\"\nuser = \"client\"\n",
+            2 + n / 32,
+            n % 32
+        ));
+    }
+    let many = many.replace("kind = \"system-server\"\npriority = 2", "kind = \"user\"\npriority = 2").replace(
+        "rtc = { io-ports = { base = 0x70, count = 2 } }\nrtc-irq = { interrupt = { gsi = 8, trigger = \"edge\" } }\ncontrol = { control = [\"dma\", \"irq\"] }\nregs = { device-memory = { base = 0xfed90000, pages = 1 } }\n",
+        "",
+    );
+    let problems = check(&many).expect_err("33 assignments").to_string();
+    assert!(problems.contains("0 driver bindings and 33 user assignments; at most 32 of each"), "{problems}");
+}
