@@ -39,8 +39,10 @@ pub struct Syscalls<'a> {
 
 impl Kernel for Syscalls<'_> {
     fn pin(&mut self, slot: u32) -> Result<Pin, ErrorCode> {
+        let granted = Cap::<Frame>::at(slot).info()?.rights;
         let pin = self.control.pin(Cap::<Frame>::at(slot))?;
-        Ok(Pin { handle: pin.handle, physical: pin.physical, pages: pin.pages })
+        let (readable, writable) = (granted & rights::READ != 0, granted & rights::WRITE != 0);
+        Ok(Pin { handle: pin.handle, physical: pin.physical, pages: pin.pages, readable, writable })
     }
 
     fn unpin(&mut self, pin: u64) {

@@ -12,11 +12,16 @@ pub struct Pin {
     pub physical: u64,
     /// Its pages.
     pub pages: u64,
+    /// The capability sent carries the read right: a device may read it.
+    pub readable: bool,
+    /// The capability sent carries the write right: a device may write it.
+    pub writable: bool,
 }
 
 /// Kernel operations on the server's own capabilities.
 pub trait Kernel {
-    /// Pins the frame capability in `slot` (received with a request).
+    /// Pins the frame capability in `slot` (received with a request),
+    /// reporting whether that capability may be written through.
     fn pin(&mut self, slot: u32) -> Result<Pin, ErrorCode>;
     /// Releases a pin (after the IOTLB no longer holds its pages).
     fn unpin(&mut self, pin: u64);

@@ -523,6 +523,10 @@ fn map<R: Registers, Q: QueueMemory, T: TablePages>(
         Err(code)
     };
     let mut unpin = |handle| k.unpin(handle);
+    if !pin.readable || (writable && !pin.writable) {
+        // A device may do to a frame only what its sender may.
+        return undo(&mut unpin, ErrorCode::PermissionDenied);
+    }
     if domains.pages_of(owner).saturating_add(pin.pages) > quota {
         return undo(&mut unpin, ErrorCode::QuotaExceeded);
     }

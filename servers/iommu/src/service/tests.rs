@@ -30,6 +30,8 @@ const INTRUDER: u16 = 3;
 struct FakeKernel {
     /// Frame capabilities the next request brings: slot -> pages.
     frames: BTreeMap<u32, u64>,
+    /// Those of them sent without the write right.
+    read_only: BTreeSet<u32>,
     pins: BTreeMap<u64, u64>,
     next_pin: u64,
     minted: BTreeMap<u32, u64>,
@@ -46,7 +48,9 @@ impl Kernel for FakeKernel {
         let pages = *self.frames.get(&slot).ok_or(ErrorCode::WrongKind)?;
         self.next_pin += 1;
         self.pins.insert(self.next_pin, pages);
-        Ok(Pin { handle: self.next_pin, physical: 0x4000_0000 + self.next_pin * 0x10_0000, pages })
+        let writable = !self.read_only.contains(&slot);
+        let readable = true;
+        Ok(Pin { handle: self.next_pin, physical: 0x4000_0000 + self.next_pin * 0x10_0000, pages, readable, writable })
     }
     fn unpin(&mut self, pin: u64) {
         assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
@@ -550,6 +554,23 @@ fn a_waiver_lets_a_user_own_a_reserved_region_device() {
     settings.waivers.push(waiver).unwrap();
     let mut rig = Rig::with(QEMU_CAP, settings, topology(), heapless::Vec::from_slice(&[region]).unwrap());
     rig.claim_group(USER, bdf(0, 4)).expect("waived");
+    rig.check_invariant();
+}
+
+#[test]
+fn a_frame_sent_without_the_write_right_is_never_mapped_device_writable() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("claims");
+    rig.k.read_only.insert(91);
+    let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 1);
+    assert_eq!(refusal(&reply).0, ErrorCode::PermissionDenied);
+    assert!(rig.k.pins.is_empty(), "the refused frame is unpinned");
+    let reply = rig.with_frame(handle, Request::DmaMap { writable: false, mask_bits: 32 }, 1);
+    assert!(matches!(reply, Reply::Mapped { .. }), "read-only for the device is fine");
+    let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let Reply::Ioas { ioas } = rig.call(group_cap, Request::IoasCreate, &[]) else { panic!() };
+    let reply = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x10_0000, writable: true }, 1);
+    assert_eq!(refusal(&reply).0, ErrorCode::PermissionDenied, "the same for a user's address space");
     rig.check_invariant();
 }
 
