@@ -179,11 +179,13 @@ impl CapTable {
     }
 
     /// The capability in `slot`.
+    #[inline]
     pub fn get(&self, slot: SlotId) -> Option<&Capability> {
         self.entry(slot).cap.as_ref()
     }
 
     /// The capability at `index` of `task`'s space, or `InvalidCapability`.
+    #[inline]
     pub fn lookup(&self, task: TaskId, index: u64) -> Result<(SlotId, Capability), ErrorCode> {
         let slot = SlotId::new(task, index)?;
         self.get(slot).map(|cap| (slot, *cap)).ok_or(ErrorCode::InvalidCapability)
@@ -196,6 +198,7 @@ impl CapTable {
     }
 
     /// Puts `cap` into the empty `slot`, as a child of `parent` if given.
+    #[unsafe(link_section = ".text.hot.cspace")]
     pub fn insert(&mut self, slot: SlotId, cap: Capability, parent: Option<SlotId>) -> Result<(), ErrorCode> {
         if self.get(slot).is_some() {
             return Err(ErrorCode::SlotOccupied);
@@ -240,6 +243,7 @@ impl CapTable {
 
     /// Empties `slot`, giving its children to its parent, and returns what
     /// it held.
+    #[unsafe(link_section = ".text.hot.cspace")]
     pub fn remove(&mut self, slot: SlotId) -> Option<(Capability, Option<Mapping>)> {
         let cap = self.entry(slot).cap?;
         let mapping = self.entry(slot).mapping;

@@ -88,23 +88,30 @@ pub enum Next {
 }
 
 /// The whole kernel state.
+///
+/// The fields are laid out in this order (`repr(C)`), what every IPC
+/// touches first: under emulation each 4 KiB page the kernel reads after
+/// an address-space switch costs a TLB refill, so the scheduler state,
+/// the tasks and the endpoints share as few pages as possible, and the
+/// large tables (capabilities, frames) come last.
+#[repr(C)]
 pub struct Kernel {
-    frames: Frames,
-    kernel_root: Option<Frame>,
-    no_execute: u64,
+    current: Option<TaskId>,
+    init: Option<TaskId>,
+    reap_pending: bool,
+    quantum_end: u64,
+    sched: Scheduler,
     tasks: Vec<Task, MAX_TASKS>,
-    caps: CapTable,
     endpoints: Arena<Endpoint, MAX_ENDPOINTS>,
     notifications: Arena<Notification, MAX_NOTIFICATIONS>,
+    caps: CapTable,
     frame_objects: Arena<FrameObject, MAX_FRAME_OBJECTS>,
     interrupts: Arena<Interrupt, MAX_INTERRUPTS>,
     vectors: [Option<Handle>; 256],
     platform: Platform,
-    sched: Scheduler,
-    current: Option<TaskId>,
-    quantum_end: u64,
-    init: Option<TaskId>,
-    reap_pending: bool,
+    kernel_root: Option<Frame>,
+    no_execute: u64,
+    frames: Frames,
 }
 
 impl Default for Kernel {
@@ -142,16 +149,19 @@ impl Kernel {
     }
 
     /// The running task.
+    #[inline]
     pub fn current(&self) -> Option<TaskId> {
         self.current
     }
 
     /// The saved registers of `task`.
+    #[inline]
     pub fn frame(&self, task: TaskId) -> &TrapFrame {
         &self.tasks[task.index()].frame
     }
 
     /// The top-level page table of `task`.
+    #[inline]
     pub fn root(&self, task: TaskId) -> Frame {
         self.tasks[task.index()].root
     }
@@ -162,21 +172,25 @@ impl Kernel {
     }
 
     /// Records the registers the running task entered the kernel with.
+    #[inline]
     pub fn save_frame(&mut self, frame: &TrapFrame) {
         if let Some(id) = self.current {
             self.tasks[id.index()].frame = *frame;
         }
     }
 
+    #[inline]
     fn task(&self, id: TaskId) -> &Task {
         &self.tasks[id.index()]
     }
 
+    #[inline]
     fn task_mut(&mut self, id: TaskId) -> &mut Task {
         &mut self.tasks[id.index()]
     }
 
     /// Sets `task`'s system-call result registers.
+    #[inline]
     fn set_result(&mut self, id: TaskId, result: Result<[u64; 3], ErrorCode>) {
         let frame = &mut self.task_mut(id).frame;
         match result {

@@ -18,6 +18,7 @@ const LEVELS: usize = MAX_PRIORITY as usize + 1;
 pub struct Scheduler {
     queues: [Deque<TaskId, MAX_TASKS>; LEVELS],
     ready: u32,
+    changes: u32,
 }
 
 impl Default for Scheduler {
@@ -29,13 +30,14 @@ impl Default for Scheduler {
 impl Scheduler {
     /// No task runnable.
     pub const fn new() -> Self {
-        Self { queues: [const { Deque::new() }; LEVELS], ready: 0 }
+        Self { queues: [const { Deque::new() }; LEVELS], ready: 0, changes: 0 }
     }
 
     /// Appends `task` at `priority`. Priorities above [`MAX_PRIORITY`] are
     /// clamped (the image checker refuses them earlier).
     pub fn enqueue(&mut self, task: TaskId, priority: u8) {
         let level = usize::from(priority.min(MAX_PRIORITY));
+        self.changes = self.changes.wrapping_add(1);
         // A queue holds each task at most once, so it never fills.
         if self.queues[level].push_back(task).is_ok() {
             self.ready |= 1 << level;
@@ -46,6 +48,7 @@ impl Scheduler {
     /// task and resumes before its peers.
     pub fn enqueue_front(&mut self, task: TaskId, priority: u8) {
         let level = usize::from(priority.min(MAX_PRIORITY));
+        self.changes = self.changes.wrapping_add(1);
         if self.queues[level].push_front(task).is_ok() {
             self.ready |= 1 << level;
         }
@@ -61,6 +64,13 @@ impl Scheduler {
         task
     }
 
+    /// Counts changes to the queues (tasks added or taken out other than
+    /// by [`Scheduler::pop`]): equal counts mean no task became runnable
+    /// or stopped being so in between.
+    pub fn changes(&self) -> u32 {
+        self.changes
+    }
+
     /// The highest priority with a runnable task.
     pub fn highest_priority(&self) -> Option<u8> {
         self.highest().map(|level| level as u8)
@@ -69,6 +79,7 @@ impl Scheduler {
     /// Takes `task` out of the queue of `priority`, if it is there.
     pub fn remove(&mut self, task: TaskId, priority: u8) {
         let level = usize::from(priority.min(MAX_PRIORITY));
+        self.changes = self.changes.wrapping_add(1);
         let queue = &mut self.queues[level];
         for _ in 0..queue.len() {
             if let Some(head) = queue.pop_front()

@@ -18,6 +18,7 @@
 ///
 /// `dest` and `src` are valid for `len` bytes and do not overlap.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.memcpy")]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, len: usize) -> *mut u8 {
     // SAFETY: the caller guarantees both ranges are valid and disjoint;
     // `rep movsq` copies the first `len / 8` words forward (the direction
@@ -44,6 +45,7 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, len: usize) -> *m
 ///
 /// `dest` and `src` are valid for `len` bytes.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.memmove")]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, len: usize) -> *mut u8 {
     if (dest as usize).wrapping_sub(src as usize) >= len {
         // SAFETY: a forward copy is safe when dest is below src or past its end.

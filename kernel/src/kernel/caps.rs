@@ -23,6 +23,7 @@ pub(super) enum Removal {
 impl Kernel {
     /// Puts `cap` into the empty `slot` (child of `parent`), counting the
     /// reference to its object.
+    #[unsafe(link_section = ".text.hot.ipc")]
     pub(super) fn install(&mut self, slot: SlotId, cap: Capability, parent: Option<SlotId>) -> Result<(), ErrorCode> {
         self.caps.insert(slot, cap, parent)?;
         match cap.object {
@@ -57,6 +58,7 @@ impl Kernel {
     /// Empties `slot` and releases what its capability held: its mapping,
     /// its reference to the object, and for a reply capability the caller
     /// still waiting on it.
+    #[unsafe(link_section = ".text.hot.ipc")]
     pub(super) fn delete_slot(&mut self, m: &mut impl Machine, slot: SlotId, why: Removal) {
         let Some((cap, mapping)) = self.caps.remove(slot) else { return };
         if let Some(mapping) = mapping {

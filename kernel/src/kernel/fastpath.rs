@@ -60,6 +60,7 @@ impl Kernel {
 
     /// Makes the blocked `id` the running task with `result`, as
     /// [`Kernel::wake`] followed by [`Kernel::schedule`] would.
+    #[unsafe(link_section = ".text.hot.ipc")]
     fn switch_to_woken(&mut self, m: &impl Machine, id: TaskId, result: [u64; 3]) -> Option<TaskId> {
         self.set_result(id, Ok(result));
         let task = self.task_mut(id);
@@ -71,6 +72,7 @@ impl Kernel {
     }
 
     /// `Call` on `slot` with a `len`-byte message, to a queued receiver.
+    #[unsafe(link_section = ".text.hot.ipc")]
     fn fast_call(&mut self, m: &mut impl Machine, id: TaskId, slot: u64, len: u64) -> Option<TaskId> {
         let (_, cap) = self.caps.lookup(id, slot).ok()?;
         let Object::Endpoint(handle) = cap.object else { return None };
@@ -100,6 +102,7 @@ impl Kernel {
 
     /// `ReplyRecv`: `[reply slot, length, endpoint slot, flags, timeout]`,
     /// replying to a caller that runs next while the server blocks.
+    #[unsafe(link_section = ".text.hot.ipc")]
     fn fast_reply_recv(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Option<TaskId> {
         let [reply_slot, len, endpoint_slot, flags, timeout, _] = args;
         if flags != 0 || timeout != 0 || len > MSG_MAX as u64 {
@@ -122,9 +125,8 @@ impl Kernel {
         }
         let (reply, reply_cap) = self.caps.lookup(id, reply_slot).ok()?;
         let Object::Reply { caller, call } = reply_cap.object else { return None };
-        if self.task(caller).state != (TaskState::AwaitingReply { call })
-            || !self.next_to_run(self.task(caller).priority)
-        {
+        let awaiting = matches!(self.task(caller).state, TaskState::AwaitingReply { call: waited } if waited == call);
+        if !awaiting || !self.next_to_run(self.task(caller).priority) {
             return None;
         }
         // Committed: the first change is the one that could still fail.

@@ -137,6 +137,7 @@ impl Kernel {
 
     /// The caller now waits for a reply; the receiver gets the capability
     /// to give it, replacing (and so abandoning) any reply it left there.
+    #[unsafe(link_section = ".text.hot.ipc")]
     pub(super) fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId) {
         let task = self.task_mut(caller);
         task.calls = task.calls.wrapping_add(1);
@@ -178,6 +179,7 @@ impl Kernel {
     /// Copies the message from `from`'s IPC buffer to `to`'s and moves the
     /// capabilities `from` listed into `to`'s receive window. Returns the
     /// receive [`Info`] word.
+    #[unsafe(link_section = ".text.hot.ipc")]
     pub(super) fn transfer(&mut self, m: &mut impl Machine, from: TaskId, to: TaskId, message: Message) -> u64 {
         let (source, dest) = (self.task(from).ipc_buffer, self.task(to).ipc_buffer);
         m.copy(source, DATA_OFFSET, dest, DATA_OFFSET, message.len as usize);

@@ -75,6 +75,20 @@ impl Kernel {
         }
     }
 
+    /// [`Kernel::syscall`], then the caller, if it may resume at once: it
+    /// still runs, no task became runnable or stopped being so, and no
+    /// task died. The scheduler would then keep it running, so the
+    /// machine skips it (and the timer, the reaper and the switch) and
+    /// returns. As on the IPC fast path, timeouts that passed meanwhile
+    /// are left to the timer interrupt armed for them, and so is the end
+    /// of a slice shared with an equal-priority peer.
+    pub fn syscall_and_continue(&mut self, m: &mut impl Machine) -> Option<TaskId> {
+        let caller = self.current?;
+        let changes = self.sched.changes();
+        self.syscall(m);
+        (self.current == Some(caller) && self.sched.changes() == changes && !self.reap_pending).then_some(caller)
+    }
+
     fn log_write(&mut self, m: &mut impl Machine, id: TaskId, address: u64, len: u64) -> Result<[u64; 3], ErrorCode> {
         if len > LOG_FRAME_MAX as u64 {
             return Err(ErrorCode::TooLarge);

@@ -311,10 +311,12 @@ fn interrupt(vector: u8) {
 }
 
 /// Handler of the `syscall` instruction. An IPC call or reply that the
-/// fast path completes switches straight to the partner; the scheduler,
-/// the timer and the reaper have nothing to do then (see
+/// fast path completes switches straight to the partner, and a call that
+/// changed nothing the scheduler looks at returns straight to its caller;
+/// the scheduler, the timer and the reaper have nothing to do then (see
 /// `kernel::kernel::fastpath`: the timer stays armed early enough).
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.syscall_dispatch")]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
@@ -325,7 +327,11 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
         drop(system);
         resume(next, &frame)
     }
-    kernel.syscall(hardware);
+    if let Some(caller) = kernel.syscall_and_continue(hardware) {
+        let frame = *kernel.frame(caller);
+        drop(system);
+        resume(caller, &frame)
+    }
     drop(system);
     run_next()
 }
@@ -374,6 +380,7 @@ pub fn run_next() -> ! {
     }
 }
 
+#[unsafe(link_section = ".text.hot.resume")]
 fn resume(task: TaskId, frame: &TrapFrame) -> ! {
     if !frame.is_user() {
         panic!("refusing to resume task {} with a ring-0 frame", task.index());

@@ -81,6 +81,7 @@ pub fn saved_by_trap(task: TaskId) {
 /// (which always loads the task's area). Returns the area the `sysret`
 /// path must load, or `None` when the CPU already holds what `task` may
 /// see.
+#[unsafe(link_section = ".text.hot.fpu")]
 pub fn switch_to(task: TaskId, by_sysret: bool) -> Option<*const u8> {
     entry::set_fpu_save_area(area(task));
     let mut state = STATE.lock();

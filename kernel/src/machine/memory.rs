@@ -330,6 +330,7 @@ pub fn module_bytes(module: Module) -> &'static [u8] {
 }
 
 /// Loads `root` into CR3 unless it is already there.
+#[unsafe(link_section = ".text.hot.switch_to")]
 pub fn switch_to(root: Frame) {
     let (current, _) = Cr3::read();
     if current.start_address().as_u64() != root.address() {

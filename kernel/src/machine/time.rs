@@ -15,6 +15,13 @@ const CALIBRATION_MS: u64 = 10;
 
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
 
+/// Microseconds per TSC tick in 24.40 fixed point: `micros` multiplies
+/// instead of dividing (a 128-bit division is a library call, the slowest
+/// step of every scheduling decision under TCG). With 40 fraction bits the
+/// result is off by less than a microsecond after hours.
+static MICROS_PER_TICK: AtomicU64 = AtomicU64::new(0);
+const FRACTION_BITS: u32 = 40;
+
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: `rdtsc` only reads the counter (CR4.TSD is clear in ring 0).
@@ -43,7 +50,9 @@ pub fn calibrate() {
         }
         rdtsc() - start
     };
-    TSC_KHZ.store((elapsed / CALIBRATION_MS).max(1), Ordering::Relaxed);
+    let khz = (elapsed / CALIBRATION_MS).max(1);
+    TSC_KHZ.store(khz, Ordering::Relaxed);
+    MICROS_PER_TICK.store(((1000u128 << FRACTION_BITS) / u128::from(khz)) as u64, Ordering::Relaxed);
 }
 
 /// TSC ticks per millisecond.
@@ -53,8 +62,6 @@ pub fn tsc_khz() -> u64 {
 
 /// Microseconds since the machine started (0 before calibration).
 pub fn micros() -> u64 {
-    match tsc_khz() {
-        0 => 0,
-        khz => ((u128::from(rdtsc()) * 1000) / u128::from(khz)) as u64,
-    }
+    let factor = MICROS_PER_TICK.load(Ordering::Relaxed);
+    ((u128::from(rdtsc()) * u128::from(factor)) >> FRACTION_BITS) as u64
 }

@@ -1,10 +1,13 @@
-//! The IPC fast path: it takes the calls it should, and wherever it runs
-//! the kernel ends up exactly as the general path leaves it.
+//! The fast paths: the IPC fast path takes the calls it should, a call
+//! returns straight to its caller only when the scheduler would keep it
+//! running, and wherever they run the kernel ends up exactly as the
+//! general path and the scheduler leave it.
 //!
 //! Every test drives two identical kernels with the same system calls:
-//! one the way the machine layer does (fast path first, the general path
-//! and the scheduler if it declines), one through the general path only,
-//! and compares their whole observable state after each call.
+//! one the way the machine layer does (fast path first, then the general
+//! path, straight back to the caller or through the scheduler), one
+//! through the general path and the scheduler only, and compares their
+//! whole observable state after each call.
 
 use std::fmt::Write;
 
@@ -60,11 +63,22 @@ fn snapshot(sim: &Sim) -> String {
     out
 }
 
+/// Which way a system call went through the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// The IPC fast path.
+    Fast,
+    /// The general path, straight back to the caller.
+    Continue,
+    /// The general path and the scheduler.
+    General,
+}
+
 /// Makes `call` as the running task, then schedules, as the machine layer
 /// does (reaping dead tasks before resuming one): through the fast path
-/// first when `fast`. Returns whether the fast
-/// path took it (and checks that declining changed nothing).
-fn enter(sim: &mut Sim, call: Syscall, args: [u64; 6], fast: bool) -> bool {
+/// first and straight back to the caller where that is allowed when
+/// `fast`, through the general path and the scheduler only otherwise.
+fn enter(sim: &mut Sim, call: Syscall, args: [u64; 6], fast: bool) -> Path {
     let id = sim.kernel.current().expect("a task runs");
     let mut frame = *sim.kernel.frame(id);
     frame.rax = call as u64;
@@ -75,14 +89,19 @@ fn enter(sim: &mut Sim, call: Syscall, args: [u64; 6], fast: bool) -> bool {
         if let Some(next) = sim.kernel.fastpath(&mut sim.m) {
             assert_eq!(sim.kernel.current(), Some(next));
             sim.kernel.reap(&mut sim.m);
-            return true;
+            return Path::Fast;
         }
         assert_eq!(snapshot(sim), before, "a declined fast path changed the state");
+        if let Some(caller) = sim.kernel.syscall_and_continue(&mut sim.m) {
+            assert_eq!(caller, id);
+            return Path::Continue;
+        }
+    } else {
+        sim.kernel.syscall(&mut sim.m);
     }
-    sim.kernel.syscall(&mut sim.m);
     sim.kernel.schedule(sim.m.now);
     sim.kernel.reap(&mut sim.m);
-    false
+    Path::General
 }
 
 /// Two identical kernels: (fast path on, general path only).
@@ -107,7 +126,7 @@ impl Twins {
     fn step(&mut self, who: &str, call: Syscall, args: [u64; 6], fast: bool) {
         let id = self.fast.id(who);
         assert_eq!(self.fast.kernel.current(), Some(id), "{who} should be running");
-        let taken = enter(&mut self.fast, call, args, true);
+        let taken = enter(&mut self.fast, call, args, true) == Path::Fast;
         enter(&mut self.slow, call, args, false);
         assert_eq!(taken, fast, "{who} {call:?} {args:?}: fast path taken");
         assert_eq!(snapshot(&self.fast), snapshot(&self.slow), "{who} {call:?} {args:?}");
@@ -333,7 +352,7 @@ impl Random {
 
 #[test]
 fn random_ipc_agrees_with_the_general_path() {
-    let mut taken = 0;
+    let mut taken = std::collections::BTreeMap::new();
     for seed in 1..=40u64 {
         let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
         let priority = |random: &mut Random| 1 + random.below(3) as u8;
@@ -369,11 +388,14 @@ fn random_ipc_agrees_with_the_general_path() {
                     _ => (Syscall::Yield, [0; 6]),
                 },
             };
-            let was_fast = enter(&mut twins.fast, call, args, true);
+            let path = enter(&mut twins.fast, call, args, true);
             enter(&mut twins.slow, call, args, false);
-            taken += usize::from(was_fast);
+            *taken.entry(format!("{path:?}")).or_insert(0) += 1;
             assert_eq!(snapshot(&twins.fast), snapshot(&twins.slow), "seed {seed}: {name} {call:?} {args:?}");
         }
     }
-    assert!(taken > 100, "the fast path was taken only {taken} times");
+    for path in [Path::Fast, Path::Continue, Path::General] {
+        let count = taken.get(&format!("{path:?}")).copied().unwrap_or(0);
+        assert!(count > 100, "{path:?} taken only {count} times: {taken:?}");
+    }
 }
