@@ -179,6 +179,7 @@ impl Kernel {
     }
 
     /// `CapDelete`.
+    #[unsafe(link_section = ".text.hot.caps")]
     pub(super) fn cap_delete(&mut self, m: &mut impl Machine, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
         let (slot, _) = self.caps.lookup(id, slot)?;
         self.delete_slot(m, slot, Removal::Deleted);
@@ -201,6 +202,7 @@ impl Kernel {
     /// `CapInfo`: kind and rights, badge, and the extent of memory and
     /// port capabilities (base, length), a frame's pages, or the index of
     /// the task a task or address-space capability names.
+    #[unsafe(link_section = ".text.hot.caps")]
     pub(super) fn cap_info(&self, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
         let kind_rights = cap.object.kind() as u64 | u64::from(cap.rights) << 8;

@@ -62,12 +62,14 @@ impl Kernel {
 
     /// Drops a capability's reference to a frame; frees the memory when no
     /// capability and no pin is left.
+    #[unsafe(link_section = ".text.hot.dma")]
     pub(super) fn release_frame(&mut self, handle: Handle) {
         let Some(frame) = self.frame_objects.get_mut(handle) else { return };
         frame.refs = frame.refs.saturating_sub(1);
         self.free_frame_if_unused(handle);
     }
 
+    #[unsafe(link_section = ".text.hot.dma")]
     fn free_frame_if_unused(&mut self, handle: Handle) {
         let unused = self.frame_objects.get(handle).is_some_and(|frame| frame.refs == 0 && frame.pins == 0);
         if !unused {
@@ -163,6 +165,7 @@ impl Kernel {
     }
 
     /// Checks that `slot` holds the control capability with `needed`.
+    #[unsafe(link_section = ".text.hot.dma")]
     pub(super) fn require_control(&self, id: TaskId, slot: u64, needed: u32) -> Result<(), ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
         if cap.object != Object::Control {
@@ -176,6 +179,7 @@ impl Kernel {
 
     /// `DmaPin`: keeps frame `frame_slot`'s memory allocated for device
     /// access and reveals where it is: (pin handle, physical, pages).
+    #[unsafe(link_section = ".text.hot.dma")]
     pub(super) fn dma_pin(&mut self, id: TaskId, control: u64, frame_slot: u64) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::DMA)?;
         let (_, cap) = self.caps.lookup(id, frame_slot)?;
@@ -186,6 +190,7 @@ impl Kernel {
     }
 
     /// `DmaUnpin`: releases a pin; the memory is freed if nothing else holds it.
+    #[unsafe(link_section = ".text.hot.dma")]
     pub(super) fn dma_unpin(&mut self, id: TaskId, control: u64, pin: u64) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::DMA)?;
         let handle = Handle::from_word(pin);
