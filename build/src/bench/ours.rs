@@ -68,6 +68,9 @@ pub struct Ours {
     pub fault_cycles: Vec<f64>,
     /// The fault samples' resolution (one poll of the device), nanoseconds.
     pub fault_poll_ns: Vec<f64>,
+    /// How long the poll that sees an unblocked transfer end takes
+    /// (QEMU's edu model doing the transfer), nanoseconds.
+    pub fault_model_ns: Vec<f64>,
     /// KiB of RAM in use once every task is loaded (the kernel's count),
     /// per run.
     pub resident_kib: Vec<f64>,
@@ -143,6 +146,7 @@ fn parse(lines: &[&str], ours: &mut Ours) -> Result<()> {
     let mut batches = Vec::new();
     let mut dma = Vec::new();
     let mut faults = Vec::new();
+    let mut models = Vec::new();
     for line in lines {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let number = |index: usize| -> Result<f64> {
@@ -156,6 +160,7 @@ fn parse(lines: &[&str], ours: &mut Ours) -> Result<()> {
             ["BENCH", "ipc-round-trip-batch", "cycles", ..] => batches.push(number(3)?),
             ["BENCH", "dma", figure, "cycles", _, "pages", _] => dma.push((figure.to_string(), number(4)?, number(6)?)),
             ["BENCH", "fault-record", "cycles", _, "poll", _] => faults.push((number(3)?, number(5)?)),
+            ["BENCH", "fault-model", "cycles", _] => models.push(number(3)?),
             _ => {}
         }
     }
@@ -186,6 +191,7 @@ fn parse(lines: &[&str], ours: &mut Ours) -> Result<()> {
         ours.fault_cycles.push(cycles);
         ours.fault_poll_ns.push(poll * 1000.0 / rate);
     }
+    ours.fault_model_ns.extend(models.iter().map(|cycles| cycles * 1000.0 / rate));
     Ok(())
 }
 
@@ -193,7 +199,7 @@ fn parse(lines: &[&str], ours: &mut Ours) -> Result<()> {
 mod tests {
     use super::*;
 
-    const LINES: [&str; 9] = [
+    const LINES: [&str; 10] = [
         "BENCH ipc-round-trip cycles 5000 4800 5600 100000 cycles-per-us 2500",
         "BENCH ipc-round-trip-batch cycles 5000",
         "BENCH ipc-round-trip-batch cycles 7500",
@@ -203,6 +209,7 @@ mod tests {
         "BENCH dma map-64 cycles 2500000 pages 2048",
         "BENCH dma unmap-64 cycles 5000000 pages 2048",
         "BENCH fault-record cycles 250000 poll 250",
+        "BENCH fault-model cycles 125000",
     ];
 
     #[test]
@@ -220,6 +227,7 @@ mod tests {
         assert_eq!(ours.unmap64.pages_per_second, [1_024_000.0]);
         assert_eq!(ours.fault_ns, [100_000.0]);
         assert_eq!(ours.fault_poll_ns, [100.0]);
+        assert_eq!(ours.fault_model_ns, [50_000.0]);
     }
 
     #[test]

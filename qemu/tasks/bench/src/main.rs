@@ -60,7 +60,7 @@ fn main() -> u64 {
         defmt::error!("BENCH dma: map or unmap failed: {}", code);
         return 3;
     }
-    if let Err(code) = fault::run(Cap::<DeviceMemory>::at(bar0), handle, &mut buffer, cycles_per_us) {
+    if let Err(code) = fault::run(Cap::<DeviceMemory>::at(bar0), handle, &mut buffer, FRAMES, cycles_per_us) {
         defmt::error!("BENCH fault: {}", code);
         return 4;
     }
