@@ -82,6 +82,10 @@ fn fill_ours(table: &mut Table, ours: &ours::Ours) {
     table.set_ours(Figure::FaultRecord, Cell::from_samples(ours.fault_ns.clone(), Some(&ours.fault_cycles)));
     table.set_ours(Figure::BootFiles, Cell::from_samples(vec![ours.boot_files as f64 / 1024.0], None));
     table.set_ours(Figure::Resident, Cell::from_samples(ours.resident_kib.clone(), None));
+    table.notes.push(format!(
+        "Ours: host load (1-minute average) before each boot: {}.",
+        ours.loads.iter().map(|load| format!("{load:.2}")).collect::<Vec<_>>().join(", ")
+    ));
     for (median, p10, p90, count) in &ours.ipc_single {
         table.notes.push(format!(
             "Ours: single IPC round trips, one run: median {median:.0} cycles (p10 {p10:.0}, p90 {p90:.0}) over {count} round trips timed one by one with rdtsc."

@@ -77,6 +77,8 @@ pub struct Ours {
     /// Bytes of the files booted: the kernel's loaded segments and the
     /// boot image.
     pub boot_files: u64,
+    /// The host's 1-minute load average before each boot.
+    pub loads: Vec<f64>,
 }
 
 /// Boots the benchmark system [`RUNS`] times.
@@ -87,6 +89,7 @@ pub fn run(root: &Path) -> Result<Ours> {
     let mut ours = Ours { boot_files: boot_files(&system.kernel, &system.image)?, ..Ours::default() };
     for run in 1..=RUNS {
         eprintln!("ours: boot {run} of {RUNS}...");
+        ours.loads.push(super::peer::load_average());
         let started = Instant::now();
         let mut first_task_line = None;
         let outcome = runner::run(machine.command(&system.kernel, &system.image), &system.tables, TIMEOUT, |line| {

@@ -463,7 +463,7 @@ fn boot(machine: &PeerMachine, kernel: &Path, initrd: &Path, plan: BootPlan, con
 }
 
 /// The host's 1-minute load average (0 if unreadable).
-fn load_average() -> f64 {
+pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
