@@ -24,7 +24,7 @@ use crate::fault::FaultLog;
 use crate::invalidation::policy;
 use crate::memory::{PAGE_SIZE, TablePages};
 use crate::ownership::{Owner, Ownership, OwnershipError, Translation};
-use crate::pagetable::Access;
+use crate::pagetable::{Access, PageTableError};
 use crate::registers::Registers;
 use crate::unit::QueueMemory;
 
@@ -69,6 +69,8 @@ fn operation(request: &Request) -> Option<Operation> {
     })
 }
 
+// Out of line, so its large frame is not paid for by every request.
+#[inline(never)]
 fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
     s: &mut Service<R, Q, T>,
     k: &mut impl Kernel,
@@ -324,6 +326,8 @@ fn report_topology<R: Registers, Q: QueueMemory, T: TablePages>(
 
 /// Forms the groups, gives each a default domain and points its requesters
 /// at it.
+// Out of line, so its large frame is not paid for by every request.
+#[inline(never)]
 fn build<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>) -> Result<Ready, &'static str> {
     let asserted = apply_assertions(s);
     let groups = form_groups(&s.topology).map_err(|_| "the topology is inconsistent; no groups formed")?;
@@ -548,7 +552,18 @@ fn map<R: Registers, Q: QueueMemory, T: TablePages>(
     let access = Access { read: true, write: writable };
     let mapped = match domain.table.map(&mut hw.pages, range.start, pin.physical, pin.pages, access) {
         Ok(mapped) => mapped,
-        Err(_) => {
+        Err(error) => {
+            // A run that ran out of table pages part way was mapped and
+            // removed again: a device may have cached some of it, so the
+            // IOTLB forgets it before the frame can be reused.
+            if let PageTableError::OutOfTablePages { invalidate: Some(partial) } = error {
+                let invalidation = policy::unmapped(&capabilities, domain.id, partial, false);
+                if hw.unit.perform(&invalidation).is_err() {
+                    error!("IOTLB invalidation failed: keeping {=u64} pages pinned", pin.pages);
+                    let _ = domain.iova.free(range.start);
+                    return Err(ErrorCode::OutOfMemory);
+                }
+            }
             let _ = domain.iova.free(range.start);
             return undo(&mut unpin, ErrorCode::OutOfMemory);
         }
@@ -620,6 +635,8 @@ fn take_faults(faults: &mut [FaultLog<{ super::FAULT_LOG }>], group: u16) -> Rep
     Reply::Faults { records, remaining: log.len() as u32, dropped: log.take_dropped() }
 }
 
+// Out of line, so its large frame is not paid for by every request.
+#[inline(never)]
 fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
     s: &mut Service<R, Q, T>,
     k: &mut impl Kernel,
@@ -730,6 +747,8 @@ fn group_request<R: Registers, Q: QueueMemory, T: TablePages>(
 
 /// A watched task died: its groups are blocked and reclaimed, its group
 /// capabilities revoked, its address spaces torn down.
+// Out of line, so its large frame is not paid for by every request.
+#[inline(never)]
 pub(super) fn task_died<R: Registers, Q: QueueMemory, T: TablePages>(
     s: &mut Service<R, Q, T>,
     k: &mut impl Kernel,

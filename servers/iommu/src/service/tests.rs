@@ -575,6 +575,26 @@ fn a_frame_sent_without_the_write_right_is_never_mapped_device_writable() {
 }
 
 #[test]
+fn a_map_that_runs_out_of_table_pages_part_way_invalidates_before_unpinning() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let Reply::Ioas { ioas } = rig.call(group_cap, Request::IoasCreate, &[]) else { panic!() };
+    assert_eq!(rig.call(group_cap, Request::Attach { ioas: Some(ioas) }, &[]), Reply::Done);
+    let first = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x1f_0000, writable: true }, 1);
+    assert!(matches!(first, Reply::Mapped { .. }), "{first:?}");
+    // No table page left: a run across the next 2 MiB boundary maps its
+    // first page in the existing leaf table, then stops.
+    let pages = &mut rig.service.hardware().pages;
+    pages.budget = pages.pages.len();
+    let events_before = rig.unit().events.len();
+    let reply = rig.with_frame(group_cap, Request::Map { ioas, iova: 0x1f_f000, writable: true }, 2);
+    assert_eq!(refusal(&reply).0, ErrorCode::OutOfMemory);
+    assert!(rig.unit().events.len() > events_before, "the briefly mapped page was invalidated");
+    assert_eq!(rig.k.pins.len(), 1, "only the first mapping keeps its pin");
+    rig.check_invariant();
+}
+
+#[test]
 fn a_release_takes_the_address_spaces_no_group_uses_so_claim_cycles_never_run_dry() {
     let mut rig = Rig::new(QEMU_CAP);
     let pages_at_rest = rig.service.hardware().pages.in_use();
