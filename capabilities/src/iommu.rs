@@ -418,6 +418,8 @@ pub enum Reply {
     },
 }
 
+crate::protocol::refusal_reply!(Reply);
+
 #[cfg(test)]
 mod tests {
     use super::*;

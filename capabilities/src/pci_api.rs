@@ -170,3 +170,5 @@ pub enum Reply {
         reason: String<REASON_MAX>,
     },
 }
+
+crate::protocol::refusal_reply!(Reply);

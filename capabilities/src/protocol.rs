@@ -21,6 +21,27 @@ impl Protocol {
     }
 }
 
+/// A reply that may be a refusal: its error code and the server's reason.
+pub trait Refusal {
+    /// The code and reason, if the reply is a refusal.
+    fn refusal(&self) -> Option<(crate::ErrorCode, &str)>;
+}
+
+/// Implements [`Refusal`] for a protocol's `Reply` with a `Refused { code, reason }` variant.
+macro_rules! refusal_reply {
+    ($reply:ty) => {
+        impl $crate::protocol::Refusal for $reply {
+            fn refusal(&self) -> Option<($crate::ErrorCode, &str)> {
+                match self {
+                    Self::Refused { code, reason } => Some((*code, reason.as_str())),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use refusal_reply;
+
 /// Every protocol a policy may name.
 pub const ALL: &[Protocol] =
     &[crate::echo::PROTOCOL, crate::edu::PROTOCOL, crate::iommu::PROTOCOL, crate::pci_api::PROTOCOL];

@@ -76,6 +76,14 @@ macro_rules! check_ok {
     };
 }
 
+/// The code of a server's refusal, its reason logged; `None` for any
+/// other reply.
+pub fn refusal<R: capabilities::protocol::Refusal>(reply: &R) -> Option<capabilities::ErrorCode> {
+    let (code, reason) = reply.refusal()?;
+    defmt::info!("  refused ({}): {=str}", code, reason);
+    Some(code)
+}
+
 /// Logs the header of a failed comparison.
 pub fn report_mismatch(file: &str, line: u32, left: &str, right: &str) {
     defmt::error!("check failed at {=str}:{=u32}: {=str} == {=str}", file, line, left, right);

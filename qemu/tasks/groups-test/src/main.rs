@@ -80,10 +80,7 @@ fn group_of(buffer: &mut Buffer, device: Bdf) -> Option<(u16, heapless::Vec<Bdf,
 }
 
 fn owner(buffer: &mut Buffer, device: Bdf) -> Option<OwnerReport> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Owner { device }, &[], 0) {
-        Ok(iommu::Reply::Owner { owner, .. }) => Some(owner),
-        _ => None,
-    }
+    driver_kit::group::owner(IOMMU.get(), buffer, device).ok()
 }
 
 fn copied(reply: Result<edu::Reply, ErrorCode>) -> bool {

@@ -19,11 +19,13 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::MSG_MAX;
 use capabilities::abi::rights;
-use capabilities::iommu::{FAULTS_PER_REPLY, OwnerReport};
+use capabilities::iommu::FAULTS_PER_REPLY;
 use capabilities::pci::Bdf;
+use capabilities::protocol::Refusal;
 use capabilities::{edu, iommu, pci_api};
+use driver_kit::group;
 use serde::de::DeserializeOwned;
-use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
+use userlib::cap::{Cap, Endpoint, Frame, Notification};
 use userlib::ipc::Buffer;
 use userlib::testkit::{self, Case, Outcome};
 use userlib::{boot, check, check_eq, check_ok, objects};
@@ -123,38 +125,6 @@ fn faults_seen(buffer: &mut Buffer) -> Option<u64> {
     }
 }
 
-/// The error code of a server's refusal.
-trait RefusalOf {
-    fn refusal(&self) -> Option<ErrorCode>;
-}
-
-impl RefusalOf for iommu::Reply {
-    fn refusal(&self) -> Option<ErrorCode> {
-        match self {
-            iommu::Reply::Refused { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-impl RefusalOf for pci_api::Reply {
-    fn refusal(&self) -> Option<ErrorCode> {
-        match self {
-            pci_api::Reply::Refused { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-impl RefusalOf for edu::Reply {
-    fn refusal(&self) -> Option<ErrorCode> {
-        match self {
-            edu::Reply::Refused { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
 /// Sends `len` bytes already in the buffer; the reply must decode as `R`.
 fn raw_call<R: DeserializeOwned>(endpoint: Cap<Endpoint>, buffer: &mut Buffer, len: usize) -> Result<R, ErrorCode> {
     buffer.set_window(0, 0);
@@ -164,36 +134,15 @@ fn raw_call<R: DeserializeOwned>(endpoint: Cap<Endpoint>, buffer: &mut Buffer, l
 
 /// Claims `device`'s group into [`GROUP`].
 fn claim(buffer: &mut Buffer, device: Bdf) -> Result<(), ErrorCode> {
-    buffer.set_send_caps(&[own::TASK.slot()]);
-    buffer.set_window(GROUP, 1);
-    let result = IOMMU.get().call_with(buffer, &iommu::Request::ClaimGroup { device });
-    buffer.set_send_caps(&[]);
-    buffer.set_window(0, 0);
-    match buffer.decode::<iommu::Reply>(result?.len)? {
-        iommu::Reply::Group { .. } => Ok(()),
-        reply => Err(reply.refusal().unwrap_or(ErrorCode::Malformed)),
-    }
+    group::claim(IOMMU.get(), buffer, device, GROUP).map(|_| ()).map_err(|refused| refused.code)
 }
 
 fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
-    let reply = Cap::at(GROUP).ask::<_, iommu::Reply>(buffer, &iommu::Request::Release, &[], 0);
-    let _ = Cap::<Endpoint>::at(GROUP).delete();
-    match reply? {
-        iommu::Reply::Done => Ok(()),
-        other => Err(other.refusal().unwrap_or(ErrorCode::Malformed)),
-    }
+    group::release(Cap::at(GROUP), buffer).map_err(|refused| refused.code)
 }
 
 fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
-    for _ in 0..200 {
-        if let Ok(iommu::Reply::Owner { owner: OwnerReport::Unowned, .. }) =
-            IOMMU.get().ask(buffer, &iommu::Request::Owner { device }, &[], 0)
-        {
-            return true;
-        }
-        let _ = Cap::<Notification>::at(NOTIFICATION).wait(0, 10_000);
-    }
-    false
+    group::wait_unowned(IOMMU.get(), buffer, device, Cap::at(NOTIFICATION), 2_000_000).is_ok()
 }
 
 fn driver_works(buffer: &mut Buffer) -> bool {
@@ -231,9 +180,9 @@ fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
         let carried = [random.below(140) as u32];
         buffer.set_send_caps(if random.below(8) == 0 { &carried } else { &[] });
         let code = match round % 3 {
-            0 => raw_call::<iommu::Reply>(IOMMU.get(), buffer, len).map(|reply| reply.refusal()),
-            1 => raw_call::<pci_api::Reply>(PCI.get(), buffer, len).map(|reply| reply.refusal()),
-            _ => raw_call::<edu::Reply>(EDU_DMA.get(), buffer, len).map(|reply| reply.refusal()),
+            0 => raw_call::<iommu::Reply>(IOMMU.get(), buffer, len).map(|reply| reply.refusal().map(|(code, _)| code)),
+            1 => raw_call::<pci_api::Reply>(PCI.get(), buffer, len).map(|reply| reply.refusal().map(|(code, _)| code)),
+            _ => raw_call::<edu::Reply>(EDU_DMA.get(), buffer, len).map(|reply| reply.refusal().map(|(code, _)| code)),
         };
         buffer.set_send_caps(&[]);
         match code {
@@ -273,9 +222,9 @@ fn truncated_requests_are_malformed(buffer: &mut Buffer) -> Outcome {
                 _ => buffer.encode(&copy),
             };
             let code = match which {
-                0 => check_ok!(raw_call::<iommu::Reply>(IOMMU.get(), buffer, len)).refusal(),
-                1 => check_ok!(raw_call::<pci_api::Reply>(PCI.get(), buffer, len)).refusal(),
-                _ => check_ok!(raw_call::<edu::Reply>(EDU_DMA.get(), buffer, len)).refusal(),
+                0 => check_ok!(raw_call::<iommu::Reply>(IOMMU.get(), buffer, len)).refusal().map(|(code, _)| code),
+                1 => check_ok!(raw_call::<pci_api::Reply>(PCI.get(), buffer, len)).refusal().map(|(code, _)| code),
+                _ => check_ok!(raw_call::<edu::Reply>(EDU_DMA.get(), buffer, len)).refusal().map(|(code, _)| code),
             };
             check_eq!(code, Some(ErrorCode::Malformed), "a cut-off request is malformed");
             checked += 1;
@@ -309,7 +258,7 @@ fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
     check_ok!(Cap::<Frame>::at(FRAME).revoke());
     for send in [&[][..], &[empty], &[NOTIFICATION], &[revoked.slot()], &[GROUP]] {
         let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, send, 0));
-        check!(reply.refusal().is_some(), "no frame, no mapping");
+        check!(testkit::refusal(&reply).is_some(), "no frame, no mapping");
     }
     let _ = revoked.delete();
     // A task capability that is not the claimant's own.
@@ -321,7 +270,11 @@ fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
     buffer.set_send_caps(&[]);
     buffer.set_window(0, 0);
     let decoded = check_ok!(reply.and_then(|message| buffer.decode::<iommu::Reply>(message.len)));
-    check_eq!(decoded.refusal(), Some(ErrorCode::PermissionDenied), "a claim needs the claimant's own task capability");
+    check_eq!(
+        testkit::refusal(&decoded),
+        Some(ErrorCode::PermissionDenied),
+        "a claim needs the claimant's own task capability"
+    );
     Ok(())
 }
 
@@ -341,14 +294,14 @@ fn out_of_range_slots_and_iovas_are_refused(buffer: &mut Buffer) -> Outcome {
     for iova in [0, 0x1001, 1 << 60, 0xffff_ffff_ffff_f000, 1 << 48] {
         let map = iommu::Request::Map { ioas, iova, writable: false };
         let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, &[FRAME], 0));
-        check!(reply.refusal().is_some(), "page 0, unaligned and out-of-range IOVAs are refused");
+        check!(testkit::refusal(&reply).is_some(), "page 0, unaligned and out-of-range IOVAs are refused");
     }
     for iova in [0x1000, 1 << 50, u64::MAX] {
         let reply: iommu::Reply = check_ok!(group.ask(buffer, &iommu::Request::Unmap { ioas, iova }, &[], 0));
-        check!(reply.refusal().is_some(), "nothing mapped there");
+        check!(testkit::refusal(&reply).is_some(), "nothing mapped there");
     }
     let reply: iommu::Reply = check_ok!(group.ask(buffer, &iommu::Request::Attach { ioas: Some(ioas + 7) }, &[], 0));
-    check_eq!(reply.refusal(), Some(ErrorCode::NotFound));
+    check_eq!(testkit::refusal(&reply), Some(ErrorCode::NotFound));
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, QUOTA_DEVICE));
     Ok(())
@@ -404,20 +357,20 @@ fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
     for _ in 0..3 {
         match check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) {
             iommu::Reply::Ioas { ioas } => check!(spaces.push(ioas).is_ok()),
-            reply => check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded), "the third is past the quota"),
+            reply => check_eq!(testkit::refusal(&reply), Some(ErrorCode::QuotaExceeded), "the third is past the quota"),
         }
     }
     check_eq!(spaces.len(), 2, "the policy's address-space quota");
     let ioas = spaces[0];
     let map = iommu::Request::Map { ioas, iova: 0x10_0000, writable: true };
     let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, &[BIG_FRAME], 0));
-    check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded), "a frame larger than the mapping quota");
+    check_eq!(testkit::refusal(&reply), Some(ErrorCode::QuotaExceeded), "a frame larger than the mapping quota");
     let mut mapped = 0;
     for page in 0..MAPPING_QUOTA_PAGES + 4 {
         let map = iommu::Request::Map { ioas, iova: 0x10_0000 + page * 0x1000, writable: true };
         match check_ok!(group.ask(buffer, &map, &[FRAME], 0)) {
             iommu::Reply::Mapped { .. } => mapped += 1,
-            reply => check_eq!(reply.refusal(), Some(ErrorCode::QuotaExceeded)),
+            reply => check_eq!(testkit::refusal(&reply), Some(ErrorCode::QuotaExceeded)),
         }
     }
     check_eq!(mapped, MAPPING_QUOTA_PAGES, "one page at a time, up to the quota");

@@ -15,7 +15,8 @@ use capabilities::abi::rights;
 use capabilities::iommu::{Fault, Handle, OwnerReport};
 use capabilities::pci::Bdf;
 use capabilities::{edu, iommu, pci_api};
-use userlib::cap::{Cap, Endpoint, Notification, own};
+use driver_kit::{Refused, group};
+use userlib::cap::{Cap, Endpoint, own};
 use userlib::ipc::Buffer;
 use userlib::objects;
 use userlib::testkit::{self, Case, Outcome};
@@ -133,74 +134,23 @@ fn ask_edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request)
 /// Claims `device`'s group for this task; the group capability is in
 /// slot [`GROUP`]. A refusal comes back as its code, reason logged.
 fn claim(buffer: &mut Buffer, device: Bdf) -> Result<u16, ErrorCode> {
-    let request = iommu::Request::ClaimGroup { device };
-    match IOMMU.get().ask(buffer, &request, &[own::TASK.slot()], GROUP)? {
-        iommu::Reply::Group { group } => Ok(group),
-        reply => Err(iommu_refusal(&reply).unwrap_or(ErrorCode::Malformed)),
-    }
+    group::claim(IOMMU.get(), buffer, device, GROUP).map_err(Refused::logged)
 }
 
 /// Releases the group capability in [`GROUP`] and deletes it.
 fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
-    let reply = ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::Release);
-    let _ = Cap::<Endpoint>::at(GROUP).delete();
-    match reply? {
-        iommu::Reply::Done => Ok(()),
-        reply => Err(iommu_refusal(&reply).unwrap_or(ErrorCode::Malformed)),
-    }
-}
-
-/// The code of an IOMMU server refusal, its reason logged.
-fn iommu_refusal(reply: &iommu::Reply) -> Option<ErrorCode> {
-    match reply {
-        iommu::Reply::Refused { code, reason } => {
-            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
-            Some(*code)
-        }
-        _ => None,
-    }
-}
-
-/// The code of a PCI server refusal, its reason logged.
-fn pci_refusal(reply: &pci_api::Reply) -> Option<ErrorCode> {
-    match reply {
-        pci_api::Reply::Refused { code, reason } => {
-            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
-            Some(*code)
-        }
-        _ => None,
-    }
-}
-
-/// The code of an edu server refusal, its reason logged.
-fn edu_refusal(reply: &edu::Reply) -> Option<ErrorCode> {
-    match reply {
-        edu::Reply::Refused { code, reason } => {
-            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
-            Some(*code)
-        }
-        _ => None,
-    }
+    group::release(Cap::at(GROUP), buffer).map_err(Refused::logged)
 }
 
 /// Who owns `device`'s group.
 fn owner(buffer: &mut Buffer, device: Bdf) -> Option<OwnerReport> {
-    match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Owner { device }) {
-        Ok(iommu::Reply::Owner { owner, .. }) => Some(owner),
-        _ => None,
-    }
+    group::owner(IOMMU.get(), buffer, device).ok()
 }
 
 /// Waits (up to two seconds) until `device`'s group is unowned again: a
 /// release hands it to the PCI server for quiescing first.
 fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
-    for _ in 0..200 {
-        if owner(buffer, device) == Some(OwnerReport::Unowned) {
-            return true;
-        }
-        let _ = Cap::<Notification>::at(SLEEP).wait(0, 10_000);
-    }
-    false
+    group::wait_unowned(IOMMU.get(), buffer, device, Cap::at(SLEEP), 2_000_000).is_ok()
 }
 
 /// The server's counters: mappings, table pages, domains, faults.
@@ -218,7 +168,7 @@ fn edu_faults(endpoint: Cap<Endpoint>, buffer: &mut Buffer) -> Option<heapless::
     match ask_edu(endpoint, buffer, &edu::Request::Faults) {
         Ok(edu::Reply::Faults { records, .. }) => Some(records),
         Ok(reply) => {
-            edu_refusal(&reply);
+            testkit::refusal(&reply);
             None
         }
         Err(_) => None,
@@ -269,7 +219,7 @@ fn trusted_driver_dma_round_trip_moves_the_right_bytes(buffer: &mut Buffer) -> O
                 check!(iova < 1 << 28, "inside the edu's 28-bit DMA mask");
             }
             reply => {
-                edu_refusal(&reply);
+                testkit::refusal(&reply);
                 check!(false, "a copy");
             }
         }
@@ -383,7 +333,7 @@ fn dma_driver_bind_in_a_user_owned_group_is_busy(buffer: &mut Buffer) -> Outcome
     check_eq!(owner(buffer, BEHIND_B), Some(OwnerReport::User { task: THIS_TASK }));
     check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done, "the stub lets go");
     let reply = check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK, true));
-    check_eq!(pci_refusal(&reply), Some(ErrorCode::Busy), "no DMA driver in a user-owned group");
+    check_eq!(testkit::refusal(&reply), Some(ErrorCode::Busy), "no DMA driver in a user-owned group");
     check!(
         matches!(&reply, pci_api::Reply::Refused { reason, .. } if reason.contains("iommu-test")),
         "names the owner"
@@ -404,7 +354,7 @@ fn user_claim_in_a_group_with_a_dma_driver_is_busy(buffer: &mut Buffer) -> Outco
     check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Kernel { drivers: 1 }));
     let request = iommu::Request::ClaimGroup { device: BEHIND_A };
     let reply: iommu::Reply = check_ok!(IOMMU.get().ask(buffer, &request, &[own::TASK.slot()], GROUP));
-    check_eq!(iommu_refusal(&reply), Some(ErrorCode::Busy), "no user claim beside a DMA driver");
+    check_eq!(testkit::refusal(&reply), Some(ErrorCode::Busy), "no user claim beside a DMA driver");
     let names = |text: &str| matches!(&reply, iommu::Reply::Refused { reason, .. } if reason.contains(text));
     check!(names("edu-spare on 01:02.0"), "the refusal names the companion and its driver");
     check!(names("alias through PCIe-to-PCI bridge 00:05.0"), "and why they share a group");
@@ -425,9 +375,9 @@ fn without_a_group_capability_nothing_maps_attaches_or_reads_faults(buffer: &mut
         iommu::Request::Faults,
         iommu::Request::DmaMap { writable: true, mask_bits: 32 },
     ] {
-        let reply = check_ok!(policy.ask(buffer, &request, &[FRAME], 0));
+        let reply: iommu::Reply = check_ok!(policy.ask(buffer, &request, &[FRAME], 0));
         check_eq!(
-            iommu_refusal(&reply),
+            testkit::refusal(&reply),
             Some(ErrorCode::PermissionDenied),
             "the policy capability is no group capability"
         );
@@ -473,7 +423,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         let ioas = match check_ok!(ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::IoasCreate)) {
             iommu::Reply::Ioas { ioas } => ioas,
             reply => {
-                iommu_refusal(&reply);
+                testkit::refusal(&reply);
                 check!(false, "an address space");
                 return Ok(());
             }
@@ -482,7 +432,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         check_eq!(check_ok!(ask_iommu(Cap::at(GROUP), buffer, &attach)), iommu::Reply::Done);
         let map = iommu::Request::Map { ioas, iova: 0x4000 + u64::from(cycle % 16) * 0x1000, writable: cycle % 2 == 0 };
         let mapped = check_ok!(Cap::at(GROUP).ask::<_, iommu::Reply>(buffer, &map, &[FRAME], 0));
-        check!(iommu_refusal(&mapped).is_none());
+        check!(testkit::refusal(&mapped).is_none());
         if cycle % 2 == 0 {
             let iova = 0x4000 + u64::from(cycle % 16) * 0x1000;
             let unmap = iommu::Request::Unmap { ioas, iova };

@@ -15,9 +15,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
-use capabilities::iommu::{InterruptEntry, InterruptSource, OwnerReport};
+use capabilities::iommu::{InterruptEntry, InterruptSource};
 use capabilities::pci::Bdf;
 use capabilities::{edu, iommu, pci_api};
+use driver_kit::{Refused, group};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Interrupt, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -159,37 +160,6 @@ fn forge_write(buffer: &mut Buffer, device: Bdf, offset: u16, width: u8, value: 
     forge(buffer, FORGE_WRITE, device.requester_id().into(), offset.into(), word).map(|_| ())
 }
 
-/// The code of a refusal, its reason logged; `None` for any other reply.
-fn iommu_refusal(reply: &iommu::Reply) -> Option<(ErrorCode, &str)> {
-    match reply {
-        iommu::Reply::Refused { code, reason } => {
-            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
-            Some((*code, reason.as_str()))
-        }
-        _ => None,
-    }
-}
-
-fn pci_refusal(reply: &pci_api::Reply) -> Option<ErrorCode> {
-    match reply {
-        pci_api::Reply::Refused { code, reason } => {
-            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
-            Some(*code)
-        }
-        _ => None,
-    }
-}
-
-fn edu_refusal(reply: &edu::Reply) -> Option<ErrorCode> {
-    match reply {
-        edu::Reply::Refused { code, reason } => {
-            defmt::info!("  refused ({}): {=str}", code, reason.as_str());
-            Some(*code)
-        }
-        _ => None,
-    }
-}
-
 /// The IOMMU server's interrupt report: remapping on, entries in use, the
 /// table's size, refusals, and `device`'s entries.
 struct Report {
@@ -205,40 +175,23 @@ fn interrupts(buffer: &mut Buffer, device: Option<Bdf>) -> Result<Report, ErrorC
         iommu::Reply::Interrupts { remapping, in_use, capacity, refused, entries } => {
             Ok(Report { remapping, in_use, capacity, refused, entries })
         }
-        reply => Err(iommu_refusal(&reply).map_or(ErrorCode::Malformed, |(code, _)| code)),
+        reply => Err(testkit::refusal(&reply).unwrap_or(ErrorCode::Malformed)),
     }
 }
 
 /// Claims `device`'s group; the capability lands in [`GROUP`].
 fn claim(buffer: &mut Buffer, device: Bdf) -> Result<u16, ErrorCode> {
-    let request = iommu::Request::ClaimGroup { device };
-    match IOMMU.get().ask(buffer, &request, &[own::TASK.slot()], GROUP)? {
-        iommu::Reply::Group { group } => Ok(group),
-        reply => Err(iommu_refusal(&reply).map_or(ErrorCode::Malformed, |(code, _)| code)),
-    }
+    group::claim(IOMMU.get(), buffer, device, GROUP).map_err(Refused::logged)
 }
 
 /// Releases the group capability in [`GROUP`].
 fn release_group(buffer: &mut Buffer) -> Result<(), ErrorCode> {
-    let reply = ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::Release);
-    let _ = Cap::<Endpoint>::at(GROUP).delete();
-    match reply? {
-        iommu::Reply::Done => Ok(()),
-        reply => Err(iommu_refusal(&reply).map_or(ErrorCode::Malformed, |(code, _)| code)),
-    }
+    group::release(Cap::at(GROUP), buffer).map_err(Refused::logged)
 }
 
 /// Waits (up to two seconds) until `device`'s group is unowned again.
 fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
-    for _ in 0..200 {
-        if let Ok(iommu::Reply::Owner { owner: OwnerReport::Unowned, .. }) =
-            ask_iommu(IOMMU.get(), buffer, &iommu::Request::Owner { device })
-        {
-            return true;
-        }
-        let _ = Cap::<Notification>::at(SLEEP).wait(0, 10_000);
-    }
-    false
+    group::wait_unowned(IOMMU.get(), buffer, device, Cap::at(SLEEP), 2_000_000).is_ok()
 }
 
 /// Acquires `device`, whose group this task owns: BAR0 and the interrupt
@@ -314,7 +267,7 @@ fn acknowledge(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) -> 
 }
 
 fn copied(reply: &edu::Reply) -> bool {
-    if edu_refusal(reply).is_some() {
+    if testkit::refusal(reply).is_some() {
         return false;
     }
     matches!(reply, edu::Reply::Copied { matched: true, .. })
@@ -403,7 +356,7 @@ fn a_holder_cannot_write_its_msi_capability(buffer: &mut Buffer) -> Outcome {
     for (offset, width, value) in [(4, 4, 0xfee0_0000), (8, 4, 0), (12, 2, 0x31), (2, 2, 0), (0, 1, 0)] {
         let write = pci_api::Request::ConfigWrite { device: SPARE, offset: msi + offset, width, value };
         let reply = check_ok!(ask_pci(buffer, &write));
-        check_eq!(pci_refusal(&reply), Some(ErrorCode::PermissionDenied), "the PCI server refuses it");
+        check_eq!(testkit::refusal(&reply), Some(ErrorCode::PermissionDenied), "the PCI server refuses it");
     }
     let after = check_ok!(msi_message(|offset, width| read(buffer, offset, width), msi));
     check_eq!(after, before, "the message is unchanged");
@@ -541,11 +494,11 @@ fn remapping_is_off_and_said_so(buffer: &mut Buffer) -> Outcome {
 fn user_claims_are_refused_with_the_reason(buffer: &mut Buffer) -> Outcome {
     let request = iommu::Request::ClaimGroup { device: SPARE };
     let reply = check_ok!(IOMMU.get().ask::<_, iommu::Reply>(buffer, &request, &[own::TASK.slot()], GROUP));
-    let refusal = iommu_refusal(&reply);
+    let refusal = capabilities::protocol::Refusal::refusal(&reply);
     check_eq!(refusal.map(|(code, _)| code), Some(ErrorCode::PermissionDenied));
     check!(refusal.is_some_and(|(_, reason)| reason.contains("no interrupt remapping")), "says why");
     let adopted = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Adopt { device: USER }));
-    check_eq!(edu_refusal(&adopted), Some(ErrorCode::PermissionDenied), "edu-user cannot own its group either");
+    check_eq!(testkit::refusal(&adopted), Some(ErrorCode::PermissionDenied), "edu-user cannot own its group either");
     let report = check_ok!(interrupts(buffer, None));
     check_eq!(report.refused, 2, "both counted");
     Ok(())

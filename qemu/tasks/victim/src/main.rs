@@ -12,8 +12,8 @@
 use capabilities::ErrorCode;
 use capabilities::iommu::{Reply, Request};
 use capabilities::pci::Bdf;
-use driver_kit::iommu;
-use userlib::cap::{Cap, Endpoint, Notification, SlotPool, own};
+use driver_kit::{group, iommu};
+use userlib::cap::{Cap, Endpoint, Notification, SlotPool};
 use userlib::ipc::Buffer;
 use userlib::{boot, objects};
 
@@ -71,17 +71,10 @@ fn cycle(
     frame: u32,
     done: Cap<Notification>,
 ) -> Result<(), ErrorCode> {
-    let claim = Request::ClaimGroup { device };
-    match iommu::call(IOMMU.get(), buffer, &claim, &[own::TASK.slot()], group_slot) {
-        Ok((Reply::Group { .. }, Some(_))) => {}
-        Ok(_) => return Err(ErrorCode::Malformed),
-        Err(refused) => return Err(refused.code),
-    }
+    group::claim(IOMMU.get(), buffer, device, group_slot).map_err(|refused| refused.code)?;
     let group = Cap::<Endpoint>::at(group_slot);
     let worked = work(buffer, device, group, window, frame, done);
-    let released = iommu::request(group, buffer, &Request::Release, &[]).map(|_| ());
-    let _ = group.delete();
-    worked.and(released.map_err(|refused| refused.code))
+    worked.and(group::release(group, buffer).map_err(|refused| refused.code))
 }
 
 fn work(

@@ -12,10 +12,10 @@
 use capabilities::ErrorCode;
 use capabilities::iommu::{FAULTS_PER_REPLY, Fault, Reply, Request};
 use capabilities::pci::Bdf;
-use driver_kit::{Refused, iommu};
+use driver_kit::{Refused, group, iommu};
 use edu::{Mapper, Taken};
 use heapless::Vec;
-use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, SlotPool, own};
+use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, SlotPool};
 use userlib::ipc::Buffer;
 use userlib::objects;
 
@@ -61,10 +61,8 @@ impl User {
     /// Claims `device`'s group and makes it translate through a new
     /// address space of this task.
     fn claim(&mut self, buffer: &mut Buffer, device: Bdf) -> Result<(Cap<Endpoint>, u16, u16), Refused> {
-        let request = Request::ClaimGroup { device };
-        let (reply, cap) = iommu::call(IOMMU.get(), buffer, &request, &[own::TASK.slot()], self.group_slot)?;
-        let (Reply::Group { group: number }, Some(slot)) = (reply, cap) else { return Err(iommu::unexpected()) };
-        let group = Cap::<Endpoint>::at(slot);
+        let number = group::claim(IOMMU.get(), buffer, device, self.group_slot)?;
+        let group = Cap::<Endpoint>::at(self.group_slot);
         let attached = match iommu::request(group, buffer, &Request::IoasCreate, &[]) {
             Ok(Reply::Ioas { ioas }) => {
                 iommu::request(group, buffer, &Request::Attach { ioas: Some(ioas) }, &[]).map(|_| ioas)
@@ -75,8 +73,7 @@ impl User {
         match attached {
             Ok(ioas) => Ok((group, number, ioas)),
             Err(refused) => {
-                let _ = iommu::request(group, buffer, &Request::Release, &[]);
-                let _ = group.delete();
+                let _ = group::release(group, buffer);
                 Err(refused)
             }
         }
@@ -94,15 +91,13 @@ impl Mapper for User {
         let granted = match driver_kit::acquire(PCI.get(), buffer, device, self.window) {
             Ok(granted) => granted,
             Err(refused) => {
-                let _ = iommu::request(group, buffer, &Request::Release, &[]);
-                let _ = group.delete();
+                let _ = group::release(group, buffer);
                 return Err(refused);
             }
         };
         let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
             let _ = driver_kit::release(PCI.get(), buffer, device);
-            let _ = iommu::request(group, buffer, &Request::Release, &[]);
-            let _ = group.delete();
+            let _ = group::release(group, buffer);
             return Err(ErrorCode::WrongKind.into());
         };
         self.group = Some((group, ioas));
@@ -129,9 +124,7 @@ impl Mapper for User {
         let (group, _) = self.group()?;
         self.group = None;
         let device_released = driver_kit::release(PCI.get(), buffer, device);
-        let group_released = iommu::request(group, buffer, &Request::Release, &[]).map(|_| ());
-        let _ = group.delete();
-        device_released.and(group_released)
+        device_released.and(group::release(group, buffer))
     }
 
     fn faults(&mut self, buffer: &mut Buffer) -> Result<(Vec<Fault, FAULTS_PER_REPLY>, u64), Refused> {

@@ -6,6 +6,7 @@
 #![no_std]
 #![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
 
+pub mod group;
 pub mod iommu;
 
 use capabilities::ErrorCode;
@@ -59,6 +60,14 @@ pub struct Refused {
     pub code: ErrorCode,
     /// The server's explanation (empty for a failed call).
     pub reason: String<REASON_MAX>,
+}
+
+impl Refused {
+    /// The error code, with the reason logged (for a caller that goes on).
+    pub fn logged(self) -> ErrorCode {
+        defmt::info!("  refused ({}): {=str}", self.code, self.reason.as_str());
+        self.code
+    }
 }
 
 impl From<ErrorCode> for Refused {
