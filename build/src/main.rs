@@ -195,7 +195,7 @@ fn run(
         // The device rules are checked against this machine's real groups
         // first: a mixed group is refused here, before anything boots.
         let booted = groups::boot::boot_for_policy(root, &elves, &machine, groups::boot::DEFAULT_TIMEOUT, policy)?;
-        let result = policy::machine::check(&system.policy, &machine.name, &booted.groups);
+        let result = policy::machine::check(&system.policy, &machine.name, machine.memory_mib, &booted.groups);
         if !result.problems.is_empty() {
             let found = count(result.problems.len(), "problem");
             eprintln!("{}", Problems { path: policy.to_path_buf(), problems: result.problems });
@@ -292,7 +292,7 @@ fn check_policy(root: &std::path::Path, path: &str, machine: Option<&str>, timeo
         booted.groups.groups.len(),
         booted.run.wall.as_secs_f64()
     );
-    let result = policy::machine::check(&policy, &machine.name, &booted.groups);
+    let result = policy::machine::check(&policy, &machine.name, machine.memory_mib, &booted.groups);
     for note in &result.notes {
         println!("note: {}:{}: {}", path.display(), note.line, note.message);
     }

@@ -138,7 +138,7 @@ fn policy_check_case(root: &Path, elves: &bare_metal::Elves, check: &scenario::P
             machine.name,
             booted.run.wall.as_secs_f64()
         );
-        let problems = policy::machine::check(&policy, &machine.name, &booted.groups).problems;
+        let problems = policy::machine::check(&policy, &machine.name, machine.memory_mib, &booted.groups).problems;
         Ok(Problems { path, problems }.to_string().lines().map(str::to_owned).collect())
     };
     let reported = match outcome() {

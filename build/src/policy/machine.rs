@@ -53,9 +53,31 @@ fn why(group: &Group) -> String {
     group.reasons.join("; ")
 }
 
-/// Checks `policy` against the groups of machine `machine`.
-pub fn check(policy: &Policy, machine: &str, groups: &MachineGroups) -> MachineCheck {
+/// Memory the kernel and firmware keep out of the tasks' reach on a q35
+/// machine: the low 1 MiB, the kernel image and its tables, the ACPI and
+/// SeaBIOS areas near the top of low RAM, with room to spare.
+pub const KERNEL_RESERVE_MIB: u64 = 16;
+
+/// Whether the tasks' memory quotas fit a machine with `memory_mib` MiB:
+/// a quota is a promise the kernel keeps only if the pages exist.
+fn check_memory(policy: &Policy, machine: &str, memory_mib: u32) -> Option<Problem> {
+    let pages: u64 = policy.tasks.iter().map(|task| u64::from(task.memory_pages)).sum();
+    let wanted_kib = pages * 4;
+    let usable_kib = u64::from(memory_mib).saturating_sub(KERNEL_RESERVE_MIB) * 1024;
+    (wanted_kib > usable_kib).then(|| Problem {
+        line: 1,
+        message: format!(
+            "the tasks' memory quotas add up to {} KiB ({pages} pages), but machine `{machine}` has {memory_mib} MiB, of which {KERNEL_RESERVE_MIB} MiB are the kernel's and the firmware's: {usable_kib} KiB for tasks",
+            wanted_kib
+        ),
+    })
+}
+
+/// Checks `policy` against machine `machine`: its `memory_mib` of RAM and
+/// its groups.
+pub fn check(policy: &Policy, machine: &str, memory_mib: u32, groups: &MachineGroups) -> MachineCheck {
     let mut result = MachineCheck::default();
+    result.problems.extend(check_memory(policy, machine, memory_mib));
     let task = |index: usize| policy.tasks.get(index).map_or("?", |task| task.name.as_str());
     let functions: Vec<&Function> = groups.functions().map(|(_, function)| function).collect();
 
@@ -272,7 +294,7 @@ stack-pages = 2
             "\n[devices.kernel-edu]\naddress = \"01:02.0\"\ndriver = \"edu-driver\"\ndma = true\n\
              \n[devices.user-edu]\naddress = \"01:01.0\"\nuser = \"owner\"\n",
         );
-        let result = check(&policy, "bridge", &design_example());
+        let result = check(&policy, "bridge", 256, &design_example());
         assert_eq!(
             rendered(&result.problems),
             [
@@ -296,7 +318,7 @@ stack-pages = 2
         );
         // The ids rule also names 00:03.0, which a DMA driver holds: that
         // one mixes; group 2 holds only a no-DMA driver and the user.
-        let result = check(&policy, "bridge", &design_example());
+        let result = check(&policy, "bridge", 256, &design_example());
         let problems = rendered(&result.problems);
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(
@@ -321,7 +343,7 @@ stack-pages = 2
              \n[devices.by-address]\naddress = \"00:03.0\"\ndriver = \"stub\"\ndma = false\n\
              \n[devices.by-ids]\nids = \"1234:11e8\"\ndriver = \"edu-driver\"\ndma = true\n",
         );
-        let result = check(&policy, "bridge", &design_example());
+        let result = check(&policy, "bridge", 256, &design_example());
         let problems = rendered(&result.problems);
         assert!(
             problems.contains(&"45: device `by-ids`: 00:03.0 is already bound to driver `stub` by device `by-address` (line 40); it cannot also be bound to `edu-driver`".to_string()),
@@ -343,7 +365,7 @@ stack-pages = 2
             "\n[devices.ghost]\naddress = \"05:00.0\"\ndriver = \"stub\"\ndma = false\n\
              \n[devices.nvme]\nids = \"1b36:0010\"\nuser = \"owner\"\n",
         );
-        let result = check(&policy, "bridge", &design_example());
+        let result = check(&policy, "bridge", 256, &design_example());
         assert_eq!(
             rendered(&result.problems),
             [
@@ -361,8 +383,19 @@ stack-pages = 2
              \n[devices.bridge]\naddress = \"00:04.0\"\ndriver = \"stub\"\ndma = false\n\
              \n[devices.behind]\naddress = \"01:01.0\"\nuser = \"owner\"\n",
         );
-        let result = check(&policy, "bridge", &design_example());
+        let result = check(&policy, "bridge", 256, &design_example());
         assert_eq!(result.problems, []);
         assert_eq!(result.notes.len(), 1);
+    }
+
+    #[test]
+    fn memory_quotas_must_fit_the_machine() {
+        let policy = policy("");
+        let pages: u64 = policy.tasks.iter().map(|task| u64::from(task.memory_pages)).sum();
+        let tight = u32::try_from((pages * 4).div_ceil(1024) + KERNEL_RESERVE_MIB).unwrap();
+        assert_eq!(check(&policy, "bridge", tight, &design_example()).problems, []);
+        let problems = check(&policy, "small", tight - 1, &design_example()).problems;
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.contains(&format!("({pages} pages), but machine `small` has {} MiB", tight - 1)));
     }
 }
