@@ -178,12 +178,26 @@ impl Kernel {
     }
 
     /// `DmaPin`: keeps frame `frame_slot`'s memory allocated for device
-    /// access and reveals where it is: (pin handle, physical, pages).
+    /// access and reveals where it is: (pin handle, physical, pages). A
+    /// device may do to the frame only what its capability allows: reading
+    /// needs READ, and `access` WRITE (the device writes it) needs WRITE.
     #[unsafe(link_section = ".text.hot.dma")]
-    pub(super) fn dma_pin(&mut self, id: TaskId, control: u64, frame_slot: u64) -> Result<[u64; 3], ErrorCode> {
+    pub(super) fn dma_pin(
+        &mut self,
+        id: TaskId,
+        control: u64,
+        frame_slot: u64,
+        access: u64,
+    ) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::DMA)?;
+        if access & !u64::from(rights::WRITE) != 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
         let (_, cap) = self.caps.lookup(id, frame_slot)?;
         let Object::Frame(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
+        if !cap.has(rights::READ | access as u32) {
+            return Err(ErrorCode::PermissionDenied);
+        }
         let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
         frame.pins = frame.pins.checked_add(1).ok_or(ErrorCode::QuotaExceeded)?;
         Ok([handle.to_word(), frame.base.address(), u64::from(frame.pages)])

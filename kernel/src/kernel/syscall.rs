@@ -55,7 +55,7 @@ impl Kernel {
             Syscall::FrameAlloc => Some(self.frame_alloc(m, id, args[0], args[1])),
             Syscall::Map => Some(self.map(m, id, args)),
             Syscall::Unmap => Some(self.unmap(m, id, args[0])),
-            Syscall::DmaPin => Some(self.dma_pin(id, args[0], args[1])),
+            Syscall::DmaPin => Some(self.dma_pin(id, args[0], args[1], args[2])),
             Syscall::DmaUnpin => Some(self.dma_unpin(id, args[0], args[1])),
             Syscall::IrqBind => Some(self.irq_bind(m, id, args)),
             Syscall::IrqAck => Some(self.irq_ack(m, id, args[0])),

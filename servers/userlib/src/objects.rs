@@ -2,7 +2,7 @@
 //! objects, notifications, tasks, memory, ports and interrupts.
 
 use capabilities::ErrorCode;
-use capabilities::abi::Syscall;
+use capabilities::abi::{Syscall, rights};
 
 use crate::cap::{
     AddressSpace, Cap, Control, DeviceMemory, Endpoint, Frame, Interrupt, IoPorts, Kind, Notification, Task,
@@ -191,9 +191,12 @@ pub struct Msi {
 }
 
 impl Cap<Control> {
-    /// Pins `frame` for device access.
-    pub fn pin(self, frame: Cap<Frame>) -> Result<Pin, ErrorCode> {
-        let [handle, physical, pages] = raw(Syscall::DmaPin, [self.slot().into(), frame.slot().into(), 0, 0, 0, 0])?;
+    /// Pins `frame` for device access: reads, and writes if
+    /// `device_writes` (each needs the frame capability's right).
+    pub fn pin(self, frame: Cap<Frame>, device_writes: bool) -> Result<Pin, ErrorCode> {
+        let access = if device_writes { rights::WRITE.into() } else { 0 };
+        let [handle, physical, pages] =
+            raw(Syscall::DmaPin, [self.slot().into(), frame.slot().into(), access, 0, 0, 0])?;
         Ok(Pin { handle, physical, pages })
     }
 

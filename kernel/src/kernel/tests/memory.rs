@@ -100,6 +100,13 @@ fn a_pinned_frame_outlives_its_owner_until_unpinned() {
     sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]);
     sim.expect_running("iommu");
     assert_eq!(sim.sys(Syscall::DmaPin, [9, 40, 0, 0, 0, 0]).error(), ErrorCode::WrongKind);
+    assert_eq!(sim.sys(Syscall::DmaPin, [8, 40, 1, 0, 0, 0]).error(), ErrorCode::InvalidArgument, "only WRITE");
+    sim.sys(Syscall::CapCopy, [40, 41, u64::from(rights::READ | rights::GRANT), 0, 0, 0]).ok();
+    let write = u64::from(rights::WRITE);
+    assert_eq!(sim.sys(Syscall::DmaPin, [8, 41, write, 0, 0, 0]).error(), ErrorCode::PermissionDenied, "read-only");
+    let [read_only, ..] = sim.sys(Syscall::DmaPin, [8, 41, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::DmaUnpin, [8, read_only, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::CapDelete, [41, 0, 0, 0, 0, 0]).ok();
     let [pin, physical, pages] = sim.sys(Syscall::DmaPin, [8, 40, 0, 0, 0, 0]).ok();
     assert_eq!(pages, 1);
     assert_eq!(physical % 4096, 0);

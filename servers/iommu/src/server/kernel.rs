@@ -38,11 +38,9 @@ pub struct Syscalls<'a> {
 }
 
 impl Kernel for Syscalls<'_> {
-    fn pin(&mut self, slot: u32) -> Result<Pin, ErrorCode> {
-        let granted = Cap::<Frame>::at(slot).info()?.rights;
-        let pin = self.control.pin(Cap::<Frame>::at(slot))?;
-        let (readable, writable) = (granted & rights::READ != 0, granted & rights::WRITE != 0);
-        Ok(Pin { handle: pin.handle, physical: pin.physical, pages: pin.pages, readable, writable })
+    fn pin(&mut self, slot: u32, device_writes: bool) -> Result<Pin, ErrorCode> {
+        let pin = self.control.pin(Cap::<Frame>::at(slot), device_writes)?;
+        Ok(Pin { handle: pin.handle, physical: pin.physical, pages: pin.pages })
     }
 
     fn unpin(&mut self, pin: u64) {

@@ -26,7 +26,8 @@ impl QueuePages {
         let mapping = Mapping::map(own::SPACE, frame, virt, true)?;
         // The pin lasts as long as the server: the unit reads the queue
         // until the machine stops.
-        let pin = control.pin(frame)?;
+        // The unit writes the status word.
+        let pin = control.pin(frame, true)?;
         let base = TablePage::new(pin.physical).ok_or(ErrorCode::InvalidArgument)?;
         let config = QueueConfig { base, size_order: 0, status_address: pin.physical + PAGE_SIZE };
         Ok((Self { mapping }, config))

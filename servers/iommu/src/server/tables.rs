@@ -70,7 +70,7 @@ impl<'a> FramePool<'a> {
             }
         };
         let pinned = Mapping::map(own::SPACE, frame, self.next_virt, true)
-            .and_then(|mapping| self.control.pin(frame).map(|pin| (mapping, pin)));
+            .and_then(|mapping| self.control.pin(frame, false).map(|pin| (mapping, pin)));
         let (mapping, pin) = match pinned {
             Ok(pinned) => pinned,
             Err(code) => {

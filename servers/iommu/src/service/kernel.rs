@@ -12,17 +12,14 @@ pub struct Pin {
     pub physical: u64,
     /// Its pages.
     pub pages: u64,
-    /// The capability sent carries the read right: a device may read it.
-    pub readable: bool,
-    /// The capability sent carries the write right: a device may write it.
-    pub writable: bool,
 }
 
 /// Kernel operations on the server's own capabilities.
 pub trait Kernel {
-    /// Pins the frame capability in `slot` (received with a request),
-    /// reporting whether that capability may be written through.
-    fn pin(&mut self, slot: u32) -> Result<Pin, ErrorCode>;
+    /// Pins the frame capability in `slot` (received with a request) for
+    /// device reads, and writes if `device_writes`; the kernel refuses
+    /// (`PermissionDenied`) what the capability's rights do not allow.
+    fn pin(&mut self, slot: u32, device_writes: bool) -> Result<Pin, ErrorCode>;
     /// Releases a pin (after the IOTLB no longer holds its pages).
     fn unpin(&mut self, pin: u64);
     /// Deletes a capability the server received.

@@ -521,16 +521,13 @@ fn map<R: Registers, Q: QueueMemory, T: TablePages>(
     writable: bool,
     quota: u64,
 ) -> Result<u64, ErrorCode> {
-    let pin = k.pin(frame)?;
+    // The kernel refuses a device access the frame's sender may not make.
+    let pin = k.pin(frame, writable)?;
     let undo = |k: &mut dyn FnMut(u64), code| {
         k(pin.handle);
         Err(code)
     };
     let mut unpin = |handle| k.unpin(handle);
-    if !pin.readable || (writable && !pin.writable) {
-        // A device may do to a frame only what its sender may.
-        return undo(&mut unpin, ErrorCode::PermissionDenied);
-    }
     if domains.pages_of(owner).saturating_add(pin.pages) > quota {
         return undo(&mut unpin, ErrorCode::QuotaExceeded);
     }

@@ -44,13 +44,14 @@ struct FakeKernel {
 }
 
 impl Kernel for FakeKernel {
-    fn pin(&mut self, slot: u32) -> Result<Pin, ErrorCode> {
+    fn pin(&mut self, slot: u32, device_writes: bool) -> Result<Pin, ErrorCode> {
+        if device_writes && self.read_only.contains(&slot) {
+            return Err(ErrorCode::PermissionDenied);
+        }
         let pages = *self.frames.get(&slot).ok_or(ErrorCode::WrongKind)?;
         self.next_pin += 1;
         self.pins.insert(self.next_pin, pages);
-        let writable = !self.read_only.contains(&slot);
-        let readable = true;
-        Ok(Pin { handle: self.next_pin, physical: 0x4000_0000 + self.next_pin * 0x10_0000, pages, readable, writable })
+        Ok(Pin { handle: self.next_pin, physical: 0x4000_0000 + self.next_pin * 0x10_0000, pages })
     }
     fn unpin(&mut self, pin: u64) {
         assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
