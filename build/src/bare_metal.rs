@@ -4,7 +4,7 @@
 //! The flags go through `CARGO_ENCODED_RUSTFLAGS` with an explicit
 //! `--target`, so they reach only the bare-metal crates, never build
 //! scripts or proc macros. Each crate adds its own layout script from its
-//! `build.rs` (`kernel/kernel.ld`, `servers/userlib/task.ld`).
+//! `build.rs` (`kernel/kernel.ld`, `lib/userlib/task.ld`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
