@@ -187,7 +187,7 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
         Ok(names)
     };
     let mut buffer = [0u8; capabilities::manifest::CONFIG_MAX];
-    let encoded: &[u8] = if policy.server_of(capabilities::pci_api::PROTOCOL.name) == Some(index) {
+    let encoded: &[u8] = if policy.server_of(pci_api::PROTOCOL.name) == Some(index) {
         let bindings = policy
             .devices
             .iter()
@@ -195,7 +195,7 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             .collect();
         let config = PciConfig { tasks: names()?, bindings };
         postcard::to_slice(&config, &mut buffer).context("the PCI server's configuration does not fit")?
-    } else if policy.server_of(capabilities::iommu::PROTOCOL.name) == Some(index) {
+    } else if policy.server_of(iommu_api::PROTOCOL.name) == Some(index) {
         let endpoint = policy.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == "iommu"));
         let assignments = policy
             .devices

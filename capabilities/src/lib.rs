@@ -1,9 +1,14 @@
 //! The shared vocabulary of the kernel, the servers and the host tools.
 //!
-//! Everything that crosses a protection boundary is defined here once: the
-//! system-call ABI ([`abi`]), the error codes every call and server returns
-//! ([`error`]), the boot image the build tool writes and the kernel reads
-//! ([`manifest`]), and the serial log framing ([`logframe`]).
+//! What every side shares is defined here once: the system-call ABI
+//! ([`abi`]), the error codes every call and server returns ([`error`]),
+//! the boot image the build tool writes and the kernel reads
+//! ([`manifest`]), the serial log framing ([`logframe`]), badges
+//! ([`badge`]), capability slots by name ([`capslots`]), the servers' boot
+//! configuration ([`config`]), PCI topology ([`pci`]) and what every
+//! protocol shares ([`protocol`]). Each server's own protocol lives in its
+//! API crate beside it (`servers/iommu/api`, `servers/pci/api`,
+//! `servers/drivers/edu/api`, `qemu/tasks/echo-server/api`).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -11,14 +16,10 @@ pub mod abi;
 pub mod badge;
 pub mod capslots;
 pub mod config;
-pub mod echo;
-pub mod edu;
 pub mod error;
-pub mod iommu;
 pub mod logframe;
 pub mod manifest;
 pub mod pci;
-pub mod pci_api;
 pub mod protocol;
 
 pub use error::ErrorCode;

@@ -1,9 +1,13 @@
-//! The server protocols the policy can grant operations of, by name.
+//! What every server protocol shares: its operation list, and refusals.
 //!
-//! Each server's API module lists its operations in order; the operation's
-//! index is its number in requests and its bit in a client's badge
-//! (`crate::badge`). The build tool checks policy operation names against
-//! these lists.
+//! Each server's API crate (`iommu-api`, `pci-api`, `edu-api`,
+//! `echo-api`) lists its operations in order; an operation's index is its
+//! number in requests and its bit in a client's badge (`crate::badge`).
+//! The build tool checks policy operation names against these lists.
+
+use heapless::String;
+
+use crate::ErrorCode;
 
 /// A protocol: its name in the policy and its operations in number order.
 #[derive(Clone, Copy, Debug)]
@@ -19,15 +23,24 @@ impl Protocol {
     pub fn operation(&self, name: &str) -> Option<u8> {
         self.operations.iter().position(|op| *op == name).map(|index| index as u8)
     }
+
+    /// The name of operation number `number` (`"?"` past the list).
+    pub fn name_of(&self, number: u8) -> &'static str {
+        self.operations.get(usize::from(number)).copied().unwrap_or("?")
+    }
 }
+
+/// Longest explanation a server gives with a refusal.
+pub const REASON_MAX: usize = 400;
 
 /// A reply that may be a refusal: its error code and the server's reason.
 pub trait Refusal {
     /// The code and reason, if the reply is a refusal.
-    fn refusal(&self) -> Option<(crate::ErrorCode, &str)>;
+    fn refusal(&self) -> Option<(ErrorCode, &str)>;
 }
 
 /// Implements [`Refusal`] for a protocol's `Reply` with a `Refused { code, reason }` variant.
+#[macro_export]
 macro_rules! refusal_reply {
     ($reply:ty) => {
         impl $crate::protocol::Refusal for $reply {
@@ -40,15 +53,41 @@ macro_rules! refusal_reply {
         }
     };
 }
-pub(crate) use refusal_reply;
 
-/// Every protocol a policy may name.
-pub const ALL: &[Protocol] =
-    &[crate::echo::PROTOCOL, crate::edu::PROTOCOL, crate::iommu::PROTOCOL, crate::pci_api::PROTOCOL];
+/// Why a call failed, as a client sees it: the code, and the server's
+/// reason if it gave one (empty when the call itself failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The error.
+    pub code: ErrorCode,
+    /// The server's explanation.
+    pub reason: String<REASON_MAX>,
+}
 
-/// The protocol called `name`.
-pub fn find(name: &str) -> Option<&'static Protocol> {
-    ALL.iter().find(|protocol| protocol.name == name)
+impl Refused {
+    /// A refusal with the server's `reason` (cut to [`REASON_MAX`]).
+    pub fn new(code: ErrorCode, reason: &str) -> Self {
+        let mut kept = String::new();
+        for c in reason.chars() {
+            if kept.push(c).is_err() {
+                break;
+            }
+        }
+        Self { code, reason: kept }
+    }
+
+    /// The error code, with the reason logged (for a caller that goes on).
+    #[cfg(feature = "defmt")]
+    pub fn logged(self) -> ErrorCode {
+        defmt::info!("  refused ({}): {=str}", self.code, self.reason.as_str());
+        self.code
+    }
+}
+
+impl From<ErrorCode> for Refused {
+    fn from(code: ErrorCode) -> Self {
+        Self { code, reason: String::new() }
+    }
 }
 
 #[cfg(test)]
@@ -56,13 +95,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn protocol_names_and_operations_are_unique_and_fit_a_badge() {
-        for (index, protocol) in ALL.iter().enumerate() {
-            assert!(ALL[..index].iter().all(|other| other.name != protocol.name));
-            assert!(protocol.operations.len() <= crate::badge::MAX_OPERATIONS);
-            for (number, name) in protocol.operations.iter().enumerate() {
-                assert_eq!(protocol.operation(name), Some(number as u8), "{name} listed twice");
-            }
-        }
+    fn long_reasons_are_cut_at_a_character_boundary() {
+        let long: std::string::String = core::iter::repeat_n('é', REASON_MAX).collect();
+        let refused = Refused::new(ErrorCode::Busy, &long);
+        assert_eq!(refused.reason.len(), REASON_MAX);
+        assert_eq!(Refused::new(ErrorCode::Busy, "short").reason.as_str(), "short");
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use capabilities::abi::rights;
 use capabilities::config::InvalidationMode;
 use capabilities::manifest::{MAX_BOOT_CAPS, MAX_TASKS, NAME_MAX};
-use capabilities::{badge, capslots, protocol};
+use capabilities::{badge, capslots};
+
+use super::protocols as protocol;
 use toml::Spanned;
 
 use super::raw::{RawCap, RawInvalidation, RawPolicy};
@@ -76,7 +78,7 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
             }
             found
         });
-        let is_iommu = protocol.is_some_and(|p| p.name == capabilities::iommu::PROTOCOL.name);
+        let is_iommu = protocol.is_some_and(|p| p.name == iommu_api::PROTOCOL.name);
         if let Some(quota) = &spanned.get_ref().mapping_quota_pages
             && !is_iommu
         {
@@ -524,7 +526,7 @@ fn check_parameters(report: &mut Report, raw: &RawPolicy, tasks: &[Task], endpoi
         let span = raw.tasks.get(&task.name).map(|t| t.span()).unwrap_or(0..0);
         let configured = endpoints.iter().any(|e| {
             e.server == index
-                && e.protocol.is_some_and(|p| p.name == "pci" || p.name == capabilities::iommu::PROTOCOL.name)
+                && e.protocol.is_some_and(|p| p.name == pci_api::PROTOCOL.name || p.name == iommu_api::PROTOCOL.name)
         });
         if configured {
             report.at(

@@ -10,6 +10,7 @@ mod assertions;
 mod check;
 pub mod devices;
 pub mod machine;
+pub mod protocols;
 mod raw;
 
 use std::fmt;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use acpi_tables::SliceMemory;
 use capabilities::abi::rights;
-use capabilities::echo::{Operation, Reply, Request};
 use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use echo_api::{Operation, Reply, Request};
 
 /// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
 const QEMU_DMAR: [u8; 104] = [
@@ -317,19 +317,19 @@ fn main() {
     // Server requests: a type byte (see fuzz_targets::protocols), then the message.
     let device = capabilities::pci::Bdf::new(0, 3, 0).expect("valid address");
     let iommu_requests = [
-        capabilities::iommu::Request::ClaimKernel { device, driver: 2 },
-        capabilities::iommu::Request::Map { ioas: 1, iova: 0x10_0000, writable: true },
-        capabilities::iommu::Request::ReportTopology { functions: Default::default(), last: true },
-        capabilities::iommu::Request::Attach { ioas: Some(3) },
+        iommu_api::Request::ClaimKernel { device, driver: 2 },
+        iommu_api::Request::Map { ioas: 1, iova: 0x10_0000, writable: true },
+        iommu_api::Request::ReportTopology { functions: Default::default(), last: true },
+        iommu_api::Request::Attach { ioas: Some(3) },
     ];
     for (index, request) in iommu_requests.iter().enumerate() {
         let bytes = with_control(0, &postcard::to_stdvec(request).expect("encodes"));
         write(&corpus("server-requests"), &format!("seed-iommu-{index}"), &bytes);
     }
     let pci_requests = [
-        capabilities::pci_api::Request::ConfigRead { device, offset: 0x10, width: 4 },
-        capabilities::pci_api::Request::Bind { device, driver: 1, dma: true },
-        capabilities::pci_api::Request::Devices { index: 0 },
+        pci_api::Request::ConfigRead { device, offset: 0x10, width: 4 },
+        pci_api::Request::Bind { device, driver: 1, dma: true },
+        pci_api::Request::Devices { index: 0 },
     ];
     for (index, request) in pci_requests.iter().enumerate() {
         let bytes = with_control(2, &postcard::to_stdvec(request).expect("encodes"));

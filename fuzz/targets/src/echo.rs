@@ -4,7 +4,7 @@
 //! value (postcard may accept non-canonical varints, so the bytes
 //! themselves need not match).
 
-use capabilities::echo::{Reply, Request};
+use echo_api::{Reply, Request};
 
 /// `echo-request`: the input as a request, and as a reply.
 pub fn echo(data: &[u8]) {

@@ -8,8 +8,9 @@
 
 use core::fmt::Debug;
 
+use capabilities::badge;
 use capabilities::config::{IommuConfig, PciConfig};
-use capabilities::{badge, iommu, pci_api};
+use iommu_api as iommu;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -19,6 +19,16 @@ pub fn create_notification(slot: u32) -> Result<Cap<Notification>, ErrorCode> {
     raw(Syscall::NotificationCreate, [slot.into(), 0, 0, 0, 0, 0]).map(|_| Cap::at(slot))
 }
 
+/// Keeps the task, and with it what it holds, alive: waits on a
+/// notification nothing signals (created in `slot`; the policy must allow
+/// one object). Returns only if the notification cannot be created.
+pub fn hold_forever(slot: u32) -> u64 {
+    let Ok(idle) = create_notification(slot) else { return 1 };
+    loop {
+        let _ = idle.wait(0, 0);
+    }
+}
+
 /// Allocates `pages` zeroed contiguous pages as a frame in the empty `slot`.
 pub fn alloc_frame(slot: u32, pages: u64) -> Result<Cap<Frame>, ErrorCode> {
     raw(Syscall::FrameAlloc, [slot.into(), pages, 0, 0, 0, 0]).map(|_| Cap::at(slot))

@@ -11,9 +11,11 @@
 #![no_std]
 #![no_main]
 
-use capabilities::iommu::{self, OwnerReport};
+use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
-use capabilities::{ErrorCode, edu, pci_api};
+use edu_api as edu;
+use iommu_api as iommu;
+use iommu_api::OwnerReport;
 use userlib::cap::{Cap, Endpoint, own};
 use userlib::check;
 use userlib::ipc::Buffer;

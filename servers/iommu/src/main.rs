@@ -18,7 +18,7 @@ use core::cell::RefCell;
 
 use capabilities::ErrorCode;
 use capabilities::config::{InvalidationMode, IommuConfig};
-use capabilities::iommu::{Reply, Request};
+use iommu_api::{Reply, Request};
 use iommu_server::registers::Registers;
 use iommu_server::service::{Service, refused};
 use iommu_server::unit::{MsiMessage, QueueMemory};

@@ -17,8 +17,8 @@ use core::cell::RefCell;
 
 use capabilities::ErrorCode;
 use capabilities::config::PciConfig;
-use capabilities::pci_api::Reply;
 use heapless::Vec;
+use pci_api::Reply;
 use pci_server::driver_core::{Answer, DriverCore, Hardware, Refusal, Slot};
 use pci_server::{Options, enumerate, reach};
 use server::ecam::EcamSpace;

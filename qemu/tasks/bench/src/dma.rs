@@ -9,7 +9,7 @@
 //! allocated between samples; only the mappings come and go.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{Reply, Request};
+use iommu_api::{Reply, Request};
 use userlib::cap::{Cap, Endpoint};
 use userlib::ipc::Buffer;
 use userlib::objects;

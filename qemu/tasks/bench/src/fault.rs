@@ -14,7 +14,7 @@
 //! registers into the group's log, and this task's request.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{Reply, Request};
+use iommu_api::{Reply, Request};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;

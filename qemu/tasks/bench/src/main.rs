@@ -37,7 +37,7 @@ fn main() -> u64 {
     };
     defmt::info!("bench ready");
     let Some(cycles_per_us) = ipc::run(NULL_SERVER.get(), &mut buffer, SAMPLE_SLOT) else { return 1 };
-    let granted = match driver_kit::probe(PCI.get(), &mut buffer, 0, WINDOW) {
+    let granted = match pci_api::client::probe(PCI.get(), &mut buffer, 0, WINDOW) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("BENCH dma: probe refused ({}): {=str}", refused.code, refused.reason.as_str());

@@ -5,8 +5,8 @@
 #![no_main]
 
 use capabilities::abi::rights;
-use capabilities::echo::{Operation, Reply, Request};
 use capabilities::{ErrorCode, badge};
+use echo_api::{Operation, Reply, Request};
 use heapless::Vec;
 use userlib::cap::{Cap, Endpoint, Notification, SlotPool, own};
 use userlib::ipc::{Buffer, Received};

@@ -22,8 +22,8 @@
 
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
-use capabilities::{iommu, pci_api};
 use heapless::Vec;
+use iommu_api as iommu;
 use userlib::ipc::Buffer;
 use userlib::syscall;
 

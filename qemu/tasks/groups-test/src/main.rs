@@ -9,9 +9,10 @@
 #![no_main]
 
 use capabilities::ErrorCode;
-use capabilities::iommu::OwnerReport;
 use capabilities::pci::Bdf;
-use capabilities::{edu, iommu};
+use edu_api as edu;
+use iommu_api as iommu;
+use iommu_api::OwnerReport;
 use userlib::cap::{Cap, Endpoint, Frame, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -80,7 +81,7 @@ fn group_of(buffer: &mut Buffer, device: Bdf) -> Option<(u16, heapless::Vec<Bdf,
 }
 
 fn owner(buffer: &mut Buffer, device: Bdf) -> Option<OwnerReport> {
-    driver_kit::group::owner(IOMMU.get(), buffer, device).ok()
+    iommu_api::client::group::owner(IOMMU.get(), buffer, device).ok()
 }
 
 fn copied(reply: Result<edu::Reply, ErrorCode>) -> bool {
@@ -140,7 +141,7 @@ fn a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven(buffer: &mut Buff
     check!(matches!(mapped, iommu::Reply::Mapped { .. }));
     let memory = check_ok!(Mapping::map(own::SPACE, Cap::<Frame>::at(FRAME), BUFFER_VIRT, true));
     for (n, device) in BEHIND.iter().enumerate() {
-        let granted = match driver_kit::acquire(PCI.get(), buffer, *device, WINDOWS[n]) {
+        let granted = match pci_api::client::acquire(PCI.get(), buffer, *device, WINDOWS[n]) {
             Ok(granted) => granted,
             Err(refused) => {
                 defmt::error!("  acquire {} refused ({}): {=str}", device, refused.code, refused.reason.as_str());

@@ -19,11 +19,12 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::MSG_MAX;
 use capabilities::abi::rights;
-use capabilities::iommu::FAULTS_PER_REPLY;
 use capabilities::pci::Bdf;
 use capabilities::protocol::Refusal;
-use capabilities::{edu, iommu, pci_api};
-use driver_kit::group;
+use edu_api as edu;
+use iommu_api as iommu;
+use iommu_api::FAULTS_PER_REPLY;
+use iommu_api::client::group;
 use serde::de::DeserializeOwned;
 use userlib::cap::{Cap, Endpoint, Frame, Notification};
 use userlib::ipc::Buffer;
@@ -383,7 +384,7 @@ fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
 fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     let storm = boot::parameter("storm", 200);
     check_ok!(claim(buffer, STORM_DEVICE));
-    let granted = match driver_kit::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
+    let granted = match pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
@@ -423,7 +424,7 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     check_eq!(records + dropped, storm, "and counts exactly what it dropped");
     check_eq!(faults_seen(buffer).map(|seen| seen - seen_before), Some(storm), "the server saw every one");
     device.close();
-    check!(driver_kit::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
+    check!(pci_api::client::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, STORM_DEVICE));
     Ok(())

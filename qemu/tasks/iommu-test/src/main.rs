@@ -12,10 +12,12 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::rights;
-use capabilities::iommu::{Fault, Handle, OwnerReport};
 use capabilities::pci::Bdf;
-use capabilities::{edu, iommu, pci_api};
-use driver_kit::{Refused, group};
+use capabilities::protocol::Refused;
+use edu_api as edu;
+use iommu_api as iommu;
+use iommu_api::client::group;
+use iommu_api::{Fault, Handle, OwnerReport};
 use userlib::cap::{Cap, Endpoint, own};
 use userlib::ipc::Buffer;
 use userlib::objects;
@@ -256,7 +258,7 @@ fn dma_to_an_unmapped_iova_is_blocked_and_reported(buffer: &mut Buffer) -> Outco
 fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
     let group = check_ok!(claim(buffer, SPARE));
     check_eq!(owner(buffer, SPARE), Some(OwnerReport::User { task: THIS_TASK }));
-    let granted = match driver_kit::acquire(PCI.get(), buffer, SPARE, WINDOW) {
+    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
@@ -280,7 +282,7 @@ fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
         _ => Default::default(),
     };
     check!(blocked_write(&faults, SPARE, 0x2000), "the blocked write is in this group's fault log");
-    let released = driver_kit::release(PCI.get(), buffer, SPARE);
+    let released = pci_api::client::release(PCI.get(), buffer, SPARE);
     check!(released.is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
@@ -323,7 +325,7 @@ fn stub_and_bridge_drivers_do_not_stop_a_user_claim(buffer: &mut Buffer) -> Outc
     for device in [BRIDGE, BEHIND_A, BEHIND_B] {
         check_eq!(owner(buffer, device), Some(OwnerReport::User { task: THIS_TASK }), "the whole group");
     }
-    let granted = driver_kit::acquire(PCI.get(), buffer, BEHIND_A, WINDOW);
+    let granted = pci_api::client::acquire(PCI.get(), buffer, BEHIND_A, WINDOW);
     check!(granted.as_ref().is_ok_and(|granted| granted.grant.group == group));
     // The group stays claimed for the next case.
     Ok(())
@@ -340,7 +342,7 @@ fn dma_driver_bind_in_a_user_owned_group_is_busy(buffer: &mut Buffer) -> Outcome
     );
     check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK, false)), pci_api::Reply::Done, "a stub may bind");
     check!(stats(buffer).is_some(), "the IOMMU server keeps serving");
-    check!(driver_kit::release(PCI.get(), buffer, BEHIND_A).is_ok());
+    check!(pci_api::client::release(PCI.get(), buffer, BEHIND_A).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, BEHIND_A));
     Ok(())

@@ -15,10 +15,12 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
-use capabilities::iommu::{InterruptEntry, InterruptSource};
 use capabilities::pci::Bdf;
-use capabilities::{edu, iommu, pci_api};
-use driver_kit::{Refused, group};
+use capabilities::protocol::Refused;
+use edu_api as edu;
+use iommu_api as iommu;
+use iommu_api::client::group;
+use iommu_api::{InterruptEntry, InterruptSource};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Interrupt, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -197,7 +199,7 @@ fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
 /// Acquires `device`, whose group this task owns: BAR0 and the interrupt
 /// (bound to [`DONE`]) in [`WINDOW`] and the slot after it.
 fn acquire(buffer: &mut Buffer, device: Bdf) -> Result<(Cap<DeviceMemory>, Cap<Interrupt>), ErrorCode> {
-    let granted = driver_kit::acquire(PCI.get(), buffer, device, WINDOW).map_err(|refused| {
+    let granted = pci_api::client::acquire(PCI.get(), buffer, device, WINDOW).map_err(|refused| {
         defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
         refused.code
     })?;
@@ -321,7 +323,7 @@ fn a_user_tasks_device_interrupts_through_its_own_entry(buffer: &mut Buffer) -> 
     let entry = report.entries[0];
     check_eq!((entry.holder, entry.source), (Some(THIS_TASK), InterruptSource::Exact(SPARE)));
     let read = |buffer: &mut Buffer, offset: u16, width: u8| {
-        driver_kit::config_read(PCI.get(), buffer, SPARE, offset, width).map_err(|refused| refused.code)
+        pci_api::client::config_read(PCI.get(), buffer, SPARE, offset, width).map_err(|refused| refused.code)
     };
     let msi = check_ok!(msi_offset(|offset, width| read(buffer, offset, width)));
     let message = check_ok!(msi_message(|offset, width| read(buffer, offset, width), msi));
@@ -348,7 +350,7 @@ fn a_user_tasks_device_interrupts_through_its_own_entry(buffer: &mut Buffer) -> 
 
 fn a_holder_cannot_write_its_msi_capability(buffer: &mut Buffer) -> Outcome {
     let read = |buffer: &mut Buffer, offset: u16, width: u8| {
-        driver_kit::config_read(PCI.get(), buffer, SPARE, offset, width).map_err(|refused| refused.code)
+        pci_api::client::config_read(PCI.get(), buffer, SPARE, offset, width).map_err(|refused| refused.code)
     };
     let msi = check_ok!(msi_offset(|offset, width| read(buffer, offset, width)));
     let before = check_ok!(msi_message(|offset, width| read(buffer, offset, width), msi));
@@ -371,7 +373,7 @@ fn a_revoked_entry_no_longer_interrupts_its_old_owner(buffer: &mut Buffer) -> Ou
     check_eq!(old_report.entries.len(), 1);
     let old_entry = old_report.entries[0];
     // Hand-over: this task gives the device and its group back.
-    check!(driver_kit::release(PCI.get(), buffer, SPARE).is_ok());
+    check!(pci_api::client::release(PCI.get(), buffer, SPARE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, SPARE), "quiesced and unowned");
     check!(check_ok!(interrupts(buffer, Some(SPARE))).entries.is_empty(), "its entry went with the group");
@@ -465,7 +467,7 @@ fn an_entry_used_with_another_devices_source_id_is_not_delivered(buffer: &mut Bu
     let status = check_ok!(read_a(buffer, 0x04, 2));
     check_eq!(status & 0x4, command & 0x4, "00:06.0 back as it was");
     check_ok!(registers.unmap());
-    check!(driver_kit::release(PCI.get(), buffer, BEHIND_A).is_ok());
+    check!(pci_api::client::release(PCI.get(), buffer, BEHIND_A).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, BEHIND_A));
     Ok(())

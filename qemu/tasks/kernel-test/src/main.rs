@@ -8,7 +8,7 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{ObjectKind, ipc, rights};
 use capabilities::badge;
-use capabilities::echo::{Operation, Reply, Request};
+use echo_api::{Operation, Reply, Request};
 use userlib::cap::{Cap, Endpoint, IoPorts, Task};
 use userlib::ipc::Buffer;
 use userlib::objects::{self, TaskState};

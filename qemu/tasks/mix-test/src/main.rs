@@ -10,9 +10,9 @@
 #![no_main]
 
 use capabilities::ErrorCode;
-use capabilities::edu;
-use capabilities::iommu::{OwnerReport, Reply, Request};
 use capabilities::pci::Bdf;
+use edu_api as edu;
+use iommu_api::{OwnerReport, Reply, Request};
 use userlib::cap::own;
 use userlib::ipc::Buffer;
 use userlib::testkit::{self, Case, Outcome};

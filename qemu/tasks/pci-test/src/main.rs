@@ -9,8 +9,8 @@
 
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
-use capabilities::pci_api::{Reply, Request};
-use driver_kit::Granted;
+use pci_api::client::Granted;
+use pci_api::{Reply, Request};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -166,7 +166,7 @@ fn drivers_bound_per_policy_hold_their_devices(buffer: &mut Buffer) -> Outcome {
 }
 
 fn bound_driver_reads_the_edu_identification(buffer: &mut Buffer) -> Outcome {
-    let granted = match driver_kit::probe(PCI.get(), buffer, 0, WINDOW_B) {
+    let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_B) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
@@ -201,7 +201,7 @@ fn second_task_asking_for_a_held_device_is_refused(buffer: &mut Buffer) -> Outco
     let bind = check_ok!(ask(PCI.get(), buffer, &Request::Bind { device: EDU_A, driver: me, dma: false }));
     check_eq!(refusal(&bind), Some(ErrorCode::Busy));
     check!(says(&bind, "already bound to edu-probe"));
-    let more = driver_kit::probe(PCI.get(), buffer, 1, WINDOW_A).err().map(|refused| refused.code);
+    let more = pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_A).err().map(|refused| refused.code);
     check_eq!(more, Some(ErrorCode::NotFound), "only one device is bound to this task");
     check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)));
     Ok(())
@@ -294,7 +294,7 @@ fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
     let bind = Request::Bind { device: EDU_A, driver: me, dma: false };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &bind)), Reply::Done);
     // 00:03.0 comes before 00:04.0: it is now this task's first device.
-    let granted = match driver_kit::probe(PCI.get(), buffer, 0, WINDOW_A) {
+    let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_A) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
@@ -320,7 +320,7 @@ fn release_revokes_and_probe_grants_again(buffer: &mut Buffer) -> Outcome {
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: EDU_B })), Reply::Done);
     check_eq!(bar.info().err(), Some(ErrorCode::InvalidCapability), "release revoked it (and its mapping)");
     check_eq!(holder(buffer, EDU_B), Some(None));
-    let again = driver_kit::probe(PCI.get(), buffer, 0, WINDOW_B_AGAIN);
+    let again = pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_B_AGAIN);
     let Ok(granted) = again else {
         check!(false, "the released device can be probed again");
         return Ok(());

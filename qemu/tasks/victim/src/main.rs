@@ -10,9 +10,10 @@
 #![no_main]
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{Reply, Request};
 use capabilities::pci::Bdf;
-use driver_kit::{group, iommu};
+use iommu_api::client as iommu;
+use iommu_api::client::group;
+use iommu_api::{Reply, Request};
 use userlib::cap::{Cap, Endpoint, Notification, SlotPool};
 use userlib::ipc::Buffer;
 use userlib::{boot, objects};
@@ -93,13 +94,13 @@ fn work(
     iommu::request(group, buffer, &Request::Attach { ioas: Some(ioas) }, &[]).map_err(|refused| refused.code)?;
     let map = Request::Map { ioas, iova: BUFFER_IOVA, writable: true };
     iommu::request(group, buffer, &map, &[frame]).map_err(|refused| refused.code)?;
-    let granted = driver_kit::acquire(PCI.get(), buffer, device, window).map_err(|refused| refused.code)?;
+    let granted = pci_api::client::acquire(PCI.get(), buffer, device, window).map_err(|refused| refused.code)?;
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else { return Err(ErrorCode::WrongKind) };
     let edu = edu::Edu::new(Cap::at(bar), Cap::at(interrupt), done, BAR_VIRT)?;
     let copied = edu
         .dma(BUFFER_IOVA, edu::DEVICE_BUFFER, 512, false)
         .and_then(|()| edu.dma(edu::DEVICE_BUFFER, BUFFER_IOVA + 2048, 512, true));
     edu.close();
-    let _ = driver_kit::release(PCI.get(), buffer, device);
+    let _ = pci_api::client::release(PCI.get(), buffer, device);
     copied
 }

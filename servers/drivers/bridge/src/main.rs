@@ -25,7 +25,7 @@ const BUS_NUMBERS: u16 = 0x18;
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
     for index in 0..MAX_DEVICES {
-        let granted = match driver_kit::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
+        let granted = match pci_api::client::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
             Ok(granted) => granted,
             Err(refused) if refused.code == ErrorCode::NotFound && index > 0 => break,
             Err(refused) => {
@@ -34,7 +34,7 @@ fn main() -> u64 {
             }
         };
         let device = granted.grant.device;
-        match driver_kit::config_read(PCI.get(), &mut buffer, device, BUS_NUMBERS, 4) {
+        match pci_api::client::config_read(PCI.get(), &mut buffer, device, BUS_NUMBERS, 4) {
             Ok(buses) => {
                 let [_, secondary, subordinate, _] = buses.to_le_bytes();
                 defmt::info!("bridge {} held: forwards buses {=u8:02x}-{=u8:02x}", device, secondary, subordinate);
@@ -42,5 +42,5 @@ fn main() -> u64 {
             Err(refused) => defmt::warn!("bridge {}: bus numbers unreadable ({})", device, refused.code),
         }
     }
-    driver_kit::hold_forever(IDLE)
+    userlib::objects::hold_forever(IDLE)
 }

@@ -10,11 +10,12 @@
 #![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{FAULTS_PER_REPLY, Fault, Reply, Request};
 use capabilities::pci::Bdf;
-use driver_kit::{Refused, iommu};
+use capabilities::protocol::Refused;
 use edu::{Mapper, Taken};
 use heapless::Vec;
+use iommu_api::client as iommu;
+use iommu_api::{FAULTS_PER_REPLY, Fault, Reply, Request};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, SlotPool};
 use userlib::ipc::Buffer;
 use userlib::objects;
@@ -59,15 +60,15 @@ impl Mapper for Driver {
     }
 
     fn adopt(&mut self, buffer: &mut Buffer, device: Option<Bdf>) -> Result<Taken, Refused> {
-        let granted = driver_kit::probe(PCI.get(), buffer, 0, self.window)?;
+        let granted = pci_api::client::probe(PCI.get(), buffer, 0, self.window)?;
         let found = granted.grant.device;
         let parts = (granted.bar(0), granted.interrupt(), granted.dma_handle());
         let (Some(bar), Some(interrupt), Some(handle)) = parts else {
-            let _ = driver_kit::release(PCI.get(), buffer, found);
+            let _ = pci_api::client::release(PCI.get(), buffer, found);
             return Err(ErrorCode::WrongKind.into());
         };
         if device.is_some_and(|device| device != found) {
-            let _ = driver_kit::release(PCI.get(), buffer, found);
+            let _ = pci_api::client::release(PCI.get(), buffer, found);
             return Err(ErrorCode::NotFound.into());
         }
         self.handle = Some(Cap::at(handle));
@@ -95,7 +96,7 @@ impl Mapper for Driver {
     fn release(&mut self, buffer: &mut Buffer, device: Bdf) -> Result<(), Refused> {
         // The PCI server revokes the DMA handle with the device.
         self.handle = None;
-        driver_kit::release(PCI.get(), buffer, device)
+        pci_api::client::release(PCI.get(), buffer, device)
     }
 
     fn faults(&mut self, buffer: &mut Buffer) -> Result<(Vec<Fault, FAULTS_PER_REPLY>, u64), Refused> {

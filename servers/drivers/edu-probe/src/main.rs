@@ -26,7 +26,7 @@ const BAR0_VIRT: u64 = 0x2000_0000;
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
-    let granted = match driver_kit::probe(PCI.get(), &mut buffer, 0, WINDOW) {
+    let granted = match pci_api::client::probe(PCI.get(), &mut buffer, 0, WINDOW) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("edu-probe: probe refused ({}): {=str}", refused.code, refused.reason.as_str());
@@ -52,5 +52,5 @@ fn main() -> u64 {
             return 2;
         }
     }
-    driver_kit::hold_forever(IDLE)
+    userlib::objects::hold_forever(IDLE)
 }

@@ -10,11 +10,13 @@
 #![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{FAULTS_PER_REPLY, Fault, Reply, Request};
 use capabilities::pci::Bdf;
-use driver_kit::{Refused, group, iommu};
+use capabilities::protocol::Refused;
 use edu::{Mapper, Taken};
 use heapless::Vec;
+use iommu_api::client as iommu;
+use iommu_api::client::group;
+use iommu_api::{FAULTS_PER_REPLY, Fault, Reply, Request};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, SlotPool};
 use userlib::ipc::Buffer;
 use userlib::objects;
@@ -88,7 +90,7 @@ impl Mapper for User {
     fn adopt(&mut self, buffer: &mut Buffer, device: Option<Bdf>) -> Result<Taken, Refused> {
         let device = device.ok_or(Refused::from(ErrorCode::NotFound))?;
         let (group, number, ioas) = self.claim(buffer, device)?;
-        let granted = match driver_kit::acquire(PCI.get(), buffer, device, self.window) {
+        let granted = match pci_api::client::acquire(PCI.get(), buffer, device, self.window) {
             Ok(granted) => granted,
             Err(refused) => {
                 let _ = group::release(group, buffer);
@@ -96,7 +98,7 @@ impl Mapper for User {
             }
         };
         let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
-            let _ = driver_kit::release(PCI.get(), buffer, device);
+            let _ = pci_api::client::release(PCI.get(), buffer, device);
             let _ = group::release(group, buffer);
             return Err(ErrorCode::WrongKind.into());
         };
@@ -123,7 +125,7 @@ impl Mapper for User {
     fn release(&mut self, buffer: &mut Buffer, device: Bdf) -> Result<(), Refused> {
         let (group, _) = self.group()?;
         self.group = None;
-        let device_released = driver_kit::release(PCI.get(), buffer, device);
+        let device_released = pci_api::client::release(PCI.get(), buffer, device);
         device_released.and(group::release(group, buffer))
     }
 

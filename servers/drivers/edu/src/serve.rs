@@ -2,11 +2,11 @@
 
 use capabilities::ErrorCode;
 use capabilities::badge;
-use capabilities::edu::{REASON_MAX, Reply, Request};
-use capabilities::iommu::{FAULTS_PER_REPLY, Fault};
 use capabilities::pci::Bdf;
-use driver_kit::Refused;
+use capabilities::protocol::Refused;
+use edu_api::{REASON_MAX, Reply, Request};
 use heapless::{String, Vec};
+use iommu_api::{FAULTS_PER_REPLY, Fault};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;

@@ -22,7 +22,7 @@ const IDLE: u32 = 127;
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
     for index in 0..MAX_DEVICES {
-        match driver_kit::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
+        match pci_api::client::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
             Ok(granted) => {
                 let grant = &granted.grant;
                 defmt::info!(
@@ -39,5 +39,5 @@ fn main() -> u64 {
             }
         }
     }
-    driver_kit::hold_forever(IDLE)
+    userlib::objects::hold_forever(IDLE)
 }

@@ -21,10 +21,10 @@
 use capabilities::ErrorCode;
 use capabilities::badge;
 use capabilities::config::IommuConfig;
-use capabilities::iommu::{INTERRUPT_ENTRIES_PER_REPLY, InterruptEntry, InterruptSource, Operation, Reply, Request};
 use capabilities::pci::Bdf;
 use core::ops::ControlFlow;
 use heapless::{String, Vec};
+use iommu_api::{INTERRUPT_ENTRIES_PER_REPLY, InterruptEntry, InterruptSource, Reply, Request};
 use iommu_groups::alias;
 use iommu_groups::index::TopologyIndex;
 
@@ -230,16 +230,6 @@ pub(super) fn refuse_user_claim(
     Some(refused(ErrorCode::PermissionDenied, &text).into())
 }
 
-/// The policy operation an interrupt request needs, if it is one.
-fn operation(request: &Request) -> Option<Operation> {
-    match request {
-        Request::AllocInterrupt { .. } => Some(Operation::AllocInterrupt),
-        Request::FreeInterrupt { .. } => Some(Operation::FreeInterrupt),
-        Request::Interrupts { .. } => Some(Operation::Stats),
-        _ => None,
-    }
-}
-
 /// Answers the interrupt requests sent with a policy capability; `None`
 /// for every other request (and for minted capabilities), which the
 /// rest of the service answers.
@@ -248,11 +238,14 @@ pub(super) fn dispatch<R: Registers, Q: QueueMemory, T: TablePages>(
     badge: u64,
     request: &Request,
 ) -> Option<Answer> {
-    let op = operation(request)?;
+    if !matches!(request, Request::AllocInterrupt { .. } | Request::FreeInterrupt { .. } | Request::Interrupts { .. }) {
+        return None;
+    }
+    let op = request.operation()?;
     let caller = badge::client(badge)?;
     if !badge::allows(badge, op as u8) {
         s.interrupts.refused += 1;
-        let name = capabilities::iommu::PROTOCOL.operations.get(op as usize).copied().unwrap_or("?");
+        let name = iommu_api::PROTOCOL.name_of(op as u8);
         let mut text = String::<120>::new();
         let _ = core::fmt::write(
             &mut text,
@@ -274,7 +267,7 @@ pub(super) fn dispatch<R: Registers, Q: QueueMemory, T: TablePages>(
     Some(reply.into())
 }
 
-fn text(args: core::fmt::Arguments<'_>) -> String<{ capabilities::iommu::REASON_MAX }> {
+fn text(args: core::fmt::Arguments<'_>) -> String<{ iommu_api::REASON_MAX }> {
     let mut text = String::new();
     let _ = core::fmt::write(&mut text, args);
     text

@@ -25,9 +25,9 @@ pub use self::text::refused;
 
 use capabilities::ErrorCode;
 use capabilities::config::IommuConfig;
-use capabilities::iommu::{Reply, Request};
 use capabilities::pci::{MAX_FUNCTIONS, PciFunction};
 use heapless::Vec;
+use iommu_api::{Reply, Request};
 use iommu_groups::Groups;
 
 use self::domains::{DomainIndex, Domains};

@@ -6,9 +6,9 @@ use core::ops::ControlFlow;
 
 use capabilities::ErrorCode;
 use capabilities::badge;
-use capabilities::iommu::{Handle, Operation, OwnerReport, Reply, Request};
 use capabilities::pci::Bdf;
 use heapless::{String, Vec};
+use iommu_api::{Handle, OwnerReport, Reply, Request};
 use iommu_groups::index::TopologyIndex;
 use iommu_groups::{GroupId, alias, form_groups};
 
@@ -53,22 +53,6 @@ pub(super) fn dispatch<R: Registers, Q: QueueMemory, T: TablePages>(
     }
 }
 
-/// The policy operation a request is, if it is one.
-fn operation(request: &Request) -> Option<Operation> {
-    Some(match request {
-        Request::ReportTopology { .. } => Operation::ReportTopology,
-        Request::ClaimKernel { .. } => Operation::ClaimKernel,
-        Request::ReleaseKernel { .. } => Operation::ReleaseKernel,
-        Request::Owner { .. } => Operation::Owner,
-        Request::PendingReclaims => Operation::PendingReclaims,
-        Request::Reclaimed { .. } => Operation::Reclaimed,
-        Request::ClaimGroup { .. } => Operation::ClaimGroup,
-        Request::Groups { .. } => Operation::Groups,
-        Request::Stats => Operation::Stats,
-        _ => return None,
-    })
-}
-
 // Out of line, so its large frame is not paid for by every request.
 #[inline(never)]
 fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
@@ -81,11 +65,11 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
     let Some(caller) = badge::client(badge) else {
         return refused(ErrorCode::PermissionDenied, "this capability names no client").into();
     };
-    let Some(op) = operation(&request) else {
+    let Some(op) = request.operation() else {
         return refused(ErrorCode::PermissionDenied, "that operation needs a DMA handle or a group capability").into();
     };
     if !badge::allows(badge, op as u8) {
-        let name = capabilities::iommu::PROTOCOL.operations.get(op as usize).copied().unwrap_or("?");
+        let name = iommu_api::PROTOCOL.name_of(op as u8);
         let mut text = String::<120>::new();
         let _ = core::fmt::write(
             &mut text,
@@ -194,7 +178,7 @@ fn policy_request<R: Registers, Q: QueueMemory, T: TablePages>(
                 );
             }
             if let Some(reserved) = ready.reserved.iter().find(|d| d.group == group && !waived(d.device)) {
-                let mut text = String::<{ capabilities::iommu::REASON_MAX }>::new();
+                let mut text = String::<{ iommu_api::REASON_MAX }>::new();
                 let _ = core::fmt::write(
                     &mut text,
                     format_args!(
@@ -620,9 +604,9 @@ fn take_faults(faults: &mut [FaultLog<{ super::FAULT_LOG }>], group: u16) -> Rep
         return refused(ErrorCode::InvalidCapability, "no such group");
     };
     let mut records = Vec::new();
-    while records.len() < capabilities::iommu::FAULTS_PER_REPLY {
+    while records.len() < iommu_api::FAULTS_PER_REPLY {
         let Some(record) = log.pop() else { break };
-        let _ = records.push(capabilities::iommu::Fault {
+        let _ = records.push(iommu_api::Fault {
             source: Bdf::from_requester_id(record.source.source_id()),
             address: record.address,
             write: record.access == crate::fault::FaultAccess::Write,

@@ -7,8 +7,8 @@ use std::vec::Vec;
 use capabilities::ErrorCode;
 use capabilities::badge;
 use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
-use capabilities::iommu::{Handle, Operation, OwnerReport, Reply, Request};
 use capabilities::pci::*;
+use iommu_api::{Handle, Operation, OwnerReport, Reply, Request};
 
 use super::kernel::{Kernel, Pin};
 use super::*;

@@ -3,8 +3,8 @@
 use core::fmt::Write;
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{REASON_MAX, Reply};
 use heapless::String;
+use iommu_api::{REASON_MAX, Reply};
 use iommu_groups::GroupId;
 
 use super::{AppliedAssertion, Ready};

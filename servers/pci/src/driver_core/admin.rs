@@ -1,9 +1,9 @@
 //! Binding and unbinding at run time, listing devices, and the holder's mediated config space.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::OwnerReport;
 use capabilities::pci::Bdf;
-use capabilities::pci_api::Reply;
+use iommu_api::OwnerReport;
+use pci_api::Reply;
 
 use super::device::{Bound, Role};
 use super::env::{Hardware, IommuLink, Kernel};

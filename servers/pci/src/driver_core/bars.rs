@@ -14,7 +14,7 @@ use heapless::Vec;
 
 use crate::bar::{Bar, BarKind, MAX_BARS};
 
-/// Most BARs one grant carries (`capabilities::pci_api::DeviceGrant::bars`).
+/// Most BARs one grant carries (`pci_api::DeviceGrant::bars`).
 pub const MAX_GRANTED_BARS: usize = 2;
 
 /// A memory BAR that may be granted.

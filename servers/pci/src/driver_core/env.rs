@@ -5,7 +5,7 @@
 //! decisions are tested without a kernel.
 
 use capabilities::ErrorCode;
-use capabilities::iommu;
+use iommu_api as iommu;
 
 use crate::config::ConfigSpace;
 

@@ -1,10 +1,10 @@
 //! Taking a device: a driver's probe, a user owner's acquire, and the grant they share.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::OwnerReport;
 use capabilities::pci::{Bdf, MsiInfo};
-use capabilities::pci_api::{BarGrant, DeviceGrant, Reply};
 use heapless::Vec;
+use iommu_api::OwnerReport;
+use pci_api::{BarGrant, DeviceGrant, Reply};
 
 use super::device::{Holder, NO_GROUP, Role};
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};

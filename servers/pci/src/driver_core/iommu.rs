@@ -8,9 +8,9 @@
 use core::fmt;
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{OwnerReport, REASON_MAX, Reply, Request, TOPOLOGY_CHUNK};
 use capabilities::pci::{Bdf, Topology};
 use heapless::{String, Vec};
+use iommu_api::{OwnerReport, REASON_MAX, Reply, Request, TOPOLOGY_CHUNK};
 
 use super::env::{IommuLink, Kernel, Slot};
 

@@ -3,8 +3,8 @@
 use core::fmt::{self, Write};
 
 use capabilities::ErrorCode;
-use capabilities::pci_api::{REASON_MAX, Reply};
 use heapless::String;
+use pci_api::{REASON_MAX, Reply};
 
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]

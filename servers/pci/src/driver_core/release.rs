@@ -8,7 +8,7 @@
 
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
-use capabilities::pci_api::Reply;
+use pci_api::Reply;
 
 use super::device::Role;
 use super::env::{Hardware, IommuLink, Kernel};

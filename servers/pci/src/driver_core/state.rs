@@ -3,9 +3,9 @@
 use capabilities::abi::ipc::MAX_CAPS;
 use capabilities::config::TaskNames;
 use capabilities::pci::{Bdf, MAX_FUNCTIONS};
-use capabilities::pci_api::{Operation, PROTOCOL, Reply, Request};
 use capabilities::{ErrorCode, badge};
 use heapless::Vec;
+use pci_api::{PROTOCOL, Reply, Request};
 
 use super::device::Device;
 use super::env::{Hardware, IommuLink, Kernel, Slot};
@@ -57,20 +57,6 @@ pub struct DriverCore {
     pub(super) holders: usize,
 }
 
-/// The operation a request invokes (its badge bit).
-fn operation(request: &Request) -> Operation {
-    match request {
-        Request::Probe { .. } => Operation::Probe,
-        Request::Acquire { .. } => Operation::Acquire,
-        Request::Release { .. } => Operation::Release,
-        Request::ConfigRead { .. } => Operation::ConfigRead,
-        Request::ConfigWrite { .. } => Operation::ConfigWrite,
-        Request::Bind { .. } => Operation::Bind,
-        Request::Unbind { .. } => Operation::Unbind,
-        Request::Devices { .. } => Operation::Devices,
-    }
-}
-
 impl DriverCore {
     /// The devices, in enumeration order.
     pub fn devices(&self) -> &[Device] {
@@ -106,9 +92,9 @@ impl DriverCore {
         let Some(caller) = badge::client(badge) else {
             return refuse!(ErrorCode::PermissionDenied, "requests need a capability the policy gave a task").into();
         };
-        let operation = operation(&request);
+        let operation = request.operation();
         if !badge::allows(badge, operation as u8) {
-            let name = PROTOCOL.operations.get(operation as usize).copied().unwrap_or("?");
+            let name = PROTOCOL.name_of(operation as u8);
             return refuse!(ErrorCode::PermissionDenied, "{} may not invoke `{name}`", self.name(caller)).into();
         }
         let answer = match request {

@@ -3,7 +3,7 @@
 use core::cell::RefCell;
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{Reply, Request};
+use iommu_api::{Reply, Request};
 use pci_server::driver_core::{IommuLink, Slot};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, SlotPool};
 use userlib::ipc::Buffer;

@@ -5,7 +5,7 @@ use crate::interrupt::entry::handle_of;
 use crate::interrupt::{Delivery, RemapEntry, SourceCheck, Trigger};
 use crate::invalidation::{Descriptor, InterruptEntryScope};
 use crate::unit::fake::Event;
-use capabilities::iommu::{InterruptEntry, InterruptSource};
+use iommu_api::{InterruptEntry, InterruptSource};
 
 /// ECAP of QEMU 7.2's intel-iommu with `intremap=off`: no IR bit.
 const QEMU_ECAP_NO_IR: u64 = QEMU_ECAP & !(1 << 3);

@@ -1,8 +1,8 @@
 //! Binding at run time, listing devices, and the holder's mediated configuration space.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::OwnerReport;
-use capabilities::pci_api::{Reply, Request};
+use iommu_api::OwnerReport;
+use pci_api::{Reply, Request};
 
 use super::*;
 

@@ -1,14 +1,15 @@
 //! Starting up, probing and acquiring.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{self, OwnerReport};
-use capabilities::pci_api::{BarGrant, Reply, Request};
+use iommu_api as iommu;
+use iommu_api::OwnerReport;
+use pci_api::{BarGrant, Reply, Request};
 
 use super::*;
 use crate::driver_core::device::NO_GROUP;
 use crate::driver_core::{Slot, death_bit};
 
-fn granted(answer: &Answer) -> &capabilities::pci_api::DeviceGrant {
+fn granted(answer: &Answer) -> &pci_api::DeviceGrant {
     match &answer.reply {
         Reply::Granted(grant) => grant,
         other => panic!("expected a grant, got {other:?}"),

@@ -1,8 +1,8 @@
 //! Hostile clients: forged badges, garbage messages, and random request storms.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::OwnerReport;
-use capabilities::pci_api::{Reply, Request};
+use iommu_api::OwnerReport;
+use pci_api::{Reply, Request};
 
 use super::*;
 

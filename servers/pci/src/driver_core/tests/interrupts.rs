@@ -1,8 +1,9 @@
 //! Interrupts: MSI programmed with the IOMMU server's remapped message, entries given back, no fallback.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{self, OwnerReport};
-use capabilities::pci_api::{Reply, Request};
+use iommu_api as iommu;
+use iommu_api::OwnerReport;
+use pci_api::{Reply, Request};
 
 use super::*;
 

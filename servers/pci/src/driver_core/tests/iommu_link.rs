@@ -1,8 +1,9 @@
 //! The IOMMU protocol helpers: topology chunks, and replies the protocol does not allow.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{self, OwnerReport, TOPOLOGY_CHUNK};
 use capabilities::pci::{Bdf, Topology};
+use iommu_api as iommu;
+use iommu_api::{OwnerReport, TOPOLOGY_CHUNK};
 
 use super::*;
 use crate::driver_core::iommu::{IommuFailure, claim_kernel, owner, report_topology};

@@ -16,10 +16,11 @@ use std::rc::Rc;
 use std::vec::Vec;
 
 use capabilities::config::{Binding, DeviceMatch, PciConfig, TaskNames};
-use capabilities::iommu::{self, OwnerReport};
 use capabilities::pci::Bdf;
-use capabilities::pci_api::{Operation, Reply, Request};
 use capabilities::{ErrorCode, badge};
+use iommu_api as iommu;
+use iommu_api::OwnerReport;
+use pci_api::{Operation, Reply, Request};
 
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};
 use super::state::{Answer, DriverCore};

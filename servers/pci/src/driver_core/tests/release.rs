@@ -1,8 +1,9 @@
 //! Release, death and reclaim: capabilities revoked, devices quiesced, claims released, in that order.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{self, OwnerReport};
-use capabilities::pci_api::{Reply, Request};
+use iommu_api as iommu;
+use iommu_api::OwnerReport;
+use pci_api::{Reply, Request};
 
 use super::*;
 use crate::driver_core::quiesce::FLR_WAIT_MICROS;

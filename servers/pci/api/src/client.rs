@@ -1,22 +1,18 @@
-//! What every driver task does with the PCI server: probe, read config space, hold devices.
+//! Typed calls to the PCI server: probe, acquire, release, read config space.
 //!
 //! A driver presents its own task capability with each probe, so the PCI
 //! server notices its death and takes its devices back; the capabilities a
 //! grant carries arrive in a window of four slots the driver chooses.
-#![no_std]
 #![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
-
-pub mod group;
-pub mod iommu;
-
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::MAX_CAPS;
 use capabilities::pci::Bdf;
-use capabilities::pci_api::{DeviceGrant, REASON_MAX, Reply, Request};
-use heapless::{String, Vec};
+use capabilities::protocol::Refused;
+use heapless::Vec;
 use userlib::cap::{Cap, Endpoint, own};
 use userlib::ipc::Buffer;
-use userlib::objects;
+
+use crate::{DeviceGrant, NO_GROUP, Reply, Request};
 
 /// A device the PCI server granted, with the slots its capabilities arrived
 /// in: the BARs in grant order, then the interrupt, then the DMA handle.
@@ -26,10 +22,6 @@ pub struct Granted {
     /// Where the capabilities are.
     pub caps: Vec<u32, MAX_CAPS>,
 }
-
-/// The group a grant names when no IOMMU server told the PCI server the
-/// device's group (`pci_server::driver_core::device::NO_GROUP`).
-const NO_GROUP: u16 = u16::MAX;
 
 impl Granted {
     /// The slot of the `n`th granted BAR's device memory.
@@ -51,28 +43,6 @@ impl Granted {
     /// The device's IOMMU group, if known.
     pub fn group(&self) -> Option<u16> {
         (self.grant.group != NO_GROUP).then_some(self.grant.group)
-    }
-}
-
-/// Why a request failed: the code, and the server's reason if it gave one.
-pub struct Refused {
-    /// The error.
-    pub code: ErrorCode,
-    /// The server's explanation (empty for a failed call).
-    pub reason: String<REASON_MAX>,
-}
-
-impl Refused {
-    /// The error code, with the reason logged (for a caller that goes on).
-    pub fn logged(self) -> ErrorCode {
-        defmt::info!("  refused ({}): {=str}", self.code, self.reason.as_str());
-        self.code
-    }
-}
-
-impl From<ErrorCode> for Refused {
-    fn from(code: ErrorCode) -> Self {
-        Self { code, reason: String::new() }
     }
 }
 
@@ -128,14 +98,5 @@ pub fn config_read(
     match call(pci, buffer, &Request::ConfigRead { device, offset, width })? {
         Reply::Value(value) => Ok(value),
         _ => Err(ErrorCode::Malformed.into()),
-    }
-}
-
-/// Keeps the task, and with it its devices, alive: waits on a notification
-/// nothing signals (created in `slot`; the policy must allow one object).
-pub fn hold_forever(slot: u32) -> u64 {
-    let Ok(idle) = objects::create_notification(slot) else { return 1 };
-    loop {
-        let _ = idle.wait(0, 0);
     }
 }

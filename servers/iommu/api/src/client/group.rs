@@ -1,12 +1,13 @@
 //! A user task's side of group ownership: claim a device's group, learn who owns one, release it.
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{OwnerReport, Reply, Request};
 use capabilities::pci::Bdf;
 use userlib::cap::{Cap, Endpoint, Notification, own};
 use userlib::ipc::Buffer;
 
-use crate::{Refused, iommu};
+use super as iommu;
+use crate::{OwnerReport, Reply, Request};
+use capabilities::protocol::Refused;
 
 /// Claims `device`'s whole group through the IOMMU server's policy
 /// capability `iommu`, presenting this task's own task capability (so its

@@ -3,7 +3,7 @@
 //!
 //! Three kinds of capability reach the server, told apart by their badges:
 //!
-//! * policy capabilities (`crate::badge::policy`) carry the client's task
+//! * policy capabilities (`capabilities::badge::policy`) carry the client's task
 //!   and one bit per [`Operation`] it may invoke;
 //! * a **DMA handle** (minted, [`Handle::Dma`]) lets a trusted driver map
 //!   frames into its group's default domain;
@@ -14,14 +14,19 @@
 //! A driver can hold only DMA handles and a user task only group
 //! capabilities, and the server mints them only when the group's owner
 //! allows it, so no request path can hold both for one group.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "client")]
+pub mod client;
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorCode;
-use crate::badge::SERVER_MINTED;
-use crate::pci::{Bdf, PciFunction};
-use crate::protocol::Protocol;
+use capabilities::ErrorCode;
+use capabilities::badge::SERVER_MINTED;
+use capabilities::pci::{Bdf, PciFunction};
+use capabilities::protocol::Protocol;
 
 /// Operations granted by the policy (their numbers are badge bits).
 #[repr(u8)]
@@ -80,7 +85,7 @@ pub const FAULTS_PER_REPLY: usize = 8;
 pub const INTERRUPT_ENTRIES_PER_REPLY: usize = 8;
 
 /// Longest explanation in a refusal.
-pub const REASON_MAX: usize = 400;
+pub use capabilities::protocol::REASON_MAX;
 
 /// What a minted badge stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,6 +252,34 @@ pub enum Request {
     Faults,
     /// Group capability: give the group up.
     Release,
+}
+
+impl Request {
+    /// The policy operation a request invokes (its badge bit); `None` for
+    /// the requests only a minted DMA handle or group capability may send.
+    pub const fn operation(&self) -> Option<Operation> {
+        Some(match self {
+            Request::ReportTopology { .. } => Operation::ReportTopology,
+            Request::ClaimKernel { .. } => Operation::ClaimKernel,
+            Request::ReleaseKernel { .. } => Operation::ReleaseKernel,
+            Request::Owner { .. } => Operation::Owner,
+            Request::PendingReclaims => Operation::PendingReclaims,
+            Request::Reclaimed { .. } => Operation::Reclaimed,
+            Request::ClaimGroup { .. } => Operation::ClaimGroup,
+            Request::Groups { .. } => Operation::Groups,
+            Request::Stats | Request::Interrupts { .. } => Operation::Stats,
+            Request::AllocInterrupt { .. } => Operation::AllocInterrupt,
+            Request::FreeInterrupt { .. } => Operation::FreeInterrupt,
+            Request::DmaMap { .. }
+            | Request::DmaUnmap { .. }
+            | Request::IoasCreate
+            | Request::Attach { .. }
+            | Request::Map { .. }
+            | Request::Unmap { .. }
+            | Request::Faults
+            | Request::Release => return None,
+        })
+    }
 }
 
 /// Who owns a group, as the server reports it.
@@ -418,7 +451,7 @@ pub enum Reply {
     },
 }
 
-crate::protocol::refusal_reply!(Reply);
+capabilities::refusal_reply!(Reply);
 
 #[cfg(test)]
 mod tests {
@@ -428,14 +461,14 @@ mod tests {
     fn minted_badges_round_trip_and_never_look_like_policy_badges() {
         for handle in [Handle::Dma { group: 3, serial: 77 }, Handle::Group { group: 65535, serial: u32::MAX }] {
             assert_eq!(Handle::from_badge(handle.badge()), Some(handle));
-            assert_eq!(crate::badge::client(handle.badge()), None);
+            assert_eq!(capabilities::badge::client(handle.badge()), None);
         }
-        assert_eq!(Handle::from_badge(crate::badge::policy(1, 0b11)), None);
+        assert_eq!(Handle::from_badge(capabilities::badge::policy(1, 0b11)), None);
     }
 
     /// A function with every optional part present: the largest encoding.
     fn largest_function() -> PciFunction {
-        use crate::pci::*;
+        use capabilities::pci::*;
         let flags = AcsFlags(0xffff);
         let mut devfns = DevfnSet::new();
         for devfn in 0..=255 {
@@ -491,7 +524,7 @@ mod tests {
         let function = largest_function();
         let report =
             Request::ReportTopology { functions: core::iter::repeat_n(function, TOPOLOGY_CHUNK).collect(), last: true };
-        let mut buffer = [0u8; crate::abi::ipc::MSG_MAX];
+        let mut buffer = [0u8; capabilities::abi::ipc::MSG_MAX];
         assert!(postcard::to_slice(&report, &mut buffer).is_ok());
         let reasons: String<REASON_MAX> = core::iter::repeat_n('x', REASON_MAX).collect();
         let members = core::iter::repeat_n(Bdf::from_requester_id(0x0100), 32).collect();

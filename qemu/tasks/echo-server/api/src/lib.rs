@@ -1,9 +1,11 @@
 //! The echo test server's protocol: a small real protocol that exercises
 //! calls, badges, capability transfer and minting in QEMU scenarios.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Protocol;
+use capabilities::protocol::Protocol;
 
 /// Operation numbers (also the badge bits).
 #[repr(u8)]
@@ -51,5 +53,5 @@ pub enum Reply<'a> {
         badge: u64,
     },
     /// The request failed with this error.
-    Failed(crate::ErrorCode),
+    Failed(capabilities::ErrorCode),
 }

@@ -1,11 +1,14 @@
-//! Calls to the IOMMU server: policy operations, a DMA handle's and a group capability's.
+//! Typed calls to the IOMMU server: policy operations, a DMA handle's and a group capability's.
+#![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]
+
+pub mod group;
 
 use capabilities::ErrorCode;
-use capabilities::iommu::{Reply, Request};
+use capabilities::protocol::Refused;
 use userlib::cap::{Cap, Endpoint};
 use userlib::ipc::Buffer;
 
-use crate::Refused;
+use crate::{Reply, Request};
 
 /// Calls the IOMMU server through `endpoint` (its policy capability, a DMA
 /// handle or a group capability) with `request`, sending `send` along; a

@@ -5,14 +5,16 @@
 //! (the group's default domain); the user task through its own I/O
 //! address space. Both serve the same requests, so one test drives
 //! either and compares what the IOMMU lets each do.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorCode;
-use crate::iommu::{FAULTS_PER_REPLY, Fault};
-use crate::pci::Bdf;
-use crate::protocol::Protocol;
+use capabilities::ErrorCode;
+use capabilities::pci::Bdf;
+use capabilities::protocol::Protocol;
+use iommu_api::{FAULTS_PER_REPLY, Fault};
 
 /// Longest refusal reason.
 pub const REASON_MAX: usize = 160;
@@ -138,7 +140,7 @@ pub enum Reply {
     },
 }
 
-crate::protocol::refusal_reply!(Reply);
+capabilities::refusal_reply!(Reply);
 
 #[cfg(test)]
 mod tests {
@@ -167,7 +169,7 @@ mod tests {
         let fault = Fault { source: Bdf::new(255, 31, 7).unwrap(), address: u64::MAX, write: true, reason: 255 };
         let records = core::iter::repeat_n(fault, FAULTS_PER_REPLY).collect();
         let reason = core::iter::repeat_n('x', REASON_MAX).collect();
-        let mut buffer = [0u8; crate::abi::ipc::MSG_MAX];
+        let mut buffer = [0u8; capabilities::abi::ipc::MSG_MAX];
         for reply in [Reply::Faults { records, dropped: u64::MAX }, Reply::Refused { code: ErrorCode::Busy, reason }] {
             assert!(postcard::to_slice(&reply, &mut buffer).is_ok());
         }

@@ -5,13 +5,18 @@
 //! the policy, or the user task that owns its IOMMU group. Only the holder
 //! gets the device's BAR and interrupt capabilities, and the PCI server
 //! takes them back (revokes them) before the device changes hands.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "client")]
+pub mod client;
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorCode;
-use crate::pci::Bdf;
-use crate::protocol::Protocol;
+use capabilities::ErrorCode;
+use capabilities::pci::Bdf;
+use capabilities::protocol::Protocol;
 
 /// Operations granted by the policy (their numbers are badge bits).
 #[repr(u8)]
@@ -43,7 +48,7 @@ pub const PROTOCOL: Protocol = Protocol {
 };
 
 /// Longest explanation in a refusal.
-pub const REASON_MAX: usize = 400;
+pub use capabilities::protocol::REASON_MAX;
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +113,22 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The operation a request invokes (its badge bit).
+    pub const fn operation(&self) -> Operation {
+        match self {
+            Request::Probe { .. } => Operation::Probe,
+            Request::Acquire { .. } => Operation::Acquire,
+            Request::Release { .. } => Operation::Release,
+            Request::ConfigRead { .. } => Operation::ConfigRead,
+            Request::ConfigWrite { .. } => Operation::ConfigWrite,
+            Request::Bind { .. } => Operation::Bind,
+            Request::Unbind { .. } => Operation::Unbind,
+            Request::Devices { .. } => Operation::Devices,
+        }
+    }
+}
+
 /// One memory BAR of a granted device; its capability travels with the reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -117,6 +138,10 @@ pub struct BarGrant {
     /// Size in bytes.
     pub size: u64,
 }
+
+/// The group a grant names when no IOMMU server told the PCI server the
+/// device's group.
+pub const NO_GROUP: u16 = u16::MAX;
 
 /// What a probe or acquire grants. The capabilities travel in this order:
 /// each BAR's device memory, then the interrupt (if `vector` is set), then
@@ -171,4 +196,4 @@ pub enum Reply {
     },
 }
 
-crate::protocol::refusal_reply!(Reply);
+capabilities::refusal_reply!(Reply);
