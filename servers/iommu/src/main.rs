@@ -12,20 +12,20 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-mod server;
+mod platform;
 
 use core::cell::RefCell;
 
 use capabilities::ErrorCode;
 use capabilities::config::{InvalidationMode, IommuConfig};
 use iommu_api::{Reply, Request};
-use iommu_server::registers::Registers;
 use iommu_server::service::{Service, refused};
-use iommu_server::unit::{MsiMessage, QueueMemory};
-use server::kernel::{FAULT_BIT, Syscalls, deaths};
-use server::queue::QueuePages;
-use server::registers::MmioRegisters;
-use server::tables::FramePool;
+use iommu_server::unit::MsiMessage;
+use platform::Vtd;
+use platform::kernel::{FAULT_BIT, Syscalls, deaths};
+use platform::queue::QueuePages;
+use platform::registers::MmioRegisters;
+use platform::tables::FramePool;
 use userlib::cap::{Cap, Endpoint, Interrupt, SlotPool, own};
 use userlib::ipc::{Buffer, Received};
 use userlib::mmio::Mapping;
@@ -56,7 +56,7 @@ fn main() -> u64 {
             return 1;
         }
     };
-    let Some(unit) = server::acpi::describe_unit(ACPI.get(), REGISTERS.get()) else { return 1 };
+    let Some(unit) = platform::acpi::describe_unit(ACPI.get(), REGISTERS.get()) else { return 1 };
     let registers = match Mapping::map(own::SPACE, REGISTERS.get(), REGISTERS_VIRT, true) {
         Ok(mapping) => MmioRegisters { mapping },
         Err(code) => {
@@ -79,8 +79,15 @@ fn main() -> u64 {
         },
     };
     let pages = FramePool::new(&pool, CONTROL.get(), TABLES_VIRT);
-    let start =
-        Service::start(registers, unit.register_size, pages, queue, config, unit.host_address_width, syscall::now());
+    let start = Service::<Vtd<'_>>::start(
+        registers,
+        unit.register_size,
+        pages,
+        queue,
+        config,
+        unit.host_address_width,
+        syscall::now(),
+    );
     let mut service = match start {
         Ok(service) => service,
         Err(error) => {
@@ -106,7 +113,7 @@ fn main() -> u64 {
         if caps.caching_mode { "caching mode (not-present entries cached too)" } else { "no caching mode" },
         if queued { "the queue" } else { "registers" }
     );
-    server::interrupts::start(&mut service, REGISTERS.get(), unit.ioapic_source);
+    platform::ioapic::start(&mut service, REGISTERS.get(), unit.ioapic_source);
     let Some(fault_interrupt) = route_fault_event(&mut service, &pool) else { return 1 };
     if let Err(code) = EVENTS.get().bind() {
         defmt::error!("the events notification cannot be bound ({}): faults and deaths would go unseen", code);
@@ -153,10 +160,7 @@ fn main() -> u64 {
 
 /// Allocates an MSI vector, delivers it as [`FAULT_BIT`] and programs the
 /// unit's fault event with it.
-fn route_fault_event<R: Registers, Q: QueueMemory>(
-    service: &mut Service<R, Q, FramePool<'_>>,
-    pool: &RefCell<SlotPool>,
-) -> Option<Cap<Interrupt>> {
+fn route_fault_event(service: &mut Service<Vtd<'_>>, pool: &RefCell<SlotPool>) -> Option<Cap<Interrupt>> {
     let slot = pool.borrow_mut().take()?;
     let routed = CONTROL.get().alloc_msi(slot).and_then(|msi| {
         msi.interrupt.bind(EVENTS.get(), FAULT_BIT)?;
@@ -176,12 +180,7 @@ fn route_fault_event<R: Registers, Q: QueueMemory>(
 }
 
 /// Notification bits: fault events and deaths of watched tasks.
-fn events<R: Registers, Q: QueueMemory>(
-    service: &mut Service<R, Q, FramePool<'_>>,
-    kernel: &mut Syscalls<'_>,
-    fault_interrupt: Cap<Interrupt>,
-    bits: u64,
-) {
+fn events(service: &mut Service<Vtd<'_>>, kernel: &mut Syscalls<'_>, fault_interrupt: Cap<Interrupt>, bits: u64) {
     if bits & FAULT_BIT != 0 {
         let count = service.drain_faults(syscall::now());
         if count == 0 {
@@ -197,8 +196,8 @@ fn events<R: Registers, Q: QueueMemory>(
 }
 
 /// Answers one request; the service deletes the capabilities it brought.
-fn serve<R: Registers, Q: QueueMemory>(
-    service: &mut Service<R, Q, FramePool<'_>>,
+fn serve(
+    service: &mut Service<Vtd<'_>>,
     kernel: &mut Syscalls<'_>,
     buffer: &mut Buffer,
     message: Received,

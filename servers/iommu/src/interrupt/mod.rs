@@ -11,8 +11,10 @@
 //! into the remappable one a device is programmed with.
 
 pub mod entry;
+pub mod remapping;
 pub mod source;
 pub mod table;
+mod unit;
 
 pub use entry::{CompatMessage, Delivery, MessageError, RemapEntry, Trigger, remappable_message};
 pub use source::SourceCheck;

@@ -1,92 +1,73 @@
 //! The IOMMU server: the VT-d unit, the groups and their owners, and every
-//! request of the IOMMU protocol (`capabilities::iommu`).
+//! request of the IOMMU protocol (`iommu-api`).
 //!
 //! The server starts with translation off and the unit's caches clean. It
 //! waits for the PCI server's topology, forms the groups (the same code as
 //! the policy checker), gives each group a default domain, points every
-//! requester id at its group's domain, and only then turns translation on.
-//! From then on every ownership change goes through
+//! requester id at its group's domain, and only then turns translation on
+//! (`topology`). From then on every ownership change goes through
 //! [`crate::ownership::Ownership`], which programs the context entries
 //! through [`switch::Switch`].
 //!
-//! Hardware is reached through the unit's register trait and the table
-//! memory trait; the kernel through [`kernel::Kernel`]. The bin supplies
-//! the real ones, the tests simulated ones.
+//! Requests are answered by family, told apart by the capability they
+//! came on: `policy` answers the policy operations, `dma` a DMA handle's,
+//! `group` a group capability's; `death` says what a watched task's
+//! death undoes. Frames go in and out of domains through `mapping`.
+//!
+//! Hardware is reached through a [`Platform`]: the unit's registers, its
+//! invalidation-queue memory and table memory; the kernel through
+//! [`kernel::Kernel`]. The bin supplies the real ones, the tests simulated
+//! ones.
 
+mod death;
+mod dma;
 pub mod domains;
-pub mod interrupts;
+mod faults;
+mod group;
 pub mod kernel;
-mod requests;
+mod mapping;
+mod policy;
 pub mod reserved;
+pub mod state;
 pub mod switch;
 mod text;
+mod topology;
 
+pub use self::state::{
+    AddressSpace, AppliedAssertion, DmaHandle, FAULT_LOG, GroupCap, MAX_ADDRESS_SPACES, MAX_HANDLES,
+    MAX_RESERVED_DEVICES, Ready, ReservedDevice,
+};
 pub use self::text::refused;
 
 use capabilities::ErrorCode;
 use capabilities::config::IommuConfig;
 use capabilities::pci::{MAX_FUNCTIONS, PciFunction};
 use heapless::Vec;
-use iommu_api::{Reply, Request};
-use iommu_groups::Groups;
+use iommu_api::{Handle, Reply, Request};
 
-use self::domains::{DomainIndex, Domains};
+use self::domains::Domains;
 use self::kernel::Kernel;
 use self::reserved::{MAX_REGIONS, ReservedRegion};
-use self::switch::{Requesters, Switch};
+use self::switch::Switch;
 use crate::capability::{AddressWidth, Capabilities};
 use crate::context::ContextTables;
-use crate::fault::{FaultLog, FaultRecord, RateLimiter};
+use crate::fault::{FaultRecord, RateLimiter};
+use crate::interrupt::remapping::InterruptState;
 use crate::memory::{PAGE_SIZE, TablePages};
-use crate::ownership::{MAX_GROUPS, Ownership};
+use crate::ownership::Ownership;
 use crate::pagetable::PageTableConfig;
 use crate::registers::Registers;
 use crate::unit::{QueueConfig, QueueMemory, RemappingUnit, UnitError};
 
-/// Faults kept per group.
-pub const FAULT_LOG: usize = 16;
-/// Most DMA handles and group capabilities alive at once.
-pub const MAX_HANDLES: usize = 32;
-/// Most user address spaces alive at once.
-pub const MAX_ADDRESS_SPACES: usize = 32;
-
-/// A trusted driver's DMA handle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaHandle {
-    /// Its group.
-    pub group: u16,
-    /// The device it was claimed for.
-    pub device: capabilities::pci::Bdf,
-    /// The driver task.
-    pub driver: u16,
-    /// Its serial (in its badge).
-    pub serial: u32,
-    /// Slot of the minted capability the server keeps to revoke.
-    pub slot: u32,
-}
-
-/// A user task's group capability.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupCap {
-    /// The group.
-    pub group: u16,
-    /// The owner.
-    pub task: u16,
-    /// Its serial (in its badge).
-    pub serial: u32,
-    /// Slot of the minted capability the server keeps to revoke.
-    pub slot: u32,
-}
-
-/// A user's I/O address space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AddressSpace {
-    /// Its id.
-    pub id: u16,
-    /// The task that created it.
-    pub task: u16,
-    /// Its domain.
-    pub domain: DomainIndex,
+/// The hardware a service drives: the unit's registers, the memory of its
+/// invalidation queue, and the memory its tables live in.
+pub trait Platform {
+    /// The unit's register window.
+    type Registers: Registers;
+    /// The invalidation queue's memory.
+    type Queue: QueueMemory;
+    /// Pages for root, context, page and interrupt tables.
+    type Pages: TablePages;
 }
 
 /// Why the server could not start.
@@ -100,64 +81,12 @@ pub enum StartError {
     NoWidth,
 }
 
-/// The server once the topology is known.
-pub struct Ready {
-    /// The groups.
-    pub groups: Groups,
-    /// Requester ids per group.
-    pub requesters: Requesters,
-    /// Who owns each group.
-    pub ownership: Ownership,
-    /// Each group's default domain.
-    pub defaults: Vec<DomainIndex, MAX_GROUPS>,
-    /// DMA handles alive.
-    pub handles: Vec<DmaHandle, MAX_HANDLES>,
-    /// Group capabilities alive.
-    pub group_caps: Vec<GroupCap, MAX_HANDLES>,
-    /// User address spaces alive.
-    pub address_spaces: Vec<AddressSpace, MAX_ADDRESS_SPACES>,
-    /// Faults per group.
-    pub faults: Vec<FaultLog<FAULT_LOG>, MAX_GROUPS>,
-    /// Devices with reserved memory regions, identity-mapped in their
-    /// groups' default domains; those groups stay kernel-owned.
-    pub reserved: Vec<ReservedDevice, MAX_RESERVED_DEVICES>,
-    /// The policy's isolation assertions that held on this machine.
-    pub asserted: Vec<AppliedAssertion, { capabilities::config::MAX_ASSERTIONS }>,
-}
-
-/// An isolation assertion the server applied: the functions it covered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppliedAssertion {
-    /// Its name in the policy.
-    pub name: heapless::String<{ capabilities::manifest::NAME_MAX }>,
-    /// Its reason.
-    pub reason: heapless::String<{ capabilities::config::JUSTIFICATION_MAX }>,
-    /// The functions treated as isolated.
-    pub functions: Vec<capabilities::pci::Bdf, 8>,
-}
-
-/// Most devices with reserved regions the server tracks.
-pub const MAX_RESERVED_DEVICES: usize = 16;
-
-/// A device with a reserved memory region, and its group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReservedDevice {
-    /// The device.
-    pub device: capabilities::pci::Bdf,
-    /// Its group.
-    pub group: u16,
-    /// The region's first byte.
-    pub base: u64,
-    /// Its last byte.
-    pub limit: u64,
-}
-
 /// The hardware side: the unit, its tables and table memory.
-pub struct Hardware<R: Registers, Q: QueueMemory, T: TablePages> {
+pub struct Hardware<P: Platform> {
     /// The remapping unit.
-    pub unit: RemappingUnit<R, Q>,
+    pub unit: RemappingUnit<P::Registers, P::Queue>,
     /// Table memory.
-    pub pages: T,
+    pub pages: P::Pages,
     /// Root and context tables.
     pub context: ContextTables,
     /// Width of every domain's table.
@@ -167,11 +96,11 @@ pub struct Hardware<R: Registers, Q: QueueMemory, T: TablePages> {
 }
 
 /// The IOMMU server.
-pub struct Service<R: Registers, Q: QueueMemory, T: TablePages> {
-    hw: Hardware<R, Q, T>,
-    config: IommuConfig,
-    topology: Vec<PciFunction, MAX_FUNCTIONS>,
-    ready: Option<Ready>,
+pub struct Service<P: Platform> {
+    pub(crate) hw: Hardware<P>,
+    pub(crate) config: IommuConfig,
+    pub(crate) topology: Vec<PciFunction, MAX_FUNCTIONS>,
+    pub(crate) ready: Option<Ready>,
     /// Every domain and mapping (kept out of [`Ready`] so that building
     /// it, on the topology report, needs little stack).
     domains: Domains,
@@ -180,8 +109,7 @@ pub struct Service<R: Registers, Q: QueueMemory, T: TablePages> {
     serial: u32,
     faults_seen: u64,
     limiter: RateLimiter,
-    /// Interrupt remapping (issue 10).
-    interrupts: interrupts::InterruptState,
+    pub(crate) interrupts: InterruptState,
 }
 
 /// A reply, and the capability to send with it.
@@ -198,14 +126,14 @@ impl From<Reply> for Answer {
     }
 }
 
-impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
+impl<P: Platform> Service<P> {
     /// Brings the unit up over fresh root tables with queued invalidation
     /// when given; translation stays off until the topology arrives.
     pub fn start(
-        registers: R,
+        registers: P::Registers,
         register_window: u64,
-        mut pages: T,
-        queue: Option<(Q, QueueConfig)>,
+        mut pages: P::Pages,
+        queue: Option<(P::Queue, QueueConfig)>,
         config: IommuConfig,
         host_address_width: u8,
         now: u64,
@@ -217,7 +145,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
             PageTableConfig::new(&capabilities, width, host_address_width).map_err(|_| StartError::NoWidth)?;
         let context = ContextTables::new(&mut pages, &capabilities).map_err(|_| StartError::OutOfTablePages)?;
         unit.bring_up(context.root(), queue).map_err(StartError::Unit)?;
-        let interrupts = interrupts::InterruptState::start(&mut unit, &mut pages, &config);
+        let interrupts = InterruptState::start(&mut unit, &mut pages, &config);
         Ok(Self {
             hw: Hardware { unit, pages, context, width, table_config },
             config,
@@ -249,7 +177,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
     }
 
     /// The hardware side (for the bin's fault-event set-up).
-    pub fn hardware(&mut self) -> &mut Hardware<R, Q, T> {
+    pub fn hardware(&mut self) -> &mut Hardware<P> {
         &mut self.hw
     }
 
@@ -267,7 +195,16 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
     /// capabilities that came with it (the server deletes what it does not
     /// keep).
     pub fn handle(&mut self, k: &mut impl Kernel, badge: u64, request: Request, received: &[u32]) -> Answer {
-        let answer = requests::dispatch(self, k, badge, request, received);
+        if matches!(request, Request::Faults) {
+            // Faults the unit recorded but whose interrupt is not handled
+            // yet belong in the answer too.
+            self.drain_faults(k.now());
+        }
+        let answer = match Handle::from_badge(badge) {
+            Some(Handle::Dma { group, serial }) => dma::request(self, k, group, serial, request, received),
+            Some(Handle::Group { group, serial }) => group::request(self, k, group, serial, request, received),
+            None => policy::request(self, k, badge, request, received),
+        };
         for &slot in received {
             k.delete(slot);
         }
@@ -282,7 +219,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
         let ready = &mut self.ready;
         let drained = self.hw.unit.drain_faults(|record| {
             count += 1;
-            let group = ready.as_ref().and_then(|r| group_of_source(r, record.source.source_id()));
+            let group = ready.as_ref().and_then(|r| r.group_of_source(record.source.source_id()));
             if admitted {
                 report(&record, group);
             }
@@ -304,7 +241,13 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
     /// A task the server watches died: its groups are blocked and handed
     /// to the PCI server for quiescing, its address spaces torn down.
     pub fn task_died(&mut self, k: &mut impl Kernel, task: u16) {
-        requests::task_died(self, k, task);
+        death::task_died(self, k, task);
+    }
+
+    /// A fresh serial for a minted badge.
+    fn next_serial(&mut self) -> u32 {
+        self.serial = self.serial.wrapping_add(1);
+        self.serial
     }
 }
 
@@ -338,35 +281,24 @@ fn report(record: &FaultRecord, group: Option<u16>) {
     }
 }
 
-/// The group whose devices use requester id `source`.
-fn group_of_source(ready: &Ready, source: u16) -> Option<u16> {
-    ready.requesters.iter().position(|sources| sources.contains(&source)).map(|group| group as u16)
-}
-
 /// The address range domains cover: all of it but page 0.
 fn domain_window(config: &PageTableConfig) -> (u64, u64) {
     let top = if config.input_bits >= 64 { u64::MAX } else { (1u64 << config.input_bits) - 1 };
     (PAGE_SIZE, top)
 }
 
-/// A switch over the service's hardware and `ready`'s tables.
-fn switch<'a, R: Registers, Q: QueueMemory, T: TablePages>(
-    hw: &'a mut Hardware<R, Q, T>,
-    requesters: &'a Requesters,
-    domains: &'a Domains,
-    defaults: &'a [DomainIndex],
-    ioas_domain: &'a dyn Fn(u16) -> Option<DomainIndex>,
-) -> Switch<'a, R, Q, T> {
-    Switch {
-        unit: &mut hw.unit,
-        pages: &mut hw.pages,
-        context: &mut hw.context,
-        width: hw.width,
-        requesters,
-        domains,
-        defaults,
-        ioas_domain,
-    }
+/// Runs `change` on the groups' ownership with the hardware switch it
+/// drives (context entries over `ready`'s requesters and domains).
+fn change_ownership<P: Platform, T>(
+    hw: &mut Hardware<P>,
+    domains: &Domains,
+    ready: &mut Ready,
+    change: impl FnOnce(&mut Ownership, &mut Switch<'_, P>) -> T,
+) -> T {
+    let Ready { requesters, ownership, defaults, address_spaces, .. } = ready;
+    let ioas_domain = |id: u16| address_spaces.iter().find(|space| space.id == id).map(|space| space.domain);
+    let mut switch = Switch::new(hw, requesters, domains, defaults, &ioas_domain);
+    change(ownership, &mut switch)
 }
 
 #[cfg(test)]

@@ -5,12 +5,11 @@
 use heapless::Vec;
 
 use super::domains::{DomainIndex, Domains};
+use super::{Hardware, Platform};
 use crate::capability::AddressWidth;
 use crate::context::{ContextTables, TranslatedContext};
-use crate::memory::TablePages;
 use crate::ownership::{GroupHardware, GroupId, SwitchFailed, Translation};
-use crate::registers::Registers;
-use crate::unit::{QueueMemory, RemappingUnit};
+use crate::unit::RemappingUnit;
 
 /// Most requester ids one group's devices use.
 pub const MAX_REQUESTERS: usize = 16;
@@ -19,11 +18,11 @@ pub const MAX_REQUESTERS: usize = 16;
 pub type Requesters = Vec<Vec<u16, MAX_REQUESTERS>, { crate::ownership::MAX_GROUPS }>;
 
 /// Everything a translation switch touches, borrowed from the service.
-pub struct Switch<'a, R: Registers, Q: QueueMemory, T: TablePages> {
+pub struct Switch<'a, P: Platform> {
     /// The unit, for invalidations.
-    pub unit: &'a mut RemappingUnit<R, Q>,
+    pub unit: &'a mut RemappingUnit<P::Registers, P::Queue>,
     /// Table memory.
-    pub pages: &'a mut T,
+    pub pages: &'a mut P::Pages,
     /// The root and context tables.
     pub context: &'a mut ContextTables,
     /// Width of every domain's table.
@@ -38,7 +37,27 @@ pub struct Switch<'a, R: Registers, Q: QueueMemory, T: TablePages> {
     pub ioas_domain: &'a dyn Fn(u16) -> Option<DomainIndex>,
 }
 
-impl<R: Registers, Q: QueueMemory, T: TablePages> Switch<'_, R, Q, T> {
+impl<'a, P: Platform> Switch<'a, P> {
+    /// A switch over `hw`'s unit and tables.
+    pub fn new(
+        hw: &'a mut Hardware<P>,
+        requesters: &'a Requesters,
+        domains: &'a Domains,
+        defaults: &'a [DomainIndex],
+        ioas_domain: &'a dyn Fn(u16) -> Option<DomainIndex>,
+    ) -> Self {
+        Self {
+            unit: &mut hw.unit,
+            pages: &mut hw.pages,
+            context: &mut hw.context,
+            width: hw.width,
+            requesters,
+            domains,
+            defaults,
+            ioas_domain,
+        }
+    }
+
     /// Points `source` at `domain` (or blocks it with `None`).
     fn point(&mut self, source: u16, domain: Option<DomainIndex>) -> Result<(), SwitchFailed> {
         let current = self.context.entry(self.pages, source);
@@ -68,7 +87,7 @@ impl<R: Registers, Q: QueueMemory, T: TablePages> Switch<'_, R, Q, T> {
     }
 }
 
-impl<R: Registers, Q: QueueMemory, T: TablePages> GroupHardware for Switch<'_, R, Q, T> {
+impl<P: Platform> GroupHardware for Switch<'_, P> {
     fn set_translation(&mut self, group: GroupId, translation: Translation) -> Result<(), SwitchFailed> {
         let domain = match translation {
             Translation::Blocking => None,

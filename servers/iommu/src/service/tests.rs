@@ -135,7 +135,16 @@ fn bdf(bus: u8, device: u8) -> Bdf {
     Bdf::new(bus, device, 0).unwrap()
 }
 
-type TestService = Service<FakeUnit, FakeQueue, FakePages>;
+/// The simulated platform: QEMU's unit model, its queue, simulated table memory.
+pub(super) struct Simulated;
+
+impl Platform for Simulated {
+    type Registers = FakeUnit;
+    type Queue = FakeQueue;
+    type Pages = FakePages;
+}
+
+type TestService = Service<Simulated>;
 
 fn config() -> IommuConfig {
     let names = ["pci", "edu-driver", "edu-user", "intruder"].iter().map(|n| (*n).try_into().unwrap()).collect();

@@ -14,7 +14,7 @@ use crate::registers::{self, Registers, gcmd, gsts, pmen};
 impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
     /// Issues one global command: `command` set (or cleared, if `enable` is
     /// false), then waits for `status` to be set (or clear, `status_set`).
-    pub(super) fn global_command(
+    pub(crate) fn global_command(
         &mut self,
         command: u32,
         enable: bool,

@@ -3,7 +3,6 @@
 mod command;
 mod error;
 mod faults;
-mod interrupts;
 mod invalidate;
 mod queue;
 mod remapping;

@@ -43,7 +43,7 @@ pub struct QueueConfig {
 }
 
 /// The queue of an enabled unit.
-pub(super) struct Queue<Q> {
+pub(crate) struct Queue<Q> {
     memory: Q,
     status_address: u64,
     slots: u32,

@@ -12,9 +12,9 @@ pub const DEFAULT_SPIN_LIMIT: u32 = 1_000_000;
 
 /// One VT-d remapping unit, driven through its registers.
 pub struct RemappingUnit<R: Registers, Q: QueueMemory> {
-    pub(super) registers: R,
-    pub(super) capabilities: Capabilities,
-    pub(super) queue: Option<Queue<Q>>,
+    pub(crate) registers: R,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) queue: Option<Queue<Q>>,
     pub(super) spin_limit: u32,
 }
 

@@ -1,4 +1,4 @@
-//! Interrupt remapping as a service: the table set up at start, entries for the driver core, revocation.
+//! Interrupt remapping in the service: the table set up at start, entries for the driver core, revocation.
 //!
 //! The unit's interrupt-remapping table is set up and remapping turned on
 //! when the server starts, before any device can be handed to anyone, on
@@ -19,7 +19,6 @@
 //! warning on every claim.
 
 use capabilities::ErrorCode;
-use capabilities::badge;
 use capabilities::config::IommuConfig;
 use capabilities::pci::Bdf;
 use core::ops::ControlFlow;
@@ -28,8 +27,6 @@ use iommu_api::{INTERRUPT_ENTRIES_PER_REPLY, InterruptEntry, InterruptSource, Re
 use iommu_groups::alias;
 use iommu_groups::index::TopologyIndex;
 
-use super::text::refused;
-use super::{Answer, Hardware, Service};
 use crate::interrupt::table::{Allocated, Quotas, TABLE_ENTRIES, TABLE_SIZE_FIELD};
 use crate::interrupt::{
     CompatMessage, Delivery, EntryOwner, Holder, InterruptTable, RemapEntry, SourceCheck, TableError, Trigger,
@@ -39,6 +36,7 @@ use crate::invalidation::InterruptEntryScope;
 use crate::memory::{TablePage, TablePages};
 use crate::ownership::Owner;
 use crate::registers::Registers;
+use crate::service::{Answer, Hardware, Platform, Service, refused};
 use crate::unit::{QueueMemory, RemappingUnit};
 
 /// Entries one device may have when the policy does not say.
@@ -60,14 +58,14 @@ pub struct InterruptState {
     /// Why remapping is off (for logs and refusals).
     off_reason: &'static str,
     /// Requests refused since boot.
-    refused: u64,
+    pub(crate) refused: u64,
 }
 
 impl InterruptState {
     /// Sets the table up and turns remapping on if the unit can; else
     /// records why not. Never fails: a unit without remapping is still
     /// a unit, and user assignment is then refused unless allowed.
-    pub(super) fn start<R: Registers, Q: QueueMemory, T: TablePages>(
+    pub(crate) fn start<R: Registers, Q: QueueMemory, T: TablePages>(
         unit: &mut RemappingUnit<R, Q>,
         pages: &mut T,
         config: &IommuConfig,
@@ -144,7 +142,7 @@ fn clear_entry<T: TablePages>(pages: &mut T, coherent: bool, page: TablePage, ha
 }
 
 /// Clears entry `handle` and invalidates the unit's cache of it.
-fn retire<R: Registers, Q: QueueMemory, T: TablePages>(page: TablePage, hw: &mut Hardware<R, Q, T>, handle: u16) {
+fn retire<P: Platform>(page: TablePage, hw: &mut Hardware<P>, handle: u16) {
     let coherent = hw.unit.capabilities().coherent;
     clear_entry(&mut hw.pages, coherent, page, handle);
     if hw.unit.invalidate_interrupt_entries(InterruptEntryScope::Indexed { index: handle, order: 0 }).is_err() {
@@ -154,9 +152,9 @@ fn retire<R: Registers, Q: QueueMemory, T: TablePages>(page: TablePage, hw: &mut
 
 /// Revokes every entry `select` picks: cleared in the table, then the
 /// unit's cache of each invalidated. Returns how many.
-pub(super) fn revoke<R: Registers, Q: QueueMemory, T: TablePages>(
+pub(crate) fn revoke<P: Platform>(
     state: &mut InterruptState,
-    hw: &mut Hardware<R, Q, T>,
+    hw: &mut Hardware<P>,
     select: impl Fn(&EntryOwner) -> bool,
 ) -> usize {
     let Some(remapping) = state.remapping.as_mut() else { return 0 };
@@ -170,38 +168,24 @@ pub(super) fn revoke<R: Registers, Q: QueueMemory, T: TablePages>(
 }
 
 /// Revokes `task`'s entries in `group` (its ownership of the group ended).
-pub(super) fn revoke_in_group<R: Registers, Q: QueueMemory, T: TablePages>(
-    state: &mut InterruptState,
-    hw: &mut Hardware<R, Q, T>,
-    group: u16,
-    task: u16,
-) {
+pub(crate) fn revoke_in_group<P: Platform>(state: &mut InterruptState, hw: &mut Hardware<P>, group: u16, task: u16) {
     revoke(state, hw, |owner| owner.group == Some(group) && owner.holder == Holder::Task(task));
 }
 
 /// Revokes every entry of `task` (it died).
-pub(super) fn revoke_task<R: Registers, Q: QueueMemory, T: TablePages>(
-    state: &mut InterruptState,
-    hw: &mut Hardware<R, Q, T>,
-    task: u16,
-) {
+pub(crate) fn revoke_task<P: Platform>(state: &mut InterruptState, hw: &mut Hardware<P>, task: u16) {
     revoke(state, hw, |owner| owner.holder == Holder::Task(task));
 }
 
 /// Revokes `task`'s entries of `device` (a driver's claim was released).
-pub(super) fn revoke_device<R: Registers, Q: QueueMemory, T: TablePages>(
-    state: &mut InterruptState,
-    hw: &mut Hardware<R, Q, T>,
-    device: Bdf,
-    task: u16,
-) {
+pub(crate) fn revoke_device<P: Platform>(state: &mut InterruptState, hw: &mut Hardware<P>, device: Bdf, task: u16) {
     revoke(state, hw, |owner| owner.device == device && owner.holder == Holder::Task(task));
 }
 
 /// The refusal of `caller`'s claim of `group` if the machine cannot remap
 /// interrupts and the policy does not allow user assignment without it;
 /// an allowed claim without remapping is logged as a warning.
-pub(super) fn refuse_user_claim(
+pub(crate) fn refuse_user_claim(
     state: &mut InterruptState,
     config: &IommuConfig,
     group: u16,
@@ -230,41 +214,10 @@ pub(super) fn refuse_user_claim(
     Some(refused(ErrorCode::PermissionDenied, &text).into())
 }
 
-/// Answers the interrupt requests sent with a policy capability; `None`
-/// for every other request (and for minted capabilities), which the
-/// rest of the service answers.
-pub(super) fn dispatch<R: Registers, Q: QueueMemory, T: TablePages>(
-    s: &mut Service<R, Q, T>,
-    badge: u64,
-    request: &Request,
-) -> Option<Answer> {
-    if !matches!(request, Request::AllocInterrupt { .. } | Request::FreeInterrupt { .. } | Request::Interrupts { .. }) {
-        return None;
-    }
-    let op = request.operation()?;
-    let caller = badge::client(badge)?;
-    if !badge::allows(badge, op as u8) {
-        s.interrupts.refused += 1;
-        let name = iommu_api::PROTOCOL.name_of(op as u8);
-        let mut text = String::<120>::new();
-        let _ = core::fmt::write(
-            &mut text,
-            format_args!("the policy does not grant {} `{name}`", s.config.tasks.name(caller)),
-        );
-        return Some(refused(ErrorCode::PermissionDenied, &text).into());
-    }
-    let reply = match *request {
-        Request::AllocInterrupt { device, holder, address, data } => allocate(s, device, holder, address, data),
-        Request::FreeInterrupt { device, entry } => free(s, device, entry),
-        Request::Interrupts { device } => report(&s.interrupts, device),
-        _ => return None,
-    };
-    // A free of an entry the server revoked already is the expected end
-    // of a hand-over, not a refusal worth counting.
-    if matches!(reply, Reply::Refused { .. }) && matches!(request, Request::AllocInterrupt { .. }) {
-        s.interrupts.refused += 1;
-    }
-    Some(reply.into())
+/// Whether `request` is one of the interrupt requests of the policy
+/// operations (counted when refused).
+pub(crate) fn is_interrupt_request(request: &Request) -> bool {
+    matches!(request, Request::AllocInterrupt { .. } | Request::FreeInterrupt { .. } | Request::Interrupts { .. })
 }
 
 fn text(args: core::fmt::Arguments<'_>) -> String<{ iommu_api::REASON_MAX }> {
@@ -277,14 +230,17 @@ fn refuse(code: ErrorCode, args: core::fmt::Arguments<'_>) -> Reply {
     Reply::Refused { code, reason: text(args) }
 }
 
-/// `AllocInterrupt`.
-fn allocate<R: Registers, Q: QueueMemory, T: TablePages>(
-    s: &mut Service<R, Q, T>,
-    device: Bdf,
-    holder: u16,
-    address: u64,
-    data: u32,
-) -> Reply {
+/// `AllocInterrupt`: an entry for `device`'s MSI, whose interrupts go to
+/// `holder`; a refusal is counted.
+pub(crate) fn allocate<P: Platform>(s: &mut Service<P>, device: Bdf, holder: u16, address: u64, data: u32) -> Reply {
+    let reply = allocate_entry(s, device, holder, address, data);
+    if matches!(reply, Reply::Refused { .. }) {
+        s.interrupts.refused += 1;
+    }
+    reply
+}
+
+fn allocate_entry<P: Platform>(s: &mut Service<P>, device: Bdf, holder: u16, address: u64, data: u32) -> Reply {
     let names = &s.config.tasks;
     let Some(ready) = s.ready.as_ref() else {
         return refuse(ErrorCode::Busy, format_args!("the IOMMU server is still waiting for the topology"));
@@ -365,7 +321,7 @@ fn allocate<R: Registers, Q: QueueMemory, T: TablePages>(
 }
 
 /// `FreeInterrupt`.
-fn free<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>, device: Bdf, handle: u16) -> Reply {
+pub(crate) fn free<P: Platform>(s: &mut Service<P>, device: Bdf, handle: u16) -> Reply {
     let Some(remapping) = s.interrupts.remapping.as_mut() else {
         return refuse(ErrorCode::NotFound, format_args!("interrupt remapping is off: {device} has no entries"));
     };
@@ -378,7 +334,7 @@ fn free<R: Registers, Q: QueueMemory, T: TablePages>(s: &mut Service<R, Q, T>, d
 }
 
 /// `Interrupts`.
-fn report(state: &InterruptState, device: Option<Bdf>) -> Reply {
+pub(crate) fn report(state: &InterruptState, device: Option<Bdf>) -> Reply {
     let mut entries = Vec::<InterruptEntry, INTERRUPT_ENTRIES_PER_REPLY>::new();
     if let (Some(remapping), Some(device)) = (&state.remapping, device) {
         for (handle, allocated) in remapping.table.entries().filter(|(_, a)| a.owner.device == device) {
@@ -437,7 +393,7 @@ fn describe(source: SourceCheck) -> String<48> {
     text
 }
 
-impl<R: Registers, Q: QueueMemory, T: TablePages> Service<R, Q, T> {
+impl<P: Platform> Service<P> {
     /// Interrupt remapping's state.
     pub fn interrupts(&self) -> &InterruptState {
         &self.interrupts

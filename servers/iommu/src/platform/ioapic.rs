@@ -1,11 +1,9 @@
 //! Interrupt remapping at start-up: its state in the log, and the kernel's IO APIC lines moved onto entries.
 
-use iommu_server::registers::Registers;
 use iommu_server::service::Service;
-use iommu_server::unit::QueueMemory;
 use userlib::cap::{Cap, DeviceMemory};
 
-use super::tables::FramePool;
+use super::Vtd;
 
 /// Most IO APIC lines looked at (an IO APIC has 24; a few have 120).
 const MAX_LINES: u64 = 240;
@@ -15,11 +13,7 @@ const MAX_LINES: u64 = 240;
 /// IO APIC's source id (`ioapic_source`, from DMAR). `unit` is the
 /// unit's register capability, the kernel's proof that this server owns
 /// remapping.
-pub fn start<R: Registers, Q: QueueMemory>(
-    service: &mut Service<R, Q, FramePool<'_>>,
-    unit: Cap<DeviceMemory>,
-    ioapic_source: Option<u16>,
-) {
+pub fn start(service: &mut Service<Vtd<'_>>, unit: Cap<DeviceMemory>, ioapic_source: Option<u16>) {
     let compatibility = service.hardware().unit.compatibility_interrupts_allowed();
     let interrupts = service.interrupts();
     if !interrupts.enabled() {

@@ -5,12 +5,10 @@
 //! Compatibility-format interrupts stay refused (GCMD.CFI is never set):
 //! once remapping is on, only messages naming an entry are delivered.
 
-use super::error::UnitError;
-use super::queue::QueueMemory;
-use super::remapping::RemappingUnit;
 use crate::invalidation::{Descriptor, InterruptEntryScope};
 use crate::memory::TablePage;
 use crate::registers::{self, Registers, gcmd, gsts};
+use crate::unit::{QueueMemory, RemappingUnit, UnitError};
 
 /// IRTA bit 11: extended interrupt mode (x2APIC ids); left clear.
 const IRTA_EXTENDED_MODE: u64 = 1 << 11;
@@ -64,9 +62,9 @@ impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{Event, FakeQueue, FakeUnit};
-    use super::super::queue::QueueConfig;
     use super::*;
+    use crate::unit::QueueConfig;
+    use crate::unit::fake::{Event, FakeQueue, FakeUnit};
 
     const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
     const QEMU_ECAP: u64 = 0xf0_0f4a;

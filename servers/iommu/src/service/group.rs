@@ -1,0 +1,150 @@
+//! A group capability's operations: the user owner's address spaces, mappings and release.
+
+use capabilities::ErrorCode;
+use iommu_api::{Reply, Request};
+
+use super::domains::MappingOwner;
+use super::kernel::Kernel;
+use super::mapping::{self, NewMapping, Placement, unmap_all};
+use super::text::refused;
+use super::{AddressSpace, Answer, GroupCap, Platform, Service, change_ownership, domain_window, faults};
+use crate::interrupt::remapping;
+use crate::ownership::Owner;
+
+/// Answers a request sent with the group capability `serial` on `group`.
+// Out of line, so its frame is not paid for by every request.
+#[inline(never)]
+pub(super) fn request<P: Platform>(
+    s: &mut Service<P>,
+    k: &mut impl Kernel,
+    group: u16,
+    serial: u32,
+    request: Request,
+    received: &[u32],
+) -> Answer {
+    let live = s.ready.as_ref().and_then(|r| r.group_caps.iter().find(|c| c.group == group && c.serial == serial));
+    let Some(&cap) = live else {
+        return refused(ErrorCode::InvalidCapability, "this group capability was released").into();
+    };
+    match request {
+        Request::IoasCreate => create(s, cap.task),
+        Request::Attach { ioas } => attach(s, cap, ioas),
+        Request::Map { ioas, iova, writable } => map(s, k, cap.task, ioas, iova, writable, received),
+        Request::Unmap { ioas, iova } => unmap(s, k, cap.task, ioas, iova),
+        Request::Faults => faults::take(s, group).into(),
+        Request::Release => release(s, k, cap),
+        _ => refused(ErrorCode::PermissionDenied, "a group capability cannot do that").into(),
+    }
+}
+
+/// `IoasCreate`: a new, empty address space for `task`.
+fn create<P: Platform>(s: &mut Service<P>, task: u16) -> Answer {
+    let quota = u64::from(s.config.mapping_quota_pages);
+    let spaces_allowed = usize::from(s.config.address_space_quota);
+    let Some(ready) = s.ready.as_mut() else { return stale() };
+    if ready.address_spaces.iter().filter(|a| a.task == task).count() >= spaces_allowed {
+        return refused(ErrorCode::QuotaExceeded, "address-space quota used up").into();
+    }
+    let capabilities = *s.hw.unit.capabilities();
+    let (first, last) = domain_window(&s.hw.table_config);
+    let domain = match s.domains.create(&mut s.hw.pages, &capabilities, s.hw.table_config, first, last, quota) {
+        Ok(domain) => domain,
+        Err(code) => return refused(code, "no room for another address space").into(),
+    };
+    let id = (0..u16::MAX).find(|id| !ready.address_spaces.iter().any(|a| a.id == *id)).unwrap_or(0);
+    if ready.address_spaces.push(AddressSpace { id, task, domain }).is_err() {
+        s.domains.destroy(&mut s.hw.pages, domain);
+        return refused(ErrorCode::QuotaExceeded, "too many address spaces").into();
+    }
+    Reply::Ioas { ioas: id }.into()
+}
+
+/// `Attach`: the group translates through `ioas` (`None`: blocks).
+fn attach<P: Platform>(s: &mut Service<P>, cap: GroupCap, ioas: Option<u16>) -> Answer {
+    let Some(ready) = s.ready.as_mut() else { return stale() };
+    if let Some(id) = ioas
+        && ready.own_space(id, cap.task).is_none()
+    {
+        return refused(ErrorCode::NotFound, "no such address space of this task").into();
+    }
+    match change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.attach(cap.group, cap.task, ioas, hw)) {
+        Ok(()) => Reply::Done.into(),
+        Err(_) => refused(ErrorCode::Busy, "the group could not be switched").into(),
+    }
+}
+
+/// `Map`: maps the frame sent along at `iova` in `task`'s address space `ioas`.
+fn map<P: Platform>(
+    s: &mut Service<P>,
+    k: &mut impl Kernel,
+    task: u16,
+    ioas: u16,
+    iova: u64,
+    writable: bool,
+    received: &[u32],
+) -> Answer {
+    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
+        return refused(ErrorCode::NotFound, "no such address space").into();
+    };
+    let Some(&frame) = received.first() else {
+        return refused(ErrorCode::InvalidArgument, "send the frame to map with the request").into();
+    };
+    let owner = MappingOwner::Ioas(space.id);
+    let quota = u64::from(s.config.mapping_quota_pages);
+    let new = NewMapping { domain: space.domain, owner, frame, placement: Placement::At(iova), writable, quota };
+    match mapping::map(&mut s.hw, &mut s.domains, k, new) {
+        Ok(iova) => Reply::Mapped { iova }.into(),
+        Err(code) => refused(code, "the frame could not be mapped there").into(),
+    }
+}
+
+/// `Unmap`: removes what `task` mapped at `iova` in `ioas`.
+fn unmap<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, ioas: u16, iova: u64) -> Answer {
+    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
+        return refused(ErrorCode::NotFound, "no such address space").into();
+    };
+    match s.domains.take(space.domain, MappingOwner::Ioas(space.id), iova) {
+        Some(mapping) => {
+            mapping::unmap(&mut s.hw, &mut s.domains, k, mapping);
+            Reply::Done.into()
+        }
+        None => refused(ErrorCode::NotMapped, "nothing mapped there").into(),
+    }
+}
+
+/// `Release`: the owner gives the group up; it blocks until the PCI
+/// server has quiesced its devices.
+fn release<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, cap: GroupCap) -> Answer {
+    let Some(ready) = s.ready.as_mut() else { return stale() };
+    let (group, task) = (cap.group, cap.task);
+    if change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.release_user(group, task, hw)).is_err() {
+        return refused(ErrorCode::InvalidArgument, "not owned by this task").into();
+    }
+    remapping::revoke_in_group(&mut s.interrupts, &mut s.hw, group, task);
+    if let Some(position) = ready.group_caps.iter().position(|c| c.serial == cap.serial) {
+        k.revoke(ready.group_caps.swap_remove(position).slot);
+    }
+    // The task's address spaces no group of it is attached to any more go
+    // with the release, so claims and releases in a loop never run out of
+    // the address-space quota.
+    let in_use = |ownership: &crate::ownership::Ownership, id: u16| {
+        ownership
+            .owners()
+            .any(|(_, owner)| matches!(owner, Owner::User { task: t, ioas: Some(i) } if t == task && i == id))
+    };
+    while let Some(position) =
+        ready.address_spaces.iter().position(|a| a.task == task && !in_use(&ready.ownership, a.id))
+    {
+        let space = ready.address_spaces.swap_remove(position);
+        unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Ioas(space.id));
+        s.domains.destroy(&mut s.hw.pages, space.domain);
+    }
+    k.request_reclaim();
+    info!("group {=u16} released by {=str}: reclaiming", group, s.config.tasks.name(task));
+    Reply::Done.into()
+}
+
+/// The refusal of a capability the server no longer knows.
+fn stale() -> Answer {
+    refused(ErrorCode::InvalidCapability, "stale capability").into()
+}

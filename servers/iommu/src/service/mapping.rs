@@ -1,0 +1,197 @@
+//! Frames into domains and out again, with the IOTLB invalidated before a pin goes.
+
+use capabilities::ErrorCode;
+
+use super::domains::{Domain, DomainIndex, Domains, Mapping, MappingOwner, iova_error};
+use super::kernel::{Kernel, Pin};
+use super::{Hardware, Platform};
+use crate::invalidation::policy;
+use crate::memory::PAGE_SIZE;
+use crate::pagetable::{Access, PageTableError};
+use crate::range::IovaRange;
+
+/// Where a new mapping goes in its domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Exactly at this I/O virtual address (a user chooses its own).
+    At(u64),
+    /// Wherever the allocator finds room, with the last byte at or below
+    /// this address (a driver's device DMA mask).
+    Below(u64),
+}
+
+/// A frame to map: which, where, for whom, and within what quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewMapping {
+    /// The domain to map into.
+    pub domain: DomainIndex,
+    /// Who may unmap it, and whose quota it is charged to.
+    pub owner: MappingOwner,
+    /// Slot of the frame capability received with the request.
+    pub frame: u32,
+    /// Where it goes.
+    pub placement: Placement,
+    /// Device writes allowed.
+    pub writable: bool,
+    /// Pages `owner` may have mapped in all.
+    pub quota: u64,
+}
+
+/// A pin that is released when dropped, unless kept.
+struct PinGuard<'k, K: Kernel> {
+    kernel: &'k mut K,
+    pin: Pin,
+    armed: bool,
+}
+
+impl<'k, K: Kernel> PinGuard<'k, K> {
+    /// Pins `frame` for device reads, and writes if `writable`: the kernel
+    /// refuses a device access the frame's sender may not make.
+    fn pin(kernel: &'k mut K, frame: u32, writable: bool) -> Result<Self, ErrorCode> {
+        let pin = kernel.pin(frame, writable)?;
+        Ok(Self { kernel, pin, armed: true })
+    }
+
+    /// Keeps the pin past the guard: it is recorded in a mapping, or
+    /// must outlive a failed invalidation.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<K: Kernel> Drop for PinGuard<'_, K> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.kernel.unpin(self.pin.handle);
+        }
+    }
+}
+
+/// Maps `new.frame` into its domain; the I/O virtual address it got.
+/// Nothing of a failed map stays mapped or pinned, unless the IOTLB could
+/// not be told to forget it (then the frame stays pinned, never reused).
+pub(super) fn map<P: Platform>(
+    hw: &mut Hardware<P>,
+    domains: &mut Domains,
+    k: &mut impl Kernel,
+    new: NewMapping,
+) -> Result<u64, ErrorCode> {
+    let pin = PinGuard::pin(k, new.frame, new.writable)?;
+    let pages = pin.pin.pages;
+    if domains.pages_of(new.owner).saturating_add(pages) > new.quota {
+        return Err(ErrorCode::QuotaExceeded);
+    }
+    let domain = domains.get_mut(new.domain).ok_or(ErrorCode::ObjectDeleted)?;
+    let domain_id = domain.id;
+    let (iova, written) = match map_in(hw, domain, new.placement, pin.pin, new.writable) {
+        Ok(placed) => placed,
+        Err(MapFailure::Refused(code)) => return Err(code),
+        Err(MapFailure::StillCached) => {
+            error!("IOTLB invalidation failed: keeping {=u64} pages pinned", pages);
+            pin.keep();
+            return Err(ErrorCode::OutOfMemory);
+        }
+    };
+    let mapping = Mapping { domain: new.domain, iova, pages, pin: pin.pin.handle, owner: new.owner };
+    pin.keep();
+    let invalidation = policy::mapped(hw.unit.capabilities(), domain_id, written);
+    if hw.unit.perform(&invalidation).is_err() || domains.record(mapping).is_err() {
+        unmap(hw, domains, k, mapping);
+        return Err(ErrorCode::OutOfMemory);
+    }
+    Ok(iova)
+}
+
+/// Why [`map_in`] failed.
+enum MapFailure {
+    /// Nothing was mapped; the code says why.
+    Refused(ErrorCode),
+    /// Part was mapped and removed, and the IOTLB could not be told.
+    StillCached,
+}
+
+/// Places `pin`'s pages in `domain` and writes their entries: the address
+/// and the range the written entries cover. On failure the address is
+/// free again.
+fn map_in<P: Platform>(
+    hw: &mut Hardware<P>,
+    domain: &mut Domain,
+    placement: Placement,
+    pin: Pin,
+    writable: bool,
+) -> Result<(u64, IovaRange), MapFailure> {
+    let placed = match placement {
+        Placement::At(iova) => domain.iova.place(iova, pin.pages),
+        Placement::Below(_) => domain.iova.allocate(pin.pages, 1),
+    };
+    let range = placed.map_err(|error| MapFailure::Refused(iova_error(error)))?;
+    let written = write_entries(hw, domain, placement, range, pin, writable);
+    if written.is_err() {
+        let _ = domain.iova.free(range.start);
+    }
+    written.map(|covered| (range.start, covered))
+}
+
+/// Writes the entries for `range`, checked against `placement`'s limit;
+/// the range the written entries cover.
+fn write_entries<P: Platform>(
+    hw: &mut Hardware<P>,
+    domain: &mut Domain,
+    placement: Placement,
+    range: IovaRange,
+    pin: Pin,
+    writable: bool,
+) -> Result<IovaRange, MapFailure> {
+    let end = range.start.saturating_add(range.pages.saturating_mul(PAGE_SIZE));
+    if let Placement::Below(limit) = placement
+        && end.saturating_sub(1) > limit
+    {
+        return Err(MapFailure::Refused(ErrorCode::InvalidArgument));
+    }
+    let access = Access { read: true, write: writable };
+    match domain.table.map(&mut hw.pages, range.start, pin.physical, pin.pages, access) {
+        Ok(mapped) => Ok(mapped.range),
+        // A run that ran out of table pages part way was mapped and
+        // removed again: a device may have cached some of it, so the
+        // IOTLB forgets it before the frame can be reused.
+        Err(PageTableError::OutOfTablePages { invalidate: Some(partial) }) => {
+            let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, partial, false);
+            match hw.unit.perform(&invalidation) {
+                Ok(()) => Err(MapFailure::Refused(ErrorCode::OutOfMemory)),
+                Err(_) => Err(MapFailure::StillCached),
+            }
+        }
+        Err(_) => Err(MapFailure::Refused(ErrorCode::OutOfMemory)),
+    }
+}
+
+/// Unmaps every mapping `owner` made, invalidating before each pin goes.
+pub(super) fn unmap_all<P: Platform>(
+    hw: &mut Hardware<P>,
+    domains: &mut Domains,
+    k: &mut impl Kernel,
+    owner: MappingOwner,
+) {
+    while let Some(mapping) = domains.take_any(owner) {
+        unmap(hw, domains, k, mapping);
+    }
+}
+
+/// Removes one mapping: page-table entries, the IOTLB (waiting for the
+/// invalidation to finish), then the pin and the address.
+pub(super) fn unmap<P: Platform>(hw: &mut Hardware<P>, domains: &mut Domains, k: &mut impl Kernel, mapping: Mapping) {
+    if let Some(domain) = domains.get_mut(mapping.domain) {
+        if let Ok(unmapped) = domain.table.unmap(&mut hw.pages, mapping.iova, mapping.pages) {
+            let range = IovaRange { start: mapping.iova, pages: mapping.pages };
+            let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, range, unmapped.tables_released > 0);
+            if hw.unit.perform(&invalidation).is_err() {
+                // The IOTLB may still hold the pages: keep them pinned
+                // rather than let a device reach reused memory.
+                error!("IOTLB invalidation failed: keeping {=u64} pages pinned", mapping.pages);
+                return;
+            }
+        }
+        let _ = domain.iova.free(mapping.iova);
+    }
+    k.unpin(mapping.pin);
+}

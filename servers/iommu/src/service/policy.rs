@@ -1,0 +1,273 @@
+//! Policy operations: what a task's badge grants it by name, one function each.
+//!
+//! The driver core (the PCI server) reports the topology, claims and
+//! releases default domains for drivers, quiesces reclaimed groups and
+//! asks for interrupt entries; a user task claims a whole group; anyone
+//! granted it reads owners, groups and counters.
+
+use capabilities::ErrorCode;
+use capabilities::badge;
+use capabilities::pci::Bdf;
+use heapless::{String, Vec};
+use iommu_api::{Handle, OwnerReport, Reply, Request};
+use iommu_groups::GroupId;
+
+use super::domains::MappingOwner;
+use super::kernel::Kernel;
+use super::mapping::unmap_all;
+use super::text::{assertion_notes, not_found, owner_report, ownership_refusal, refused, refused_with};
+use super::{Answer, DmaHandle, GroupCap, Platform, Service, change_ownership, topology};
+use crate::interrupt::remapping;
+
+/// Answers a request sent with a policy capability.
+// Out of line, so its frame is not paid for by every request.
+#[inline(never)]
+pub(super) fn request<P: Platform>(
+    s: &mut Service<P>,
+    k: &mut impl Kernel,
+    badge: u64,
+    request: Request,
+    received: &[u32],
+) -> Answer {
+    let Some(caller) = badge::client(badge) else {
+        return refused(ErrorCode::PermissionDenied, "this capability names no client").into();
+    };
+    let Some(op) = request.operation() else {
+        return refused(ErrorCode::PermissionDenied, "that operation needs a DMA handle or a group capability").into();
+    };
+    if !badge::allows(badge, op as u8) {
+        if remapping::is_interrupt_request(&request) {
+            s.interrupts.refused += 1;
+        }
+        let name = iommu_api::PROTOCOL.name_of(op as u8);
+        let caller = s.config.tasks.name(caller);
+        return refused_with(ErrorCode::PermissionDenied, format_args!("the policy does not grant {caller} `{name}`"))
+            .into();
+    }
+    match request {
+        Request::ReportTopology { functions, last } => topology::report(s, functions.as_slice(), last).into(),
+        Request::AllocInterrupt { device, holder, address, data } => {
+            remapping::allocate(s, device, holder, address, data).into()
+        }
+        Request::FreeInterrupt { device, entry } => remapping::free(s, device, entry).into(),
+        Request::Interrupts { device } => remapping::report(&s.interrupts, device).into(),
+        _ if s.ready.is_none() => {
+            refused(ErrorCode::Busy, "the IOMMU server is still waiting for the PCI server's topology").into()
+        }
+        Request::ClaimKernel { device, driver } => claim_kernel(s, k, device, driver),
+        Request::ReleaseKernel { device, driver } => release_kernel(s, k, device, driver),
+        Request::Owner { device } => owner(s, device),
+        Request::PendingReclaims => pending_reclaims(s),
+        Request::Reclaimed { group } => reclaimed(s, group),
+        Request::ClaimGroup { device } => claim_group(s, k, caller, device, received),
+        Request::Groups { group } => group_info(s, group),
+        Request::Stats => stats(s),
+        _ => refused(ErrorCode::PermissionDenied, "that operation needs a DMA handle or a group capability").into(),
+    }
+}
+
+/// The refusal of a request that came before the topology.
+fn not_ready() -> Answer {
+    refused(ErrorCode::Busy, "the IOMMU server is still waiting for the PCI server's topology").into()
+}
+
+/// `claim-kernel`: the driver core claims `device`'s group's default domain
+/// for `driver`; the reply carries the driver's DMA handle.
+fn claim_kernel<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, device: Bdf, driver: u16) -> Answer {
+    let serial = s.next_serial();
+    let Some(ready) = s.ready.as_mut() else { return not_ready() };
+    let Some(group) = ready.group_of(device) else { return not_found(device) };
+    if let Err(error) = ready.ownership.claim_kernel(group) {
+        return ownership_refusal(ready, &s.config.tasks, group, error);
+    }
+    let slot = match k.mint(Handle::Dma { group, serial }.badge()) {
+        Ok(slot) => slot,
+        Err(code) => {
+            let _ = ready.ownership.release_kernel(group);
+            return refused(code, "no room for another DMA handle").into();
+        }
+    };
+    if ready.handles.push(DmaHandle { group, device, driver, serial, slot }).is_err() {
+        k.revoke(slot);
+        let _ = ready.ownership.release_kernel(group);
+        return refused(ErrorCode::QuotaExceeded, "too many DMA handles").into();
+    }
+    info!("group {=u16}: DMA handle for {=str} on {}", group, s.config.tasks.name(driver), device);
+    Answer { reply: Reply::Group { group }, cap: Some(slot) }
+}
+
+/// `release-kernel`: `driver` was unbound from `device`; its DMA handle,
+/// mappings and interrupt entries go.
+fn release_kernel<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, device: Bdf, driver: u16) -> Answer {
+    let Some(ready) = s.ready.as_mut() else { return not_ready() };
+    let Some(group) = ready.group_of(device) else { return not_found(device) };
+    let held = |h: &DmaHandle| h.group == group && h.driver == driver && h.device == device;
+    let Some(position) = ready.handles.iter().position(held) else {
+        return refused(ErrorCode::NotFound, "that driver holds no DMA handle for that device").into();
+    };
+    let handle = ready.handles.swap_remove(position);
+    unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Handle(handle.serial));
+    remapping::revoke_device(&mut s.interrupts, &mut s.hw, device, driver);
+    k.revoke(handle.slot);
+    let _ = ready.ownership.release_kernel(group);
+    info!("group {=u16}: DMA handle of {=str} released", group, s.config.tasks.name(driver));
+    Reply::Done.into()
+}
+
+/// `owner`: who owns `device`'s group.
+fn owner<P: Platform>(s: &Service<P>, device: Bdf) -> Answer {
+    let Some(ready) = s.ready.as_ref() else { return not_ready() };
+    let Some(group) = ready.group_of(device) else { return not_found(device) };
+    let owner = ready.ownership.owner(group).map(owner_report).unwrap_or(OwnerReport::Unowned);
+    Reply::Owner { group, owner }.into()
+}
+
+/// `pending-reclaims`: the groups whose devices the PCI server must
+/// quiesce, with their members.
+fn pending_reclaims<P: Platform>(s: &Service<P>) -> Answer {
+    let Some(ready) = s.ready.as_ref() else { return not_ready() };
+    let mut pending = Vec::new();
+    for group in ready.ownership.reclaiming() {
+        let members = ready.groups.members(GroupId(group)).take(16).collect();
+        if pending.push((group, members)).is_err() {
+            break;
+        }
+    }
+    Reply::Reclaims { groups: pending }.into()
+}
+
+/// `reclaimed`: `group`'s devices are quiesced; it goes back to its
+/// default domain.
+fn reclaimed<P: Platform>(s: &mut Service<P>, group: u16) -> Answer {
+    let Some(ready) = s.ready.as_mut() else { return not_ready() };
+    match change_ownership(&mut s.hw, &s.domains, ready, |ownership, hw| ownership.reclaimed(group, hw)) {
+        Ok(()) => {
+            info!("group {=u16} reclaimed: back to its default domain", group);
+            Reply::Done.into()
+        }
+        Err(_) => refused(ErrorCode::InvalidArgument, "that group is not being reclaimed").into(),
+    }
+}
+
+/// `claim-group`: user task `caller` claims the whole group of `device`,
+/// presenting its own task capability; the reply carries the group
+/// capability, and the group blocks every DMA until attached.
+fn claim_group<P: Platform>(
+    s: &mut Service<P>,
+    k: &mut impl Kernel,
+    caller: u16,
+    device: Bdf,
+    received: &[u32],
+) -> Answer {
+    let Some(group) = s.ready.as_ref().and_then(|ready| ready.group_of(device)) else { return not_found(device) };
+    if let Some(refusal) = claim_refusal(s, caller, group) {
+        return refusal;
+    }
+    let presented = received.first().copied();
+    let Some(slot) = presented.filter(|&slot| k.task_of(slot) == Some(caller)) else {
+        return refused(ErrorCode::PermissionDenied, "present your own task capability with the claim").into();
+    };
+    if let Err(code) = k.watch(slot, caller) {
+        return refused(code, "cannot watch the claiming task").into();
+    }
+    let serial = s.next_serial();
+    let Some(ready) = s.ready.as_mut() else { return not_ready() };
+    if let Err(error) = change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.claim_user(group, caller, hw)) {
+        return ownership_refusal(ready, &s.config.tasks, group, error);
+    }
+    let minted = k.mint(Handle::Group { group, serial }.badge());
+    let kept = minted.and_then(|slot| {
+        ready.group_caps.push(GroupCap { group, task: caller, serial, slot }).map_err(|_| {
+            k.revoke(slot);
+            ErrorCode::QuotaExceeded
+        })?;
+        Ok(slot)
+    });
+    match kept {
+        Ok(slot) => {
+            info!(
+                "group {=u16} now owned by user task {=str} (blocked until attached)",
+                group,
+                s.config.tasks.name(caller)
+            );
+            Answer { reply: Reply::Group { group }, cap: Some(slot) }
+        }
+        Err(code) => {
+            let _ = change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.release_user(group, caller, hw));
+            k.request_reclaim();
+            refused(code, "no room for another group capability").into()
+        }
+    }
+}
+
+/// Why the policy or the platform does not let `caller` own `group`, if
+/// they do not: the policy must assign it a device of the group,
+/// interrupts must be remappable (or the policy say otherwise), and no
+/// unwaived reserved memory region may name a member.
+fn claim_refusal<P: Platform>(s: &mut Service<P>, caller: u16, group: u16) -> Option<Answer> {
+    let Some(ready) = s.ready.as_ref() else { return Some(not_ready()) };
+    let assigned = s.config.assignments.iter().any(|assignment| {
+        assignment.task == caller
+            && ready.groups.members(GroupId(group)).any(|member| {
+                let ids = s.topology.iter().find(|f| f.bdf == member).map(|f| (f.vendor_id, f.device_id));
+                ids.is_some_and(|(vendor, id)| assignment.device.matches(member, vendor, id))
+            })
+    });
+    if !assigned {
+        return Some(
+            refused(ErrorCode::PermissionDenied, "the policy assigns no device of that group to this task").into(),
+        );
+    }
+    if let Some(refusal) = remapping::refuse_user_claim(&mut s.interrupts, &s.config, group, caller) {
+        return Some(refusal);
+    }
+    let ready = s.ready.as_ref()?;
+    let waived = |device: Bdf| s.config.waivers.iter().any(|waiver| waiver.device == device);
+    for reserved in ready.reserved.iter().filter(|d| d.group == group && waived(d.device)) {
+        warn!(
+            "{=str} may own group {=u16} though firmware does DMA to {} at {=u64:#x}: the policy waives it",
+            s.config.tasks.name(caller),
+            group,
+            reserved.device,
+            reserved.base
+        );
+    }
+    let reserved = ready.reserved.iter().find(|d| d.group == group && !waived(d.device))?;
+    Some(
+        refused_with(
+            ErrorCode::PermissionDenied,
+            format_args!(
+                "group {group} holds {}, which firmware DMAs to at {:#x}..={:#x} (a reserved memory region): kernel-owned only, unless the policy waives it",
+                reserved.device, reserved.base, reserved.limit
+            ),
+        )
+        .into(),
+    )
+}
+
+/// `groups`: group `group`'s members, why they share it, and its owner.
+fn group_info<P: Platform>(s: &Service<P>, group: u16) -> Answer {
+    let Some(ready) = s.ready.as_ref() else { return not_ready() };
+    let id = GroupId(group);
+    if usize::from(group) >= ready.groups.count() {
+        return refused(ErrorCode::NotFound, "no group has that number").into();
+    }
+    let mut reasons = String::new();
+    let _ = core::fmt::write(&mut reasons, format_args!("{}", ready.groups.explain(id)));
+    assertion_notes(&ready.asserted, ready.groups.members(id), &mut reasons);
+    let members = ready.groups.members(id).take(32).collect();
+    let owner = ready.ownership.owner(group).map(owner_report).unwrap_or(OwnerReport::Unowned);
+    Reply::GroupInfo { group, members, reasons, owner }.into()
+}
+
+/// `stats`: mappings, table pages, domains and faults seen.
+fn stats<P: Platform>(s: &Service<P>) -> Answer {
+    use crate::memory::TablePages;
+    Reply::Stats {
+        mappings: s.domains.mapping_count() as u32,
+        table_pages: s.hw.pages.in_use() as u32,
+        domains: s.domains.count() as u32,
+        faults: s.faults_seen,
+    }
+    .into()
+}
