@@ -7,22 +7,7 @@ use capabilities::abi::{ObjectKind, slots};
 use capabilities::capslots::{self, ENTRY_SIZE, SLOT_OFFSET};
 use object::{Object, ObjectSection};
 
-use crate::policy::{GrantObject, Problem, Task};
-
-/// The kind of object a grant names.
-pub fn kind_of(object: GrantObject) -> ObjectKind {
-    match object {
-        GrantObject::Endpoint(_) => ObjectKind::Endpoint,
-        GrantObject::Notification(_) => ObjectKind::Notification,
-        GrantObject::Task(_) => ObjectKind::Task,
-        GrantObject::DeviceMemory { .. } => ObjectKind::DeviceMemory,
-        GrantObject::IoPorts { .. } => ObjectKind::IoPorts,
-        GrantObject::Interrupt { .. } => ObjectKind::Interrupt,
-        GrantObject::Control => ObjectKind::Control,
-        GrantObject::AcpiTables => ObjectKind::Frame,
-        GrantObject::Ecam(_) | GrantObject::RemappingUnit(_) => ObjectKind::DeviceMemory,
-    }
-}
+use crate::policy::{Problem, Task};
 
 /// The slot the policy's `index`th grant of a task is installed in.
 pub fn slot_of(index: usize) -> u32 {
@@ -75,7 +60,7 @@ pub fn resolve(task: &Task, elf: &[u8]) -> Result<Result<Resolution, Vec<Problem
                 ),
             }),
             Some((_, kind, at)) => {
-                let granted = kind_of(grant.object);
+                let granted = grant.object.kind();
                 if *kind != granted as u8 {
                     let expected = ObjectKind::from_number(u64::from(*kind));
                     problems.push(Problem {

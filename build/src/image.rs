@@ -5,14 +5,14 @@
 //! again when it reads the image.
 
 use anyhow::{Context, Result, bail};
-use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use capabilities::manifest::{BootCap, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
 use object::Endianness;
 use object::elf::{PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 
 use crate::bare_metal::Elves;
 use crate::capslots;
-use crate::policy::{GrantObject, Policy, Problems};
+use crate::policy::{Policy, Problems};
 
 const PAGE: usize = 4096;
 
@@ -152,19 +152,7 @@ fn layout<'a>(policy: &Policy, programs: &'a [(u64, Vec<Loadable>)], base: usize
 
 /// The manifest form of a task's `index`th grant.
 fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
-    let object = match grant.object {
-        GrantObject::Endpoint(n) => BootObject::Endpoint(n as u16),
-        GrantObject::Notification(n) => BootObject::Notification(n as u16),
-        GrantObject::Task(n) => BootObject::Task(n as u16),
-        GrantObject::DeviceMemory { base, pages } => BootObject::DeviceMemory { base, pages },
-        GrantObject::IoPorts { base, count } => BootObject::IoPorts { base, count },
-        GrantObject::Interrupt { gsi, level } => BootObject::Interrupt { gsi, level },
-        GrantObject::Control => BootObject::Control,
-        GrantObject::AcpiTables => BootObject::AcpiTables,
-        GrantObject::Ecam(n) => BootObject::Ecam(n),
-        GrantObject::RemappingUnit(n) => BootObject::RemappingUnit(n),
-    };
-    BootCap { slot: capslots::slot_of(index) as u16, object, rights: grant.rights, badge: grant.badge }
+    BootCap { slot: capslots::slot_of(index) as u16, object: grant.object, rights: grant.rights, badge: grant.badge }
 }
 
 /// The configuration blob task `index` receives: its part of the policy if

@@ -134,6 +134,25 @@ pub enum BootObject {
     RemappingUnit(u8),
 }
 
+impl BootObject {
+    /// The kind of the capability the kernel installs for it.
+    pub const fn kind(&self) -> crate::abi::ObjectKind {
+        use crate::abi::ObjectKind;
+        match self {
+            BootObject::Endpoint(_) => ObjectKind::Endpoint,
+            BootObject::Notification(_) => ObjectKind::Notification,
+            BootObject::Task(_) => ObjectKind::Task,
+            BootObject::DeviceMemory { .. } | BootObject::Ecam(_) | BootObject::RemappingUnit(_) => {
+                ObjectKind::DeviceMemory
+            }
+            BootObject::IoPorts { .. } => ObjectKind::IoPorts,
+            BootObject::Interrupt { .. } => ObjectKind::Interrupt,
+            BootObject::Control => ObjectKind::Control,
+            BootObject::AcpiTables => ObjectKind::Frame,
+        }
+    }
+}
+
 /// One loadable segment: `file_size` bytes at `offset` in the image, padded
 /// with zeros to `mem_size`, mapped at `vaddr` with `flags`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use super::raw::{RawCap, RawInvalidation, RawPolicy};
 use super::{
-    Endpoint, FORMAT_VERSION, Grant, GrantObject, MAX_PRIORITY, MAX_STACK_PAGES, Policy, Problem, Problems, Task,
+    BootObject, Endpoint, FORMAT_VERSION, Grant, MAX_PRIORITY, MAX_STACK_PAGES, Policy, Problem, Problems, Task,
     TaskKind,
 };
 
@@ -358,7 +358,7 @@ fn grant(
                 ),
             );
         }
-        return plain(GrantObject::Endpoint(index), rights::RECEIVE, 0);
+        return plain(BootObject::Endpoint(index as u16), rights::RECEIVE, 0);
     }
     if let Some(name) = &cap.send {
         let index = endpoint(report, name)?;
@@ -368,7 +368,7 @@ fn grant(
             if declared.server != context.index {
                 report.at(span.clone(), format!("{what}: only the server of `{}` may mint its badges", declared.name));
             }
-            return plain(GrantObject::Endpoint(index), granted | rights::MINT, 0);
+            return plain(BootObject::Endpoint(index as u16), granted | rights::MINT, 0);
         }
         let mut mask = 0u64;
         match (declared.protocol, &cap.operations) {
@@ -402,7 +402,7 @@ fn grant(
             ),
             (None, None) => granted &= !rights::GRANT,
         }
-        return plain(GrantObject::Endpoint(index), granted, badge::policy(context.index as u16, mask));
+        return plain(BootObject::Endpoint(index as u16), granted, badge::policy(context.index as u16, mask));
     }
     if let Some(name) = &cap.notification {
         let Some(index) = context.notifications.iter().position(|n| n == name.get_ref()) else {
@@ -422,7 +422,7 @@ fn grant(
         if granted == 0 {
             report.at(span, format!("{what}: a notification capability needs `signal = true`, `wait = true`, or both"));
         }
-        return plain(GrantObject::Notification(index), granted, cap.badge.unwrap_or(0));
+        return plain(BootObject::Notification(index as u16), granted, cap.badge.unwrap_or(0));
     }
     if let Some(name) = &cap.watch {
         let Some(index) = task_index(name.get_ref()) else {
@@ -430,13 +430,13 @@ fn grant(
             return None;
         };
         let kill = if cap.kill == Some(true) { rights::KILL } else { 0 };
-        return plain(GrantObject::Task(index), rights::WATCH | kill, 0);
+        return plain(BootObject::Task(index as u16), rights::WATCH | kill, 0);
     }
     if let Some(ports) = &cap.io_ports {
         if ports.count == 0 || u32::from(ports.base) + u32::from(ports.count) > 0x1_0000 {
             report.at(span, format!("{what}: ports {:#x}+{} do not fit the 64 Ki port space", ports.base, ports.count));
         }
-        return plain(GrantObject::IoPorts { base: ports.base, count: ports.count }, rights::SEND | rights::RECEIVE, 0);
+        return plain(BootObject::IoPorts { base: ports.base, count: ports.count }, rights::SEND | rights::RECEIVE, 0);
     }
     if let Some(interrupt) = &cap.interrupt {
         let level = match interrupt.trigger.get_ref().as_str() {
@@ -447,13 +447,13 @@ fn grant(
                 false
             }
         };
-        return plain(GrantObject::Interrupt { gsi: interrupt.gsi, level }, rights::ACK, 0);
+        return plain(BootObject::Interrupt { gsi: interrupt.gsi, level }, rights::ACK, 0);
     }
     if let Some(memory) = &cap.device_memory {
         if memory.base % 4096 != 0 || memory.pages == 0 {
             report.at(span, format!("{what}: device memory must be page-aligned and at least one page"));
         }
-        let object = GrantObject::DeviceMemory { base: memory.base, pages: memory.pages };
+        let object = BootObject::DeviceMemory { base: memory.base, pages: memory.pages };
         return plain(object, rights::READ | rights::WRITE, 0);
     }
     if let Some(names) = &cap.control {
@@ -467,16 +467,16 @@ fn grant(
                     .at(name.span(), format!("{what}: control right `{other}` is not `dma`, `irq` or `device-memory`")),
             }
         }
-        return plain(GrantObject::Control, granted, 0);
+        return plain(BootObject::Control, granted, 0);
     }
     if cap.acpi_tables.is_some() {
-        return plain(GrantObject::AcpiTables, rights::READ, 0);
+        return plain(BootObject::AcpiTables, rights::READ, 0);
     }
     if let Some(n) = cap.ecam {
-        return plain(GrantObject::Ecam(n), rights::READ | rights::WRITE, 0);
+        return plain(BootObject::Ecam(n), rights::READ | rights::WRITE, 0);
     }
     if let Some(n) = cap.remapping_unit {
-        return plain(GrantObject::RemappingUnit(n), rights::READ | rights::WRITE, 0);
+        return plain(BootObject::RemappingUnit(n), rights::READ | rights::WRITE, 0);
     }
     None
 }
@@ -488,8 +488,10 @@ fn check_servers(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task], endpo
     for (index, endpoint) in endpoints.iter().enumerate() {
         let span = raw.endpoints.get_index(index).map_or(0..0, |(_, e)| e.span());
         let Some(server) = tasks.get(endpoint.server) else { continue };
-        let receives =
-            server.caps.iter().any(|c| c.object == GrantObject::Endpoint(index) && c.rights & rights::RECEIVE != 0);
+        let receives = server
+            .caps
+            .iter()
+            .any(|c| c.object == BootObject::Endpoint(index as u16) && c.rights & rights::RECEIVE != 0);
         if !receives {
             report.at(
                 span.clone(),
@@ -500,8 +502,10 @@ fn check_servers(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task], endpo
             );
         }
         for client in tasks {
-            let calls =
-                client.caps.iter().any(|c| c.object == GrantObject::Endpoint(index) && c.rights & rights::SEND != 0);
+            let calls = client
+                .caps
+                .iter()
+                .any(|c| c.object == BootObject::Endpoint(index as u16) && c.rights & rights::SEND != 0);
             if calls && client.priority > server.priority {
                 report.at(
                     span.clone(),

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use capabilities::config::DeviceMatch;
+pub use capabilities::manifest::BootObject;
 use capabilities::protocol::Protocol;
 
 pub use check::parse;
@@ -94,46 +95,6 @@ pub struct Device {
     pub waiver: Option<String>,
 }
 
-/// What a granted capability names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GrantObject {
-    /// Boot endpoint `n`.
-    Endpoint(usize),
-    /// Boot notification `n`.
-    Notification(usize),
-    /// Task `n`.
-    Task(usize),
-    /// Device registers.
-    DeviceMemory {
-        /// Page-aligned physical address.
-        base: u64,
-        /// Length in pages.
-        pages: u32,
-    },
-    /// I/O ports.
-    IoPorts {
-        /// First port.
-        base: u16,
-        /// Number of ports.
-        count: u16,
-    },
-    /// An IO APIC input.
-    Interrupt {
-        /// Global system interrupt.
-        gsi: u8,
-        /// Level-triggered (active low).
-        level: bool,
-    },
-    /// The control object.
-    Control,
-    /// The kernel's copy of the ACPI tables.
-    AcpiTables,
-    /// ECAM region `n` of the MCFG table.
-    Ecam(u8),
-    /// The registers of remapping unit `n` of the DMAR table.
-    RemappingUnit(u8),
-}
-
 /// One capability a task receives at boot.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -142,7 +103,7 @@ pub struct Grant {
     /// Line in the policy file.
     pub line: usize,
     /// The object.
-    pub object: GrantObject,
+    pub object: BootObject,
     /// `abi::rights` bits.
     pub rights: u32,
     /// Badge (0: unbadged).

@@ -6,7 +6,7 @@ use std::path::Path;
 use capabilities::abi::rights;
 use capabilities::badge;
 
-use super::{GrantObject, Policy, Problems, TaskKind, parse};
+use super::{BootObject, Policy, Problems, TaskKind, parse};
 
 fn binaries() -> Vec<String> {
     ["echo-server", "kernel-test", "hello"].iter().map(|s| s.to_string()).collect()
@@ -77,13 +77,13 @@ fn a_good_policy_resolves_every_name_into_objects_rights_and_badges() {
     assert_eq!(echo.caps[1].rights, rights::SEND | rights::GRANT | rights::MINT);
     assert_eq!(echo.caps[1].badge, 0, "the server's minting capability is unbadged");
     let calls = &client.caps[0];
-    assert_eq!(calls.object, GrantObject::Endpoint(0));
+    assert_eq!(calls.object, BootObject::Endpoint(0));
     assert_eq!(calls.badge, badge::policy(1, 0b101), "client #1, operations 0 and 2");
     assert!(badge::allows(calls.badge, 0) && !badge::allows(calls.badge, 1));
     assert_eq!(client.caps[1].rights, rights::SEND | rights::RECEIVE);
     assert_eq!(client.caps[1].badge, 4);
-    assert_eq!(client.caps[2].object, GrantObject::Task(0));
-    assert_eq!(client.caps[4].object, GrantObject::Interrupt { gsi: 8, level: false });
+    assert_eq!(client.caps[2].object, BootObject::Task(0));
+    assert_eq!(client.caps[4].object, BootObject::Interrupt { gsi: 8, level: false });
     assert_eq!(client.caps[5].rights, rights::DMA | rights::IRQ);
     assert_eq!(client.caps.iter().map(|c| c.line).collect::<Vec<_>>(), [31, 32, 33, 34, 35, 36, 37]);
 }
