@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use xtask::policy::{self, GrantObject, MAX_PRIORITY, MAX_STACK_PAGES};
+use xtask::policy::{self, BootObject, MAX_PRIORITY, MAX_STACK_PAGES};
 
 /// Task binaries the checker is told exist.
 const BINARIES: [&str; 3] = ["echo-server", "kernel-test", "hello"];
@@ -28,9 +28,9 @@ pub fn policy(data: &[u8]) {
                 assert!(task.stack_pages <= MAX_STACK_PAGES);
                 for grant in &task.caps {
                     let exists = match grant.object {
-                        GrantObject::Endpoint(n) => n < checked.endpoints.len(),
-                        GrantObject::Notification(n) => n < checked.notifications.len(),
-                        GrantObject::Task(n) => n < tasks,
+                        BootObject::Endpoint(n) => usize::from(n) < checked.endpoints.len(),
+                        BootObject::Notification(n) => usize::from(n) < checked.notifications.len(),
+                        BootObject::Task(n) => usize::from(n) < tasks,
                         _ => true,
                     };
                     assert!(exists, "grant {} of task {} names no object", grant.name, task.name);
