@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 #[macro_use]
-mod fmt;
+extern crate log_shim;
 
 pub mod bootinfo;
 pub mod context;

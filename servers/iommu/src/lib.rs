@@ -22,7 +22,7 @@
 #![forbid(unsafe_code)]
 
 #[macro_use]
-mod fmt;
+extern crate log_shim;
 
 pub mod capability;
 pub mod context;

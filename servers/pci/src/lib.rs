@@ -9,6 +9,9 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+#[macro_use]
+extern crate log_shim;
+
 pub mod bar;
 pub mod caps;
 pub mod config;
@@ -22,7 +25,6 @@ pub mod reach;
 
 mod acs;
 mod describe;
-mod log;
 mod msi;
 mod pcie;
 #[cfg(test)]

@@ -12,7 +12,6 @@ use super::mediation::{WriteRefusal, check_read, check_write};
 use super::refusal::{Refusal, refuse};
 use super::state::DriverCore;
 use crate::config::ConfigSpace;
-use crate::log::info;
 
 impl DriverCore {
     /// `Bind`: `driver` drives `device` from now on (it takes the device

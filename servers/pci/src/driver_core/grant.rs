@@ -13,7 +13,6 @@ use super::iommu;
 use super::refusal::{Refusal, refuse};
 use super::state::{Answer, DriverCore, MAX_HOLDERS, death_bit};
 use crate::config::ConfigSpace;
-use crate::log::{info, warning};
 
 impl DriverCore {
     /// `Probe`: the `index`th device bound to `caller`, claiming its group's
@@ -156,7 +155,7 @@ impl DriverCore {
                     GroupText(self.devices[position].group),
                     self.name(driver)
                 );
-                warning!("probe refused: {=str}", refusal.reason.as_str());
+                warn!("probe refused: {=str}", refusal.reason.as_str());
                 Err(refusal)
             }
         }
@@ -174,7 +173,7 @@ impl DriverCore {
             hw.kernel.delete(slot);
         }
         if iommu::release_kernel(hw.iommu.as_deref_mut(), hw.kernel, bdf, driver).is_err() {
-            warning!("{}: the claim for {=str} could not be released after a failed grant", bdf, self.name(driver));
+            warn!("{}: the claim for {=str} could not be released after a failed grant", bdf, self.name(driver));
         }
     }
 
@@ -303,7 +302,7 @@ fn free_vector<C: ConfigSpace, K: Kernel, I: IommuLink>(
     if let Some(entry) = entry
         && iommu::free_interrupt(hw.iommu.as_deref_mut(), hw.kernel, bdf, entry).is_err()
     {
-        warning!("{}: interrupt entry {=u16} not given back after a failed grant", bdf, entry);
+        warn!("{}: interrupt entry {=u16} not given back after a failed grant", bdf, entry);
     }
     hw.kernel.delete(vector.slot);
 }

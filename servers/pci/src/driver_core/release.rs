@@ -17,7 +17,6 @@ use super::quiesce::quiesce;
 use super::refusal::{Refusal, refuse, truncated};
 use super::state::DriverCore;
 use crate::config::ConfigSpace;
-use crate::log::{error, info, warning};
 
 /// Most `PendingReclaims` rounds one notification leads to (each lists
 /// up to eight groups).
@@ -155,7 +154,7 @@ impl DriverCore {
                 }
             }
         }
-        warning!("reclaims still pending after {=usize} rounds; waiting for the next notification", MAX_RECLAIM_ROUNDS);
+        warn!("reclaims still pending after {=usize} rounds; waiting for the next notification", MAX_RECLAIM_ROUNDS);
     }
 
     fn reclaim_device<C: ConfigSpace, K: Kernel, I: IommuLink>(
@@ -165,7 +164,7 @@ impl DriverCore {
         member: Bdf,
     ) {
         let Ok(position) = self.find(member) else {
-            warning!("group {=u16} lists {}, which enumeration did not find", group, member);
+            warn!("group {=u16} lists {}, which enumeration did not find", group, member);
             return;
         };
         self.devices[position].group = Some(group);

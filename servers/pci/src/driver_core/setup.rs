@@ -13,7 +13,6 @@ use super::state::DriverCore;
 use super::{iommu, mediation, quiesce};
 use crate::bar;
 use crate::config::ConfigSpace;
-use crate::log::{info, warning};
 
 impl DriverCore {
     /// Takes over the functions of `topology`: sizes their BARs and creates
@@ -29,7 +28,7 @@ impl DriverCore {
         let mut sized: Vec<(Bdf, SizedBars), MAX_FUNCTIONS> = Vec::new();
         for function in &topology.functions {
             let bars = bar::size_all(hw.config, function.bdf, function.header).unwrap_or_else(|error| {
-                warning!("{}: BARs not sized: {}", function.bdf, error);
+                warn!("{}: BARs not sized: {}", function.bdf, error);
                 [None; bar::MAX_BARS]
             });
             // The topology holds at most MAX_FUNCTIONS, so this fits.
@@ -47,7 +46,7 @@ impl DriverCore {
                 binding.device.matches(f.bdf, f.vendor_id, f.device_id)
             });
             if !matched {
-                warning!(
+                warn!(
                     "the binding of {=str} to {} matches no function",
                     config.tasks.name(binding.driver),
                     binding.device
@@ -72,7 +71,7 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
     for (index, skip) in skipped {
         match skip {
             BarSkip::Io => {}
-            other => warning!("{}: BAR{=u8} is not granted to holders: {}", bdf, index, other),
+            other => warn!("{}: BAR{=u8} is not granted to holders: {}", bdf, index, other),
         }
     }
     let mut caps = Vec::new();
@@ -82,23 +81,20 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
                 // `granted` holds no more than `caps` can.
                 let _ = caps.push(BarCap { region, slot });
             }
-            Err(code) => warning!(
+            Err(code) => warn!(
                 "{}: BAR{=u8} at {=u64:#x}: no device-memory capability: {}",
-                bdf,
-                region.index,
-                region.base,
-                code
+                bdf, region.index, region.base, code
             ),
         }
     }
     let flr = quiesce::flr_capable(hw.config, function).unwrap_or_else(|error| {
-        warning!("{}: reset capability unreadable: {}", bdf, error);
+        warn!("{}: reset capability unreadable: {}", bdf, error);
         false
     });
     if function.header == HeaderKind::Normal
         && let Err(error) = update_command(hw.config, bdf, 0, COMMAND_BUS_MASTER)
     {
-        warning!("{}: bus mastering not turned off: {}", bdf, error);
+        warn!("{}: bus mastering not turned off: {}", bdf, error);
     }
     let binding = config
         .bindings
@@ -119,14 +115,14 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
 /// Reports the topology, or says why it is not.
 fn report<C: ConfigSpace, K: Kernel, I: IommuLink>(topology: &Topology, hw: &mut Hardware<'_, C, K, I>) {
     if hw.iommu.is_none() {
-        warning!("no IOMMU server: the topology is not reported and DMA-capable drivers cannot be bound");
+        warn!("no IOMMU server: the topology is not reported and DMA-capable drivers cannot be bound");
         return;
     }
     match iommu::report_topology(hw.iommu.as_deref_mut(), hw.kernel, topology) {
         Ok(()) => info!("topology reported to the IOMMU server: {=usize} functions", topology.functions.len()),
         Err(failure) => {
             let text: heapless::String<480> = truncated(format_args!("{failure}"));
-            warning!("topology report failed: {=str}", text.as_str());
+            warn!("topology report failed: {=str}", text.as_str());
         }
     }
 }
