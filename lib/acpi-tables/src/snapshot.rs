@@ -12,6 +12,8 @@
 //! directory entry per copied table (physical address, length, offset in
 //! the snapshot), then the tables' bytes.
 
+use core::fmt;
+
 use crate::memory::TableMemory;
 use crate::root::{RootError, RootTable};
 use crate::rsdp::{Rsdp, RsdpError};
@@ -19,6 +21,9 @@ use crate::sdt::{HEADER_LENGTH, SdtHeader, TableError};
 
 /// First eight bytes of a snapshot.
 pub const MAGIC: [u8; 8] = *b"ACPISNAP";
+
+/// Largest snapshot the kernel builds (and so the most a server reads).
+pub const SNAPSHOT_MAX: usize = 32 * 1024;
 
 /// Most tables a snapshot holds (the RSDP and the root table included).
 pub const MAX_TABLES: usize = 48;
@@ -44,6 +49,44 @@ pub enum SnapshotError {
     TooManyTables,
     /// The bytes are not a snapshot (bad magic, count or directory).
     Malformed,
+}
+
+/// Why a server could not have a table from a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupError<E> {
+    /// The snapshot itself is unusable.
+    Snapshot(SnapshotError),
+    /// The firmware has no table of this name.
+    Missing(&'static str),
+    /// The table of this name is there but malformed.
+    Table(&'static str, E),
+}
+
+impl<E: fmt::Debug> fmt::Display for LookupError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LookupError::Snapshot(error) => write!(f, "the ACPI snapshot is unusable: {error:?}"),
+            LookupError::Missing(name) => write!(f, "the ACPI tables have no {name}"),
+            LookupError::Table(name, error) => write!(f, "{name} unusable: {error:?}"),
+        }
+    }
+}
+
+/// Finds the table called `name` in the snapshot `bytes` with `find` (the
+/// table's own finder, such as `Dmar::find` over a caller's buffer);
+/// `root` holds the root table meanwhile.
+pub fn find_table<'a, T, E>(
+    bytes: &'a [u8],
+    root: &mut [u8],
+    name: &'static str,
+    find: impl FnOnce(&SnapshotMemory<'a>, &RootTable<'_>) -> Result<Option<T>, E>,
+) -> Result<T, LookupError<E>> {
+    match SnapshotMemory::find_in(bytes, root, find) {
+        Ok(Ok(Some(table))) => Ok(table),
+        Ok(Ok(None)) => Err(LookupError::Missing(name)),
+        Ok(Err(error)) => Err(LookupError::Table(name, error)),
+        Err(error) => Err(LookupError::Snapshot(error)),
+    }
 }
 
 struct Writer<'o> {

@@ -91,3 +91,23 @@ fn corrupt_snapshots_are_refused() {
     huge[8..12].copy_from_slice(&1000u32.to_le_bytes());
     assert_eq!(SnapshotMemory::new(&huge).err(), Some(SnapshotError::Malformed));
 }
+
+#[test]
+fn a_lookup_names_what_is_wrong() {
+    use crate::{Dmar, Mcfg};
+    let memory = firmware(&[MCFG_AT as u64]);
+    let bytes = snapshot(&memory, 8192).expect("fits");
+    let (mut root, mut table) = ([0u8; 1024], [0u8; 4096]);
+    let missing = find_table(&bytes, &mut root, "DMAR", |tables, root| Dmar::find(tables, root, &mut table));
+    assert_eq!(missing.as_ref().err().map(|e| format!("{e}")), Some("the ACPI tables have no DMAR".into()));
+    let found = find_table(&bytes, &mut root, "MCFG", |tables, root| Mcfg::find(tables, root, &mut table));
+    assert!(found.is_ok());
+    let garbage = find_table(&[0u8; 64], &mut root, "MCFG", |tables, root| Mcfg::find(tables, root, &mut table));
+    assert!(matches!(garbage, Err(LookupError::Snapshot(_))));
+    let memory = firmware(&[DMAR_AT as u64]);
+    let mut broken = snapshot(&memory, 8192).expect("fits");
+    let at = broken.windows(4).position(|w| w == b"DMAR").expect("copied");
+    broken[at + 36] = 0; // a host address width of 1 bit
+    let unusable = find_table(&broken, &mut root, "DMAR", |tables, root| Dmar::find(tables, root, &mut table));
+    assert!(matches!(unusable, Err(LookupError::Table("DMAR", _))), "{unusable:?}");
+}

@@ -26,3 +26,15 @@ pub fn parameter(name: &str, default: u64) -> u64 {
 pub fn config<'a, T: Deserialize<'a>>() -> Result<T, ErrorCode> {
     postcard::from_bytes(config_bytes()).map_err(|_| ErrorCode::Malformed)
 }
+
+/// A server's configuration, or `None` with the reason logged naming
+/// `server` (a server cannot start without its part of the policy).
+pub fn server_config<'a, T: Deserialize<'a>>(server: &str) -> Option<T> {
+    match config() {
+        Ok(config) => Some(config),
+        Err(code) => {
+            error!("no {=str} configuration in the boot information: {}", server, code);
+            None
+        }
+    }
+}

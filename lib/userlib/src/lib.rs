@@ -7,11 +7,15 @@
 //! panic handler, and the test kit test tasks report through.
 #![no_std]
 
+#[macro_use]
+extern crate log_shim;
+
 pub mod boot;
 pub mod cap;
 pub mod ipc;
 pub mod mmio;
 pub mod objects;
+pub mod server;
 pub mod syscall;
 #[cfg(feature = "bare-metal")]
 pub mod testkit;

@@ -16,7 +16,10 @@ mod platform;
 
 use core::cell::RefCell;
 
+use heapless::Vec;
+
 use capabilities::ErrorCode;
+use capabilities::abi::ipc::MAX_CAPS;
 use capabilities::config::{InvalidationMode, IommuConfig};
 use iommu_api::{Reply, Request};
 use iommu_server::service::{Service, refused};
@@ -29,6 +32,7 @@ use platform::tables::FramePool;
 use userlib::cap::{Cap, Endpoint, Interrupt, SlotPool, own};
 use userlib::ipc::{Buffer, Received};
 use userlib::mmio::Mapping;
+use userlib::server::Serve;
 use userlib::syscall;
 
 userlib::cap_slot!(REQUESTS: Endpoint = "requests");
@@ -49,13 +53,7 @@ const TABLES_VIRT: u64 = 0x4000_0000;
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
-    let config: IommuConfig = match userlib::boot::config() {
-        Ok(config) => config,
-        Err(code) => {
-            defmt::error!("no IOMMU configuration in the boot information: {}", code);
-            return 1;
-        }
-    };
+    let Some(config) = userlib::boot::server_config::<IommuConfig>("IOMMU") else { return 1 };
     let Some(unit) = platform::acpi::describe_unit(ACPI.get(), REGISTERS.get()) else { return 1 };
     let registers = match Mapping::map(own::SPACE, REGISTERS.get(), REGISTERS_VIRT, true) {
         Ok(mapping) => MmioRegisters { mapping },
@@ -129,32 +127,57 @@ fn main() -> u64 {
         pci_events: PCI_EVENTS.get(),
     };
     defmt::info!("IOMMU server ready: waiting for the PCI server's topology");
-    let requests = REQUESTS.get();
-    let mut next = requests.receive(&mut buffer, 0, 0);
-    loop {
-        let message = match next {
-            Ok(message) => message,
-            Err(code) => {
-                defmt::warn!("receive failed: {}", code);
-                next = requests.receive(&mut buffer, 0, 0);
-                continue;
+    // The server borrows the service: a second copy of it would not fit the stack.
+    let mut server = Server { service: &mut service, kernel: &mut kernel, fault_interrupt };
+    userlib::server::serve(REQUESTS.get(), &mut buffer, &mut server)
+}
+
+/// The service, the kernel it calls, and the unit's fault event.
+struct Server<'s, 'p> {
+    service: &'s mut Service<Vtd<'p>>,
+    kernel: &'s mut Syscalls<'p>,
+    fault_interrupt: Cap<Interrupt>,
+}
+
+impl Serve for Server<'_, '_> {
+    type Reply = Reply;
+
+    /// Answers one request; the service deletes the capabilities it brought.
+    fn request(&mut self, buffer: &mut Buffer, message: Received) -> (Reply, Vec<u32, MAX_CAPS>) {
+        let received = buffer.received_caps();
+        let answer = match buffer.decode::<Request>(message.len) {
+            Ok(request) => self.service.handle(self.kernel, message.badge, request, &received),
+            Err(_) => {
+                for &slot in &received {
+                    let _ = Cap::<Endpoint>::at(slot).delete();
+                }
+                refused(ErrorCode::Malformed, "no IOMMU request decodes from this message").into()
             }
         };
-        if message.info.is_notification() {
-            events(&mut service, &mut kernel, fault_interrupt, message.badge);
-            next = requests.receive(&mut buffer, 0, 0);
-            continue;
+        if let Reply::Refused { code, reason } = &answer.reply {
+            defmt::info!("refused ({}): {=str}", code, reason.as_str());
         }
-        let answer = serve(&mut service, &mut kernel, &mut buffer, message);
-        let len = buffer.encode(&answer.reply).unwrap_or_else(|_| {
-            buffer.encode(&refused(ErrorCode::TooLarge, "the reply did not fit a message")).unwrap_or(0)
-        });
-        let sent: &[u32] = match &answer.cap {
-            Some(slot) => core::slice::from_ref(slot),
-            None => &[],
-        };
-        buffer.set_send_caps(sent);
-        next = own::REPLY.reply_receive(&mut buffer, len, requests, 0, 0);
+        (answer.reply, answer.cap.into_iter().collect())
+    }
+
+    fn too_large(&self) -> Reply {
+        refused(ErrorCode::TooLarge, "the reply did not fit a message")
+    }
+
+    /// Fault events and deaths of watched tasks.
+    fn notified(&mut self, _buffer: &mut Buffer, bits: u64) {
+        if bits & FAULT_BIT != 0 {
+            let count = self.service.drain_faults(syscall::now());
+            if count == 0 {
+                defmt::debug!("fault event with no fault pending");
+            }
+            if let Err(code) = self.fault_interrupt.acknowledge() {
+                defmt::error!("the fault event cannot be acknowledged: {}", code);
+            }
+        }
+        for task in deaths(bits) {
+            self.service.task_died(self.kernel, task);
+        }
     }
 }
 
@@ -177,43 +200,4 @@ fn route_fault_event(service: &mut Service<Vtd<'_>>, pool: &RefCell<SlotPool>) -
             None
         }
     }
-}
-
-/// Notification bits: fault events and deaths of watched tasks.
-fn events(service: &mut Service<Vtd<'_>>, kernel: &mut Syscalls<'_>, fault_interrupt: Cap<Interrupt>, bits: u64) {
-    if bits & FAULT_BIT != 0 {
-        let count = service.drain_faults(syscall::now());
-        if count == 0 {
-            defmt::debug!("fault event with no fault pending");
-        }
-        if let Err(code) = fault_interrupt.acknowledge() {
-            defmt::error!("the fault event cannot be acknowledged: {}", code);
-        }
-    }
-    for task in deaths(bits) {
-        service.task_died(kernel, task);
-    }
-}
-
-/// Answers one request; the service deletes the capabilities it brought.
-fn serve(
-    service: &mut Service<Vtd<'_>>,
-    kernel: &mut Syscalls<'_>,
-    buffer: &mut Buffer,
-    message: Received,
-) -> iommu_server::service::Answer {
-    let received = buffer.received_caps();
-    let answer = match buffer.decode::<Request>(message.len) {
-        Ok(request) => service.handle(kernel, message.badge, request, &received),
-        Err(_) => {
-            for &slot in &received {
-                let _ = Cap::<Endpoint>::at(slot).delete();
-            }
-            refused(ErrorCode::Malformed, "no IOMMU request decodes from this message").into()
-        }
-    };
-    if let Reply::Refused { code, reason } = &answer.reply {
-        defmt::info!("refused ({}): {=str}", code, reason.as_str());
-    }
-    answer
 }

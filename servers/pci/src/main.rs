@@ -11,22 +11,24 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-mod server;
+mod platform;
 
 use core::cell::RefCell;
 
 use capabilities::ErrorCode;
+use capabilities::abi::ipc::MAX_CAPS;
 use capabilities::config::PciConfig;
 use heapless::Vec;
 use pci_api::Reply;
-use pci_server::driver_core::{Answer, DriverCore, Hardware, Refusal, Slot};
+use pci_server::driver_core::{DriverCore, Hardware, Refusal, Slot};
 use pci_server::{Options, enumerate, reach};
-use server::ecam::EcamSpace;
-use server::iommu::IommuClient;
-use server::kernel::Syscalls;
-use userlib::cap::{Cap, Endpoint, SlotPool, own};
+use platform::ecam::EcamSpace;
+use platform::iommu::IommuClient;
+use platform::kernel::Syscalls;
+use userlib::cap::{Cap, Endpoint, SlotPool};
 use userlib::ipc::{Buffer, Received};
 use userlib::objects;
+use userlib::server::Serve;
 
 userlib::cap_slot!(REQUESTS: Endpoint = "requests");
 userlib::cap_slot!(ECAM: DeviceMemory = "ecam");
@@ -42,15 +44,9 @@ const REQUEST_MAX: usize = 64;
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
-    let config: PciConfig = match userlib::boot::config() {
-        Ok(config) => config,
-        Err(code) => {
-            defmt::error!("no PCI configuration in the boot information: {}", code);
-            return 1;
-        }
-    };
+    let Some(config) = userlib::boot::server_config::<PciConfig>("PCI") else { return 1 };
     let pool = RefCell::new(SlotPool::new());
-    let Some(ecam) = server::acpi::ecam_window(ACPI.get(), ECAM.get()) else { return 1 };
+    let Some(ecam) = platform::acpi::ecam_window(ACPI.get(), ECAM.get()) else { return 1 };
     let Some(mut space) = map_ecam(ecam, &pool) else { return 1 };
     let options = Options { segment: ecam.segment(), extended_config: true, enable_acs: true };
     let topology = match enumerate(&mut space, &[ecam.buses().0], options) {
@@ -79,32 +75,59 @@ fn main() -> u64 {
         DriverCore::start(config, &topology, &mut hw)
     };
     defmt::info!("PCI server ready");
-    let requests = REQUESTS.get();
-    let mut next = requests.receive(&mut buffer, 0, 0);
-    loop {
-        let message = match next {
-            Ok(message) => message,
-            Err(code) => {
-                defmt::warn!("receive failed: {}", code);
-                next = requests.receive(&mut buffer, 0, 0);
-                continue;
+    // The server borrows the driver core: a second copy would not fit the stack.
+    let mut server =
+        Server { driver_core: &mut driver_core, space: &mut space, kernel: &mut kernel, iommu, pool: &pool };
+    userlib::server::serve(REQUESTS.get(), &mut buffer, &mut server)
+}
+
+/// The driver core and what it works through.
+struct Server<'s, 'p> {
+    driver_core: &'s mut DriverCore,
+    space: &'s mut EcamSpace,
+    kernel: &'s mut Syscalls<'p>,
+    iommu: Iommu,
+    pool: &'p RefCell<SlotPool>,
+}
+
+impl Serve for Server<'_, '_> {
+    type Reply = Reply;
+
+    /// Answers one request; deletes the capabilities it brought.
+    fn request(&mut self, buffer: &mut Buffer, message: Received) -> (Reply, Vec<u32, MAX_CAPS>) {
+        let received = buffer.received_caps();
+        let mut bytes = [0u8; REQUEST_MAX];
+        let request = buffer.message().get(..message.len).filter(|request| request.len() <= REQUEST_MAX);
+        let answer = match request {
+            Some(request) => {
+                // The request is copied out: the IOMMU calls it leads to reuse the buffer.
+                bytes[..request.len()].copy_from_slice(request);
+                let mut link = self.iommu.client(buffer, self.pool);
+                let mut hw =
+                    Hardware { config: self.space, kernel: self.kernel, iommu: self.iommu.connected(&mut link) };
+                let presented = received.first().map(|&slot| Slot(slot));
+                self.driver_core.handle(&mut hw, message.badge, &bytes[..message.len], presented)
             }
+            None => Refusal::new(ErrorCode::Malformed, format_args!("{} bytes is no PCI request", message.len)).into(),
         };
-        if message.info.is_notification() {
-            let mut link = iommu.client(&mut buffer, &pool);
-            let mut hw = Hardware { config: &mut space, kernel: &mut kernel, iommu: iommu.connected(&mut link) };
-            driver_core.event(&mut hw, message.badge);
-            next = requests.receive(&mut buffer, 0, 0);
-            continue;
+        for slot in received {
+            let _ = Cap::<Endpoint>::at(slot).delete();
         }
-        let answer = serve(&mut driver_core, &mut space, &mut kernel, &iommu, &mut buffer, &pool, message);
-        let len = buffer.encode(&answer.reply).unwrap_or_else(|_| {
-            let fallback = Refusal::new(ErrorCode::TooLarge, format_args!("the reply did not fit a message"));
-            buffer.encode(&fallback.into_reply()).unwrap_or(0)
-        });
-        let slots: Vec<u32, 4> = answer.caps.iter().map(|slot| slot.0).collect();
-        buffer.set_send_caps(&slots);
-        next = own::REPLY.reply_receive(&mut buffer, len, requests, 0, 0);
+        if let Reply::Refused { code, reason } = &answer.reply {
+            defmt::info!("refused ({}): {=str}", code, reason.as_str());
+        }
+        (answer.reply, answer.caps.iter().map(|slot| slot.0).collect())
+    }
+
+    fn too_large(&self) -> Reply {
+        Refusal::new(ErrorCode::TooLarge, format_args!("the reply did not fit a message")).into_reply()
+    }
+
+    /// Holders' deaths and the IOMMU server's reclaims.
+    fn notified(&mut self, buffer: &mut Buffer, bits: u64) {
+        let mut link = self.iommu.client(buffer, self.pool);
+        let mut hw = Hardware { config: self.space, kernel: self.kernel, iommu: self.iommu.connected(&mut link) };
+        self.driver_core.event(&mut hw, bits);
     }
 }
 
@@ -125,39 +148,6 @@ impl Iommu {
     fn connected<'a, 'b>(&self, link: &'a mut IommuClient<'b>) -> Option<&'a mut IommuClient<'b>> {
         (self.endpoint.slot() != 0).then_some(link)
     }
-}
-
-/// Answers one request; deletes the capabilities it brought.
-fn serve(
-    driver_core: &mut DriverCore,
-    space: &mut EcamSpace,
-    kernel: &mut Syscalls<'_>,
-    iommu: &Iommu,
-    buffer: &mut Buffer,
-    pool: &RefCell<SlotPool>,
-    message: Received,
-) -> Answer {
-    let received = buffer.received_caps();
-    let mut bytes = [0u8; REQUEST_MAX];
-    let request = buffer.message().get(..message.len).filter(|request| request.len() <= REQUEST_MAX);
-    let answer = match request {
-        Some(request) => {
-            // The request is copied out: the IOMMU calls it leads to reuse the buffer.
-            bytes[..request.len()].copy_from_slice(request);
-            let mut link = iommu.client(buffer, pool);
-            let mut hw = Hardware { config: space, kernel, iommu: iommu.connected(&mut link) };
-            let presented = received.first().map(|&slot| Slot(slot));
-            driver_core.handle(&mut hw, message.badge, &bytes[..message.len], presented)
-        }
-        None => Refusal::new(ErrorCode::Malformed, format_args!("{} bytes is no PCI request", message.len)).into(),
-    };
-    for slot in received {
-        let _ = Cap::<Endpoint>::at(slot).delete();
-    }
-    if let Reply::Refused { code, reason } = &answer.reply {
-        defmt::info!("refused ({}): {=str}", code, reason.as_str());
-    }
-    answer
 }
 
 /// Maps the root bus, then every bus its bridges lead to.

@@ -1,17 +1,12 @@
 //! Finding the granted unit in the DMAR table of the kernel's ACPI snapshot.
 
 use acpi_tables::dmar::ScopeKind;
-use acpi_tables::{Dmar, SnapshotMemory};
+use acpi_tables::{Dmar, SNAPSHOT_MAX};
 use capabilities::abi::PAGE_SIZE;
 use heapless::Vec;
 use iommu_server::service::reserved::{self, MAX_REGIONS, ReservedRegion};
 use userlib::cap::{Cap, DeviceMemory, Frame};
-use userlib::mmio;
-
-/// Where the snapshot is mapped while it is read.
-const SNAPSHOT_VIRT: u64 = 0x2000_0000;
-/// Largest snapshot the kernel builds (its scratch buffer).
-const SNAPSHOT_MAX: usize = 32 * 1024;
+use userlib::mmio::snapshot;
 
 /// What DMAR says about the granted unit.
 pub struct UnitDescription {
@@ -37,31 +32,14 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
         }
     };
     let mut bytes = [0u8; SNAPSHOT_MAX];
-    let len = match mmio::copy_frame(acpi, SNAPSHOT_VIRT, &mut bytes) {
-        Ok(len) => len,
-        Err(code) => {
-            defmt::error!("the ACPI snapshot cannot be read: {}", code);
-            return None;
-        }
-    };
     let mut root = [0u8; 1024];
     let mut table = [0u8; 4096];
-    let dmar =
-        match SnapshotMemory::find_in(&bytes[..len], &mut root, |tables, root| Dmar::find(tables, root, &mut table)) {
-            Ok(Ok(Some(dmar))) => dmar,
-            Ok(Ok(None)) => {
-                defmt::error!("the ACPI tables have no DMAR: no VT-d unit to drive");
-                return None;
-            }
-            Ok(Err(error)) => {
-                defmt::error!("DMAR unusable: {}", defmt::Debug2Format(&error));
-                return None;
-            }
-            Err(error) => {
-                defmt::error!("the ACPI snapshot is unusable: {}", defmt::Debug2Format(&error));
-                return None;
-            }
-        };
+    let found = snapshot(acpi, &mut bytes).and_then(|snapshot| {
+        acpi_tables::find_table(snapshot, &mut root, "DMAR", |tables, root| Dmar::find(tables, root, &mut table))
+            .map_err(|error| defmt::error!("{}: no VT-d unit to drive", defmt::Display2Format(&error)))
+            .ok()
+    });
+    let dmar = found?;
     let base = granted.badge_or_base;
     let Some(unit) = dmar.units().find(|unit| unit.register_base == base) else {
         defmt::error!("the remapping-unit capability at {=u64:#x} is no DMAR unit", base);
