@@ -5,68 +5,14 @@
 //! end anywhere; enumeration may meet bridges whose bus numbers lie.
 //! Every walk must end by itself, within the bound the crate promises.
 
-use std::collections::BTreeMap;
-
 use capabilities::pci::{Bdf, MAX_FUNCTIONS};
 use pci_server::caps::{ExtendedCapabilities, LegacyCapabilities};
-use pci_server::config::{CONFIG_SPACE_SIZE, LEGACY_SPACE_SIZE, access_is_valid};
+use pci_server::config::{CONFIG_SPACE_SIZE, LEGACY_SPACE_SIZE};
 use pci_server::header::Header;
-use pci_server::{AccessError, ConfigSpace, Options, bar, enumerate};
+use pci_server::testing::{FakeConfig, FakeFunction};
+use pci_server::{Options, bar, enumerate};
 
 use crate::input::Input;
-
-/// Functions whose registers the input supplies, by requester id; the
-/// rest read as all ones, as absent functions do.
-struct FuzzConfig(BTreeMap<u16, Vec<u8>>);
-
-impl FuzzConfig {
-    fn read(&mut self, bdf: Bdf, offset: u16, width: u16) -> Result<u32, AccessError> {
-        assert!(access_is_valid(offset, width), "the crate promised aligned in-range accesses: {offset:#x}/{width}");
-        let Some(bytes) = self.0.get(&bdf.requester_id()) else { return Ok(u32::MAX >> (32 - 8 * width)) };
-        let start = usize::from(offset);
-        let Some(field) = bytes.get(start..start + usize::from(width)) else {
-            return Ok(u32::MAX >> (32 - 8 * width));
-        };
-        Ok(field.iter().rev().fold(0, |value, byte| value << 8 | u32::from(*byte)))
-    }
-
-    fn write(&mut self, bdf: Bdf, offset: u16, width: u16, value: u32) -> Result<(), AccessError> {
-        assert!(access_is_valid(offset, width), "the crate promised aligned in-range accesses: {offset:#x}/{width}");
-        let start = usize::from(offset);
-        if let Some(field) =
-            self.0.get_mut(&bdf.requester_id()).and_then(|bytes| bytes.get_mut(start..start + usize::from(width)))
-        {
-            field.copy_from_slice(&value.to_le_bytes()[..usize::from(width)]);
-        }
-        Ok(())
-    }
-}
-
-impl ConfigSpace for FuzzConfig {
-    fn read8(&mut self, bdf: Bdf, offset: u16) -> Result<u8, AccessError> {
-        self.read(bdf, offset, 1).map(|value| value as u8)
-    }
-
-    fn read16(&mut self, bdf: Bdf, offset: u16) -> Result<u16, AccessError> {
-        self.read(bdf, offset, 2).map(|value| value as u16)
-    }
-
-    fn read32(&mut self, bdf: Bdf, offset: u16) -> Result<u32, AccessError> {
-        self.read(bdf, offset, 4)
-    }
-
-    fn write8(&mut self, bdf: Bdf, offset: u16, value: u8) -> Result<(), AccessError> {
-        self.write(bdf, offset, 1, value.into())
-    }
-
-    fn write16(&mut self, bdf: Bdf, offset: u16, value: u16) -> Result<(), AccessError> {
-        self.write(bdf, offset, 2, value.into())
-    }
-
-    fn write32(&mut self, bdf: Bdf, offset: u16, value: u32) -> Result<(), AccessError> {
-        self.write(bdf, offset, 4, value)
-    }
-}
 
 /// One function's registers: an endpoint or a bridge, then the input's patches.
 fn function(input: &mut Input<'_>, bus: u8) -> Vec<u8> {
@@ -132,19 +78,20 @@ fn function(input: &mut Input<'_>, bus: u8) -> Vec<u8> {
 pub fn pci(data: &[u8]) {
     let mut input = Input::new(data);
     let options = Options { segment: 0, extended_config: input.bool(), enable_acs: input.bool() };
-    let mut cfg = FuzzConfig(BTreeMap::new());
+    // The fake panics on any access the crate promised never to make.
+    let mut cfg = FakeConfig::default();
     for _ in 0..1 + input.below(8) {
         let bus = input.below(4) as u8;
         let device = if input.bool() { input.below(4) as u8 } else { input.below(32) as u8 };
         let function_number = if input.bool() { 0 } else { input.below(8) as u8 };
         let Some(bdf) = Bdf::new(bus, device, function_number) else { continue };
         let bytes = function(&mut input, bus);
-        cfg.0.insert(bdf.requester_id(), bytes);
+        cfg.functions.insert(bdf, FakeFunction { bytes, bar_masks: [None; 6] });
     }
     if let Ok(topology) = enumerate(&mut cfg, &[0], options) {
         assert!(topology.functions.len() <= MAX_FUNCTIONS);
     }
-    let present: Vec<Bdf> = cfg.0.keys().map(|id| Bdf::from_requester_id(*id)).collect();
+    let present: Vec<Bdf> = cfg.functions.keys().copied().collect();
     for bdf in present {
         let Ok(Some(header)) = Header::read(&mut cfg, bdf) else { continue };
         let legacy = LegacyCapabilities::new(&mut cfg, bdf, header.capabilities_pointer()).take(1000).count();

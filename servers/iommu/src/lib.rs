@@ -18,7 +18,7 @@
 //! [`unit::RemappingUnit::perform`] carries out. Faults come back through
 //! [`unit::RemappingUnit::drain_faults`] into per-group
 //! [`fault::FaultLog`]s behind a [`fault::RateLimiter`].
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "testing")), no_std)]
 #![forbid(unsafe_code)]
 
 #[macro_use]
@@ -39,5 +39,5 @@ pub mod registers;
 pub mod service;
 pub mod unit;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

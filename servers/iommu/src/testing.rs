@@ -1,25 +1,29 @@
-//! Simulated table memory for the unit tests.
+//! Simulated table memory for the unit tests and, with the `testing` feature, the fuzz targets.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
 
 /// Table pages in a map, with a page budget and a record of flushes.
-pub(crate) struct FakePages {
-    pub(crate) pages: BTreeMap<u64, Vec<u64>>,
-    pub(crate) released: BTreeSet<u64>,
-    pub(crate) flushes: Vec<(TablePage, usize, usize)>,
+pub struct FakePages {
+    /// Pages handed out, by address, with their entries.
+    pub pages: BTreeMap<u64, Vec<u64>>,
+    /// Addresses of pages released at least once.
+    pub released: BTreeSet<u64>,
+    /// Write-backs asked for: page, first entry, entries.
+    pub flushes: Vec<(TablePage, usize, usize)>,
     /// Entries written and not yet flushed.
-    pub(crate) dirty: BTreeSet<(u64, usize)>,
-    pub(crate) budget: usize,
+    pub dirty: BTreeSet<(u64, usize)>,
+    /// Most pages handed out at once.
+    pub budget: usize,
     /// Entries read so far.
-    pub(crate) reads: std::cell::Cell<usize>,
+    pub reads: std::cell::Cell<usize>,
     next: u64,
 }
 
 impl FakePages {
     /// Memory that hands out at most `budget` pages.
-    pub(crate) fn new(budget: usize) -> Self {
+    pub fn new(budget: usize) -> Self {
         Self {
             pages: BTreeMap::new(),
             released: BTreeSet::new(),
@@ -32,7 +36,7 @@ impl FakePages {
     }
 
     /// Pages handed out and not released.
-    pub(crate) fn live(&self) -> usize {
+    pub fn live(&self) -> usize {
         self.pages.len()
     }
 }

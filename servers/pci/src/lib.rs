@@ -6,7 +6,7 @@
 //! function as the [`capabilities::pci`] topology the IOMMU server forms
 //! groups from; [`bar`] sizes BARs for the [`driver_core`], which decides
 //! who holds which device and hands its capabilities over.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "testing")), no_std)]
 #![forbid(unsafe_code)]
 
 #[macro_use]
@@ -27,8 +27,8 @@ mod acs;
 mod describe;
 mod msi;
 mod pcie;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use config::{AccessError, ConfigSpace};
 pub use enumerate::{Options, enumerate};

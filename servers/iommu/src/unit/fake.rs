@@ -1,4 +1,4 @@
-//! A model of QEMU 7.2's VT-d registers for the unit tests.
+//! A model of QEMU 7.2's VT-d registers for the unit tests and, with the `testing` feature, the fuzz targets.
 //!
 //! It follows what `hw/i386/intel_iommu.c` does with each access and notes
 //! every access QEMU would abort on or silently ignore, so tests can
@@ -20,14 +20,17 @@ const ONLY_32: [u32; 20] = [
 
 /// Memory shared by the model and the queue memory the unit writes.
 #[derive(Default)]
-pub(crate) struct SharedMemory {
-    pub(crate) descriptors: BTreeMap<u32, Descriptor>,
-    pub(crate) status: BTreeMap<u64, u32>,
-    pub(crate) status_address: u64,
+pub struct SharedMemory {
+    /// Invalidation-queue slots the server wrote, by index.
+    pub descriptors: BTreeMap<u32, Descriptor>,
+    /// Status words the unit wrote for wait descriptors, by address.
+    pub status: BTreeMap<u64, u32>,
+    /// Where the server's status word is.
+    pub status_address: u64,
 }
 
 /// The unit's view of the shared memory.
-pub(crate) struct FakeQueue(pub(crate) Rc<RefCell<SharedMemory>>);
+pub struct FakeQueue(pub Rc<RefCell<SharedMemory>>);
 
 impl QueueMemory for FakeQueue {
     fn write_descriptor(&mut self, slot: u32, descriptor: Descriptor) {
@@ -48,37 +51,59 @@ impl QueueMemory for FakeQueue {
 
 /// Something the unit did to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Event {
+pub enum Event {
+    /// A global command (GCMD value written).
     Gcmd(u32),
+    /// A 32-bit register write: offset, value.
     Write32(u32, u32),
+    /// A 64-bit register write: offset, value.
     Write64(u32, u64),
+    /// A context-cache invalidation through CCMD.
     ContextRegister(u64),
-    IotlbRegister { address: u64, command: u64 },
+    /// An IOTLB invalidation through the IOTLB registers.
+    IotlbRegister {
+        /// IVA: the address invalidated.
+        address: u64,
+        /// IOTLB command register.
+        command: u64,
+    },
+    /// A descriptor the unit took from the invalidation queue.
     Queued(Descriptor),
 }
 
 /// The model's state.
-pub(crate) struct FakeUnit {
-    pub(crate) cap: u64,
-    pub(crate) ecap: u64,
-    pub(crate) gsts: u32,
-    pub(crate) fsts: u32,
-    pub(crate) regs64: BTreeMap<u32, u64>,
-    pub(crate) regs32: BTreeMap<u32, u32>,
-    pub(crate) memory: Rc<RefCell<SharedMemory>>,
-    pub(crate) queue_slots: u32,
-    pub(crate) head: u32,
+pub struct FakeUnit {
+    /// The capability register.
+    pub cap: u64,
+    /// The extended capability register.
+    pub ecap: u64,
+    /// Global status.
+    pub gsts: u32,
+    /// Fault status.
+    pub fsts: u32,
+    /// Other 64-bit registers, by offset.
+    pub regs64: BTreeMap<u32, u64>,
+    /// Other 32-bit registers, by offset.
+    pub regs32: BTreeMap<u32, u32>,
+    /// The memory the unit shares with the server.
+    pub memory: Rc<RefCell<SharedMemory>>,
+    /// Slots of the invalidation queue.
+    pub queue_slots: u32,
+    /// The queue head (the next slot the unit takes).
+    pub head: u32,
     /// Reads of the queue head register.
-    pub(crate) head_reads: usize,
-    pub(crate) events: Vec<Event>,
+    pub head_reads: usize,
+    /// What the server did to the unit, in order.
+    pub events: Vec<Event>,
     /// What QEMU would abort on or ignore.
-    pub(crate) violations: Vec<String>,
+    pub violations: Vec<String>,
     /// Commands take effect but status bits never change (a hung unit).
-    pub(crate) stuck: bool,
+    pub stuck: bool,
 }
 
 impl FakeUnit {
-    pub(crate) fn new(cap: u64, ecap: u64) -> Self {
+    /// A unit with these capability registers, off.
+    pub fn new(cap: u64, ecap: u64) -> Self {
         Self {
             cap,
             ecap,
@@ -96,12 +121,13 @@ impl FakeUnit {
         }
     }
 
-    pub(crate) fn queue_memory(&self) -> FakeQueue {
+    /// The queue memory the server writes, shared with this unit.
+    pub fn queue_memory(&self) -> FakeQueue {
         FakeQueue(self.memory.clone())
     }
 
     /// Puts a fault in recording register `index` and raises PPF.
-    pub(crate) fn inject_fault(&mut self, index: u32, low: u64, high: u64) {
+    pub fn inject_fault(&mut self, index: u32, low: u64, high: u64) {
         let offset = self.fault_offset() + 16 * index;
         self.regs64.insert(offset, low);
         self.regs64.insert(offset + 8, high);

@@ -7,8 +7,8 @@ mod invalidate;
 mod queue;
 mod remapping;
 
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 #[cfg(test)]
 mod tests;
 
