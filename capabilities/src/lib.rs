@@ -10,7 +10,6 @@
 //! API crate beside it (`servers/iommu/api`, `servers/pci/api`,
 //! `servers/drivers/edu/api`, `qemu/tasks/echo-server/api`).
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 pub mod abi;
 pub mod badge;

@@ -5,7 +5,6 @@
 //! runs every corpus and regression input through them in the ordinary
 //! `cargo test`. A body panics exactly when it finds a bug: a panic in the
 //! code under test, or a broken invariant it checks afterwards.
-#![forbid(unsafe_code)]
 
 pub mod acpi;
 pub mod boot_image;

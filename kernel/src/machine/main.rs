@@ -6,6 +6,8 @@
 //! Every decision is made by the `kernel` library.
 #![no_std]
 #![no_main]
+// Unsafe code is allowed here: the machine layer is ring-0 glue: CPU tables, MSRs, port I/O, the direct map.
+#![allow(unsafe_code)]
 
 extern crate bare_runtime;
 

@@ -11,6 +11,8 @@
 //! bytes). The precompiled `core` also names `rust_eh_personality` even
 //! with `panic = "abort"`; an empty definition satisfies the linker.
 #![no_std]
+// Unsafe code is allowed here: the memory intrinsics are assembly over raw pointers.
+#![allow(unsafe_code)]
 
 /// Copies `len` bytes forward.
 ///

@@ -9,7 +9,6 @@
 //! a log line is not reported unused. Bring the macros in with
 //! `#[macro_use] extern crate log_shim;`.
 #![no_std]
-#![forbid(unsafe_code)]
 
 /// Logs at info level.
 #[macro_export]

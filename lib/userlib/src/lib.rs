@@ -6,6 +6,8 @@
 //! ([`mmio`]), the `defmt` logger that hands frames to the kernel, the
 //! panic handler, and the test kit test tasks report through.
 #![no_std]
+// Unsafe code is allowed here: the system-call stub, the IPC buffer and mapped memory are raw pointers and assembly.
+#![allow(unsafe_code)]
 
 #[macro_use]
 extern crate log_shim;

@@ -18,6 +18,8 @@
 //! `ns` and `cycles`, with `_per_page` for map/unmap. The host (`cargo xtask bench`) computes the statistics. What to run and how much comes from the kernel command line:
 //! `linux_peer.cases=ipc,vfio linux_peer.runs=N linux_peer.iterations=N linux_peer.pages=N` (dotted
 //! parameters are left alone by the kernel and not passed to init).
+// Unsafe code is allowed here: Linux system calls (futex, VFIO ioctls, mmap) are foreign functions.
+#![allow(unsafe_code)]
 
 mod abi;
 mod ipc;

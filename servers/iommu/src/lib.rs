@@ -19,7 +19,6 @@
 //! [`unit::RemappingUnit::drain_faults`] into per-group
 //! [`fault::FaultLog`]s behind a [`fault::RateLimiter`].
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
-#![forbid(unsafe_code)]
 
 #[macro_use]
 extern crate log_shim;

@@ -7,7 +7,6 @@
 //! groups from; [`bar`] sizes BARs for the [`driver_core`], which decides
 //! who holds which device and hands its capabilities over.
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
-#![forbid(unsafe_code)]
 
 #[macro_use]
 extern crate log_shim;

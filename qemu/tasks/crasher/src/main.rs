@@ -2,6 +2,8 @@
 //! page fault), order 2 exits with code 5. Death-watch scenarios use it.
 #![no_std]
 #![no_main]
+// Unsafe code is allowed here: it dereferences null on purpose, to die by a page fault.
+#![allow(unsafe_code)]
 
 use userlib::ipc::Buffer;
 

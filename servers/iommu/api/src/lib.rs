@@ -15,7 +15,6 @@
 //! capabilities, and the server mints them only when the group's owner
 //! allows it, so no request path can hold both for one group.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 #[cfg(feature = "client")]
 pub mod client;

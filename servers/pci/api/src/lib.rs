@@ -6,7 +6,6 @@
 //! gets the device's BAR and interrupt capabilities, and the PCI server
 //! takes them back (revokes them) before the device changes hands.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -1,7 +1,6 @@
 //! The echo test server's protocol: a small real protocol that exercises
 //! calls, badges, capability transfer and minting in QEMU scenarios.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 
