@@ -7,7 +7,6 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
 use userlib::ipc::Buffer;
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -24,23 +23,15 @@ const BUS_NUMBERS: u16 = 0x18;
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
-    for index in 0..MAX_DEVICES {
-        let granted = match pci_api::client::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
-            Ok(granted) => granted,
-            Err(refused) if refused.code == ErrorCode::NotFound && index > 0 => break,
-            Err(refused) => {
-                defmt::warn!("probe {=u8} refused ({}): {=str}", index, refused.code, refused.reason.as_str());
-                continue;
-            }
-        };
+    pci_api::client::probe_all(PCI.get(), &mut buffer, MAX_DEVICES, WINDOWS, |buffer, granted| {
         let device = granted.grant.device;
-        match pci_api::client::config_read(PCI.get(), &mut buffer, device, BUS_NUMBERS, 4) {
+        match pci_api::client::config_read(PCI.get(), buffer, device, BUS_NUMBERS, 4) {
             Ok(buses) => {
                 let [_, secondary, subordinate, _] = buses.to_le_bytes();
                 defmt::info!("bridge {} held: forwards buses {=u8:02x}-{=u8:02x}", device, secondary, subordinate);
             }
             Err(refused) => defmt::warn!("bridge {}: bus numbers unreadable ({})", device, refused.code),
         }
-    }
+    });
     userlib::objects::hold_forever(IDLE)
 }

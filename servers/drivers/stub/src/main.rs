@@ -6,7 +6,6 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
 use userlib::ipc::Buffer;
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -21,23 +20,15 @@ const IDLE: u32 = 127;
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
-    for index in 0..MAX_DEVICES {
-        match pci_api::client::probe(PCI.get(), &mut buffer, index, WINDOWS + 4 * u32::from(index)) {
-            Ok(granted) => {
-                let grant = &granted.grant;
-                defmt::info!(
-                    "stub holds {} ({=u16:04x}:{=u16:04x}, IOMMU group {})",
-                    grant.device,
-                    grant.vendor,
-                    grant.device_id,
-                    granted.group()
-                );
-            }
-            Err(refused) if refused.code == ErrorCode::NotFound && index > 0 => break,
-            Err(refused) => {
-                defmt::warn!("probe {=u8} refused ({}): {=str}", index, refused.code, refused.reason.as_str())
-            }
-        }
-    }
+    pci_api::client::probe_all(PCI.get(), &mut buffer, MAX_DEVICES, WINDOWS, |_, granted| {
+        let grant = &granted.grant;
+        defmt::info!(
+            "stub holds {} ({=u16:04x}:{=u16:04x}, IOMMU group {})",
+            grant.device,
+            grant.vendor,
+            grant.device_id,
+            granted.group()
+        );
+    });
     userlib::objects::hold_forever(IDLE)
 }

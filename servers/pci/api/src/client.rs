@@ -61,6 +61,30 @@ pub fn probe(pci: Cap<Endpoint>, buffer: &mut Buffer, index: u8, window: u32) ->
     take(pci, buffer, &Request::Probe { index }, window)
 }
 
+/// Slots each grant's capabilities take (a probe's window).
+pub const GRANT_SLOTS: u32 = MAX_CAPS as u32;
+
+/// Probes every device bound to this task, at most `max`: the `i`th grant
+/// arrives in the slots from `windows + GRANT_SLOTS * i` and goes to
+/// `each`. A refusal other than the end of the list is logged and skipped.
+pub fn probe_all(
+    pci: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    max: u8,
+    windows: u32,
+    mut each: impl FnMut(&mut Buffer, Granted),
+) {
+    for index in 0..max {
+        match probe(pci, buffer, index, windows + GRANT_SLOTS * u32::from(index)) {
+            Ok(granted) => each(buffer, granted),
+            Err(refused) if refused.code == ErrorCode::NotFound && index > 0 => break,
+            Err(refused) => {
+                defmt::warn!("probe {=u8} refused ({}): {=str}", index, refused.code, refused.reason.as_str())
+            }
+        }
+    }
+}
+
 /// Acquires `device`, whose group this (user) task owns; its capabilities
 /// land in the four slots from `window`.
 pub fn acquire(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf, window: u32) -> Result<Granted, Refused> {
@@ -76,7 +100,7 @@ pub fn release(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf) -> Result<(
 /// capability (so the server notices its death).
 fn take(pci: Cap<Endpoint>, buffer: &mut Buffer, request: &Request, window: u32) -> Result<Granted, Refused> {
     buffer.set_send_caps(&[own::TASK.slot()]);
-    buffer.set_window(window, MAX_CAPS as u32);
+    buffer.set_window(window, GRANT_SLOTS);
     let reply = call(pci, buffer, request);
     let caps = buffer.received_caps();
     buffer.set_send_caps(&[]);
