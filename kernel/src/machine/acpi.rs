@@ -4,7 +4,8 @@ use core::cell::UnsafeCell;
 
 use kernel::kernel::Kernel;
 
-use crate::memory::{self, Hardware};
+use crate::hardware::Hardware;
+use crate::memory;
 
 const SNAPSHOT_SIZE: usize = 32 * 1024;
 

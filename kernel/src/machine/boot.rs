@@ -8,7 +8,7 @@
 //! stack in the kernel image and calls `kernel_main`. `memory::init` later
 //! replaces these tables with the final ones.
 
-use crate::entry::KERNEL_STACK;
+use crate::stacks::KERNEL_STACK;
 
 core::arch::global_asm!(
     r#"
@@ -109,7 +109,7 @@ boot_high:
     ud2
     "#,
     stack = sym KERNEL_STACK,
-    stack_size = const crate::entry::KERNEL_STACK_SIZE,
-    trap_area = const crate::entry::TRAP_AREA,
+    stack_size = const crate::stacks::KERNEL_STACK_SIZE,
+    trap_area = const crate::stacks::TRAP_AREA,
     options(att_syntax)
 );

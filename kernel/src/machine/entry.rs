@@ -9,9 +9,7 @@
 //! `sysretq`. The kernel runs with interrupts off; only the idle loop
 //! enables them.
 
-use core::cell::UnsafeCell;
-use core::mem::size_of;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use kernel::context::{SYSCALL_VECTOR, TrapFrame, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
 use kernel::kernel::Next;
@@ -21,63 +19,12 @@ use x86_64::registers::control::Cr2;
 use x86_64::registers::model_specific::{LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
+use crate::stacks::{self, FRAME_SIZE, KERNEL_STACK, KERNEL_STACK_SIZE, TRAP_AREA};
 use crate::{SYSTEM, System, apic, fpu, gdt, memory, qemu_exit, time};
-
-/// Bytes of the kernel stack, including the guard page at its bottom.
-pub const KERNEL_STACK_SIZE: usize = 64 * 1024 + GUARD_SIZE;
-/// The unmapped page at the bottom of a stack.
-pub const GUARD_SIZE: usize = 4096;
-/// Bytes at the top of the kernel stack reserved for the entry frame.
-pub const TRAP_AREA: usize = 256;
-
-const FRAME_SIZE: usize = size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE <= TRAP_AREA && FRAME_SIZE.is_multiple_of(16));
-
-/// A page-aligned stack that only the CPU writes, through `rsp`.
-#[repr(C, align(4096))]
-pub struct Stack<const N: usize>(UnsafeCell<[u8; N]>);
-
-// SAFETY: Rust code never forms references into a stack's bytes; it is
-// used only as memory for `rsp`, on the one CPU.
-unsafe impl<const N: usize> Sync for Stack<N> {}
-
-impl<const N: usize> Stack<N> {
-    /// A zeroed stack.
-    pub const fn new() -> Self {
-        Self(UnsafeCell::new([0; N]))
-    }
-
-    /// Lowest address (the guard page, where there is one).
-    pub fn bottom(&self) -> u64 {
-        self.0.get() as u64
-    }
-
-    /// One past the highest address.
-    pub fn top(&self) -> u64 {
-        self.bottom() + N as u64
-    }
-}
-
-/// The kernel stack; its first page is left unmapped as a guard.
-pub static KERNEL_STACK: Stack<KERNEL_STACK_SIZE> = Stack::new();
-
-/// Address of the FXSAVE area the trap stub saves a task's vector state to.
-#[unsafe(no_mangle)]
-static FPU_SAVE_AREA: AtomicU64 = AtomicU64::new(0);
 
 /// Scratch for the user stack pointer during `syscall` entry.
 #[unsafe(no_mangle)]
 static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
-
-/// Top of the kernel stack, where the CPU pushes frames from ring 3.
-pub fn kernel_stack_top() -> u64 {
-    KERNEL_STACK.top()
-}
-
-/// Where the entry frame sits: the top [`FRAME_SIZE`] bytes of the stack.
-fn frame_slot() -> *mut TrapFrame {
-    (KERNEL_STACK.top() - FRAME_SIZE as u64) as *mut TrapFrame
-}
 
 /// Address of vector `vector`'s entry stub.
 pub fn trap_stub(vector: u8) -> u64 {
@@ -338,7 +285,7 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
 
 fn kernel_exception(frame: &TrapFrame) -> ! {
     let address = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
-    let guard = memory::kernel_stack_guard();
+    let guard = stacks::kernel_stack_guard();
     let hint = if frame.vector == 8 || guard.contains(&address) { " (kernel stack overflow?)" } else { "" };
     panic!(
         "{} in the kernel at rip {:#x}, address {:#x}, error code {:#x}{}",
@@ -389,7 +336,7 @@ fn resume(task: TaskId, frame: &TrapFrame) -> ! {
     // SAFETY: the frame slot is the top of the kernel stack, reserved for
     // the entry frame; no live Rust data is there (Rust code runs below
     // `TRAP_AREA`), and `frame` is a copy on the stack below it.
-    unsafe { frame_slot().write(*frame) };
+    unsafe { stacks::frame_slot().write(*frame) };
     // SAFETY: the frame describes ring-3 code and stack (checked above);
     // the FXSAVE area belongs to `task`; the return paths pop the frame
     // just written and leave the kernel stack empty.
@@ -400,9 +347,4 @@ fn resume(task: TaskId, frame: &TrapFrame) -> ! {
             return_iret(fpu::area(task))
         }
     }
-}
-
-/// Records the area the trap stub saves vector state to on the next entry.
-pub fn set_fpu_save_area(area: *const u8) {
-    FPU_SAVE_AREA.store(area as u64, Ordering::Relaxed);
 }

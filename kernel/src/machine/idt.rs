@@ -5,7 +5,8 @@ use spin::Once;
 use x86_64::VirtAddr;
 use x86_64::structures::idt::{Entry, HandlerFunc, InterruptDescriptorTable};
 
-use crate::{entry, gdt};
+use crate::entry;
+use crate::stacks::Ist;
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
@@ -35,7 +36,7 @@ pub fn init() {
             for (slot, vector) in plain {
                 slot.set_handler_addr(stub(vector));
             }
-            idt.double_fault.set_handler_addr(stub(8)).set_stack_index(gdt::DOUBLE_FAULT_IST);
+            idt.double_fault.set_handler_addr(stub(8)).set_stack_index(Ist::DoubleFault.index());
             idt.invalid_tss.set_handler_addr(stub(10));
             idt.segment_not_present.set_handler_addr(stub(11));
             idt.stack_segment_fault.set_handler_addr(stub(12));

@@ -1,5 +1,5 @@
 //! Physical memory: the direct map, the kernel's own page tables, and the
-//! [`Machine`] the kernel logic reaches memory and the console through.
+//! [`PhysMem`] the kernel logic reaches RAM through.
 //!
 //! Layout of the kernel half, shared by every address space:
 //!
@@ -11,18 +11,15 @@
 use core::ops::Range;
 
 use kernel::bootinfo::{BootInfo, Module, PhysRead, RegionKind};
-use kernel::kernel::{Frames, Kernel, Machine};
+use kernel::kernel::{Frames, Kernel};
 use kernel::paging::{self, HUGE_PAGE_SIZE, TableFrames, flags};
 use kernel::phys::{Frame, PAGE_SIZE, PhysMem};
 use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
-use x86_64::instructions::port::Port;
-
 use crate::cpu::Features;
-use crate::entry::{GUARD_SIZE, KERNEL_STACK};
-use crate::{apic, console, time};
+use crate::stacks;
 
 /// Where the direct map of physical memory starts.
 pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
@@ -72,16 +69,16 @@ impl PhysRead for BootWindow {
     }
 }
 
-/// The machine as the kernel logic sees it: RAM through the direct map,
-/// and the console. There is one, inside the kernel lock.
-pub struct Hardware {
+/// Physical memory as the kernel logic reaches it: RAM through the direct
+/// map, and nothing else.
+pub struct Physical {
     /// RAM below this physical address is direct-mapped.
     limit: u64,
     /// Frames the logic must never be handed (kernel image, boot image).
     forbidden: [Range<u64>; 2],
 }
 
-impl Hardware {
+impl Physical {
     /// Before `init`: nothing is mapped yet.
     pub const fn new() -> Self {
         Self { limit: 0, forbidden: [0..0, 0..0] }
@@ -98,11 +95,11 @@ impl Hardware {
     }
 }
 
-impl PhysMem for Hardware {
+impl PhysMem for Physical {
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
         // SAFETY: `pointer` checked the frame is direct-mapped RAM outside
         // the kernel and boot images; the only way to reach it is through
-        // this `Hardware`, and the borrow of `self` keeps it exclusive of
+        // this `Physical`, and the borrow of `self` keeps it exclusive of
         // `page_mut`.
         unsafe { &*self.pointer(frame) }
     }
@@ -124,69 +121,6 @@ impl PhysMem for Hardware {
         // (a task sending to itself), and `&mut self` excludes other
         // references into physical memory.
         unsafe { core::ptr::copy(from.add(src_offset), to.add(dst_offset), len) };
-    }
-}
-
-impl Machine for Hardware {
-    fn log_record(&mut self, tag: u8, payload: &[u8]) {
-        console::write_record(tag, payload);
-    }
-
-    fn now(&self) -> u64 {
-        time::micros()
-    }
-
-    fn flush_tlb(&mut self, root: Frame, virt: u64, pages: u64) {
-        let (current, _) = Cr3::read();
-        if current.start_address().as_u64() != root.address() {
-            return; // not loaded: its non-global entries were dropped at the switch
-        }
-        if pages > 64 {
-            x86_64::instructions::tlb::flush_all();
-        } else {
-            for page in 0..pages {
-                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(virt + page * PAGE_SIZE as u64));
-            }
-        }
-    }
-
-    fn port_read(&mut self, port: u16, width: u8) -> u32 {
-        // SAFETY: the kernel logic checked the port against an I/O-port
-        // capability the policy granted; reading it affects only that device.
-        unsafe {
-            match width {
-                1 => u32::from(Port::<u8>::new(port).read()),
-                2 => u32::from(Port::<u16>::new(port).read()),
-                _ => Port::<u32>::new(port).read(),
-            }
-        }
-    }
-
-    fn port_write(&mut self, port: u16, width: u8, value: u32) {
-        // SAFETY: as in `port_read`; the capability covers every byte written.
-        unsafe {
-            match width {
-                1 => Port::<u8>::new(port).write(value as u8),
-                2 => Port::<u16>::new(port).write(value as u16),
-                _ => Port::<u32>::new(port).write(value),
-            }
-        }
-    }
-
-    fn route_gsi(&mut self, gsi: u8, vector: u8, level: bool) {
-        apic::route(gsi, vector, level);
-    }
-
-    fn mask_gsi(&mut self, gsi: u8, masked: bool) {
-        apic::mask(gsi, masked);
-    }
-
-    fn msi_address(&self) -> u64 {
-        0xfee0_0000 | u64::from(apic::id()) << 12
-    }
-
-    fn remap_gsi(&mut self, gsi: u8, vector: u8, level: bool, handle: u16) {
-        apic::route_remapped(gsi, vector, level, handle);
     }
 }
 
@@ -233,7 +167,7 @@ impl TableFrames for KernelTables<'_> {
 
 /// Fills the frame allocator from the memory map and replaces the boot page
 /// tables with the kernel's own.
-pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, module: Module, features: Features) {
+pub fn init(kernel: &mut Kernel, memory: &mut Physical, info: &BootInfo, module: Module, features: Features) {
     let image = kernel_image();
     let module_range = module.start..module.start + module.size;
     let frames = kernel.frames();
@@ -260,10 +194,10 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
     }
 
     // While the boot tables are live only the first GiB is reachable.
-    hardware.limit = limit.min(BOOT_WINDOW);
-    hardware.forbidden = [image.clone(), module_range];
+    memory.limit = limit.min(BOOT_WINDOW);
+    memory.forbidden = [image.clone(), module_range];
     let root = frames.alloc().unwrap_or_else(|| panic!("no memory for the kernel page table"));
-    hardware.page_mut(root).fill(0);
+    memory.page_mut(root).fill(0);
     let no_execute = if features.no_execute { flags::NO_EXECUTE } else { 0 };
     let global = if features.global_pages { flags::GLOBAL } else { 0 };
     let mut tables = KernelTables(frames);
@@ -277,7 +211,7 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
         .map(|physical| (physical, data))
         .chain(DEVICE_WINDOW.step_by(HUGE_PAGE_SIZE as usize).map(|physical| (physical, data | uncached)));
     for (physical, leaf) in huge_pages {
-        paging::map_huge(hardware, &mut tables, root, PHYS_OFFSET + physical, physical, leaf)
+        paging::map_huge(memory, &mut tables, root, PHYS_OFFSET + physical, physical, leaf)
             .unwrap_or_else(|error| panic!("direct map at {physical:#x}: {error:?}"));
     }
 
@@ -286,14 +220,14 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
         (symbol(&raw const __rodata_start), symbol(&raw const __rodata_end), flags::PRESENT | global | no_execute),
         (symbol(&raw const __data_start), symbol(&raw const __data_end), data),
     ];
-    let guard = kernel_stack_guard();
+    let guard = stacks::kernel_stack_guard();
     for (start, end, leaf) in sections {
         for virt in (start..end).step_by(PAGE_SIZE) {
             if guard.contains(&virt) {
                 continue;
             }
             let frame = Frame::containing(virt - KERNEL_OFFSET);
-            paging::map(hardware, &mut tables, root, virt, frame, leaf)
+            paging::map(memory, &mut tables, root, virt, frame, leaf)
                 .unwrap_or_else(|error| panic!("kernel image at {virt:#x}: {error:?}"));
         }
     }
@@ -304,7 +238,7 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
     // low memory, which nothing uses after boot, is dropped.
     unsafe { Cr3::write(cr3, Cr3Flags::empty()) };
     KERNEL_ROOT.store(root.address(), core::sync::atomic::Ordering::Relaxed);
-    hardware.limit = limit;
+    memory.limit = limit;
     kernel.set_kernel_space(root, features.no_execute);
     let ram: heapless::Vec<(u64, u64), 64> = info
         .regions
@@ -316,11 +250,6 @@ pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, modul
 }
 
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// The virtual range of the kernel stack's guard page.
-pub fn kernel_stack_guard() -> Range<u64> {
-    KERNEL_STACK.bottom()..KERNEL_STACK.bottom() + GUARD_SIZE as u64
-}
 
 /// The boot image, through the direct map.
 pub fn module_bytes(module: Module) -> &'static [u8] {
