@@ -342,6 +342,10 @@ pub mod layout {
     pub const USER_MAP_BASE: u64 = 0x2000_0000;
     /// One past the highest user address (the canonical lower half).
     pub const USER_END: u64 = 0x0000_8000_0000_0000;
+    /// One past the highest address a task may map: the top page of the
+    /// lower half stays unmapped, so the address after any instruction a
+    /// task runs (where a `syscall` returns to) is canonical.
+    pub const USER_MAP_END: u64 = USER_END - super::PAGE_SIZE;
 }
 
 // The IPC buffer header's fields do not overlap each other or the data.

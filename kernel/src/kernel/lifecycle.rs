@@ -79,6 +79,22 @@ impl Kernel {
         self.reap_pending = true;
     }
 
+    /// Whether the machine may resume `id` from its saved frame
+    /// ([`crate::context::TrapFrame::resumable`]). No task can make a frame
+    /// that cannot be returned to (entry points are checked, the top user
+    /// page never maps, the CPU writes the rest), so one that cannot is a
+    /// kernel bug: the task ends as a general-protection fault would end
+    /// it, and the machine chooses again.
+    pub fn check_resumable(&mut self, m: &mut impl Machine, id: TaskId) -> bool {
+        let frame = self.task(id).frame;
+        if frame.resumable() {
+            return true;
+        }
+        let fault = Fault { vector: 13, error_code: 0, address: 0, rip: frame.rip };
+        self.end_task(m, id, Death::Killed(fault));
+        false
+    }
+
     /// `Exit` by the running task.
     pub(super) fn exit(&mut self, m: &mut impl Machine, id: TaskId, code: u64) {
         self.end_task(m, id, Death::Exited(code));

@@ -111,7 +111,7 @@ impl Kernel {
             return Err(ErrorCode::PermissionDenied);
         }
         let end = pages.checked_mul(PAGE_SIZE).and_then(|size| virt.checked_add(size));
-        if virt % PAGE_SIZE != 0 || virt < layout::USER_MAP_BASE || end.is_none_or(|end| end > layout::USER_END) {
+        if virt % PAGE_SIZE != 0 || virt < layout::USER_MAP_BASE || end.is_none_or(|end| end > layout::USER_MAP_END) {
             return Err(ErrorCode::BadAddress);
         }
         if device && access & rights::EXECUTE != 0 {

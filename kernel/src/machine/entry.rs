@@ -74,6 +74,17 @@ trap_common:
     jz 1f
     movq FPU_SAVE_AREA(%rip), %rax   /* save the task's vector state before */
     fxsave64 (%rax)                  /* any kernel code can clobber it */
+    /* An exception with a stack of its own (IST) left the frame there:
+       move it to the top of the kernel stack, where the way back to the
+       task expects it, and run the kernel on the kernel stack. */
+    leaq {stack}(%rip), %rdi
+    addq ${stack_size} - {frame_size}, %rdi
+    cmpq %rdi, %rsp
+    je 1f
+    movq %rsp, %rsi
+    movq %rdi, %rsp
+    movl ${frame_words}, %ecx
+    rep movsq
 1:  movq %rsp, %rdi
     call trap_entry
     ud2
@@ -183,6 +194,7 @@ idle_loop:
     stack = sym KERNEL_STACK,
     stack_size = const KERNEL_STACK_SIZE,
     frame_size = const FRAME_SIZE,
+    frame_words = const FRAME_SIZE / 8,
     trap_area = const TRAP_AREA,
     user_ss = const USER_DATA_SELECTOR,
     user_cs = const USER_CODE_SELECTOR,
@@ -268,13 +280,17 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     kernel.save_frame(frame);
-    if let Some(next) = kernel.fastpath(hardware) {
+    if let Some(next) = kernel.fastpath(hardware)
+        && kernel.check_resumable(hardware, next)
+    {
         memory::switch_to(kernel.root(next));
         let frame = *kernel.frame(next);
         drop(system);
         resume(next, &frame)
     }
-    if let Some(caller) = kernel.syscall_and_continue(hardware) {
+    if let Some(caller) = kernel.syscall_and_continue(hardware)
+        && kernel.check_resumable(hardware, caller)
+    {
         let frame = *kernel.frame(caller);
         drop(system);
         resume(caller, &frame)
@@ -302,7 +318,13 @@ pub fn run_next() -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     let now = time::micros();
-    let next = kernel.schedule(now);
+    let mut next = kernel.schedule(now);
+    // Each refusal ends a task, so this ends after at most one per task.
+    while let Next::Resume(task) = next
+        && !kernel.check_resumable(hardware, task)
+    {
+        next = kernel.schedule(now);
+    }
     apic::arm_timer(kernel.next_deadline(), now);
     match next {
         Next::Resume(task) => {
@@ -329,15 +351,17 @@ pub fn run_next() -> ! {
 
 #[unsafe(link_section = ".text.hot.resume")]
 fn resume(task: TaskId, frame: &TrapFrame) -> ! {
-    if !frame.is_user() {
-        panic!("refusing to resume task {} with a ring-0 frame", task.index());
+    if !frame.resumable() {
+        // Every caller checked `Kernel::check_resumable` first.
+        panic!("refusing to resume task {} with a frame sysret or iretq would fault on", task.index());
     }
     let restore = fpu::switch_to(task, frame.from_syscall());
     // SAFETY: the frame slot is the top of the kernel stack, reserved for
     // the entry frame; no live Rust data is there (Rust code runs below
     // `TRAP_AREA`), and `frame` is a copy on the stack below it.
     unsafe { stacks::frame_slot().write(*frame) };
-    // SAFETY: the frame describes ring-3 code and stack (checked above);
+    // SAFETY: the frame describes ring-3 code at a canonical address
+    // (checked above), so neither return faults in ring 0;
     // the FXSAVE area belongs to `task`; the return paths pop the frame
     // just written and leave the kernel stack empty.
     unsafe {

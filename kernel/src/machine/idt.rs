@@ -19,10 +19,9 @@ pub fn init() {
         // that very vector, which saves the full register state in the
         // layout `trap_entry` expects and never returns normally.
         unsafe {
-            let plain: [(&mut Entry<HandlerFunc>, u8); 12] = [
+            let plain: [(&mut Entry<HandlerFunc>, u8); 11] = [
                 (&mut idt.divide_error, 0),
                 (&mut idt.debug, 1),
-                (&mut idt.non_maskable_interrupt, 2),
                 (&mut idt.breakpoint, 3),
                 (&mut idt.overflow, 4),
                 (&mut idt.bound_range_exceeded, 5),
@@ -40,10 +39,11 @@ pub fn init() {
             idt.invalid_tss.set_handler_addr(stub(10));
             idt.segment_not_present.set_handler_addr(stub(11));
             idt.stack_segment_fault.set_handler_addr(stub(12));
-            idt.general_protection_fault.set_handler_addr(stub(13));
+            idt.non_maskable_interrupt.set_handler_addr(stub(2)).set_stack_index(Ist::Nmi.index());
+            idt.general_protection_fault.set_handler_addr(stub(13)).set_stack_index(Ist::GeneralProtection.index());
             idt.page_fault.set_handler_addr(stub(14));
             idt.alignment_check.set_handler_addr(stub(17));
-            idt.machine_check.set_handler_addr(stub(18));
+            idt.machine_check.set_handler_addr(stub(18)).set_stack_index(Ist::MachineCheck.index());
             idt.cp_protection_exception.set_handler_addr(stub(21));
             idt.vmm_communication_exception.set_handler_addr(stub(29));
             idt.security_exception.set_handler_addr(stub(30));

@@ -2,8 +2,10 @@
 //! stacks, with the places on them the entry code relies on.
 //!
 //! The kernel stack's top [`TRAP_AREA`] bytes hold the entry frame of the
-//! task being entered or resumed; Rust code runs below it. A double fault
-//! arrives on its own stack through the IST.
+//! task being entered or resumed; Rust code runs below it. Exceptions that
+//! may strike where the stack pointer cannot be trusted arrive on stacks
+//! of their own through the IST ([`Ist`]); the entry code moves a frame
+//! from ring 3 to the kernel stack before any Rust code runs.
 
 use core::cell::UnsafeCell;
 use core::mem::size_of;
@@ -52,16 +54,27 @@ impl<const N: usize> Stack<N> {
 /// The kernel stack; its first page is left unmapped as a guard.
 pub static KERNEL_STACK: Stack<KERNEL_STACK_SIZE> = Stack::new();
 
-/// The exceptions that get their own stack, with their IST slots.
+/// The exceptions that get their own stack, with their IST slots. Each
+/// may strike where the stack pointer cannot be trusted.
 #[derive(Clone, Copy)]
 pub enum Ist {
-    /// Double fault (vector 8).
+    /// Double fault (vector 8): the kernel stack may have overflowed.
     DoubleFault = 0,
+    /// Non-maskable interrupt (vector 2): it may arrive anywhere, even on
+    /// the first instruction of the `syscall` entry, still on the user's
+    /// stack pointer.
+    Nmi = 1,
+    /// Machine check (vector 18): as unannounced as an NMI.
+    MachineCheck = 2,
+    /// General-protection fault (vector 13): a `sysretq` or `iretq` that
+    /// faults does so in ring 0 with whatever stack pointer is loaded,
+    /// after `sysretq`'s own switch to the task's.
+    GeneralProtection = 3,
 }
 
 impl Ist {
     /// Every IST stack, in slot order.
-    pub const ALL: [Ist; 1] = [Ist::DoubleFault];
+    pub const ALL: [Ist; 4] = [Ist::DoubleFault, Ist::Nmi, Ist::MachineCheck, Ist::GeneralProtection];
 
     /// The slot's index in the TSS's interrupt stack table.
     pub const fn index(self) -> u16 {

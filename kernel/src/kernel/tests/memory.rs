@@ -117,3 +117,17 @@ fn a_pinned_frame_outlives_its_owner_until_unpinned() {
     assert_eq!(sim.kernel.frames().free_frames(), free_with_frame + 1);
     assert_eq!(sim.sys(Syscall::DmaUnpin, [8, pin, 0, 0, 0, 0]).error(), ErrorCode::InvalidArgument);
 }
+
+#[test]
+fn the_top_user_page_never_maps_so_a_system_call_returns_to_a_canonical_address() {
+    // A `syscall` in the last two bytes of the page below 1 << 47 would
+    // leave RCX non-canonical, and `sysretq` faults in ring 0 on that.
+    let mut sim = Sim::boot(&[task("edge", 1, &[])], None, 0, 0);
+    sim.schedule();
+    sim.sys(Syscall::FrameAlloc, [8, 1, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::FrameAlloc, [9, 2, 0, 0, 0, 0]).ok();
+    let top_page = capabilities::abi::layout::USER_END - 0x1000;
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 8, top_page, 0, 0, 0]).error(), ErrorCode::BadAddress);
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 9, top_page - 0x1000, 0, 0, 0]).error(), ErrorCode::BadAddress);
+    sim.sys(Syscall::Map, [SPACE, 8, top_page - 0x1000, 0, 0, 0]).ok();
+}
