@@ -125,7 +125,7 @@ impl Kernel {
             leaf |= self.no_execute;
         }
         if device {
-            leaf |= flags::WRITE_THROUGH | flags::NO_CACHE;
+            leaf |= flags::WRITE_THROUGH | flags::NO_CACHE | flags::DEVICE;
         }
         let root = self.task(space).root;
         let mut quota = self.task(space).memory;

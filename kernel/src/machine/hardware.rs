@@ -24,6 +24,10 @@ impl Hardware {
 }
 
 impl PhysMem for Hardware {
+    fn manages(&self, frame: Frame) -> bool {
+        self.memory.manages(frame)
+    }
+
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
         self.memory.page(frame)
     }

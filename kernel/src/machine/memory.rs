@@ -85,17 +85,20 @@ impl Physical {
     }
 
     fn pointer(&self, frame: Frame) -> *mut [u8; PAGE_SIZE] {
-        let address = frame.address();
-        let managed = address + PAGE_SIZE as u64 <= self.limit;
-        let forbidden = self.forbidden.iter().any(|range| range.contains(&address));
-        if !managed || forbidden {
-            panic!("kernel logic asked for frame {address:#x}, which is not RAM it manages");
+        if !self.manages(frame) {
+            panic!("kernel logic asked for frame {:#x}, which is not RAM it manages", frame.address());
         }
-        (PHYS_OFFSET + address) as *mut [u8; PAGE_SIZE]
+        (PHYS_OFFSET + frame.address()) as *mut [u8; PAGE_SIZE]
     }
 }
 
 impl PhysMem for Physical {
+    fn manages(&self, frame: Frame) -> bool {
+        let address = frame.address();
+        let managed = address.checked_add(PAGE_SIZE as u64).is_some_and(|end| end <= self.limit);
+        managed && !self.forbidden.iter().any(|range| range.contains(&address))
+    }
+
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
         // SAFETY: `pointer` checked the frame is direct-mapped RAM outside
         // the kernel and boot images; the only way to reach it is through

@@ -29,6 +29,10 @@ pub struct TestMachine {
 }
 
 impl PhysMem for TestMachine {
+    fn manages(&self, frame: Frame) -> bool {
+        self.mem.manages(frame)
+    }
+
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
         self.mem.page(frame)
     }

@@ -14,6 +14,8 @@
 #![no_std]
 #![no_main]
 
+mod kernel_holes;
+
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use capabilities::ErrorCode;
@@ -88,6 +90,10 @@ fn main() -> u64 {
         Case {
             name: "owners_killed_at_random_points_give_everything_back",
             run: owners_killed_at_random_points_give_everything_back,
+        },
+        Case {
+            name: "log_write_from_device_memory_is_a_bad_address",
+            run: kernel_holes::log_write_from_device_memory_is_a_bad_address,
         },
         Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
     ])
