@@ -321,6 +321,17 @@ impl CapTable {
         self.entry_mut(slot).mapping = mapping;
     }
 
+    /// Forgets every mapping recorded into `space`, in every task's slots
+    /// (the space is going away with its tables). One pass over the
+    /// table: bounded by its size, whatever the tasks did.
+    pub fn forget_mappings_into(&mut self, space: TaskId) {
+        for entry in &mut self.entries {
+            if entry.mapping.is_some_and(|mapping| mapping.space == space) {
+                entry.mapping = None;
+            }
+        }
+    }
+
     /// Every occupied slot of `task`.
     pub fn occupied(&self, task: TaskId) -> impl Iterator<Item = SlotId> + '_ {
         let start = task.index() * SLOTS;

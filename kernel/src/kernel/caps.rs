@@ -239,8 +239,12 @@ impl Kernel {
         Ok([0; 3])
     }
 
-    /// Removes `pages` pages at `virt` from `space`'s tables.
+    /// Removes `pages` pages at `virt` from `space`'s tables (nothing once
+    /// the space has been freed: its root may belong to someone else).
     pub(super) fn unmap_pages(&mut self, m: &mut impl Machine, space: TaskId, virt: u64, pages: u32) {
+        if matches!(self.task(space).state, TaskState::Dead { reaped: true, .. }) {
+            return;
+        }
         let root = self.task(space).root;
         for page in 0..u64::from(pages) {
             let _ = paging::unmap(m, root, virt + page * PAGE_SIZE);

@@ -56,17 +56,9 @@ impl Kernel {
         for slot in held {
             self.delete_slot(m, slot, Removal::HolderDied);
         }
-        // Mappings other tasks made into this space vanish with it.
-        let into_it: Vec<SlotId, 64> = self
-            .caps
-            .all_occupied()
-            .map(|(slot, _)| slot)
-            .filter(|slot| self.caps.mapping(*slot).is_some_and(|mapping| mapping.space == id))
-            .take(64)
-            .collect();
-        for slot in into_it {
-            self.caps.set_mapping(slot, None);
-        }
+        // Mappings other tasks made into this space vanish with it, all of
+        // them: a record left behind would name tables `reap` frees.
+        self.caps.forget_mappings_into(id);
         if let Some(bound) = self.task_mut(id).bound.take()
             && let Some(notification) = self.notifications.get_mut(bound)
         {

@@ -106,3 +106,35 @@ fn a_task_with_the_kill_right_ends_another_which_its_watchers_learn() {
     assert_eq!(info, [task_state::TERMINATED, supervisor.index() as u64, 0]);
     assert_eq!(sim.sys(Syscall::TaskKill, [8, 0, 0, 0, 0, 0]).error(), ErrorCode::PeerDied, "already dead");
 }
+
+#[test]
+fn every_mapping_into_a_dead_tasks_space_is_forgotten_before_its_tables_are_freed() {
+    // More mappings into the victim's space than the kernel used to clear
+    // (64): deleting the 65th after the space was freed walked a freed root.
+    const COPIES: u64 = 70;
+    let tasks = [task("mapper", 2, &[super::sim::serve(8, 0)]), task("victim", 1, &[super::sim::client(8, 0, 1)])];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let (mapper, victim) = (sim.id("mapper"), sim.id("victim"));
+    sim.expect_running("mapper");
+    sim.window(mapper, 10, 1);
+    assert_eq!(sim.sys(Syscall::Recv, [8, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.expect_running("victim");
+    sim.send_caps(victim, &[2]);
+    sim.sys(Syscall::Send, [8, 0, 0, 0, 0, 0]).ok();
+    sim.expect_running("mapper");
+    sim.sys(Syscall::FrameAlloc, [11, 1, 0, 0, 0, 0]).ok();
+    for copy in 0..COPIES {
+        let slot = 20 + copy;
+        sim.sys(Syscall::CapCopy, [11, slot, u64::from(rights::READ), 0, 0, 0]).ok();
+        sim.sys(Syscall::Map, [10, slot, 0x2000_0000 + copy * 0x1000, 0, 0, 0]).ok();
+    }
+    sim.kernel.end_task(&mut sim.m, victim, crate::task::Death::Exited(0));
+    sim.kernel.reap(&mut sim.m);
+    let flushes = sim.m.flushes.len();
+    for copy in 0..COPIES {
+        let slot = crate::cspace::SlotId::new(mapper, 20 + copy).expect("valid");
+        assert_eq!(sim.kernel.caps.mapping(slot), None, "copy {copy} still records a mapping into the dead space");
+        sim.sys(Syscall::CapDelete, [20 + copy, 0, 0, 0, 0, 0]).ok();
+    }
+    assert_eq!(sim.m.flushes.len(), flushes, "nothing unmapped from the freed space");
+}
