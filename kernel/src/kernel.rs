@@ -222,7 +222,7 @@ impl Kernel {
     /// Takes `id` out of whatever queue its blocking state put it in.
     fn unqueue(&mut self, id: TaskId) {
         match self.task(id).state {
-            TaskState::Sending { endpoint, .. } | TaskState::Receiving { endpoint } => {
+            TaskState::Sending { endpoint, .. } | TaskState::Receiving { endpoint, .. } => {
                 if let Some(endpoint) = self.endpoints.get_mut(endpoint) {
                     remove_from(&mut endpoint.queue, id);
                     if endpoint.queue.is_empty() {
@@ -230,7 +230,7 @@ impl Kernel {
                     }
                 }
             }
-            TaskState::Waiting { notification } => {
+            TaskState::Waiting { notification, .. } => {
                 if let Some(notification) = self.notifications.get_mut(notification) {
                     remove_from(&mut notification.waiters, id);
                 }

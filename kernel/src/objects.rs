@@ -12,6 +12,7 @@ use heapless::Deque;
 
 use capabilities::manifest::MAX_TASKS;
 
+use crate::cspace::SlotId;
 use crate::phys::Frame;
 use crate::task::TaskId;
 
@@ -203,14 +204,27 @@ pub enum IrqSource {
     Msi,
 }
 
+/// Where an interrupt is delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The notification.
+    pub notification: Handle,
+    /// Bits it sets there.
+    pub bits: u64,
+    /// The capability `IrqBind` named it with.
+    pub cap: SlotId,
+}
+
 /// An interrupt source delivered as notification bits.
 pub struct Interrupt {
     /// Its source.
     pub source: IrqSource,
     /// CPU vector it arrives on.
     pub vector: u8,
-    /// Notification and bits it signals.
-    pub target: Option<(Handle, u64)>,
+    /// Where it is routed: a notification, the bits it sets there, and
+    /// the notification capability the route was made with (deleting
+    /// that capability ends the route).
+    pub target: Option<Route>,
     /// Fired and not yet acknowledged.
     pub unacknowledged: bool,
     /// Capabilities naming it.

@@ -5,6 +5,7 @@ use capabilities::manifest::NAME_MAX;
 use heapless::{String, Vec};
 
 use crate::context::TrapFrame;
+use crate::cspace::SlotId;
 use crate::objects::Handle;
 use crate::phys::Frame;
 
@@ -117,6 +118,8 @@ pub enum TaskState {
     Sending {
         /// The endpoint.
         endpoint: Handle,
+        /// The capability it sends with: revoking it withdraws the message.
+        cap: SlotId,
         /// Badge of the capability it sent with.
         badge: u64,
         /// Message length.
@@ -130,6 +133,8 @@ pub enum TaskState {
     Receiving {
         /// The endpoint.
         endpoint: Handle,
+        /// The capability it receives with: revoking it ends the receive.
+        cap: SlotId,
     },
     /// Its call was received; waiting for the reply.
     AwaitingReply {
@@ -140,6 +145,8 @@ pub enum TaskState {
     Waiting {
         /// The notification.
         notification: Handle,
+        /// The capability it waits with: revoking it ends the wait.
+        cap: SlotId,
     },
     /// Ended; `reaped` once its memory has been returned.
     Dead {
@@ -214,8 +221,9 @@ pub struct Task {
     pub objects: Quota,
     /// When its current blocking operation times out (µs since start).
     pub deadline: Option<u64>,
-    /// Notification whose signals also end its receives.
-    pub bound: Option<Handle>,
+    /// Notification whose signals also end its receives, and the
+    /// capability it was bound with (deleting that unbinds it).
+    pub bound: Option<(Handle, SlotId)>,
     /// Notifications to signal when it dies.
     pub watchers: Vec<Watch, MAX_WATCHERS>,
     /// Calls made so far; numbers its reply capabilities.

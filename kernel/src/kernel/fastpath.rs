@@ -109,12 +109,12 @@ impl Kernel {
             return None;
         }
         // The receive must block; checked before the reply changes anything.
-        let (_, endpoint_cap) = self.caps.lookup(id, endpoint_slot).ok()?;
+        let (endpoint_slot, endpoint_cap) = self.caps.lookup(id, endpoint_slot).ok()?;
         let Object::Endpoint(handle) = endpoint_cap.object else { return None };
         if !endpoint_cap.has(rights::RECEIVE) {
             return None;
         }
-        if let Some(bound) = self.task(id).bound
+        if let Some((bound, _)) = self.task(id).bound
             && self.notifications.get(bound).is_some_and(|notification| notification.word != 0)
         {
             return None;
@@ -136,7 +136,7 @@ impl Kernel {
         self.caps.remove(reply);
         let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant: true });
         let server = self.task_mut(id);
-        server.state = TaskState::Receiving { endpoint: handle };
+        server.state = TaskState::Receiving { endpoint: handle, cap: endpoint_slot };
         server.deadline = None;
         self.switch_to_woken(m, caller, [0, len, info])
     }

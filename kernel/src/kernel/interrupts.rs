@@ -7,7 +7,7 @@ use capabilities::abi::rights;
 
 use super::{Kernel, Machine};
 use crate::cspace::{Capability, Object};
-use crate::objects::{Handle, Interrupt, IrqSource};
+use crate::objects::{Handle, Interrupt, IrqSource, Route};
 use crate::task::TaskId;
 
 /// First vector the kernel hands to devices.
@@ -70,7 +70,7 @@ impl Kernel {
     pub(super) fn irq_bind(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [irq_slot, target_slot, bits, ..] = args;
         let handle = self.interrupt_cap(id, irq_slot)?;
-        let (_, target) = self.caps.lookup(id, target_slot)?;
+        let (target_slot, target) = self.caps.lookup(id, target_slot)?;
         let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
         if !target.has(rights::SEND) {
             return Err(ErrorCode::PermissionDenied);
@@ -79,7 +79,7 @@ impl Kernel {
             return Err(ErrorCode::InvalidArgument);
         }
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
-        interrupt.target = Some((notification, bits));
+        interrupt.target = Some(Route { notification, bits, cap: target_slot });
         interrupt.unacknowledged = false;
         if let IrqSource::IoApic { gsi, .. } = interrupt.source {
             m.mask_gsi(gsi, false);
@@ -130,7 +130,7 @@ impl Kernel {
         if let IrqSource::IoApic { gsi, level: true } = interrupt.source {
             m.mask_gsi(gsi, true);
         }
-        if let Some((notification, bits)) = interrupt.target {
+        if let Some(Route { notification, bits, .. }) = interrupt.target {
             self.signal_object(notification, bits);
         }
     }

@@ -28,13 +28,13 @@ pub(super) struct Message {
 }
 
 impl Kernel {
-    fn endpoint_cap(&self, id: TaskId, slot: u64, needed: u32) -> Result<(Handle, Capability), ErrorCode> {
-        let (_, cap) = self.caps.lookup(id, slot)?;
+    fn endpoint_cap(&self, id: TaskId, slot: u64, needed: u32) -> Result<(Handle, SlotId, Capability), ErrorCode> {
+        let (slot, cap) = self.caps.lookup(id, slot)?;
         let Object::Endpoint(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
         if !cap.has(needed) {
             return Err(ErrorCode::PermissionDenied);
         }
-        Ok((handle, cap))
+        Ok((handle, slot, cap))
     }
 
     fn deadline(m: &impl Machine, timeout_us: u64) -> Option<u64> {
@@ -50,7 +50,7 @@ impl Kernel {
         [slot, len, flags, timeout]: [u64; 4],
         call: bool,
     ) -> Option<Result<[u64; 3], ErrorCode>> {
-        let (handle, cap) = match self.endpoint_cap(id, slot, rights::SEND) {
+        let (handle, used, cap) = match self.endpoint_cap(id, slot, rights::SEND) {
             Ok(found) => found,
             Err(error) => return Some(Err(error)),
         };
@@ -83,8 +83,14 @@ impl Kernel {
         }
         endpoint.waiting = Waiting::Senders;
         let deadline = if call { None } else { Self::deadline(m, timeout) };
-        let state =
-            TaskState::Sending { endpoint: handle, badge: message.badge, len: message.len, grant: message.grant, call };
+        let state = TaskState::Sending {
+            endpoint: handle,
+            cap: used,
+            badge: message.badge,
+            len: message.len,
+            grant: message.grant,
+            call,
+        };
         self.block(id, state, deadline);
         None
     }
@@ -98,8 +104,8 @@ impl Kernel {
         flags: u64,
         timeout: u64,
     ) -> Option<Result<[u64; 3], ErrorCode>> {
-        let handle = match self.endpoint_cap(id, slot, rights::RECEIVE) {
-            Ok((handle, _)) => handle,
+        let (handle, used) = match self.endpoint_cap(id, slot, rights::RECEIVE) {
+            Ok((handle, used, _)) => (handle, used),
             Err(error) => return Some(Err(error)),
         };
         if let Some(bits) = self.take_bound_bits(id) {
@@ -131,7 +137,7 @@ impl Kernel {
             return Some(Err(ErrorCode::OutOfMemory));
         }
         endpoint.waiting = Waiting::Receivers;
-        self.block(id, TaskState::Receiving { endpoint: handle }, Self::deadline(m, timeout));
+        self.block(id, TaskState::Receiving { endpoint: handle, cap: used }, Self::deadline(m, timeout));
         None
     }
 

@@ -59,7 +59,7 @@ impl Kernel {
         // Mappings other tasks made into this space vanish with it, all of
         // them: a record left behind would name tables `reap` frees.
         self.caps.forget_mappings_into(id);
-        if let Some(bound) = self.task_mut(id).bound.take()
+        if let Some((bound, _)) = self.task_mut(id).bound.take()
             && let Some(notification) = self.notifications.get_mut(bound)
         {
             notification.bound = None;

@@ -10,5 +10,6 @@ mod ipc;
 mod memory;
 mod notify;
 mod remapping;
+mod revoke;
 mod sched;
 mod sim;

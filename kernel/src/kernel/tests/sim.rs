@@ -256,6 +256,13 @@ impl Sim {
         if self.kernel.current() == Some(id) { self.result(id) } else { Outcome::Blocked }
     }
 
+    /// The result `task` was woken with, asserting that it no longer blocks.
+    pub fn woken(&self, task: TaskId) -> Outcome {
+        let state = self.kernel.tasks()[task.index()].state;
+        assert!(!self.kernel.tasks()[task.index()].is_blocked(), "task {} still blocks: {state:?}", task.index());
+        self.result(task)
+    }
+
     /// The result registers `task` holds now (after being woken).
     pub fn result(&self, task: TaskId) -> Outcome {
         let frame = self.kernel.frame(task);

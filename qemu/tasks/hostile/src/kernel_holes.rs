@@ -5,13 +5,45 @@
 //! error code and leave the kernel serving everyone else.
 
 use capabilities::ErrorCode;
-use userlib::cap::{Cap, own};
+use capabilities::abi::ipc::NONBLOCK;
+use capabilities::abi::rights;
+use capabilities::echo::{Operation, Reply, Request};
+use userlib::cap::{Cap, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok, syscall};
+use userlib::{check, check_eq, check_ok, objects, syscall};
 
-use crate::{BAR_VIRT, PCI, STORM_DEVICE, WINDOW, claim, release_group, wait_unowned};
+use crate::{BAR_VIRT, NOTIFICATION, PCI, STORM_DEVICE, WINDOW, claim, release_group, wait_unowned};
+
+userlib::cap_slot!(ECHO_REQUESTS: Endpoint = "echo-requests");
+
+/// Slots: an endpoint nobody receives on, and the badged copy of it the
+/// accomplice gets.
+const TARGET: u32 = 76;
+const MINTED: u32 = 77;
+/// The badge of that copy.
+const MINTED_BADGE: u64 = 0x5eed;
+
+/// Receives the accomplice's next echo request and checks its operation.
+fn next_request(buffer: &mut Buffer, expected: Operation) -> Result<heapless::Vec<u8, 8>, ErrorCode> {
+    let message = ECHO_REQUESTS.get().receive(buffer, 0, 5_000_000)?;
+    let request: Request<'_> = buffer.decode(message.len)?;
+    if request.operation != expected {
+        defmt::error!("  the accomplice asked for {}, not {}", request.operation, expected);
+        return Err(ErrorCode::Malformed);
+    }
+    Ok(request.bytes.iter().copied().take(8).collect())
+}
+
+/// Answers the request just received, with the capabilities in `send`.
+fn answer(buffer: &mut Buffer, reply: &Reply<'_>, send: &[u32]) -> Result<(), ErrorCode> {
+    let len = buffer.encode(reply)?;
+    buffer.set_send_caps(send);
+    let replied = own::REPLY.reply(buffer, len);
+    buffer.set_send_caps(&[]);
+    replied
+}
 
 /// A `LogWrite` from the device's registers: the kernel used to follow the
 /// mapping to a frame that is no RAM and panic.
@@ -38,5 +70,33 @@ pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Out
     check!(driver_kit::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, STORM_DEVICE));
+    Ok(())
+}
+
+/// The accomplice blocks sending on a badged capability this task minted;
+/// revoking it withdraws the message and ends the send with an error.
+pub fn revoking_a_capability_withdraws_the_send_blocked_on_it(buffer: &mut Buffer) -> Outcome {
+    let target = check_ok!(objects::create_endpoint(TARGET));
+    check_ok!(next_request(buffer, Operation::MintBadge));
+    let minted = check_ok!(target.mint_to(MINTED, rights::SEND, MINTED_BADGE));
+    check_ok!(answer(buffer, &Reply::Done { badge: MINTED_BADGE }, &[MINTED]));
+    // While this task sleeps, the accomplice sends on its copy and
+    // blocks: nobody receives on the endpoint yet.
+    let sleep = Cap::<Notification>::at(NOTIFICATION);
+    let _ = sleep.wait(NONBLOCK, 0);
+    check_eq!(sleep.wait(0, 10_000), Err(ErrorCode::TimedOut));
+    check_ok!(minted.revoke());
+    let queued = target.receive(buffer, NONBLOCK, 0);
+    check_eq!(queued.map(|message| message.badge), Err(ErrorCode::WouldBlock), "no message under the revoked badge");
+    let outcome = check_ok!(next_request(buffer, Operation::Reverse));
+    let code = u16::from_le_bytes([outcome.first().copied().unwrap_or(0), outcome.get(1).copied().unwrap_or(0)]);
+    check_ok!(answer(buffer, &Reply::Done { badge: 0 }, &[]));
+    check_eq!(
+        ErrorCode::from_code(code.into()),
+        Some(ErrorCode::InvalidCapability),
+        "the send ended with the capability"
+    );
+    check_ok!(minted.delete());
+    check_ok!(target.delete());
     Ok(())
 }

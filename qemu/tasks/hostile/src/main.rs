@@ -95,6 +95,10 @@ fn main() -> u64 {
             name: "log_write_from_device_memory_is_a_bad_address",
             run: kernel_holes::log_write_from_device_memory_is_a_bad_address,
         },
+        Case {
+            name: "revoking_a_capability_withdraws_the_send_blocked_on_it",
+            run: kernel_holes::revoking_a_capability_withdraws_the_send_blocked_on_it,
+        },
         Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
     ])
 }
