@@ -346,11 +346,13 @@ impl CapTable {
             .filter_map(|(index, entry)| entry.cap.as_ref().map(|cap| (SlotId(index as u16), cap)))
     }
 
-    /// The first empty slot of `task` in `[base, base + len)`.
+    /// The first empty slot of `task` in `[base, base + len)`. The range
+    /// comes from the task (its receive window) and may be four billion
+    /// slots long: only the part inside its space is walked, so this costs
+    /// at most [`SLOTS`] steps.
     pub fn find_empty(&self, task: TaskId, base: u64, len: u64) -> Option<SlotId> {
-        (base..base.saturating_add(len))
-            .filter_map(|index| SlotId::new(task, index).ok())
-            .find(|slot| self.get(*slot).is_none())
+        let end = base.saturating_add(len).min(SLOTS as u64);
+        (base.min(end)..end).filter_map(|index| SlotId::new(task, index).ok()).find(|slot| self.get(*slot).is_none())
     }
 
     /// The parent of `slot` (for tests and checks).

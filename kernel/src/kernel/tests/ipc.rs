@@ -209,3 +209,33 @@ fn wrong_rights_kinds_and_sizes_are_refused() {
         assert_eq!(sim.sys(Syscall::Call, [slot, 0, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability, "slot {slot}");
     }
 }
+
+#[test]
+fn a_receive_window_of_four_billion_slots_costs_no_more_than_the_slots() {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (done, finished) = channel();
+    let worker = std::thread::spawn(move || {
+        let mut sim = pair();
+        let (client, server) = (sim.id("client"), sim.id("server"));
+        sim.run("client");
+        sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
+        sim.send_caps(client, &[20]);
+        sim.sys(Syscall::Send, [CLIENT_EP, 0, 0, 0, 0, 0]);
+        sim.run("server");
+        // Wholly past the last slot, then from the last empty ones on.
+        sim.window(server, 200, u32::MAX);
+        assert_eq!(Info(sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok()[2]).caps(), 0);
+        sim.run("client");
+        sim.sys(Syscall::Send, [CLIENT_EP, 0, 0, 0, 0, 0]);
+        sim.run("server");
+        sim.window(server, 126, u32::MAX);
+        sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+        assert_eq!(sim.received(server), [126]);
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(2)) {
+        Ok(()) => worker.join().expect("the transfers ran"),
+        Err(RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().expect_err("it panicked")),
+        Err(RecvTimeoutError::Timeout) => panic!("the transfer walked the whole window, with interrupts off"),
+    }
+}

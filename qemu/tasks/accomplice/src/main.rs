@@ -3,10 +3,12 @@
 //! The hostile task serves the echo protocol on `hostile-echo`; this task
 //! calls it, and each step happens when the hostile task receives:
 //!
-//! 1. `MintBadge`: the reply carries a badged capability to an endpoint
+//! 1. `SignalIt` twice, each with a notification capability, which the
+//!    hostile task receives into a receive window four billion slots long.
+//! 2. `MintBadge`: the reply carries a badged capability to an endpoint
 //!    nobody receives on yet. This task sends on it (while the hostile
 //!    task sleeps) and blocks until the hostile task revokes it.
-//! 2. `Reverse`, whose bytes are the outcome of that send (the error code
+//! 3. `Reverse`, whose bytes are the outcome of that send (the error code
 //!    as a little-endian `u16`, 0 for success), for the hostile task to check.
 #![no_std]
 #![no_main]
@@ -15,11 +17,13 @@ use capabilities::ErrorCode;
 use capabilities::echo::{Operation, Reply, Request};
 use userlib::cap::{Cap, Endpoint};
 use userlib::ipc::Buffer;
+use userlib::objects;
 
 userlib::cap_slot!(HOSTILE: Endpoint = "hostile");
 userlib::entry!(main);
 
-/// Slot the minted capability lands in.
+/// Slots: the notification it sends, and where the minted capability lands.
+const NOTE: u32 = 40;
 const MINTED: u32 = 41;
 
 fn ask(buffer: &mut Buffer, operation: Operation, bytes: &[u8], send: &[u32], window: u32) -> Result<u64, ErrorCode> {
@@ -36,6 +40,15 @@ fn ask(buffer: &mut Buffer, operation: Operation, bytes: &[u8], send: &[u32], wi
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
+    if objects::create_notification(NOTE).is_err() {
+        defmt::error!("accomplice: no notification (the policy must allow one object)");
+        return 1;
+    }
+    for _ in 0..2 {
+        if let Err(code) = ask(&mut buffer, Operation::SignalIt, b"", &[NOTE], 0) {
+            defmt::info!("accomplice: signal-it answered {}", code);
+        }
+    }
     let sent = match ask(&mut buffer, Operation::MintBadge, b"", &[], MINTED) {
         Ok(_) => Cap::<Endpoint>::at(MINTED).send(&mut buffer, 0, 0, 0),
         Err(code) => Err(code),

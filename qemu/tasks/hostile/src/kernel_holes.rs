@@ -24,6 +24,9 @@ const TARGET: u32 = 76;
 const MINTED: u32 = 77;
 /// The badge of that copy.
 const MINTED_BADGE: u64 = 0x5eed;
+/// Longest a receive into any window may take (the kernel once walked a
+/// four-billion-slot window with interrupts off).
+const QUICK_US: u64 = 200_000;
 
 /// Receives the accomplice's next echo request and checks its operation.
 fn next_request(buffer: &mut Buffer, expected: Operation) -> Result<heapless::Vec<u8, 8>, ErrorCode> {
@@ -70,6 +73,37 @@ pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Out
     check!(driver_kit::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, STORM_DEVICE));
+    Ok(())
+}
+
+/// The accomplice sends a capability into a window four billion slots long:
+/// the kernel walks only the slots there are.
+pub fn a_huge_receive_window_costs_no_more_than_the_slots(buffer: &mut Buffer) -> Outcome {
+    // Past the last slot: nothing to take.
+    buffer.set_window(200, u32::MAX);
+    let start = syscall::now();
+    let request = next_request(buffer, Operation::SignalIt);
+    let took = syscall::now().saturating_sub(start);
+    buffer.set_window(0, 0);
+    check_ok!(request);
+    defmt::info!("  a capability offered to a window of 2^32 slots past the end: {=u64} us", took);
+    check!(took < QUICK_US, "the receive took no time");
+    check!(buffer.received_caps().is_empty(), "no slot in the window");
+    check_ok!(answer(buffer, &Reply::Failed(ErrorCode::InvalidArgument), &[]));
+    // From slot 120 on: the first empty slot, and nothing past the last.
+    buffer.set_window(120, u32::MAX);
+    let start = syscall::now();
+    let request = next_request(buffer, Operation::SignalIt);
+    let took = syscall::now().saturating_sub(start);
+    buffer.set_window(0, 0);
+    check_ok!(request);
+    check!(took < QUICK_US);
+    let received = buffer.received_caps();
+    check_eq!(received.as_slice(), &[120]);
+    let note = Cap::<Notification>::at(120);
+    check_ok!(note.signal());
+    check_ok!(note.delete());
+    check_ok!(answer(buffer, &Reply::Done { badge: 0 }, &[]));
     Ok(())
 }
 

@@ -96,6 +96,10 @@ fn main() -> u64 {
             run: kernel_holes::log_write_from_device_memory_is_a_bad_address,
         },
         Case {
+            name: "a_huge_receive_window_costs_no_more_than_the_slots",
+            run: kernel_holes::a_huge_receive_window_costs_no_more_than_the_slots,
+        },
+        Case {
             name: "revoking_a_capability_withdraws_the_send_blocked_on_it",
             run: kernel_holes::revoking_a_capability_withdraws_the_send_blocked_on_it,
         },
