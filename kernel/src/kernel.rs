@@ -33,8 +33,13 @@ use crate::task::{Task, TaskId, TaskState};
 pub use boot::LoadError;
 pub use platform::Platform;
 
-/// The frame allocator the kernel uses: all RAM below 4 GiB.
-pub type Frames = FrameAllocator<{ (4usize << 30) / PAGE / 64 }>;
+/// Highest physical address (exclusive) whose RAM the kernel manages: on
+/// q35 a machine of 6 GiB ends there (2 GiB below the PCI hole, 4 above).
+pub const MAX_PHYSICAL: u64 = 8 << 30;
+
+/// The frame allocator the kernel uses: all RAM below [`MAX_PHYSICAL`]
+/// (a bitmap of 256 KiB).
+pub type Frames = FrameAllocator<{ MAX_PHYSICAL as usize / PAGE / 64 }>;
 
 /// System status when the init task was killed by a fault.
 pub const STATUS_INIT_KILLED: u8 = 126;

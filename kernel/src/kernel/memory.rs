@@ -36,7 +36,7 @@ impl Kernel {
             self.task_mut(id).objects.release(1);
             return Err(ErrorCode::QuotaExceeded);
         }
-        let Some(base) = self.frames.alloc_contiguous(pages as usize, pages as usize) else {
+        let Some(base) = self.frames.alloc_contiguous_high(pages as usize, pages as usize) else {
             self.task_mut(id).memory.release(pages as u32);
             self.task_mut(id).objects.release(1);
             return Err(ErrorCode::OutOfMemory);

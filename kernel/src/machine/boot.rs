@@ -5,7 +5,7 @@
 //! `hvm_start_info`. The code below builds temporary page tables that map
 //! the first GiB three ways (identity, direct map at `PHYS_OFFSET`, and the
 //! kernel image at -2 GiB), enables long mode and SSE, switches to the boot
-//! stack in the kernel image and calls `kernel_main`. `memory::init` later
+//! stack in the kernel image and calls `kernel_main`. `kernel_space::init` later
 //! replaces these tables with the final ones.
 
 use crate::stacks::KERNEL_STACK;

@@ -17,7 +17,7 @@ pub struct Hardware {
 }
 
 impl Hardware {
-    /// Before `memory::init`: nothing is mapped yet.
+    /// Before `kernel_space::init`: nothing is mapped yet.
     pub const fn new() -> Self {
         Self { memory: Physical::new() }
     }

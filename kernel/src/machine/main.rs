@@ -19,6 +19,7 @@ mod fpu;
 mod gdt;
 mod hardware;
 mod idt;
+mod kernel_space;
 mod logger;
 mod memory;
 mod panic;
@@ -79,7 +80,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
 
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
-    memory::init(kernel, &mut hardware.memory, &info, module, features);
+    kernel_space::init(kernel, &mut hardware.memory, &info, module, features);
     acpi::snapshot(kernel, hardware, info.rsdp);
     apic::init();
     defmt::info!("local APIC {=u8}: timer {=u64} kHz", apic::id(), apic::timer_khz());
