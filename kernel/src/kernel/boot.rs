@@ -146,6 +146,7 @@ impl Kernel {
             BootObject::Notification(n) => Object::Notification(*objects.notifications.get(usize::from(n)).ok_or(bad)?),
             BootObject::Task(n) => Object::Task(ids.get(usize::from(n)).copied().flatten().ok_or(bad)?),
             BootObject::DeviceMemory { base, pages } if base % PAGE_SIZE == 0 && pages > 0 => {
+                self.record_device_grant(base, pages).map_err(|_| bad)?;
                 Object::DeviceMemory { base, pages }
             }
             BootObject::DeviceMemory { .. } => return Err(bad),

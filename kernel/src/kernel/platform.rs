@@ -2,6 +2,7 @@
 //! is, the ACPI tables (copied for servers), and the device ranges the
 //! firmware describes, which boot grants name symbolically.
 
+use crate::bootinfo::MAX_REGIONS;
 use acpi_tables::{Dmar, Mcfg, SnapshotMemory};
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, rights};
@@ -12,9 +13,10 @@ use crate::cspace::{Capability, Object};
 use crate::objects::{FrameObject, Handle};
 use crate::task::TaskId;
 
-/// Most RAM ranges, ECAM regions and remapping units remembered.
-const MAX_RANGES: usize = 32;
+/// Most ECAM regions and remapping units remembered.
 const MAX_UNITS: usize = 8;
+/// Most device-memory ranges boot grants name by address.
+pub const MAX_DEVICE_GRANTS: usize = 64;
 
 /// Physical ranges `[start, end)` no device-memory capability may cover
 /// beyond RAM: low memory (firmware, legacy devices) and the interrupt
@@ -24,7 +26,11 @@ const KERNEL_DEVICES: [(u64, u64); 2] = [(0, 0x10_0000), (0xfec0_0000, 0xff00_00
 /// The platform as the kernel found it at boot.
 #[derive(Default)]
 pub struct Platform {
-    ram: Vec<(u64, u64), MAX_RANGES>,
+    /// The RAM ranges of the memory map: the same list, and the same
+    /// limit, as the boot information and the frame allocator.
+    ram: Vec<(u64, u64), MAX_REGIONS>,
+    /// Device memory boot grants name by address (`[start, end)`).
+    granted: Vec<(u64, u64), MAX_DEVICE_GRANTS>,
     acpi: Option<Handle>,
     ecam: Vec<(u64, u32), MAX_UNITS>,
     units: Vec<(u64, u32), MAX_UNITS>,
@@ -33,7 +39,7 @@ pub struct Platform {
 impl Platform {
     /// Nothing known yet.
     pub const fn new() -> Self {
-        Self { ram: Vec::new(), acpi: None, ecam: Vec::new(), units: Vec::new() }
+        Self { ram: Vec::new(), granted: Vec::new(), acpi: None, ecam: Vec::new(), units: Vec::new() }
     }
 }
 
@@ -42,9 +48,19 @@ fn overlaps((start, end): (u64, u64), (other_start, other_end): (u64, u64)) -> b
 }
 
 impl Kernel {
-    /// Records where RAM is (`[start, end)` ranges of the memory map).
-    pub fn set_ram(&mut self, ranges: &[(u64, u64)]) {
-        self.platform.ram = ranges.iter().copied().take(MAX_RANGES).collect();
+    /// Records where RAM is (`[start, end)` ranges of the memory map), all
+    /// of it or none: `TooLarge` if there are more than the memory map
+    /// may hold.
+    pub fn set_ram(&mut self, ranges: &[(u64, u64)]) -> Result<(), ErrorCode> {
+        self.platform.ram = Vec::from_slice(ranges).map_err(|_| ErrorCode::TooLarge)?;
+        Ok(())
+    }
+
+    /// Records a boot grant's device memory, which no `DeviceMemoryCreate`
+    /// may cover then.
+    pub(super) fn record_device_grant(&mut self, base: u64, pages: u32) -> Result<(), ErrorCode> {
+        let end = base.checked_add(u64::from(pages) * PAGE_SIZE).ok_or(ErrorCode::InvalidArgument)?;
+        self.platform.granted.push((base, end)).map_err(|_| ErrorCode::OutOfMemory)
     }
 
     /// Takes a snapshot of the ACPI tables (`acpi_tables::snapshot`
@@ -131,8 +147,14 @@ impl Kernel {
         let range = (base, end);
         let platform = &self.platform;
         let held = platform.ecam.iter().chain(&platform.units).map(|&(b, p)| (b, b + u64::from(p) * PAGE_SIZE));
-        let forbidden =
-            platform.ram.iter().copied().chain(KERNEL_DEVICES).chain(held).any(|other| overlaps(range, other));
+        let forbidden = platform
+            .ram
+            .iter()
+            .copied()
+            .chain(KERNEL_DEVICES)
+            .chain(held)
+            .chain(platform.granted.iter().copied())
+            .any(|other| overlaps(range, other));
         if forbidden {
             return Err(ErrorCode::PermissionDenied);
         }

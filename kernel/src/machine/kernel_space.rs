@@ -87,7 +87,10 @@ pub fn init(kernel: &mut Kernel, memory: &mut Physical, info: &BootInfo, module:
         .filter(|region| region.kind == RegionKind::Ram)
         .map(|region| (region.start, region.start.saturating_add(region.size)))
         .collect();
-    kernel.set_ram(&all_ram);
+    // As many as the memory map has entries, which is what the kernel keeps.
+    if kernel.set_ram(&all_ram).is_err() {
+        panic!("more RAM ranges than the kernel keeps");
+    }
     let (below, above) = ram.iter().fold((0, 0), |(below, above), range| {
         let low = range.end.min(FOUR_GIB).saturating_sub(range.start);
         (below + low, above + (range.end - range.start - low))

@@ -63,17 +63,14 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         features.global_pages
     );
 
-    let (info, dropped) = match BootInfo::read(&memory::BootWindow, start_info) {
-        Ok(read) => read,
+    let info = match BootInfo::read(&memory::BootWindow, start_info) {
+        Ok(info) => info,
         Err(error) => panic!("hvm_start_info at {start_info:#x} unusable: {error:?}"),
     };
     for region in &info.regions {
         defmt::debug!("memory {=u64:#x}..{=u64:#x} {}", region.start, region.start + region.size, region.kind);
     }
     defmt::info!("{=u64} MiB of RAM, ACPI RSDP at {=u64:#x}", info.ram_bytes() >> 20, info.rsdp);
-    if dropped > 0 {
-        defmt::warn!("memory map: {=usize} entries beyond the first 64 ignored", dropped);
-    }
     let Some(module) = info.module else {
         panic!("no boot image: start QEMU with -initrd <image> (cargo xtask run does)");
     };

@@ -9,6 +9,7 @@ mod interrupts;
 mod ipc;
 mod memory;
 mod notify;
+mod platform;
 mod remapping;
 mod revoke;
 mod sched;
