@@ -3,6 +3,7 @@
 //! firmware describes, which boot grants name symbolically.
 
 use crate::bootinfo::MAX_REGIONS;
+use acpi_tables::dmar::ScopeKind;
 use acpi_tables::{Dmar, Mcfg, SnapshotMemory};
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, rights};
@@ -33,7 +34,19 @@ pub struct Platform {
     granted: Vec<(u64, u64), MAX_DEVICE_GRANTS>,
     acpi: Option<Handle>,
     ecam: Vec<(u64, u32), MAX_UNITS>,
-    units: Vec<(u64, u32), MAX_UNITS>,
+    units: Vec<Unit, MAX_UNITS>,
+}
+
+/// A remapping unit DMAR describes.
+#[derive(Clone, Copy)]
+struct Unit {
+    /// Physical address of its registers.
+    base: u64,
+    /// Pages of registers.
+    pages: u32,
+    /// Whether its device scope lists an IO APIC: it remaps the kernel's
+    /// IO APIC lines, and no other unit may.
+    ioapic: bool,
 }
 
 impl Platform {
@@ -98,8 +111,9 @@ impl Kernel {
             Ok(Some(dmar)) => {
                 for unit in dmar.units() {
                     let pages = unit.register_size().div_ceil(PAGE_SIZE) as u32;
+                    let ioapic = unit.scopes().any(|scope| scope.kind == ScopeKind::IoApic);
                     info!("remapping unit registers at {=u64:#x}, {=u32} pages", unit.register_base, pages);
-                    let _ = self.platform.units.push((unit.register_base, pages));
+                    let _ = self.platform.units.push(Unit { base: unit.register_base, pages, ioapic });
                 }
             }
             _ => warn!("no usable ACPI DMAR table: no IOMMU to grant"),
@@ -109,23 +123,24 @@ impl Kernel {
 
     /// The object a symbolic boot grant names.
     pub(super) fn platform_object(&self, ecam: Option<u8>, unit: Option<u8>) -> Option<Object> {
-        let found = match (ecam, unit) {
-            (Some(n), _) => self.platform.ecam.get(usize::from(n)),
-            (_, Some(n)) => self.platform.units.get(usize::from(n)),
+        let (base, pages) = match (ecam, unit) {
+            (Some(n), _) => self.platform.ecam.get(usize::from(n)).copied(),
+            (_, Some(n)) => self.platform.units.get(usize::from(n)).map(|unit| (unit.base, unit.pages)),
             _ => None,
         }?;
-        Some(Object::DeviceMemory { base: found.0, pages: found.1 })
+        Some(Object::DeviceMemory { base, pages })
     }
 
     /// Records a remapping unit as DMAR would (host tests have no ACPI).
     #[cfg(test)]
-    pub(crate) fn add_remapping_unit(&mut self, base: u64, pages: u32) {
-        let _ = self.platform.units.push((base, pages));
+    pub(crate) fn add_remapping_unit(&mut self, base: u64, pages: u32, ioapic: bool) {
+        let _ = self.platform.units.push(Unit { base, pages, ioapic });
     }
 
-    /// Whether `base` is the register base of a remapping unit DMAR names.
-    pub(super) fn is_remapping_unit(&self, base: u64) -> bool {
-        self.platform.units.iter().any(|&(unit, _)| unit == base)
+    /// Whether `base` is the register base of the remapping unit whose
+    /// DMAR scope lists the IO APIC.
+    pub(super) fn remaps_the_io_apic(&self, base: u64) -> bool {
+        self.platform.units.iter().any(|unit| unit.base == base && unit.ioapic)
     }
 
     /// The ACPI snapshot frame, if the machine has ACPI tables.
@@ -146,7 +161,8 @@ impl Kernel {
         };
         let range = (base, end);
         let platform = &self.platform;
-        let held = platform.ecam.iter().chain(&platform.units).map(|&(b, p)| (b, b + u64::from(p) * PAGE_SIZE));
+        let units = platform.units.iter().map(|unit| (unit.base, unit.pages));
+        let held = platform.ecam.iter().copied().chain(units).map(|(b, p)| (b, b + u64::from(p) * PAGE_SIZE));
         let forbidden = platform
             .ram
             .iter()
