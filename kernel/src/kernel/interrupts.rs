@@ -10,12 +10,20 @@ use crate::cspace::{Capability, Object};
 use crate::objects::{Handle, Interrupt, IrqSource, Route};
 use crate::task::TaskId;
 
+/// Vectors below this are the CPU's exceptions; a device's message on one
+/// is dropped.
+pub const FIRST_EXTERNAL_VECTOR: u8 = 32;
 /// First vector the kernel hands to devices.
 pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
 /// Last vector the kernel hands to devices.
 pub const LAST_DEVICE_VECTOR: u8 = 0xef;
 
 impl Kernel {
+    /// Device interrupts that arrived on exception vectors, dropped.
+    pub fn stray_vectors(&self) -> u64 {
+        self.stray_vectors
+    }
+
     fn free_vector(&self) -> Option<u8> {
         (FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).find(|&vector| self.vectors[usize::from(vector)].is_none())
     }
@@ -122,8 +130,21 @@ impl Kernel {
     }
 
     /// An interrupt arrived on `vector`: signal its notification; a
-    /// level-triggered line stays masked until acknowledged.
+    /// level-triggered line stays masked until acknowledged. A device's
+    /// message on a vector below 32, which the kernel never hands out and
+    /// the CPU uses for its exceptions, is counted and dropped.
     pub fn interrupt(&mut self, m: &mut impl Machine, vector: u8) {
+        if vector < FIRST_EXTERNAL_VECTOR {
+            self.stray_vectors = self.stray_vectors.saturating_add(1);
+            // Logged at each power of two, so a flood costs little.
+            if self.stray_vectors.is_power_of_two() {
+                warn!(
+                    "a device interrupt on exception vector {=u8} ignored ({=u64} so far)",
+                    vector, self.stray_vectors
+                );
+            }
+            return;
+        }
         let Some(handle) = self.vectors[usize::from(vector)] else { return };
         let Some(interrupt) = self.interrupts.get_mut(handle) else { return };
         interrupt.unacknowledged = true;

@@ -9,7 +9,7 @@
 //! `sysretq`. The kernel runs with interrupts off; only the idle loop
 //! enables them.
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::context::{SYSCALL_VECTOR, TrapFrame, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
 use kernel::kernel::Next;
@@ -25,6 +25,18 @@ use crate::{SYSTEM, System, apic, fpu, gdt, memory, qemu_exit, time};
 /// Scratch for the user stack pointer during `syscall` entry.
 #[unsafe(no_mangle)]
 static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
+
+/// Non-maskable interrupts seen (counted by `nmi_entry`).
+#[unsafe(no_mangle)]
+static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// The count of non-maskable interrupts last reported.
+static NMIS_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// Address of the non-maskable interrupt's entry.
+pub fn nmi_stub() -> u64 {
+    nmi_entry as *const () as u64
+}
 
 /// Address of vector `vector`'s entry stub.
 pub fn trap_stub(vector: u8) -> u64 {
@@ -44,17 +56,23 @@ trap_stubs:
     .set vector, 0
     .rept 256
     .p2align 4
-    .if vector == 8 || vector == 10 || vector == 11 || vector == 12 || vector == 13 || vector == 14 || vector == 17 || vector == 21 || vector == 29 || vector == 30
-    .else
-    pushq $0                 /* no CPU error code: push a zero */
-    .endif
     pushq $vector
     jmp trap_common
     .set vector, vector + 1
     .endr
 
 trap_common:
-    pushq %rax
+    /* Some exceptions push an error code; interrupts, whatever their
+       vector, and the other exceptions do not. The CPU aligns the stack to
+       16 bytes before it pushes, so with the vector on top the stack
+       pointer is 8 mod 16 exactly when there is one: where there is not,
+       move the vector down and put a zero in its place. Every entry then
+       leaves the same frame, even a device's message on vector 17. */
+    testb $8, %spl
+    jnz 3f
+    pushq (%rsp)
+    movq $0, 8(%rsp)
+3:  pushq %rax
     pushq %rbx
     pushq %rcx
     pushq %rdx
@@ -88,6 +106,22 @@ trap_common:
 1:  movq %rsp, %rdi
     call trap_entry
     ud2
+
+    /* Non-maskable interrupts (and a device's message on vector 2) may
+       arrive anywhere, kernel code with interrupts off included, on their
+       own stack: count them, end a message the local APIC has in service,
+       and return to whatever ran, untouched. */
+    .global nmi_entry
+nmi_entry:
+    lock incq NMI_COUNT(%rip)
+    pushq %rax
+    movabsq ${in_service_0}, %rax
+    testl $(1 << 2), (%rax)
+    jz 4f
+    movabsq ${eoi}, %rax
+    movl $0, (%rax)
+4:  popq %rax
+    iretq
 
     .global syscall_entry
 syscall_entry:
@@ -199,10 +233,13 @@ idle_loop:
     user_ss = const USER_DATA_SELECTOR,
     user_cs = const USER_CODE_SELECTOR,
     syscall_vector = const SYSCALL_VECTOR,
+    in_service_0 = const apic::IN_SERVICE_0,
+    eoi = const apic::EOI_ADDRESS,
     options(att_syntax)
 );
 
 unsafe extern "C" {
+    fn nmi_entry() -> !;
     fn syscall_entry() -> !;
     fn return_iret(fx_area: *const u8) -> !;
     fn return_sysret(fx_area: *const u8) -> !;
@@ -230,8 +267,11 @@ pub fn init_syscalls(selectors: gdt::Selectors) {
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     let vector = frame.vector as u8;
+    // Below 32 a vector is the CPU's exception, unless a device sent it:
+    // then the local APIC has it in service.
+    let exception = vector < 32 && !apic::in_service(vector);
     if !frame.is_user() {
-        if vector < 32 {
+        if exception {
             kernel_exception(frame);
         }
         // An interrupt that woke the idle loop.
@@ -244,7 +284,7 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     if let Some(task) = kernel.current() {
         fpu::saved_by_trap(task);
     }
-    if vector < 32 {
+    if exception {
         let address = if vector == 14 { Cr2::read_raw() } else { 0 };
         kernel.fault(hardware, Fault { vector, error_code: frame.error_code, address, rip: frame.rip });
         drop(system);
@@ -255,8 +295,9 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     run_next()
 }
 
-/// Hands a device interrupt to the kernel logic and acknowledges it; the
-/// timer needs no handling beyond the scheduling that follows every entry.
+/// Hands a device interrupt to the kernel logic (which counts and drops one
+/// on an exception vector) and acknowledges it; the timer needs no
+/// handling beyond the scheduling that follows every entry.
 fn interrupt(vector: u8) {
     if vector == apic::SPURIOUS_VECTOR {
         return;
@@ -315,6 +356,7 @@ fn kernel_exception(frame: &TrapFrame) -> ! {
 
 /// Asks the kernel what runs next and goes there.
 pub fn run_next() -> ! {
+    report_nmis();
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     let now = time::micros();
@@ -346,6 +388,16 @@ pub fn run_next() -> ! {
             defmt::info!("system ends with status {=u8}", status);
             qemu_exit::exit(status)
         }
+    }
+}
+
+/// Logs the count of non-maskable interrupts each time it reaches the
+/// next power of two.
+fn report_nmis() {
+    let count = NMI_COUNT.load(Ordering::Relaxed);
+    let reported = NMIS_REPORTED.swap(count, Ordering::Relaxed);
+    if count.checked_ilog2() != reported.checked_ilog2() {
+        defmt::warn!("non-maskable interrupt ignored ({=u64} so far)", count);
     }
 }
 

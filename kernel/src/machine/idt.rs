@@ -17,7 +17,9 @@ pub fn init() {
         let stub = |vector: u8| VirtAddr::new(entry::trap_stub(vector));
         // SAFETY: every `set_handler_addr` below installs the entry stub of
         // that very vector, which saves the full register state in the
-        // layout `trap_entry` expects and never returns normally.
+        // layout `trap_entry` expects and never returns normally; the
+        // NMI's entry touches no state but its counter and the local APIC
+        // and returns with `iretq`.
         unsafe {
             let plain: [(&mut Entry<HandlerFunc>, u8); 11] = [
                 (&mut idt.divide_error, 0),
@@ -39,7 +41,9 @@ pub fn init() {
             idt.invalid_tss.set_handler_addr(stub(10));
             idt.segment_not_present.set_handler_addr(stub(11));
             idt.stack_segment_fault.set_handler_addr(stub(12));
-            idt.non_maskable_interrupt.set_handler_addr(stub(2)).set_stack_index(Ist::Nmi.index());
+            idt.non_maskable_interrupt
+                .set_handler_addr(VirtAddr::new(entry::nmi_stub()))
+                .set_stack_index(Ist::Nmi.index());
             idt.general_protection_fault.set_handler_addr(stub(13)).set_stack_index(Ist::GeneralProtection.index());
             idt.page_fault.set_handler_addr(stub(14));
             idt.alignment_check.set_handler_addr(stub(17));

@@ -24,7 +24,7 @@ pub const FRAME_SIZE: usize = size_of::<TrapFrame>();
 const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE <= TRAP_AREA && FRAME_SIZE.is_multiple_of(16));
 
 /// Bytes of each interrupt-stack-table stack.
-pub const IST_STACK_SIZE: usize = 16 * 1024;
+pub const IST_STACK_SIZE: usize = 32 * 1024;
 
 /// A page-aligned stack that only the CPU writes, through `rsp`.
 #[repr(C, align(4096))]
