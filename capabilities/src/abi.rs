@@ -120,9 +120,11 @@ syscalls! {
     /// Pin frame `rsi` for device access through control capability `rdi`
     /// (DMA right): returns a pin handle, the physical address and pages.
     /// The frame's memory stays allocated until unpinned, whatever happens
-    /// to its capabilities.
+    /// to its capabilities. A frame's pins belong to the task that made
+    /// them; another task's pin of it is `Busy`.
     DmaPin = 29,
-    /// Release pin handle `rsi` through control capability `rdi`.
+    /// Release pin handle `rsi`, one of the caller's pins, through control
+    /// capability `rdi`.
     DmaUnpin = 30,
     /// Allocate an MSI vector through control capability `rdi` (IRQ right)
     /// as an interrupt capability into slot `rsi`; returns the vector.

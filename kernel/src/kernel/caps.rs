@@ -184,6 +184,11 @@ impl Kernel {
         if let Some(bound) = notification.bound {
             self.task_mut(bound).bound = None;
         }
+        // Watches that would signal it go too: a handle must not outlive
+        // its object inside the kernel.
+        for task in self.tasks.iter_mut() {
+            task.watchers.retain(|watch| watch.notification != handle);
+        }
         for (_, interrupt) in self.interrupts.iter_mut() {
             if interrupt.target.is_some_and(|route| route.notification == handle) {
                 interrupt.target = None;

@@ -44,7 +44,7 @@ impl Kernel {
         for page in 0..pages {
             m.page_mut(base.add(page)).fill(0);
         }
-        let object = FrameObject { base, pages: pages as u32, owner: Some(id), refs: 0, pins: 0 };
+        let object = FrameObject { base, pages: pages as u32, owner: Some(id), refs: 0, pins: 0, pinner: None };
         let Ok(handle) = self.frame_objects.insert(object) else {
             let _ = self.frames.free_contiguous(base, pages as usize);
             self.task_mut(id).memory.release(pages as u32);
@@ -199,20 +199,29 @@ impl Kernel {
             return Err(ErrorCode::PermissionDenied);
         }
         let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
+        if frame.pinner.is_some_and(|pinner| pinner != id) {
+            return Err(ErrorCode::Busy);
+        }
         frame.pins = frame.pins.checked_add(1).ok_or(ErrorCode::QuotaExceeded)?;
+        frame.pinner = Some(id);
         Ok([handle.to_word(), frame.base.address(), u64::from(frame.pages)])
     }
 
-    /// `DmaUnpin`: releases a pin; the memory is freed if nothing else holds it.
+    /// `DmaUnpin`: releases one of the caller's pins; the memory is freed
+    /// if nothing else holds it. Another task's pin is not the caller's to
+    /// release: a device may still be using the frame.
     #[unsafe(link_section = ".text.hot.dma")]
     pub(super) fn dma_unpin(&mut self, id: TaskId, control: u64, pin: u64) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::DMA)?;
-        let handle = Handle::from_word(pin);
+        let handle = Handle::from_word(pin).ok_or(ErrorCode::InvalidArgument)?;
         let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::InvalidArgument)?;
-        if frame.pins == 0 {
+        if frame.pins == 0 || frame.pinner != Some(id) {
             return Err(ErrorCode::InvalidArgument);
         }
         frame.pins -= 1;
+        if frame.pins == 0 {
+            frame.pinner = None;
+        }
         self.free_frame_if_unused(handle);
         Ok([0; 3])
     }

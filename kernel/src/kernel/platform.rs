@@ -88,7 +88,7 @@ impl Kernel {
             page.fill(0);
             page[..chunk.len()].copy_from_slice(chunk);
         }
-        let object = FrameObject { base, pages: pages as u32, owner: None, refs: 0, pins: 0 };
+        let object = FrameObject { base, pages: pages as u32, owner: None, refs: 0, pins: 0, pinner: None };
         self.platform.acpi = self.frame_objects.insert(object).ok();
 
         let mut root = [0u8; 1024];

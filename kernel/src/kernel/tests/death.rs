@@ -2,6 +2,7 @@
 //! dead task held is released.
 
 use capabilities::ErrorCode;
+use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{Syscall, rights, task_state};
 use capabilities::manifest::BootObject;
 
@@ -137,4 +138,24 @@ fn every_mapping_into_a_dead_tasks_space_is_forgotten_before_its_tables_are_free
         sim.sys(Syscall::CapDelete, [20 + copy, 0, 0, 0, 0, 0]).ok();
     }
     assert_eq!(sim.m.flushes.len(), flushes, "nothing unmapped from the freed space");
+}
+
+#[test]
+fn deleting_a_notification_removes_the_watches_that_would_signal_it() {
+    let mut sim = watched();
+    sim.run("watcher");
+    let room = crate::task::MAX_WATCHERS as u64;
+    sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
+    for bit in 0..room {
+        sim.sys(Syscall::TaskWatch, [8, 20, 1 << bit, 0, 0, 0]).ok();
+    }
+    sim.sys(Syscall::CapDelete, [20, 0, 0, 0, 0, 0]).ok();
+    // Its watches went with it: they neither take room nor fire.
+    sim.sys(Syscall::NotificationCreate, [21, 0, 0, 0, 0, 0]).ok();
+    for bit in 0..room {
+        sim.sys(Syscall::TaskWatch, [8, 21, 1 << bit, 0, 0, 0]).ok();
+    }
+    let victim = sim.id("victim");
+    sim.kernel.end_task(&mut sim.m, victim, crate::task::Death::Exited(0));
+    assert_eq!(sim.sys(Syscall::Wait, [21, NONBLOCK, 0, 0, 0, 0]).ok()[0], (1 << room) - 1, "the live watches fired");
 }
