@@ -28,7 +28,7 @@ use crate::frames::FrameAllocator;
 use crate::objects::{Arena, Endpoint, FrameObject, Handle, Interrupt, Notification};
 use crate::phys::{Frame, PAGE_SIZE as PAGE, PhysMem};
 use crate::sched::Scheduler;
-use crate::task::{Task, TaskId, TaskState};
+use crate::task::{MAX_WATCHES, Task, TaskId, TaskState, Watch};
 
 pub use boot::LoadError;
 pub use platform::Platform;
@@ -117,6 +117,7 @@ pub struct Kernel {
     platform: Platform,
     kernel_root: Option<Frame>,
     no_execute: u64,
+    watches: Vec<Watch, MAX_WATCHES>,
     frames: Frames,
 }
 
@@ -133,6 +134,7 @@ impl Kernel {
             frames: Frames::new(),
             kernel_root: None,
             no_execute: 0,
+            watches: Vec::new(),
             tasks: Vec::new(),
             caps: CapTable::new(),
             endpoints: Arena::new(),

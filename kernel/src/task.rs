@@ -1,8 +1,8 @@
 //! Task control blocks: identity, state, saved registers and memory quota.
 
 use capabilities::logframe;
-use capabilities::manifest::NAME_MAX;
-use heapless::{String, Vec};
+use capabilities::manifest::{MAX_TASKS, NAME_MAX};
+use heapless::String;
 
 use crate::context::TrapFrame;
 use crate::cspace::SlotId;
@@ -189,16 +189,29 @@ impl Quota {
     }
 }
 
-/// Most death watches on one task.
-pub const MAX_WATCHERS: usize = 4;
+/// Most death watches one task may make, of itself or of others. Each is
+/// charged to the task that makes it, so however many a task makes, it
+/// crowds out no one else's (the IOMMU and PCI servers' watches on the
+/// tasks they serve among them).
+pub const WATCHES_PER_TASK: usize = MAX_TASKS;
 
-/// Who to tell when a task dies: a notification and the bits to set.
+/// Every watch the tasks can make together.
+pub const MAX_WATCHES: usize = MAX_TASKS * WATCHES_PER_TASK;
+
+/// A death watch: when `watched` dies, `notification` gets `bits`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Watch {
+    /// The task that made it, whose allowance it takes.
+    pub watcher: TaskId,
+    /// The task whose death it reports.
+    pub watched: TaskId,
     /// The notification.
     pub notification: Handle,
     /// Bits to set.
     pub bits: u64,
+    /// The notification capability it was made with: deleting that
+    /// capability ends the watch.
+    pub cap: SlotId,
 }
 
 /// One task: a thread in its own address space.
@@ -224,8 +237,6 @@ pub struct Task {
     /// Notification whose signals also end its receives, and the
     /// capability it was bound with (deleting that unbinds it).
     pub bound: Option<(Handle, SlotId)>,
-    /// Notifications to signal when it dies.
-    pub watchers: Vec<Watch, MAX_WATCHERS>,
     /// Calls made so far; numbers its reply capabilities.
     pub calls: u32,
 }

@@ -194,7 +194,6 @@ impl Kernel {
             objects: Quota::new(u32::from(spec.object_quota)),
             deadline: None,
             bound: None,
-            watchers: Vec::new(),
             calls: 0,
         };
         if self.tasks.push(task).is_err() {

@@ -96,7 +96,8 @@ impl Kernel {
     /// cancels the sends made with a badge it revokes: a send, receive or
     /// wait of its task blocked on it ends with `InvalidCapability` (a
     /// queued message is withdrawn), a notification bound with it is
-    /// unbound, and an interrupt routed through it signals nothing more.
+    /// unbound, and an interrupt routed or a death watch made through it
+    /// signals nothing more.
     /// Only the slot's own task can have blocked or bound with it; the
     /// interrupt table is a fixed size.
     fn cancel_made_with(&mut self, slot: SlotId) {
@@ -127,10 +128,11 @@ impl Kernel {
                 interrupt.target = None;
             }
         }
+        self.watches.retain(|watch| watch.cap != slot);
     }
 
     /// After a capability moved from `from` to `to`: what was made with it
-    /// (a binding, an interrupt route) follows it. Its task runs, so no
+    /// (a binding, an interrupt route, a death watch) follows it. Its task runs, so no
     /// operation of its is blocked on it.
     fn follow_move(&mut self, from: SlotId, to: SlotId) {
         let holder = self.task_mut(from.task());
@@ -145,6 +147,9 @@ impl Kernel {
             {
                 route.cap = to;
             }
+        }
+        for watch in self.watches.iter_mut().filter(|watch| watch.cap == from) {
+            watch.cap = to;
         }
     }
 
@@ -186,9 +191,7 @@ impl Kernel {
         }
         // Watches that would signal it go too: a handle must not outlive
         // its object inside the kernel.
-        for task in self.tasks.iter_mut() {
-            task.watchers.retain(|watch| watch.notification != handle);
-        }
+        self.watches.retain(|watch| watch.notification != handle);
         for (_, interrupt) in self.interrupts.iter_mut() {
             if interrupt.target.is_some_and(|route| route.notification == handle) {
                 interrupt.target = None;

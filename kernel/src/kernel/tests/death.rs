@@ -144,7 +144,7 @@ fn every_mapping_into_a_dead_tasks_space_is_forgotten_before_its_tables_are_free
 fn deleting_a_notification_removes_the_watches_that_would_signal_it() {
     let mut sim = watched();
     sim.run("watcher");
-    let room = crate::task::MAX_WATCHERS as u64;
+    let room = crate::task::WATCHES_PER_TASK as u64;
     sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
     for bit in 0..room {
         sim.sys(Syscall::TaskWatch, [8, 20, 1 << bit, 0, 0, 0]).ok();
@@ -158,4 +158,58 @@ fn deleting_a_notification_removes_the_watches_that_would_signal_it() {
     let victim = sim.id("victim");
     sim.kernel.end_task(&mut sim.m, victim, crate::task::Death::Exited(0));
     assert_eq!(sim.sys(Syscall::Wait, [21, NONBLOCK, 0, 0, 0, 0]).ok()[0], (1 << room) - 1, "the live watches fired");
+}
+
+#[test]
+fn a_task_watching_itself_cannot_crowd_out_the_watches_of_others() {
+    let victim_caps = [cap(8, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0)];
+    let tasks = [
+        task("victim", 3, &victim_caps),
+        task(
+            "watcher",
+            2,
+            &[
+                cap(8, BootObject::Task(0), rights::WATCH, 0),
+                cap(9, BootObject::Notification(1), rights::SEND | rights::RECEIVE, 0),
+            ],
+        ),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 0, 2);
+    sim.run("victim");
+    let mut own = 0;
+    while let Outcome::Returned(0, _) = sim.sys(Syscall::TaskWatch, [1, 8, 1 << (own % 64), 0, 0, 0]) {
+        own += 1;
+        assert!(own < 1000, "a task's own watches are bounded");
+    }
+    assert_eq!(sim.sys(Syscall::TaskWatch, [1, 8, 1 << 63, 0, 0, 0]).error(), ErrorCode::QuotaExceeded);
+    sim.run("watcher");
+    sim.sys(Syscall::TaskWatch, [8, 9, 0b10, 0, 0, 0]).ok();
+    let victim = sim.id("victim");
+    sim.kernel.end_task(&mut sim.m, victim, crate::task::Death::Exited(0));
+    assert_eq!(sim.sys(Syscall::Wait, [9, NONBLOCK, 0, 0, 0, 0]).ok()[0], 0b10, "the watcher learns of the death");
+}
+
+#[test]
+fn revoking_the_notification_capability_a_watch_was_made_with_ends_the_watch() {
+    let tasks = [
+        task("victim", 3, &[]),
+        task(
+            "watcher",
+            2,
+            &[
+                cap(8, BootObject::Task(0), rights::WATCH, 0),
+                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
+            ],
+        ),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 0, 1);
+    sim.run("watcher");
+    sim.sys(Syscall::CapCopy, [9, 20, u64::from(rights::SEND), 0, 0, 0]).ok();
+    sim.sys(Syscall::TaskWatch, [8, 20, 0b100, 0, 0, 0]).ok();
+    sim.sys(Syscall::CapMove, [20, 21, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::TaskWatch, [8, 9, 0b1, 0, 0, 0]).ok();
+    sim.sys(Syscall::CapRevoke, [9, 0, 0, 0, 0, 0]).ok();
+    let victim = sim.id("victim");
+    sim.kernel.end_task(&mut sim.m, victim, crate::task::Death::Exited(0));
+    assert_eq!(sim.sys(Syscall::Wait, [9, NONBLOCK, 0, 0, 0, 0]).ok()[0], 0b1, "only the watch made with slot 9 fired");
 }

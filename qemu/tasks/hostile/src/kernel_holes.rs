@@ -14,7 +14,7 @@ use userlib::mmio::Mapping;
 use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok, objects, syscall};
 
-use crate::{BAR_VIRT, NOTIFICATION, PCI, STORM_DEVICE, WINDOW, claim, release_group, wait_unowned};
+use crate::{BAR_VIRT, NOTIFICATION, PCI, QUOTA_DEVICE, STORM_DEVICE, WINDOW, claim, release_group, wait_unowned};
 
 userlib::cap_slot!(ECHO_REQUESTS: Endpoint = "echo-requests");
 
@@ -132,5 +132,26 @@ pub fn revoking_a_capability_withdraws_the_send_blocked_on_it(buffer: &mut Buffe
     );
     check_ok!(minted.delete());
     check_ok!(target.delete());
+    Ok(())
+}
+
+/// This task watches itself until the kernel says no; the IOMMU server's
+/// watch on it, which a claim needs, is the server's own to make. (It runs
+/// before this task's first claim, when the server watches it for the
+/// first time.)
+pub fn watching_itself_crowds_out_no_servers_watch(buffer: &mut Buffer) -> Outcome {
+    let mut own = 0u32;
+    let refused = loop {
+        match own::TASK.watch(Cap::<Notification>::at(NOTIFICATION), 1 << (own % 64) | 1 << 63) {
+            Ok(()) => own += 1,
+            Err(code) => break code,
+        }
+        check!(own < 1000, "a task's own watches are bounded");
+    };
+    defmt::info!("  {=u32} watches of itself, then {}", own, refused);
+    check_eq!(refused, ErrorCode::QuotaExceeded);
+    check_ok!(claim(buffer, QUOTA_DEVICE));
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, QUOTA_DEVICE));
     Ok(())
 }

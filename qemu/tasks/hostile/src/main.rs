@@ -76,6 +76,10 @@ fn main() -> u64 {
     }
     testkit::run(&[
         Case { name: "the_servers_start_healthy", run: the_servers_start_healthy },
+        Case {
+            name: "watching_itself_crowds_out_no_servers_watch",
+            run: kernel_holes::watching_itself_crowds_out_no_servers_watch,
+        },
         Case { name: "random_messages_get_error_codes_not_crashes", run: random_messages_get_error_codes_not_crashes },
         Case { name: "truncated_requests_are_malformed", run: truncated_requests_are_malformed },
         Case {
