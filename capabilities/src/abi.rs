@@ -58,7 +58,9 @@ syscalls! {
     /// timeout in µs. Returns badge, length and [`ipc::Info`].
     Recv = 4,
     /// Send on endpoint `rdi` and wait for the reply: `rsi` length. The
-    /// receiver gets a one-shot reply capability in [`slots::REPLY`].
+    /// receiver gets a one-shot reply capability in [`slots::REPLY`]; the
+    /// reply carries capabilities only if the endpoint capability has
+    /// GRANT.
     Call = 5,
     /// Answer with the reply capability in slot `rdi`: `rsi` length.
     Reply = 6,
@@ -88,11 +90,13 @@ syscalls! {
     /// Create a notification into empty slot `rdi` (object quota).
     NotificationCreate = 17,
     /// Allocate `rsi` zeroed pages (a power of two, at most 512) of
-    /// physically contiguous memory as a frame into slot `rdi`.
+    /// physically contiguous memory as a frame into slot `rdi` (READ and
+    /// WRITE: memory a task allocates is never executable).
     FrameAlloc = 18,
     /// Map memory capability `rsi` (frame or device memory) into address
-    /// space `rdi` at `rdx` with access [`rights::WRITE`]/[`rights::EXECUTE`]
-    /// taken from `r10`. A capability maps once; copy it to map again.
+    /// space `rdi` at `rdx` with access [`rights::WRITE`] or
+    /// [`rights::EXECUTE`] (never both) taken from `r10`. A capability maps
+    /// once; copy it to map again.
     Map = 19,
     /// Remove the mapping made with memory capability `rdi`.
     Unmap = 20,

@@ -87,7 +87,7 @@ pub enum Object {
         /// The blocked caller.
         caller: TaskId,
         /// Which of its calls.
-        call: u32,
+        call: u64,
     },
     /// Privileged operations, by right.
     Control,

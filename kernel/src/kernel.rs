@@ -55,6 +55,9 @@ pub const MAX_NOTIFICATIONS: usize = 128;
 pub const MAX_FRAME_OBJECTS: usize = 1024;
 /// Interrupt objects the machine can hold.
 pub const MAX_INTERRUPTS: usize = 64;
+/// MSI vectors one task may hold (`IrqAllocMsi`), so that no holder of the
+/// IRQ right takes every vector and interrupt object.
+pub const MSI_PER_TASK: usize = 32;
 
 /// The hardware services the logic needs beyond physical memory.
 pub trait Machine: PhysMem {

@@ -247,6 +247,8 @@ pub struct Interrupt {
     pub refs: u32,
     /// The interrupt-remapping entry an IO APIC line goes through.
     pub remapped: Option<u16>,
+    /// The task whose MSI allowance it is charged to (none for boot lines).
+    pub creator: Option<TaskId>,
 }
 
 #[cfg(test)]

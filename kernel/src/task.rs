@@ -139,7 +139,10 @@ pub enum TaskState {
     /// Its call was received; waiting for the reply.
     AwaitingReply {
         /// Which of its calls (a reply capability names it).
-        call: u32,
+        call: u64,
+        /// Whether the capability it called with has GRANT: only then may
+        /// the reply carry capabilities.
+        grant: bool,
     },
     /// Blocked until a notification bit is set.
     Waiting {
@@ -237,8 +240,9 @@ pub struct Task {
     /// Notification whose signals also end its receives, and the
     /// capability it was bound with (deleting that unbinds it).
     pub bound: Option<(Handle, SlotId)>,
-    /// Calls made so far; numbers its reply capabilities.
-    pub calls: u32,
+    /// Calls made so far; numbers its reply capabilities (64 bits: the
+    /// numbers never repeat).
+    pub calls: u64,
 }
 
 impl Task {

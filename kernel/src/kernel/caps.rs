@@ -76,7 +76,7 @@ impl Kernel {
             Object::Frame(handle) => self.release_frame(handle),
             Object::Interrupt(handle) => self.release_interrupt(m, handle),
             Object::Reply { caller, call } => {
-                if self.task(caller).state == (TaskState::AwaitingReply { call }) {
+                if matches!(self.task(caller).state, TaskState::AwaitingReply { call: waited, .. } if waited == call) {
                     let error = match why {
                         Removal::Deleted => ErrorCode::NoReply,
                         Removal::HolderDied => ErrorCode::PeerDied,

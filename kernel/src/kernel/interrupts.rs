@@ -28,9 +28,10 @@ impl Kernel {
         (FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).find(|&vector| self.vectors[usize::from(vector)].is_none())
     }
 
-    fn create_interrupt(&mut self, source: IrqSource) -> Result<Handle, ErrorCode> {
+    fn create_interrupt(&mut self, source: IrqSource, creator: Option<TaskId>) -> Result<Handle, ErrorCode> {
         let vector = self.free_vector().ok_or(ErrorCode::OutOfMemory)?;
-        let interrupt = Interrupt { source, vector, target: None, unacknowledged: false, refs: 0, remapped: None };
+        let interrupt =
+            Interrupt { source, vector, target: None, unacknowledged: false, refs: 0, remapped: None, creator };
         let handle = self.interrupts.insert(interrupt).map_err(|_| ErrorCode::OutOfMemory)?;
         self.vectors[usize::from(vector)] = Some(handle);
         Ok(handle)
@@ -44,7 +45,7 @@ impl Kernel {
         gsi: u8,
         level: bool,
     ) -> Result<Handle, ErrorCode> {
-        let handle = self.create_interrupt(IrqSource::IoApic { gsi, level })?;
+        let handle = self.create_interrupt(IrqSource::IoApic { gsi, level }, None)?;
         if let Some(interrupt) = self.interrupts.get(handle) {
             m.route_gsi(gsi, interrupt.vector, level);
         }
@@ -108,7 +109,8 @@ impl Kernel {
     }
 
     /// `IrqAllocMsi`: a fresh vector as an interrupt capability; returns
-    /// the vector and the MSI address and data a device must write.
+    /// the vector and the MSI address and data a device must write. Each
+    /// task may hold [`super::MSI_PER_TASK`].
     pub(super) fn irq_alloc_msi(
         &mut self,
         m: &impl Machine,
@@ -118,7 +120,11 @@ impl Kernel {
     ) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::IRQ)?;
         let slot = self.caps.empty_slot(id, slot)?;
-        let handle = self.create_interrupt(IrqSource::Msi)?;
+        let held = self.interrupts.iter().filter(|(_, interrupt)| interrupt.creator == Some(id)).count();
+        if held >= super::MSI_PER_TASK {
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        let handle = self.create_interrupt(IrqSource::Msi, Some(id))?;
         let vector = self.interrupts.get(handle).map_or(0, |interrupt| interrupt.vector);
         let cap = Capability { object: Object::Interrupt(handle), rights: rights::ACK | rights::GRANT, badge: 0 };
         if let Err(error) = self.install(slot, cap, None) {

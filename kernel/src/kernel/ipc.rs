@@ -70,7 +70,7 @@ impl Kernel {
             }
             let info = self.transfer(m, id, receiver, message);
             if call {
-                self.start_reply(m, id, receiver);
+                self.start_reply(m, id, receiver, message.grant);
             }
             self.wake(receiver, Ok([message.badge, u64::from(message.len), info]));
             return if call { None } else { Some(Ok([0; 3])) };
@@ -124,7 +124,7 @@ impl Kernel {
             let message = Message { badge, len, grant };
             let info = self.transfer(m, sender, id, message);
             if call {
-                self.start_reply(m, sender, id);
+                self.start_reply(m, sender, id, grant);
             } else {
                 self.wake(sender, Ok([0; 3]));
             }
@@ -143,12 +143,14 @@ impl Kernel {
 
     /// The caller now waits for a reply; the receiver gets the capability
     /// to give it, replacing (and so abandoning) any reply it left there.
+    /// `grant`: the call's capability had GRANT, so the reply may carry
+    /// capabilities.
     #[unsafe(link_section = ".text.hot.ipc")]
-    pub(super) fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId) {
+    pub(super) fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId, grant: bool) {
         let task = self.task_mut(caller);
         task.calls = task.calls.wrapping_add(1);
         let call = task.calls;
-        task.state = TaskState::AwaitingReply { call };
+        task.state = TaskState::AwaitingReply { call, grant };
         task.deadline = None;
         if self.current == Some(caller) {
             self.current = None;
@@ -174,10 +176,13 @@ impl Kernel {
         }
         // One-shot: the capability is used up whatever happens next.
         self.caps.remove(slot);
-        if self.task(caller).state != (TaskState::AwaitingReply { call }) {
+        let TaskState::AwaitingReply { call: waited, grant } = self.task(caller).state else {
+            return Err(ErrorCode::PeerDied);
+        };
+        if waited != call {
             return Err(ErrorCode::PeerDied);
         }
-        let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant: true });
+        let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant });
         self.wake(caller, Ok([0, len, info]));
         Ok([0; 3])
     }

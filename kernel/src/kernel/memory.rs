@@ -51,11 +51,9 @@ impl Kernel {
             self.task_mut(id).objects.release(1);
             return Err(ErrorCode::OutOfMemory);
         };
-        let cap = Capability {
-            object: Object::Frame(handle),
-            rights: rights::READ | rights::WRITE | rights::EXECUTE,
-            badge: 0,
-        };
+        // Never executable: code comes only from the boot image, so no page
+        // a task can write is one it can run (W^X).
+        let cap = Capability { object: Object::Frame(handle), rights: rights::READ | rights::WRITE, badge: 0 };
         self.install(slot, cap, None)?;
         Ok([0; 3])
     }
@@ -86,7 +84,8 @@ impl Kernel {
     }
 
     /// `Map`: maps memory capability `memory` into address space `space`
-    /// at `virt`; `access` may ask for WRITE and EXECUTE the capability has.
+    /// at `virt`; `access` may ask for WRITE or EXECUTE (not both) if the
+    /// capability has it.
     pub(super) fn map(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [space_slot, memory_slot, virt, access, ..] = args;
         let (_, space_cap) = self.caps.lookup(id, space_slot)?;
@@ -108,6 +107,10 @@ impl Kernel {
         };
         let access = access as u32;
         if access & !(rights::READ | rights::WRITE | rights::EXECUTE) != 0 || !cap.has(access | rights::READ) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        // W^X: a mapping is writable or executable, never both.
+        if access & rights::WRITE != 0 && access & rights::EXECUTE != 0 {
             return Err(ErrorCode::PermissionDenied);
         }
         let end = pages.checked_mul(PAGE_SIZE).and_then(|size| virt.checked_add(size));

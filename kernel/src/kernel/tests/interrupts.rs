@@ -77,3 +77,17 @@ fn a_device_interrupt_on_an_exception_vector_is_counted_and_ends_no_task() {
     sim.kernel.interrupt(&mut sim.m, 0x40);
     assert_eq!(sim.kernel.stray_vectors(), 7, "a device vector is no stray");
 }
+
+#[test]
+fn msi_vectors_are_bounded_per_task_and_come_back() {
+    let mut sim = Sim::boot(&[task("pci", 1, &[cap(8, BootObject::Control, rights::IRQ, 0)])], None, 0, 0);
+    sim.schedule();
+    let allowance = crate::kernel::MSI_PER_TASK as u64;
+    for slot in 20..20 + allowance {
+        sim.sys(Syscall::IrqAllocMsi, [8, slot, 0, 0, 0, 0]).ok();
+    }
+    let next = 20 + allowance;
+    assert_eq!(sim.sys(Syscall::IrqAllocMsi, [8, next, 0, 0, 0, 0]).error(), ErrorCode::QuotaExceeded);
+    sim.sys(Syscall::CapDelete, [20, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::IrqAllocMsi, [8, next, 0, 0, 0, 0]).ok();
+}

@@ -165,3 +165,21 @@ fn a_pin_belongs_to_the_task_that_made_it() {
     sim.sys(Syscall::DmaUnpin, [8, pin, 0, 0, 0, 0]).ok();
     assert_eq!(sim.kernel.frames().free_frames(), free + 1, "the pin held the frame until its maker let go");
 }
+
+#[test]
+fn no_mapping_is_ever_writable_and_executable() {
+    let mut sim = Sim::boot(&[task("jit", 1, &[])], None, 0, 0);
+    sim.schedule();
+    sim.sys(Syscall::FrameAlloc, [8, 1, 0, 0, 0, 0]).ok();
+    let [kind_rights, ..] = sim.sys(Syscall::CapInfo, [8, 0, 0, 0, 0, 0]).ok();
+    assert_eq!((kind_rights >> 8) as u32 & rights::EXECUTE, 0, "a frame a task allocates is not executable");
+    let write_execute = u64::from(rights::WRITE | rights::EXECUTE);
+    for access in [u64::from(rights::EXECUTE), write_execute] {
+        assert_eq!(
+            sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, access, 0, 0]).error(),
+            ErrorCode::PermissionDenied,
+            "{access:#x}"
+        );
+    }
+    sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, u64::from(rights::WRITE), 0, 0]).ok();
+}
