@@ -9,8 +9,9 @@
 //! go on serving the well-behaved driver, and the IOMMU server's counters
 //! must return to where they started. Then its device faults again and
 //! again: the group's fault log stays bounded and counts what it dropped
-//! exactly. The `rounds` and `storm` parameters size it (the soak setting
-//! multiplies them).
+//! exactly. Last come the sequences that once crashed or fooled the kernel
+//! (`kernel_holes`). The `rounds` and `storm` parameters size it (the soak
+//! setting multiplies them).
 #![no_std]
 #![no_main]
 
