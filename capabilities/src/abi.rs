@@ -58,7 +58,9 @@ syscalls! {
     /// timeout in µs. Returns badge, length and [`ipc::Info`].
     Recv = 4,
     /// Send on endpoint `rdi` and wait for the reply: `rsi` length. The
-    /// receiver gets a one-shot reply capability in [`slots::REPLY`].
+    /// receiver gets a one-shot reply capability in [`slots::REPLY`]; the
+    /// reply carries capabilities only if the endpoint capability has
+    /// GRANT.
     Call = 5,
     /// Answer with the reply capability in slot `rdi`: `rsi` length.
     Reply = 6,
@@ -88,11 +90,13 @@ syscalls! {
     /// Create a notification into empty slot `rdi` (object quota).
     NotificationCreate = 17,
     /// Allocate `rsi` zeroed pages (a power of two, at most 512) of
-    /// physically contiguous memory as a frame into slot `rdi`.
+    /// physically contiguous memory as a frame into slot `rdi` (READ and
+    /// WRITE: memory a task allocates is never executable).
     FrameAlloc = 18,
     /// Map memory capability `rsi` (frame or device memory) into address
-    /// space `rdi` at `rdx` with access [`rights::WRITE`]/[`rights::EXECUTE`]
-    /// taken from `r10`. A capability maps once; copy it to map again.
+    /// space `rdi` at `rdx` with access [`rights::WRITE`] or
+    /// [`rights::EXECUTE`] (never both) taken from `r10`. A capability maps
+    /// once; copy it to map again.
     Map = 19,
     /// Remove the mapping made with memory capability `rdi`.
     Unmap = 20,
@@ -120,9 +124,11 @@ syscalls! {
     /// Pin frame `rsi` for device access through control capability `rdi`
     /// (DMA right): returns a pin handle, the physical address and pages.
     /// The frame's memory stays allocated until unpinned, whatever happens
-    /// to its capabilities.
+    /// to its capabilities. A frame's pins belong to the task that made
+    /// them; another task's pin of it is `Busy`.
     DmaPin = 29,
-    /// Release pin handle `rsi` through control capability `rdi`.
+    /// Release pin handle `rsi`, one of the caller's pins, through control
+    /// capability `rdi`.
     DmaUnpin = 30,
     /// Allocate an MSI vector through control capability `rdi` (IRQ right)
     /// as an interrupt capability into slot `rsi`; returns the vector.
@@ -342,6 +348,10 @@ pub mod layout {
     pub const USER_MAP_BASE: u64 = 0x2000_0000;
     /// One past the highest user address (the canonical lower half).
     pub const USER_END: u64 = 0x0000_8000_0000_0000;
+    /// One past the highest address a task may map: the top page of the
+    /// lower half stays unmapped, so the address after any instruction a
+    /// task runs (where a `syscall` returns to) is canonical.
+    pub const USER_MAP_END: u64 = USER_END - super::PAGE_SIZE;
 }
 
 // The IPC buffer header's fields do not overlap each other or the data.

@@ -9,7 +9,9 @@ use heapless::Vec;
 /// `hvm_start_info.magic`.
 pub const START_INFO_MAGIC: u32 = 0x336e_c578;
 
-/// Most memory-map entries kept.
+/// Most memory-map entries the kernel takes. A longer map is refused
+/// whole: every RAM range must be known, or device memory could be made
+/// over RAM the kernel does not know of (and the frame allocator frees).
 pub const MAX_REGIONS: usize = 64;
 
 /// Reads bytes of physical memory; `false` where the range cannot be read.
@@ -73,12 +75,14 @@ pub enum BootInfoError {
     BadMagic,
     /// Version 0 of the structure has no memory map.
     NoMemoryMap,
+    /// The memory map has more entries than [`MAX_REGIONS`].
+    TooManyRegions(u32),
 }
 
 impl BootInfo {
-    /// Decodes the `hvm_start_info` at `address`. Memory-map entries beyond
-    /// [`MAX_REGIONS`] are dropped; the second value counts them.
-    pub fn read(memory: &impl PhysRead, address: u64) -> Result<(Self, usize), BootInfoError> {
+    /// Decodes the `hvm_start_info` at `address`; a memory map of more
+    /// than [`MAX_REGIONS`] entries is refused.
+    pub fn read(memory: &impl PhysRead, address: u64) -> Result<Self, BootInfoError> {
         let mut header = [0u8; 56];
         if !memory.read(address, &mut header) {
             return Err(BootInfoError::Unreadable);
@@ -93,9 +97,11 @@ impl BootInfo {
         }
         let (modules, module_list, rsdp) = (word(12), quad(16), quad(32));
         let (map, entries) = (quad(40), word(48));
+        if entries as usize > MAX_REGIONS {
+            return Err(BootInfoError::TooManyRegions(entries));
+        }
 
         let mut regions = Vec::new();
-        let mut dropped = 0;
         for entry in 0..u64::from(entries) {
             let mut raw = [0u8; 24];
             if !memory.read(map + entry * 24, &mut raw) {
@@ -107,10 +113,8 @@ impl BootInfo {
                 3 => RegionKind::AcpiReclaimable,
                 _ => RegionKind::Reserved,
             };
-            let region = Region { start: field(0), size: field(8), kind };
-            if regions.push(region).is_err() {
-                dropped += 1;
-            }
+            // At most MAX_REGIONS entries, checked above.
+            let _ = regions.push(Region { start: field(0), size: field(8), kind });
         }
 
         let module = if modules == 0 {
@@ -124,7 +128,7 @@ impl BootInfo {
             let size = u64::from_le_bytes(raw[8..16].try_into().unwrap_or([0; 8]));
             Some(Module { start, size })
         };
-        Ok((Self { regions, module, rsdp }, dropped))
+        Ok(Self { regions, module, rsdp })
     }
 
     /// Bytes of usable RAM in the map.
@@ -179,8 +183,7 @@ mod tests {
 
     #[test]
     fn decodes_memory_map_module_and_rsdp() {
-        let (info, dropped) = BootInfo::read(&Bytes(start_info(3, 1)), 0x100).expect("valid");
-        assert_eq!(dropped, 0);
+        let info = BootInfo::read(&Bytes(start_info(3, 1)), 0x100).expect("valid");
         assert_eq!(info.regions.len(), 3);
         assert_eq!(info.regions[1], Region { start: 1 << 20, size: 0x8_0000, kind: RegionKind::Reserved });
         assert_eq!(info.ram_bytes(), 2 * 0x8_0000);
@@ -191,8 +194,8 @@ mod tests {
     #[test]
     fn refuses_bad_magic_old_versions_and_unreadable_maps() {
         let mut memory = start_info(3, 0);
-        assert_eq!(BootInfo::read(&Bytes(memory.clone()), 0x100).map(|(i, _)| i.module), Ok(None));
-        put(&mut memory, 0x130, &1000u32.to_le_bytes());
+        assert_eq!(BootInfo::read(&Bytes(memory.clone()), 0x100).map(|info| info.module), Ok(None));
+        put(&mut memory, 0x128, &0x10_0000u64.to_le_bytes());
         assert_eq!(BootInfo::read(&Bytes(memory.clone()), 0x100), Err(BootInfoError::Unreadable));
         put(&mut memory, 0x104, &0u32.to_le_bytes());
         assert_eq!(BootInfo::read(&Bytes(memory.clone()), 0x100), Err(BootInfoError::NoMemoryMap));
@@ -202,9 +205,9 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_first_regions_when_the_map_is_too_long() {
-        let (info, dropped) = BootInfo::read(&Bytes(start_info(70, 0)), 0x100).expect("valid");
-        assert_eq!(info.regions.len(), MAX_REGIONS);
-        assert_eq!(dropped, 70 - MAX_REGIONS);
+    fn a_map_longer_than_the_kernel_keeps_is_refused_not_cut() {
+        let longest = BootInfo::read(&Bytes(start_info(MAX_REGIONS as u32, 0)), 0x100).expect("valid");
+        assert_eq!(longest.regions.len(), MAX_REGIONS);
+        assert_eq!(BootInfo::read(&Bytes(start_info(70, 0)), 0x100), Err(BootInfoError::TooManyRegions(70)));
     }
 }

@@ -80,4 +80,29 @@ impl TrapFrame {
     pub fn is_user(&self) -> bool {
         self.cs == USER_CODE_SELECTOR && self.ss == USER_DATA_SELECTOR
     }
+
+    /// Whether `sysretq` or `iretq` can return to it without faulting in
+    /// ring 0: a ring-3 frame whose instruction pointer is in the canonical
+    /// lower half. Intel CPUs raise the #GP of a non-canonical RIP before
+    /// the switch to ring 3, on whatever stack pointer is loaded.
+    pub fn resumable(&self) -> bool {
+        self.is_user() && self.rip < capabilities::abi::layout::USER_END
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capabilities::abi::layout::{USER_END, USER_MAP_END};
+
+    #[test]
+    fn only_ring_3_frames_in_the_lower_half_are_resumable() {
+        let frame = |rip| TrapFrame::new_user(rip, 0x1000);
+        assert!(frame(0x40_0000).resumable());
+        assert!(frame(USER_MAP_END).resumable(), "just past the last mappable page");
+        assert!(!frame(USER_END).resumable());
+        assert!(!frame(u64::MAX).resumable());
+        let kernel = TrapFrame { cs: 0x08, ..frame(0x40_0000) };
+        assert!(!kernel.resumable());
+    }
 }

@@ -87,7 +87,7 @@ pub enum Object {
         /// The blocked caller.
         caller: TaskId,
         /// Which of its calls.
-        call: u32,
+        call: u64,
     },
     /// Privileged operations, by right.
     Control,
@@ -321,6 +321,17 @@ impl CapTable {
         self.entry_mut(slot).mapping = mapping;
     }
 
+    /// Forgets every mapping recorded into `space`, in every task's slots
+    /// (the space is going away with its tables). One pass over the
+    /// table: bounded by its size, whatever the tasks did.
+    pub fn forget_mappings_into(&mut self, space: TaskId) {
+        for entry in &mut self.entries {
+            if entry.mapping.is_some_and(|mapping| mapping.space == space) {
+                entry.mapping = None;
+            }
+        }
+    }
+
     /// Every occupied slot of `task`.
     pub fn occupied(&self, task: TaskId) -> impl Iterator<Item = SlotId> + '_ {
         let start = task.index() * SLOTS;
@@ -335,11 +346,13 @@ impl CapTable {
             .filter_map(|(index, entry)| entry.cap.as_ref().map(|cap| (SlotId(index as u16), cap)))
     }
 
-    /// The first empty slot of `task` in `[base, base + len)`.
+    /// The first empty slot of `task` in `[base, base + len)`. The range
+    /// comes from the task (its receive window) and may be four billion
+    /// slots long: only the part inside its space is walked, so this costs
+    /// at most [`SLOTS`] steps.
     pub fn find_empty(&self, task: TaskId, base: u64, len: u64) -> Option<SlotId> {
-        (base..base.saturating_add(len))
-            .filter_map(|index| SlotId::new(task, index).ok())
-            .find(|slot| self.get(*slot).is_none())
+        let end = base.saturating_add(len).min(SLOTS as u64);
+        (base.min(end)..end).filter_map(|index| SlotId::new(task, index).ok()).find(|slot| self.get(*slot).is_none())
     }
 
     /// The parent of `slot` (for tests and checks).

@@ -24,6 +24,8 @@ pub struct FrameAllocator<const WORDS: usize> {
     bits: [u64; WORDS],
     free: usize,
     hint: usize,
+    /// One past the highest frame ever made free: searches stop there.
+    span: usize,
 }
 
 impl<const WORDS: usize> Default for FrameAllocator<WORDS> {
@@ -38,7 +40,7 @@ impl<const WORDS: usize> FrameAllocator<WORDS> {
 
     /// An allocator with every frame in use.
     pub const fn new() -> Self {
-        Self { bits: [0; WORDS], free: 0, hint: 0 }
+        Self { bits: [0; WORDS], free: 0, hint: 0, span: 0 }
     }
 
     /// Highest physical address (exclusive) the allocator can manage.
@@ -95,25 +97,45 @@ impl<const WORDS: usize> FrameAllocator<WORDS> {
     }
 
     /// Takes `pages` contiguous free frames whose first frame number is a
-    /// multiple of `align_pages` (a power of two).
+    /// multiple of `align_pages` (a power of two), as low as they can be.
     pub fn alloc_contiguous(&mut self, pages: usize, align_pages: usize) -> Option<Frame> {
         if pages == 0 || !align_pages.is_power_of_two() || pages > self.free {
             return None;
         }
         let mut start = 0;
-        while start + pages <= Self::CAPACITY {
+        while start + pages <= self.span {
             match (start..start + pages).rev().find(|&index| !self.is_free(index)) {
-                None => {
-                    for index in start..start + pages {
-                        self.set(index, false);
-                    }
-                    return Some(Frame::containing((start * PAGE_SIZE) as u64));
-                }
+                None => return Some(self.take_run(start, pages)),
                 // Skip past the used frame, keeping the alignment.
                 Some(used) => start = (used + 1).next_multiple_of(align_pages),
             }
         }
         None
+    }
+
+    /// [`Self::alloc_contiguous`], as high as they can be: tasks' memory
+    /// comes from the top, as Linux fills its high zones before the ones
+    /// below 4 GiB, which are kept for the kernel's own needs.
+    pub fn alloc_contiguous_high(&mut self, pages: usize, align_pages: usize) -> Option<Frame> {
+        if pages == 0 || !align_pages.is_power_of_two() || pages > self.free || pages > self.span {
+            return None;
+        }
+        let mut start = (self.span - pages) / align_pages * align_pages;
+        loop {
+            match (start..start + pages).find(|&index| !self.is_free(index)) {
+                None => return Some(self.take_run(start, pages)),
+                // End the next try below the used frame, keeping the alignment.
+                Some(used) if used >= pages => start = (used - pages) / align_pages * align_pages,
+                Some(_) => return None,
+            }
+        }
+    }
+
+    fn take_run(&mut self, start: usize, pages: usize) -> Frame {
+        for index in start..start + pages {
+            self.set(index, false);
+        }
+        Frame::containing((start * PAGE_SIZE) as u64)
     }
 
     /// Returns one frame.
@@ -149,6 +171,7 @@ impl<const WORDS: usize> FrameAllocator<WORDS> {
         self.bits[index / 64] ^= 1 << (index % 64);
         if free {
             self.free += 1;
+            self.span = self.span.max(index + 1);
         } else {
             self.free -= 1;
         }
@@ -192,6 +215,21 @@ mod tests {
         assert_eq!(frames.free(frame), Err(FreeError::AlreadyFree));
         assert_eq!(frames.free(Frame::containing(64 * PAGE)), Err(FreeError::OutOfRange));
         assert_eq!(frames.free_contiguous(frame, usize::MAX), Err(FreeError::OutOfRange));
+    }
+
+    #[test]
+    fn high_runs_come_from_the_top_and_respect_alignment_and_holes() {
+        let mut frames = FrameAllocator::<4>::new();
+        frames.add_free(PAGE, 200 * PAGE);
+        frames.reserve(195 * PAGE, 196 * PAGE);
+        let top = frames.alloc_contiguous_high(8, 8).expect("room below the hole");
+        assert_eq!(top.number(), 184, "the highest aligned run below the reserved frame 195");
+        let above = frames.alloc_contiguous_high(4, 1).expect("room above it");
+        assert_eq!(above.number(), 196, "the top of what was ever freed, not of the capacity");
+        assert_eq!(frames.alloc_contiguous_high(300, 1), None);
+        frames.free_contiguous(top, 8).expect("run was allocated");
+        assert_eq!(frames.alloc_contiguous_high(8, 8).map(Frame::number), Some(184));
+        assert_eq!(frames.alloc_contiguous_high(190, 1), None, "no run that long is left");
     }
 
     #[test]

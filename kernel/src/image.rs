@@ -51,6 +51,8 @@ pub enum TaskProblem {
     SegmentOutsideImageArea(u8),
     /// Segment `n` overlaps an earlier segment.
     SegmentOverlap(u8),
+    /// Segment `n` is both writable and executable (W^X).
+    WritableAndExecutable(u8),
     /// The entry point is not in an executable segment.
     Entry,
 }
@@ -125,6 +127,9 @@ fn check_task(task: &TaskImage, image_len: usize) -> Result<(), TaskProblem> {
         }
         if segment.file_size > segment.mem_size || segment.mem_size == 0 {
             return Err(TaskProblem::SegmentSize(n));
+        }
+        if segment.flags.write && segment.flags.execute {
+            return Err(TaskProblem::WritableAndExecutable(n));
         }
         let file_end = u64::from(segment.offset) + u64::from(segment.file_size);
         if file_end > image_len as u64 {
@@ -245,5 +250,13 @@ mod tests {
         for (bad, problem) in cases {
             assert_eq!(first_task(&image(&[bad], VERSION)), Err(ImageError::BadTask(0, problem)));
         }
+    }
+
+    #[test]
+    fn a_segment_both_writable_and_executable_is_refused() {
+        let rwx =
+            Segment { flags: SegmentFlags { write: true, execute: true }, ..segment(0x40_0000, 0x1000, 0x800, true) };
+        let refused = Err(ImageError::BadTask(0, TaskProblem::WritableAndExecutable(0)));
+        assert_eq!(first_task(&image(&[task(&[rwx])], VERSION)), refused, "W^X");
     }
 }

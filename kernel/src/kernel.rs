@@ -28,13 +28,18 @@ use crate::frames::FrameAllocator;
 use crate::objects::{Arena, Endpoint, FrameObject, Handle, Interrupt, Notification};
 use crate::phys::{Frame, PAGE_SIZE as PAGE, PhysMem};
 use crate::sched::Scheduler;
-use crate::task::{Task, TaskId, TaskState};
+use crate::task::{MAX_WATCHES, Task, TaskId, TaskState, Watch};
 
 pub use boot::LoadError;
 pub use platform::Platform;
 
-/// The frame allocator the kernel uses: all RAM below 4 GiB.
-pub type Frames = FrameAllocator<{ (4usize << 30) / PAGE / 64 }>;
+/// Highest physical address (exclusive) whose RAM the kernel manages: on
+/// q35 a machine of 6 GiB ends there (2 GiB below the PCI hole, 4 above).
+pub const MAX_PHYSICAL: u64 = 8 << 30;
+
+/// The frame allocator the kernel uses: all RAM below [`MAX_PHYSICAL`]
+/// (a bitmap of 256 KiB).
+pub type Frames = FrameAllocator<{ MAX_PHYSICAL as usize / PAGE / 64 }>;
 
 /// System status when the init task was killed by a fault.
 pub const STATUS_INIT_KILLED: u8 = 126;
@@ -50,6 +55,9 @@ pub const MAX_NOTIFICATIONS: usize = 128;
 pub const MAX_FRAME_OBJECTS: usize = 1024;
 /// Interrupt objects the machine can hold.
 pub const MAX_INTERRUPTS: usize = 64;
+/// MSI vectors one task may hold (`IrqAllocMsi`), so that no holder of the
+/// IRQ right takes every vector and interrupt object.
+pub const MSI_PER_TASK: usize = 32;
 
 /// The hardware services the logic needs beyond physical memory.
 pub trait Machine: PhysMem {
@@ -108,9 +116,11 @@ pub struct Kernel {
     frame_objects: Arena<FrameObject, MAX_FRAME_OBJECTS>,
     interrupts: Arena<Interrupt, MAX_INTERRUPTS>,
     vectors: [Option<Handle>; 256],
+    stray_vectors: u64,
     platform: Platform,
     kernel_root: Option<Frame>,
     no_execute: u64,
+    watches: Vec<Watch, MAX_WATCHES>,
     frames: Frames,
 }
 
@@ -127,6 +137,7 @@ impl Kernel {
             frames: Frames::new(),
             kernel_root: None,
             no_execute: 0,
+            watches: Vec::new(),
             tasks: Vec::new(),
             caps: CapTable::new(),
             endpoints: Arena::new(),
@@ -134,6 +145,7 @@ impl Kernel {
             frame_objects: Arena::new(),
             interrupts: Arena::new(),
             vectors: [None; 256],
+            stray_vectors: 0,
             platform: Platform::new(),
             sched: Scheduler::new(),
             current: None,
@@ -222,7 +234,7 @@ impl Kernel {
     /// Takes `id` out of whatever queue its blocking state put it in.
     fn unqueue(&mut self, id: TaskId) {
         match self.task(id).state {
-            TaskState::Sending { endpoint, .. } | TaskState::Receiving { endpoint } => {
+            TaskState::Sending { endpoint, .. } | TaskState::Receiving { endpoint, .. } => {
                 if let Some(endpoint) = self.endpoints.get_mut(endpoint) {
                     remove_from(&mut endpoint.queue, id);
                     if endpoint.queue.is_empty() {
@@ -230,7 +242,7 @@ impl Kernel {
                     }
                 }
             }
-            TaskState::Waiting { notification } => {
+            TaskState::Waiting { notification, .. } => {
                 if let Some(notification) = self.notifications.get_mut(notification) {
                     remove_from(&mut notification.waiters, id);
                 }

@@ -7,11 +7,14 @@
 //!   freed when that count (and, for frames, the pin count) reaches zero.
 //! * A handle whose generation differs from its arena slot's names an
 //!   object that no longer exists, and every lookup through it fails.
+//! * Generations never repeat: a slot whose 32-bit generation is spent is
+//!   retired, never used again.
 
 use heapless::Deque;
 
 use capabilities::manifest::MAX_TASKS;
 
+use crate::cspace::SlotId;
 use crate::phys::Frame;
 use crate::task::TaskId;
 
@@ -20,24 +23,35 @@ use crate::task::TaskId;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Handle {
     index: u16,
-    generation: u16,
+    generation: u32,
 }
 
 impl Handle {
-    /// The handle packed into one word (for results and pin handles).
+    /// The handle packed into one word (for results and pin handles):
+    /// the index in bits 0-15, the generation in bits 16-47.
     pub const fn to_word(self) -> u64 {
         (self.generation as u64) << 16 | self.index as u64
     }
 
-    /// Unpacks [`Self::to_word`].
-    pub const fn from_word(word: u64) -> Self {
-        Self { index: (word & 0xffff) as u16, generation: ((word >> 16) & 0xffff) as u16 }
+    /// Unpacks [`Self::to_word`]; `None` if bits above 47 are set.
+    pub const fn from_word(word: u64) -> Option<Self> {
+        if word >> 48 != 0 {
+            return None;
+        }
+        Some(Self { index: (word & 0xffff) as u16, generation: (word >> 16) as u32 })
     }
 }
 
 struct Slot<T> {
-    generation: u16,
+    generation: u32,
     value: Option<T>,
+}
+
+impl<T> Slot<T> {
+    /// A slot whose generations are spent is never used again.
+    fn retired(&self) -> bool {
+        self.generation == u32::MAX
+    }
 }
 
 /// A fixed-capacity store of objects of one kind.
@@ -60,7 +74,7 @@ impl<T, const N: usize> Arena<T, N> {
 
     /// Stores `value`, or returns it back when the arena is full.
     pub fn insert(&mut self, value: T) -> Result<Handle, T> {
-        let Some(index) = self.slots.iter().position(|slot| slot.value.is_none()) else {
+        let Some(index) = self.slots.iter().position(|slot| slot.value.is_none() && !slot.retired()) else {
             return Err(value);
         };
         let slot = &mut self.slots[index];
@@ -88,7 +102,8 @@ impl<T, const N: usize> Arena<T, N> {
             return None;
         }
         let value = slot.value.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        // Saturating: at u32::MAX the slot is retired (see `Slot::retired`).
+        slot.generation = slot.generation.saturating_add(1);
         self.used -= 1;
         Some(value)
     }
@@ -186,6 +201,8 @@ pub struct FrameObject {
     pub refs: u32,
     /// Device pins (`DmaPin`); the memory stays while any exist.
     pub pins: u32,
+    /// The task whose pins those are: only it may release them.
+    pub pinner: Option<TaskId>,
 }
 
 /// Where an interrupt comes from.
@@ -203,20 +220,35 @@ pub enum IrqSource {
     Msi,
 }
 
+/// Where an interrupt is delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The notification.
+    pub notification: Handle,
+    /// Bits it sets there.
+    pub bits: u64,
+    /// The capability `IrqBind` named it with.
+    pub cap: SlotId,
+}
+
 /// An interrupt source delivered as notification bits.
 pub struct Interrupt {
     /// Its source.
     pub source: IrqSource,
     /// CPU vector it arrives on.
     pub vector: u8,
-    /// Notification and bits it signals.
-    pub target: Option<(Handle, u64)>,
+    /// Where it is routed: a notification, the bits it sets there, and
+    /// the notification capability the route was made with (deleting
+    /// that capability ends the route).
+    pub target: Option<Route>,
     /// Fired and not yet acknowledged.
     pub unacknowledged: bool,
     /// Capabilities naming it.
     pub refs: u32,
     /// The interrupt-remapping entry an IO APIC line goes through.
     pub remapped: Option<u16>,
+    /// The task whose MSI allowance it is charged to (none for boot lines).
+    pub creator: Option<TaskId>,
 }
 
 #[cfg(test)]
@@ -240,7 +272,35 @@ mod tests {
         let mut arena: Arena<u32, 1> = Arena::new();
         let handle = arena.insert(7).expect("room");
         assert_eq!(arena.insert(8), Err(8));
-        assert_eq!(Handle::from_word(handle.to_word()), handle);
+        assert_eq!(Handle::from_word(handle.to_word()), Some(handle));
+        assert_eq!(Handle::from_word(1 << 48), None);
         assert_eq!(arena.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [7]);
+    }
+
+    #[test]
+    fn a_slot_reused_65536_times_still_refuses_its_first_handle() {
+        let mut arena: Arena<u32, 1> = Arena::new();
+        let first = arena.insert(0).expect("room");
+        arena.remove(first);
+        for round in 1..=u32::from(u16::MAX) {
+            let handle = arena.insert(round).expect("room");
+            arena.remove(handle);
+        }
+        let latest = arena.insert(7).expect("room");
+        assert_ne!(latest, first);
+        assert_eq!(arena.get(first), None, "a stale handle never reaches the new object");
+    }
+
+    #[test]
+    fn a_slot_whose_generations_are_spent_is_retired() {
+        let mut arena: Arena<u32, 2> = Arena::new();
+        arena.slots[0].generation = u32::MAX - 1;
+        let last = arena.insert(1).expect("room");
+        assert_eq!(last.index, 0);
+        arena.remove(last);
+        let next = arena.insert(2).expect("room in the other slot");
+        assert_eq!(next.index, 1, "slot 0 is retired");
+        assert_eq!(arena.insert(3), Err(3), "and never handed out again");
+        assert_eq!(arena.get(last), None);
     }
 }

@@ -25,6 +25,9 @@ pub mod flags {
     /// Software bit: the frame belongs to this address space and is freed
     /// with it.
     pub const OWNED: u64 = 1 << 9;
+    /// Software bit: the leaf maps device memory, which the kernel never
+    /// reads or writes on a task's behalf.
+    pub const DEVICE: u64 = 1 << 10;
     /// Instruction fetches fault (needs EFER.NXE).
     pub const NO_EXECUTE: u64 = 1 << 63;
 }

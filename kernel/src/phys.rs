@@ -42,6 +42,15 @@ impl Frame {
 /// not RAM they manage: the logic only passes frames it got from the frame
 /// allocator or the boot image, so that would be a kernel bug.
 pub trait PhysMem {
+    /// Whether `frame` is RAM this memory manages, which [`Self::page`]
+    /// may be asked for. The logic asks before it follows a mapping a task
+    /// made (user copies), where the frame's provenance is not its own.
+    /// Implementations whose memory has holes must say where they are.
+    fn manages(&self, frame: Frame) -> bool {
+        let _ = frame;
+        true
+    }
+
     /// The page at `frame`, for reading.
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE];
 

@@ -1,10 +1,11 @@
 //! Task control blocks: identity, state, saved registers and memory quota.
 
 use capabilities::logframe;
-use capabilities::manifest::NAME_MAX;
-use heapless::{String, Vec};
+use capabilities::manifest::{MAX_TASKS, NAME_MAX};
+use heapless::String;
 
 use crate::context::TrapFrame;
+use crate::cspace::SlotId;
 use crate::objects::Handle;
 use crate::phys::Frame;
 
@@ -117,6 +118,8 @@ pub enum TaskState {
     Sending {
         /// The endpoint.
         endpoint: Handle,
+        /// The capability it sends with: revoking it withdraws the message.
+        cap: SlotId,
         /// Badge of the capability it sent with.
         badge: u64,
         /// Message length.
@@ -130,16 +133,23 @@ pub enum TaskState {
     Receiving {
         /// The endpoint.
         endpoint: Handle,
+        /// The capability it receives with: revoking it ends the receive.
+        cap: SlotId,
     },
     /// Its call was received; waiting for the reply.
     AwaitingReply {
         /// Which of its calls (a reply capability names it).
-        call: u32,
+        call: u64,
+        /// Whether the capability it called with has GRANT: only then may
+        /// the reply carry capabilities.
+        grant: bool,
     },
     /// Blocked until a notification bit is set.
     Waiting {
         /// The notification.
         notification: Handle,
+        /// The capability it waits with: revoking it ends the wait.
+        cap: SlotId,
     },
     /// Ended; `reaped` once its memory has been returned.
     Dead {
@@ -182,16 +192,29 @@ impl Quota {
     }
 }
 
-/// Most death watches on one task.
-pub const MAX_WATCHERS: usize = 4;
+/// Most death watches one task may make, of itself or of others. Each is
+/// charged to the task that makes it, so however many a task makes, it
+/// crowds out no one else's (the IOMMU and PCI servers' watches on the
+/// tasks they serve among them).
+pub const WATCHES_PER_TASK: usize = MAX_TASKS;
 
-/// Who to tell when a task dies: a notification and the bits to set.
+/// Every watch the tasks can make together.
+pub const MAX_WATCHES: usize = MAX_TASKS * WATCHES_PER_TASK;
+
+/// A death watch: when `watched` dies, `notification` gets `bits`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Watch {
+    /// The task that made it, whose allowance it takes.
+    pub watcher: TaskId,
+    /// The task whose death it reports.
+    pub watched: TaskId,
     /// The notification.
     pub notification: Handle,
     /// Bits to set.
     pub bits: u64,
+    /// The notification capability it was made with: deleting that
+    /// capability ends the watch.
+    pub cap: SlotId,
 }
 
 /// One task: a thread in its own address space.
@@ -214,12 +237,12 @@ pub struct Task {
     pub objects: Quota,
     /// When its current blocking operation times out (µs since start).
     pub deadline: Option<u64>,
-    /// Notification whose signals also end its receives.
-    pub bound: Option<Handle>,
-    /// Notifications to signal when it dies.
-    pub watchers: Vec<Watch, MAX_WATCHERS>,
-    /// Calls made so far; numbers its reply capabilities.
-    pub calls: u32,
+    /// Notification whose signals also end its receives, and the
+    /// capability it was bound with (deleting that unbinds it).
+    pub bound: Option<(Handle, SlotId)>,
+    /// Calls made so far; numbers its reply capabilities (64 bits: the
+    /// numbers never repeat).
+    pub calls: u64,
 }
 
 impl Task {

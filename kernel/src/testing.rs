@@ -40,6 +40,10 @@ impl TestMemory {
 }
 
 impl PhysMem for TestMemory {
+    fn manages(&self, frame: Frame) -> bool {
+        frame.number() < self.pages.len() as u64
+    }
+
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
         &self.pages[frame.number() as usize]
     }

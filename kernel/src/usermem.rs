@@ -2,8 +2,10 @@
 //!
 //! The kernel never dereferences a user pointer: it translates each page
 //! through the task's own tables, checks the user and write permissions of
-//! the leaf, and copies through [`PhysMem`]. A null, kernel, unmapped or
-//! read-only address is therefore an error code, never a kernel fault.
+//! the leaf, and copies through [`PhysMem`]. It touches only RAM it
+//! manages: a leaf that maps device memory, or any frame the memory does
+//! not manage, is refused. A null, kernel, unmapped, read-only or device
+//! address is therefore an error code, never a kernel fault.
 
 use capabilities::ErrorCode;
 use capabilities::abi::layout;
@@ -30,12 +32,16 @@ fn for_each_piece(
         let here = address + done as u64;
         let translation = paging::translate(mem, root, here).ok_or(ErrorCode::BadAddress)?;
         let needed = flags::PRESENT | flags::USER | if writable { flags::WRITABLE } else { 0 };
-        if translation.flags & needed != needed {
+        if translation.flags & needed != needed || translation.flags & flags::DEVICE != 0 {
+            return Err(ErrorCode::BadAddress);
+        }
+        let frame = Frame::containing(translation.physical);
+        if !mem.manages(frame) {
             return Err(ErrorCode::BadAddress);
         }
         let offset = (here % PAGE_SIZE as u64) as usize;
         let chunk = (PAGE_SIZE - offset).min(len - done);
-        visit(Frame::containing(translation.physical), offset, done, chunk);
+        visit(frame, offset, done, chunk);
         done += chunk;
     }
     Ok(())
@@ -113,5 +119,23 @@ mod tests {
         assert_eq!(mem.read(0x3ffc, 4), [0; 4], "the writable part was not written");
         let mut readable = [0u8; 4];
         assert_eq!(copy_from_user(&mem, root, 0x40_2000, &mut readable), Ok(()));
+    }
+
+    #[test]
+    fn device_leaves_and_frames_outside_memory_are_bad_addresses() {
+        let (mut mem, root) = space();
+        // Both pages share the level-1 table `space` made: no new table.
+        let mut tables = TestTables::new(&mut mem, 0);
+        let user = flags::PRESENT | flags::USER | flags::WRITABLE;
+        let beyond = Frame::containing(0x100_0000);
+        paging::map(&mut mem, &mut tables, root, 0x40_4000, beyond, user).expect("maps");
+        let device = user | flags::DEVICE;
+        paging::map(&mut mem, &mut tables, root, 0x40_5000, Frame::containing(0x6000), device).expect("maps");
+        let mut buffer = [0u8; 8];
+        for address in [0x40_4000, 0x40_5000, 0x40_3ffc] {
+            assert_eq!(copy_from_user(&mem, root, address, &mut buffer), Err(ErrorCode::BadAddress), "{address:#x}");
+            assert_eq!(copy_to_user(&mut mem, root, address, b"12345678"), Err(ErrorCode::BadAddress));
+        }
+        assert_eq!(mem.read(0x6000, 8), [0; 8], "the device frame was not written");
     }
 }

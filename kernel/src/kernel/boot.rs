@@ -146,6 +146,7 @@ impl Kernel {
             BootObject::Notification(n) => Object::Notification(*objects.notifications.get(usize::from(n)).ok_or(bad)?),
             BootObject::Task(n) => Object::Task(ids.get(usize::from(n)).copied().flatten().ok_or(bad)?),
             BootObject::DeviceMemory { base, pages } if base % PAGE_SIZE == 0 && pages > 0 => {
+                self.record_device_grant(base, pages).map_err(|_| bad)?;
                 Object::DeviceMemory { base, pages }
             }
             BootObject::DeviceMemory { .. } => return Err(bad),
@@ -193,7 +194,6 @@ impl Kernel {
             objects: Quota::new(u32::from(spec.object_quota)),
             deadline: None,
             bound: None,
-            watchers: Vec::new(),
             calls: 0,
         };
         if self.tasks.push(task).is_err() {

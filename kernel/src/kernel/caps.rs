@@ -65,12 +65,18 @@ impl Kernel {
             self.unmap_pages(m, mapping.space, mapping.virt, mapping.pages);
         }
         match cap.object {
-            Object::Endpoint(handle) => self.release_endpoint(handle, cap.has(rights::RECEIVE)),
-            Object::Notification(handle) => self.release_notification(handle),
+            Object::Endpoint(handle) => {
+                self.cancel_made_with(slot);
+                self.release_endpoint(handle, cap.has(rights::RECEIVE));
+            }
+            Object::Notification(handle) => {
+                self.cancel_made_with(slot);
+                self.release_notification(handle);
+            }
             Object::Frame(handle) => self.release_frame(handle),
             Object::Interrupt(handle) => self.release_interrupt(m, handle),
             Object::Reply { caller, call } => {
-                if self.task(caller).state == (TaskState::AwaitingReply { call }) {
+                if matches!(self.task(caller).state, TaskState::AwaitingReply { call: waited, .. } if waited == call) {
                     let error = match why {
                         Removal::Deleted => ErrorCode::NoReply,
                         Removal::HolderDied => ErrorCode::PeerDied,
@@ -83,6 +89,67 @@ impl Kernel {
             | Object::DeviceMemory { .. }
             | Object::IoPorts { .. }
             | Object::Control => {}
+        }
+    }
+
+    /// Ends what was made with the capability that was in `slot`, as seL4
+    /// cancels the sends made with a badge it revokes: a send, receive or
+    /// wait of its task blocked on it ends with `InvalidCapability` (a
+    /// queued message is withdrawn), a notification bound with it is
+    /// unbound, and an interrupt routed or a death watch made through it
+    /// signals nothing more.
+    /// Only the slot's own task can have blocked or bound with it; the
+    /// interrupt table is a fixed size.
+    fn cancel_made_with(&mut self, slot: SlotId) {
+        let holder = slot.task();
+        if holder.index() >= self.tasks.len() {
+            return;
+        }
+        let blocked_on_it = match self.task(holder).state {
+            TaskState::Sending { cap, .. } | TaskState::Receiving { cap, .. } | TaskState::Waiting { cap, .. } => {
+                cap == slot
+            }
+            _ => false,
+        };
+        if blocked_on_it {
+            self.unqueue(holder);
+            self.wake(holder, Err(ErrorCode::InvalidCapability));
+        }
+        if let Some((handle, cap)) = self.task(holder).bound
+            && cap == slot
+        {
+            self.task_mut(holder).bound = None;
+            if let Some(notification) = self.notifications.get_mut(handle) {
+                notification.bound = None;
+            }
+        }
+        for (_, interrupt) in self.interrupts.iter_mut() {
+            if interrupt.target.is_some_and(|route| route.cap == slot) {
+                interrupt.target = None;
+            }
+        }
+        self.watches.retain(|watch| watch.cap != slot);
+    }
+
+    /// After a capability moved from `from` to `to`: what was made with it
+    /// (a binding, an interrupt route, a death watch) follows it. Its task runs, so no
+    /// operation of its is blocked on it.
+    fn follow_move(&mut self, from: SlotId, to: SlotId) {
+        let holder = self.task_mut(from.task());
+        if let Some((handle, cap)) = holder.bound
+            && cap == from
+        {
+            holder.bound = Some((handle, to));
+        }
+        for (_, interrupt) in self.interrupts.iter_mut() {
+            if let Some(route) = interrupt.target.as_mut()
+                && route.cap == from
+            {
+                route.cap = to;
+            }
+        }
+        for watch in self.watches.iter_mut().filter(|watch| watch.cap == from) {
+            watch.cap = to;
         }
     }
 
@@ -122,8 +189,11 @@ impl Kernel {
         if let Some(bound) = notification.bound {
             self.task_mut(bound).bound = None;
         }
+        // Watches that would signal it go too: a handle must not outlive
+        // its object inside the kernel.
+        self.watches.retain(|watch| watch.notification != handle);
         for (_, interrupt) in self.interrupts.iter_mut() {
-            if interrupt.target.is_some_and(|(target, _)| target == handle) {
+            if interrupt.target.is_some_and(|route| route.notification == handle) {
                 interrupt.target = None;
             }
         }
@@ -175,6 +245,7 @@ impl Kernel {
         let (from, _) = self.caps.lookup(id, source)?;
         let to = self.caps.empty_slot(id, dest)?;
         self.caps.move_slot(from, to)?;
+        self.follow_move(from, to);
         Ok([0; 3])
     }
 
@@ -239,8 +310,12 @@ impl Kernel {
         Ok([0; 3])
     }
 
-    /// Removes `pages` pages at `virt` from `space`'s tables.
+    /// Removes `pages` pages at `virt` from `space`'s tables (nothing once
+    /// the space has been freed: its root may belong to someone else).
     pub(super) fn unmap_pages(&mut self, m: &mut impl Machine, space: TaskId, virt: u64, pages: u32) {
+        if matches!(self.task(space).state, TaskState::Dead { reaped: true, .. }) {
+            return;
+        }
         let root = self.task(space).root;
         for page in 0..u64::from(pages) {
             let _ = paging::unmap(m, root, virt + page * PAGE_SIZE);

@@ -96,7 +96,7 @@ impl Kernel {
         }
         let message = Message { badge: cap.badge, len: len as u32, grant: cap.has(rights::GRANT) };
         let info = self.transfer(m, id, receiver, message);
-        self.start_reply(m, id, receiver);
+        self.start_reply(m, id, receiver, message.grant);
         self.switch_to_woken(m, receiver, [cap.badge, len, info])
     }
 
@@ -109,12 +109,12 @@ impl Kernel {
             return None;
         }
         // The receive must block; checked before the reply changes anything.
-        let (_, endpoint_cap) = self.caps.lookup(id, endpoint_slot).ok()?;
+        let (endpoint_slot, endpoint_cap) = self.caps.lookup(id, endpoint_slot).ok()?;
         let Object::Endpoint(handle) = endpoint_cap.object else { return None };
         if !endpoint_cap.has(rights::RECEIVE) {
             return None;
         }
-        if let Some(bound) = self.task(id).bound
+        if let Some((bound, _)) = self.task(id).bound
             && self.notifications.get(bound).is_some_and(|notification| notification.word != 0)
         {
             return None;
@@ -125,8 +125,8 @@ impl Kernel {
         }
         let (reply, reply_cap) = self.caps.lookup(id, reply_slot).ok()?;
         let Object::Reply { caller, call } = reply_cap.object else { return None };
-        let awaiting = matches!(self.task(caller).state, TaskState::AwaitingReply { call: waited } if waited == call);
-        if !awaiting || !self.next_to_run(self.task(caller).priority) {
+        let TaskState::AwaitingReply { call: waited, grant } = self.task(caller).state else { return None };
+        if waited != call || !self.next_to_run(self.task(caller).priority) {
             return None;
         }
         // Committed: the first change is the one that could still fail.
@@ -134,9 +134,9 @@ impl Kernel {
         endpoint.queue.push_back(id).ok()?;
         endpoint.waiting = Waiting::Receivers;
         self.caps.remove(reply);
-        let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant: true });
+        let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant });
         let server = self.task_mut(id);
-        server.state = TaskState::Receiving { endpoint: handle };
+        server.state = TaskState::Receiving { endpoint: handle, cap: endpoint_slot };
         server.deadline = None;
         self.switch_to_woken(m, caller, [0, len, info])
     }

@@ -7,22 +7,31 @@ use capabilities::abi::rights;
 
 use super::{Kernel, Machine};
 use crate::cspace::{Capability, Object};
-use crate::objects::{Handle, Interrupt, IrqSource};
+use crate::objects::{Handle, Interrupt, IrqSource, Route};
 use crate::task::TaskId;
 
+/// Vectors below this are the CPU's exceptions; a device's message on one
+/// is dropped.
+pub const FIRST_EXTERNAL_VECTOR: u8 = 32;
 /// First vector the kernel hands to devices.
 pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
 /// Last vector the kernel hands to devices.
 pub const LAST_DEVICE_VECTOR: u8 = 0xef;
 
 impl Kernel {
+    /// Device interrupts that arrived on exception vectors, dropped.
+    pub fn stray_vectors(&self) -> u64 {
+        self.stray_vectors
+    }
+
     fn free_vector(&self) -> Option<u8> {
         (FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).find(|&vector| self.vectors[usize::from(vector)].is_none())
     }
 
-    fn create_interrupt(&mut self, source: IrqSource) -> Result<Handle, ErrorCode> {
+    fn create_interrupt(&mut self, source: IrqSource, creator: Option<TaskId>) -> Result<Handle, ErrorCode> {
         let vector = self.free_vector().ok_or(ErrorCode::OutOfMemory)?;
-        let interrupt = Interrupt { source, vector, target: None, unacknowledged: false, refs: 0, remapped: None };
+        let interrupt =
+            Interrupt { source, vector, target: None, unacknowledged: false, refs: 0, remapped: None, creator };
         let handle = self.interrupts.insert(interrupt).map_err(|_| ErrorCode::OutOfMemory)?;
         self.vectors[usize::from(vector)] = Some(handle);
         Ok(handle)
@@ -36,7 +45,7 @@ impl Kernel {
         gsi: u8,
         level: bool,
     ) -> Result<Handle, ErrorCode> {
-        let handle = self.create_interrupt(IrqSource::IoApic { gsi, level })?;
+        let handle = self.create_interrupt(IrqSource::IoApic { gsi, level }, None)?;
         if let Some(interrupt) = self.interrupts.get(handle) {
             m.route_gsi(gsi, interrupt.vector, level);
         }
@@ -70,7 +79,7 @@ impl Kernel {
     pub(super) fn irq_bind(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [irq_slot, target_slot, bits, ..] = args;
         let handle = self.interrupt_cap(id, irq_slot)?;
-        let (_, target) = self.caps.lookup(id, target_slot)?;
+        let (target_slot, target) = self.caps.lookup(id, target_slot)?;
         let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
         if !target.has(rights::SEND) {
             return Err(ErrorCode::PermissionDenied);
@@ -79,7 +88,7 @@ impl Kernel {
             return Err(ErrorCode::InvalidArgument);
         }
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
-        interrupt.target = Some((notification, bits));
+        interrupt.target = Some(Route { notification, bits, cap: target_slot });
         interrupt.unacknowledged = false;
         if let IrqSource::IoApic { gsi, .. } = interrupt.source {
             m.mask_gsi(gsi, false);
@@ -100,7 +109,8 @@ impl Kernel {
     }
 
     /// `IrqAllocMsi`: a fresh vector as an interrupt capability; returns
-    /// the vector and the MSI address and data a device must write.
+    /// the vector and the MSI address and data a device must write. Each
+    /// task may hold [`super::MSI_PER_TASK`].
     pub(super) fn irq_alloc_msi(
         &mut self,
         m: &impl Machine,
@@ -110,7 +120,11 @@ impl Kernel {
     ) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::IRQ)?;
         let slot = self.caps.empty_slot(id, slot)?;
-        let handle = self.create_interrupt(IrqSource::Msi)?;
+        let held = self.interrupts.iter().filter(|(_, interrupt)| interrupt.creator == Some(id)).count();
+        if held >= super::MSI_PER_TASK {
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        let handle = self.create_interrupt(IrqSource::Msi, Some(id))?;
         let vector = self.interrupts.get(handle).map_or(0, |interrupt| interrupt.vector);
         let cap = Capability { object: Object::Interrupt(handle), rights: rights::ACK | rights::GRANT, badge: 0 };
         if let Err(error) = self.install(slot, cap, None) {
@@ -122,15 +136,28 @@ impl Kernel {
     }
 
     /// An interrupt arrived on `vector`: signal its notification; a
-    /// level-triggered line stays masked until acknowledged.
+    /// level-triggered line stays masked until acknowledged. A device's
+    /// message on a vector below 32, which the kernel never hands out and
+    /// the CPU uses for its exceptions, is counted and dropped.
     pub fn interrupt(&mut self, m: &mut impl Machine, vector: u8) {
+        if vector < FIRST_EXTERNAL_VECTOR {
+            self.stray_vectors = self.stray_vectors.saturating_add(1);
+            // Logged at each power of two, so a flood costs little.
+            if self.stray_vectors.is_power_of_two() {
+                warn!(
+                    "a device interrupt on exception vector {=u8} ignored ({=u64} so far)",
+                    vector, self.stray_vectors
+                );
+            }
+            return;
+        }
         let Some(handle) = self.vectors[usize::from(vector)] else { return };
         let Some(interrupt) = self.interrupts.get_mut(handle) else { return };
         interrupt.unacknowledged = true;
         if let IrqSource::IoApic { gsi, level: true } = interrupt.source {
             m.mask_gsi(gsi, true);
         }
-        if let Some((notification, bits)) = interrupt.target {
+        if let Some(Route { notification, bits, .. }) = interrupt.target {
             self.signal_object(notification, bits);
         }
     }

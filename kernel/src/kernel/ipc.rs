@@ -28,13 +28,13 @@ pub(super) struct Message {
 }
 
 impl Kernel {
-    fn endpoint_cap(&self, id: TaskId, slot: u64, needed: u32) -> Result<(Handle, Capability), ErrorCode> {
-        let (_, cap) = self.caps.lookup(id, slot)?;
+    fn endpoint_cap(&self, id: TaskId, slot: u64, needed: u32) -> Result<(Handle, SlotId, Capability), ErrorCode> {
+        let (slot, cap) = self.caps.lookup(id, slot)?;
         let Object::Endpoint(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
         if !cap.has(needed) {
             return Err(ErrorCode::PermissionDenied);
         }
-        Ok((handle, cap))
+        Ok((handle, slot, cap))
     }
 
     fn deadline(m: &impl Machine, timeout_us: u64) -> Option<u64> {
@@ -50,7 +50,7 @@ impl Kernel {
         [slot, len, flags, timeout]: [u64; 4],
         call: bool,
     ) -> Option<Result<[u64; 3], ErrorCode>> {
-        let (handle, cap) = match self.endpoint_cap(id, slot, rights::SEND) {
+        let (handle, used, cap) = match self.endpoint_cap(id, slot, rights::SEND) {
             Ok(found) => found,
             Err(error) => return Some(Err(error)),
         };
@@ -70,7 +70,7 @@ impl Kernel {
             }
             let info = self.transfer(m, id, receiver, message);
             if call {
-                self.start_reply(m, id, receiver);
+                self.start_reply(m, id, receiver, message.grant);
             }
             self.wake(receiver, Ok([message.badge, u64::from(message.len), info]));
             return if call { None } else { Some(Ok([0; 3])) };
@@ -83,8 +83,14 @@ impl Kernel {
         }
         endpoint.waiting = Waiting::Senders;
         let deadline = if call { None } else { Self::deadline(m, timeout) };
-        let state =
-            TaskState::Sending { endpoint: handle, badge: message.badge, len: message.len, grant: message.grant, call };
+        let state = TaskState::Sending {
+            endpoint: handle,
+            cap: used,
+            badge: message.badge,
+            len: message.len,
+            grant: message.grant,
+            call,
+        };
         self.block(id, state, deadline);
         None
     }
@@ -98,8 +104,8 @@ impl Kernel {
         flags: u64,
         timeout: u64,
     ) -> Option<Result<[u64; 3], ErrorCode>> {
-        let handle = match self.endpoint_cap(id, slot, rights::RECEIVE) {
-            Ok((handle, _)) => handle,
+        let (handle, used) = match self.endpoint_cap(id, slot, rights::RECEIVE) {
+            Ok((handle, used, _)) => (handle, used),
             Err(error) => return Some(Err(error)),
         };
         if let Some(bits) = self.take_bound_bits(id) {
@@ -118,7 +124,7 @@ impl Kernel {
             let message = Message { badge, len, grant };
             let info = self.transfer(m, sender, id, message);
             if call {
-                self.start_reply(m, sender, id);
+                self.start_reply(m, sender, id, grant);
             } else {
                 self.wake(sender, Ok([0; 3]));
             }
@@ -131,18 +137,20 @@ impl Kernel {
             return Some(Err(ErrorCode::OutOfMemory));
         }
         endpoint.waiting = Waiting::Receivers;
-        self.block(id, TaskState::Receiving { endpoint: handle }, Self::deadline(m, timeout));
+        self.block(id, TaskState::Receiving { endpoint: handle, cap: used }, Self::deadline(m, timeout));
         None
     }
 
     /// The caller now waits for a reply; the receiver gets the capability
     /// to give it, replacing (and so abandoning) any reply it left there.
+    /// `grant`: the call's capability had GRANT, so the reply may carry
+    /// capabilities.
     #[unsafe(link_section = ".text.hot.ipc")]
-    pub(super) fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId) {
+    pub(super) fn start_reply(&mut self, m: &mut impl Machine, caller: TaskId, receiver: TaskId, grant: bool) {
         let task = self.task_mut(caller);
         task.calls = task.calls.wrapping_add(1);
         let call = task.calls;
-        task.state = TaskState::AwaitingReply { call };
+        task.state = TaskState::AwaitingReply { call, grant };
         task.deadline = None;
         if self.current == Some(caller) {
             self.current = None;
@@ -168,10 +176,13 @@ impl Kernel {
         }
         // One-shot: the capability is used up whatever happens next.
         self.caps.remove(slot);
-        if self.task(caller).state != (TaskState::AwaitingReply { call }) {
+        let TaskState::AwaitingReply { call: waited, grant } = self.task(caller).state else {
+            return Err(ErrorCode::PeerDied);
+        };
+        if waited != call {
             return Err(ErrorCode::PeerDied);
         }
-        let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant: true });
+        let info = self.transfer(m, id, caller, Message { badge: 0, len: len as u32, grant });
         self.wake(caller, Ok([0, len, info]));
         Ok([0; 3])
     }

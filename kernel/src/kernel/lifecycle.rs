@@ -8,7 +8,7 @@ use heapless::Vec;
 use super::caps::Removal;
 use super::{Kernel, Machine};
 use crate::cspace::{Object, SlotId};
-use crate::task::{Death, Fault, TaskId, TaskState, Watch};
+use crate::task::{Death, Fault, TaskId, TaskState, WATCHES_PER_TASK, Watch};
 
 impl Kernel {
     /// Kills the running task for a CPU exception it raised.
@@ -56,27 +56,50 @@ impl Kernel {
         for slot in held {
             self.delete_slot(m, slot, Removal::HolderDied);
         }
-        // Mappings other tasks made into this space vanish with it.
-        let into_it: Vec<SlotId, 64> = self
-            .caps
-            .all_occupied()
-            .map(|(slot, _)| slot)
-            .filter(|slot| self.caps.mapping(*slot).is_some_and(|mapping| mapping.space == id))
-            .take(64)
-            .collect();
-        for slot in into_it {
-            self.caps.set_mapping(slot, None);
-        }
-        if let Some(bound) = self.task_mut(id).bound.take()
+        // Mappings other tasks made into this space vanish with it, all of
+        // them: a record left behind would name tables `reap` frees.
+        self.caps.forget_mappings_into(id);
+        if let Some((bound, _)) = self.task_mut(id).bound.take()
             && let Some(notification) = self.notifications.get_mut(bound)
         {
             notification.bound = None;
         }
-        let watchers = core::mem::take(&mut self.task_mut(id).watchers);
-        for Watch { notification, bits } in watchers {
-            self.signal_object(notification, bits);
-        }
+        self.tell_watchers(id);
         self.reap_pending = true;
+    }
+
+    /// Whether the machine may resume `id` from its saved frame
+    /// ([`crate::context::TrapFrame::resumable`]). No task can make a frame
+    /// that cannot be returned to (entry points are checked, the top user
+    /// page never maps, the CPU writes the rest), so one that cannot is a
+    /// kernel bug: the task ends as a general-protection fault would end
+    /// it, and the machine chooses again.
+    pub fn check_resumable(&mut self, m: &mut impl Machine, id: TaskId) -> bool {
+        let frame = self.task(id).frame;
+        if frame.resumable() {
+            return true;
+        }
+        let fault = Fault { vector: 13, error_code: 0, address: 0, rip: frame.rip };
+        self.end_task(m, id, Death::Killed(fault));
+        false
+    }
+
+    /// Signals the watches of `id`, which died, and ends them and the
+    /// watches it had made. One pass over the table, which its fixed size
+    /// bounds.
+    fn tell_watchers(&mut self, id: TaskId) {
+        let mut index = 0;
+        while let Some(&watch) = self.watches.get(index) {
+            if watch.watched == id || watch.watcher == id {
+                self.watches.swap_remove(index);
+            } else {
+                index += 1;
+                continue;
+            }
+            if watch.watched == id {
+                self.signal_object(watch.notification, watch.bits);
+            }
+        }
     }
 
     /// `Exit` by the running task.
@@ -93,7 +116,7 @@ impl Kernel {
         if !task_cap.has(rights::WATCH) {
             return Err(ErrorCode::PermissionDenied);
         }
-        let (_, target) = self.caps.lookup(id, target_slot)?;
+        let (target_slot, target) = self.caps.lookup(id, target_slot)?;
         let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
         if !target.has(rights::SEND) {
             return Err(ErrorCode::PermissionDenied);
@@ -105,9 +128,17 @@ impl Kernel {
             self.signal_object(notification, bits);
             return Ok([0; 3]);
         }
-        let watchers = &mut self.task_mut(watched).watchers;
-        watchers.retain(|watch| watch.notification != notification || watch.bits != bits);
-        watchers.push(Watch { notification, bits }).map_err(|_| ErrorCode::QuotaExceeded)?;
+        let watch = Watch { watcher: id, watched, notification, bits, cap: target_slot };
+        let same = |other: &Watch| Watch { cap: target_slot, ..*other } == watch;
+        if let Some(existing) = self.watches.iter_mut().find(|other| same(other)) {
+            existing.cap = target_slot;
+            return Ok([0; 3]);
+        }
+        if self.watches.iter().filter(|other| other.watcher == id).count() >= WATCHES_PER_TASK {
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        // Every task stays within its allowance, so the table has room.
+        self.watches.push(watch).map_err(|_| ErrorCode::QuotaExceeded)?;
         Ok([0; 3])
     }
 

@@ -36,7 +36,7 @@ impl Kernel {
             self.task_mut(id).objects.release(1);
             return Err(ErrorCode::QuotaExceeded);
         }
-        let Some(base) = self.frames.alloc_contiguous(pages as usize, pages as usize) else {
+        let Some(base) = self.frames.alloc_contiguous_high(pages as usize, pages as usize) else {
             self.task_mut(id).memory.release(pages as u32);
             self.task_mut(id).objects.release(1);
             return Err(ErrorCode::OutOfMemory);
@@ -44,18 +44,16 @@ impl Kernel {
         for page in 0..pages {
             m.page_mut(base.add(page)).fill(0);
         }
-        let object = FrameObject { base, pages: pages as u32, owner: Some(id), refs: 0, pins: 0 };
+        let object = FrameObject { base, pages: pages as u32, owner: Some(id), refs: 0, pins: 0, pinner: None };
         let Ok(handle) = self.frame_objects.insert(object) else {
             let _ = self.frames.free_contiguous(base, pages as usize);
             self.task_mut(id).memory.release(pages as u32);
             self.task_mut(id).objects.release(1);
             return Err(ErrorCode::OutOfMemory);
         };
-        let cap = Capability {
-            object: Object::Frame(handle),
-            rights: rights::READ | rights::WRITE | rights::EXECUTE,
-            badge: 0,
-        };
+        // Never executable: code comes only from the boot image, so no page
+        // a task can write is one it can run (W^X).
+        let cap = Capability { object: Object::Frame(handle), rights: rights::READ | rights::WRITE, badge: 0 };
         self.install(slot, cap, None)?;
         Ok([0; 3])
     }
@@ -86,7 +84,8 @@ impl Kernel {
     }
 
     /// `Map`: maps memory capability `memory` into address space `space`
-    /// at `virt`; `access` may ask for WRITE and EXECUTE the capability has.
+    /// at `virt`; `access` may ask for WRITE or EXECUTE (not both) if the
+    /// capability has it.
     pub(super) fn map(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [space_slot, memory_slot, virt, access, ..] = args;
         let (_, space_cap) = self.caps.lookup(id, space_slot)?;
@@ -110,8 +109,12 @@ impl Kernel {
         if access & !(rights::READ | rights::WRITE | rights::EXECUTE) != 0 || !cap.has(access | rights::READ) {
             return Err(ErrorCode::PermissionDenied);
         }
+        // W^X: a mapping is writable or executable, never both.
+        if access & rights::WRITE != 0 && access & rights::EXECUTE != 0 {
+            return Err(ErrorCode::PermissionDenied);
+        }
         let end = pages.checked_mul(PAGE_SIZE).and_then(|size| virt.checked_add(size));
-        if virt % PAGE_SIZE != 0 || virt < layout::USER_MAP_BASE || end.is_none_or(|end| end > layout::USER_END) {
+        if virt % PAGE_SIZE != 0 || virt < layout::USER_MAP_BASE || end.is_none_or(|end| end > layout::USER_MAP_END) {
             return Err(ErrorCode::BadAddress);
         }
         if device && access & rights::EXECUTE != 0 {
@@ -125,7 +128,7 @@ impl Kernel {
             leaf |= self.no_execute;
         }
         if device {
-            leaf |= flags::WRITE_THROUGH | flags::NO_CACHE;
+            leaf |= flags::WRITE_THROUGH | flags::NO_CACHE | flags::DEVICE;
         }
         let root = self.task(space).root;
         let mut quota = self.task(space).memory;
@@ -199,20 +202,29 @@ impl Kernel {
             return Err(ErrorCode::PermissionDenied);
         }
         let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
+        if frame.pinner.is_some_and(|pinner| pinner != id) {
+            return Err(ErrorCode::Busy);
+        }
         frame.pins = frame.pins.checked_add(1).ok_or(ErrorCode::QuotaExceeded)?;
+        frame.pinner = Some(id);
         Ok([handle.to_word(), frame.base.address(), u64::from(frame.pages)])
     }
 
-    /// `DmaUnpin`: releases a pin; the memory is freed if nothing else holds it.
+    /// `DmaUnpin`: releases one of the caller's pins; the memory is freed
+    /// if nothing else holds it. Another task's pin is not the caller's to
+    /// release: a device may still be using the frame.
     #[unsafe(link_section = ".text.hot.dma")]
     pub(super) fn dma_unpin(&mut self, id: TaskId, control: u64, pin: u64) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::DMA)?;
-        let handle = Handle::from_word(pin);
+        let handle = Handle::from_word(pin).ok_or(ErrorCode::InvalidArgument)?;
         let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::InvalidArgument)?;
-        if frame.pins == 0 {
+        if frame.pins == 0 || frame.pinner != Some(id) {
             return Err(ErrorCode::InvalidArgument);
         }
         frame.pins -= 1;
+        if frame.pins == 0 {
+            frame.pinner = None;
+        }
         self.free_frame_if_unused(handle);
         Ok([0; 3])
     }

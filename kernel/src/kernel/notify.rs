@@ -5,18 +5,18 @@ use capabilities::ErrorCode;
 use capabilities::abi::{ipc, ipc::Info, rights};
 
 use super::{Kernel, Machine};
-use crate::cspace::Object;
+use crate::cspace::{Object, SlotId};
 use crate::objects::{Handle, Notification};
 use crate::task::{TaskId, TaskState};
 
 impl Kernel {
-    fn notification_cap(&self, id: TaskId, slot: u64, needed: u32) -> Result<(Handle, u64), ErrorCode> {
-        let (_, cap) = self.caps.lookup(id, slot)?;
+    fn notification_cap(&self, id: TaskId, slot: u64, needed: u32) -> Result<(Handle, SlotId, u64), ErrorCode> {
+        let (slot, cap) = self.caps.lookup(id, slot)?;
         let Object::Notification(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
         if !cap.has(needed) {
             return Err(ErrorCode::PermissionDenied);
         }
-        Ok((handle, cap.badge))
+        Ok((handle, slot, cap.badge))
     }
 
     /// Sets `bits` in a notification and wakes whoever it should wake.
@@ -40,7 +40,7 @@ impl Kernel {
 
     /// `Signal`: sets the capability's badge bits (bit 0 if unbadged).
     pub(super) fn signal(&mut self, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
-        let (handle, badge) = self.notification_cap(id, slot, rights::SEND)?;
+        let (handle, _, badge) = self.notification_cap(id, slot, rights::SEND)?;
         self.signal_object(handle, if badge == 0 { 1 } else { badge });
         Ok([0; 3])
     }
@@ -54,8 +54,8 @@ impl Kernel {
         flags: u64,
         timeout: u64,
     ) -> Option<Result<[u64; 3], ErrorCode>> {
-        let handle = match self.notification_cap(id, slot, rights::RECEIVE) {
-            Ok((handle, _)) => handle,
+        let (handle, used) = match self.notification_cap(id, slot, rights::RECEIVE) {
+            Ok((handle, used, _)) => (handle, used),
             Err(error) => return Some(Err(error)),
         };
         let Some(notification) = self.notifications.get_mut(handle) else {
@@ -71,19 +71,19 @@ impl Kernel {
             return Some(Err(ErrorCode::OutOfMemory));
         }
         let deadline = (timeout != 0).then(|| m.now().saturating_add(timeout));
-        self.block(id, TaskState::Waiting { notification: handle }, deadline);
+        self.block(id, TaskState::Waiting { notification: handle, cap: used }, deadline);
         None
     }
 
     /// `NotificationBind`: the caller's receives also return its bits.
     pub(super) fn bind_notification(&mut self, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
-        let (handle, _) = self.notification_cap(id, slot, rights::RECEIVE)?;
+        let (handle, used, _) = self.notification_cap(id, slot, rights::RECEIVE)?;
         let notification = self.notifications.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
         if notification.bound.is_some_and(|bound| bound != id) {
             return Err(ErrorCode::Busy);
         }
         notification.bound = Some(id);
-        if let Some(previous) = self.task_mut(id).bound.replace(handle)
+        if let Some((previous, _)) = self.task_mut(id).bound.replace((handle, used))
             && previous != handle
             && let Some(old) = self.notifications.get_mut(previous)
         {
@@ -94,7 +94,7 @@ impl Kernel {
 
     /// Takes the pending bits of the caller's bound notification, if any.
     pub(super) fn take_bound_bits(&mut self, id: TaskId) -> Option<u64> {
-        let handle = self.task(id).bound?;
+        let (handle, _) = self.task(id).bound?;
         let notification = self.notifications.get_mut(handle)?;
         (notification.word != 0).then(|| core::mem::take(&mut notification.word))
     }

@@ -2,6 +2,8 @@
 //! is, the ACPI tables (copied for servers), and the device ranges the
 //! firmware describes, which boot grants name symbolically.
 
+use crate::bootinfo::MAX_REGIONS;
+use acpi_tables::dmar::ScopeKind;
 use acpi_tables::{Dmar, Mcfg, SnapshotMemory};
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, rights};
@@ -12,9 +14,10 @@ use crate::cspace::{Capability, Object};
 use crate::objects::{FrameObject, Handle};
 use crate::task::TaskId;
 
-/// Most RAM ranges, ECAM regions and remapping units remembered.
-const MAX_RANGES: usize = 32;
+/// Most ECAM regions and remapping units remembered.
 const MAX_UNITS: usize = 8;
+/// Most device-memory ranges boot grants name by address.
+pub const MAX_DEVICE_GRANTS: usize = 64;
 
 /// Physical ranges `[start, end)` no device-memory capability may cover
 /// beyond RAM: low memory (firmware, legacy devices) and the interrupt
@@ -24,16 +27,32 @@ const KERNEL_DEVICES: [(u64, u64); 2] = [(0, 0x10_0000), (0xfec0_0000, 0xff00_00
 /// The platform as the kernel found it at boot.
 #[derive(Default)]
 pub struct Platform {
-    ram: Vec<(u64, u64), MAX_RANGES>,
+    /// The RAM ranges of the memory map: the same list, and the same
+    /// limit, as the boot information and the frame allocator.
+    ram: Vec<(u64, u64), MAX_REGIONS>,
+    /// Device memory boot grants name by address (`[start, end)`).
+    granted: Vec<(u64, u64), MAX_DEVICE_GRANTS>,
     acpi: Option<Handle>,
     ecam: Vec<(u64, u32), MAX_UNITS>,
-    units: Vec<(u64, u32), MAX_UNITS>,
+    units: Vec<Unit, MAX_UNITS>,
+}
+
+/// A remapping unit DMAR describes.
+#[derive(Clone, Copy)]
+struct Unit {
+    /// Physical address of its registers.
+    base: u64,
+    /// Pages of registers.
+    pages: u32,
+    /// Whether its device scope lists an IO APIC: it remaps the kernel's
+    /// IO APIC lines, and no other unit may.
+    ioapic: bool,
 }
 
 impl Platform {
     /// Nothing known yet.
     pub const fn new() -> Self {
-        Self { ram: Vec::new(), acpi: None, ecam: Vec::new(), units: Vec::new() }
+        Self { ram: Vec::new(), granted: Vec::new(), acpi: None, ecam: Vec::new(), units: Vec::new() }
     }
 }
 
@@ -42,9 +61,19 @@ fn overlaps((start, end): (u64, u64), (other_start, other_end): (u64, u64)) -> b
 }
 
 impl Kernel {
-    /// Records where RAM is (`[start, end)` ranges of the memory map).
-    pub fn set_ram(&mut self, ranges: &[(u64, u64)]) {
-        self.platform.ram = ranges.iter().copied().take(MAX_RANGES).collect();
+    /// Records where RAM is (`[start, end)` ranges of the memory map), all
+    /// of it or none: `TooLarge` if there are more than the memory map
+    /// may hold.
+    pub fn set_ram(&mut self, ranges: &[(u64, u64)]) -> Result<(), ErrorCode> {
+        self.platform.ram = Vec::from_slice(ranges).map_err(|_| ErrorCode::TooLarge)?;
+        Ok(())
+    }
+
+    /// Records a boot grant's device memory, which no `DeviceMemoryCreate`
+    /// may cover then.
+    pub(super) fn record_device_grant(&mut self, base: u64, pages: u32) -> Result<(), ErrorCode> {
+        let end = base.checked_add(u64::from(pages) * PAGE_SIZE).ok_or(ErrorCode::InvalidArgument)?;
+        self.platform.granted.push((base, end)).map_err(|_| ErrorCode::OutOfMemory)
     }
 
     /// Takes a snapshot of the ACPI tables (`acpi_tables::snapshot`
@@ -59,7 +88,7 @@ impl Kernel {
             page.fill(0);
             page[..chunk.len()].copy_from_slice(chunk);
         }
-        let object = FrameObject { base, pages: pages as u32, owner: None, refs: 0, pins: 0 };
+        let object = FrameObject { base, pages: pages as u32, owner: None, refs: 0, pins: 0, pinner: None };
         self.platform.acpi = self.frame_objects.insert(object).ok();
 
         let mut root = [0u8; 1024];
@@ -82,8 +111,9 @@ impl Kernel {
             Ok(Some(dmar)) => {
                 for unit in dmar.units() {
                     let pages = unit.register_size().div_ceil(PAGE_SIZE) as u32;
+                    let ioapic = unit.scopes().any(|scope| scope.kind == ScopeKind::IoApic);
                     info!("remapping unit registers at {=u64:#x}, {=u32} pages", unit.register_base, pages);
-                    let _ = self.platform.units.push((unit.register_base, pages));
+                    let _ = self.platform.units.push(Unit { base: unit.register_base, pages, ioapic });
                 }
             }
             _ => warn!("no usable ACPI DMAR table: no IOMMU to grant"),
@@ -93,23 +123,24 @@ impl Kernel {
 
     /// The object a symbolic boot grant names.
     pub(super) fn platform_object(&self, ecam: Option<u8>, unit: Option<u8>) -> Option<Object> {
-        let found = match (ecam, unit) {
-            (Some(n), _) => self.platform.ecam.get(usize::from(n)),
-            (_, Some(n)) => self.platform.units.get(usize::from(n)),
+        let (base, pages) = match (ecam, unit) {
+            (Some(n), _) => self.platform.ecam.get(usize::from(n)).copied(),
+            (_, Some(n)) => self.platform.units.get(usize::from(n)).map(|unit| (unit.base, unit.pages)),
             _ => None,
         }?;
-        Some(Object::DeviceMemory { base: found.0, pages: found.1 })
+        Some(Object::DeviceMemory { base, pages })
     }
 
     /// Records a remapping unit as DMAR would (host tests have no ACPI).
     #[cfg(test)]
-    pub(crate) fn add_remapping_unit(&mut self, base: u64, pages: u32) {
-        let _ = self.platform.units.push((base, pages));
+    pub(crate) fn add_remapping_unit(&mut self, base: u64, pages: u32, ioapic: bool) {
+        let _ = self.platform.units.push(Unit { base, pages, ioapic });
     }
 
-    /// Whether `base` is the register base of a remapping unit DMAR names.
-    pub(super) fn is_remapping_unit(&self, base: u64) -> bool {
-        self.platform.units.iter().any(|&(unit, _)| unit == base)
+    /// Whether `base` is the register base of the remapping unit whose
+    /// DMAR scope lists the IO APIC.
+    pub(super) fn remaps_the_io_apic(&self, base: u64) -> bool {
+        self.platform.units.iter().any(|unit| unit.base == base && unit.ioapic)
     }
 
     /// The ACPI snapshot frame, if the machine has ACPI tables.
@@ -130,9 +161,16 @@ impl Kernel {
         };
         let range = (base, end);
         let platform = &self.platform;
-        let held = platform.ecam.iter().chain(&platform.units).map(|&(b, p)| (b, b + u64::from(p) * PAGE_SIZE));
-        let forbidden =
-            platform.ram.iter().copied().chain(KERNEL_DEVICES).chain(held).any(|other| overlaps(range, other));
+        let units = platform.units.iter().map(|unit| (unit.base, unit.pages));
+        let held = platform.ecam.iter().copied().chain(units).map(|(b, p)| (b, b + u64::from(p) * PAGE_SIZE));
+        let forbidden = platform
+            .ram
+            .iter()
+            .copied()
+            .chain(KERNEL_DEVICES)
+            .chain(held)
+            .chain(platform.granted.iter().copied())
+            .any(|other| overlaps(range, other));
         if forbidden {
             return Err(ErrorCode::PermissionDenied);
         }

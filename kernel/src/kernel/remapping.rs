@@ -4,11 +4,14 @@
 //! compatibility format. Once a remapping unit's owner has turned
 //! interrupt remapping on, it reads the lines here, writes an entry for
 //! each (with the IO APIC's source id), and has the kernel rewrite each
-//! line's redirection entry to name it. The authority is the unit's
-//! register capability: whoever may program the unit decides where its
+//! line's redirection entry to name it. The authority is the register
+//! capability of the unit whose DMAR scope lists the IO APIC, with the
+//! rights to read it (to learn the lines) and to program it (to move a
+//! line): whoever may program that unit decides where the IO APIC's
 //! interrupts go, and nobody else.
 
 use capabilities::ErrorCode;
+use capabilities::abi::rights;
 
 use super::{Kernel, Machine};
 use crate::cspace::Object;
@@ -19,11 +22,12 @@ use crate::task::TaskId;
 const NONE: u64 = u64::MAX;
 
 impl Kernel {
-    /// Checks that the capability in `slot` is a DMAR unit's registers.
-    fn require_remapping_unit(&self, id: TaskId, slot: u64) -> Result<(), ErrorCode> {
+    /// Checks that the capability in `slot` is the registers of the unit
+    /// that remaps the IO APIC, with the rights `needed`.
+    fn require_remapping_unit(&self, id: TaskId, slot: u64, needed: u32) -> Result<(), ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
         let Object::DeviceMemory { base, .. } = cap.object else { return Err(ErrorCode::WrongKind) };
-        if !self.is_remapping_unit(base) {
+        if !cap.has(needed) || !self.remaps_the_io_apic(base) {
             return Err(ErrorCode::PermissionDenied);
         }
         Ok(())
@@ -37,7 +41,7 @@ impl Kernel {
         unit: u64,
         index: u64,
     ) -> Result<[u64; 3], ErrorCode> {
-        self.require_remapping_unit(id, unit)?;
+        self.require_remapping_unit(id, unit, rights::READ)?;
         let index = usize::try_from(index).map_err(|_| ErrorCode::NotFound)?;
         let (interrupt, gsi, level) = self
             .interrupts
@@ -62,7 +66,7 @@ impl Kernel {
         args: [u64; 6],
     ) -> Result<[u64; 3], ErrorCode> {
         let [unit, gsi, handle, ..] = args;
-        self.require_remapping_unit(id, unit)?;
+        self.require_remapping_unit(id, unit, rights::READ | rights::WRITE)?;
         let handle = u16::try_from(handle).map_err(|_| ErrorCode::InvalidArgument)?;
         let gsi = u8::try_from(gsi).map_err(|_| ErrorCode::NotFound)?;
         let interrupt = self

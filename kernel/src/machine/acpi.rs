@@ -4,7 +4,7 @@ use core::cell::UnsafeCell;
 
 use kernel::kernel::Kernel;
 
-use crate::memory::{self, Hardware};
+use crate::hardware::Hardware;
 
 const SNAPSHOT_SIZE: usize = 32 * 1024;
 
@@ -27,7 +27,7 @@ pub fn snapshot(kernel: &mut Kernel, hardware: &mut Hardware, rsdp: u64) {
     // SAFETY: boot runs once on one CPU and this is the only use of the
     // scratch buffer, so the reference is unique.
     let out = unsafe { &mut *SCRATCH.0.get() };
-    match acpi_tables::snapshot::build(&memory::firmware(), rsdp, out) {
+    match acpi_tables::snapshot::build(&hardware.memory.firmware(), rsdp, out) {
         Ok(used) => {
             if kernel.set_acpi(hardware, &out[..used]).is_err() {
                 defmt::warn!("no memory for the ACPI snapshot");

@@ -11,6 +11,9 @@ const IO_APIC: u64 = 0xfec0_0000;
 
 const ID: u64 = 0x20;
 const EOI: u64 = 0xb0;
+/// The in-service register: 256 bits, 32 in each of eight registers 16
+/// bytes apart.
+const IN_SERVICE: u64 = 0x100;
 const SPURIOUS: u64 = 0xf0;
 const LVT_TIMER: u64 = 0x320;
 const TIMER_INITIAL: u64 = 0x380;
@@ -23,6 +26,11 @@ pub const TIMER_VECTOR: u8 = 0x20;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 const MASKED: u32 = 1 << 16;
+
+/// Where the direct map shows the in-service bits of vectors 0-31.
+pub const IN_SERVICE_0: u64 = PHYS_OFFSET + LOCAL_APIC + IN_SERVICE;
+/// Where the direct map shows the end-of-interrupt register.
+pub const EOI_ADDRESS: u64 = PHYS_OFFSET + LOCAL_APIC + EOI;
 
 /// Timer ticks per millisecond (divide by 16), measured at boot.
 static TIMER_KHZ: AtomicU64 = AtomicU64::new(0);
@@ -86,6 +94,15 @@ pub fn timer_khz() -> u64 {
 /// This CPU's local APIC id.
 pub fn id() -> u8 {
     (local_read(ID) >> 24) as u8
+}
+
+/// Whether the local APIC has accepted `vector` from a device or an IPI
+/// and not yet seen its end of interrupt: for a vector below 32 (which the
+/// kernel never hands to devices), whether it came from a device rather
+/// than from the CPU's exception of that number.
+pub fn in_service(vector: u8) -> bool {
+    let register = IN_SERVICE + 0x10 * u64::from(vector / 32);
+    local_read(register) & (1 << (vector % 32)) != 0
 }
 
 /// Acknowledges the interrupt being handled.

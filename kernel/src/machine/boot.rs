@@ -5,10 +5,10 @@
 //! `hvm_start_info`. The code below builds temporary page tables that map
 //! the first GiB three ways (identity, direct map at `PHYS_OFFSET`, and the
 //! kernel image at -2 GiB), enables long mode and SSE, switches to the boot
-//! stack in the kernel image and calls `kernel_main`. `memory::init` later
+//! stack in the kernel image and calls `kernel_main`. `kernel_space::init` later
 //! replaces these tables with the final ones.
 
-use crate::entry::KERNEL_STACK;
+use crate::stacks::KERNEL_STACK;
 
 core::arch::global_asm!(
     r#"
@@ -109,7 +109,7 @@ boot_high:
     ud2
     "#,
     stack = sym KERNEL_STACK,
-    stack_size = const crate::entry::KERNEL_STACK_SIZE,
-    trap_area = const crate::entry::TRAP_AREA,
+    stack_size = const crate::stacks::KERNEL_STACK_SIZE,
+    trap_area = const crate::stacks::TRAP_AREA,
     options(att_syntax)
 );

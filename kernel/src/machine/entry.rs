@@ -9,8 +9,6 @@
 //! `sysretq`. The kernel runs with interrupts off; only the idle loop
 //! enables them.
 
-use core::cell::UnsafeCell;
-use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::context::{SYSCALL_VECTOR, TrapFrame, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
@@ -21,62 +19,23 @@ use x86_64::registers::control::Cr2;
 use x86_64::registers::model_specific::{LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
+use crate::stacks::{self, FRAME_SIZE, KERNEL_STACK, KERNEL_STACK_SIZE, TRAP_AREA};
 use crate::{SYSTEM, System, apic, fpu, gdt, memory, qemu_exit, time};
-
-/// Bytes of the kernel stack, including the guard page at its bottom.
-pub const KERNEL_STACK_SIZE: usize = 64 * 1024 + GUARD_SIZE;
-/// The unmapped page at the bottom of a stack.
-pub const GUARD_SIZE: usize = 4096;
-/// Bytes at the top of the kernel stack reserved for the entry frame.
-pub const TRAP_AREA: usize = 256;
-
-const FRAME_SIZE: usize = size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE <= TRAP_AREA && FRAME_SIZE.is_multiple_of(16));
-
-/// A page-aligned stack that only the CPU writes, through `rsp`.
-#[repr(C, align(4096))]
-pub struct Stack<const N: usize>(UnsafeCell<[u8; N]>);
-
-// SAFETY: Rust code never forms references into a stack's bytes; it is
-// used only as memory for `rsp`, on the one CPU.
-unsafe impl<const N: usize> Sync for Stack<N> {}
-
-impl<const N: usize> Stack<N> {
-    /// A zeroed stack.
-    pub const fn new() -> Self {
-        Self(UnsafeCell::new([0; N]))
-    }
-
-    /// Lowest address (the guard page, where there is one).
-    pub fn bottom(&self) -> u64 {
-        self.0.get() as u64
-    }
-
-    /// One past the highest address.
-    pub fn top(&self) -> u64 {
-        self.bottom() + N as u64
-    }
-}
-
-/// The kernel stack; its first page is left unmapped as a guard.
-pub static KERNEL_STACK: Stack<KERNEL_STACK_SIZE> = Stack::new();
-
-/// Address of the FXSAVE area the trap stub saves a task's vector state to.
-#[unsafe(no_mangle)]
-static FPU_SAVE_AREA: AtomicU64 = AtomicU64::new(0);
 
 /// Scratch for the user stack pointer during `syscall` entry.
 #[unsafe(no_mangle)]
 static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
 
-/// Top of the kernel stack, where the CPU pushes frames from ring 3.
-pub fn kernel_stack_top() -> u64 {
-    KERNEL_STACK.top()
-}
+/// Non-maskable interrupts seen (counted by `nmi_entry`).
+#[unsafe(no_mangle)]
+static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
 
-/// Where the entry frame sits: the top [`FRAME_SIZE`] bytes of the stack.
-fn frame_slot() -> *mut TrapFrame {
-    (KERNEL_STACK.top() - FRAME_SIZE as u64) as *mut TrapFrame
+/// The count of non-maskable interrupts last reported.
+static NMIS_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// Address of the non-maskable interrupt's entry.
+pub fn nmi_stub() -> u64 {
+    nmi_entry as *const () as u64
 }
 
 /// Address of vector `vector`'s entry stub.
@@ -97,17 +56,23 @@ trap_stubs:
     .set vector, 0
     .rept 256
     .p2align 4
-    .if vector == 8 || vector == 10 || vector == 11 || vector == 12 || vector == 13 || vector == 14 || vector == 17 || vector == 21 || vector == 29 || vector == 30
-    .else
-    pushq $0                 /* no CPU error code: push a zero */
-    .endif
     pushq $vector
     jmp trap_common
     .set vector, vector + 1
     .endr
 
 trap_common:
-    pushq %rax
+    /* Some exceptions push an error code; interrupts, whatever their
+       vector, and the other exceptions do not. The CPU aligns the stack to
+       16 bytes before it pushes, so with the vector on top the stack
+       pointer is 8 mod 16 exactly when there is one: where there is not,
+       move the vector down and put a zero in its place. Every entry then
+       leaves the same frame, even a device's message on vector 17. */
+    testb $8, %spl
+    jnz 3f
+    pushq (%rsp)
+    movq $0, 8(%rsp)
+3:  pushq %rax
     pushq %rbx
     pushq %rcx
     pushq %rdx
@@ -127,9 +92,36 @@ trap_common:
     jz 1f
     movq FPU_SAVE_AREA(%rip), %rax   /* save the task's vector state before */
     fxsave64 (%rax)                  /* any kernel code can clobber it */
+    /* An exception with a stack of its own (IST) left the frame there:
+       move it to the top of the kernel stack, where the way back to the
+       task expects it, and run the kernel on the kernel stack. */
+    leaq {stack}(%rip), %rdi
+    addq ${stack_size} - {frame_size}, %rdi
+    cmpq %rdi, %rsp
+    je 1f
+    movq %rsp, %rsi
+    movq %rdi, %rsp
+    movl ${frame_words}, %ecx
+    rep movsq
 1:  movq %rsp, %rdi
     call trap_entry
     ud2
+
+    /* Non-maskable interrupts (and a device's message on vector 2) may
+       arrive anywhere, kernel code with interrupts off included, on their
+       own stack: count them, end a message the local APIC has in service,
+       and return to whatever ran, untouched. */
+    .global nmi_entry
+nmi_entry:
+    lock incq NMI_COUNT(%rip)
+    pushq %rax
+    movabsq ${in_service_0}, %rax
+    testl $(1 << 2), (%rax)
+    jz 4f
+    movabsq ${eoi}, %rax
+    movl $0, (%rax)
+4:  popq %rax
+    iretq
 
     .global syscall_entry
 syscall_entry:
@@ -236,14 +228,18 @@ idle_loop:
     stack = sym KERNEL_STACK,
     stack_size = const KERNEL_STACK_SIZE,
     frame_size = const FRAME_SIZE,
+    frame_words = const FRAME_SIZE / 8,
     trap_area = const TRAP_AREA,
     user_ss = const USER_DATA_SELECTOR,
     user_cs = const USER_CODE_SELECTOR,
     syscall_vector = const SYSCALL_VECTOR,
+    in_service_0 = const apic::IN_SERVICE_0,
+    eoi = const apic::EOI_ADDRESS,
     options(att_syntax)
 );
 
 unsafe extern "C" {
+    fn nmi_entry() -> !;
     fn syscall_entry() -> !;
     fn return_iret(fx_area: *const u8) -> !;
     fn return_sysret(fx_area: *const u8) -> !;
@@ -271,8 +267,11 @@ pub fn init_syscalls(selectors: gdt::Selectors) {
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     let vector = frame.vector as u8;
+    // Below 32 a vector is the CPU's exception, unless a device sent it:
+    // then the local APIC has it in service.
+    let exception = vector < 32 && !apic::in_service(vector);
     if !frame.is_user() {
-        if vector < 32 {
+        if exception {
             kernel_exception(frame);
         }
         // An interrupt that woke the idle loop.
@@ -285,7 +284,7 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     if let Some(task) = kernel.current() {
         fpu::saved_by_trap(task);
     }
-    if vector < 32 {
+    if exception {
         let address = if vector == 14 { Cr2::read_raw() } else { 0 };
         kernel.fault(hardware, Fault { vector, error_code: frame.error_code, address, rip: frame.rip });
         drop(system);
@@ -296,8 +295,9 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     run_next()
 }
 
-/// Hands a device interrupt to the kernel logic and acknowledges it; the
-/// timer needs no handling beyond the scheduling that follows every entry.
+/// Hands a device interrupt to the kernel logic (which counts and drops one
+/// on an exception vector) and acknowledges it; the timer needs no
+/// handling beyond the scheduling that follows every entry.
 fn interrupt(vector: u8) {
     if vector == apic::SPURIOUS_VECTOR {
         return;
@@ -321,13 +321,17 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     kernel.save_frame(frame);
-    if let Some(next) = kernel.fastpath(hardware) {
+    if let Some(next) = kernel.fastpath(hardware)
+        && kernel.check_resumable(hardware, next)
+    {
         memory::switch_to(kernel.root(next));
         let frame = *kernel.frame(next);
         drop(system);
         resume(next, &frame)
     }
-    if let Some(caller) = kernel.syscall_and_continue(hardware) {
+    if let Some(caller) = kernel.syscall_and_continue(hardware)
+        && kernel.check_resumable(hardware, caller)
+    {
         let frame = *kernel.frame(caller);
         drop(system);
         resume(caller, &frame)
@@ -338,7 +342,7 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
 
 fn kernel_exception(frame: &TrapFrame) -> ! {
     let address = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
-    let guard = memory::kernel_stack_guard();
+    let guard = stacks::kernel_stack_guard();
     let hint = if frame.vector == 8 || guard.contains(&address) { " (kernel stack overflow?)" } else { "" };
     panic!(
         "{} in the kernel at rip {:#x}, address {:#x}, error code {:#x}{}",
@@ -352,10 +356,17 @@ fn kernel_exception(frame: &TrapFrame) -> ! {
 
 /// Asks the kernel what runs next and goes there.
 pub fn run_next() -> ! {
+    report_nmis();
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     let now = time::micros();
-    let next = kernel.schedule(now);
+    let mut next = kernel.schedule(now);
+    // Each refusal ends a task, so this ends after at most one per task.
+    while let Next::Resume(task) = next
+        && !kernel.check_resumable(hardware, task)
+    {
+        next = kernel.schedule(now);
+    }
     apic::arm_timer(kernel.next_deadline(), now);
     match next {
         Next::Resume(task) => {
@@ -380,17 +391,29 @@ pub fn run_next() -> ! {
     }
 }
 
+/// Logs the count of non-maskable interrupts each time it reaches the
+/// next power of two.
+fn report_nmis() {
+    let count = NMI_COUNT.load(Ordering::Relaxed);
+    let reported = NMIS_REPORTED.swap(count, Ordering::Relaxed);
+    if count.checked_ilog2() != reported.checked_ilog2() {
+        defmt::warn!("non-maskable interrupt ignored ({=u64} so far)", count);
+    }
+}
+
 #[unsafe(link_section = ".text.hot.resume")]
 fn resume(task: TaskId, frame: &TrapFrame) -> ! {
-    if !frame.is_user() {
-        panic!("refusing to resume task {} with a ring-0 frame", task.index());
+    if !frame.resumable() {
+        // Every caller checked `Kernel::check_resumable` first.
+        panic!("refusing to resume task {} with a frame sysret or iretq would fault on", task.index());
     }
     let restore = fpu::switch_to(task, frame.from_syscall());
     // SAFETY: the frame slot is the top of the kernel stack, reserved for
     // the entry frame; no live Rust data is there (Rust code runs below
     // `TRAP_AREA`), and `frame` is a copy on the stack below it.
-    unsafe { frame_slot().write(*frame) };
-    // SAFETY: the frame describes ring-3 code and stack (checked above);
+    unsafe { stacks::frame_slot().write(*frame) };
+    // SAFETY: the frame describes ring-3 code at a canonical address
+    // (checked above), so neither return faults in ring 0;
     // the FXSAVE area belongs to `task`; the return paths pop the frame
     // just written and leave the kernel stack empty.
     unsafe {
@@ -400,9 +423,4 @@ fn resume(task: TaskId, frame: &TrapFrame) -> ! {
             return_iret(fpu::area(task))
         }
     }
-}
-
-/// Records the area the trap stub saves vector state to on the next entry.
-pub fn set_fpu_save_area(area: *const u8) {
-    FPU_SAVE_AREA.store(area as u64, Ordering::Relaxed);
 }

@@ -14,11 +14,10 @@
 //! operations.
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use capabilities::manifest::MAX_TASKS;
 use kernel::task::TaskId;
-
-use crate::entry;
 
 const AREA_SIZE: usize = 512;
 const FCW_DEFAULT: u16 = 0x037f;
@@ -32,6 +31,11 @@ struct Areas(UnsafeCell<[Area; MAX_TASKS]>);
 // SAFETY: one CPU; the areas are only read and written by FXSAVE/FXRSTOR
 // and by `fill_controls`, all with interrupts off.
 unsafe impl Sync for Areas {}
+
+/// Address of the FXSAVE area the trap stub (`entry`) saves the running
+/// task's vector state to on its next entry from ring 3.
+#[unsafe(no_mangle)]
+static FPU_SAVE_AREA: AtomicU64 = AtomicU64::new(0);
 
 static AREAS: Areas = Areas(UnsafeCell::new([const { Area([0; AREA_SIZE]) }; MAX_TASKS]));
 
@@ -83,7 +87,7 @@ pub fn saved_by_trap(task: TaskId) {
 /// see.
 #[unsafe(link_section = ".text.hot.fpu")]
 pub fn switch_to(task: TaskId, by_sysret: bool) -> Option<*const u8> {
-    entry::set_fpu_save_area(area(task));
+    FPU_SAVE_AREA.store(area(task) as u64, Ordering::Relaxed);
     let mut state = STATE.lock();
     if let Some(outgoing) = state.live
         && outgoing != task

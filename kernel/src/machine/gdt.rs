@@ -11,12 +11,8 @@ use x86_64::structures::tss::TaskStateSegment;
 
 use kernel::context::{USER_CODE_SELECTOR, USER_DATA_SELECTOR};
 
-use crate::entry::{self, Stack};
+use crate::stacks::{self, Ist};
 
-/// Interrupt-stack-table slot used for double faults.
-pub const DOUBLE_FAULT_IST: u16 = 0;
-
-static DOUBLE_FAULT_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors, SegmentSelector)> = Once::new();
 
@@ -37,8 +33,10 @@ pub struct Selectors {
 pub fn init() -> Selectors {
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
-        tss.privilege_stack_table[0] = VirtAddr::new(entry::kernel_stack_top());
-        tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST)] = VirtAddr::new(DOUBLE_FAULT_STACK.top());
+        tss.privilege_stack_table[0] = VirtAddr::new(stacks::kernel_stack_top());
+        for ist in Ist::ALL {
+            tss.interrupt_stack_table[usize::from(ist.index())] = VirtAddr::new(ist.top());
+        }
         tss
     });
     let (gdt, selectors, tss_selector) = GDT.call_once(|| {

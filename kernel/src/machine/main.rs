@@ -2,7 +2,7 @@
 //!
 //! This binary is the only part of the system that runs in ring 0. Its
 //! modules are thin: boot and CPU set-up, entry and exit paths, the console,
-//! and the [`kernel::kernel::Machine`] implementation over the direct map.
+//! the stacks, and the [`kernel::kernel::Machine`] implementation (`hardware`).
 //! Every decision is made by the `kernel` library.
 #![no_std]
 #![no_main]
@@ -19,31 +19,34 @@ mod cpu;
 mod entry;
 mod fpu;
 mod gdt;
+mod hardware;
 mod idt;
+mod kernel_space;
 mod logger;
 mod memory;
 mod panic;
 mod qemu_exit;
 mod serial;
+mod stacks;
 mod time;
 
 use kernel::bootinfo::BootInfo;
 use kernel::image::BootImage;
 use kernel::kernel::Kernel;
 
-/// The kernel logic and the one [`memory::Hardware`] it works through.
+/// The kernel logic and the one [`hardware::Hardware`] it works through.
 pub struct System {
     /// The kernel state.
     pub kernel: Kernel,
     /// Its view of memory and the console.
-    pub hardware: memory::Hardware,
+    pub hardware: hardware::Hardware,
 }
 
 /// One CPU runs the kernel with interrupts off, so the lock is never
 /// contended; it makes the state a safe `static` and the hardware handle
 /// unique.
 static SYSTEM: spin::Mutex<System> =
-    spin::Mutex::new(System { kernel: Kernel::new(), hardware: memory::Hardware::new() });
+    spin::Mutex::new(System { kernel: Kernel::new(), hardware: hardware::Hardware::new() });
 
 /// Rust entry point, called by the boot code in 64-bit mode on the boot
 /// stack with the physical address of `hvm_start_info`.
@@ -62,24 +65,21 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         features.global_pages
     );
 
-    let (info, dropped) = match BootInfo::read(&memory::BootWindow, start_info) {
-        Ok(read) => read,
+    let info = match BootInfo::read(&memory::BootWindow, start_info) {
+        Ok(info) => info,
         Err(error) => panic!("hvm_start_info at {start_info:#x} unusable: {error:?}"),
     };
     for region in &info.regions {
         defmt::debug!("memory {=u64:#x}..{=u64:#x} {}", region.start, region.start + region.size, region.kind);
     }
     defmt::info!("{=u64} MiB of RAM, ACPI RSDP at {=u64:#x}", info.ram_bytes() >> 20, info.rsdp);
-    if dropped > 0 {
-        defmt::warn!("memory map: {=usize} entries beyond the first 64 ignored", dropped);
-    }
     let Some(module) = info.module else {
         panic!("no boot image: start QEMU with -initrd <image> (cargo xtask run does)");
     };
 
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
-    memory::init(kernel, hardware, &info, module, features);
+    kernel_space::init(kernel, &mut hardware.memory, &info, module, features);
     acpi::snapshot(kernel, hardware, info.rsdp);
     apic::init();
     defmt::info!("local APIC {=u8}: timer {=u64} kHz", apic::id(), apic::timer_khz());

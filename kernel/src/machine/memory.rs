@@ -1,58 +1,35 @@
-//! Physical memory: the direct map, the kernel's own page tables, and the
-//! [`Machine`] the kernel logic reaches memory and the console through.
+//! Physical memory: the [`PhysMem`] the kernel logic reaches RAM through,
+//! firmware reads, and address-space switches.
 //!
-//! Layout of the kernel half, shared by every address space:
+//! Layout of the kernel half, shared by every address space (built by
+//! `kernel_space`):
 //!
-//! * `PHYS_OFFSET + p` maps physical address `p` for all RAM below 4 GiB
-//!   (2 MiB pages, no-execute), and the local/IO APIC window uncached.
+//! * `PHYS_OFFSET + p` maps physical address `p` for the RAM of the memory
+//!   map, in 2 MiB pages (no-execute), on both sides of the PCI hole, and
+//!   the local/IO APIC window uncached. The rest of the hole is unmapped.
 //! * `KERNEL_OFFSET + p` maps the kernel image with per-section rights;
 //!   the kernel stack's bottom page stays unmapped as a guard.
 
 use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::bootinfo::{BootInfo, Module, PhysRead, RegionKind};
-use kernel::kernel::{Frames, Kernel, Machine};
-use kernel::paging::{self, HUGE_PAGE_SIZE, TableFrames, flags};
+use heapless::Vec;
+use kernel::bootinfo::{MAX_REGIONS, Module, PhysRead};
 use kernel::phys::{Frame, PAGE_SIZE, PhysMem};
 use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
-
-use x86_64::instructions::port::Port;
-
-use crate::cpu::Features;
-use crate::entry::{GUARD_SIZE, KERNEL_STACK};
-use crate::{apic, console, time};
 
 /// Where the direct map of physical memory starts.
 pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
 /// Where the kernel image is linked (physical address + this).
 pub const KERNEL_OFFSET: u64 = 0xffff_ffff_8000_0000;
 /// What the boot page tables map at `PHYS_OFFSET`.
-const BOOT_WINDOW: u64 = 1 << 30;
-/// Physical range of the IO APIC, HPET, VT-d and local APIC registers.
-const DEVICE_WINDOW: Range<u64> = 0xfec0_0000..0xff00_0000;
+pub const BOOT_WINDOW: u64 = 1 << 30;
 
-unsafe extern "C" {
-    static __text_start: u8;
-    static __text_end: u8;
-    static __rodata_start: u8;
-    static __rodata_end: u8;
-    static __data_start: u8;
-    static __data_end: u8;
-    static __boot_start: u8;
-}
-
-fn symbol(address: *const u8) -> u64 {
-    address as u64
-}
-
-/// Physical range of the loaded kernel image (boot section included).
-fn kernel_image() -> Range<u64> {
-    let start = symbol(&raw const __boot_start);
-    let end = symbol(&raw const __data_end) - KERNEL_OFFSET;
-    start..end
-}
+/// Ranges the direct map covers: each RAM range rounded out to 2 MiB,
+/// the boot image, and one more where the device window splits a range.
+pub const MAX_MAPPED: usize = MAX_REGIONS + 2;
 
 /// Reads physical memory through the boot page tables' direct map.
 pub struct BootWindow;
@@ -72,38 +49,76 @@ impl PhysRead for BootWindow {
     }
 }
 
-/// The machine as the kernel logic sees it: RAM through the direct map,
-/// and the console. There is one, inside the kernel lock.
-pub struct Hardware {
-    /// RAM below this physical address is direct-mapped.
-    limit: u64,
+/// Physical memory as the kernel logic reaches it: the RAM the frame
+/// allocator manages, through the direct map, and nothing else.
+pub struct Physical {
+    /// RAM ranges of the memory map (below `kernel::kernel::MAX_PHYSICAL`).
+    ram: Vec<Range<u64>, MAX_REGIONS>,
+    /// Frames at or above this are not mapped yet (the boot tables map
+    /// only [`BOOT_WINDOW`]).
+    reach: u64,
     /// Frames the logic must never be handed (kernel image, boot image).
     forbidden: [Range<u64>; 2],
+    /// Physical ranges the direct map covers (once built).
+    mapped: Vec<Range<u64>, MAX_MAPPED>,
 }
 
-impl Hardware {
-    /// Before `init`: nothing is mapped yet.
+impl Physical {
+    /// Before `kernel_space::init`: nothing is known or mapped yet.
     pub const fn new() -> Self {
-        Self { limit: 0, forbidden: [0..0, 0..0] }
+        Self { ram: Vec::new(), reach: 0, forbidden: [0..0, 0..0], mapped: Vec::new() }
+    }
+
+    /// Records the RAM the logic may be handed, what it may never be
+    /// handed, and how far the page tables in use reach.
+    pub fn set_ram(&mut self, ram: Vec<Range<u64>, MAX_REGIONS>, forbidden: [Range<u64>; 2], reach: u64) {
+        self.ram = ram;
+        self.forbidden = forbidden;
+        self.reach = reach;
+    }
+
+    /// Records what the direct map covers, now that it is the one in use.
+    pub fn set_mapped(&mut self, mapped: Vec<Range<u64>, MAX_MAPPED>) {
+        self.mapped = mapped;
+        self.reach = u64::MAX;
+    }
+
+    /// The RAM ranges the logic may be handed frames of.
+    pub fn ram(&self) -> &[Range<u64>] {
+        &self.ram
+    }
+
+    /// Whether `[start, end)` lies in one range of the direct map.
+    fn is_mapped(&self, start: u64, end: u64) -> bool {
+        self.mapped.iter().any(|range| range.start <= start && end <= range.end)
     }
 
     fn pointer(&self, frame: Frame) -> *mut [u8; PAGE_SIZE] {
-        let address = frame.address();
-        let managed = address + PAGE_SIZE as u64 <= self.limit;
-        let forbidden = self.forbidden.iter().any(|range| range.contains(&address));
-        if !managed || forbidden {
-            panic!("kernel logic asked for frame {address:#x}, which is not RAM it manages");
+        if !self.manages(frame) {
+            panic!("kernel logic asked for frame {:#x}, which is not RAM it manages", frame.address());
         }
-        (PHYS_OFFSET + address) as *mut [u8; PAGE_SIZE]
+        (PHYS_OFFSET + frame.address()) as *mut [u8; PAGE_SIZE]
+    }
+
+    /// Firmware memory (ACPI tables), read through the direct map.
+    pub fn firmware(&self) -> FirmwareMemory<'_> {
+        FirmwareMemory { memory: self }
     }
 }
 
-impl PhysMem for Hardware {
+impl PhysMem for Physical {
+    fn manages(&self, frame: Frame) -> bool {
+        let start = frame.address();
+        let Some(end) = start.checked_add(PAGE_SIZE as u64) else { return false };
+        let ram = self.ram.iter().any(|range| range.start <= start && end <= range.end);
+        ram && end <= self.reach && !self.forbidden.iter().any(|range| range.contains(&start))
+    }
+
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
-        // SAFETY: `pointer` checked the frame is direct-mapped RAM outside
-        // the kernel and boot images; the only way to reach it is through
-        // this `Hardware`, and the borrow of `self` keeps it exclusive of
-        // `page_mut`.
+        // SAFETY: `pointer` checked the frame is RAM of the memory map that
+        // the tables in use map at PHYS_OFFSET, outside the kernel and boot
+        // images; the only way to reach it is through this `Physical`, and
+        // the borrow of `self` keeps it exclusive of `page_mut`.
         unsafe { &*self.pointer(frame) }
     }
 
@@ -127,82 +142,19 @@ impl PhysMem for Hardware {
     }
 }
 
-impl Machine for Hardware {
-    fn log_record(&mut self, tag: u8, payload: &[u8]) {
-        console::write_record(tag, payload);
-    }
-
-    fn now(&self) -> u64 {
-        time::micros()
-    }
-
-    fn flush_tlb(&mut self, root: Frame, virt: u64, pages: u64) {
-        let (current, _) = Cr3::read();
-        if current.start_address().as_u64() != root.address() {
-            return; // not loaded: its non-global entries were dropped at the switch
-        }
-        if pages > 64 {
-            x86_64::instructions::tlb::flush_all();
-        } else {
-            for page in 0..pages {
-                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(virt + page * PAGE_SIZE as u64));
-            }
-        }
-    }
-
-    fn port_read(&mut self, port: u16, width: u8) -> u32 {
-        // SAFETY: the kernel logic checked the port against an I/O-port
-        // capability the policy granted; reading it affects only that device.
-        unsafe {
-            match width {
-                1 => u32::from(Port::<u8>::new(port).read()),
-                2 => u32::from(Port::<u16>::new(port).read()),
-                _ => Port::<u32>::new(port).read(),
-            }
-        }
-    }
-
-    fn port_write(&mut self, port: u16, width: u8, value: u32) {
-        // SAFETY: as in `port_read`; the capability covers every byte written.
-        unsafe {
-            match width {
-                1 => Port::<u8>::new(port).write(value as u8),
-                2 => Port::<u16>::new(port).write(value as u16),
-                _ => Port::<u32>::new(port).write(value),
-            }
-        }
-    }
-
-    fn route_gsi(&mut self, gsi: u8, vector: u8, level: bool) {
-        apic::route(gsi, vector, level);
-    }
-
-    fn mask_gsi(&mut self, gsi: u8, masked: bool) {
-        apic::mask(gsi, masked);
-    }
-
-    fn msi_address(&self) -> u64 {
-        0xfee0_0000 | u64::from(apic::id()) << 12
-    }
-
-    fn remap_gsi(&mut self, gsi: u8, vector: u8, level: bool, handle: u16) {
-        apic::route_remapped(gsi, vector, level, handle);
-    }
-}
-
 /// Reads firmware memory (ACPI tables) through the direct map.
-pub struct FirmwareMemory {
-    limit: u64,
+pub struct FirmwareMemory<'a> {
+    memory: &'a Physical,
 }
 
-impl acpi_tables::TableMemory for FirmwareMemory {
+impl acpi_tables::TableMemory for FirmwareMemory<'_> {
     fn read(&self, physical: u64, buffer: &mut [u8]) -> bool {
         let Some(end) = physical.checked_add(buffer.len() as u64) else { return false };
-        if end > self.limit {
+        if !self.memory.is_mapped(physical, end) {
             return false;
         }
-        // SAFETY: `[physical, end)` lies inside the direct map (checked
-        // against its end); the bytes are copied out, no reference into
+        // SAFETY: `[physical, end)` lies inside one range of the direct map
+        // (checked above); the bytes are copied out, no reference into
         // firmware memory is kept, and nothing writes that memory.
         unsafe {
             core::ptr::copy_nonoverlapping((PHYS_OFFSET + physical) as *const u8, buffer.as_mut_ptr(), buffer.len());
@@ -211,121 +163,19 @@ impl acpi_tables::TableMemory for FirmwareMemory {
     }
 }
 
-/// The firmware memory reachable through the direct map.
-pub fn firmware() -> FirmwareMemory {
-    FirmwareMemory { limit: DIRECT_END.load(core::sync::atomic::Ordering::Relaxed) }
-}
+/// The kernel's own top-level table, once `kernel_space::init` made it.
+static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 
-static DIRECT_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// Page-table frames for the kernel half, taken from the free frames.
-struct KernelTables<'a>(&'a mut Frames);
-
-impl TableFrames for KernelTables<'_> {
-    fn alloc_table(&mut self) -> Option<Frame> {
-        self.0.alloc()
-    }
-
-    fn free_table(&mut self, frame: Frame) {
-        let _ = self.0.free(frame);
-    }
-}
-
-/// Fills the frame allocator from the memory map and replaces the boot page
-/// tables with the kernel's own.
-pub fn init(kernel: &mut Kernel, hardware: &mut Hardware, info: &BootInfo, module: Module, features: Features) {
-    let image = kernel_image();
-    let module_range = module.start..module.start + module.size;
-    let frames = kernel.frames();
-    let mut limit = 0;
-    for region in info.regions.iter().filter(|region| region.kind == RegionKind::Ram) {
-        let end = region.start.saturating_add(region.size);
-        frames.add_free(region.start, end);
-        limit = limit.max(end.min(Frames::limit()));
-    }
-    frames.reserve(0, 1 << 20);
-    frames.reserve(image.start, image.end);
-    frames.reserve(module_range.start, module_range.end);
-    // QEMU's PVH loader ends the boot image a fixed 160 KiB below the top of
-    // low RAM, but SeaBIOS reserves a top zone that grows with its drivers
-    // (two NVMe controllers take it past 160 KiB), so the image's tail can
-    // lie in memory the map calls reserved. It is RAM the firmware is done
-    // with, and the image must be readable: the direct map covers it (its
-    // frames stay reserved above, never handed out).
-    if module_range.start < limit {
-        limit = limit.max(module_range.end);
-    }
-    if module_range.end > limit {
-        panic!("boot image at {:#x}..{:#x} lies outside RAM", module_range.start, module_range.end);
-    }
-
-    // While the boot tables are live only the first GiB is reachable.
-    hardware.limit = limit.min(BOOT_WINDOW);
-    hardware.forbidden = [image.clone(), module_range];
-    let root = frames.alloc().unwrap_or_else(|| panic!("no memory for the kernel page table"));
-    hardware.page_mut(root).fill(0);
-    let no_execute = if features.no_execute { flags::NO_EXECUTE } else { 0 };
-    let global = if features.global_pages { flags::GLOBAL } else { 0 };
-    let mut tables = KernelTables(frames);
-
-    let data = flags::PRESENT | flags::WRITABLE | global | no_execute;
-    let direct_end = limit.next_multiple_of(HUGE_PAGE_SIZE);
-    DIRECT_END.store(direct_end, core::sync::atomic::Ordering::Relaxed);
-    let uncached = flags::WRITE_THROUGH | flags::NO_CACHE;
-    let huge_pages = (0..direct_end)
-        .step_by(HUGE_PAGE_SIZE as usize)
-        .map(|physical| (physical, data))
-        .chain(DEVICE_WINDOW.step_by(HUGE_PAGE_SIZE as usize).map(|physical| (physical, data | uncached)));
-    for (physical, leaf) in huge_pages {
-        paging::map_huge(hardware, &mut tables, root, PHYS_OFFSET + physical, physical, leaf)
-            .unwrap_or_else(|error| panic!("direct map at {physical:#x}: {error:?}"));
-    }
-
-    let sections = [
-        (symbol(&raw const __text_start), symbol(&raw const __text_end), flags::PRESENT | global),
-        (symbol(&raw const __rodata_start), symbol(&raw const __rodata_end), flags::PRESENT | global | no_execute),
-        (symbol(&raw const __data_start), symbol(&raw const __data_end), data),
-    ];
-    let guard = kernel_stack_guard();
-    for (start, end, leaf) in sections {
-        for virt in (start..end).step_by(PAGE_SIZE) {
-            if guard.contains(&virt) {
-                continue;
-            }
-            let frame = Frame::containing(virt - KERNEL_OFFSET);
-            paging::map(hardware, &mut tables, root, virt, frame, leaf)
-                .unwrap_or_else(|error| panic!("kernel image at {virt:#x}: {error:?}"));
-        }
-    }
-
-    let cr3 = PhysFrame::containing_address(PhysAddr::new(root.address()));
-    // SAFETY: the new tables map the kernel image (code, data, this stack)
-    // at the addresses it runs at and the direct map; the identity map of
-    // low memory, which nothing uses after boot, is dropped.
-    unsafe { Cr3::write(cr3, Cr3Flags::empty()) };
-    KERNEL_ROOT.store(root.address(), core::sync::atomic::Ordering::Relaxed);
-    hardware.limit = limit;
-    kernel.set_kernel_space(root, features.no_execute);
-    let ram: heapless::Vec<(u64, u64), 64> = info
-        .regions
-        .iter()
-        .filter(|region| region.kind == RegionKind::Ram)
-        .map(|region| (region.start, region.start.saturating_add(region.size)))
-        .collect();
-    kernel.set_ram(&ram);
-}
-
-static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// The virtual range of the kernel stack's guard page.
-pub fn kernel_stack_guard() -> Range<u64> {
-    KERNEL_STACK.bottom()..KERNEL_STACK.bottom() + GUARD_SIZE as u64
+/// Records the kernel's own top-level table (loaded while idle).
+pub fn set_kernel_root(root: Frame) {
+    KERNEL_ROOT.store(root.address(), Ordering::Relaxed);
 }
 
 /// The boot image, through the direct map.
 pub fn module_bytes(module: Module) -> &'static [u8] {
-    // SAFETY: `init` checked the module lies in direct-mapped RAM and
-    // reserved its frames, so nothing writes them; the slice is read-only.
+    // SAFETY: `kernel_space::init` checked the module lies in the direct
+    // map and reserved its frames, so nothing writes them; the slice is
+    // read-only.
     unsafe { core::slice::from_raw_parts((PHYS_OFFSET + module.start) as *const u8, module.size as usize) }
 }
 
@@ -344,6 +194,5 @@ pub fn switch_to(root: Frame) {
 /// Loads the kernel's own page table (used while idle, so that dead
 /// tasks' tables can be freed).
 pub fn switch_to_kernel() {
-    let root = KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed);
-    switch_to(Frame::containing(root));
+    switch_to(Frame::containing(KERNEL_ROOT.load(Ordering::Relaxed)));
 }

@@ -107,3 +107,22 @@ fn the_init_task_ends_the_system_with_its_status() {
     sim.kernel.fault(&mut sim.m, Fault { vector: 6, error_code: 0, address: 0, rip: 0x40_0000 });
     assert_eq!(sim.schedule(), Next::Shutdown(STATUS_INIT_KILLED));
 }
+
+#[test]
+fn log_write_from_device_memory_is_a_bad_address_not_a_kernel_panic() {
+    use capabilities::abi::{rights, slots};
+    use capabilities::manifest::BootObject;
+    // A BAR beyond the machine's RAM, and one the policy placed over RAM:
+    // user copies reach neither, only RAM the kernel manages.
+    let bar = super::sim::cap(8, BootObject::DeviceMemory { base: 0xfeb0_0000, pages: 1 }, rights::READ, 0);
+    let over_ram = super::sim::cap(9, BootObject::DeviceMemory { base: 0x20_0000, pages: 1 }, rights::READ, 0);
+    let mut sim = Sim::boot(&[task("driver", 1, &[bar, over_ram])], None, 0, 0);
+    sim.schedule();
+    let space = u64::from(slots::SELF_SPACE);
+    sim.sys(Syscall::Map, [space, 8, 0x2000_0000, 0, 0, 0]).ok();
+    sim.sys(Syscall::Map, [space, 9, 0x2000_1000, 0, 0, 0]).ok();
+    for address in [0x2000_0000, 0x2000_1000, 0x2000_0ff0] {
+        assert_eq!(sim.sys(Syscall::LogWrite, [address, 32, 0, 0, 0, 0]).error(), ErrorCode::BadAddress);
+    }
+    assert!(sim.m.records.is_empty());
+}

@@ -64,3 +64,30 @@ fn ports_are_checked_against_the_range_width_and_rights() {
     assert_eq!(sim.sys(Syscall::PortIn, [9, 0x71, 1, 0, 0, 0]).ok()[0], 0x71 * 3);
     assert_eq!(sim.sys(Syscall::PortIn, [9, u64::MAX, 1, 0, 0, 0]).error(), ErrorCode::PermissionDenied);
 }
+
+#[test]
+fn a_device_interrupt_on_an_exception_vector_is_counted_and_ends_no_task() {
+    let mut sim = Sim::boot(&[task("busy", 1, &[])], None, 0, 0);
+    let id = sim.expect_running("busy");
+    for vector in [0, 2, 8, 13, 14, 17, 31] {
+        sim.kernel.interrupt(&mut sim.m, vector);
+    }
+    assert_eq!(sim.kernel.stray_vectors(), 7);
+    assert_eq!(sim.schedule(), crate::kernel::Next::Resume(id), "the task runs on");
+    sim.kernel.interrupt(&mut sim.m, 0x40);
+    assert_eq!(sim.kernel.stray_vectors(), 7, "a device vector is no stray");
+}
+
+#[test]
+fn msi_vectors_are_bounded_per_task_and_come_back() {
+    let mut sim = Sim::boot(&[task("pci", 1, &[cap(8, BootObject::Control, rights::IRQ, 0)])], None, 0, 0);
+    sim.schedule();
+    let allowance = crate::kernel::MSI_PER_TASK as u64;
+    for slot in 20..20 + allowance {
+        sim.sys(Syscall::IrqAllocMsi, [8, slot, 0, 0, 0, 0]).ok();
+    }
+    let next = 20 + allowance;
+    assert_eq!(sim.sys(Syscall::IrqAllocMsi, [8, next, 0, 0, 0, 0]).error(), ErrorCode::QuotaExceeded);
+    sim.sys(Syscall::CapDelete, [20, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::IrqAllocMsi, [8, next, 0, 0, 0, 0]).ok();
+}

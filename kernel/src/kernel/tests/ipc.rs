@@ -209,3 +209,72 @@ fn wrong_rights_kinds_and_sizes_are_refused() {
         assert_eq!(sim.sys(Syscall::Call, [slot, 0, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability, "slot {slot}");
     }
 }
+
+#[test]
+fn a_receive_window_of_four_billion_slots_costs_no_more_than_the_slots() {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (done, finished) = channel();
+    let worker = std::thread::spawn(move || {
+        let mut sim = pair();
+        let (client, server) = (sim.id("client"), sim.id("server"));
+        sim.run("client");
+        sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
+        sim.send_caps(client, &[20]);
+        sim.sys(Syscall::Send, [CLIENT_EP, 0, 0, 0, 0, 0]);
+        sim.run("server");
+        // Wholly past the last slot, then from the last empty ones on.
+        sim.window(server, 200, u32::MAX);
+        assert_eq!(Info(sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok()[2]).caps(), 0);
+        sim.run("client");
+        sim.sys(Syscall::Send, [CLIENT_EP, 0, 0, 0, 0, 0]);
+        sim.run("server");
+        sim.window(server, 126, u32::MAX);
+        sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+        assert_eq!(sim.received(server), [126]);
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(2)) {
+        Ok(()) => worker.join().expect("the transfers ran"),
+        Err(RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().expect_err("it panicked")),
+        Err(RecvTimeoutError::Timeout) => panic!("the transfer walked the whole window, with interrupts off"),
+    }
+}
+
+#[test]
+fn a_reply_carries_capabilities_only_to_a_caller_whose_capability_grants_them() {
+    let send_only = cap(8, BootObject::Endpoint(0), rights::SEND, 0);
+    let tasks = [task("server", 2, &[serve(8, 0)]), task("client", 1, &[send_only])];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let (client, server) = (sim.id("client"), sim.id("server"));
+    sim.run("client");
+    sim.window(client, 40, 4);
+    assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.run("server");
+    sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::NotificationCreate, [20, 0, 0, 0, 0, 0]).ok();
+    sim.send_caps(server, &[20]);
+    sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).ok();
+    assert_eq!(Info(sim.woken(client).ok()[2]).caps(), 0, "no GRANT in the call, no capability in the reply");
+    assert_eq!(sim.received(client), [] as [u32; 0]);
+}
+
+#[test]
+fn call_numbers_never_repeat() {
+    let mut sim = pair();
+    let (client, server) = (sim.id("client"), sim.id("server"));
+    sim.kernel.tasks[client.index()].calls = u64::from(u32::MAX) - 1;
+    let reply_slot = crate::cspace::SlotId::new(server, u64::from(slots::REPLY)).expect("valid");
+    let mut numbers = vec![];
+    for _ in 0..2 {
+        sim.run("client");
+        assert_eq!(sim.sys(Syscall::Call, [CLIENT_EP, 0, 0, 0, 0, 0]), Outcome::Blocked);
+        sim.run("server");
+        sim.sys(Syscall::Recv, [SERVER_EP, 0, 0, 0, 0, 0]).ok();
+        match sim.kernel.caps.get(reply_slot).map(|cap| cap.object) {
+            Some(crate::cspace::Object::Reply { call, .. }) => numbers.push(call),
+            other => panic!("no reply capability: {other:?}"),
+        }
+        sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).ok();
+    }
+    assert!(numbers[1] > numbers[0], "the counter wrapped: {numbers:?}");
+}

@@ -117,3 +117,69 @@ fn a_pinned_frame_outlives_its_owner_until_unpinned() {
     assert_eq!(sim.kernel.frames().free_frames(), free_with_frame + 1);
     assert_eq!(sim.sys(Syscall::DmaUnpin, [8, pin, 0, 0, 0, 0]).error(), ErrorCode::InvalidArgument);
 }
+
+#[test]
+fn the_top_user_page_never_maps_so_a_system_call_returns_to_a_canonical_address() {
+    // A `syscall` in the last two bytes of the page below 1 << 47 would
+    // leave RCX non-canonical, and `sysretq` faults in ring 0 on that.
+    let mut sim = Sim::boot(&[task("edge", 1, &[])], None, 0, 0);
+    sim.schedule();
+    sim.sys(Syscall::FrameAlloc, [8, 1, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::FrameAlloc, [9, 2, 0, 0, 0, 0]).ok();
+    let top_page = capabilities::abi::layout::USER_END - 0x1000;
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 8, top_page, 0, 0, 0]).error(), ErrorCode::BadAddress);
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 9, top_page - 0x1000, 0, 0, 0]).error(), ErrorCode::BadAddress);
+    sim.sys(Syscall::Map, [SPACE, 8, top_page - 0x1000, 0, 0, 0]).ok();
+}
+
+#[test]
+fn a_pin_belongs_to_the_task_that_made_it() {
+    let tasks = [
+        task("iommu", 2, &[cap(8, BootObject::Control, rights::DMA, 0), super::sim::serve(9, 0)]),
+        task("rogue", 3, &[cap(8, BootObject::Control, rights::DMA, 0)]),
+        task("user", 1, &[super::sim::client(8, 0, 1)]),
+    ];
+    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let (user, iommu) = (sim.id("user"), sim.id("iommu"));
+    sim.run("iommu");
+    sim.window(iommu, 40, 1);
+    sim.sys(Syscall::Recv, [9, 0, 0, 0, 0, 0]);
+    sim.run("user");
+    sim.sys(Syscall::FrameAlloc, [20, 1, 0, 0, 0, 0]).ok();
+    sim.send_caps(user, &[20]);
+    sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]);
+    sim.run("iommu");
+    let [pin, ..] = sim.sys(Syscall::DmaPin, [8, 40, 0, 0, 0, 0]).ok();
+    sim.run("rogue");
+    for guess in [pin, pin ^ 1 << 16, pin + 1] {
+        assert_eq!(
+            sim.sys(Syscall::DmaUnpin, [8, guess, 0, 0, 0, 0]).error(),
+            ErrorCode::InvalidArgument,
+            "{guess:#x}"
+        );
+    }
+    sim.kernel.end_task(&mut sim.m, user, Death::Exited(0));
+    sim.run("iommu");
+    sim.sys(Syscall::CapDelete, [40, 0, 0, 0, 0, 0]).ok();
+    let free = sim.kernel.frames().free_frames();
+    sim.sys(Syscall::DmaUnpin, [8, pin, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.kernel.frames().free_frames(), free + 1, "the pin held the frame until its maker let go");
+}
+
+#[test]
+fn no_mapping_is_ever_writable_and_executable() {
+    let mut sim = Sim::boot(&[task("jit", 1, &[])], None, 0, 0);
+    sim.schedule();
+    sim.sys(Syscall::FrameAlloc, [8, 1, 0, 0, 0, 0]).ok();
+    let [kind_rights, ..] = sim.sys(Syscall::CapInfo, [8, 0, 0, 0, 0, 0]).ok();
+    assert_eq!((kind_rights >> 8) as u32 & rights::EXECUTE, 0, "a frame a task allocates is not executable");
+    let write_execute = u64::from(rights::WRITE | rights::EXECUTE);
+    for access in [u64::from(rights::EXECUTE), write_execute] {
+        assert_eq!(
+            sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, access, 0, 0]).error(),
+            ErrorCode::PermissionDenied,
+            "{access:#x}"
+        );
+    }
+    sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, u64::from(rights::WRITE), 0, 0]).ok();
+}

@@ -9,6 +9,8 @@ mod interrupts;
 mod ipc;
 mod memory;
 mod notify;
+mod platform;
 mod remapping;
+mod revoke;
 mod sched;
 mod sim;

@@ -5,6 +5,7 @@ use capabilities::manifest::BootObject;
 
 use super::sim::{Outcome, Sim, cap, task};
 use crate::kernel::{Next, QUANTUM_US};
+use crate::task::{Death, Fault, TaskState};
 
 #[test]
 fn equal_priority_tasks_share_the_cpu_by_time_slice() {
@@ -34,4 +35,20 @@ fn a_lone_task_needs_no_timer_and_a_woken_urgent_task_preempts() {
     sim.expect_running("urgent");
     sim.sys(Syscall::Exit, [0; 6]);
     sim.expect_running("spinner");
+}
+
+#[test]
+fn a_frame_that_would_return_outside_user_space_ends_its_task_instead() {
+    let mut sim = Sim::boot(&[task("bad", 2, &[]), task("good", 1, &[])], None, 0, 0);
+    let bad = sim.expect_running("bad");
+    let mut frame = *sim.kernel.frame(bad);
+    frame.rip = capabilities::abi::layout::USER_END;
+    sim.kernel.save_frame(&frame);
+    assert!(!sim.kernel.check_resumable(&mut sim.m, bad), "the machine may not return to it");
+    assert_eq!(sim.schedule(), Next::Resume(sim.id("good")));
+    let state = sim.kernel.tasks()[bad.index()].state;
+    assert!(
+        matches!(state, TaskState::Dead { death: Death::Killed(Fault { vector: 13, .. }), .. }),
+        "ended as by a general-protection fault: {state:?}"
+    );
 }

@@ -29,6 +29,10 @@ pub struct TestMachine {
 }
 
 impl PhysMem for TestMachine {
+    fn manages(&self, frame: Frame) -> bool {
+        self.mem.manages(frame)
+    }
+
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
         self.mem.page(frame)
     }
@@ -250,6 +254,13 @@ impl Sim {
         self.kernel.save_frame(&frame);
         self.kernel.syscall(&mut self.m);
         if self.kernel.current() == Some(id) { self.result(id) } else { Outcome::Blocked }
+    }
+
+    /// The result `task` was woken with, asserting that it no longer blocks.
+    pub fn woken(&self, task: TaskId) -> Outcome {
+        let state = self.kernel.tasks()[task.index()].state;
+        assert!(!self.kernel.tasks()[task.index()].is_blocked(), "task {} still blocks: {state:?}", task.index());
+        self.result(task)
     }
 
     /// The result registers `task` holds now (after being woken).

@@ -1,5 +1,7 @@
 //! Waits for one order, then dies as told: order 1 reads address 0 (a
-//! page fault), order 2 exits with code 5. Death-watch scenarios use it.
+//! page fault), order 2 exits with code 5, order 3 runs a privileged
+//! instruction (a general-protection fault, which the kernel takes on a
+//! stack of its own). Death-watch scenarios use it.
 #![no_std]
 #![no_main]
 // Unsafe code is allowed here: it dereferences null on purpose, to die by a page fault.
@@ -24,6 +26,12 @@ fn main() -> u64 {
             unsafe { null.read_volatile() }
         }
         2 => 5,
+        3 => {
+            // SAFETY: none; the fault is the point. `hlt` is privileged, so
+            // in ring 3 it raises #GP(0) instead of halting.
+            unsafe { core::arch::asm!("hlt") };
+            1
+        }
         _ => 1,
     }
 }

@@ -9,10 +9,13 @@
 //! go on serving the well-behaved driver, and the IOMMU server's counters
 //! must return to where they started. Then its device faults again and
 //! again: the group's fault log stays bounded and counts what it dropped
-//! exactly. The `rounds` and `storm` parameters size it (the soak setting
-//! multiplies them).
+//! exactly. Last come the sequences that once crashed or fooled the kernel
+//! (`kernel_holes`). The `rounds` and `storm` parameters size it (the soak
+//! setting multiplies them).
 #![no_std]
 #![no_main]
+
+mod kernel_holes;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -75,6 +78,10 @@ fn main() -> u64 {
     }
     testkit::run(&[
         Case { name: "the_servers_start_healthy", run: the_servers_start_healthy },
+        Case {
+            name: "watching_itself_crowds_out_no_servers_watch",
+            run: kernel_holes::watching_itself_crowds_out_no_servers_watch,
+        },
         Case { name: "random_messages_get_error_codes_not_crashes", run: random_messages_get_error_codes_not_crashes },
         Case { name: "truncated_requests_are_malformed", run: truncated_requests_are_malformed },
         Case {
@@ -89,6 +96,18 @@ fn main() -> u64 {
         Case {
             name: "owners_killed_at_random_points_give_everything_back",
             run: owners_killed_at_random_points_give_everything_back,
+        },
+        Case {
+            name: "log_write_from_device_memory_is_a_bad_address",
+            run: kernel_holes::log_write_from_device_memory_is_a_bad_address,
+        },
+        Case {
+            name: "a_huge_receive_window_costs_no_more_than_the_slots",
+            run: kernel_holes::a_huge_receive_window_costs_no_more_than_the_slots,
+        },
+        Case {
+            name: "revoking_a_capability_withdraws_the_send_blocked_on_it",
+            run: kernel_holes::revoking_a_capability_withdraws_the_send_blocked_on_it,
         },
         Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
     ])

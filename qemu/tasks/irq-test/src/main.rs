@@ -11,6 +11,8 @@
 #![no_std]
 #![no_main]
 
+mod exception_vectors;
+
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use capabilities::ErrorCode;
@@ -109,6 +111,10 @@ fn main() -> u64 {
             Case {
                 name: "an_entry_used_with_another_devices_source_id_is_not_delivered",
                 run: an_entry_used_with_another_devices_source_id_is_not_delivered,
+            },
+            Case {
+                name: "device_messages_on_exception_vectors_are_ignored",
+                run: exception_vectors::device_messages_on_exception_vectors_are_ignored,
             },
             Case { name: "the_entry_count_returns_to_its_start", run: the_entry_count_returns_to_its_start },
         ])

@@ -20,8 +20,10 @@ userlib::cap_slot!(ECHO_REVERSE_ONLY: Endpoint = "echo-reverse-only");
 userlib::cap_slot!(ECHO_ADMIN: Endpoint = "echo-admin");
 userlib::cap_slot!(ORDER_FAULT: Endpoint = "order-fault");
 userlib::cap_slot!(ORDER_EXIT: Endpoint = "order-exit");
+userlib::cap_slot!(ORDER_GP: Endpoint = "order-gp");
 userlib::cap_slot!(WATCH_FAULT: Task = "watch-fault");
 userlib::cap_slot!(WATCH_EXIT: Task = "watch-exit");
+userlib::cap_slot!(WATCH_GP: Task = "watch-gp");
 userlib::cap_slot!(SPINNER_GO: Notification = "spinner-go");
 userlib::cap_slot!(SPINNER_STARTED: Notification = "spinner-started");
 userlib::cap_slot!(RTC: IoPorts = "rtc");
@@ -46,6 +48,10 @@ fn main() -> u64 {
         Case { name: "timer_preempts_a_spinning_task", run: timer_preempts_a_spinning_task },
         Case { name: "fault_triggers_death_watch", run: fault_triggers_death_watch },
         Case { name: "exit_triggers_death_watch", run: exit_triggers_death_watch },
+        Case {
+            name: "a_general_protection_fault_on_its_own_stack_kills_only_the_task",
+            run: a_general_protection_fault_on_its_own_stack_kills_only_the_task,
+        },
         Case { name: "receive_times_out", run: receive_times_out },
         Case { name: "ioapic_interrupt_arrives", run: ioapic_interrupt_arrives },
         Case { name: "no_slot_reaches_what_was_not_given", run: no_slot_reaches_what_was_not_given },
@@ -179,6 +185,12 @@ fn exit_triggers_death_watch(buffer: &mut Buffer) -> Outcome {
     watch(buffer, WATCH_EXIT.get(), ORDER_EXIT.get(), 2, TaskState::Exited(5))
 }
 
+/// A #GP arrives on its own IST stack; the entry code moves the frame to
+/// the kernel stack, and the task dies as for any fault.
+fn a_general_protection_fault_on_its_own_stack_kills_only_the_task(buffer: &mut Buffer) -> Outcome {
+    watch(buffer, WATCH_GP.get(), ORDER_GP.get(), 3, TaskState::Killed { vector: 13, address: 0 })
+}
+
 fn receive_times_out(buffer: &mut Buffer) -> Outcome {
     let endpoint = check_ok!(objects::create_endpoint(SCRATCH));
     check_eq!(endpoint.receive(buffer, ipc::NONBLOCK, 0).err(), Some(ErrorCode::WouldBlock));
@@ -221,8 +233,13 @@ fn ioapic_interrupt_arrives(_: &mut Buffer) -> Outcome {
 }
 
 fn no_slot_reaches_what_was_not_given(_: &mut Buffer) -> Outcome {
-    let granted =
-        [ECHO.get().slot(), ECHO_REVERSE_ONLY.get().slot(), ORDER_FAULT.get().slot(), ORDER_EXIT.get().slot()];
+    let granted = [
+        ECHO.get().slot(),
+        ECHO_REVERSE_ONLY.get().slot(),
+        ORDER_FAULT.get().slot(),
+        ORDER_EXIT.get().slot(),
+        ORDER_GP.get().slot(),
+    ];
     let mut slots = heapless::Vec::<u64, 160>::new();
     slots.extend(0..=140u64);
     slots.extend([255, 256, 1 << 20, u32::MAX.into(), u64::MAX - 1, u64::MAX]);

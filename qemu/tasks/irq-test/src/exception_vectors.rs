@@ -1,0 +1,53 @@
+//! Device messages on vectors the CPU uses for exceptions (issue 23).
+//!
+//! A fixed-delivery message with a vector below 32, or one in NMI delivery
+//! mode, arrives through the same IDT entries as the CPU's exceptions. The
+//! kernel used to take them as faults of whatever ran (killing it) or of
+//! itself (panicking), and a vector whose exception pushes an error code
+//! (17, alignment check) left it a frame of the wrong shape. Now each is
+//! counted and ignored: QEMU 7.2 delivers compatibility-format messages
+//! even with remapping on, so the forger can make a device send them.
+
+use userlib::ipc::Buffer;
+use userlib::testkit::Outcome;
+use userlib::{check, check_eq, check_ok};
+
+use crate::{FORGE_RAISE, SPARE, forge, forge_read, forge_write, msi_message, msi_offset};
+
+/// Compatibility-format message address for the boot CPU (APIC id 0).
+const LOCAL_APIC: u32 = 0xfee0_0000;
+/// Message data: fixed delivery on vector 17 (#AC, which pushes an error
+/// code) and 5 (#BR, which does not), and NMI delivery (mode 0b100).
+const MESSAGES: [(u32, &str); 3] = [(17, "vector 17"), (5, "vector 5"), (0b100 << 8, "an NMI")];
+
+/// 00:06.0, unheld and quiesced, sends each message while the forger
+/// runs; the forger, the kernel and this task carry on.
+pub fn device_messages_on_exception_vectors_are_ignored(buffer: &mut Buffer) -> Outcome {
+    let read = |buffer: &mut Buffer, offset: u16, width: u8| forge_read(buffer, SPARE, offset, width);
+    let msi = check_ok!(msi_offset(|offset, width| read(buffer, offset, width)));
+    let command = check_ok!(read(buffer, 0x04, 2));
+    let control = check_ok!(read(buffer, msi + 2, 2));
+    let saved = check_ok!(msi_message(|offset, width| read(buffer, offset, width), msi));
+    for (data, what) in MESSAGES {
+        let forged = [(msi + 4, 4, LOCAL_APIC), (msi + 8, 4, 0), (msi + 12, 2, data), (msi + 2, 2, control | 1)];
+        for (offset, width, value) in forged {
+            check_ok!(forge_write(buffer, SPARE, offset, width, value));
+        }
+        check_ok!(forge_write(buffer, SPARE, 0x04, 2, command | 0x6));
+        defmt::info!("  00:06.0 sends {=str}", what);
+        check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
+        check_eq!(read(buffer, 0x00, 2), Ok(0x1234), "the forger still serves");
+    }
+    let restored = [
+        (0x04, 2, command),
+        (msi + 2, 2, control),
+        (msi + 4, 4, saved.0 as u32),
+        (msi + 8, 4, (saved.0 >> 32) as u32),
+        (msi + 12, 2, saved.1),
+    ];
+    for (offset, width, value) in restored {
+        check_ok!(forge_write(buffer, SPARE, offset, width, value));
+    }
+    check!(read(buffer, 0x04, 2).is_ok_and(|status| status & 0x4 == command & 0x4), "00:06.0 back as it was");
+    Ok(())
+}
