@@ -14,7 +14,7 @@
 #![no_main]
 
 use capabilities::ErrorCode;
-use capabilities::echo::{Operation, Reply, Request};
+use echo_api::{Operation, Reply, Request};
 use userlib::cap::{Cap, Endpoint};
 use userlib::ipc::Buffer;
 use userlib::objects;

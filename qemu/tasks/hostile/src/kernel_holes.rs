@@ -7,7 +7,7 @@
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::rights;
-use capabilities::echo::{Operation, Reply, Request};
+use echo_api::{Operation, Reply, Request};
 use userlib::cap::{Cap, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -52,7 +52,7 @@ fn answer(buffer: &mut Buffer, reply: &Reply<'_>, send: &[u32]) -> Result<(), Er
 /// mapping to a frame that is no RAM and panic.
 pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Outcome {
     check_ok!(claim(buffer, STORM_DEVICE));
-    let granted = match driver_kit::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
+    let granted = match pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
         Ok(granted) => granted,
         Err(refused) => {
             defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
@@ -70,7 +70,7 @@ pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Out
     }
     check_eq!(registers.read32(0), Some(0x0100_00ed), "the device is still there, and so is the kernel");
     check_ok!(registers.unmap());
-    check!(driver_kit::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
+    check!(pci_api::client::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, STORM_DEVICE));
     Ok(())
