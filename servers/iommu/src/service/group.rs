@@ -27,7 +27,7 @@ pub(super) fn request<P: Platform>(
         return refused(ErrorCode::InvalidCapability, "this group capability was released").into();
     };
     match request {
-        Request::IoasCreate => create(s, cap.task),
+        Request::IoasCreate => create(s, cap),
         Request::Attach { ioas } => attach(s, cap, ioas),
         Request::Map { ioas, iova, writable } => map(s, k, cap.task, ioas, iova, writable, received),
         Request::Unmap { ioas, iova } => unmap(s, k, cap.task, ioas, iova),
@@ -37,8 +37,9 @@ pub(super) fn request<P: Platform>(
     }
 }
 
-/// `IoasCreate`: a new, empty address space for `task`.
-fn create<P: Platform>(s: &mut Service<P>, task: u16) -> Answer {
+/// `IoasCreate`: a new, empty address space for the capability's owner.
+fn create<P: Platform>(s: &mut Service<P>, cap: GroupCap) -> Answer {
+    let task = cap.task;
     let quota = u64::from(s.config.mapping_quota_pages);
     let spaces_allowed = usize::from(s.config.address_space_quota);
     let Some(ready) = s.ready.as_mut() else { return stale() };
@@ -51,8 +52,13 @@ fn create<P: Platform>(s: &mut Service<P>, task: u16) -> Answer {
         Ok(domain) => domain,
         Err(code) => return refused(code, "no room for another address space").into(),
     };
-    let id = (0..u16::MAX).find(|id| !ready.address_spaces.iter().any(|a| a.id == *id)).unwrap_or(0);
-    if ready.address_spaces.push(AddressSpace { id, task, domain }).is_err() {
+    // At most MAX_ADDRESS_SPACES ids are live, so a free one is near.
+    let mut id = ready.next_ioas;
+    while ready.address_spaces.iter().any(|a| a.id == id) {
+        id = id.wrapping_add(1);
+    }
+    ready.next_ioas = id.wrapping_add(1);
+    if ready.address_spaces.push(AddressSpace { id, task, group: cap.group, domain }).is_err() {
         s.domains.destroy(&mut s.hw.pages, domain);
         return refused(ErrorCode::QuotaExceeded, "too many address spaces").into();
     }
@@ -124,17 +130,21 @@ fn release<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, cap: GroupCap) 
     if let Some(position) = ready.group_caps.iter().position(|c| c.serial == cap.serial) {
         k.revoke(ready.group_caps.swap_remove(position).slot);
     }
-    // The task's address spaces no group of it is attached to any more go
-    // with the release, so claims and releases in a loop never run out of
-    // the address-space quota.
-    let in_use = |ownership: &crate::ownership::Ownership, id: u16| {
+    // The spaces made through this group's capability go with it unless
+    // another of the task's groups is attached to them, so claims and
+    // releases in a loop never run out of the address-space quota; spaces
+    // made for its other groups stay. A kept space is taken by the release
+    // of the last group of the task that could use it.
+    let attached = |ownership: &crate::ownership::Ownership, id: u16| {
         ownership
             .owners()
             .any(|(_, owner)| matches!(owner, Owner::User { task: t, ioas: Some(i) } if t == task && i == id))
     };
-    while let Some(position) =
-        ready.address_spaces.iter().position(|a| a.task == task && !in_use(&ready.ownership, a.id))
-    {
+    let owned = |ownership: &crate::ownership::Ownership, group: u16| matches!(ownership.owner(group), Ok(Owner::User { task: t, .. }) if t == task);
+    let goes = |ownership: &crate::ownership::Ownership, space: &AddressSpace| {
+        space.task == task && !attached(ownership, space.id) && !owned(ownership, space.group)
+    };
+    while let Some(position) = ready.address_spaces.iter().position(|a| goes(&ready.ownership, a)) {
         let space = ready.address_spaces.swap_remove(position);
         unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Ioas(space.id));
         s.domains.destroy(&mut s.hw.pages, space.domain);

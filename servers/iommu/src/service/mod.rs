@@ -1,11 +1,12 @@
 //! The IOMMU server: the VT-d unit, the groups and their owners, and every
 //! request of the IOMMU protocol (`iommu-api`).
 //!
-//! The server starts with translation off and the unit's caches clean. It
-//! waits for the PCI server's topology, forms the groups (the same code as
-//! the policy checker), gives each group a default domain, points every
-//! requester id at its group's domain, and only then turns translation on
-//! (`topology`). From then on every ownership change goes through
+//! The server starts with translation on over an empty root table, so
+//! every requester is blocked, and the unit's caches clean. It waits for
+//! the PCI server's topology, forms the groups (the same code as the
+//! policy checker), gives each group a default domain and points every
+//! requester id at its group's domain (`topology`); a topology it cannot
+//! take leaves everything blocked and every claim refused with the reason. From then on every ownership change goes through
 //! [`crate::ownership::Ownership`], which programs the context entries
 //! through [`switch::Switch`].
 //!
@@ -101,6 +102,9 @@ pub struct Service<P: Platform> {
     pub(crate) config: IommuConfig,
     pub(crate) topology: Vec<PciFunction, MAX_FUNCTIONS>,
     pub(crate) ready: Option<Ready>,
+    /// Why the topology could not be taken, if it could not: nothing is
+    /// handed out then, and every requester stays blocked.
+    pub(crate) failed: Option<&'static str>,
     /// Every domain and mapping (kept out of [`Ready`] so that building
     /// it, on the topology report, needs little stack).
     domains: Domains,
@@ -145,12 +149,17 @@ impl<P: Platform> Service<P> {
             PageTableConfig::new(&capabilities, width, host_address_width).map_err(|_| StartError::NoWidth)?;
         let context = ContextTables::new(&mut pages, &capabilities).map_err(|_| StartError::OutOfTablePages)?;
         unit.bring_up(context.root(), queue).map_err(StartError::Unit)?;
+        // Translation goes on at once, over a root table with no entries:
+        // every requester is blocked until its group's context entries
+        // exist, whatever firmware left the unit doing.
+        unit.enable_translation().map_err(StartError::Unit)?;
         let interrupts = InterruptState::start(&mut unit, &mut pages, &config);
         Ok(Self {
             hw: Hardware { unit, pages, context, width, table_config },
             config,
             topology: Vec::new(),
             ready: None,
+            failed: None,
             domains: Domains::new(),
             reserved: Vec::new(),
             serial: 0,

@@ -18,6 +18,7 @@ use super::mapping::unmap_all;
 use super::text::{assertion_notes, not_found, owner_report, ownership_refusal, refused, refused_with};
 use super::{Answer, DmaHandle, GroupCap, Platform, Service, change_ownership, topology};
 use crate::interrupt::remapping;
+use crate::ownership::Owner;
 
 /// Answers a request sent with a policy capability.
 // Out of line, so its frame is not paid for by every request.
@@ -43,6 +44,13 @@ pub(super) fn request<P: Platform>(
         let caller = s.config.tasks.name(caller);
         return refused_with(ErrorCode::PermissionDenied, format_args!("the policy does not grant {caller} `{name}`"))
             .into();
+    }
+    if let Some(reason) = s.failed {
+        return refused_with(
+            ErrorCode::Busy,
+            format_args!("the IOMMU server could not take the topology ({reason}): every requester is blocked"),
+        )
+        .into();
     }
     match request {
         Request::ReportTopology { functions, last } => topology::report(s, functions.as_slice(), last).into(),
@@ -77,8 +85,12 @@ fn claim_kernel<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, device: Bd
     let serial = s.next_serial();
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
     let Some(group) = ready.group_of(device) else { return not_found(device) };
+    let first = ready.ownership.owner(group) == Ok(Owner::Unowned);
     if let Err(error) = ready.ownership.claim_kernel(group) {
         return ownership_refusal(ready, &s.config.tasks, group, error);
+    }
+    if first {
+        ready.forget_faults(group);
     }
     let slot = match k.mint(Handle::Dma { group, serial }.badge()) {
         Ok(slot) => slot,
@@ -142,6 +154,7 @@ fn reclaimed<P: Platform>(s: &mut Service<P>, group: u16) -> Answer {
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
     match change_ownership(&mut s.hw, &s.domains, ready, |ownership, hw| ownership.reclaimed(group, hw)) {
         Ok(()) => {
+            ready.forget_faults(group);
             info!("group {=u16} reclaimed: back to its default domain", group);
             Reply::Done.into()
         }
@@ -173,8 +186,15 @@ fn claim_group<P: Platform>(
     let serial = s.next_serial();
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
     if let Err(error) = change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.claim_user(group, caller, hw)) {
+        if matches!(ready.ownership.owner(group), Ok(Owner::Reclaiming { .. })) {
+            // The unit refused both the block and the way back: the group
+            // is kept from everyone until the PCI server has quiesced it.
+            error!("group {=u16}: the unit refused the switch both ways; reclaiming it", group);
+            k.request_reclaim();
+        }
         return ownership_refusal(ready, &s.config.tasks, group, error);
     }
+    ready.forget_faults(group);
     let minted = k.mint(Handle::Group { group, serial }.badge());
     let kept = minted.and_then(|slot| {
         ready.group_caps.push(GroupCap { group, task: caller, serial, slot }).map_err(|_| {

@@ -53,6 +53,9 @@ pub struct AddressSpace {
     pub id: u16,
     /// The task that created it (only it may map or attach it).
     pub task: u16,
+    /// The group whose capability created it: its release takes the
+    /// space along, unless another of the task's groups uses it.
+    pub group: u16,
     /// The domain that translates for it.
     pub domain: DomainIndex,
 }
@@ -97,6 +100,9 @@ pub struct Ready {
     pub group_caps: Vec<GroupCap, MAX_HANDLES>,
     /// User address spaces alive.
     pub address_spaces: Vec<AddressSpace, MAX_ADDRESS_SPACES>,
+    /// The id the next address space gets, if no live one has it: ids go
+    /// round, so a destroyed space's id is not reused at once.
+    pub next_ioas: u16,
     /// Recorded faults per group, for its owner to read.
     pub faults: Vec<FaultLog<FAULT_LOG>, MAX_GROUPS>,
     /// Devices with reserved memory regions, identity-mapped in their
@@ -115,6 +121,14 @@ impl Ready {
     /// The group whose devices use requester id `source`.
     pub fn group_of_source(&self, source: u16) -> Option<u16> {
         self.requesters.iter().position(|sources| sources.contains(&source)).map(|group| group as u16)
+    }
+
+    /// Empties `group`'s fault log: a new owner reads only its own faults,
+    /// never the IOVAs of the one before.
+    pub fn forget_faults(&mut self, group: u16) {
+        if let Some(log) = self.faults.get_mut(usize::from(group)) {
+            *log = FaultLog::new();
+        }
     }
 
     /// Address space `id`, if `task` made it.

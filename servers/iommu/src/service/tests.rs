@@ -286,14 +286,18 @@ fn refusal(reply: &Reply) -> (ErrorCode, String) {
 }
 
 #[test]
-fn translation_starts_only_after_every_requester_has_a_domain() {
+fn translation_is_on_from_the_start_and_every_requester_blocked_until_the_topology() {
     let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
     let queue = fake.queue_memory();
     let config =
         crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
     let mut service: TestService =
         Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0).expect("starts");
-    assert!(!service.hardware().unit.translation_enabled());
+    assert!(service.hardware().unit.translation_enabled(), "on before any device can be handed out");
+    for device in [bdf(0, 3), bdf(0, 4), bdf(0, 5), bdf(1, 1), Bdf::new(1, 0, 0).unwrap()] {
+        let hw = service.hardware();
+        assert!(!hw.context.entry(&hw.pages, device.requester_id()).is_present(), "{device} is blocked");
+    }
     let mut k = FakeKernel::default();
     let answer =
         service.handle(&mut k, policy(USER, &[Operation::ClaimGroup]), Request::ClaimGroup { device: bdf(0, 4) }, &[]);
@@ -743,3 +747,4 @@ fn the_service_fits_once_on_the_servers_stack() {
 }
 
 mod interrupts;
+mod isolation;

@@ -19,7 +19,9 @@ use crate::pagetable::Access;
 /// Pages the default domains' allocators may hand out in all.
 const DEFAULT_DOMAIN_PAGES: u64 = 1 << 24;
 
-/// Adds a chunk of the topology; the last one makes the server ready.
+/// Adds a chunk of the topology; the last one forms the groups and makes
+/// the server ready, or, if that fails, leaves every requester blocked and
+/// the server refusing every claim with the reason.
 pub(super) fn report<P: Platform>(
     s: &mut Service<P>,
     functions: &[capabilities::pci::PciFunction],
@@ -30,8 +32,7 @@ pub(super) fn report<P: Platform>(
     }
     for function in functions {
         if s.topology.push(*function).is_err() {
-            s.topology.clear();
-            return refused(ErrorCode::TooLarge, "more functions than the server can hold");
+            return fail(s, ErrorCode::TooLarge, "more functions than the server can hold");
         }
     }
     if !last {
@@ -39,20 +40,20 @@ pub(super) fn report<P: Platform>(
     }
     match build(s) {
         Ok(ready) => {
+            info!("translation enabled: {=usize} groups through their default domains", ready.groups.count());
             s.ready = Some(ready);
-            match s.hw.unit.enable_translation() {
-                Ok(()) => {
-                    info!("translation enabled: {=usize} groups", s.ready.as_ref().map_or(0, |r| r.groups.count()));
-                    Reply::Done
-                }
-                Err(_) => refused(ErrorCode::Busy, "the remapping unit did not enable translation"),
-            }
+            Reply::Done
         }
-        Err(reason) => {
-            s.topology.clear();
-            refused(ErrorCode::InvalidArgument, reason)
-        }
+        Err(reason) => fail(s, ErrorCode::InvalidArgument, reason),
     }
+}
+
+/// Records that the topology could not be taken: nothing will be.
+fn fail<P: Platform>(s: &mut Service<P>, code: ErrorCode, reason: &'static str) -> Reply {
+    error!("the topology cannot be taken ({=str}): every requester stays blocked, no group is handed out", reason);
+    s.topology.clear();
+    s.failed = Some(reason);
+    refused(code, reason)
 }
 
 /// Forms the groups, gives each a default domain and points its requesters
@@ -104,6 +105,7 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         handles: Vec::new(),
         group_caps: Vec::new(),
         address_spaces: Vec::new(),
+        next_ioas: 0,
         faults,
         reserved,
         asserted,

@@ -99,6 +99,9 @@ pub struct FakeUnit {
     pub violations: Vec<String>,
     /// Commands take effect but status bits never change (a hung unit).
     pub stuck: bool,
+    /// Every queued descriptor is refused (FSTS.IQE), as a unit whose
+    /// queue broke would.
+    pub refuse_queue: bool,
 }
 
 impl FakeUnit {
@@ -118,6 +121,7 @@ impl FakeUnit {
             events: Vec::new(),
             violations: Vec::new(),
             stuck: false,
+            refuse_queue: false,
         }
     }
 
@@ -180,7 +184,7 @@ impl FakeUnit {
         if self.gsts & gsts::QIES == 0 || self.fsts & fsts::IQE != 0 {
             return;
         }
-        if tail >= self.queue_slots {
+        if tail >= self.queue_slots || self.refuse_queue {
             self.fsts |= fsts::IQE;
             return;
         }

@@ -1,0 +1,96 @@
+//! Ways around isolation that the service closes (issue 15): each test failed before its fix.
+
+use super::*;
+
+/// The PCI server reports `group`'s devices quiesced.
+fn reclaimed(rig: &mut Rig, group: u16) -> Reply {
+    rig.call(policy(PCI, &[Operation::Reclaimed]), Request::Reclaimed { group }, &[])
+}
+
+fn ioas_of(reply: Reply) -> u16 {
+    match reply {
+        Reply::Ioas { ioas } => ioas,
+        other => panic!("expected an address space, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_claim_refused() {
+    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
+    let queue = fake.queue_memory();
+    let config =
+        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
+    let mut service: TestService =
+        Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0).expect("starts");
+    // Room for one default domain's table, not three.
+    let pages = &mut service.hardware().pages;
+    pages.budget = pages.live() + 1;
+    let mut k = FakeKernel::default();
+    let pci = policy(PCI, &[Operation::ReportTopology, Operation::ClaimKernel]);
+    let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
+    let answer = service.handle(&mut k, pci, report.clone(), &[]);
+    assert_eq!(refusal(&answer.reply).0, ErrorCode::InvalidArgument, "the build fails");
+    assert!(service.hardware().unit.translation_enabled(), "translation stays on");
+    for device in [bdf(0, 3), bdf(0, 4), Bdf::new(1, 0, 0).unwrap()] {
+        let hw = service.hardware();
+        assert!(!hw.context.entry(&hw.pages, device.requester_id()).is_present(), "{device} stays blocked");
+    }
+    let claim = service.handle(&mut k, pci, Request::ClaimKernel { device: bdf(0, 3), driver: DRIVER }, &[]);
+    let (code, reason) = refusal(&claim.reply);
+    assert_eq!(code, ErrorCode::Busy);
+    assert!(reason.contains("could not take the topology") && reason.contains("default domain"), "{reason}");
+    let again = service.handle(&mut k, pci, report, &[]);
+    assert!(refusal(&again.reply).1.contains("could not take the topology"), "no second try rebuilds a half state");
+    assert!(k.minted.is_empty(), "no DMA handle was minted");
+}
+
+#[test]
+fn a_claim_whose_switches_both_fail_leaves_the_group_reclaiming_and_tells_the_pci_server() {
+    // In caching mode installing an entry needs an invalidation too, so the
+    // way back to the default domain fails as well.
+    let mut rig = Rig::new(QEMU_CAP_CACHING);
+    rig.unit().refuse_queue = true;
+    let reply = rig.claim_group(USER, bdf(0, 4)).expect_err("the unit refuses every invalidation");
+    assert_eq!(refusal(&reply).0, ErrorCode::Busy, "{reply:?}");
+    let owner = rig.service.ready().unwrap().ownership.owner(1);
+    assert!(matches!(owner, Ok(crate::ownership::Owner::Reclaiming { task: USER })), "{owner:?}");
+    assert_eq!(rig.k.reclaims, 1, "the PCI server must quiesce the group before it is handed out again");
+}
+
+#[test]
+fn the_next_owner_never_reads_the_previous_owners_faults() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let first = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
+    rig.unit().inject_fault(0, 0x4242_0000, high);
+    assert_eq!(rig.service.drain_faults(0), 1);
+    assert_eq!(rig.call(first, Request::Release, &[]), Reply::Done);
+    assert_eq!(reclaimed(&mut rig, 1), Reply::Done);
+    let second = rig.claim_group(USER, bdf(0, 4)).expect("unowned again");
+    let Reply::Faults { records, remaining, dropped } = rig.call(second, Request::Faults, &[]) else { panic!() };
+    assert!(records.is_empty() && remaining == 0 && dropped == 0, "the old owner's IOVAs leak: {records:?}");
+    assert_eq!(rig.call(second, Request::Release, &[]), Reply::Done);
+    assert_eq!(reclaimed(&mut rig, 1), Reply::Done);
+    rig.unit().inject_fault(0, 0x4343_0000, high);
+    assert_eq!(rig.service.drain_faults(0), 1);
+    let handle = rig.claim_kernel(bdf(0, 4)).expect("unowned");
+    let Reply::Faults { records, .. } = rig.call(handle, Request::Faults, &[]) else { panic!() };
+    assert!(records.is_empty(), "a driver does not read faults from before its claim either: {records:?}");
+}
+
+#[test]
+fn releasing_one_group_leaves_the_address_spaces_made_for_another() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let one = rig.claim_group(USER, bdf(0, 4)).expect("group 1");
+    let two = rig.claim_group(USER, bdf(1, 2)).expect("group 2");
+    let prepared = ioas_of(rig.call(two, Request::IoasCreate, &[]));
+    let used = ioas_of(rig.call(one, Request::IoasCreate, &[]));
+    assert_eq!(rig.call(one, Request::Attach { ioas: Some(used) }, &[]), Reply::Done);
+    assert_eq!(rig.call(one, Request::Release, &[]), Reply::Done);
+    assert_eq!(rig.call(two, Request::Attach { ioas: Some(prepared) }, &[]), Reply::Done, "still there");
+    let mapped = rig.with_frame(two, Request::Map { ioas: prepared, iova: 0x10_0000, writable: true }, 1);
+    assert_eq!(mapped, Reply::Mapped { iova: 0x10_0000 });
+    let fresh = ioas_of(rig.call(two, Request::IoasCreate, &[]));
+    assert_ne!(fresh, used, "a destroyed space's id is not handed out again at once");
+    rig.check_invariant();
+}
