@@ -271,6 +271,8 @@ pub fn pagetable(data: &[u8]) {
                 if let Ok(unmapped) = result {
                     let removed: u64 = ranges.iter().map(|(page, count)| model.remove(*page, *count)).sum();
                     assert_eq!(unmapped.pages, removed, "unmap reported a different page count than was mapped");
+                    // The caller releases unlinked tables after its invalidation.
+                    unmapped.release_tables(&mut pages);
                 }
                 touched.extend(ranges.iter().map(|(page, _)| *page));
             }
@@ -291,8 +293,23 @@ pub fn pagetable(data: &[u8]) {
         let unmapped = table.unmap(&mut pages, page * 4096, count);
         // A run may be half of a superpage only if it was mapped that way,
         // which the model never does, so every run unmaps.
-        assert!(matches!(unmapped, Ok(u) if u.pages == count), "unmapping run {page:#x}+{count}: {unmapped:?}");
+        assert!(matches!(&unmapped, Ok(u) if u.pages == count), "unmapping run {page:#x}+{count}: {unmapped:?}");
+        if let Ok(unmapped) = unmapped {
+            unmapped.release_tables(&mut pages);
+        }
         model.remove(page, count);
+    }
+    // A map that ran out of table pages leaves the tables it linked empty
+    // (runs may reach past the window), and one unmap unlinks at most
+    // MAX_UNLINKED tables: unmapping the whole width takes them all.
+    let width_pages = 1u64 << (table.config().input_bits.min(63) - 12);
+    loop {
+        let Ok(unmapped) = table.unmap(&mut pages, 0, width_pages) else { break };
+        let more = unmapped.unlinked.len() == iommu_server::pagetable::MAX_UNLINKED;
+        unmapped.release_tables(&mut pages);
+        if !more {
+            break;
+        }
     }
     assert_eq!(pages.pages.len(), 1, "every table emptied by unmapping was released");
     table.release(&mut pages);

@@ -99,16 +99,24 @@ pub fn mapped(capabilities: &Capabilities, domain: DomainId, range: IovaRange) -
     }
 }
 
-/// After present entries in `range` were cleared; `tables_released` says
+/// After present entries in `range` were cleared; `tables_unlinked` says
 /// whether table pages were unlinked, which paging-structure caches may
 /// still point to.
 pub fn unmapped(
     capabilities: &Capabilities,
     domain: DomainId,
     range: IovaRange,
-    tables_released: bool,
+    tables_unlinked: bool,
 ) -> Invalidation {
-    pages(capabilities, domain, range, !tables_released)
+    pages(capabilities, domain, range, !tables_unlinked)
+}
+
+/// Before a domain no context entry points at any more is destroyed: a
+/// domain-selective IOTLB invalidation, which takes its paging-structure
+/// caches too, so neither its table pages nor its id are reused under a
+/// stale cache.
+pub fn domain_retired(domain: DomainId) -> Invalidation {
+    Invalidation::with_iotlb(None, IotlbScope::Domain(domain))
 }
 
 #[cfg(test)]

@@ -119,7 +119,9 @@ impl SecondLevelTable {
         let runs = earlier.iter().map(|request| IovaRange { start: request.iova, pages: request.pages });
         let mut hull: Option<IovaRange> = None;
         for range in runs.chain(core::iter::once(partial)).filter(|range| range.pages != 0) {
-            self.clear_range(pages, range);
+            // Emptied tables stay linked: releasing them would need the
+            // invalidation the caller has not made yet.
+            self.clear_range(pages, range, None);
             hull = Some(match hull {
                 None => range,
                 Some(hull) => {

@@ -12,4 +12,4 @@ mod tests;
 pub use entry::Access;
 pub use map::{MapRequest, Mapped};
 pub use table::{PageTableConfig, PageTableError, SecondLevelTable, Translation};
-pub use unmap::Unmapped;
+pub use unmap::{MAX_UNLINKED, Unlinked, Unmapped};

@@ -40,7 +40,9 @@ fn one_page_through_three_levels() {
     assert_eq!(*leaf & 0xfff, 0x003, "no SNP bit: QEMU does not report snoop control");
 
     let unmapped = table.unmap(&mut pages, 0x1000, 1).unwrap();
-    assert_eq!(unmapped, Unmapped { pages: 1, tables_released: 2 });
+    assert_eq!((unmapped.pages, unmapped.unlinked.len()), (1, 2));
+    assert_eq!(pages.live(), 3, "unlinked tables wait for the caller's invalidation");
+    unmapped.release_tables(&mut pages);
     assert_eq!(pages.live(), 1);
     assert_eq!(table.translate(&pages, 0x1000), None);
     assert!(pages.dirty.is_empty());
@@ -139,8 +141,12 @@ fn running_out_of_table_pages_rolls_back_and_names_what_to_invalidate() {
     // 512 pages from 0x1ff000 need a second level-1 table: the fourth page.
     let error = table.map(&mut pages, 0x1f_f000, 0x10_0000, 2, Access::READ).unwrap_err();
     assert_eq!(error, PageTableError::OutOfTablePages { invalidate: Some(IovaRange { start: 0x1f_f000, pages: 2 }) });
-    assert_eq!(pages.live(), 1, "tables added for the failed map were released");
+    assert_eq!(pages.live(), 3, "tables added for the failed map stay linked until an invalidated unmap");
     assert_eq!(table.translate(&pages, 0x1f_f000), None);
+    let emptied = table.unmap(&mut pages, 0x1f_f000, 2).unwrap();
+    assert_eq!((emptied.pages, emptied.unlinked.len()), (0, 2));
+    emptied.release_tables(&mut pages);
+    assert_eq!(pages.live(), 1);
 
     let batch = [
         MapRequest { iova: 0x1000, physical: 0x1000, pages: 1, access: Access::READ },
@@ -148,7 +154,7 @@ fn running_out_of_table_pages_rolls_back_and_names_what_to_invalidate() {
     ];
     let error = table.map_batch(&mut pages, &batch).unwrap_err();
     assert!(matches!(error, PageTableError::OutOfTablePages { invalidate: Some(_) }));
-    assert_eq!(pages.live(), 1);
+    assert_eq!(pages.live(), 3);
     assert_eq!(table.translate(&pages, 0x1000), None);
     assert!(pages.dirty.is_empty());
 }
@@ -171,6 +177,7 @@ fn batches_map_and_unmap_many_runs() {
     let ranges: Vec<IovaRange> = requests.iter().map(|r| IovaRange { start: r.iova, pages: r.pages }).collect();
     let unmapped = table.unmap_batch(&mut pages, &ranges).unwrap();
     assert_eq!(unmapped.pages, 64);
+    unmapped.release_tables(&mut pages);
     assert_eq!(pages.live(), 1);
 }
 
@@ -239,6 +246,7 @@ fn model_run(caps: &Capabilities, width: AddressWidth, seed: u64) {
             match table.unmap(&mut pages, iova, count) {
                 Ok(unmapped) => {
                     assert_eq!(unmapped.pages, expected);
+                    unmapped.release_tables(&mut pages);
                     let doomed: Vec<u64> = model.range(start_page..start_page + count).map(|(page, _)| *page).collect();
                     for page in doomed {
                         model.remove(&page);
@@ -264,7 +272,15 @@ fn model_run(caps: &Capabilities, width: AddressWidth, seed: u64) {
         let found = table.translate(&pages, page << 12).unwrap();
         assert_eq!((found.physical, found.access), (*physical, *access));
     }
-    table.unmap(&mut pages, 0, window_pages).unwrap();
+    // An unmap unlinks at most MAX_UNLINKED tables; the next takes the rest.
+    loop {
+        let unmapped = table.unmap(&mut pages, 0, window_pages).unwrap();
+        let done = unmapped.unlinked.len() < crate::pagetable::MAX_UNLINKED;
+        unmapped.release_tables(&mut pages);
+        if done {
+            break;
+        }
+    }
     assert_eq!(pages.live(), 1, "every table emptied by unmapping was released");
 }
 
@@ -289,13 +305,14 @@ fn unmapping_beside_live_mappings_reads_a_few_entries_and_the_last_one_frees_the
     for page in 0..63u64 {
         let before = pages.reads.get();
         let unmapped = table.unmap(&mut pages, 0x1000 * (page + 1), 1).unwrap();
-        assert_eq!(unmapped, Unmapped { pages: 1, tables_released: 0 });
+        assert_eq!((unmapped.pages, unmapped.unlinked.len()), (1, 0));
         // Two reads to check for split superpages, three to walk down, and
         // one per table to see that it still maps something.
         assert!(pages.reads.get() - before <= 8, "unmap {page} read {} entries", pages.reads.get() - before);
     }
     let unmapped = table.unmap(&mut pages, 0x1000 * 64, 1).unwrap();
-    assert_eq!(unmapped, Unmapped { pages: 1, tables_released: 2 });
+    assert_eq!((unmapped.pages, unmapped.unlinked.len()), (1, 2));
+    unmapped.release_tables(&mut pages);
     assert_eq!(pages.live(), 1);
     // Batches: 64-page runs side by side, unmapped in order.
     for run in 0..8u64 {
@@ -303,9 +320,11 @@ fn unmapping_beside_live_mappings_reads_a_few_entries_and_the_last_one_frees_the
     }
     for run in 0..7u64 {
         let before = pages.reads.get();
-        assert_eq!(table.unmap(&mut pages, 0x40_0000 + run * 0x4_0000, 64).unwrap().tables_released, 0);
+        assert!(table.unmap(&mut pages, 0x40_0000 + run * 0x4_0000, 64).unwrap().unlinked.is_empty());
         assert!(pages.reads.get() - before <= 2 * 64 + 8, "batch {run} read {} entries", pages.reads.get() - before);
     }
-    assert_eq!(table.unmap(&mut pages, 0x40_0000 + 7 * 0x4_0000, 64).unwrap().tables_released, 2);
+    let last = table.unmap(&mut pages, 0x40_0000 + 7 * 0x4_0000, 64).unwrap();
+    assert_eq!(last.unlinked.len(), 2);
+    last.release_tables(&mut pages);
     assert_eq!(pages.live(), 1);
 }

@@ -1,6 +1,13 @@
-//! Unmapping I/O addresses, releasing the table pages that become empty.
+//! Unmapping I/O addresses, unlinking the table pages that become empty.
+//!
+//! An unlinked table page is not released here: the unit's paging-structure
+//! caches may still point at it until the invalidation of the range has
+//! completed, so the caller releases it then (Linux's gather list), and
+//! keeps it if the invalidation fails.
 
 use core::ops::RangeInclusive;
+
+use heapless::Vec;
 
 use super::entry;
 use super::table::{PageTableError, SecondLevelTable};
@@ -8,20 +15,38 @@ use super::walk::{Slots, first_split};
 use crate::memory::{ENTRIES_PER_PAGE, EntryWriter, PAGE_SIZE, TablePage, TablePages};
 use crate::range::IovaRange;
 
+/// Most table pages one unmap unlinks; a table emptied beyond that stays
+/// linked, empty, until a later unmap or the domain's end.
+pub const MAX_UNLINKED: usize = 64;
+
+/// Table pages an unmap unlinked, to release once the invalidation that
+/// covers them has completed.
+pub type Unlinked = Vec<TablePage, MAX_UNLINKED>;
+
 /// What an unmap did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Unmapped {
     /// 4 KiB pages that were mapped and no longer are.
     pub pages: u64,
-    /// Table pages released (not to be reused before the invalidation).
-    pub tables_released: u64,
+    /// Table pages unlinked, not yet released.
+    pub unlinked: Unlinked,
+}
+
+impl Unmapped {
+    /// Releases the unlinked table pages: only after the invalidation of
+    /// the unmapped range completed.
+    pub fn release_tables(self, pages: &mut impl TablePages) {
+        for page in self.unlinked {
+            pages.release(page);
+        }
+    }
 }
 
 impl SecondLevelTable {
     /// Unmaps `count` pages from `iova` (pages already unmapped are
     /// skipped). Refused, changing nothing, if the range covers part of a
-    /// superpage. The caller invalidates the range afterwards, before the
-    /// memory or released table pages are reused.
+    /// superpage. The caller invalidates the range afterwards, then
+    /// releases the unlinked tables ([`Unmapped::release_tables`]).
     pub fn unmap<P: TablePages>(&mut self, pages: &mut P, iova: u64, count: u64) -> Result<Unmapped, PageTableError> {
         self.unmap_batch(pages, &[IovaRange { start: iova, pages: count }])
     }
@@ -42,22 +67,32 @@ impl SecondLevelTable {
         }
         let mut total = Unmapped::default();
         for range in ranges {
-            let done = self.clear_range(pages, *range);
-            total.pages += done.pages;
-            total.tables_released += done.tables_released;
+            self.clear_range(pages, *range, Some(&mut total));
         }
         Ok(total)
     }
 
-    /// Clears every leaf in a checked range and releases emptied tables.
-    pub(super) fn clear_range<P: TablePages>(&mut self, pages: &mut P, range: IovaRange) -> Unmapped {
-        let mut done = Unmapped::default();
+    /// Clears every leaf in a checked range; unlinks emptied tables into
+    /// `unlinking` if given (else they stay linked, empty). Returns the
+    /// 4 KiB pages cleared.
+    pub(super) fn clear_range<P: TablePages>(
+        &mut self,
+        pages: &mut P,
+        range: IovaRange,
+        unlinking: Option<&mut Unmapped>,
+    ) -> u64 {
         let Some(end) = range.end() else {
-            return done;
+            return 0;
         };
         let mut writer = EntryWriter::new(pages, self.config.coherent);
-        clear(&mut writer, self.root, self.levels(), range.start, end, &mut done);
-        done
+        let mut scratch = Unmapped::default();
+        let (done, unlink) = match unlinking {
+            Some(done) => (done, true),
+            None => (&mut scratch, false),
+        };
+        let before = done.pages;
+        clear(&mut writer, self.root, self.levels(), range.start, end, done, unlink);
+        done.pages - before
     }
 }
 
@@ -69,6 +104,7 @@ fn clear<P: TablePages>(
     start: u64,
     end: u64,
     done: &mut Unmapped,
+    unlink: bool,
 ) {
     for slot in Slots::new(start, end, level) {
         let value = writer.pages.read(table, slot.index);
@@ -84,15 +120,16 @@ fn clear<P: TablePages>(
         let Some(child) = entry::table(value) else {
             continue;
         };
-        clear(writer, child, level - 1, slot.start, slot.end, done);
+        clear(writer, child, level - 1, slot.start, slot.end, done, unlink);
+        if !unlink || done.unlinked.is_full() {
+            continue;
+        }
         let cleared = entry::index(slot.start, level - 1)..=entry::index(slot.end - 1, level - 1);
         if slot.whole(level) || is_empty(writer.pages, child, level - 1, cleared) {
-            // Unlink before release, so no table ever points at a page
-            // the allocator has taken back.
             writer.write(table, slot.index, 0);
             writer.finish();
-            writer.pages.release(child);
-            done.tables_released += 1;
+            // Checked not full above.
+            let _ = done.unlinked.push(child);
         }
     }
 }

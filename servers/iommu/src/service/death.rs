@@ -2,7 +2,7 @@
 
 use super::domains::MappingOwner;
 use super::kernel::Kernel;
-use super::mapping::unmap_all;
+use super::mapping::{destroy_domain, unmap_all};
 use super::{Platform, Service, change_ownership};
 use crate::interrupt::remapping;
 
@@ -20,7 +20,7 @@ pub(super) fn task_died<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, ta
     while let Some(position) = ready.address_spaces.iter().position(|a| a.task == task) {
         let space = ready.address_spaces.swap_remove(position);
         unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Ioas(space.id));
-        s.domains.destroy(&mut s.hw.pages, space.domain);
+        destroy_domain(&mut s.hw, &mut s.domains, space.domain);
     }
     if !orphaned.is_empty() {
         info!(

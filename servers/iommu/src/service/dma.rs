@@ -73,10 +73,10 @@ fn unmap<P: Platform>(
     iova: u64,
 ) -> Answer {
     match s.domains.take(domain, owner, iova) {
-        Some(mapping) => {
-            mapping::unmap(&mut s.hw, &mut s.domains, k, mapping);
-            Reply::Done.into()
-        }
+        Some(mapping) => match mapping::unmap(&mut s.hw, &mut s.domains, k, mapping) {
+            Ok(()) => Reply::Done.into(),
+            Err(code) => refused(code, "the unit did not confirm the invalidation; the frame stays pinned").into(),
+        },
         None => refused(ErrorCode::NotMapped, "this handle mapped nothing there").into(),
     }
 }

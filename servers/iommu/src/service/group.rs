@@ -5,7 +5,7 @@ use iommu_api::{Reply, Request};
 
 use super::domains::MappingOwner;
 use super::kernel::Kernel;
-use super::mapping::{self, NewMapping, Placement, unmap_all};
+use super::mapping::{self, NewMapping, Placement, destroy_domain, unmap_all};
 use super::text::refused;
 use super::{AddressSpace, Answer, GroupCap, Platform, Service, change_ownership, domain_window, faults};
 use crate::interrupt::remapping;
@@ -59,7 +59,7 @@ fn create<P: Platform>(s: &mut Service<P>, cap: GroupCap) -> Answer {
     }
     ready.next_ioas = id.wrapping_add(1);
     if ready.address_spaces.push(AddressSpace { id, task, group: cap.group, domain }).is_err() {
-        s.domains.destroy(&mut s.hw.pages, domain);
+        destroy_domain(&mut s.hw, &mut s.domains, domain);
         return refused(ErrorCode::QuotaExceeded, "too many address spaces").into();
     }
     Reply::Ioas { ioas: id }.into()
@@ -110,10 +110,10 @@ fn unmap<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, ioas: 
         return refused(ErrorCode::NotFound, "no such address space").into();
     };
     match s.domains.take(space.domain, MappingOwner::Ioas(space.id), iova) {
-        Some(mapping) => {
-            mapping::unmap(&mut s.hw, &mut s.domains, k, mapping);
-            Reply::Done.into()
-        }
+        Some(mapping) => match mapping::unmap(&mut s.hw, &mut s.domains, k, mapping) {
+            Ok(()) => Reply::Done.into(),
+            Err(code) => refused(code, "the unit did not confirm the invalidation; the frame stays pinned").into(),
+        },
         None => refused(ErrorCode::NotMapped, "nothing mapped there").into(),
     }
 }
@@ -147,7 +147,7 @@ fn release<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, cap: GroupCap) 
     while let Some(position) = ready.address_spaces.iter().position(|a| goes(&ready.ownership, a)) {
         let space = ready.address_spaces.swap_remove(position);
         unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Ioas(space.id));
-        s.domains.destroy(&mut s.hw.pages, space.domain);
+        destroy_domain(&mut s.hw, &mut s.domains, space.domain);
     }
     k.request_reclaim();
     info!("group {=u16} released by {=str}: reclaiming", group, s.config.tasks.name(task));

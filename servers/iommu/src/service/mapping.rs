@@ -96,7 +96,7 @@ pub(super) fn map<P: Platform>(
     pin.keep();
     let invalidation = policy::mapped(hw.unit.capabilities(), domain_id, written);
     if hw.unit.perform(&invalidation).is_err() || domains.record(mapping).is_err() {
-        unmap(hw, domains, k, mapping);
+        let _ = unmap(hw, domains, k, mapping);
         return Err(ErrorCode::OutOfMemory);
     }
     Ok(iova)
@@ -165,7 +165,8 @@ fn write_entries<P: Platform>(
     }
 }
 
-/// Unmaps every mapping `owner` made, invalidating before each pin goes.
+/// Unmaps every mapping `owner` made, invalidating before each pin goes
+/// (a mapping whose invalidation fails keeps its pin and tables).
 pub(super) fn unmap_all<P: Platform>(
     hw: &mut Hardware<P>,
     domains: &mut Domains,
@@ -173,25 +174,49 @@ pub(super) fn unmap_all<P: Platform>(
     owner: MappingOwner,
 ) {
     while let Some(mapping) = domains.take_any(owner) {
-        unmap(hw, domains, k, mapping);
+        let _ = unmap(hw, domains, k, mapping);
     }
 }
 
 /// Removes one mapping: page-table entries, the IOTLB (waiting for the
-/// invalidation to finish), then the pin and the address.
-pub(super) fn unmap<P: Platform>(hw: &mut Hardware<P>, domains: &mut Domains, k: &mut impl Kernel, mapping: Mapping) {
+/// invalidation to finish), then the emptied tables, the pin and the
+/// address. If the unit does not confirm the invalidation, the pin and
+/// the tables are kept for good (`Busy`): a device may still reach them.
+pub(super) fn unmap<P: Platform>(
+    hw: &mut Hardware<P>,
+    domains: &mut Domains,
+    k: &mut impl Kernel,
+    mapping: Mapping,
+) -> Result<(), ErrorCode> {
     if let Some(domain) = domains.get_mut(mapping.domain) {
         if let Ok(unmapped) = domain.table.unmap(&mut hw.pages, mapping.iova, mapping.pages) {
             let range = IovaRange { start: mapping.iova, pages: mapping.pages };
-            let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, range, unmapped.tables_released > 0);
+            let tables = !unmapped.unlinked.is_empty();
+            let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, range, tables);
             if hw.unit.perform(&invalidation).is_err() {
-                // The IOTLB may still hold the pages: keep them pinned
-                // rather than let a device reach reused memory.
-                error!("IOTLB invalidation failed: keeping {=u64} pages pinned", mapping.pages);
-                return;
+                error!(
+                    "IOTLB invalidation failed: keeping {=u64} pages pinned and {=usize} table pages",
+                    mapping.pages,
+                    unmapped.unlinked.len()
+                );
+                return Err(ErrorCode::Busy);
             }
+            unmapped.release_tables(&mut hw.pages);
         }
         let _ = domain.iova.free(mapping.iova);
     }
     k.unpin(mapping.pin);
+    Ok(())
+}
+
+/// Destroys a domain no context entry points at any more, once the unit
+/// has forgotten it (a domain-selective invalidation). If the unit does
+/// not confirm, the domain, its id and its tables are kept for good.
+pub(super) fn destroy_domain<P: Platform>(hw: &mut Hardware<P>, domains: &mut Domains, index: DomainIndex) {
+    let Some(domain) = domains.get(index) else { return };
+    if hw.unit.perform(&policy::domain_retired(domain.id)).is_err() {
+        error!("domain {=u16}: the unit did not confirm its invalidation; its tables are kept", domain.id.get());
+        return;
+    }
+    domains.destroy(&mut hw.pages, index);
 }

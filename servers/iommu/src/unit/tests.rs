@@ -291,7 +291,7 @@ fn tables_and_unit_together_in_caching_mode() {
     unit.enable_translation().unwrap();
     let unmapped = table.unmap(&mut pages, 0x10_0000, 4).unwrap();
     let range = crate::range::IovaRange { start: 0x10_0000, pages: 4 };
-    unit.perform(&crate::invalidation::policy::unmapped(&caps, domain, range, unmapped.tables_released > 0)).unwrap();
+    unit.perform(&crate::invalidation::policy::unmapped(&caps, domain, range, !unmapped.unlinked.is_empty())).unwrap();
     unit.perform(&contexts.clear(&mut pages, 0x0018)).unwrap();
     let fake = unit.registers();
     assert!(fake.violations.is_empty(), "{:?}", fake.violations);

@@ -50,6 +50,7 @@ fn a_claim_whose_switches_both_fail_leaves_the_group_reclaiming_and_tells_the_pc
     // way back to the default domain fails as well.
     let mut rig = Rig::new(QEMU_CAP_CACHING);
     rig.unit().refuse_queue = true;
+    rig.service.hardware().unit.set_spin_limit(100);
     let reply = rig.claim_group(USER, bdf(0, 4)).expect_err("the unit refuses every invalidation");
     assert_eq!(refusal(&reply).0, ErrorCode::Busy, "{reply:?}");
     let owner = rig.service.ready().unwrap().ownership.owner(1);
@@ -93,4 +94,42 @@ fn releasing_one_group_leaves_the_address_spaces_made_for_another() {
     let fresh = ioas_of(rig.call(two, Request::IoasCreate, &[]));
     assert_ne!(fresh, used, "a destroyed space's id is not handed out again at once");
     rig.check_invariant();
+}
+
+/// A user owning 00:04.0 with an attached space mapping one page at each
+/// of `iovas` (in tables of their own); the group capability and space.
+fn user_with_mappings(rig: &mut Rig, iovas: &[u64]) -> (u64, u16) {
+    let cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let ioas = ioas_of(rig.call(cap, Request::IoasCreate, &[]));
+    assert_eq!(rig.call(cap, Request::Attach { ioas: Some(ioas) }, &[]), Reply::Done);
+    for &iova in iovas {
+        assert_eq!(rig.with_frame(cap, Request::Map { ioas, iova, writable: true }, 1), Reply::Mapped { iova });
+    }
+    (cap, ioas)
+}
+
+#[test]
+fn table_pages_an_unmap_empties_are_kept_until_the_invalidation_completed() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let (cap, ioas) = user_with_mappings(&mut rig, &[0x10_0000, 0x40_0000_0000 >> 2]);
+    let released = rig.service.hardware().pages.released.clone();
+    rig.unit().refuse_queue = true;
+    rig.service.hardware().unit.set_spin_limit(100);
+    let reply = rig.call(cap, Request::Unmap { ioas, iova: 0x10_0000 }, &[]);
+    assert_eq!(refusal(&reply).0, ErrorCode::Busy, "the unit did not confirm the invalidation");
+    assert_eq!(rig.service.hardware().pages.released, released, "tables released under a failed invalidation");
+    assert_eq!(rig.k.pins.len(), 2, "the frame stays pinned too");
+}
+
+#[test]
+fn a_dead_owners_domain_is_not_freed_while_its_caches_may_point_at_it() {
+    let mut rig = Rig::new(QEMU_CAP);
+    user_with_mappings(&mut rig, &[0x10_0000, 0x40_0000_0000 >> 2]);
+    let live = rig.service.hardware().pages.live();
+    let released = rig.service.hardware().pages.released.len();
+    rig.unit().refuse_queue = true;
+    rig.service.hardware().unit.set_spin_limit(100);
+    rig.service.task_died(&mut rig.k, USER);
+    assert_eq!(rig.service.hardware().pages.released.len(), released, "no table page went back to the pool");
+    assert_eq!(rig.service.hardware().pages.live(), live);
 }
