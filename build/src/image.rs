@@ -192,6 +192,7 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             .collect();
         let config = IommuConfig {
             tasks: names()?,
+            driver_core: policy.server_of(pci_api::PROTOCOL.name).map(|index| index as u16),
             assignments,
             mapping_quota_pages: endpoint.and_then(|e| e.mapping_quota_pages).unwrap_or(DEFAULT_MAPPING_QUOTA_PAGES),
             address_space_quota: endpoint.and_then(|e| e.address_space_quota).unwrap_or(DEFAULT_ADDRESS_SPACES),

@@ -173,6 +173,10 @@ impl Parameters {
 pub struct IommuConfig {
     /// Task names.
     pub tasks: TaskNames,
+    /// The driver core: the task serving the PCI protocol, the only one
+    /// that may invoke the driver core's operations (`None`: no PCI
+    /// server, so nobody may).
+    pub driver_core: Option<u16>,
     /// Which user task may own which devices' groups.
     pub assignments: Vec<Assignment, MAX_DEVICE_RULES>,
     /// Pages one DMA handle or one user address space may map at once.

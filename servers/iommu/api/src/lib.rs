@@ -56,6 +56,26 @@ pub enum Operation {
     FreeInterrupt = 10,
 }
 
+impl Operation {
+    /// Whether only the driver core (the PCI server) may invoke it: these
+    /// report the topology, claim and release default domains for the
+    /// drivers it binds, quiesce reclaimed groups and program device
+    /// interrupts. Granted to anyone else, they would let a task drop a
+    /// bound driver's DMA handle, skip a quiesce or hold a group forever.
+    pub const fn is_driver_core(self) -> bool {
+        matches!(
+            self,
+            Operation::ReportTopology
+                | Operation::ClaimKernel
+                | Operation::ReleaseKernel
+                | Operation::PendingReclaims
+                | Operation::Reclaimed
+                | Operation::AllocInterrupt
+                | Operation::FreeInterrupt
+        )
+    }
+}
+
 /// The protocol as the policy names it.
 pub const PROTOCOL: Protocol = Protocol {
     name: "iommu",

@@ -36,6 +36,15 @@ pub(super) fn request<P: Platform>(
     let Some(op) = request.operation() else {
         return refused(ErrorCode::PermissionDenied, "that operation needs a DMA handle or a group capability").into();
     };
+    if op.is_driver_core() && s.config.driver_core != Some(caller) {
+        let name = iommu_api::PROTOCOL.name_of(op as u8);
+        let caller = s.config.tasks.name(caller);
+        return refused_with(
+            ErrorCode::PermissionDenied,
+            format_args!("`{name}` is the driver core's (the PCI server's) alone, not {caller}'s"),
+        )
+        .into();
+    }
     if !badge::allows(badge, op as u8) {
         if remapping::is_interrupt_request(&request) {
             s.interrupts.refused += 1;

@@ -154,6 +154,7 @@ fn config() -> IommuConfig {
         .collect();
     IommuConfig {
         tasks: TaskNames(names),
+        driver_core: Some(PCI),
         assignments,
         mapping_quota_pages: 64,
         address_space_quota: 2,

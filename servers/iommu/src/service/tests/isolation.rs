@@ -133,3 +133,24 @@ fn a_dead_owners_domain_is_not_freed_while_its_caches_may_point_at_it() {
     assert_eq!(rig.service.hardware().pages.released.len(), released, "no table page went back to the pool");
     assert_eq!(rig.service.hardware().pages.live(), live);
 }
+
+#[test]
+fn the_driver_cores_operations_are_refused_to_every_other_task_whatever_its_badge() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("the PCI server claims for the driver");
+    let user = policy(USER, &[Operation::ReleaseKernel, Operation::ClaimKernel, Operation::Reclaimed]);
+    let drop = rig.call(user, Request::ReleaseKernel { device: bdf(0, 3), driver: DRIVER }, &[]);
+    let (code, reason) = refusal(&drop);
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert!(reason.contains("`release-kernel`") && reason.contains("edu-user"), "{reason}");
+    assert!(rig.call(handle, Request::DmaUnmap { iova: 0x1000 }, &[]) != refusal_stale(), "the handle lives");
+    let hold = rig.call(user, Request::ClaimKernel { device: bdf(0, 4), driver: USER }, &[]);
+    assert_eq!(refusal(&hold).0, ErrorCode::PermissionDenied, "no group held kernel-owned by a user");
+    let skip = rig.call(user, Request::Reclaimed { group: 1 }, &[]);
+    assert_eq!(refusal(&skip).0, ErrorCode::PermissionDenied, "no quiesce skipped");
+}
+
+/// What a request on a released DMA handle gets.
+fn refusal_stale() -> Reply {
+    Reply::Refused { code: ErrorCode::InvalidCapability, reason: "this DMA handle was released".try_into().unwrap() }
+}
