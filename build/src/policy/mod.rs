@@ -9,6 +9,7 @@
 mod assertions;
 mod check;
 pub mod devices;
+mod grants;
 pub mod machine;
 pub mod protocols;
 mod raw;
