@@ -13,6 +13,8 @@ mod grants;
 pub mod machine;
 pub mod protocols;
 mod raw;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

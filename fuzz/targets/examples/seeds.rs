@@ -10,6 +10,7 @@ use acpi_tables::SliceMemory;
 use capabilities::abi::rights;
 use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
 use echo_api::{Operation, Reply, Request};
+use xtask::policy::testing::GOOD;
 
 /// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
 const QEMU_DMAR: [u8; 104] = [
@@ -39,46 +40,6 @@ const QEMU_MCFG: [u8; 60] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00,
     0x00, 0x00, 0x00,
 ];
-
-/// The policy the build tool's own tests treat as good.
-const GOOD_POLICY: &str = r#"version = 1
-description = "an echo server and its client"
-init = "client"
-
-[endpoints.echo]
-server = "echo"
-protocol = "echo"
-
-[notifications.wakeup]
-
-[tasks.echo]
-binary = "echo-server"
-kind = "system-server"
-priority = 3
-memory-pages = 64
-stack-pages = 4
-objects = 4
-
-[tasks.echo.caps]
-requests = { receive = "echo" }
-minter = { send = "echo", mint = true }
-
-[tasks.client]
-binary = "kernel-test"
-kind = "system-server"
-priority = 2
-memory-pages = 64
-stack-pages = 4
-
-[tasks.client.caps]
-echo = { send = "echo", operations = ["reverse", "mint-badge"] }
-wakeup = { notification = "wakeup", signal = true, wait = true, badge = 4 }
-echo-task = { watch = "echo" }
-rtc = { io-ports = { base = 0x70, count = 2 } }
-rtc-irq = { interrupt = { gsi = 8, trigger = "edge" } }
-control = { control = ["dma", "irq"] }
-regs = { device-memory = { base = 0xfed90000, pages = 1 } }
-"#;
 
 /// Rewrites the byte at `position` so that all of `bytes` sums to zero.
 fn fix_checksum(bytes: &mut [u8], position: usize) {
@@ -283,7 +244,7 @@ fn main() {
         write(&corpus("pci-caps"), &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
     }
 
-    write(&corpus("policy"), "seed-good", GOOD_POLICY.as_bytes());
+    write(&corpus("policy"), "seed-good", GOOD.as_bytes());
     write(&corpus("policy"), "seed-system", &std::fs::read(repo.join("system.toml")).expect("system.toml"));
     let mut policies: Vec<_> =
         std::fs::read_dir(repo.join("qemu/policies")).expect("qemu/policies").flatten().collect();
