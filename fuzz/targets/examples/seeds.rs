@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use acpi_tables::SliceMemory;
-use capabilities::abi::rights;
-use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use capabilities::abi::{layout, rights};
+use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
 use echo_api::{Operation, Reply, Request};
+use fuzz_targets::image;
 use xtask::policy::testing::GOOD;
 
 /// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
@@ -126,45 +127,21 @@ fn task(name: &str, priority: u8, caps: &[BootCap], config: &[u8]) -> TaskImage 
     TaskImage {
         name: name.try_into().expect("short name"),
         priority,
-        entry: 0x40_0000,
+        entry: layout::IMAGE_BASE,
         stack_pages: 2,
         memory_pages: 64,
         object_quota: 8,
-        segments: [
-            Segment {
-                vaddr: 0x40_0000,
-                offset: 0x1000,
-                file_size: 5,
-                mem_size: 0x1000,
-                flags: SegmentFlags { write: false, execute: true },
-            },
-            Segment {
-                vaddr: 0x40_1000,
-                offset: 0x1005,
-                file_size: 3,
-                mem_size: 0x2000,
-                flags: SegmentFlags { write: true, execute: false },
-            },
-        ]
-        .into_iter()
-        .collect(),
+        segments: image::segments(),
         caps: caps.iter().copied().collect(),
         config: config.iter().copied().collect(),
     }
 }
 
-/// A boot image of `tasks`, manifest padded to a page, then the code bytes.
-fn image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
-    let mut bytes = MAGIC.to_vec();
+/// A boot image of `tasks` with one endpoint and one notification.
+fn boot_image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
     let header =
         ManifestHeader { version: VERSION, task_count: tasks.len() as u16, init_task, endpoints: 1, notifications: 1 };
-    bytes.extend(postcard::to_stdvec(&header).expect("encodes"));
-    for task in tasks {
-        bytes.extend(postcard::to_stdvec(task).expect("encodes"));
-    }
-    bytes.resize(0x1000, 0);
-    bytes.extend(b"CODE!DAT");
-    bytes
+    image::build(&header, tasks)
 }
 
 /// Deterministic filler bytes for targets whose input is a decision stream.
@@ -234,8 +211,8 @@ fn main() {
         ],
         b"config bytes",
     );
-    write(&corpus("boot-image"), "seed-server-and-client", &image(&[server.clone(), client.clone()], Some(1)));
-    write(&corpus("boot-image"), "seed-one-task", &image(&[client], None));
+    write(&corpus("boot-image"), "seed-server-and-client", &boot_image(&[server.clone(), client.clone()], Some(1)));
+    write(&corpus("boot-image"), "seed-one-task", &boot_image(&[client], None));
 
     for seed in 1..=4u64 {
         let name = format!("seed-noise-{seed}");
