@@ -5,7 +5,7 @@
 //! run that outlives its timeout is killed and reported as such.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,44 @@ fn ending_of_run(code: Option<i32>, stderr: String, console_bytes: usize) -> End
 /// `tables`, calls `on_line` for each line as it arrives, and waits at most
 /// `timeout` for it to exit.
 pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line: impl FnMut(&LogLine)) -> Result<Run> {
+    let mut console = tables.console();
+    let mut console_bytes = 0;
+    let mut lines = Vec::new();
+    let mut collect = |line: LogLine| {
+        on_line(&line);
+        lines.push(line);
+    };
+    let exit = watch(&mut command, timeout, |_, bytes| {
+        console_bytes += bytes.len();
+        console.feed(bytes, &mut collect);
+    })?;
+    console.finish(&mut collect);
+    let ending = if exit.timed_out {
+        Ending::TimedOut(timeout)
+    } else {
+        ending_of_run(exit.status.code(), exit.stderr, console_bytes)
+    };
+    Ok(Run { ending, lines, wall: exit.wall })
+}
+
+/// How a process [`watch`] ran came to an end.
+#[derive(Debug)]
+pub struct Exit {
+    /// Its exit status (after the kill, if it timed out).
+    pub status: ExitStatus,
+    /// Whether it outlived its timeout and was killed.
+    pub timed_out: bool,
+    /// Everything it wrote on stderr.
+    pub stderr: String,
+    /// Wall-clock time from starting it to its exit.
+    pub wall: Duration,
+}
+
+/// Starts `command` with its output piped, hands every piece of its stdout
+/// to `on_output` with the time since the start as the piece arrives, and
+/// kills it if it is still running after `timeout`. Output still in the
+/// pipe when it exits is handed over too, before this returns.
+pub fn watch(command: &mut Command, timeout: Duration, mut on_output: impl FnMut(Duration, &[u8])) -> Result<Exit> {
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -88,11 +126,13 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
         .with_context(|| format!("cannot start {:?}", command.get_program()))?;
     let mut stdout = child.stdout.take().context("QEMU stdout")?;
     let mut stderr = child.stderr.take().context("QEMU stderr")?;
-    let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+    // Threads, so that a full stderr pipe cannot stall the process while
+    // this one waits on stdout with a timeout.
+    let (sender, receiver) = mpsc::channel::<(Duration, Vec<u8>)>();
     let reader = std::thread::spawn(move || {
         let mut buffer = [0u8; 4096];
         while let Ok(read @ 1..) = stdout.read(&mut buffer) {
-            if sender.send(buffer[..read].to_vec()).is_err() {
+            if sender.send((started.elapsed(), buffer[..read].to_vec())).is_err() {
                 break;
             }
         }
@@ -103,13 +143,6 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
         text
     });
 
-    let mut console = tables.console();
-    let mut console_bytes = 0;
-    let mut lines = Vec::new();
-    let mut collect = |line: LogLine| {
-        on_line(&line);
-        lines.push(line);
-    };
     let mut timed_out = false;
     loop {
         let Some(left) = timeout.checked_sub(started.elapsed()) else {
@@ -117,10 +150,7 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
             break;
         };
         match receiver.recv_timeout(left) {
-            Ok(bytes) => {
-                console_bytes += bytes.len();
-                console.feed(&bytes, &mut collect);
-            }
+            Ok((at, bytes)) => on_output(at, &bytes),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
                 break;
@@ -133,16 +163,12 @@ pub fn run(mut command: Command, tables: &Tables, timeout: Duration, mut on_line
     }
     let status = child.wait().context("waiting for QEMU")?;
     let wall = started.elapsed();
-    while let Ok(bytes) = receiver.try_recv() {
-        console_bytes += bytes.len();
-        console.feed(&bytes, &mut collect);
-    }
-    console.finish(&mut collect);
     let _ = reader.join();
+    for (at, bytes) in receiver.try_iter() {
+        on_output(at, &bytes);
+    }
     let stderr = errors.join().unwrap_or_default();
-    let ending =
-        if timed_out { Ending::TimedOut(timeout) } else { ending_of_run(status.code(), stderr, console_bytes) };
-    Ok(Run { ending, lines, wall })
+    Ok(Exit { status, timed_out, stderr, wall })
 }
 
 #[cfg(test)]

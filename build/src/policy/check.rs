@@ -1,5 +1,6 @@
-//! Checking a parsed policy: names resolve, rights make sense for the kind
-//! of task, operations exist, servers are not outranked by their clients.
+//! Checking a parsed policy section by section: endpoints, tasks (their
+//! grants are [`super::grants`]), servers not outranked by their clients,
+//! parameters, then devices, assertions and the init task.
 
 use std::ops::Range;
 use std::path::Path;
@@ -7,15 +8,14 @@ use std::path::Path;
 use capabilities::abi::rights;
 use capabilities::config::InvalidationMode;
 use capabilities::manifest::{MAX_BOOT_CAPS, MAX_TASKS, NAME_MAX};
-use capabilities::{badge, capslots};
-
-use super::protocols as protocol;
+use capabilities::protocol::Protocol;
 use toml::Spanned;
 
-use super::raw::{RawCap, RawInvalidation, RawPolicy};
+use super::grants::{Holder, Names, grant};
+use super::protocols;
+use super::raw::{RawEndpoint, RawInvalidation, RawPolicy, RawTask};
 use super::{
-    BootObject, Endpoint, FORMAT_VERSION, Grant, MAX_PRIORITY, MAX_STACK_PAGES, Policy, Problem, Problems, Task,
-    TaskKind,
+    BootObject, Endpoint, FORMAT_VERSION, MAX_PRIORITY, MAX_STACK_PAGES, Policy, Problem, Problems, Task, TaskKind,
 };
 
 pub(super) fn line_of(text: &str, span: Range<usize>) -> usize {
@@ -43,192 +43,24 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
         fail(vec![Problem { line, message: error.message().trim().to_owned() }])
     })?;
     let mut report = Report { text, problems: Vec::new() };
-    if *raw.version.get_ref() != FORMAT_VERSION {
-        report.at(
-            raw.version.span(),
-            format!(
-                "policy format version {} is not supported (this tool reads version {FORMAT_VERSION})",
-                raw.version.get_ref()
-            ),
-        );
-    }
-    if raw.tasks.len() > MAX_TASKS {
-        report.at(0..0, format!("{} tasks declared; the kernel holds at most {MAX_TASKS}", raw.tasks.len()));
-    }
+    check_header(&mut report, &raw);
     let task_names: Vec<&str> = raw.tasks.keys().map(String::as_str).collect();
-    let task_index = |name: &str| task_names.iter().position(|t| *t == name);
-
-    let mut endpoints = Vec::new();
-    for (name, spanned) in &raw.endpoints {
-        let server = task_index(spanned.get_ref().server.get_ref());
-        if server.is_none() {
-            report.at(
-                spanned.get_ref().server.span(),
-                format!("endpoint `{name}`: server `{}` is not a declared task", spanned.get_ref().server.get_ref()),
-            );
-        }
-        let protocol = spanned.get_ref().protocol.as_ref().and_then(|p| {
-            let found = protocol::find(p.get_ref());
-            if found.is_none() {
-                let known: Vec<_> = protocol::ALL.iter().map(|p| p.name).collect();
-                report.at(
-                    p.span(),
-                    format!("endpoint `{name}`: unknown protocol `{}` (known: {})", p.get_ref(), known.join(", ")),
-                );
-            }
-            found
-        });
-        let is_iommu = protocol.is_some_and(|p| p.name == iommu_api::PROTOCOL.name);
-        if let Some(quota) = &spanned.get_ref().mapping_quota_pages
-            && !is_iommu
-        {
-            report
-                .at(quota.span(), format!("endpoint `{name}`: mapping-quota-pages only applies to the iommu protocol"));
-        }
-        if let Some(mode) = &spanned.get_ref().invalidation
-            && !is_iommu
-        {
-            report.at(mode.span(), format!("endpoint `{name}`: invalidation only applies to the iommu protocol"));
-        }
-        if let Some(quota) = &spanned.get_ref().interrupt_entries_per_device {
-            if !is_iommu {
-                report.at(
-                    quota.span(),
-                    format!("endpoint `{name}`: interrupt-entries-per-device only applies to the iommu protocol"),
-                );
-            } else if !(1..=32).contains(quota.get_ref()) {
-                report.at(
-                    quota.span(),
-                    format!("endpoint `{name}`: interrupt-entries-per-device must be 1 to 32 (MSI's most vectors)"),
-                );
-            }
-        }
-        if spanned.get_ref().address_space_quota.is_some() && !is_iommu {
-            report.at(
-                spanned.span(),
-                format!("endpoint `{name}`: address-space-quota only applies to the iommu protocol"),
-            );
-        }
-        if let Some(allowed) = &spanned.get_ref().assignment_without_interrupt_remapping
-            && !is_iommu
-        {
-            report.at(
-                allowed.span(),
-                format!("endpoint `{name}`: assignment-without-interrupt-remapping only applies to the iommu protocol"),
-            );
-        }
-        endpoints.push(Endpoint {
-            name: name.clone(),
-            server: server.unwrap_or(0),
-            protocol,
-            mapping_quota_pages: spanned.get_ref().mapping_quota_pages.as_ref().map(|q| *q.get_ref()),
-            address_space_quota: spanned.get_ref().address_space_quota,
-            invalidation: spanned.get_ref().invalidation.as_ref().map(|mode| match mode.get_ref() {
-                RawInvalidation::Queued => InvalidationMode::Queued,
-                RawInvalidation::Registers => InvalidationMode::Registers,
-            }),
-            interrupt_entries_per_device: spanned.get_ref().interrupt_entries_per_device.as_ref().map(|q| *q.get_ref()),
-            assignment_without_interrupt_remapping: spanned
-                .get_ref()
-                .assignment_without_interrupt_remapping
-                .as_ref()
-                .is_some_and(|allowed| *allowed.get_ref()),
-        });
-    }
+    let endpoints: Vec<Endpoint> =
+        raw.endpoints.iter().map(|(name, spanned)| endpoint(&mut report, &task_names, name, spanned)).collect();
     let notifications: Vec<String> = raw.notifications.keys().cloned().collect();
-
-    let mut tasks = Vec::new();
-    for (index, (name, spanned)) in raw.tasks.iter().enumerate() {
-        let span = spanned.span();
-        let task = spanned.get_ref();
-        if name.is_empty() || name.len() > NAME_MAX {
-            report.at(span.clone(), format!("task name `{name}` must be 1 to {NAME_MAX} bytes long"));
-        }
-        if !binaries.contains(task.binary.get_ref()) {
-            report.at(
-                task.binary.span(),
-                format!(
-                    "task `{name}`: binary `{}` is not a task crate of this workspace (known: {})",
-                    task.binary.get_ref(),
-                    binaries.join(", ")
-                ),
-            );
-        }
-        let kind = match task.kind.get_ref().as_str() {
-            "system-server" => Some(TaskKind::SystemServer),
-            "driver" => Some(TaskKind::Driver),
-            "user" => Some(TaskKind::User),
-            other => {
-                report.at(
-                    task.kind.span(),
-                    format!("task `{name}`: kind `{other}` is not one of system-server, driver, user"),
-                );
-                None
-            }
-        };
-        if *task.priority.get_ref() > MAX_PRIORITY {
-            report.at(
-                task.priority.span(),
-                format!("task `{name}`: priority {} is above the highest, {MAX_PRIORITY}", task.priority.get_ref()),
-            );
-        }
-        let stack = *task.stack_pages.get_ref();
-        if stack == 0 || stack > MAX_STACK_PAGES {
-            report.at(
-                task.stack_pages.span(),
-                format!("task `{name}`: stack-pages must be 1 to {MAX_STACK_PAGES}, not {stack}"),
-            );
-        }
-        if task.caps.len() > MAX_BOOT_CAPS {
-            report
-                .at(span.clone(), format!("task `{name}`: {} capabilities; at most {MAX_BOOT_CAPS}", task.caps.len()));
-        }
-        let mut caps = Vec::new();
-        for (cap_name, cap) in &task.caps {
-            if cap_name.is_empty() || cap_name.len() > capslots::NAME_MAX {
-                report.at(
-                    cap.span(),
-                    format!("task `{name}`: capability name `{cap_name}` must be 1 to {} bytes", capslots::NAME_MAX),
-                );
-            }
-            let context = GrantContext {
-                task: name,
-                index,
-                kind,
-                endpoints: &endpoints,
-                notifications: &notifications,
-                task_names: &task_names,
-            };
-            if let Some(object) = grant(&mut report, &context, cap_name, cap, &task_index) {
-                caps.push(Grant { name: cap_name.clone(), line: line_of(text, cap.span()), ..object });
-            }
-        }
-        tasks.push(Task {
-            name: name.clone(),
-            binary: task.binary.get_ref().clone(),
-            // An unknown kind was reported above; the policy is refused.
-            kind: kind.unwrap_or(TaskKind::User),
-            priority: *task.priority.get_ref(),
-            memory_pages: *task.memory_pages.get_ref(),
-            stack_pages: stack,
-            objects: task.objects,
-            caps,
-            parameters: task.parameters.iter().map(|(key, value)| (key.clone(), *value)).collect(),
-        });
-    }
-
+    let names = Names { endpoints: &endpoints, notifications: &notifications, tasks: &task_names };
+    let tasks: Vec<Task> = raw
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(index, (name, spanned))| task(&mut report, binaries, &names, index, name, spanned))
+        .collect();
     check_servers(&mut report, &raw, &tasks, &endpoints);
     check_parameters(&mut report, &raw, &tasks, &endpoints);
     let devices = super::devices::check(&mut report, &raw, &tasks);
     let (assertions, mut warnings) = super::assertions::check(&mut report, &raw);
     warnings.extend(super::assertions::waiver_warnings(&devices, &tasks));
-    let init = raw.init.as_ref().and_then(|init| {
-        let index = task_index(init.get_ref());
-        if index.is_none() {
-            report.at(init.span(), format!("init task `{}` is not declared under [tasks]", init.get_ref()));
-        }
-        index
-    });
+    let init = init(&mut report, &raw, &task_names);
     if !report.problems.is_empty() {
         return Err(fail(report.problems));
     }
@@ -245,240 +77,182 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
     })
 }
 
-struct GrantContext<'a> {
-    task: &'a str,
-    index: usize,
-    /// `None` when the declared kind was not recognised (reported already).
-    kind: Option<TaskKind>,
-    endpoints: &'a [Endpoint],
-    notifications: &'a [String],
-    task_names: &'a [&'a str],
+/// The format version, and no more tasks than the kernel holds.
+fn check_header(report: &mut Report<'_>, raw: &RawPolicy) {
+    if *raw.version.get_ref() != FORMAT_VERSION {
+        report.at(
+            raw.version.span(),
+            format!(
+                "policy format version {} is not supported (this tool reads version {FORMAT_VERSION})",
+                raw.version.get_ref()
+            ),
+        );
+    }
+    if raw.tasks.len() > MAX_TASKS {
+        report.at(0..0, format!("{} tasks declared; the kernel holds at most {MAX_TASKS}", raw.tasks.len()));
+    }
 }
 
-/// Checks one capability grant and turns it into a [`Grant`] (name and
-/// line are filled in by the caller).
-fn grant(
-    report: &mut Report<'_>,
-    context: &GrantContext<'_>,
-    cap_name: &str,
-    spanned: &Spanned<RawCap>,
-    task_index: &dyn Fn(&str) -> Option<usize>,
-) -> Option<Grant> {
-    let cap = spanned.get_ref();
-    let span = spanned.span();
-    let what = format!("task `{}`, capability `{cap_name}`", context.task);
-    let objects = [
-        cap.receive.is_some(),
-        cap.send.is_some(),
-        cap.notification.is_some(),
-        cap.watch.is_some(),
-        cap.io_ports.is_some(),
-        cap.interrupt.is_some(),
-        cap.device_memory.is_some(),
-        cap.control.is_some(),
-        cap.acpi_tables.is_some(),
-        cap.ecam.is_some(),
-        cap.remapping_unit.is_some(),
-    ];
-    if objects.iter().filter(|set| **set).count() != 1 {
+/// `[endpoints.NAME]`: its server resolved, its protocol found, and the
+/// IOMMU settings only on an IOMMU endpoint.
+fn endpoint(report: &mut Report<'_>, task_names: &[&str], name: &str, spanned: &Spanned<RawEndpoint>) -> Endpoint {
+    let raw = spanned.get_ref();
+    let server = task_names.iter().position(|task| task == raw.server.get_ref());
+    if server.is_none() {
         report.at(
-            span,
-            format!(
-                "{what}: give exactly one of receive, send, notification, watch, io-ports, interrupt, device-memory, control, acpi-tables, ecam, remapping-unit"
-            ),
-        );
-        return None;
-    }
-    let endpoint = |report: &mut Report<'_>, name: &Spanned<String>| {
-        let found = context.endpoints.iter().position(|e| e.name == *name.get_ref());
-        if found.is_none() {
-            report.at(name.span(), format!("{what}: endpoint `{}` is not declared under [endpoints]", name.get_ref()));
-        }
-        found
-    };
-    let misplaced = |report: &mut Report<'_>, option: &str, object: &str| {
-        report.at(span.clone(), format!("{what}: `{option}` only goes with `{object}`"));
-    };
-    if cap.send.is_none() {
-        if cap.operations.is_some() {
-            misplaced(report, "operations", "send");
-        }
-        if cap.mint.is_some() {
-            misplaced(report, "mint", "send");
-        }
-    }
-    if cap.watch.is_none() && cap.kill.is_some() {
-        misplaced(report, "kill", "watch");
-    }
-    if cap.notification.is_none() && (cap.signal.is_some() || cap.wait.is_some() || cap.badge.is_some()) {
-        misplaced(report, "signal, wait and badge", "notification");
-    }
-    if cap.mint == Some(true) && cap.operations.is_some() {
-        report.at(
-            span.clone(),
-            format!("{what}: a minting capability is unbadged and carries no operations; drop `operations`"),
+            raw.server.span(),
+            format!("endpoint `{name}`: server `{}` is not a declared task", raw.server.get_ref()),
         );
     }
-    if cap.acpi_tables == Some(false) {
-        report.at(span.clone(), format!("{what}: `acpi-tables = false` grants nothing; leave the capability out"));
+    let protocol = raw.protocol.as_ref().and_then(|protocol| endpoint_protocol(report, name, protocol));
+    check_iommu_settings(report, name, spanned, protocol.is_some_and(|p| p.name == iommu_api::PROTOCOL.name));
+    Endpoint {
+        name: name.to_owned(),
+        server: server.unwrap_or(0),
+        protocol,
+        mapping_quota_pages: raw.mapping_quota_pages.as_ref().map(|quota| *quota.get_ref()),
+        address_space_quota: raw.address_space_quota,
+        invalidation: raw.invalidation.as_ref().map(|mode| match mode.get_ref() {
+            RawInvalidation::Queued => InvalidationMode::Queued,
+            RawInvalidation::Registers => InvalidationMode::Registers,
+        }),
+        interrupt_entries_per_device: raw.interrupt_entries_per_device.as_ref().map(|quota| *quota.get_ref()),
+        assignment_without_interrupt_remapping: raw
+            .assignment_without_interrupt_remapping
+            .as_ref()
+            .is_some_and(|allowed| *allowed.get_ref()),
     }
-    // The ACPI tables, ECAM and a remapping unit's registers are hardware
-    // too: with the unit's registers a task could turn translation off.
-    let hardware = cap.io_ports.is_some()
-        || cap.interrupt.is_some()
-        || cap.device_memory.is_some()
-        || cap.control.is_some()
-        || cap.acpi_tables.is_some()
-        || cap.ecam.is_some()
-        || cap.remapping_unit.is_some();
-    if let Some(kind) = context.kind
-        && hardware
-        && kind != TaskKind::SystemServer
-    {
-        report.at(
-            span.clone(),
-            format!(
-                "{what}: a {} task may not hold hardware capabilities; only system servers do (drivers get their devices through the PCI server)",
-                kind.name()
-            ),
-        );
-    }
+}
 
-    let plain = |object, rights, badge| Some(Grant { name: String::new(), line: 0, object, rights, badge });
-    if let Some(name) = &cap.receive {
-        let index = endpoint(report, name)?;
-        if context.endpoints[index].server != context.index {
+/// The protocol an endpoint names, or a problem listing the known ones.
+fn endpoint_protocol(report: &mut Report<'_>, name: &str, protocol: &Spanned<String>) -> Option<&'static Protocol> {
+    let found = protocols::find(protocol.get_ref());
+    if found.is_none() {
+        let known: Vec<_> = protocols::ALL.iter().map(|p| p.name).collect();
+        report.at(
+            protocol.span(),
+            format!("endpoint `{name}`: unknown protocol `{}` (known: {})", protocol.get_ref(), known.join(", ")),
+        );
+    }
+    found
+}
+
+/// The settings only an IOMMU endpoint takes, and their ranges there.
+fn check_iommu_settings(report: &mut Report<'_>, name: &str, spanned: &Spanned<RawEndpoint>, is_iommu: bool) {
+    let raw = spanned.get_ref();
+    if is_iommu {
+        if let Some(quota) = &raw.interrupt_entries_per_device
+            && !(1..=32).contains(quota.get_ref())
+        {
             report.at(
-                name.span(),
-                format!(
-                    "{what}: endpoint `{}` is served by `{}`, so `{}` may not receive on it",
-                    name.get_ref(),
-                    context.task_names.get(context.endpoints[index].server).copied().unwrap_or("?"),
-                    context.task
-                ),
+                quota.span(),
+                format!("endpoint `{name}`: interrupt-entries-per-device must be 1 to 32 (MSI's most vectors)"),
             );
         }
-        return plain(BootObject::Endpoint(index as u16), rights::RECEIVE, 0);
+        return;
     }
-    if let Some(name) = &cap.send {
-        let index = endpoint(report, name)?;
-        let declared = &context.endpoints[index];
-        let mut granted = rights::SEND | rights::GRANT;
-        if cap.mint == Some(true) {
-            if declared.server != context.index {
-                report.at(span.clone(), format!("{what}: only the server of `{}` may mint its badges", declared.name));
-            }
-            return plain(BootObject::Endpoint(index as u16), granted | rights::MINT, 0);
+    // The address-space quota is a plain number: its problem is located at the endpoint.
+    let given = [
+        ("mapping-quota-pages", raw.mapping_quota_pages.as_ref().map(Spanned::span)),
+        ("invalidation", raw.invalidation.as_ref().map(Spanned::span)),
+        ("interrupt-entries-per-device", raw.interrupt_entries_per_device.as_ref().map(Spanned::span)),
+        ("address-space-quota", raw.address_space_quota.map(|_| spanned.span())),
+        (
+            "assignment-without-interrupt-remapping",
+            raw.assignment_without_interrupt_remapping.as_ref().map(Spanned::span),
+        ),
+    ];
+    for (setting, span) in given {
+        if let Some(span) = span {
+            report.at(span, format!("endpoint `{name}`: {setting} only applies to the iommu protocol"));
         }
-        let mut mask = 0u64;
-        match (declared.protocol, &cap.operations) {
-            (Some(protocol), Some(operations)) => {
-                for operation in operations {
-                    match protocol.operation(operation.get_ref()) {
-                        Some(number) => mask |= 1 << number,
-                        None => report.at(
-                            operation.span(),
-                            format!(
-                                "{what}: protocol `{}` has no operation `{}` (it has: {})",
-                                protocol.name,
-                                operation.get_ref(),
-                                protocol.operations.join(", ")
-                            ),
-                        ),
-                    }
-                }
-            }
-            (Some(protocol), None) => report.at(
-                span.clone(),
-                format!(
-                    "{what}: say which operations of `{}` it may invoke: operations = [{}]",
-                    protocol.name,
-                    protocol.operations.iter().map(|op| format!("\"{op}\"")).collect::<Vec<_>>().join(", ")
-                ),
+    }
+}
+
+/// `[tasks.NAME]`: its fields in range and each of its capabilities.
+fn task(
+    report: &mut Report<'_>,
+    binaries: &[String],
+    names: &Names<'_>,
+    index: usize,
+    name: &str,
+    spanned: &Spanned<RawTask>,
+) -> Task {
+    let task = spanned.get_ref();
+    if name.is_empty() || name.len() > NAME_MAX {
+        report.at(spanned.span(), format!("task name `{name}` must be 1 to {NAME_MAX} bytes long"));
+    }
+    if !binaries.contains(task.binary.get_ref()) {
+        report.at(
+            task.binary.span(),
+            format!(
+                "task `{name}`: binary `{}` is not a task crate of this workspace (known: {})",
+                task.binary.get_ref(),
+                binaries.join(", ")
             ),
-            (None, Some(_)) => report.at(
-                span.clone(),
-                format!("{what}: endpoint `{}` has no protocol, so no operations can be named", declared.name),
-            ),
-            (None, None) => granted &= !rights::GRANT,
-        }
-        return plain(BootObject::Endpoint(index as u16), granted, badge::policy(context.index as u16, mask));
+        );
     }
-    if let Some(name) = &cap.notification {
-        let Some(index) = context.notifications.iter().position(|n| n == name.get_ref()) else {
-            report.at(
-                name.span(),
-                format!("{what}: notification `{}` is not declared under [notifications]", name.get_ref()),
-            );
-            return None;
-        };
-        let mut granted = 0;
-        if cap.signal == Some(true) {
-            granted |= rights::SEND;
-        }
-        if cap.wait == Some(true) {
-            granted |= rights::RECEIVE;
-        }
-        if granted == 0 {
-            report.at(span, format!("{what}: a notification capability needs `signal = true`, `wait = true`, or both"));
-        }
-        return plain(BootObject::Notification(index as u16), granted, cap.badge.unwrap_or(0));
+    let kind = task_kind(report, name, &task.kind);
+    check_task_limits(report, name, spanned);
+    let holder = Holder { name, index, kind };
+    let caps = task.caps.iter().filter_map(|(cap, raw)| grant(report, names, &holder, cap, raw)).collect();
+    Task {
+        name: name.to_owned(),
+        binary: task.binary.get_ref().clone(),
+        // An unknown kind was reported above; the policy is refused.
+        kind: kind.unwrap_or(TaskKind::User),
+        priority: *task.priority.get_ref(),
+        memory_pages: *task.memory_pages.get_ref(),
+        stack_pages: *task.stack_pages.get_ref(),
+        objects: task.objects,
+        caps,
+        parameters: task.parameters.iter().map(|(key, value)| (key.clone(), *value)).collect(),
     }
-    if let Some(name) = &cap.watch {
-        let Some(index) = task_index(name.get_ref()) else {
-            report.at(name.span(), format!("{what}: task `{}` to watch is not declared", name.get_ref()));
-            return None;
-        };
-        let kill = if cap.kill == Some(true) { rights::KILL } else { 0 };
-        return plain(BootObject::Task(index as u16), rights::WATCH | kill, 0);
+}
+
+/// The task kind `kind` spells, or a problem.
+fn task_kind(report: &mut Report<'_>, name: &str, kind: &Spanned<String>) -> Option<TaskKind> {
+    let found = [TaskKind::SystemServer, TaskKind::Driver, TaskKind::User]
+        .into_iter()
+        .find(|known| known.name() == kind.get_ref());
+    if found.is_none() {
+        report.at(
+            kind.span(),
+            format!("task `{name}`: kind `{}` is not one of system-server, driver, user", kind.get_ref()),
+        );
     }
-    if let Some(ports) = &cap.io_ports {
-        if ports.count == 0 || u32::from(ports.base) + u32::from(ports.count) > 0x1_0000 {
-            report.at(span, format!("{what}: ports {:#x}+{} do not fit the 64 Ki port space", ports.base, ports.count));
-        }
-        return plain(BootObject::IoPorts { base: ports.base, count: ports.count }, rights::SEND | rights::RECEIVE, 0);
+    found
+}
+
+/// Priority, stack and capability count within what the kernel allows.
+fn check_task_limits(report: &mut Report<'_>, name: &str, spanned: &Spanned<RawTask>) {
+    let task = spanned.get_ref();
+    if *task.priority.get_ref() > MAX_PRIORITY {
+        report.at(
+            task.priority.span(),
+            format!("task `{name}`: priority {} is above the highest, {MAX_PRIORITY}", task.priority.get_ref()),
+        );
     }
-    if let Some(interrupt) = &cap.interrupt {
-        let level = match interrupt.trigger.get_ref().as_str() {
-            "level" => true,
-            "edge" => false,
-            other => {
-                report.at(interrupt.trigger.span(), format!("{what}: trigger `{other}` is not `edge` or `level`"));
-                false
-            }
-        };
-        return plain(BootObject::Interrupt { gsi: interrupt.gsi, level }, rights::ACK, 0);
+    let stack = *task.stack_pages.get_ref();
+    if stack == 0 || stack > MAX_STACK_PAGES {
+        report.at(
+            task.stack_pages.span(),
+            format!("task `{name}`: stack-pages must be 1 to {MAX_STACK_PAGES}, not {stack}"),
+        );
     }
-    if let Some(memory) = &cap.device_memory {
-        if memory.base % 4096 != 0 || memory.pages == 0 {
-            report.at(span, format!("{what}: device memory must be page-aligned and at least one page"));
-        }
-        let object = BootObject::DeviceMemory { base: memory.base, pages: memory.pages };
-        return plain(object, rights::READ | rights::WRITE, 0);
+    if task.caps.len() > MAX_BOOT_CAPS {
+        report.at(spanned.span(), format!("task `{name}`: {} capabilities; at most {MAX_BOOT_CAPS}", task.caps.len()));
     }
-    if let Some(names) = &cap.control {
-        let mut granted = 0;
-        for name in names {
-            match name.get_ref().as_str() {
-                "dma" => granted |= rights::DMA,
-                "irq" => granted |= rights::IRQ,
-                "device-memory" => granted |= rights::DEVICE,
-                other => report
-                    .at(name.span(), format!("{what}: control right `{other}` is not `dma`, `irq` or `device-memory`")),
-            }
-        }
-        return plain(BootObject::Control, granted, 0);
+}
+
+/// `init = "task"`: the task whose exit ends the system, if declared.
+fn init(report: &mut Report<'_>, raw: &RawPolicy, task_names: &[&str]) -> Option<usize> {
+    let init = raw.init.as_ref()?;
+    let index = task_names.iter().position(|task| task == init.get_ref());
+    if index.is_none() {
+        report.at(init.span(), format!("init task `{}` is not declared under [tasks]", init.get_ref()));
     }
-    if cap.acpi_tables.is_some() {
-        return plain(BootObject::AcpiTables, rights::READ, 0);
-    }
-    if let Some(n) = cap.ecam {
-        return plain(BootObject::Ecam(n), rights::READ | rights::WRITE, 0);
-    }
-    if let Some(n) = cap.remapping_unit {
-        return plain(BootObject::RemappingUnit(n), rights::READ | rights::WRITE, 0);
-    }
-    None
+    index
 }
 
 /// Every endpoint has a server that receives on it, and no client outranks

@@ -3,9 +3,10 @@
 
 use capabilities::config::DeviceMatch;
 use capabilities::pci::Bdf;
+use toml::Spanned;
 
 use super::check::{Report, line_of};
-use super::raw::RawPolicy;
+use super::raw::{RawDevice, RawPolicy};
 use super::{Device, Task, TaskKind};
 
 /// Parses `BB:DD.F` (hexadecimal, as Linux prints it).
@@ -24,113 +25,148 @@ pub fn parse_ids(text: &str) -> Option<(u16, u16)> {
 
 /// Checks every device rule and resolves its names.
 pub(super) fn check(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task]) -> Vec<Device> {
-    let mut devices = Vec::new();
-    for (name, spanned) in &raw.devices {
-        let span = spanned.span();
-        let device = spanned.get_ref();
-        let what = format!("device `{name}`");
-        let selector = match (&device.address, &device.ids) {
-            (Some(address), None) => match parse_address(address.get_ref()) {
-                Some(bdf) => Some(DeviceMatch::Address(bdf)),
-                None => {
-                    report.at(address.span(), format!("{what}: address `{}` is not BB:DD.F", address.get_ref()));
-                    None
-                }
-            },
-            (None, Some(ids)) => match parse_ids(ids.get_ref()) {
-                Some((vendor, device)) => Some(DeviceMatch::Ids { vendor, device }),
-                None => {
-                    report.at(ids.span(), format!("{what}: ids `{}` are not vvvv:dddd", ids.get_ref()));
-                    None
-                }
-            },
-            _ => {
-                report.at(
-                    span.clone(),
-                    format!("{what}: give exactly one of `address = \"BB:DD.F\"` or `ids = \"vvvv:dddd\"`"),
-                );
-                None
+    let devices: Vec<Device> =
+        raw.devices.iter().filter_map(|(name, spanned)| device(report, tasks, name, spanned)).collect();
+    check_counts(report, &devices);
+    check_double_bindings(report, raw, tasks, &devices);
+    devices
+}
+
+/// `[devices.NAME]`: which functions, bound to which driver, owned by
+/// which user; `None` if it names no functions.
+fn device(report: &mut Report<'_>, tasks: &[Task], name: &str, spanned: &Spanned<RawDevice>) -> Option<Device> {
+    let span = spanned.span();
+    let device = spanned.get_ref();
+    let what = format!("device `{name}`");
+    let selector = selector(report, &what, spanned);
+    let driver = driver(report, tasks, &what, spanned);
+    let user = device.user.as_ref().and_then(|user| task_in_role(report, tasks, &what, user, "user", TaskKind::User));
+    if driver.is_none() && user.is_none() && device.driver.is_none() && device.user.is_none() {
+        report.at(span.clone(), format!("{what}: name a `driver`, a `user`, or both"));
+    }
+    if let (Some((driver, true)), Some(user)) = (driver, user) {
+        report.at(
+            span.clone(),
+            format!(
+                "{what}: DMA-capable driver `{}` and user task `{}` cannot share a device (nor its group); bind a driver with `dma = false` (a stub) if the device must stay claimed",
+                tasks[driver].name, tasks[user].name
+            ),
+        );
+    }
+    let selector = selector?;
+    let waiver =
+        device.reserved_region_waiver.as_ref().and_then(|reason| waiver(report, &what, selector, user, reason));
+    Some(Device { name: name.to_owned(), line: line_of(report.text, span), selector, driver, user, waiver })
+}
+
+/// The functions a rule covers: exactly one of `address` and `ids`.
+fn selector(report: &mut Report<'_>, what: &str, spanned: &Spanned<RawDevice>) -> Option<DeviceMatch> {
+    let device = spanned.get_ref();
+    match (&device.address, &device.ids) {
+        (Some(address), None) => {
+            let found = parse_address(address.get_ref()).map(DeviceMatch::Address);
+            if found.is_none() {
+                report.at(address.span(), format!("{what}: address `{}` is not BB:DD.F", address.get_ref()));
             }
-        };
-        let find = |report: &mut Report<'_>, field: &toml::Spanned<String>, role: &str, kinds: &[TaskKind]| {
-            let Some(index) = tasks.iter().position(|task| task.name == *field.get_ref()) else {
-                report.at(field.span(), format!("{what}: {role} `{}` is not a declared task", field.get_ref()));
-                return None;
-            };
-            let kind = tasks[index].kind;
-            if !kinds.contains(&kind) {
-                report.at(
-                    field.span(),
-                    format!(
-                        "{what}: {role} `{}` is a {} task; a {role} must be a {}",
-                        field.get_ref(),
-                        kind.name(),
-                        kinds[0].name()
-                    ),
-                );
-            }
-            Some(index)
-        };
-        let driver = match (&device.driver, device.dma) {
-            (Some(driver), Some(dma)) => find(report, driver, "driver", &[TaskKind::Driver]).map(|index| (index, dma)),
-            (Some(driver), None) => {
-                report.at(
-                    driver.span(),
-                    format!(
-                        "{what}: say whether driver `{}` does DMA (`dma = true` or `dma = false`)",
-                        driver.get_ref()
-                    ),
-                );
-                None
-            }
-            (None, Some(_)) => {
-                report.at(span.clone(), format!("{what}: `dma` only goes with `driver`"));
-                None
-            }
-            (None, None) => None,
-        };
-        let user = device.user.as_ref().and_then(|user| find(report, user, "user", &[TaskKind::User]));
-        if driver.is_none() && user.is_none() && device.driver.is_none() && device.user.is_none() {
-            report.at(span.clone(), format!("{what}: name a `driver`, a `user`, or both"));
+            found
         }
-        if let (Some((driver, true)), Some(user)) = (driver, user) {
+        (None, Some(ids)) => {
+            let found = parse_ids(ids.get_ref()).map(|(vendor, device)| DeviceMatch::Ids { vendor, device });
+            if found.is_none() {
+                report.at(ids.span(), format!("{what}: ids `{}` are not vvvv:dddd", ids.get_ref()));
+            }
+            found
+        }
+        _ => {
             report.at(
-                span.clone(),
-                format!(
-                    "{what}: DMA-capable driver `{}` and user task `{}` cannot share a device (nor its group); bind a driver with `dma = false` (a stub) if the device must stay claimed",
-                    tasks[driver].name, tasks[user].name
-                ),
+                spanned.span(),
+                format!("{what}: give exactly one of `address = \"BB:DD.F\"` or `ids = \"vvvv:dddd\"`"),
             );
-        }
-        if let Some(selector) = selector {
-            let waiver = device.reserved_region_waiver.as_ref().and_then(|reason| {
-                let problem = match (&selector, user) {
-                    (_, None) => Some("a reserved-region waiver lets a user task own the device: name the `user`"),
-                    (DeviceMatch::Ids { .. }, _) => Some("a reserved-region waiver names one device: use `address`"),
-                    _ if reason.get_ref().trim().len() < super::assertions::JUSTIFICATION_MIN => {
-                        Some("a reserved-region waiver needs its reason in words")
-                    }
-                    _ if reason.get_ref().len() > capabilities::config::JUSTIFICATION_MAX => {
-                        Some("the waiver's reason is too long")
-                    }
-                    _ => None,
-                };
-                if let Some(problem) = problem {
-                    report.at(reason.span(), format!("{what}: {problem}"));
-                }
-                problem.is_none().then(|| reason.get_ref().clone())
-            });
-            devices.push(Device {
-                name: name.clone(),
-                line: line_of(report.text, span),
-                selector,
-                driver,
-                user,
-                waiver,
-            });
+            None
         }
     }
-    // The servers' configurations hold this many of each.
+}
+
+/// The rule's driver task and whether it does DMA, which must be said.
+fn driver(report: &mut Report<'_>, tasks: &[Task], what: &str, spanned: &Spanned<RawDevice>) -> Option<(usize, bool)> {
+    let device = spanned.get_ref();
+    match (&device.driver, device.dma) {
+        (Some(driver), Some(dma)) => {
+            task_in_role(report, tasks, what, driver, "driver", TaskKind::Driver).map(|index| (index, dma))
+        }
+        (Some(driver), None) => {
+            report.at(
+                driver.span(),
+                format!("{what}: say whether driver `{}` does DMA (`dma = true` or `dma = false`)", driver.get_ref()),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            report.at(spanned.span(), format!("{what}: `dma` only goes with `driver`"));
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// The index of the task `field` names, which should be of `kind`; a task
+/// of another kind is reported and still resolved.
+fn task_in_role(
+    report: &mut Report<'_>,
+    tasks: &[Task],
+    what: &str,
+    field: &Spanned<String>,
+    role: &str,
+    kind: TaskKind,
+) -> Option<usize> {
+    let Some(index) = tasks.iter().position(|task| task.name == *field.get_ref()) else {
+        report.at(field.span(), format!("{what}: {role} `{}` is not a declared task", field.get_ref()));
+        return None;
+    };
+    let found = tasks[index].kind;
+    if found != kind {
+        report.at(
+            field.span(),
+            format!(
+                "{what}: {role} `{}` is a {} task; a {role} must be a {}",
+                field.get_ref(),
+                found.name(),
+                kind.name()
+            ),
+        );
+    }
+    Some(index)
+}
+
+/// A reserved-region waiver's reason, if the rule may carry one: one
+/// device by address, owned by a user task, and the reason in words.
+fn waiver(
+    report: &mut Report<'_>,
+    what: &str,
+    selector: DeviceMatch,
+    user: Option<usize>,
+    reason: &Spanned<String>,
+) -> Option<String> {
+    let problem = match (selector, user) {
+        (_, None) => Some("a reserved-region waiver lets a user task own the device: name the `user`"),
+        (DeviceMatch::Ids { .. }, _) => Some("a reserved-region waiver names one device: use `address`"),
+        _ if reason.get_ref().trim().len() < super::assertions::JUSTIFICATION_MIN => {
+            Some("a reserved-region waiver needs its reason in words")
+        }
+        _ if reason.get_ref().len() > capabilities::config::JUSTIFICATION_MAX => {
+            Some("the waiver's reason is too long")
+        }
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        report.at(reason.span(), format!("{what}: {problem}"));
+    }
+    problem.is_none().then(|| reason.get_ref().clone())
+}
+
+/// No more bindings, assignments and waivers than the servers'
+/// configurations hold.
+fn check_counts(report: &mut Report<'_>, devices: &[Device]) {
     let max = capabilities::config::MAX_DEVICE_RULES;
     let (bindings, assignments) =
         (devices.iter().filter(|d| d.driver.is_some()).count(), devices.iter().filter(|d| d.user.is_some()).count());
@@ -142,6 +178,10 @@ pub(super) fn check(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task]) ->
     if waivers > capabilities::config::MAX_ASSERTIONS {
         report.at(0..0, format!("{waivers} reserved-region waivers; at most {}", capabilities::config::MAX_ASSERTIONS));
     }
+}
+
+/// No two rules with the same selector bind drivers.
+fn check_double_bindings(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task], devices: &[Device]) {
     for (index, device) in devices.iter().enumerate() {
         for earlier in &devices[..index] {
             if let (Some((a, _)), Some((b, _))) = (earlier.driver, device.driver)
@@ -158,7 +198,6 @@ pub(super) fn check(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task]) ->
             }
         }
     }
-    devices
 }
 
 #[cfg(test)]

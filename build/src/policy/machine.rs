@@ -78,149 +78,220 @@ fn check_memory(policy: &Policy, machine: &str, memory_mib: u32) -> Option<Probl
 pub fn check(policy: &Policy, machine: &str, memory_mib: u32, groups: &MachineGroups) -> MachineCheck {
     let mut result = MachineCheck::default();
     result.problems.extend(check_memory(policy, machine, memory_mib));
-    let task = |index: usize| policy.tasks.get(index).map_or("?", |task| task.name.as_str());
     let functions: Vec<&Function> = groups.functions().map(|(_, function)| function).collect();
-
-    for rule in &policy.devices {
-        if !functions.iter().any(|function| matches(rule, function)) {
-            result.problems.push(Problem {
-                line: rule.line,
-                message: format!(
-                    "device `{}`: machine `{machine}` has no function {}",
-                    rule.name,
-                    selector_words(rule.selector)
-                ),
-            });
-        }
-    }
-
-    // The PCI server binds each function to the first rule with a driver
-    // that matches it; a later rule's driver never gets that function.
-    let binding =
-        |function: &Function| policy.devices.iter().position(|rule| rule.driver.is_some() && matches(rule, function));
-    for function in &functions {
-        let Some(first) = binding(function) else { continue };
-        let winner = &policy.devices[first];
-        for later in policy.devices[first + 1..].iter().filter(|rule| rule.driver.is_some() && matches(rule, function))
-        {
-            let (Some((won, _)), Some((lost, _))) = (winner.driver, later.driver) else { continue };
-            result.problems.push(Problem {
-                line: later.line,
-                message: format!(
-                    "device `{}`: {} is already bound to driver `{}` by device `{}` (line {}); it cannot also be bound to `{}`",
-                    later.name,
-                    function.bdf,
-                    task(won),
-                    winner.name,
-                    winner.line,
-                    task(lost)
-                ),
-            });
-        }
-    }
-
+    result.problems.extend(missing_functions(policy, machine, &functions));
+    result.problems.extend(double_bindings(policy, &functions));
     for group in &groups.groups {
-        // Every user rule that reaches this group, with the functions it names.
-        let users: Vec<(&Device, Vec<&Function>)> = policy
-            .devices
-            .iter()
-            .filter(|rule| rule.user.is_some())
-            .map(|rule| (rule, group.functions.iter().filter(|function| matches(rule, function)).collect::<Vec<_>>()))
-            .filter(|(_, named)| !named.is_empty())
-            .collect();
-        let Some((first_rule, first_named)) = users.first() else { continue };
-        // Functions bound to drivers, with their rule, split by DMA.
-        let bound: Vec<(&Function, &Device, bool)> = group
-            .functions
-            .iter()
-            .filter_map(|function| {
-                let rule = &policy.devices[binding(function)?];
-                rule.driver.map(|(_, dma)| (function, rule, dma))
-            })
-            .collect();
-        for (rule, named) in &users {
-            let Some(user) = rule.user else { continue };
-            let named_list = list(&named.iter().map(|function| function.bdf.to_string()).collect::<Vec<_>>());
-            let conflicts: Vec<String> = bound
-                .iter()
-                .filter(|(_, binder, dma)| *dma && !std::ptr::eq(*binder, *rule))
-                .map(|(function, binder, _)| {
-                    let driver = binder.driver.map_or("?", |(driver, _)| task(driver));
-                    let itself = named.iter().any(|mine| mine.bdf == function.bdf);
-                    format!(
-                        "{}{}, bound to DMA-capable driver `{driver}` (device `{}`, line {})",
-                        function.bdf,
-                        if itself { " itself" } else { "" },
-                        binder.name,
-                        binder.line
-                    )
-                })
-                .collect();
-            if !conflicts.is_empty() {
-                let mut message = format!(
-                    "device `{}`: user task `{}` is assigned {named_list}, but its IOMMU group {} ({}) also holds {}: a group is driven by trusted drivers or owned by one user task, never both",
-                    rule.name,
-                    task(user),
-                    group.id,
-                    group.member_list(),
-                    list(&conflicts)
-                );
-                if group.functions.len() > 1 {
-                    let _ = write!(message, ". {}", why(group));
-                }
-                result.problems.push(Problem { line: rule.line, message });
-            }
-            if let Some(first_user) = first_rule.user
-                && first_user != user
-            {
-                let first_list = list(&first_named.iter().map(|function| function.bdf.to_string()).collect::<Vec<_>>());
-                result.problems.push(Problem {
-                    line: rule.line,
-                    message: format!(
-                        "device `{}`: user task `{}` is assigned {named_list}, but its IOMMU group {} ({}) is also assigned to user task `{}` (device `{}`, line {}, names {first_list}): a group has one owner. {}",
-                        rule.name,
-                        task(user),
-                        group.id,
-                        group.member_list(),
-                        task(first_user),
-                        first_rule.name,
-                        first_rule.line,
-                        why(group)
-                    ),
-                });
-            }
-            let companions: Vec<String> = group
-                .functions
-                .iter()
-                .filter(|function| !named.iter().any(|mine| mine.bdf == function.bdf))
-                .map(|function| match bound.iter().find(|(bound, _, _)| bound.bdf == function.bdf) {
-                    Some((_, binder, false)) => format!(
-                        "{} (stays with no-DMA driver `{}`)",
-                        function.bdf,
-                        binder.driver.map_or("?", |(driver, _)| task(driver))
-                    ),
-                    _ => function.bdf.to_string(),
-                })
-                .collect();
-            if !companions.is_empty() {
-                result.notes.push(Problem {
-                    line: rule.line,
-                    message: format!(
-                        "device `{}`: user task `{}` owns all of IOMMU group {} with {named_list}: also {}. {}",
-                        rule.name,
-                        task(user),
-                        group.id,
-                        list(&companions),
-                        why(group)
-                    ),
-                });
-            }
-        }
+        check_group(policy, group, &mut result);
     }
     // Reported in file order, like the policy's own checks.
     result.problems.sort_by_key(|problem| problem.line);
     result.notes.sort_by_key(|note| note.line);
     result
+}
+
+/// The name of task `index`, for messages.
+fn task(policy: &Policy, index: usize) -> &str {
+    policy.tasks.get(index).map_or("?", |task| task.name.as_str())
+}
+
+/// The name of the driver task of `rule`, for messages.
+fn driver_of<'a>(policy: &'a Policy, rule: &Device) -> &'a str {
+    rule.driver.map_or("?", |(driver, _)| task(policy, driver))
+}
+
+/// The rule that binds `function` to its driver: the PCI server binds each
+/// function to the first rule with a driver that matches it.
+fn binding(policy: &Policy, function: &Function) -> Option<usize> {
+    policy.devices.iter().position(|rule| rule.driver.is_some() && matches(rule, function))
+}
+
+/// Rules that match no function of the machine.
+fn missing_functions(policy: &Policy, machine: &str, functions: &[&Function]) -> Vec<Problem> {
+    policy
+        .devices
+        .iter()
+        .filter(|rule| !functions.iter().any(|function| matches(rule, function)))
+        .map(|rule| Problem {
+            line: rule.line,
+            message: format!(
+                "device `{}`: machine `{machine}` has no function {}",
+                rule.name,
+                selector_words(rule.selector)
+            ),
+        })
+        .collect()
+}
+
+/// Later rules whose driver never gets a function an earlier rule binds.
+fn double_bindings(policy: &Policy, functions: &[&Function]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for function in functions {
+        let Some(first) = binding(policy, function) else { continue };
+        let winner = &policy.devices[first];
+        for later in policy.devices[first + 1..].iter().filter(|rule| rule.driver.is_some() && matches(rule, function))
+        {
+            let (Some((won, _)), Some((lost, _))) = (winner.driver, later.driver) else { continue };
+            problems.push(Problem {
+                line: later.line,
+                message: format!(
+                    "device `{}`: {} is already bound to driver `{}` by device `{}` (line {}); it cannot also be bound to `{}`",
+                    later.name,
+                    function.bdf,
+                    task(policy, won),
+                    winner.name,
+                    winner.line,
+                    task(policy, lost)
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// One group as the policy reaches it.
+struct Reach<'a> {
+    group: &'a Group,
+    /// Every user rule that names functions of the group, with those functions.
+    users: Vec<(&'a Device, Vec<&'a Function>)>,
+    /// The group's functions bound to drivers, with the binding rule and
+    /// whether that driver does DMA.
+    bound: Vec<(&'a Function, &'a Device, bool)>,
+}
+
+/// A user rule's claim on one group.
+struct Claim<'a> {
+    rule: &'a Device,
+    /// The user task.
+    user: usize,
+    /// The group's functions the rule names.
+    named: &'a [&'a Function],
+    /// `named` in words.
+    named_list: String,
+}
+
+/// The group's problems and notes: every user rule reaching it must be its
+/// only owner, with no DMA-capable driver beside it.
+fn check_group(policy: &Policy, group: &Group, result: &mut MachineCheck) {
+    let users: Vec<(&Device, Vec<&Function>)> = policy
+        .devices
+        .iter()
+        .filter(|rule| rule.user.is_some())
+        .map(|rule| (rule, group.functions.iter().filter(|function| matches(rule, function)).collect::<Vec<_>>()))
+        .filter(|(_, named)| !named.is_empty())
+        .collect();
+    if users.is_empty() {
+        return;
+    }
+    let bound = group
+        .functions
+        .iter()
+        .filter_map(|function| {
+            let rule = &policy.devices[binding(policy, function)?];
+            rule.driver.map(|(_, dma)| (function, rule, dma))
+        })
+        .collect();
+    let reach = Reach { group, users, bound };
+    for (rule, named) in &reach.users {
+        let Some(user) = rule.user else { continue };
+        let named_list = list(&named.iter().map(|function| function.bdf.to_string()).collect::<Vec<_>>());
+        let claim = Claim { rule, user, named, named_list };
+        result.problems.extend(dma_conflict(policy, &reach, &claim));
+        result.problems.extend(second_owner(policy, &reach, &claim));
+        result.notes.extend(companions(policy, &reach, &claim));
+    }
+}
+
+/// A claim on a group that also holds functions bound to DMA-capable drivers.
+fn dma_conflict(policy: &Policy, reach: &Reach<'_>, claim: &Claim<'_>) -> Option<Problem> {
+    let conflicts: Vec<String> = reach
+        .bound
+        .iter()
+        .filter(|(_, binder, dma)| *dma && !std::ptr::eq(*binder, claim.rule))
+        .map(|(function, binder, _)| {
+            let itself = claim.named.iter().any(|mine| mine.bdf == function.bdf);
+            format!(
+                "{}{}, bound to DMA-capable driver `{}` (device `{}`, line {})",
+                function.bdf,
+                if itself { " itself" } else { "" },
+                driver_of(policy, binder),
+                binder.name,
+                binder.line
+            )
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return None;
+    }
+    let group = reach.group;
+    let mut message = format!(
+        "device `{}`: user task `{}` is assigned {}, but its IOMMU group {} ({}) also holds {}: a group is driven by trusted drivers or owned by one user task, never both",
+        claim.rule.name,
+        task(policy, claim.user),
+        claim.named_list,
+        group.id,
+        group.member_list(),
+        list(&conflicts)
+    );
+    if group.functions.len() > 1 {
+        let _ = write!(message, ". {}", why(group));
+    }
+    Some(Problem { line: claim.rule.line, message })
+}
+
+/// A claim by another user task than the group's first claim.
+fn second_owner(policy: &Policy, reach: &Reach<'_>, claim: &Claim<'_>) -> Option<Problem> {
+    let (first_rule, first_named) = reach.users.first()?;
+    let first_user = first_rule.user.filter(|first_user| *first_user != claim.user)?;
+    let first_list = list(&first_named.iter().map(|function| function.bdf.to_string()).collect::<Vec<_>>());
+    let group = reach.group;
+    Some(Problem {
+        line: claim.rule.line,
+        message: format!(
+            "device `{}`: user task `{}` is assigned {}, but its IOMMU group {} ({}) is also assigned to user task `{}` (device `{}`, line {}, names {first_list}): a group has one owner. {}",
+            claim.rule.name,
+            task(policy, claim.user),
+            claim.named_list,
+            group.id,
+            group.member_list(),
+            task(policy, first_user),
+            first_rule.name,
+            first_rule.line,
+            why(group)
+        ),
+    })
+}
+
+/// The note on what else the user task owns with the group: the functions
+/// it does not name.
+fn companions(policy: &Policy, reach: &Reach<'_>, claim: &Claim<'_>) -> Option<Problem> {
+    let group = reach.group;
+    let companions: Vec<String> = group
+        .functions
+        .iter()
+        .filter(|function| !claim.named.iter().any(|mine| mine.bdf == function.bdf))
+        .map(|function| match reach.bound.iter().find(|(bound, _, _)| bound.bdf == function.bdf) {
+            Some((_, binder, false)) => {
+                format!("{} (stays with no-DMA driver `{}`)", function.bdf, driver_of(policy, binder))
+            }
+            _ => function.bdf.to_string(),
+        })
+        .collect();
+    if companions.is_empty() {
+        return None;
+    }
+    Some(Problem {
+        line: claim.rule.line,
+        message: format!(
+            "device `{}`: user task `{}` owns all of IOMMU group {} with {}: also {}. {}",
+            claim.rule.name,
+            task(policy, claim.user),
+            group.id,
+            claim.named_list,
+            list(&companions),
+            why(group)
+        ),
+    })
 }
 
 #[cfg(test)]

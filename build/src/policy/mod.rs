@@ -9,9 +9,12 @@
 mod assertions;
 mod check;
 pub mod devices;
+mod grants;
 pub mod machine;
 pub mod protocols;
 mod raw;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,54 +6,16 @@ use std::path::Path;
 use capabilities::abi::rights;
 use capabilities::badge;
 
+use super::testing::{BINARIES, GOOD};
 use super::{BootObject, Policy, Problems, TaskKind, parse};
 
 fn binaries() -> Vec<String> {
-    ["echo-server", "kernel-test", "hello"].iter().map(|s| s.to_string()).collect()
+    BINARIES.iter().map(|s| s.to_string()).collect()
 }
 
 fn check(text: &str) -> Result<Policy, Problems> {
     parse(Path::new("test.toml"), text, &binaries())
 }
-
-const GOOD: &str = r#"version = 1
-description = "an echo server and its client"
-init = "client"
-
-[endpoints.echo]
-server = "echo"
-protocol = "echo"
-
-[notifications.wakeup]
-
-[tasks.echo]
-binary = "echo-server"
-kind = "system-server"
-priority = 3
-memory-pages = 64
-stack-pages = 4
-objects = 4
-
-[tasks.echo.caps]
-requests = { receive = "echo" }
-minter = { send = "echo", mint = true }
-
-[tasks.client]
-binary = "kernel-test"
-kind = "system-server"
-priority = 2
-memory-pages = 64
-stack-pages = 4
-
-[tasks.client.caps]
-echo = { send = "echo", operations = ["reverse", "mint-badge"] }
-wakeup = { notification = "wakeup", signal = true, wait = true, badge = 4 }
-echo-task = { watch = "echo" }
-rtc = { io-ports = { base = 0x70, count = 2 } }
-rtc-irq = { interrupt = { gsi = 8, trigger = "edge" } }
-control = { control = ["dma", "irq"] }
-regs = { device-memory = { base = 0xfed90000, pages = 1 } }
-"#;
 
 /// Asserts `text` is refused with exactly the `expected` messages (each a
 /// prefix `test.toml:LINE: ...`).

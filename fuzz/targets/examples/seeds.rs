@@ -7,9 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use acpi_tables::SliceMemory;
-use capabilities::abi::rights;
-use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use capabilities::abi::{layout, rights};
+use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
 use echo_api::{Operation, Reply, Request};
+use fuzz_targets::image;
+use xtask::policy::testing::GOOD;
 
 /// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
 const QEMU_DMAR: [u8; 104] = [
@@ -39,46 +41,6 @@ const QEMU_MCFG: [u8; 60] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00,
     0x00, 0x00, 0x00,
 ];
-
-/// The policy the build tool's own tests treat as good.
-const GOOD_POLICY: &str = r#"version = 1
-description = "an echo server and its client"
-init = "client"
-
-[endpoints.echo]
-server = "echo"
-protocol = "echo"
-
-[notifications.wakeup]
-
-[tasks.echo]
-binary = "echo-server"
-kind = "system-server"
-priority = 3
-memory-pages = 64
-stack-pages = 4
-objects = 4
-
-[tasks.echo.caps]
-requests = { receive = "echo" }
-minter = { send = "echo", mint = true }
-
-[tasks.client]
-binary = "kernel-test"
-kind = "system-server"
-priority = 2
-memory-pages = 64
-stack-pages = 4
-
-[tasks.client.caps]
-echo = { send = "echo", operations = ["reverse", "mint-badge"] }
-wakeup = { notification = "wakeup", signal = true, wait = true, badge = 4 }
-echo-task = { watch = "echo" }
-rtc = { io-ports = { base = 0x70, count = 2 } }
-rtc-irq = { interrupt = { gsi = 8, trigger = "edge" } }
-control = { control = ["dma", "irq"] }
-regs = { device-memory = { base = 0xfed90000, pages = 1 } }
-"#;
 
 /// Rewrites the byte at `position` so that all of `bytes` sums to zero.
 fn fix_checksum(bytes: &mut [u8], position: usize) {
@@ -165,45 +127,21 @@ fn task(name: &str, priority: u8, caps: &[BootCap], config: &[u8]) -> TaskImage 
     TaskImage {
         name: name.try_into().expect("short name"),
         priority,
-        entry: 0x40_0000,
+        entry: layout::IMAGE_BASE,
         stack_pages: 2,
         memory_pages: 64,
         object_quota: 8,
-        segments: [
-            Segment {
-                vaddr: 0x40_0000,
-                offset: 0x1000,
-                file_size: 5,
-                mem_size: 0x1000,
-                flags: SegmentFlags { write: false, execute: true },
-            },
-            Segment {
-                vaddr: 0x40_1000,
-                offset: 0x1005,
-                file_size: 3,
-                mem_size: 0x2000,
-                flags: SegmentFlags { write: true, execute: false },
-            },
-        ]
-        .into_iter()
-        .collect(),
+        segments: image::segments(),
         caps: caps.iter().copied().collect(),
         config: config.iter().copied().collect(),
     }
 }
 
-/// A boot image of `tasks`, manifest padded to a page, then the code bytes.
-fn image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
-    let mut bytes = MAGIC.to_vec();
+/// A boot image of `tasks` with one endpoint and one notification.
+fn boot_image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
     let header =
         ManifestHeader { version: VERSION, task_count: tasks.len() as u16, init_task, endpoints: 1, notifications: 1 };
-    bytes.extend(postcard::to_stdvec(&header).expect("encodes"));
-    for task in tasks {
-        bytes.extend(postcard::to_stdvec(task).expect("encodes"));
-    }
-    bytes.resize(0x1000, 0);
-    bytes.extend(b"CODE!DAT");
-    bytes
+    image::build(&header, tasks)
 }
 
 /// Deterministic filler bytes for targets whose input is a decision stream.
@@ -219,11 +157,19 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) {
-    std::fs::create_dir_all(dir).expect("corpus folder");
-    std::fs::write(dir.join(name), bytes).expect("seed written");
+/// `fuzz/corpus/`, a folder per target.
+struct Corpus(PathBuf);
+
+impl Corpus {
+    /// Writes seed `name` of `target`.
+    fn write(&self, target: &str, name: &str, bytes: &[u8]) {
+        let dir = self.0.join(target);
+        std::fs::create_dir_all(&dir).expect("corpus folder");
+        std::fs::write(dir.join(name), bytes).expect("seed written");
+    }
 }
 
+/// `bytes` behind the control byte the ACPI and server-request targets read first.
 fn with_control(control: u8, bytes: &[u8]) -> Vec<u8> {
     let mut out = vec![control];
     out.extend_from_slice(bytes);
@@ -233,30 +179,43 @@ fn with_control(control: u8, bytes: &[u8]) -> Vec<u8> {
 fn main() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("fuzz folder").to_path_buf();
     let repo = fuzz.parent().expect("repository").to_path_buf();
-    let corpus = |target: &str| -> PathBuf { fuzz.join("corpus").join(target) };
+    let corpus = Corpus(fuzz.join("corpus"));
+    acpi_seeds(&corpus);
+    boot_image_seeds(&corpus);
+    noise_seeds(&corpus);
+    policy_seeds(&corpus, &repo);
+    echo_seeds(&corpus);
+    server_request_seeds(&corpus);
+    iommu_decode_seeds(&corpus);
+}
 
-    write(&corpus("acpi-dmar"), "seed-qemu-q35", &with_control(0, &QEMU_DMAR));
-    write(&corpus("acpi-dmar"), "seed-qemu-q35-bridges", &with_control(0, &QEMU_DMAR_BRIDGES));
-    write(&corpus("acpi-dmar"), "seed-every-structure", &with_control(3, &synthetic_dmar()));
+/// QEMU's tables and synthetic ones, alone and as firmware memory.
+fn acpi_seeds(corpus: &Corpus) {
+    corpus.write("acpi-dmar", "seed-qemu-q35", &with_control(0, &QEMU_DMAR));
+    corpus.write("acpi-dmar", "seed-qemu-q35-bridges", &with_control(0, &QEMU_DMAR_BRIDGES));
+    corpus.write("acpi-dmar", "seed-every-structure", &with_control(3, &synthetic_dmar()));
 
-    write(&corpus("acpi-mcfg"), "seed-qemu-q35", &with_control(0, &QEMU_MCFG));
+    corpus.write("acpi-mcfg", "seed-qemu-q35", &with_control(0, &QEMU_MCFG));
     let mut two = vec![0u8; 8];
     for (base, segment, start, end) in [(0xe000_0000u64, 0u16, 0x10u8, 0x1fu8), (0xf000_0000, 1, 0, 0)] {
         two.extend_from_slice(&base.to_le_bytes());
         two.extend_from_slice(&segment.to_le_bytes());
         two.extend_from_slice(&[start, end, 0, 0, 0, 0]);
     }
-    write(&corpus("acpi-mcfg"), "seed-two-windows", &with_control(3, &table(b"MCFG", &two)));
+    corpus.write("acpi-mcfg", "seed-two-windows", &with_control(3, &table(b"MCFG", &two)));
 
     for (name, extended) in [("seed-xsdt", true), ("seed-rsdt", false)] {
-        write(&corpus("acpi-root"), name, &with_control(2, &firmware(extended)));
+        corpus.write("acpi-root", name, &with_control(2, &firmware(extended)));
         let memory = firmware(extended);
         let mut out = vec![0u8; 8192];
         let used = acpi_tables::snapshot::build(&SliceMemory { base: 0xe_0000, bytes: &memory }, 0xe_0000, &mut out)
             .expect("the seed firmware snapshots");
-        write(&corpus("acpi-snapshot"), name, &with_control(2, &out[..used]));
+        corpus.write("acpi-snapshot", name, &with_control(2, &out[..used]));
     }
+}
 
+/// A server and a client that calls, signals and watches it; the client alone.
+fn boot_image_seeds(corpus: &Corpus) {
     let server = task(
         "server",
         2,
@@ -273,37 +232,42 @@ fn main() {
         ],
         b"config bytes",
     );
-    write(&corpus("boot-image"), "seed-server-and-client", &image(&[server.clone(), client.clone()], Some(1)));
-    write(&corpus("boot-image"), "seed-one-task", &image(&[client], None));
+    corpus.write("boot-image", "seed-server-and-client", &boot_image(&[server.clone(), client.clone()], Some(1)));
+    corpus.write("boot-image", "seed-one-task", &boot_image(&[client], None));
+}
 
+/// Filler for the targets whose input is a stream of decisions.
+fn noise_seeds(corpus: &Corpus) {
     for seed in 1..=4u64 {
         let name = format!("seed-noise-{seed}");
-        write(&corpus("kernel-syscalls"), &name, &noise(seed * 0x9e37_79b9, 96 * seed as usize));
-        write(&corpus("iommu-pagetable"), &name, &noise(seed * 0x85eb_ca6b, 64 * seed as usize));
-        write(&corpus("pci-caps"), &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
+        corpus.write("kernel-syscalls", &name, &noise(seed * 0x9e37_79b9, 96 * seed as usize));
+        corpus.write("iommu-pagetable", &name, &noise(seed * 0x85eb_ca6b, 64 * seed as usize));
+        corpus.write("pci-caps", &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
     }
+}
 
-    write(&corpus("policy"), "seed-good", GOOD_POLICY.as_bytes());
-    write(&corpus("policy"), "seed-system", &std::fs::read(repo.join("system.toml")).expect("system.toml"));
+/// The tests' good policy and every policy of the repository.
+fn policy_seeds(corpus: &Corpus, repo: &Path) {
+    corpus.write("policy", "seed-good", GOOD.as_bytes());
+    corpus.write("policy", "seed-system", &std::fs::read(repo.join("system.toml")).expect("system.toml"));
     let mut policies: Vec<_> =
         std::fs::read_dir(repo.join("qemu/policies")).expect("qemu/policies").flatten().collect();
     policies.sort_by_key(|entry| entry.file_name());
     for entry in policies {
         let name = format!("seed-{}", entry.file_name().to_string_lossy().trim_end_matches(".toml"));
-        write(&corpus("policy"), &name, &std::fs::read(entry.path()).expect("policy file"));
+        corpus.write("policy", &name, &std::fs::read(entry.path()).expect("policy file"));
     }
+}
 
+/// One echo request per operation, and one reply of each kind.
+fn echo_seeds(corpus: &Corpus) {
     let requests = [
         Request { operation: Operation::Reverse, bytes: b"hello" },
         Request { operation: Operation::SignalIt, bytes: &[] },
         Request { operation: Operation::MintBadge, bytes: &[] },
     ];
     for (index, request) in requests.iter().enumerate() {
-        write(
-            &corpus("echo-request"),
-            &format!("seed-request-{index}"),
-            &postcard::to_stdvec(request).expect("encodes"),
-        );
+        corpus.write("echo-request", &format!("seed-request-{index}"), &postcard::to_stdvec(request).expect("encodes"));
     }
     let replies = [
         Reply::Reversed { badge: 0x77, bytes: b"olleh" },
@@ -311,10 +275,12 @@ fn main() {
         Reply::Failed(capabilities::ErrorCode::Malformed),
     ];
     for (index, reply) in replies.iter().enumerate() {
-        write(&corpus("echo-request"), &format!("seed-reply-{index}"), &postcard::to_stdvec(reply).expect("encodes"));
+        corpus.write("echo-request", &format!("seed-reply-{index}"), &postcard::to_stdvec(reply).expect("encodes"));
     }
+}
 
-    // Server requests: a type byte (see fuzz_targets::protocols), then the message.
+/// IOMMU and PCI server requests: a type byte (see fuzz_targets::protocols), then the message.
+fn server_request_seeds(corpus: &Corpus) {
     let device = capabilities::pci::Bdf::new(0, 3, 0).expect("valid address");
     let iommu_requests = [
         iommu_api::Request::ClaimKernel { device, driver: 2 },
@@ -324,7 +290,7 @@ fn main() {
     ];
     for (index, request) in iommu_requests.iter().enumerate() {
         let bytes = with_control(0, &postcard::to_stdvec(request).expect("encodes"));
-        write(&corpus("server-requests"), &format!("seed-iommu-{index}"), &bytes);
+        corpus.write("server-requests", &format!("seed-iommu-{index}"), &bytes);
     }
     let pci_requests = [
         pci_api::Request::ConfigRead { device, offset: 0x10, width: 4 },
@@ -333,16 +299,18 @@ fn main() {
     ];
     for (index, request) in pci_requests.iter().enumerate() {
         let bytes = with_control(2, &postcard::to_stdvec(request).expect("encodes"));
-        write(&corpus("server-requests"), &format!("seed-pci-{index}"), &bytes);
+        corpus.write("server-requests", &format!("seed-pci-{index}"), &bytes);
     }
     for kind in [1u8, 3, 4, 5] {
-        write(&corpus("server-requests"), &format!("seed-type-{kind}"), &[kind, 0, 0, 0, 0]);
+        corpus.write("server-requests", &format!("seed-type-{kind}"), &[kind, 0, 0, 0, 0]);
     }
+}
 
+/// Register pairs: a fault QEMU records for edu at 00:03.0 reading
+/// through a blocked context entry, a write fault with a PASID, a present
+/// context entry, and QEMU's capability registers.
+fn iommu_decode_seeds(corpus: &Corpus) {
     let mut registers = Vec::new();
-    // A fault QEMU records for edu at 00:03.0 reading through a blocked
-    // context entry, a write fault with a PASID, a present context entry,
-    // and QEMU's capability registers.
     for (low, high) in [
         (0x4123u64, 1u64 << 63 | 1 << 62 | 2 << 32 | 0x0018),
         (0x1_0000_0000, 1 << 63 | 5 << 32 | 0x0108 | 1 << 31 | 0x123 << 40),
@@ -352,5 +320,5 @@ fn main() {
         registers.extend_from_slice(&low.to_le_bytes());
         registers.extend_from_slice(&high.to_le_bytes());
     }
-    write(&corpus("iommu-decode"), "seed-qemu-registers", &registers);
+    corpus.write("iommu-decode", "seed-qemu-registers", &registers);
 }

@@ -46,6 +46,15 @@ fn fix_table(control: u8, table: &mut [u8]) {
     }
 }
 
+/// The table after the control byte that starts `data`, with the fix-ups
+/// that byte asks for; `None` for empty input.
+fn controlled_table(data: &[u8]) -> Option<Vec<u8>> {
+    let (&control, table) = data.split_first()?;
+    let mut table = table.to_vec();
+    fix_table(control, &mut table);
+    Some(table)
+}
+
 /// Fixes the checksum of the table at `offset` of `memory`, if it lies there.
 fn fix_table_at(memory: &mut [u8], offset: usize) {
     if let Some(table) = memory.get_mut(offset..)
@@ -195,9 +204,7 @@ fn walk_mcfg(mcfg: &Mcfg<'_>) {
 
 /// `acpi-dmar`: a control byte, then a DMAR table.
 pub fn dmar(data: &[u8]) {
-    let Some((&control, table)) = data.split_first() else { return };
-    let mut table = table.to_vec();
-    fix_table(control, &mut table);
+    let Some(table) = controlled_table(data) else { return };
     if let Ok(dmar) = Dmar::parse(&table) {
         walk_dmar(&dmar);
     }
@@ -205,9 +212,7 @@ pub fn dmar(data: &[u8]) {
 
 /// `acpi-mcfg`: a control byte, then an MCFG table.
 pub fn mcfg(data: &[u8]) {
-    let Some((&control, table)) = data.split_first() else { return };
-    let mut table = table.to_vec();
-    fix_table(control, &mut table);
+    let Some(table) = controlled_table(data) else { return };
     if let Ok(mcfg) = Mcfg::parse(&table) {
         walk_mcfg(&mcfg);
     }

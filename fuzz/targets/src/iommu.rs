@@ -194,124 +194,166 @@ fn check_page(table: &SecondLevelTable, pages: &FuzzPages, model: &Model, page: 
 /// model after every operation; at the end every table page comes back.
 pub fn pagetable(data: &[u8]) {
     let mut input = Input::new(data);
-    let (cap, ecap) = UNITS[input.below(UNITS.len())];
-    let caps = Capabilities::decode(cap, ecap).expect("known-good capability registers");
-    let width =
-        if caps.supports(AddressWidth::Bits48) && input.bool() { AddressWidth::Bits48 } else { AddressWidth::Bits39 };
-    let host_width = [39, 46, 52][input.below(3)];
-    let Ok(config) = PageTableConfig::new(&caps, width, host_width) else { return };
-    let budget = [3, 8, 64, 4096][input.below(4)];
-    let mut pages = FuzzPages {
-        pages: HashMap::new(),
-        dirty: BTreeSet::new(),
-        track_dirty: !caps.coherent,
-        budget,
-        next: 0x10_0000,
-    };
-    let Ok(mut table) = SecondLevelTable::new(&mut pages, config) else { return };
-    let mut model = Model::default();
+    let Some(mut subject) = Subject::new(&mut input) else { return };
     for _ in 0..64 {
         if input.is_empty() {
             break;
         }
+        let touched = match input.below(4) {
+            0 | 1 => subject.map(&mut input),
+            2 => subject.map_batch(&mut input),
+            _ => subject.unmap(&mut input),
+        };
+        subject.check(&mut input, &touched);
+    }
+    subject.unmap_everything();
+}
+
+/// A table under test, the pages it lives in, and the model it must agree with.
+struct Subject {
+    table: SecondLevelTable,
+    pages: FuzzPages,
+    model: Model,
+    /// Whether the unit snoops table writes, so that nothing needs flushing.
+    coherent: bool,
+}
+
+impl Subject {
+    /// An empty table for a unit, width and page budget drawn from `input`;
+    /// `None` if the unit refuses the configuration or the budget is spent.
+    fn new(input: &mut Input<'_>) -> Option<Self> {
+        let (cap, ecap) = UNITS[input.below(UNITS.len())];
+        let caps = Capabilities::decode(cap, ecap).expect("known-good capability registers");
+        let width = if caps.supports(AddressWidth::Bits48) && input.bool() {
+            AddressWidth::Bits48
+        } else {
+            AddressWidth::Bits39
+        };
+        let host_width = [39, 46, 52][input.below(3)];
+        let config = PageTableConfig::new(&caps, width, host_width).ok()?;
+        let budget = [3, 8, 64, 4096][input.below(4)];
+        let mut pages = FuzzPages {
+            pages: HashMap::new(),
+            dirty: BTreeSet::new(),
+            track_dirty: !caps.coherent,
+            budget,
+            next: 0x10_0000,
+        };
+        let table = SecondLevelTable::new(&mut pages, config).ok()?;
+        Some(Self { table, pages, model: Model::default(), coherent: caps.coherent })
+    }
+
+    /// Maps one run; returns the pages worth checking.
+    fn map(&mut self, input: &mut Input<'_>) -> Vec<u64> {
+        let (page, count) = (page_number(input), page_count(input));
+        let physical_page = if input.bool() { page } else { u64::from(input.u32()) };
+        let access = access(input);
+        let iova = page.wrapping_mul(4096);
+        let clash = self.model.first_in(page, count);
+        match self.table.map(&mut self.pages, iova, physical_page.wrapping_mul(4096), count, access) {
+            Ok(mapped) => {
+                assert_eq!(clash, None, "mapped over page {clash:?}");
+                assert_eq!(mapped.pages, count);
+                self.model.0.insert(page, (count, physical_page, access));
+            }
+            Err(PageTableError::AlreadyMapped { iova }) => {
+                assert!(self.model.lookup(iova >> 12).is_some(), "{iova:#x} reported mapped but is not");
+            }
+            Err(_) => {}
+        }
+        vec![page, page.saturating_add(count / 2), page.saturating_add(count.saturating_sub(1))]
+    }
+
+    /// Maps a batch of identity runs; returns the pages worth checking.
+    fn map_batch(&mut self, input: &mut Input<'_>) -> Vec<u64> {
+        let requests: Vec<MapRequest> = (0..1 + input.below(4))
+            .map(|_| {
+                let page = page_number(input);
+                MapRequest {
+                    iova: page.wrapping_mul(4096),
+                    physical: page.wrapping_mul(4096),
+                    pages: 1 + input.below(700) as u64,
+                    access: Access::READ,
+                }
+            })
+            .collect();
         let mut touched = Vec::new();
-        match input.below(4) {
-            0 | 1 => {
-                let (page, count) = (page_number(&mut input), page_count(&mut input));
-                let physical_page = if input.bool() { page } else { u64::from(input.u32()) };
-                let access = access(&mut input);
-                let iova = page.wrapping_mul(4096);
-                let clash = model.first_in(page, count);
-                match table.map(&mut pages, iova, physical_page.wrapping_mul(4096), count, access) {
-                    Ok(mapped) => {
-                        assert_eq!(clash, None, "mapped over page {clash:?}");
-                        assert_eq!(mapped.pages, count);
-                        model.0.insert(page, (count, physical_page, access));
-                    }
-                    Err(PageTableError::AlreadyMapped { iova }) => {
-                        assert!(model.lookup(iova >> 12).is_some(), "{iova:#x} reported mapped but is not");
-                    }
-                    Err(_) => {}
-                }
-                touched.extend([page, page.saturating_add(count / 2), page.saturating_add(count.saturating_sub(1))]);
-            }
-            2 => {
-                let requests: Vec<MapRequest> = (0..1 + input.below(4))
-                    .map(|_| {
-                        let page = page_number(&mut input);
-                        MapRequest {
-                            iova: page.wrapping_mul(4096),
-                            physical: page.wrapping_mul(4096),
-                            pages: 1 + input.below(700) as u64,
-                            access: Access::READ,
-                        }
-                    })
-                    .collect();
-                if table.map_batch(&mut pages, &requests).is_ok() {
-                    for request in &requests {
-                        let page = request.iova >> 12;
-                        assert_eq!(model.first_in(page, request.pages), None, "a batch mapped over a mapping");
-                        model.0.insert(page, (request.pages, page, request.access));
-                        touched.push(page);
-                    }
-                }
-            }
-            _ => {
-                let ranges: Vec<(u64, u64)> =
-                    (0..1 + input.below(3)).map(|_| (page_number(&mut input), page_count(&mut input))).collect();
-                let result = if ranges.len() == 1 {
-                    table.unmap(&mut pages, ranges[0].0.wrapping_mul(4096), ranges[0].1)
-                } else {
-                    let batch: Vec<IovaRange> = ranges
-                        .iter()
-                        .map(|(page, count)| IovaRange { start: page.wrapping_mul(4096), pages: *count })
-                        .collect();
-                    table.unmap_batch(&mut pages, &batch)
-                };
-                if let Ok(unmapped) = result {
-                    let removed: u64 = ranges.iter().map(|(page, count)| model.remove(*page, *count)).sum();
-                    assert_eq!(unmapped.pages, removed, "unmap reported a different page count than was mapped");
-                    // The caller releases unlinked tables after its invalidation.
-                    unmapped.release_tables(&mut pages);
-                }
-                touched.extend(ranges.iter().map(|(page, _)| *page));
+        if self.table.map_batch(&mut self.pages, &requests).is_ok() {
+            for request in &requests {
+                let page = request.iova >> 12;
+                assert_eq!(self.model.first_in(page, request.pages), None, "a batch mapped over a mapping");
+                self.model.0.insert(page, (request.pages, page, request.access));
+                touched.push(page);
             }
         }
-        if !caps.coherent {
-            assert!(pages.dirty.is_empty(), "entries written and never flushed on a non-coherent unit");
+        touched
+    }
+
+    /// Unmaps one range, or a batch of them; returns the pages worth checking.
+    fn unmap(&mut self, input: &mut Input<'_>) -> Vec<u64> {
+        let ranges: Vec<(u64, u64)> =
+            (0..1 + input.below(3)).map(|_| (page_number(input), page_count(input))).collect();
+        let result = if ranges.len() == 1 {
+            self.table.unmap(&mut self.pages, ranges[0].0.wrapping_mul(4096), ranges[0].1)
+        } else {
+            let batch: Vec<IovaRange> = ranges
+                .iter()
+                .map(|(page, count)| IovaRange { start: page.wrapping_mul(4096), pages: *count })
+                .collect();
+            self.table.unmap_batch(&mut self.pages, &batch)
+        };
+        if let Ok(unmapped) = result {
+            let removed: u64 = ranges.iter().map(|(page, count)| self.model.remove(*page, *count)).sum();
+            assert_eq!(unmapped.pages, removed, "unmap reported a different page count than was mapped");
+            // The caller releases unlinked tables after its invalidation.
+            unmapped.release_tables(&mut self.pages);
+        }
+        ranges.iter().map(|(page, _)| *page).collect()
+    }
+
+    /// After an operation: nothing left unflushed, and the `touched` pages
+    /// and a few drawn from `input` translate as the model says.
+    fn check(&self, input: &mut Input<'_>, touched: &[u64]) {
+        if !self.coherent {
+            assert!(self.pages.dirty.is_empty(), "entries written and never flushed on a non-coherent unit");
         }
         for page in touched {
-            check_page(&table, &pages, &model, page, 0x123);
+            check_page(&self.table, &self.pages, &self.model, *page, 0x123);
         }
         for _ in 0..4 {
-            check_page(&table, &pages, &model, u64::from(input.u32()) % WINDOW_PAGES, 0);
+            check_page(&self.table, &self.pages, &self.model, u64::from(input.u32()) % WINDOW_PAGES, 0);
         }
     }
-    let runs: Vec<(u64, u64)> = model.0.iter().map(|(page, (count, _, _))| (*page, *count)).collect();
-    for (page, count) in runs {
-        check_page(&table, &pages, &model, page, 0);
-        let unmapped = table.unmap(&mut pages, page * 4096, count);
-        // A run may be half of a superpage only if it was mapped that way,
-        // which the model never does, so every run unmaps.
-        assert!(matches!(&unmapped, Ok(u) if u.pages == count), "unmapping run {page:#x}+{count}: {unmapped:?}");
-        if let Ok(unmapped) = unmapped {
-            unmapped.release_tables(&mut pages);
+
+    /// Unmaps every run the model holds, then releases the table: every
+    /// table page must come back.
+    fn unmap_everything(mut self) {
+        let runs: Vec<(u64, u64)> = self.model.0.iter().map(|(page, (count, _, _))| (*page, *count)).collect();
+        for (page, count) in runs {
+            check_page(&self.table, &self.pages, &self.model, page, 0);
+            let unmapped = self.table.unmap(&mut self.pages, page * 4096, count);
+            // A run may be half of a superpage only if it was mapped that way,
+            // which the model never does, so every run unmaps.
+            assert!(matches!(&unmapped, Ok(u) if u.pages == count), "unmapping run {page:#x}+{count}: {unmapped:?}");
+            if let Ok(unmapped) = unmapped {
+                unmapped.release_tables(&mut self.pages);
+            }
+            self.model.remove(page, count);
         }
-        model.remove(page, count);
-    }
-    // A map that ran out of table pages leaves the tables it linked empty
-    // (runs may reach past the window), and one unmap unlinks at most
-    // MAX_UNLINKED tables: unmapping the whole width takes them all.
-    let width_pages = 1u64 << (table.config().input_bits.min(63) - 12);
-    loop {
-        let Ok(unmapped) = table.unmap(&mut pages, 0, width_pages) else { break };
-        let more = unmapped.unlinked.len() == iommu_server::pagetable::MAX_UNLINKED;
-        unmapped.release_tables(&mut pages);
-        if !more {
-            break;
+        // A map that ran out of table pages leaves the tables it linked empty
+        // (runs may reach past the window), and one unmap unlinks at most
+        // MAX_UNLINKED tables: unmapping the whole width takes them all.
+        let width_pages = 1u64 << (self.table.config().input_bits.min(63) - 12);
+        loop {
+            let Ok(unmapped) = self.table.unmap(&mut self.pages, 0, width_pages) else { break };
+            let more = unmapped.unlinked.len() == iommu_server::pagetable::MAX_UNLINKED;
+            unmapped.release_tables(&mut self.pages);
+            if !more {
+                break;
+            }
         }
+        assert_eq!(self.pages.pages.len(), 1, "every table emptied by unmapping was released");
+        self.table.release(&mut self.pages);
+        assert!(self.pages.pages.is_empty());
     }
-    assert_eq!(pages.pages.len(), 1, "every table emptied by unmapping was released");
-    table.release(&mut pages);
-    assert!(pages.pages.is_empty());
 }

@@ -9,6 +9,7 @@
 pub mod acpi;
 pub mod boot_image;
 pub mod echo;
+pub mod image;
 pub mod input;
 pub mod iommu;
 pub mod pci;

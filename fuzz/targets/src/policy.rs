@@ -5,10 +5,8 @@
 
 use std::path::Path;
 
+use xtask::policy::testing::BINARIES;
 use xtask::policy::{self, BootObject, MAX_PRIORITY, MAX_STACK_PAGES};
-
-/// Task binaries the checker is told exist.
-const BINARIES: [&str; 3] = ["echo-server", "kernel-test", "hello"];
 
 /// `policy`: the input as UTF-8 text (invalid sequences replaced).
 pub fn policy(data: &[u8]) {

@@ -10,11 +10,12 @@
 
 use capabilities::abi::ipc::{DATA_OFFSET, NONBLOCK, header};
 use capabilities::abi::{PAGE_SIZE, Syscall, layout, rights};
-use capabilities::manifest::{BootCap, BootObject, MAGIC, ManifestHeader, Segment, SegmentFlags, TaskImage, VERSION};
+use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
 use kernel::kernel::Next;
 use kernel::phys::PhysMem;
 use kernel::task::Fault;
 
+use crate::image;
 use crate::input::Input;
 use crate::sim::Sim;
 
@@ -63,7 +64,7 @@ fn boot_cap(input: &mut Input<'_>) -> BootCap {
     BootCap { slot, object, rights, badge }
 }
 
-/// A task with one code page and two data pages, as the loader expects.
+/// A task drawn from `input`, with the segments every image has.
 fn task_image(index: usize, input: &mut Input<'_>) -> TaskImage {
     let caps = (0..input.below(7)).map(|_| boot_cap(input)).collect();
     TaskImage {
@@ -73,24 +74,7 @@ fn task_image(index: usize, input: &mut Input<'_>) -> TaskImage {
         stack_pages: 2,
         memory_pages: [24, 40, 64, 128][input.below(4)],
         object_quota: input.below(17) as u16,
-        segments: [
-            Segment {
-                vaddr: layout::IMAGE_BASE,
-                offset: 0x1000,
-                file_size: 5,
-                mem_size: 0x1000,
-                flags: SegmentFlags { write: false, execute: true },
-            },
-            Segment {
-                vaddr: layout::IMAGE_BASE + 0x1000,
-                offset: 0x1005,
-                file_size: 3,
-                mem_size: 0x2000,
-                flags: SegmentFlags { write: true, execute: false },
-            },
-        ]
-        .into_iter()
-        .collect(),
+        segments: image::segments(),
         caps,
         config: Default::default(),
     }
@@ -107,15 +91,7 @@ fn boot_image(input: &mut Input<'_>) -> Vec<u8> {
         endpoints: input.below(4) as u16,
         notifications: input.below(4) as u16,
     };
-    let mut bytes = MAGIC.to_vec();
-    bytes.extend(postcard::to_stdvec(&header).unwrap_or_default());
-    for task in &tasks {
-        bytes.extend(postcard::to_stdvec(task).unwrap_or_default());
-    }
-    bytes.resize(bytes.len().max(0x1000), 0);
-    bytes.truncate(0x1000);
-    bytes.extend(b"CODE!DAT");
-    bytes
+    image::build(&header, &tasks)
 }
 
 /// One system-call argument: mostly values the kernel treats specially.

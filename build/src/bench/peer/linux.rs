@@ -1,0 +1,176 @@
+//! The whole peer run: fetch, build, boot the guest in every mode, and what it measured.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use qemu::machine::QEMU;
+
+use super::boot::{Boot, BootPlan, Mode, PeerMachine, boot};
+use super::guest::{build_program, initramfs};
+use super::report::{Measurement, check_complete};
+use crate::bench::debian;
+use crate::setup;
+
+/// Boots that only measure boot time, besides the two measuring boots.
+pub const BOOT_ONLY_RUNS: usize = 3;
+/// Timeout of the measuring boot (it takes about 15 s when the host is idle).
+const MEASURING_TIMEOUT: Duration = Duration::from_secs(180);
+/// Timeout of the other boots (about 3 to 6 s each).
+const SHORT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What the peer run produced: Linux's figures, or why there are none on this machine.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The guest booted at least once; individual figures may still have failed (see [`Linux::figure`]).
+    Ran(Box<Linux>),
+    /// Nothing could be measured, and why (no Debian packages reachable, no QEMU, build failure...).
+    Unavailable(String),
+}
+
+/// Everything measured on Linux in this run.
+#[derive(Debug)]
+pub struct Linux {
+    /// `package version` of the kernel and of busybox.
+    pub packages: Vec<String>,
+    /// `uname -r` as the guest reported it.
+    pub release: String,
+    /// QEMU's `--version` line.
+    pub qemu_version: String,
+    /// The machine's QEMU arguments.
+    pub machine: Vec<String>,
+    /// Modules loaded in the guest, in order.
+    pub modules: Vec<String>,
+    /// Every boot, in the order run.
+    pub boots: Vec<Boot>,
+    /// How long the whole peer run took (fetching, building, all boots).
+    pub wall: Duration,
+    /// Bytes of the files QEMU boots: the compressed kernel and the initramfs.
+    pub boot_files: u64,
+}
+
+impl Linux {
+    /// The samples of `figure` from the boot in `mode` that ran it, or why there are none.
+    pub fn figure(&self, mode: Mode, figure: &str) -> Result<&Measurement, String> {
+        let case = if figure.starts_with("vfio") { "vfio" } else { "ipc" };
+        let boot = self
+            .boots
+            .iter()
+            .find(|boot| boot.mode == mode && boot.cases.split(',').any(|c| c == case))
+            .ok_or_else(|| format!("no {} boot ran the {case} case", mode.name()))?;
+        let report = boot.report.as_ref().map_err(Clone::clone)?;
+        if let Some(measurement) = report.figures.get(figure).filter(|m| !m.nanos.is_empty()) {
+            return Ok(measurement);
+        }
+        let error = report.errors.iter().find(|(what, _)| what == figure || what == case || what == "run");
+        Err(match error {
+            Some((_, message)) => message.clone(),
+            None if !report.done => format!("the guest program stopped early (see {})", boot.console.display()),
+            None => format!("the guest printed no {figure} samples"),
+        })
+    }
+
+    /// Memory in use at the ready line (MemTotal - MemFree), per boot that reported it, in KiB.
+    pub fn used_kib(&self) -> Vec<f64> {
+        self.boots
+            .iter()
+            .filter_map(|boot| boot.report.as_ref().ok())
+            .flat_map(|report| report.info.iter())
+            .filter_map(|line| line.strip_prefix("meminfo "))
+            .filter_map(|rest| rest.split_whitespace().find_map(|field| field.strip_prefix("used-kib=")))
+            .filter_map(|value| value.parse::<f64>().ok())
+            .collect()
+    }
+
+    /// Boot-to-ready wall times of every boot that got there, in seconds.
+    pub fn boot_seconds(&self) -> Vec<f64> {
+        self.boots.iter().filter_map(|boot| boot.to_ready).map(|time| time.as_secs_f64()).collect()
+    }
+
+    /// The guest's own `CLOCK_BOOTTIME` at the ready line, per boot, in seconds.
+    pub fn boot_clock_seconds(&self) -> Vec<f64> {
+        self.boots
+            .iter()
+            .filter_map(|boot| boot.report.as_ref().ok()?.ready_boottime_ns)
+            .map(|ns| ns as f64 / 1e9)
+            .collect()
+    }
+}
+
+/// Runs the whole peer: packages, guest program, initramfs, and every boot. Never fails: whatever stops
+/// it becomes [`Outcome::Unavailable`] with the reason.
+pub fn run(root: &Path, machine: &PeerMachine) -> Outcome {
+    let started = Instant::now();
+    match run_inner(root, machine, started) {
+        Ok(linux) => Outcome::Ran(Box::new(linux)),
+        Err(error) => Outcome::Unavailable(format!("{error:#}")),
+    }
+}
+
+fn run_inner(root: &Path, machine: &PeerMachine, started: Instant) -> Result<Linux> {
+    let dir = root.join("target").join("linux-peer");
+    std::fs::create_dir_all(&dir)?;
+    setup::ensure_qemu()?;
+    let guest = debian::prepare(&dir.join("packages")).context("fetching Debian's kernel and busybox")?;
+    let program = build_program(root, &dir.join("cargo")).context("building the linux-peer program")?;
+    let initrd = dir.join("initramfs.cpio");
+    std::fs::write(&initrd, initramfs(&guest, &std::fs::read(&program)?)?)?;
+
+    let mut plan = vec![
+        BootPlan { mode: Mode::Strict, cases: "ipc,vfio", timeout: MEASURING_TIMEOUT },
+        BootPlan { mode: Mode::Lazy, cases: "vfio", timeout: SHORT_TIMEOUT },
+    ];
+    plan.extend(std::iter::repeat_n(
+        BootPlan { mode: Mode::Strict, cases: "none", timeout: SHORT_TIMEOUT },
+        BOOT_ONLY_RUNS,
+    ));
+    let mut boots = Vec::new();
+    for (index, plan) in plan.into_iter().enumerate() {
+        let console = dir.join(format!("console-{index}-{}-{}.log", plan.mode.name(), plan.cases.replace(',', "-")));
+        eprintln!("linux peer: boot {} ({} mode, cases: {})...", index + 1, plan.mode.name(), plan.cases);
+        let boot = boot(machine, &guest.vmlinuz, &initrd, plan, console)?;
+        match (&boot.report, boot.to_ready) {
+            (Ok(report), Some(ready)) => {
+                eprintln!("  ready after {:.2} s, ended after {:.1} s", ready.as_secs_f64(), boot.wall.as_secs_f64());
+                if plan.cases == "ipc,vfio"
+                    && let Err(error) = check_complete(report)
+                {
+                    eprintln!("  {error} (see {})", boot.console.display());
+                }
+            }
+            (Err(why), _) => eprintln!("  failed: {why}"),
+            (Ok(_), None) => eprintln!("  never printed its ready line (see {})", boot.console.display()),
+        }
+        boots.push(boot);
+    }
+    let info = |prefix: &str| {
+        boots
+            .iter()
+            .filter_map(|boot| boot.report.as_ref().ok())
+            .flat_map(|report| report.info.iter())
+            .find_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
+    };
+    let release = info("kernel ").unwrap_or_else(|| "unknown".into());
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+    let boot_files = size(&guest.vmlinuz) + size(&initrd);
+    Ok(Linux {
+        packages: vec![guest.kernel_package.clone(), guest.busybox_package.clone()],
+        release,
+        qemu_version: qemu_version(),
+        machine: machine.args.clone(),
+        modules: guest.modules.iter().map(|module| module.name.clone()).collect(),
+        boots,
+        wall: started.elapsed(),
+        boot_files,
+    })
+}
+
+fn qemu_version() -> String {
+    Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
