@@ -6,7 +6,7 @@
 //! walked with iterators. Every malformed input is an error value that names
 //! the table, structure and field at fault; no input can make this crate
 //! panic, index out of bounds or loop forever.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "testing")), no_std)]
 
 mod bytes;
 pub mod dmar;
@@ -17,8 +17,8 @@ pub mod rsdp;
 pub mod sdt;
 pub mod snapshot;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use dmar::{Dmar, DmarError};
 pub use mcfg::{EcamRegion, Mcfg, McfgError};

@@ -92,8 +92,8 @@ fn main() -> u64 {
             return 1;
         }
     };
-    if let Err(code) = service.set_reserved_regions(unit.reserved) {
-        defmt::error!("the reserved memory regions cannot be recorded: {}", code);
+    if let Err(code) = service.set_reserved_regions(unit.reserved).and_then(|()| service.set_scope(unit.scope)) {
+        defmt::error!("the reserved memory regions and the unit's scope cannot be recorded: {}", code);
         return 1;
     }
     let queued = service.hardware().unit.queued_invalidation();

@@ -4,7 +4,7 @@ use super::*;
 use crate::memory::SliceMemory;
 use crate::root::{RootKind, RootTable};
 use crate::sdt::TableError;
-use crate::testing::{fix_checksum, table};
+use crate::testing::{atsr, dmar, drhd, fix_checksum, rmrr, scope, table};
 
 /// The DMAR table QEMU 7.2 builds for `-M q35 -m 128 -nodefaults -device
 /// intel-iommu`, dumped from guest memory: one DRHD at 0xfed90000 (not
@@ -32,54 +32,6 @@ const QEMU_Q35_BRIDGES: [u8; 128] = [
     0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08,
     0x00, 0x00, 0x00, 0x00, 0x1f, 0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
 ];
-
-fn scope(scope_type: u8, enumeration_id: u8, start_bus: u8, path: &[(u8, u8)]) -> Vec<u8> {
-    let mut bytes = vec![scope_type, (6 + 2 * path.len()) as u8, 0, 0, enumeration_id, start_bus];
-    for (device, function) in path {
-        bytes.extend_from_slice(&[*device, *function]);
-    }
-    bytes
-}
-
-fn drhd(flags: u8, segment: u16, base: u64, scopes: &[Vec<u8>]) -> Vec<u8> {
-    let body: Vec<u8> = scopes.concat();
-    let mut bytes = vec![0, 0];
-    bytes.extend_from_slice(&((16 + body.len()) as u16).to_le_bytes());
-    bytes.extend_from_slice(&[flags, 0]);
-    bytes.extend_from_slice(&segment.to_le_bytes());
-    bytes.extend_from_slice(&base.to_le_bytes());
-    bytes.extend(body);
-    bytes
-}
-
-fn rmrr(segment: u16, base: u64, limit: u64, scopes: &[Vec<u8>]) -> Vec<u8> {
-    let body: Vec<u8> = scopes.concat();
-    let mut bytes = vec![1, 0];
-    bytes.extend_from_slice(&((24 + body.len()) as u16).to_le_bytes());
-    bytes.extend_from_slice(&[0, 0]);
-    bytes.extend_from_slice(&segment.to_le_bytes());
-    bytes.extend_from_slice(&base.to_le_bytes());
-    bytes.extend_from_slice(&limit.to_le_bytes());
-    bytes.extend(body);
-    bytes
-}
-
-fn atsr(flags: u8, segment: u16, scopes: &[Vec<u8>]) -> Vec<u8> {
-    let body: Vec<u8> = scopes.concat();
-    let mut bytes = vec![2, 0];
-    bytes.extend_from_slice(&((8 + body.len()) as u16).to_le_bytes());
-    bytes.extend_from_slice(&[flags, 0]);
-    bytes.extend_from_slice(&segment.to_le_bytes());
-    bytes.extend(body);
-    bytes
-}
-
-fn dmar(width_field: u8, flags: u8, structures: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = vec![width_field, flags];
-    body.extend_from_slice(&[0; 10]);
-    body.extend(structures.concat());
-    table(*b"DMAR", 1, &body)
-}
 
 #[test]
 fn qemu_7_2_default_table() {

@@ -5,6 +5,7 @@ use acpi_tables::{Dmar, SNAPSHOT_MAX};
 use capabilities::abi::PAGE_SIZE;
 use heapless::Vec;
 use iommu_server::service::reserved::{self, MAX_REGIONS, ReservedRegion};
+use iommu_server::service::scope::UnitScope;
 use userlib::cap::{Cap, DeviceMemory, Frame};
 use userlib::mmio::snapshot;
 
@@ -16,6 +17,8 @@ pub struct UnitDescription {
     pub register_size: u64,
     /// The reserved memory regions of its segment.
     pub reserved: Vec<ReservedRegion, MAX_REGIONS>,
+    /// The functions it translates.
+    pub scope: UnitScope,
     /// The source id of the IO APIC in its scope, if one is (the
     /// requester id its interrupt messages carry).
     pub ioapic_source: Option<u16>,
@@ -74,6 +77,16 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
             region.scopes.len()
         );
     }
+    let Ok(scope) = UnitScope::from_dmar(&dmar, unit.segment, base) else {
+        defmt::error!("DMAR lists more device scopes than the server keeps");
+        return None;
+    };
+    defmt::info!(
+        "the unit translates {=usize} listed scopes{=str}; {=usize} scopes are other units'",
+        scope.listed.len(),
+        if scope.include_all { " and every other function of its segment (INCLUDE_PCI_ALL)" } else { "" },
+        scope.elsewhere.len()
+    );
     let ioapic_source = unit
         .scopes()
         .filter(|scope| scope.kind == ScopeKind::IoApic)
@@ -91,6 +104,7 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
         host_address_width: dmar.host_address_width,
         register_size: unit.register_size(),
         reserved,
+        scope,
         ioapic_source,
     })
 }

@@ -29,6 +29,7 @@ pub mod kernel;
 mod mapping;
 mod policy;
 pub mod reserved;
+pub mod scope;
 pub mod state;
 pub mod switch;
 mod text;
@@ -49,6 +50,7 @@ use iommu_api::{Handle, Reply, Request};
 use self::domains::Domains;
 use self::kernel::Kernel;
 use self::reserved::{MAX_REGIONS, ReservedRegion};
+use self::scope::UnitScope;
 use self::switch::Switch;
 use crate::capability::{AddressWidth, Capabilities};
 use crate::context::ContextTables;
@@ -110,6 +112,8 @@ pub struct Service<P: Platform> {
     domains: Domains,
     /// The platform's reserved memory regions (DMAR RMRRs).
     reserved: Vec<ReservedRegion, MAX_REGIONS>,
+    /// Which functions the unit translates (its DMAR scope).
+    scope: UnitScope,
     serial: u32,
     faults_seen: u64,
     limiter: RateLimiter,
@@ -162,6 +166,7 @@ impl<P: Platform> Service<P> {
             failed: None,
             domains: Domains::new(),
             reserved: Vec::new(),
+            scope: UnitScope::everything(),
             serial: 0,
             faults_seen: 0,
             limiter: RateLimiter::new(16, 1_000_000, now),
@@ -177,6 +182,17 @@ impl<P: Platform> Service<P> {
             return Err(ErrorCode::Busy);
         }
         self.reserved = regions;
+        Ok(())
+    }
+
+    /// Records which functions the unit translates (its DMAR scope); a
+    /// group with a member outside it is handed out to no one. Refused
+    /// once the topology has arrived.
+    pub fn set_scope(&mut self, scope: UnitScope) -> Result<(), ErrorCode> {
+        if self.ready.is_some() {
+            return Err(ErrorCode::Busy);
+        }
+        self.scope = scope;
         Ok(())
     }
 

@@ -94,6 +94,9 @@ fn claim_kernel<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, device: Bd
     let serial = s.next_serial();
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
     let Some(group) = ready.group_of(device) else { return not_found(device) };
+    if let Some(refusal) = untranslated(ready, group) {
+        return refusal;
+    }
     let first = ready.ownership.owner(group) == Ok(Owner::Unowned);
     if let Err(error) = ready.ownership.claim_kernel(group) {
         return ownership_refusal(ready, &s.config.tasks, group, error);
@@ -235,6 +238,9 @@ fn claim_group<P: Platform>(
 /// unwaived reserved memory region may name a member.
 fn claim_refusal<P: Platform>(s: &mut Service<P>, caller: u16, group: u16) -> Option<Answer> {
     let Some(ready) = s.ready.as_ref() else { return Some(not_ready()) };
+    if let Some(refusal) = untranslated(ready, group) {
+        return Some(refusal);
+    }
     let assigned = s.config.assignments.iter().any(|assignment| {
         assignment.task == caller
             && ready.groups.members(GroupId(group)).any(|member| {
@@ -268,6 +274,21 @@ fn claim_refusal<P: Platform>(s: &mut Service<P>, caller: u16, group: u16) -> Op
             format_args!(
                 "group {group} holds {}, which firmware DMAs to at {:#x}..={:#x} (a reserved memory region): kernel-owned only, unless the policy waives it",
                 reserved.device, reserved.base, reserved.limit
+            ),
+        )
+        .into(),
+    )
+}
+
+/// The refusal of any claim of `group` if a member of it is outside the
+/// driven unit's scope: its DMA would not be translated at all.
+fn untranslated(ready: &super::Ready, group: u16) -> Option<Answer> {
+    let device = ready.untranslated.get(usize::from(group)).copied().flatten()?;
+    Some(
+        refused_with(
+            ErrorCode::PermissionDenied,
+            format_args!(
+                "group {group} holds {device}, which the remapping unit this server drives does not translate (outside its DMAR scope): its DMA would reach memory untranslated, so the group goes to no one"
             ),
         )
         .into(),

@@ -103,6 +103,9 @@ pub struct Ready {
     /// The id the next address space gets, if no live one has it: ids go
     /// round, so a destroyed space's id is not reused at once.
     pub next_ioas: u16,
+    /// Per group, a member the driven unit does not translate (outside its
+    /// DMAR scope), if any: such a group is handed out to no one.
+    pub untranslated: Vec<Option<Bdf>, MAX_GROUPS>,
     /// Recorded faults per group, for its owner to read.
     pub faults: Vec<FaultLog<FAULT_LOG>, MAX_GROUPS>,
     /// Devices with reserved memory regions, identity-mapped in their

@@ -97,6 +97,8 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         hw.set_translation(group, Translation::Default).map_err(|_| "could not install the context entries")?;
     }
     let faults = core::iter::repeat_with(FaultLog::new).take(groups.count()).collect();
+    let untranslated =
+        groups.ids().map(|id| groups.members(id).find(|&member| !s.scope.covers(&s.topology, member))).collect();
     Ok(Ready {
         groups,
         requesters,
@@ -106,6 +108,7 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         group_caps: Vec::new(),
         address_spaces: Vec::new(),
         next_ioas: 0,
+        untranslated,
         faults,
         reserved,
         asserted,

@@ -154,3 +154,31 @@ fn the_driver_cores_operations_are_refused_to_every_other_task_whatever_its_badg
 fn refusal_stale() -> Reply {
     Reply::Refused { code: ErrorCode::InvalidCapability, reason: "this DMA handle was released".try_into().unwrap() }
 }
+
+#[test]
+fn a_group_with_a_member_outside_the_units_scope_goes_to_no_one() {
+    use acpi_tables::testing::{dmar, drhd, scope};
+    // This unit lists 00:03.0 and the bridge's hierarchy; another takes 00:04.0.
+    let ours = drhd(0, 0, 0xfed9_0000, &[scope(1, 0, 0, &[(3, 0)]), scope(2, 0, 0, &[(5, 0)])]);
+    let theirs = drhd(1, 0, 0xfed9_1000, &[]);
+    let table = dmar(38, 1, &[ours, theirs]);
+    let parsed = acpi_tables::Dmar::parse(&table).expect("valid");
+    let unit_scope = super::super::scope::UnitScope::from_dmar(&parsed, 0, 0xfed9_0000).expect("fits");
+    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
+    let queue = fake.queue_memory();
+    let config =
+        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
+    let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0);
+    let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    rig.service.set_scope(unit_scope).expect("before the topology");
+    let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
+    assert_eq!(rig.call(policy(PCI, &[Operation::ReportTopology]), report, &[]), Reply::Done);
+    let (code, reason) = refusal(&rig.claim_group(USER, bdf(0, 4)).expect_err("00:04.0 is another unit's"));
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert!(reason.contains("00:04.0") && reason.contains("outside its DMAR scope"), "{reason}");
+    let (code, _) = refusal(&rig.claim_kernel(bdf(0, 4)).expect_err("nor a driver's"));
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    rig.claim_kernel(bdf(0, 3)).expect("00:03.0 is this unit's");
+    rig.claim_group(USER, bdf(1, 2)).expect("so is everything behind the bridge");
+    assert_eq!(rig.service.set_scope(super::super::scope::UnitScope::everything()), Err(ErrorCode::Busy));
+}
