@@ -196,6 +196,7 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             assignments,
             mapping_quota_pages: endpoint.and_then(|e| e.mapping_quota_pages).unwrap_or(DEFAULT_MAPPING_QUOTA_PAGES),
             address_space_quota: endpoint.and_then(|e| e.address_space_quota).unwrap_or(DEFAULT_ADDRESS_SPACES),
+            table_page_quota: endpoint.and_then(|e| e.table_page_quota).unwrap_or(DEFAULT_TABLE_PAGE_QUOTA),
             invalidation: endpoint.and_then(|e| e.invalidation).unwrap_or_default(),
             interrupt_entries_per_device: endpoint
                 .and_then(|e| e.interrupt_entries_per_device)
@@ -243,5 +244,8 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
 const DEFAULT_MAPPING_QUOTA_PAGES: u32 = 4096;
 /// Address spaces one user task may create, unless the policy says.
 const DEFAULT_ADDRESS_SPACES: u16 = 2;
+/// Table pages one user task's address spaces may hold when the policy
+/// does not say: a few hundred sparse mappings' worth.
+const DEFAULT_TABLE_PAGE_QUOTA: u32 = 256;
 /// Interrupt-remapping entries one device may have, unless the policy says.
 const DEFAULT_INTERRUPT_ENTRIES_PER_DEVICE: u16 = 4;

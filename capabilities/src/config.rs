@@ -183,6 +183,9 @@ pub struct IommuConfig {
     pub mapping_quota_pages: u32,
     /// Address spaces one user task may create.
     pub address_space_quota: u16,
+    /// Table pages one user task's address spaces may hold in all; they
+    /// never take the pages the server keeps for kernel-owned domains.
+    pub table_page_quota: u32,
     /// How the server invalidates the unit's caches.
     pub invalidation: InvalidationMode,
     /// Devices asserted to isolate their functions.

@@ -112,6 +112,7 @@ fn endpoint(report: &mut Report<'_>, task_names: &[&str], name: &str, spanned: &
         protocol,
         mapping_quota_pages: raw.mapping_quota_pages.as_ref().map(|quota| *quota.get_ref()),
         address_space_quota: raw.address_space_quota,
+        table_page_quota: raw.table_page_quota.as_ref().map(|quota| *quota.get_ref()),
         invalidation: raw.invalidation.as_ref().map(|mode| match mode.get_ref() {
             RawInvalidation::Queued => InvalidationMode::Queued,
             RawInvalidation::Registers => InvalidationMode::Registers,
@@ -141,6 +142,14 @@ fn endpoint_protocol(report: &mut Report<'_>, name: &str, protocol: &Spanned<Str
 fn check_iommu_settings(report: &mut Report<'_>, name: &str, spanned: &Spanned<RawEndpoint>, is_iommu: bool) {
     let raw = spanned.get_ref();
     if is_iommu {
+        if let Some(quota) = &raw.table_page_quota
+            && *quota.get_ref() == 0
+        {
+            report.at(
+                quota.span(),
+                format!("endpoint `{name}`: table-page-quota must be at least 1 (an address space needs its root)"),
+            );
+        }
         if let Some(quota) = &raw.interrupt_entries_per_device
             && !(1..=32).contains(quota.get_ref())
         {
@@ -154,6 +163,7 @@ fn check_iommu_settings(report: &mut Report<'_>, name: &str, spanned: &Spanned<R
     // The address-space quota is a plain number: its problem is located at the endpoint.
     let given = [
         ("mapping-quota-pages", raw.mapping_quota_pages.as_ref().map(Spanned::span)),
+        ("table-page-quota", raw.table_page_quota.as_ref().map(Spanned::span)),
         ("invalidation", raw.invalidation.as_ref().map(Spanned::span)),
         ("interrupt-entries-per-device", raw.interrupt_entries_per_device.as_ref().map(Spanned::span)),
         ("address-space-quota", raw.address_space_quota.map(|_| spanned.span())),

@@ -71,6 +71,8 @@ pub struct Endpoint {
     pub mapping_quota_pages: Option<u32>,
     /// IOMMU protocol: address spaces one user task may create.
     pub address_space_quota: Option<u16>,
+    /// IOMMU protocol: table pages one user task's address spaces may hold.
+    pub table_page_quota: Option<u32>,
     /// IOMMU protocol: how the server invalidates the unit's caches.
     pub invalidation: Option<capabilities::config::InvalidationMode>,
     /// IOMMU protocol: interrupt-remapping entries one device may have.

@@ -59,6 +59,8 @@ pub struct RawEndpoint {
     #[serde(default)]
     pub address_space_quota: Option<u16>,
     #[serde(default)]
+    pub table_page_quota: Option<Spanned<u32>>,
+    #[serde(default)]
     pub invalidation: Option<Spanned<RawInvalidation>>,
     #[serde(default)]
     pub interrupt_entries_per_device: Option<Spanned<u16>>,

@@ -88,6 +88,14 @@ impl TablePages for FuzzPages {
         self.pages.len()
     }
 
+    fn spare(&self) -> usize {
+        self.budget.saturating_sub(self.pages.len())
+    }
+
+    fn grow(&mut self) -> bool {
+        false
+    }
+
     fn flush(&mut self, page: TablePage, first: usize, count: usize) {
         assert!(count > 0 && first + count <= ENTRIES_PER_PAGE);
         assert!(self.pages.contains_key(&page.address()), "flush of a page not handed out");

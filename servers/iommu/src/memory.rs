@@ -51,6 +51,14 @@ pub trait TablePages {
 
     /// Pages allocated and not released (for leak accounting).
     fn in_use(&self) -> usize;
+
+    /// Pages [`Self::allocate`] can hand out without asking the kernel for
+    /// more memory.
+    fn spare(&self) -> usize;
+
+    /// Asks the kernel for more memory; `false` if it gives none (the
+    /// server's quota is spent).
+    fn grow(&mut self) -> bool;
 }
 
 /// Writes table entries and, on a non-coherent unit, flushes each run of

@@ -46,6 +46,14 @@ impl TablePages for FakePages {
         self.live()
     }
 
+    fn spare(&self) -> usize {
+        self.budget.saturating_sub(self.live())
+    }
+
+    fn grow(&mut self) -> bool {
+        false
+    }
+
     fn allocate(&mut self) -> Option<TablePage> {
         if self.pages.len() >= self.budget {
             return None;

@@ -55,7 +55,7 @@ impl<'a> FramePool<'a> {
 
     /// Adds a chunk; `None` when the frame quota, the slots or the chunk
     /// limit run out (a logged, typed failure: the allocation fails).
-    fn grow(&mut self) -> Option<&mut Chunk> {
+    fn add_chunk(&mut self) -> Option<&mut Chunk> {
         if self.chunks.is_full() {
             defmt::warn!("table memory at its limit of {=usize} chunks", MAX_CHUNKS);
             return None;
@@ -100,7 +100,7 @@ impl TablePages for FramePool<'_> {
     fn allocate(&mut self) -> Option<TablePage> {
         let chunk = match self.chunks.iter().position(|chunk| chunk.free != 0) {
             Some(at) => &mut self.chunks[at],
-            None => self.grow()?,
+            None => self.add_chunk()?,
         };
         let index = u64::from(chunk.free.trailing_zeros());
         chunk.free &= !(1 << index);
@@ -145,5 +145,13 @@ impl TablePages for FramePool<'_> {
 
     fn in_use(&self) -> usize {
         self.in_use
+    }
+
+    fn spare(&self) -> usize {
+        self.chunks.iter().map(|chunk| chunk.free.count_ones() as usize).sum()
+    }
+
+    fn grow(&mut self) -> bool {
+        self.add_chunk().is_some()
     }
 }

@@ -58,7 +58,7 @@ fn map<P: Platform>(
     let limit = if mask_bits >= 64 { u64::MAX } else { (1u64 << mask_bits.max(12)) - 1 };
     let quota = u64::from(s.config.mapping_quota_pages);
     let new = NewMapping { domain, owner, frame, placement: Placement::Below(limit), writable, quota };
-    match mapping::map(&mut s.hw, &mut s.domains, k, new) {
+    match mapping::map(&mut s.hw, &mut s.domains, k, new, None) {
         Ok(iova) => Reply::Mapped { iova }.into(),
         Err(code) => refused(code, "the frame could not be mapped").into(),
     }
@@ -73,7 +73,7 @@ fn unmap<P: Platform>(
     iova: u64,
 ) -> Answer {
     match s.domains.take(domain, owner, iova) {
-        Some(mapping) => match mapping::unmap(&mut s.hw, &mut s.domains, k, mapping) {
+        Some(mapping) => match mapping::unmap(&mut s.hw, &mut s.domains, k, mapping, None) {
             Ok(()) => Reply::Done.into(),
             Err(code) => refused(code, "the unit did not confirm the invalidation; the frame stays pinned").into(),
         },

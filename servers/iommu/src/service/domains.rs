@@ -162,6 +162,11 @@ impl Domains {
         self.mappings.len()
     }
 
+    /// Mappings alive in user address spaces.
+    pub fn user_mapping_count(&self) -> usize {
+        self.mappings.iter().filter(|m| matches!(m.owner, MappingOwner::Ioas(_))).count()
+    }
+
     /// Domains alive.
     pub fn count(&self) -> usize {
         self.domains.iter().flatten().count()

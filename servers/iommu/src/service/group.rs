@@ -6,6 +6,7 @@ use iommu_api::{Reply, Request};
 use super::domains::MappingOwner;
 use super::kernel::Kernel;
 use super::mapping::{self, NewMapping, Placement, destroy_domain, unmap_all};
+use super::quota::UserPages;
 use super::text::refused;
 use super::{AddressSpace, Answer, GroupCap, Platform, Service, change_ownership, domain_window, faults};
 use crate::interrupt::remapping;
@@ -48,7 +49,11 @@ fn create<P: Platform>(s: &mut Service<P>, cap: GroupCap) -> Answer {
     }
     let capabilities = *s.hw.unit.capabilities();
     let (first, last) = domain_window(&s.hw.table_config);
-    let domain = match s.domains.create(&mut s.hw.pages, &capabilities, s.hw.table_config, first, last, quota) {
+    let others: u32 = ready.address_spaces.iter().filter(|a| a.task == task).map(|a| a.table_pages).sum();
+    let mut table_pages = 0;
+    let limit = s.config.table_page_quota.saturating_sub(others);
+    let mut pages = UserPages::new(&mut s.hw.pages, &mut table_pages, limit);
+    let domain = match s.domains.create(&mut pages, &capabilities, s.hw.table_config, first, last, quota) {
         Ok(domain) => domain,
         Err(code) => return refused(code, "no room for another address space").into(),
     };
@@ -58,7 +63,7 @@ fn create<P: Platform>(s: &mut Service<P>, cap: GroupCap) -> Answer {
         id = id.wrapping_add(1);
     }
     ready.next_ioas = id.wrapping_add(1);
-    if ready.address_spaces.push(AddressSpace { id, task, group: cap.group, domain }).is_err() {
+    if ready.address_spaces.push(AddressSpace { id, task, group: cap.group, domain, table_pages }).is_err() {
         destroy_domain(&mut s.hw, &mut s.domains, domain);
         return refused(ErrorCode::QuotaExceeded, "too many address spaces").into();
     }
@@ -98,7 +103,9 @@ fn map<P: Platform>(
     let owner = MappingOwner::Ioas(space.id);
     let quota = u64::from(s.config.mapping_quota_pages);
     let new = NewMapping { domain: space.domain, owner, frame, placement: Placement::At(iova), writable, quota };
-    match mapping::map(&mut s.hw, &mut s.domains, k, new) {
+    let tables = s.config.table_page_quota;
+    let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
+    match mapping::map(&mut s.hw, &mut s.domains, k, new, charge) {
         Ok(iova) => Reply::Mapped { iova }.into(),
         Err(code) => refused(code, "the frame could not be mapped there").into(),
     }
@@ -110,10 +117,14 @@ fn unmap<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, ioas: 
         return refused(ErrorCode::NotFound, "no such address space").into();
     };
     match s.domains.take(space.domain, MappingOwner::Ioas(space.id), iova) {
-        Some(mapping) => match mapping::unmap(&mut s.hw, &mut s.domains, k, mapping) {
-            Ok(()) => Reply::Done.into(),
-            Err(code) => refused(code, "the unit did not confirm the invalidation; the frame stays pinned").into(),
-        },
+        Some(mapping) => {
+            let tables = s.config.table_page_quota;
+            let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
+            match mapping::unmap(&mut s.hw, &mut s.domains, k, mapping, charge) {
+                Ok(()) => Reply::Done.into(),
+                Err(code) => refused(code, "the unit did not confirm the invalidation; the frame stays pinned").into(),
+            }
+        }
         None => refused(ErrorCode::NotMapped, "nothing mapped there").into(),
     }
 }

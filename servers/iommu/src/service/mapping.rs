@@ -2,8 +2,10 @@
 
 use capabilities::ErrorCode;
 
+use super::domains::MAX_MAPPINGS;
 use super::domains::{Domain, DomainIndex, Domains, Mapping, MappingOwner, iova_error};
 use super::kernel::{Kernel, Pin};
+use super::quota::{Charge, KERNEL_MAPPINGS, UserPages};
 use super::{Hardware, Platform};
 use crate::invalidation::policy;
 use crate::memory::PAGE_SIZE;
@@ -75,15 +77,20 @@ pub(super) fn map<P: Platform>(
     domains: &mut Domains,
     k: &mut impl Kernel,
     new: NewMapping,
+    mut charge: Option<Charge<'_>>,
 ) -> Result<u64, ErrorCode> {
     let pin = PinGuard::pin(k, new.frame, new.writable)?;
     let pages = pin.pin.pages;
     if domains.pages_of(new.owner).saturating_add(pages) > new.quota {
         return Err(ErrorCode::QuotaExceeded);
     }
+    if matches!(new.owner, MappingOwner::Ioas(_)) && domains.user_mapping_count() >= MAX_MAPPINGS - KERNEL_MAPPINGS {
+        // The rest are kept for trusted drivers' DMA handles.
+        return Err(ErrorCode::QuotaExceeded);
+    }
     let domain = domains.get_mut(new.domain).ok_or(ErrorCode::ObjectDeleted)?;
     let domain_id = domain.id;
-    let (iova, written) = match map_in(hw, domain, new.placement, pin.pin, new.writable) {
+    let (iova, written) = match map_in(hw, domain, new.placement, pin.pin, new.writable, charge.as_mut()) {
         Ok(placed) => placed,
         Err(MapFailure::Refused(code)) => return Err(code),
         Err(MapFailure::StillCached) => {
@@ -96,7 +103,7 @@ pub(super) fn map<P: Platform>(
     pin.keep();
     let invalidation = policy::mapped(hw.unit.capabilities(), domain_id, written);
     if hw.unit.perform(&invalidation).is_err() || domains.record(mapping).is_err() {
-        let _ = unmap(hw, domains, k, mapping);
+        let _ = unmap(hw, domains, k, mapping, charge);
         return Err(ErrorCode::OutOfMemory);
     }
     Ok(iova)
@@ -119,13 +126,14 @@ fn map_in<P: Platform>(
     placement: Placement,
     pin: Pin,
     writable: bool,
+    charge: Option<&mut Charge<'_>>,
 ) -> Result<(u64, IovaRange), MapFailure> {
     let placed = match placement {
         Placement::At(iova) => domain.iova.place(iova, pin.pages),
         Placement::Below(_) => domain.iova.allocate(pin.pages, 1),
     };
     let range = placed.map_err(|error| MapFailure::Refused(iova_error(error)))?;
-    let written = write_entries(hw, domain, placement, range, pin, writable);
+    let written = write_entries(hw, domain, placement, range, pin, writable, charge);
     if written.is_err() {
         let _ = domain.iova.free(range.start);
     }
@@ -141,6 +149,7 @@ fn write_entries<P: Platform>(
     range: IovaRange,
     pin: Pin,
     writable: bool,
+    charge: Option<&mut Charge<'_>>,
 ) -> Result<IovaRange, MapFailure> {
     let end = range.start.saturating_add(range.pages.saturating_mul(PAGE_SIZE));
     if let Placement::Below(limit) = placement
@@ -149,7 +158,17 @@ fn write_entries<P: Platform>(
         return Err(MapFailure::Refused(ErrorCode::InvalidArgument));
     }
     let access = Access { read: true, write: writable };
-    match domain.table.map(&mut hw.pages, range.start, pin.physical, pin.pages, access) {
+    let (mapped, quota_spent) = match charge {
+        Some(charge) => {
+            let mut pages = UserPages::new(&mut hw.pages, charge.charged, charge.limit);
+            let mapped = domain.table.map(&mut pages, range.start, pin.physical, pin.pages, access);
+            (mapped, *charge.charged >= charge.limit)
+        }
+        None => (domain.table.map(&mut hw.pages, range.start, pin.physical, pin.pages, access), false),
+    };
+    // Out of table pages: the owner's quota, or the server's memory.
+    let out_of_pages = if quota_spent { ErrorCode::QuotaExceeded } else { ErrorCode::OutOfMemory };
+    match mapped {
         Ok(mapped) => Ok(mapped.range),
         // A run that ran out of table pages part way was mapped and
         // removed again: a device may have cached some of it, so the
@@ -157,11 +176,11 @@ fn write_entries<P: Platform>(
         Err(PageTableError::OutOfTablePages { invalidate: Some(partial) }) => {
             let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, partial, false);
             match hw.unit.perform(&invalidation) {
-                Ok(()) => Err(MapFailure::Refused(ErrorCode::OutOfMemory)),
+                Ok(()) => Err(MapFailure::Refused(out_of_pages)),
                 Err(_) => Err(MapFailure::StillCached),
             }
         }
-        Err(_) => Err(MapFailure::Refused(ErrorCode::OutOfMemory)),
+        Err(_) => Err(MapFailure::Refused(out_of_pages)),
     }
 }
 
@@ -174,19 +193,21 @@ pub(super) fn unmap_all<P: Platform>(
     owner: MappingOwner,
 ) {
     while let Some(mapping) = domains.take_any(owner) {
-        let _ = unmap(hw, domains, k, mapping);
+        let _ = unmap(hw, domains, k, mapping, None);
     }
 }
 
 /// Removes one mapping: page-table entries, the IOTLB (waiting for the
 /// invalidation to finish), then the emptied tables, the pin and the
-/// address. If the unit does not confirm the invalidation, the pin and
-/// the tables are kept for good (`Busy`): a device may still reach them.
+/// address (`charge`: the user account the tables are credited back to).
+/// If the unit does not confirm the invalidation, the pin and the tables
+/// are kept for good (`Busy`): a device may still reach them.
 pub(super) fn unmap<P: Platform>(
     hw: &mut Hardware<P>,
     domains: &mut Domains,
     k: &mut impl Kernel,
     mapping: Mapping,
+    charge: Option<Charge<'_>>,
 ) -> Result<(), ErrorCode> {
     if let Some(domain) = domains.get_mut(mapping.domain) {
         if let Ok(unmapped) = domain.table.unmap(&mut hw.pages, mapping.iova, mapping.pages) {
@@ -201,7 +222,10 @@ pub(super) fn unmap<P: Platform>(
                 );
                 return Err(ErrorCode::Busy);
             }
-            unmapped.release_tables(&mut hw.pages);
+            match charge {
+                Some(charge) => unmapped.release_tables(&mut UserPages::new(&mut hw.pages, charge.charged, 0)),
+                None => unmapped.release_tables(&mut hw.pages),
+            }
         }
         let _ = domain.iova.free(mapping.iova);
     }

@@ -28,6 +28,7 @@ mod group;
 pub mod kernel;
 mod mapping;
 mod policy;
+pub mod quota;
 pub mod reserved;
 pub mod scope;
 pub mod state;

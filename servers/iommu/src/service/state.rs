@@ -5,6 +5,7 @@ use heapless::{String, Vec};
 use iommu_groups::Groups;
 
 use super::domains::DomainIndex;
+use super::quota::Charge;
 use super::switch::Requesters;
 use crate::fault::FaultLog;
 use crate::ownership::{MAX_GROUPS, Ownership};
@@ -58,6 +59,8 @@ pub struct AddressSpace {
     pub group: u16,
     /// The domain that translates for it.
     pub domain: DomainIndex,
+    /// Table pages its domain holds, charged to its task.
+    pub table_pages: u32,
 }
 
 /// An isolation assertion the server applied: the functions it covered.
@@ -132,6 +135,15 @@ impl Ready {
         if let Some(log) = self.faults.get_mut(usize::from(group)) {
             *log = FaultLog::new();
         }
+    }
+
+    /// The table-page account of `task`'s address space `id`: what it
+    /// holds, and at most `quota` less what the task's other spaces hold.
+    pub fn charge(&mut self, task: u16, id: u16, quota: u32) -> Option<Charge<'_>> {
+        let others: u32 =
+            self.address_spaces.iter().filter(|a| a.task == task && a.id != id).map(|a| a.table_pages).sum();
+        let space = self.address_spaces.iter_mut().find(|a| a.id == id && a.task == task)?;
+        Some(Charge { charged: &mut space.table_pages, limit: quota.saturating_sub(others) })
     }
 
     /// Address space `id`, if `task` made it.

@@ -158,6 +158,7 @@ fn config() -> IommuConfig {
         assignments,
         mapping_quota_pages: 64,
         address_space_quota: 2,
+        table_page_quota: 256,
         ..Default::default()
     }
 }

@@ -9,10 +9,12 @@ use iommu_groups::index::TopologyIndex;
 use iommu_groups::{alias, form_groups};
 
 use super::domains::DomainIndex;
+use super::quota::KERNEL_TABLE_PAGES;
 use super::switch::{MAX_REQUESTERS, Requesters, Switch};
 use super::text::refused;
 use super::{AppliedAssertion, MAX_RESERVED_DEVICES, Platform, Ready, ReservedDevice, Service, domain_window};
 use crate::fault::FaultLog;
+use crate::memory::TablePages;
 use crate::ownership::{GroupHardware, Ownership, Translation};
 use crate::pagetable::Access;
 
@@ -37,6 +39,15 @@ pub(super) fn report<P: Platform>(
     }
     if !last {
         return Reply::Done;
+    }
+    // The kernel-owned domains' pages are had before any user can ask.
+    while s.hw.pages.spare() < KERNEL_TABLE_PAGES && s.hw.pages.grow() {}
+    if s.hw.pages.spare() < KERNEL_TABLE_PAGES {
+        warn!(
+            "only {=usize} spare table pages, fewer than the {=usize} kept for kernel-owned domains",
+            s.hw.pages.spare(),
+            KERNEL_TABLE_PAGES
+        );
     }
     match build(s) {
         Ok(ready) => {

@@ -182,3 +182,81 @@ fn a_group_with_a_member_outside_the_units_scope_goes_to_no_one() {
     rig.claim_group(USER, bdf(1, 2)).expect("so is everything behind the bridge");
     assert_eq!(rig.service.set_scope(super::super::scope::UnitScope::everything()), Err(ErrorCode::Busy));
 }
+
+/// A rig whose users may hold `table_pages` table pages each.
+fn rig_with_table_quota(table_pages: u32) -> Rig {
+    let config = IommuConfig { table_page_quota: table_pages, ..self::config() };
+    Rig::with(QEMU_CAP, config, topology(), heapless::Vec::new())
+}
+
+/// The IOVA of the `n`th gigabyte: each needs two table pages of its own.
+fn gigabyte(n: u64) -> u64 {
+    n << 30
+}
+
+#[test]
+fn a_users_table_pages_are_charged_to_its_quota() {
+    let mut rig = rig_with_table_quota(5);
+    let cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let ioas = ioas_of(rig.call(cap, Request::IoasCreate, &[])); // its root: 1 page
+    for n in 1..=2 {
+        let reply = rig.with_frame(cap, Request::Map { ioas, iova: gigabyte(n), writable: true }, 1);
+        assert_eq!(reply, Reply::Mapped { iova: gigabyte(n) }, "gigabyte {n}");
+    }
+    let reply = rig.with_frame(cap, Request::Map { ioas, iova: gigabyte(3), writable: true }, 1);
+    assert_eq!(refusal(&reply).0, ErrorCode::QuotaExceeded, "a sixth table page is past the quota");
+    assert_eq!(rig.k.pins.len(), 2, "the refused frame was unpinned");
+    assert_eq!(rig.call(cap, Request::Unmap { ioas, iova: gigabyte(1) }, &[]), Reply::Done);
+    let reply = rig.with_frame(cap, Request::Map { ioas, iova: gigabyte(3), writable: true }, 1);
+    assert_eq!(reply, Reply::Mapped { iova: gigabyte(3) }, "an unmap gives its table pages back to the quota");
+}
+
+#[test]
+fn a_user_cannot_starve_trusted_drivers_of_table_pages() {
+    let mut rig = rig_with_table_quota(100_000);
+    let pages = &mut rig.service.hardware().pages;
+    pages.budget = pages.live() + super::super::quota::KERNEL_TABLE_PAGES + 8;
+    let cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let ioas = ioas_of(rig.call(cap, Request::IoasCreate, &[]));
+    let mut refused = None;
+    for n in 1..64 {
+        let reply = rig.with_frame(cap, Request::Map { ioas, iova: gigabyte(n), writable: true }, 1);
+        if let Reply::Refused { code, .. } = reply {
+            refused = Some(code);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(ErrorCode::OutOfMemory), "the user runs out before the server does");
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("unowned");
+    for n in 0..4 {
+        let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 64 - n }, 1);
+        assert!(matches!(reply, Reply::Mapped { .. }), "the trusted driver still maps: {reply:?}");
+    }
+}
+
+#[test]
+fn a_user_cannot_take_the_mapping_records_kept_for_dma_handles() {
+    use super::super::domains::MAX_MAPPINGS;
+    use super::super::quota::KERNEL_MAPPINGS;
+    // Eight spaces of sixty mappings would be more records than users may have.
+    let config = IommuConfig { mapping_quota_pages: 100_000, address_space_quota: 8, ..self::config() };
+    let mut rig = Rig::with(QEMU_CAP, config, topology(), heapless::Vec::new());
+    let cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let mut mapped = 0;
+    let refusal_code = 'spaces: loop {
+        let ioas = ioas_of(rig.call(cap, Request::IoasCreate, &[]));
+        for page in 0..60 {
+            let iova = 0x10_0000 + 0x2000 * page;
+            match rig.with_frame(cap, Request::Map { ioas, iova, writable: true }, 1) {
+                Reply::Mapped { .. } => mapped += 1,
+                Reply::Refused { code, .. } => break 'spaces code,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(mapped <= MAX_MAPPINGS, "never refused");
+    };
+    assert_eq!((mapped, refusal_code), (MAX_MAPPINGS - KERNEL_MAPPINGS, ErrorCode::QuotaExceeded));
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("unowned");
+    let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 1);
+    assert!(matches!(reply, Reply::Mapped { .. }), "the trusted driver still maps: {reply:?}");
+}
