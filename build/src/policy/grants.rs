@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::check::{Report, line_of};
 use super::raw::{RawCap, RawDeviceMemory, RawInterrupt, RawPorts};
-use super::{BootObject, Endpoint, Grant, TaskKind};
+use super::{BootObject, Endpoint, Grant, TaskKind, protocols};
 
 /// What a grant may name: the policy's endpoints, notifications and tasks.
 pub(super) struct Names<'a> {
@@ -235,7 +235,10 @@ fn send(checking: &mut Checking<'_, '_>, cap: &RawCap, name: &Spanned<String>) -
     }
     let mut mask = 0u64;
     match (declared.protocol, &cap.operations) {
-        (Some(protocol), Some(operations)) => mask = operation_mask(checking, protocol, operations),
+        (Some(protocol), Some(operations)) => {
+            mask = operation_mask(checking, protocol, operations);
+            check_reserved_operations(checking, protocol, operations);
+        }
         (Some(protocol), None) => checking.here(format!(
             "say which operations of `{}` it may invoke: operations = [{}]",
             protocol.name,
@@ -247,6 +250,30 @@ fn send(checking: &mut Checking<'_, '_>, cap: &RawCap, name: &Spanned<String>) -
         (None, None) => granted &= !rights::GRANT,
     }
     Some((object, granted, badge::policy(holder.index as u16, mask)))
+}
+
+/// Refuses operations of `protocol` that only another protocol's server
+/// may be granted (the IOMMU driver core's), naming the operation and the
+/// task.
+fn check_reserved_operations(checking: &mut Checking<'_, '_>, protocol: &Protocol, operations: &[Spanned<String>]) {
+    let holder = checking.holder.index;
+    for operation in operations {
+        let Some(number) = protocol.operation(operation.get_ref()) else { continue };
+        let Some(owner) = protocols::reserved_for(protocol, number) else { continue };
+        let serves =
+            |endpoint: &Endpoint| endpoint.server == holder && endpoint.protocol.is_some_and(|p| p.name == owner.name);
+        if !checking.names.endpoints.iter().any(serves) {
+            let task = checking.holder.name;
+            checking.at(
+                operation.span(),
+                format!(
+                    "`{}` is the driver core's: only the server of the {} protocol may be granted it, and task `{task}` serves none",
+                    operation.get_ref(),
+                    owner.name
+                ),
+            );
+        }
+    }
 }
 
 /// The badge's operation bits for `operations`, each of which `protocol` must have.

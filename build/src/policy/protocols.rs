@@ -5,6 +5,14 @@ use capabilities::protocol::Protocol;
 /// Every protocol a policy may name.
 pub const ALL: &[Protocol] = &[echo_api::PROTOCOL, edu_api::PROTOCOL, iommu_api::PROTOCOL, pci_api::PROTOCOL];
 
+/// The protocol whose server alone may be granted operation `number` of
+/// `protocol`, if one is (the IOMMU driver core's operations are the PCI
+/// server's).
+pub fn reserved_for(protocol: &Protocol, number: u8) -> Option<&'static Protocol> {
+    let driver_core = iommu_api::DRIVER_CORE.iter().any(|operation| *operation as u8 == number);
+    (protocol.name == iommu_api::PROTOCOL.name && driver_core).then_some(&pci_api::PROTOCOL)
+}
+
 /// The protocol called `name`.
 pub fn find(name: &str) -> Option<&'static Protocol> {
     ALL.iter().find(|protocol| protocol.name == name)

@@ -403,3 +403,64 @@ fn more_device_rules_than_the_servers_hold_are_refused_not_a_crash() {
     let problems = check(&many).expect_err("33 assignments").to_string();
     assert!(problems.contains("0 driver bindings and 33 user assignments; at most 32 of each"), "{problems}");
 }
+
+/// An IOMMU server, a PCI server and a user task; the user's grant of the
+/// IOMMU protocol is `{user_operations}`.
+fn iommu_policy(user_operations: &str) -> String {
+    format!(
+        r#"version = 1
+description = "driver-core operations"
+
+[endpoints.iommu]
+server = "iommu"
+protocol = "iommu"
+
+[endpoints.pci]
+server = "pci"
+protocol = "pci"
+
+[tasks.iommu]
+binary = "echo-server"
+kind = "system-server"
+priority = 5
+memory-pages = 64
+stack-pages = 4
+
+[tasks.iommu.caps]
+requests = {{ receive = "iommu" }}
+
+[tasks.pci]
+binary = "echo-server"
+kind = "system-server"
+priority = 4
+memory-pages = 64
+stack-pages = 4
+
+[tasks.pci.caps]
+requests = {{ receive = "pci" }}
+iommu = {{ send = "iommu", operations = ["report-topology", "claim-kernel", "reclaimed"] }}
+
+[tasks.user]
+binary = "hello"
+kind = "user"
+priority = 2
+memory-pages = 16
+stack-pages = 1
+
+[tasks.user.caps]
+iommu = {{ send = "iommu", operations = [{user_operations}] }}
+"#
+    )
+}
+
+#[test]
+fn the_driver_cores_operations_go_to_the_pci_server_alone() {
+    check(&iommu_policy(r#""claim-group", "owner""#)).expect("a user may claim groups and read owners");
+    refused(
+        &iommu_policy(r#""claim-group", "release-kernel", "reclaimed""#),
+        &[
+            "test.toml:41: task `user`, capability `iommu`: `release-kernel` is the driver core's: only the server of the pci protocol may be granted it, and task `user` serves none",
+            "test.toml:41: task `user`, capability `iommu`: `reclaimed` is the driver core's: only the server of the pci protocol may be granted it, and task `user` serves none",
+        ],
+    );
+}

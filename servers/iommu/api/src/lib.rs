@@ -56,23 +56,25 @@ pub enum Operation {
     FreeInterrupt = 10,
 }
 
+/// The operations only the driver core (the PCI server) may invoke: they
+/// report the topology, claim and release default domains for the drivers
+/// it binds, quiesce reclaimed groups and program device interrupts.
+/// Granted to anyone else, they would let a task drop a bound driver's DMA
+/// handle, skip a quiesce or hold a group kernel-owned forever.
+pub const DRIVER_CORE: &[Operation] = &[
+    Operation::ReportTopology,
+    Operation::ClaimKernel,
+    Operation::ReleaseKernel,
+    Operation::PendingReclaims,
+    Operation::Reclaimed,
+    Operation::AllocInterrupt,
+    Operation::FreeInterrupt,
+];
+
 impl Operation {
-    /// Whether only the driver core (the PCI server) may invoke it: these
-    /// report the topology, claim and release default domains for the
-    /// drivers it binds, quiesce reclaimed groups and program device
-    /// interrupts. Granted to anyone else, they would let a task drop a
-    /// bound driver's DMA handle, skip a quiesce or hold a group forever.
-    pub const fn is_driver_core(self) -> bool {
-        matches!(
-            self,
-            Operation::ReportTopology
-                | Operation::ClaimKernel
-                | Operation::ReleaseKernel
-                | Operation::PendingReclaims
-                | Operation::Reclaimed
-                | Operation::AllocInterrupt
-                | Operation::FreeInterrupt
-        )
+    /// Whether it is one of [`DRIVER_CORE`].
+    pub fn is_driver_core(self) -> bool {
+        DRIVER_CORE.contains(&self)
     }
 }
 
