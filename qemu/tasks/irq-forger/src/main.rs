@@ -18,13 +18,16 @@
 //! | 2 | write `c & 0xffff_ffff` (`c >> 32` bytes wide) at offset `b` of function `a` | — |
 //! | 3 | make edu `a` raise its interrupt | — |
 //! | 4 | one RTC periodic interrupt through the IO APIC, waited for up to `a` µs | µs it took |
+//! | 5 | edu `a` copies 256 bytes of its buffer to bus address `b`, bus mastering turned on behind everyone's back | 1 once the transfer ended |
+//! | 6 | a frame of this task, every byte `a`, pinned so a device could reach it | its physical address |
+//! | 7 | the first eight bytes of that frame | the bytes, little-endian |
 #![no_std]
 #![no_main]
 
 use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use capabilities::abi::ipc::NONBLOCK;
-use userlib::cap::{Cap, DeviceMemory, Notification, own};
+use userlib::cap::{Cap, DeviceMemory, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::{objects, syscall};
@@ -48,6 +51,9 @@ const BAR_VIRT: u64 = 0x2100_0000;
 const BUS_SLOT: u32 = 40;
 const BAR_SLOT: u32 = 44;
 const RTC_DONE: u32 = 45;
+const FRAME: u32 = 46;
+/// Where the frame of op 6 is mapped.
+const FRAME_VIRT: u64 = 0x2200_0000;
 /// edu: the interrupt-raise register.
 const EDU_RAISE: u64 = 0x60;
 
@@ -103,6 +109,9 @@ fn serve(config: &[Mapping<DeviceMemory>; BUSES as usize], rtc_done: Cap<Notific
         2 => write(config, a, b, c as u32, (c >> 32) as u8).map(|()| 0),
         3 => raise(config, a).map(|()| 0),
         4 => rtc_tick(rtc_done, a),
+        5 => dma_to(config, rtc_done, a, b),
+        6 => fill_frame(a as u8),
+        7 => frame_head(),
         _ => Err(ErrorCode::NoSuchCall),
     };
     match result {
@@ -168,6 +177,81 @@ fn raise(config: &[Mapping<DeviceMemory>; BUSES as usize], id: u64) -> Result<()
     let _ = mapping.unmap();
     let _ = page.delete();
     raised
+}
+
+/// edu registers of its DMA engine (64-bit) and its buffer's bus address.
+const EDU_DMA_SOURCE: u64 = 0x80;
+const EDU_DMA_DESTINATION: u64 = 0x88;
+const EDU_DMA_COUNT: u64 = 0x90;
+const EDU_DMA_COMMAND: u64 = 0x98;
+const EDU_BUFFER: u64 = 0x4_0000;
+/// Command register bits: memory decoding and bus mastering.
+const MEMORY_AND_MASTER: u32 = 0x6;
+
+/// Makes edu `id` write 256 bytes of its buffer to bus address `to`, with
+/// bus mastering turned on through ECAM, and waits for the transfer to
+/// end (QEMU runs it 100 ms of virtual time later); polled, no interrupt.
+fn dma_to(
+    config: &[Mapping<DeviceMemory>; BUSES as usize],
+    sleep: Cap<Notification>,
+    id: u64,
+    to: u64,
+) -> Result<u64, ErrorCode> {
+    let command = read(config, id, 0x04, 2)? as u32;
+    write(config, id, 0x04, command | MEMORY_AND_MASTER, 2)?;
+    let bar = read(config, id, 0x10, 4)? & !0xf;
+    if bar == 0 {
+        return Err(ErrorCode::NotFound);
+    }
+    let page = CONTROL.get().create_device_memory(BAR_SLOT, bar, 1)?;
+    let mapping = match Mapping::map(own::SPACE, page, BAR_VIRT, true) {
+        Ok(mapping) => mapping,
+        Err(code) => {
+            let _ = page.delete();
+            return Err(code);
+        }
+    };
+    let started = mapping
+        .write64(EDU_DMA_SOURCE, EDU_BUFFER)
+        .and_then(|()| mapping.write64(EDU_DMA_DESTINATION, to))
+        .and_then(|()| mapping.write64(EDU_DMA_COUNT, 256))
+        .and_then(|()| mapping.write64(EDU_DMA_COMMAND, 0b11));
+    let mut ended = false;
+    for _ in 0..200 {
+        if started.is_none() || mapping.read64(EDU_DMA_COMMAND).is_some_and(|command| command & 1 == 0) {
+            ended = started.is_some();
+            break;
+        }
+        let _ = sleep.wait(0, 10_000);
+    }
+    let _ = mapping.unmap();
+    let _ = page.delete();
+    Ok(u64::from(ended))
+}
+
+/// Allocates (once) a frame, fills it with `byte` and pins it; returns its
+/// physical address.
+fn fill_frame(byte: u8) -> Result<u64, ErrorCode> {
+    let frame = match Cap::<Frame>::at(FRAME).info() {
+        Ok(_) => Cap::at(FRAME),
+        Err(_) => objects::alloc_frame(FRAME, 1)?,
+    };
+    let mapping = Mapping::map(own::SPACE, frame, FRAME_VIRT, true)?;
+    let mut filled = Some(());
+    for offset in (0..PAGE_SIZE).step_by(8) {
+        filled = filled.and_then(|()| mapping.write64(offset, u64::from_le_bytes([byte; 8])));
+    }
+    let _ = mapping.unmap();
+    filled.ok_or(ErrorCode::InvalidArgument)?;
+    CONTROL.get().pin(frame, true).map(|pin| pin.physical)
+}
+
+/// The first eight bytes of op 6's frame.
+fn frame_head() -> Result<u64, ErrorCode> {
+    let mapping = Mapping::map(own::SPACE, Cap::<Frame>::at(FRAME), FRAME_VIRT, false)?;
+    let head = mapping.read64(0);
+    let _ = mapping.unmap();
+    head.ok_or(ErrorCode::InvalidArgument)
 }
 
 /// CMOS RTC register `register`: read, or written with `value`.

@@ -1,0 +1,52 @@
+//! Test task: a device that DMAs before the IOMMU server has the topology is blocked.
+//!
+//! The policy (`qemu/policies/early-dma.toml`) has no PCI server, so the
+//! IOMMU server waits for a topology that never comes: every requester
+//! must be blocked all the while (issue 15, hole 3). The trusted helper
+//! `irq-forger` turns bus mastering on for edu 00:03.0 through ECAM and
+//! makes it write its buffer to a frame whose bytes this task then reads.
+#![no_std]
+#![no_main]
+
+use capabilities::ErrorCode;
+use capabilities::pci::Bdf;
+use userlib::ipc::Buffer;
+use userlib::testkit::{self, Case, Outcome};
+use userlib::{check_eq, check_ok};
+
+userlib::cap_slot!(FORGER: Endpoint = "forger");
+userlib::entry!(main);
+
+/// The forger's operations (qemu/tasks/irq-forger).
+const FORGE_DMA: u64 = 5;
+const FORGE_FRAME: u64 = 6;
+const FORGE_FRAME_HEAD: u64 = 7;
+/// The edu the forger drives.
+const EDU: Bdf = Bdf::from_devfn(0, 3 << 3);
+/// What the target frame is filled with.
+const CANARY: u8 = 0x5a;
+
+fn main() -> u64 {
+    testkit::run(&[Case {
+        name: "a_dma_before_the_topology_is_blocked_and_its_target_untouched",
+        run: a_dma_before_the_topology_is_blocked_and_its_target_untouched,
+    }])
+}
+
+fn forge(buffer: &mut Buffer, op: u64, a: u64, b: u64) -> Result<u64, ErrorCode> {
+    let [status, value]: [u64; 2] = FORGER.get().ask(buffer, &[op, a, b, 0], &[], 0)?;
+    match status {
+        0 => Ok(value),
+        code => Err(ErrorCode::from_code(code).unwrap_or(ErrorCode::Malformed)),
+    }
+}
+
+fn a_dma_before_the_topology_is_blocked_and_its_target_untouched(buffer: &mut Buffer) -> Outcome {
+    let target = check_ok!(forge(buffer, FORGE_FRAME, u64::from(CANARY), 0));
+    defmt::info!("  target frame at physical {=u64:#x}, every byte {=u8:#x}", target, CANARY);
+    check_eq!(check_ok!(forge(buffer, FORGE_DMA, u64::from(EDU.requester_id()), target)), 1, "the transfer ended");
+    let head = check_ok!(forge(buffer, FORGE_FRAME_HEAD, 0, 0));
+    check_eq!(head, u64::from_le_bytes([CANARY; 8]), "the frame is untouched");
+    defmt::info!("  the device's write to {=u64:#x} did not land", target);
+    Ok(())
+}
