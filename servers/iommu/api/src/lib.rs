@@ -113,14 +113,14 @@ pub use capabilities::protocol::REASON_MAX;
 pub enum Handle {
     /// A trusted driver's DMA handle on `group`'s default domain.
     Dma {
-        /// The group.
+        /// The group whose default domain it maps into.
         group: u16,
         /// Distinguishes handles minted over time (revoked ones stay dead).
         serial: u32,
     },
     /// A user task's capability to `group`.
     Group {
-        /// The group.
+        /// The group its holder owns.
         group: u16,
         /// Distinguishes capabilities minted over time.
         serial: u32,
@@ -174,21 +174,21 @@ pub enum Request {
     },
     /// Policy, driver core: the driver of `device` unbound; its handle dies.
     ReleaseKernel {
-        /// The device unbound.
+        /// The device whose driver was unbound.
         device: Bdf,
         /// The driver's task index.
         driver: u16,
     },
     /// Policy: who owns `device`'s group.
     Owner {
-        /// The device.
+        /// Any device of the group asked about.
         device: Bdf,
     },
     /// Policy, PCI server: groups whose devices must be quiesced.
     PendingReclaims,
     /// Policy, PCI server: `group`'s devices are quiesced.
     Reclaimed {
-        /// The group.
+        /// The group whose devices are all quiesced.
         group: u16,
     },
     /// Policy, user task: claim the whole group of `device`; the reply
@@ -211,7 +211,7 @@ pub enum Request {
     /// format, naming an entry that only the device's requester ids may
     /// use, when interrupt remapping is on.
     AllocInterrupt {
-        /// The device.
+        /// The device whose MSI it is (its requester ids are checked).
         device: Bdf,
         /// The task holding it.
         holder: u16,
@@ -222,7 +222,7 @@ pub enum Request {
     },
     /// Policy, driver core: `device` no longer uses interrupt entry `entry`.
     FreeInterrupt {
-        /// The device.
+        /// The device that held the entry.
         device: Bdf,
         /// The entry `AllocInterrupt` gave it.
         entry: u16,
@@ -316,12 +316,12 @@ pub enum OwnerReport {
     },
     /// A user task (by index).
     User {
-        /// The task.
+        /// The owning task, by manifest index.
         task: u16,
     },
     /// Being reclaimed from a user task.
     Reclaiming {
-        /// The task.
+        /// The task that owned it, by manifest index.
         task: u16,
     },
 }
@@ -348,16 +348,16 @@ pub enum InterruptSource {
     Exact(Bdf),
     /// This one with function bits masked by the VT-d source-id qualifier (1 to 3).
     Function {
-        /// The id.
+        /// The requester id compared.
         id: Bdf,
-        /// The qualifier.
+        /// Function bits ignored: 1 for bit 2, 2 for bits 2-1, 3 for bits 2-0.
         qualifier: u8,
     },
     /// Any on these buses.
     Buses {
-        /// First bus.
+        /// The lowest bus allowed.
         first: u8,
-        /// Last bus.
+        /// The highest bus allowed.
         last: u8,
     },
 }
@@ -372,7 +372,7 @@ pub struct InterruptEntry {
     pub holder: Option<u16>,
     /// The CPU vector it delivers.
     pub vector: u8,
-    /// Its source check.
+    /// Which requester ids may use it.
     pub source: InterruptSource,
 }
 
@@ -384,7 +384,7 @@ pub enum Reply {
     Done,
     /// The group the request concerned (claims send a capability with it).
     Group {
-        /// The group id.
+        /// The group claimed, or asked about.
         group: u16,
     },
     /// `DmaMap`: where the frame is mapped.
@@ -399,7 +399,7 @@ pub enum Reply {
     },
     /// `Owner`.
     Owner {
-        /// The group.
+        /// The group of the device asked about.
         group: u16,
         /// Who owns it.
         owner: OwnerReport,
@@ -411,7 +411,7 @@ pub enum Reply {
     },
     /// `Groups`: one group.
     GroupInfo {
-        /// The group id.
+        /// The group described.
         group: u16,
         /// Its devices.
         members: Vec<Bdf, 32>,
@@ -442,9 +442,9 @@ pub enum Reply {
     },
     /// `AllocInterrupt`: the message the device must send.
     Interrupt {
-        /// Message address.
+        /// The address to program into the device's MSI capability.
         address: u64,
-        /// Message data.
+        /// The data to program with it.
         data: u32,
         /// The entry it names; `None` when remapping is off and the
         /// message is the kernel's, in compatibility format.

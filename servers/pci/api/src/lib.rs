@@ -61,48 +61,48 @@ pub enum Request {
     },
     /// User task: take `device`, whose group I own.
     Acquire {
-        /// The device.
+        /// A function of a group the caller owns.
         device: Bdf,
     },
     /// Holder: give `device` back (its capabilities are revoked).
     Release {
-        /// The device.
+        /// A function the caller holds.
         device: Bdf,
     },
     /// Holder: read `width` (1, 2 or 4) bytes at `offset`.
     ConfigRead {
-        /// The device.
+        /// A function the caller holds.
         device: Bdf,
         /// Offset in its configuration space.
         offset: u16,
-        /// Access width.
+        /// Bytes read: 1, 2 or 4, naturally aligned.
         width: u8,
     },
     /// Holder: write `value`, refused where it would break isolation (BARs,
     /// bridge windows and bus numbers, ACS, MSI/MSI-X).
     ConfigWrite {
-        /// The device.
+        /// A function the caller holds.
         device: Bdf,
         /// Offset in its configuration space.
         offset: u16,
-        /// Access width.
+        /// Bytes written: 1, 2 or 4, naturally aligned.
         width: u8,
-        /// The value.
+        /// What to write (its low `width` bytes).
         value: u32,
     },
     /// Administrator: bind `driver` (a task) to `device`, with the same
     /// rules as at boot (a DMA-capable driver claims the group).
     Bind {
-        /// The device.
+        /// The function to bind.
         device: Bdf,
-        /// The driver task.
+        /// The driver's task index.
         driver: u16,
         /// Whether it does DMA.
         dma: bool,
     },
     /// Administrator: unbind `device`'s driver.
     Unbind {
-        /// The device.
+        /// The function whose driver goes.
         device: Bdf,
     },
     /// The `index`th device found.
@@ -148,13 +148,13 @@ pub const NO_GROUP: u16 = u16::MAX;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DeviceGrant {
-    /// The device.
+    /// The function now held.
     pub device: Bdf,
-    /// Its vendor id.
+    /// Its vendor id, from configuration space.
     pub vendor: u16,
-    /// Its device id.
+    /// Its device id, from configuration space.
     pub device_id: u16,
-    /// Its IOMMU group.
+    /// Its IOMMU group (`NO_GROUP` if no IOMMU server told it).
     pub group: u16,
     /// Memory BARs granted (at most two).
     pub bars: Vec<BarGrant, 2>,
@@ -169,7 +169,7 @@ pub struct DeviceGrant {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reply {
-    /// Done.
+    /// The request was carried out; nothing to report.
     Done,
     /// `Probe` or `Acquire`.
     Granted(DeviceGrant),
@@ -177,11 +177,11 @@ pub enum Reply {
     Value(u32),
     /// `Devices`.
     Device {
-        /// Address.
+        /// The function's address.
         device: Bdf,
-        /// Vendor id.
+        /// Its vendor id, from configuration space.
         vendor: u16,
-        /// Device id.
+        /// Its device id, from configuration space.
         device_id: u16,
         /// Holder's task index, if held.
         holder: Option<u16>,

@@ -68,7 +68,7 @@ impl Request {
 pub enum Request {
     /// Take `device` (none held yet).
     Adopt {
-        /// The device.
+        /// The edu function to drive.
         device: Bdf,
     },
     /// Copy `len` bytes of a pattern seeded with `seed` from memory to the
@@ -76,7 +76,7 @@ pub enum Request {
     Copy {
         /// Bytes, at most 2048.
         len: u16,
-        /// Pattern seed.
+        /// Offsets the pattern (byte `i` is `31 i + seed`), so runs differ.
         seed: u8,
     },
     /// Unmap the buffer; the reply names the IOVA it had.
@@ -104,11 +104,11 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reply {
-    /// Done.
+    /// The request was carried out; nothing to report.
     Done,
     /// `Adopt`: the device's group.
     Adopted {
-        /// Its IOMMU group.
+        /// The IOMMU group of the device taken.
         group: u16,
     },
     /// `Copy`: where the buffer is mapped and whether the bytes came back.
@@ -120,7 +120,7 @@ pub enum Reply {
     },
     /// `Map` and `Unmap`: the buffer's IOVA (as mapped, or as it was).
     Buffer {
-        /// Its IOVA.
+        /// The buffer's I/O virtual address.
         iova: u64,
     },
     /// `Faults`.
