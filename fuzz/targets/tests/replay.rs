@@ -1,9 +1,11 @@
 //! Replays every committed corpus and regression input through its target,
 //! so `cargo test` (and `cargo xtask test`) keep old findings fixed.
 //!
-//! Each target has two tests, `corpus::NAME` and `regressions::NAME`; a
-//! finding that is not fixed yet keeps its input in `fuzz/regressions/`
-//! and its regressions test `#[ignore]`d with the reason.
+//! Each target has a test `corpus::NAME`; each target with findings has a
+//! test `regressions::NAME` over its inputs in `fuzz/regressions/NAME/`
+//! (a finding not fixed yet keeps its test `#[ignore]`d with the reason).
+//! Every test requires inputs to replay: a missing or empty folder fails,
+//! and a regressions folder without its test fails too.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -27,12 +29,13 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Runs every input of `name` under `fuzz/<kind>/`; fails naming each
-/// input that panicked.
+/// Runs every input of `name` under `fuzz/<kind>/`; fails if there is
+/// none, and names each input that panicked.
 fn replay(kind: &str, name: &str) {
     let target = target(name).unwrap_or_else(|| panic!("no fuzz target named {name}"));
     let mut failed = Vec::new();
     let files = inputs(kind, name);
+    assert!(!files.is_empty(), "fuzz/{kind}/{name} holds no input: this test would test nothing");
     for file in &files {
         let bytes = std::fs::read(file).unwrap_or_else(|error| panic!("cannot read {}: {error}", file.display()));
         if catch_unwind(AssertUnwindSafe(|| (target.run)(&bytes))).is_err() {
@@ -43,9 +46,11 @@ fn replay(kind: &str, name: &str) {
 }
 
 macro_rules! replay_tests {
-    ($($test:ident => $name:literal),* $(,)?) => {
-        /// The targets these tests cover, to compare with `TARGETS`.
+    (corpus: $($test:ident => $name:literal),* $(,)?; regressions: $($found:ident => $found_name:literal),* $(,)?) => {
+        /// The targets the corpus tests cover, to compare with `TARGETS`.
         const COVERED: &[&str] = &[$($name),*];
+        /// The targets with findings, to compare with `fuzz/regressions/`.
+        const FOUND: &[&str] = &[$($found_name),*];
 
         mod corpus {
             $(
@@ -59,8 +64,8 @@ macro_rules! replay_tests {
         mod regressions {
             $(
                 #[test]
-                fn $test() {
-                    super::replay("regressions", $name);
+                fn $found() {
+                    super::replay("regressions", $found_name);
                 }
             )*
         }
@@ -68,6 +73,7 @@ macro_rules! replay_tests {
 }
 
 replay_tests! {
+    corpus:
     acpi_dmar => "acpi-dmar",
     acpi_mcfg => "acpi-mcfg",
     acpi_root => "acpi-root",
@@ -79,7 +85,24 @@ replay_tests! {
     server_requests => "server-requests",
     iommu_decode => "iommu-decode",
     iommu_pagetable => "iommu-pagetable",
-    pci_caps => "pci-caps",
+    pci_caps => "pci-caps";
+    regressions:
+    acpi_root => "acpi-root",
+    iommu_pagetable => "iommu-pagetable",
+}
+
+#[test]
+fn every_regressions_folder_has_its_test() {
+    let mut folders: Vec<String> = std::fs::read_dir(fuzz_dir().join("regressions"))
+        .expect("fuzz/regressions")
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    let mut found: Vec<&str> = FOUND.to_vec();
+    found.sort();
+    assert_eq!(folders, found, "replay_tests!'s regressions must list every folder of fuzz/regressions");
 }
 
 #[test]
