@@ -55,6 +55,16 @@ macro_rules! check {
     }};
 }
 
+/// Fails the case here, logging `note`: for a reply of the wrong kind, in
+/// a `let ... else`, so a later check never passes on a made-up value.
+#[macro_export]
+macro_rules! fail {
+    ($note:literal) => {{
+        defmt::error!("check failed at {=str}:{=u32}: {=str}", file!(), line!(), $note);
+        return Err($crate::testkit::Failure { file: file!(), line: line!() });
+    }};
+}
+
 /// The value of a `Result` that must be `Ok`; an error fails the case,
 /// logged with the expression and the error code.
 #[macro_export]

@@ -129,9 +129,10 @@ fn a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven(buffer: &mut Buff
         check_eq!(owner(buffer, device), Some(OwnerReport::User { task: THIS_TASK }), "every member is ours");
     }
     let group = Cap::<Endpoint>::at(GROUP);
-    let ioas = match check_ok!(group.ask::<_, iommu::Reply>(buffer, &iommu::Request::IoasCreate, &[], 0)) {
-        iommu::Reply::Ioas { ioas } => ioas,
-        _ => 0,
+    let iommu::Reply::Ioas { ioas } =
+        check_ok!(group.ask::<_, iommu::Reply>(buffer, &iommu::Request::IoasCreate, &[], 0))
+    else {
+        userlib::fail!("the group capability creates an address space");
     };
     let attached =
         check_ok!(group.ask::<_, iommu::Reply>(buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[], 0));

@@ -214,13 +214,13 @@ fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
             }
         }
     }
+    check!(driver_works(buffer), "the driver still works");
     defmt::info!(
-        "  {=u64} random messages: {=u64} refused with an error code, {=u64} valid by chance",
+        "  {=u64} random messages: {=u64} refused with an error code, {=u64} valid by chance; the driver still works",
         rounds,
         refused,
         answered
     );
-    check!(driver_works(buffer), "the driver still works");
     Ok(())
 }
 
@@ -266,9 +266,8 @@ fn oversized_messages_are_refused_by_the_kernel(buffer: &mut Buffer) -> Outcome 
 fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
     check_ok!(claim(buffer, QUOTA_DEVICE));
     let group = Cap::<Endpoint>::at(GROUP);
-    let ioas = match check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) {
-        iommu::Reply::Ioas { ioas } => ioas,
-        _ => 0,
+    let iommu::Reply::Ioas { ioas } = check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) else {
+        userlib::fail!("the group capability creates an address space");
     };
     let map = iommu::Request::Map { ioas, iova: 0x10_0000, writable: true };
     // No frame, an empty slot, a notification instead of a frame, a
@@ -276,9 +275,16 @@ fn bad_capabilities_in_messages_are_refused(buffer: &mut Buffer) -> Outcome {
     let empty = SCRATCH + 1;
     let revoked = check_ok!(Cap::<Frame>::at(FRAME).copy_to(SCRATCH, rights::WRITE | rights::GRANT));
     check_ok!(Cap::<Frame>::at(FRAME).revoke());
-    for send in [&[][..], &[empty], &[NOTIFICATION], &[revoked.slot()], &[GROUP]] {
+    let cases = [
+        (&[][..], ErrorCode::InvalidArgument),
+        (&[empty], ErrorCode::InvalidArgument),
+        (&[NOTIFICATION], ErrorCode::WrongKind),
+        (&[revoked.slot()], ErrorCode::InvalidArgument),
+        (&[GROUP], ErrorCode::WrongKind),
+    ];
+    for (send, expected) in cases {
         let reply: iommu::Reply = check_ok!(group.ask(buffer, &map, send, 0));
-        check!(testkit::refusal(&reply).is_some(), "no frame, no mapping");
+        check_eq!(testkit::refusal(&reply), Some(expected), "no frame, no mapping, and the reason says why");
     }
     let _ = revoked.delete();
     // A task capability that is not the claimant's own.
@@ -307,9 +313,8 @@ fn out_of_range_slots_and_iovas_are_refused(buffer: &mut Buffer) -> Outcome {
     }
     check_ok!(claim(buffer, QUOTA_DEVICE));
     let group = Cap::<Endpoint>::at(GROUP);
-    let ioas = match check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) {
-        iommu::Reply::Ioas { ioas } => ioas,
-        _ => 0,
+    let iommu::Reply::Ioas { ioas } = check_ok!(group.ask(buffer, &iommu::Request::IoasCreate, &[], 0)) else {
+        userlib::fail!("the group capability creates an address space");
     };
     for iova in [0, 0x1001, 1 << 60, 0xffff_ffff_ffff_f000, 1 << 48] {
         let map = iommu::Request::Map { ioas, iova, writable: false };
@@ -438,10 +443,10 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
             break;
         }
     }
-    defmt::info!("  {=u64} faulting DMAs: {=u64} in the log, {=u64} counted as dropped", storm, records, dropped);
     check_eq!(records, storm.min(FAULT_LOG), "the log stays bounded");
     check_eq!(records + dropped, storm, "and counts exactly what it dropped");
     check_eq!(faults_seen(buffer).map(|seen| seen - seen_before), Some(storm), "the server saw every one");
+    defmt::info!("  {=u64} faulting DMAs: {=u64} in the log, {=u64} counted as dropped", storm, records, dropped);
     device.close();
     check!(pci_api::client::release(PCI.get(), buffer, STORM_DEVICE).is_ok());
     check_ok!(release_group(buffer));

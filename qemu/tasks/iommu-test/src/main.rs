@@ -299,9 +299,9 @@ fn user_task_dma_to_its_mapped_iova_moves_the_right_bytes(buffer: &mut Buffer) -
 }
 
 fn user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log(buffer: &mut Buffer) -> Outcome {
-    let trusted_iova = match check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Map)) {
-        edu::Reply::Buffer { iova } => iova,
-        _ => 0x1000,
+    let edu::Reply::Buffer { iova: trusted_iova } = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Map))
+    else {
+        userlib::fail!("the trusted driver maps its buffer");
     };
     let _ = edu_faults(EDU_USER.get(), buffer);
     // An unmapped IOVA, the kernel image's physical address, the address

@@ -86,7 +86,11 @@ pub fn serve(
             Reply::Adopted { .. } => {
                 if let Reply::Copied { iova, matched } = copy(&state, 1024, 0x5a) {
                     let role = mapper.role();
-                    defmt::info!("{=str}: DMA round trip through IOVA {=u64:#x}: {=str}", role, iova, verdict(matched));
+                    if matched {
+                        defmt::info!("{=str}: DMA round trip intact through IOVA {=u64:#x}", role, iova);
+                    } else {
+                        defmt::error!("{=str}: DMA round trip through IOVA {=u64:#x} came back WRONG", role, iova);
+                    }
                 }
             }
             Reply::Refused { code: ErrorCode::NotFound, .. } => {
@@ -253,10 +257,6 @@ fn copy(state: &State, len: u64, seed: u8) -> Reply {
     }
     let matched = (0..len).all(|at| state.memory.read8(RETURN_OFFSET + at) == Some(pattern(at)));
     Reply::Copied { iova, matched }
-}
-
-fn verdict(matched: bool) -> &'static str {
-    if matched { "the bytes came back intact" } else { "the bytes came back WRONG" }
 }
 
 /// A refusal from another server, passed on.
