@@ -55,10 +55,14 @@ macro_rules! check {
     }};
 }
 
-/// Fails the case here, logging `note`: for a reply of the wrong kind, in
-/// a `let ... else`, so a later check never passes on a made-up value.
+/// Fails the case here, logging `note` if given (a caller that logged
+/// what went wrong itself gives none): for a reply of the wrong kind, in a
+/// `let ... else`, so a later check never passes on a made-up value.
 #[macro_export]
 macro_rules! fail {
+    () => {{
+        return Err($crate::testkit::Failure { file: file!(), line: line!() });
+    }};
     ($note:literal) => {{
         defmt::error!("check failed at {=str}:{=u32}: {=str}", file!(), line!(), $note);
         return Err($crate::testkit::Failure { file: file!(), line: line!() });

@@ -50,13 +50,6 @@ fn main() -> u64 {
     ])
 }
 
-/// A failed step, where it failed.
-macro_rules! fail {
-    () => {
-        Err(testkit::Failure { file: file!(), line: line!() })
-    };
-}
-
 fn edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request) -> Option<edu::Reply> {
     match endpoint.ask(buffer, request, &[], 0) {
         Ok(reply) => Some(reply),
@@ -75,11 +68,11 @@ fn copied(reply: Option<edu::Reply>, who: &str) -> Outcome {
         }
         Some(edu::Reply::Refused { code, reason }) => {
             defmt::error!("  {=str}: refused ({}): {=str}", who, code, reason.as_str());
-            fail!()
+            userlib::fail!()
         }
         _ => {
             defmt::error!("  {=str}: the bytes did not come back intact", who);
-            fail!()
+            userlib::fail!()
         }
     }
 }
@@ -98,7 +91,7 @@ fn user_dma(buffer: &mut Buffer) -> Outcome {
         }
         other => {
             defmt::error!("  edu-user could not take 00:04.0: {}", other);
-            return fail!();
+            userlib::fail!()
         }
     }
     copied(edu(EDU_USER.get(), buffer, &edu::Request::Copy { len: 2048, seed: 2 }), "edu-user on 00:04.0")
@@ -113,7 +106,7 @@ fn bind_refused(buffer: &mut Buffer) -> Outcome {
         }
         other => {
             defmt::error!("  the bind was not refused as busy: {}", other);
-            fail!()
+            userlib::fail!()
         }
     }
 }
@@ -124,7 +117,7 @@ fn claim_refused(buffer: &mut Buffer) -> Outcome {
     let adopted = edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE });
     if !matches!((bound, adopted), (Ok(pci_api::Reply::Done), Some(edu::Reply::Adopted { .. }))) {
         defmt::error!("  edu-spare could not take 00:06.0 for the demonstration");
-        return fail!();
+        userlib::fail!()
     }
     defmt::info!("  edu-spare now drives 00:06.0 with DMA: its group is kernel-owned");
     let claim = iommu::Request::ClaimGroup { device: SPARE };
@@ -135,7 +128,7 @@ fn claim_refused(buffer: &mut Buffer) -> Outcome {
         }
         other => {
             defmt::error!("  the claim was not refused as busy: {}", other);
-            fail!()
+            userlib::fail!()
         }
     }
 }
@@ -159,19 +152,19 @@ fn attack_blocked(buffer: &mut Buffer) -> Outcome {
             }
             None => {
                 defmt::error!("  the write is not in edu-user's fault log");
-                fail!()
+                userlib::fail!()
             }
         },
         other => {
             defmt::error!("  no fault log: {}", other);
-            fail!()
+            userlib::fail!()
         }
     }
 }
 
 fn still_running(buffer: &mut Buffer) -> Outcome {
     let stats = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Stats, &[], 0);
-    let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults }) = stats else { return fail!() };
+    let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults }) = stats else { userlib::fail!() };
     defmt::info!(
         "  IOMMU server: {=u32} mappings, {=u32} table pages, {=u32} domains, {=u64} faults since boot",
         mappings,
