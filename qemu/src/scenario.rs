@@ -31,9 +31,19 @@ pub struct Scenario {
     pub test_task: String,
     /// Longest the run may take, in seconds.
     pub timeout_seconds: u64,
+    /// The cases the test task reports, by name: a case deleted, added or
+    /// renamed in the task without this list fails the scenario.
+    pub cases: Vec<String>,
     /// Cases that must be reported failed.
     #[serde(default)]
     pub expected_failures: Vec<String>,
+    /// Tasks other than the test task that may be killed or exit with an
+    /// error code.
+    #[serde(default)]
+    pub expected_deaths: Vec<String>,
+    /// Text of error lines other tasks may log.
+    #[serde(default)]
+    pub expected_errors: Vec<String>,
     /// Text some console line must contain.
     #[serde(default)]
     pub log_contains: Vec<String>,
@@ -78,7 +88,13 @@ impl Scenario {
 
     /// The harness expectations of this scenario.
     pub fn expectations(&self) -> Expectations {
-        Expectations { failures: self.expected_failures.clone(), log_contains: self.log_contains.clone() }
+        Expectations {
+            cases: self.cases.clone(),
+            failures: self.expected_failures.clone(),
+            log_contains: self.log_contains.clone(),
+            deaths: self.expected_deaths.clone(),
+            errors: self.expected_errors.clone(),
+        }
     }
 }
 
