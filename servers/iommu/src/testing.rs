@@ -1,8 +1,22 @@
-//! Simulated table memory for the unit tests and, with the `testing` feature, the fuzz targets.
+//! Simulated table memory and kernel for the unit tests and, with the `testing` feature, the fuzz targets.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use capabilities::ErrorCode;
+
 use crate::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
+use crate::service::Platform;
+use crate::service::kernel::{Kernel, Pin};
+use crate::unit::fake::{FakeQueue, FakeUnit};
+
+/// The simulated platform: QEMU's unit model, its queue, simulated table memory.
+pub struct Simulated;
+
+impl Platform for Simulated {
+    type Registers = FakeUnit;
+    type Queue = FakeQueue;
+    type Pages = FakePages;
+}
 
 /// Table pages in a map, with a page budget and a record of flushes.
 pub struct FakePages {
@@ -89,5 +103,85 @@ impl TablePages for FakePages {
         for index in first..first + count {
             self.dirty.remove(&(page.address(), index));
         }
+    }
+}
+
+/// A kernel that records what the server asked of it.
+#[derive(Default)]
+pub struct FakeKernel {
+    /// Frame capabilities the next request brings: slot -> pages.
+    pub frames: BTreeMap<u32, u64>,
+    /// Those of them sent without the write right.
+    pub read_only: BTreeSet<u32>,
+    /// Pins alive: handle -> pages.
+    pub pins: BTreeMap<u64, u64>,
+    /// Those of them a device may write.
+    pub writable_pins: BTreeSet<u64>,
+    /// The last pin handle given.
+    pub next_pin: u64,
+    /// Capabilities minted and not revoked: slot -> badge.
+    pub minted: BTreeMap<u32, u64>,
+    /// Slots revoked, in order.
+    pub revoked: Vec<u32>,
+    /// Received slots the server deleted, in order.
+    pub deleted: Vec<u32>,
+    /// Task capabilities the next request brings: slot -> task.
+    pub tasks: BTreeMap<u32, u16>,
+    /// Tasks the server asked to be told of the death of.
+    pub watched: BTreeSet<u16>,
+    /// Times the server asked the PCI server to quiesce groups.
+    pub reclaims: u32,
+    /// The last slot a mint filled.
+    pub next_slot: u32,
+}
+
+impl FakeKernel {
+    /// The physical address the frame of pin `handle` is at.
+    pub fn physical(handle: u64) -> u64 {
+        0x4000_0000 + handle * 0x10_0000
+    }
+}
+
+impl Kernel for FakeKernel {
+    fn pin(&mut self, slot: u32, device_writes: bool) -> Result<Pin, ErrorCode> {
+        if device_writes && self.read_only.contains(&slot) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        let pages = *self.frames.get(&slot).ok_or(ErrorCode::WrongKind)?;
+        self.next_pin += 1;
+        self.pins.insert(self.next_pin, pages);
+        if device_writes {
+            self.writable_pins.insert(self.next_pin);
+        }
+        Ok(Pin { handle: self.next_pin, physical: Self::physical(self.next_pin), pages })
+    }
+    fn unpin(&mut self, pin: u64) {
+        assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
+        self.writable_pins.remove(&pin);
+    }
+    fn delete(&mut self, slot: u32) {
+        self.deleted.push(slot);
+    }
+    fn mint(&mut self, badge: u64) -> Result<u32, ErrorCode> {
+        self.next_slot += 1;
+        self.minted.insert(self.next_slot, badge);
+        Ok(self.next_slot)
+    }
+    fn revoke(&mut self, slot: u32) {
+        assert!(self.minted.remove(&slot).is_some(), "revoked slot {slot} twice");
+        self.revoked.push(slot);
+    }
+    fn task_of(&mut self, slot: u32) -> Option<u16> {
+        self.tasks.get(&slot).copied()
+    }
+    fn watch(&mut self, _slot: u32, task: u16) -> Result<(), ErrorCode> {
+        self.watched.insert(task);
+        Ok(())
+    }
+    fn request_reclaim(&mut self) {
+        self.reclaims += 1;
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }

@@ -157,6 +157,11 @@ impl Domains {
         self.mappings.iter().filter(|m| m.owner == owner).map(|m| m.pages).sum()
     }
 
+    /// Every mapping alive.
+    pub fn mappings(&self) -> &[Mapping] {
+        &self.mappings
+    }
+
     /// Mappings alive.
     pub fn mapping_count(&self) -> usize {
         self.mappings.len()

@@ -1,7 +1,6 @@
 //! The IOMMU server end to end on simulated hardware: QEMU's register
 //! model, simulated table memory and a recording kernel.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::vec::Vec;
 
 use capabilities::ErrorCode;
@@ -10,11 +9,10 @@ use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
 use capabilities::pci::*;
 use iommu_api::{Handle, Operation, OwnerReport, Reply, Request};
 
-use super::kernel::{Kernel, Pin};
 use super::*;
 use crate::memory::TablePage;
-use crate::testing::FakePages;
-use crate::unit::fake::{FakeQueue, FakeUnit};
+use crate::testing::{FakeKernel, FakePages, Simulated};
+use crate::unit::fake::FakeUnit;
 
 const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
 const QEMU_CAP_CACHING: u64 = 0x00d2_008c_2226_0286;
@@ -24,64 +22,6 @@ const PCI: u16 = 0;
 const DRIVER: u16 = 1;
 const USER: u16 = 2;
 const INTRUDER: u16 = 3;
-
-/// A kernel that records what the server asked of it.
-#[derive(Default)]
-struct FakeKernel {
-    /// Frame capabilities the next request brings: slot -> pages.
-    frames: BTreeMap<u32, u64>,
-    /// Those of them sent without the write right.
-    read_only: BTreeSet<u32>,
-    pins: BTreeMap<u64, u64>,
-    next_pin: u64,
-    minted: BTreeMap<u32, u64>,
-    revoked: Vec<u32>,
-    deleted: Vec<u32>,
-    tasks: BTreeMap<u32, u16>,
-    watched: BTreeSet<u16>,
-    reclaims: u32,
-    next_slot: u32,
-}
-
-impl Kernel for FakeKernel {
-    fn pin(&mut self, slot: u32, device_writes: bool) -> Result<Pin, ErrorCode> {
-        if device_writes && self.read_only.contains(&slot) {
-            return Err(ErrorCode::PermissionDenied);
-        }
-        let pages = *self.frames.get(&slot).ok_or(ErrorCode::WrongKind)?;
-        self.next_pin += 1;
-        self.pins.insert(self.next_pin, pages);
-        Ok(Pin { handle: self.next_pin, physical: 0x4000_0000 + self.next_pin * 0x10_0000, pages })
-    }
-    fn unpin(&mut self, pin: u64) {
-        assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
-    }
-    fn delete(&mut self, slot: u32) {
-        self.deleted.push(slot);
-    }
-    fn mint(&mut self, badge: u64) -> Result<u32, ErrorCode> {
-        self.next_slot += 1;
-        self.minted.insert(self.next_slot, badge);
-        Ok(self.next_slot)
-    }
-    fn revoke(&mut self, slot: u32) {
-        assert!(self.minted.remove(&slot).is_some(), "revoked slot {slot} twice");
-        self.revoked.push(slot);
-    }
-    fn task_of(&mut self, slot: u32) -> Option<u16> {
-        self.tasks.get(&slot).copied()
-    }
-    fn watch(&mut self, _slot: u32, task: u16) -> Result<(), ErrorCode> {
-        self.watched.insert(task);
-        Ok(())
-    }
-    fn request_reclaim(&mut self) {
-        self.reclaims += 1;
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
 
 pub(super) fn function(
     bus: u8,
@@ -133,15 +73,6 @@ fn topology() -> Vec<PciFunction> {
 
 fn bdf(bus: u8, device: u8) -> Bdf {
     Bdf::new(bus, device, 0).unwrap()
-}
-
-/// The simulated platform: QEMU's unit model, its queue, simulated table memory.
-pub(super) struct Simulated;
-
-impl Platform for Simulated {
-    type Registers = FakeUnit;
-    type Queue = FakeQueue;
-    type Pages = FakePages;
 }
 
 type TestService = Service<Simulated>;
