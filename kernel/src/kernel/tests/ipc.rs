@@ -285,7 +285,9 @@ fn call_numbers_never_repeat() {
 /// capability in the reply slot, which the call empties for the reply
 /// capability: that deletion once woke the receiver a second time, so it
 /// sat in the run queue twice and, after it exited and was reaped, ran
-/// again on its freed page-table root.
+/// again on its freed page-table root. No system call puts an endpoint
+/// capability in the reply slot any more (the test puts it there from
+/// inside the kernel), and the wake-up order holds regardless.
 #[test]
 fn a_receive_on_the_reply_slot_is_woken_once() {
     let t_caps = [
@@ -298,7 +300,11 @@ fn a_receive_on_the_reply_slot_is_woken_once() {
     let mut sim = Sim::boot(&[task("t", 2, &t_caps), task("a", 1, &a_caps)], None, 2, 1);
     let (t, a) = (sim.id("t"), sim.id("a"));
     sim.run("t");
-    sim.sys(Syscall::CapMove, [8, u64::from(slots::REPLY), 0, 0, 0, 0]).ok();
+    let reply = u64::from(slots::REPLY);
+    assert_eq!(sim.sys(Syscall::CapMove, [8, reply, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability);
+    let from = crate::cspace::SlotId::new(t, 8).expect("valid slot");
+    let to = crate::cspace::SlotId::new(t, reply).expect("valid slot");
+    sim.kernel.caps.move_slot(from, to).expect("moves");
     assert_eq!(sim.sys(Syscall::Recv, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]), Outcome::Blocked);
     sim.run("a");
     assert_eq!(sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]), Outcome::Blocked);
