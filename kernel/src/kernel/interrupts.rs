@@ -6,7 +6,7 @@ use capabilities::ErrorCode;
 use capabilities::abi::rights;
 
 use super::{Kernel, Machine};
-use crate::cspace::{Capability, Object};
+use crate::cspace::{Capability, Object, SlotId};
 use crate::objects::{Handle, Interrupt, IrqSource, Route};
 use crate::task::TaskId;
 
@@ -66,19 +66,19 @@ impl Kernel {
         }
     }
 
-    fn interrupt_cap(&self, id: TaskId, slot: u64) -> Result<Handle, ErrorCode> {
-        let (_, cap) = self.caps.lookup(id, slot)?;
+    fn interrupt_cap(&self, id: TaskId, slot: u64) -> Result<(Handle, SlotId), ErrorCode> {
+        let (slot, cap) = self.caps.lookup(id, slot)?;
         let Object::Interrupt(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
         if !cap.has(rights::ACK) {
             return Err(ErrorCode::PermissionDenied);
         }
-        Ok(handle)
+        Ok((handle, slot))
     }
 
     /// `IrqBind`: the interrupt sets `bits` in the notification in `target`.
     pub(super) fn irq_bind(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [irq_slot, target_slot, bits, ..] = args;
-        let handle = self.interrupt_cap(id, irq_slot)?;
+        let (handle, irq_slot) = self.interrupt_cap(id, irq_slot)?;
         let (target_slot, target) = self.caps.lookup(id, target_slot)?;
         let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
         if !target.has(rights::SEND) {
@@ -88,7 +88,7 @@ impl Kernel {
             return Err(ErrorCode::InvalidArgument);
         }
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
-        interrupt.target = Some(Route { notification, bits, cap: target_slot });
+        interrupt.target = Some(Route { notification, bits, notification_cap: target_slot, interrupt_cap: irq_slot });
         interrupt.unacknowledged = false;
         if let IrqSource::IoApic { gsi, .. } = interrupt.source {
             m.mask_gsi(gsi, false);
@@ -98,7 +98,7 @@ impl Kernel {
 
     /// `IrqAck`: a level-triggered line is unmasked again.
     pub(super) fn irq_ack(&mut self, m: &mut impl Machine, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
-        let handle = self.interrupt_cap(id, slot)?;
+        let (handle, _) = self.interrupt_cap(id, slot)?;
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
         if core::mem::take(&mut interrupt.unacknowledged)
             && let IrqSource::IoApic { gsi, level: true } = interrupt.source
