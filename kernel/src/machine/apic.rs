@@ -105,6 +105,15 @@ pub fn in_service(vector: u8) -> bool {
     local_read(register) & (1 << (vector % 32)) != 0
 }
 
+/// The highest vector the local APIC has in service, if any: the one whose
+/// delivery the CPU is in the middle of, when a fault interrupted it.
+pub fn highest_in_service() -> Option<u8> {
+    (0..8u8).rev().find_map(|register| {
+        let bits = local_read(IN_SERVICE + 0x10 * u64::from(register));
+        (bits != 0).then(|| register * 32 + (31 - bits.leading_zeros() as u8))
+    })
+}
+
 /// Acknowledges the interrupt being handled.
 pub fn end_of_interrupt() {
     local_write(EOI, 0);

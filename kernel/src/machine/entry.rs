@@ -267,15 +267,19 @@ pub fn init_syscalls(selectors: gdt::Selectors) {
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
     let vector = frame.vector as u8;
+    // A device's message the CPU could not deliver through its gate comes
+    // as a segment-not-present or general-protection fault naming the
+    // gate: it is that message, a stray, not a fault of what ran.
+    let undelivered = kernel::kernel::undelivered_interrupt(vector, frame.error_code, apic::highest_in_service);
     // Below 32 a vector is the CPU's exception, unless a device sent it:
     // then the local APIC has it in service.
-    let exception = vector < 32 && !apic::in_service(vector);
+    let exception = undelivered.is_none() && vector < 32 && !apic::in_service(vector);
     if !frame.is_user() {
         if exception {
             kernel_exception(frame);
         }
         // An interrupt that woke the idle loop.
-        interrupt(vector);
+        interrupt(undelivered.unwrap_or(vector), undelivered.is_some());
         run_next()
     }
     let mut system = SYSTEM.lock();
@@ -290,22 +294,23 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
         drop(system);
     } else {
         drop(system);
-        interrupt(vector);
+        interrupt(undelivered.unwrap_or(vector), undelivered.is_some());
     }
     run_next()
 }
 
 /// Hands a device interrupt to the kernel logic (which counts and drops one
-/// on an exception vector) and acknowledges it; the timer needs no
-/// handling beyond the scheduling that follows every entry.
-fn interrupt(vector: u8) {
-    if vector == apic::SPURIOUS_VECTOR {
+/// on an exception vector, or one the CPU could not deliver: `stray`) and
+/// acknowledges it; the timer needs no handling beyond the scheduling that
+/// follows every entry.
+fn interrupt(vector: u8, stray: bool) {
+    if vector == apic::SPURIOUS_VECTOR && !stray {
         return;
     }
-    if vector != apic::TIMER_VECTOR {
+    if stray || vector != apic::TIMER_VECTOR {
         let mut system = SYSTEM.lock();
         let System { kernel, hardware } = &mut *system;
-        kernel.interrupt(hardware, vector);
+        if stray { kernel.stray_vector(vector) } else { kernel.interrupt(hardware, vector) }
     }
     apic::end_of_interrupt();
 }

@@ -81,6 +81,17 @@ impl Ist {
         self as u16
     }
 
+    /// The stack vector `vector` arrives on, if it has one of its own.
+    pub const fn of_vector(vector: u8) -> Option<Ist> {
+        match vector {
+            8 => Some(Ist::DoubleFault),
+            2 => Some(Ist::Nmi),
+            18 => Some(Ist::MachineCheck),
+            13 => Some(Ist::GeneralProtection),
+            _ => None,
+        }
+    }
+
     /// The top of the slot's stack.
     pub fn top(self) -> u64 {
         IST_STACKS[self as usize].top()
