@@ -80,7 +80,7 @@ pub fn init(kernel: &mut Kernel, memory: &mut Physical, info: &BootInfo, module:
     unsafe { Cr3::write(cr3, Cr3Flags::empty()) };
     memory::set_kernel_root(root);
     memory.set_mapped(mapped);
-    kernel.set_kernel_space(root, features.no_execute);
+    kernel.set_kernel_space(root, true);
     let all_ram: Vec<(u64, u64), MAX_REGIONS> = info
         .regions
         .iter()
@@ -189,10 +189,8 @@ struct Leaves {
 
 impl Leaves {
     fn new(features: Features) -> Self {
-        Self {
-            global: if features.global_pages { flags::GLOBAL } else { 0 },
-            no_execute: if features.no_execute { flags::NO_EXECUTE } else { 0 },
-        }
+        // `cpu::init` refused to boot without the no-execute bit.
+        Self { global: if features.global_pages { flags::GLOBAL } else { 0 }, no_execute: flags::NO_EXECUTE }
     }
 
     fn data(self) -> u64 {
