@@ -347,8 +347,8 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
 
 fn kernel_exception(frame: &TrapFrame) -> ! {
     let address = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
-    let guard = stacks::kernel_stack_guard();
-    let hint = if frame.vector == 8 || guard.contains(&address) { " (kernel stack overflow?)" } else { "" };
+    let overflow = stacks::guards().iter().any(|guard| guard.contains(&address));
+    let hint = if frame.vector == 8 || overflow { " (kernel stack overflow?)" } else { "" };
     panic!(
         "{} in the kernel at rip {:#x}, address {:#x}, error code {:#x}{}",
         kernel::task::exception_name(frame.vector as u8),

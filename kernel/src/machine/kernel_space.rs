@@ -219,7 +219,7 @@ fn map_direct(
 }
 
 /// Maps the kernel image at `KERNEL_OFFSET`, each section with its rights,
-/// leaving the kernel stack's guard page out.
+/// leaving the stacks' guard pages out.
 fn map_image(memory: &mut Physical, tables: &mut KernelTables<'_>, root: Frame, leaves: Leaves) {
     let sections = [
         (symbol(&raw const __text_start), symbol(&raw const __text_end), flags::PRESENT | leaves.global),
@@ -230,10 +230,10 @@ fn map_image(memory: &mut Physical, tables: &mut KernelTables<'_>, root: Frame, 
         ),
         (symbol(&raw const __data_start), symbol(&raw const __data_end), leaves.data()),
     ];
-    let guard = stacks::kernel_stack_guard();
+    let guards = stacks::guards();
     for (start, end, leaf) in sections {
         for virt in (start..end).step_by(PAGE_SIZE) {
-            if guard.contains(&virt) {
+            if guards.iter().any(|guard| guard.contains(&virt)) {
                 continue;
             }
             let frame = Frame::containing(virt - KERNEL_OFFSET);
