@@ -263,9 +263,17 @@ pub fn init_syscalls(selectors: gdt::Selectors) {
     }
 }
 
-/// Handler of every interrupt and exception, called by `trap_common`.
+/// Handler of every interrupt and exception, called by `trap_common` with
+/// the frame it built. A raw pointer, not a reference: a reference
+/// argument would stay protected for as long as this function runs, which
+/// is until the task is resumed, and `resume` writes the next frame over
+/// the frame slot this one may sit in.
 #[unsafe(no_mangle)]
-extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
+extern "C" fn trap_entry(entry: *const TrapFrame) -> ! {
+    // SAFETY: `trap_common` passes the frame it has just pushed, aligned
+    // and complete, and nothing writes it until `resume`, after this
+    // reference's last use (the copy `save_frame` makes).
+    let frame = unsafe { &*entry };
     let vector = frame.vector as u8;
     // A device's message the CPU could not deliver through its gate comes
     // as a segment-not-present or general-protection fault naming the
@@ -322,7 +330,12 @@ fn interrupt(vector: u8, stray: bool) {
 /// `kernel::kernel::fastpath`: the timer stays armed early enough).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".text.hot.syscall_dispatch")]
-extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
+extern "C" fn syscall_dispatch(entry: *const TrapFrame) -> ! {
+    // SAFETY: `syscall_entry` passes the frame it has just pushed in the
+    // frame slot, and nothing writes it until `resume`, after this
+    // reference's last use (`save_frame`); a raw pointer argument, as for
+    // `trap_entry`.
+    let frame = unsafe { &*entry };
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     kernel.save_frame(frame);
@@ -413,9 +426,15 @@ fn resume(task: TaskId, frame: &TrapFrame) -> ! {
         panic!("refusing to resume task {} with a frame sysret or iretq would fault on", task.index());
     }
     let restore = fpu::switch_to(task, frame.from_syscall());
-    // SAFETY: the frame slot is the top of the kernel stack, reserved for
-    // the entry frame; no live Rust data is there (Rust code runs below
-    // `TRAP_AREA`), and `frame` is a copy on the stack below it.
+    // SAFETY: the frame slot is the top `FRAME_SIZE` bytes of the kernel
+    // stack, and nothing live is in it. Rust code runs below it: an entry
+    // from ring 3 calls in with the stack pointer just below the frame it
+    // put there, an interrupt of the idle loop below `TRAP_AREA`. The
+    // frame an entry left there was copied into the task table
+    // (`save_frame`) through a reference that is no longer used, and no
+    // reference into the slot is protected by a running function (the
+    // entry functions take raw pointers). `frame` is a copy below the
+    // slot, in the caller's stack frame.
     unsafe { stacks::frame_slot().write(*frame) };
     // SAFETY: the frame describes ring-3 code at a canonical address
     // (checked above), so neither return faults in ring 0;
