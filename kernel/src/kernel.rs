@@ -31,7 +31,7 @@ use crate::sched::Scheduler;
 use crate::task::{MAX_WATCHES, Task, TaskId, TaskState, Watch};
 
 pub use boot::LoadError;
-pub use interrupts::undelivered_interrupt;
+pub use interrupts::{FIRST_DEVICE_VECTOR, TASK_PRIORITY, undelivered_interrupt};
 pub use platform::Platform;
 
 /// Highest physical address (exclusive) whose RAM the kernel manages: on

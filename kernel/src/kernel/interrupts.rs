@@ -18,6 +18,15 @@ pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
 /// Last vector the kernel hands to devices.
 pub const LAST_DEVICE_VECTOR: u8 = 0xef;
 
+/// The local APIC's task priority: it delivers only vectors of a higher
+/// priority class (vector / 16) than this one's, so class 1 holds off
+/// every fixed or lowest-priority message on vectors 0-31 (a device's
+/// message on an exception vector never reaches the CPU) and lets through
+/// every vector the kernel uses. NMIs are not subject to it, and the CPU
+/// blocks further NMIs until its handler returns: so nothing can enter
+/// the NMI's entry, on the NMI's stack, while it runs.
+pub const TASK_PRIORITY: u8 = 0x10;
+
 /// Error-code bit of a fault raised while the CPU delivered an event from
 /// outside the program: an interrupt, not an `int` instruction (SDM vol.
 /// 3, 6.13).

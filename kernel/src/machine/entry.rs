@@ -107,10 +107,15 @@ trap_common:
     call trap_entry
     ud2
 
-    /* Non-maskable interrupts (and a device's message on vector 2) may
-       arrive anywhere, kernel code with interrupts off included, on their
-       own stack: count them, end a message the local APIC has in service,
-       and return to whatever ran, untouched. */
+    /* Non-maskable interrupts may arrive anywhere, kernel code with
+       interrupts off included, on their own stack: count them and return
+       to whatever ran, untouched. The CPU blocks NMIs until the iretq, and
+       nothing here faults, so no NMI enters while one runs. A device's
+       fixed-mode message on vector 2 would come through this gate too,
+       without that blocking, and an NMI during it would reuse the stack
+       and overwrite its frame (iretq then looped here for ever): the task
+       priority holds such messages off in the local APIC (apic::init), and
+       should one come anyway it is ended (the APIC has it in service). */
     .global nmi_entry
 nmi_entry:
     lock incq NMI_COUNT(%rip)
@@ -403,6 +408,10 @@ pub fn run_next() -> ! {
             unsafe { idle_loop() }
         }
         Next::Shutdown(status) => {
+            let held = apic::held_exception_vectors();
+            if held != 0 {
+                defmt::warn!("device messages held off on exception vectors (bit per vector): {=u32:#x}", held);
+            }
             defmt::info!("system ends with status {=u8}", status);
             qemu_exit::exit(status)
         }

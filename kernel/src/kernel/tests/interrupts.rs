@@ -117,3 +117,15 @@ fn a_fault_in_delivering_a_device_message_is_the_message_not_a_fault() {
     assert_eq!(sim.kernel.stray_vectors(), 1);
     assert_eq!(sim.schedule(), crate::kernel::Next::Resume(sim.id("victim")), "nothing ended");
 }
+
+/// The task priority holds off every vector below 32 and none the kernel
+/// hands to devices: a fixed-mode message on vector 2 can never enter the
+/// NMI's entry, on the NMI's own stack, while a real NMI might arrive and
+/// reuse that stack (which hung the machine).
+#[test]
+fn the_task_priority_holds_off_every_exception_vector_and_no_device_vector() {
+    use crate::kernel::interrupts::{FIRST_DEVICE_VECTOR, LAST_DEVICE_VECTOR, TASK_PRIORITY};
+    let delivered = |vector: u8| vector >> 4 > TASK_PRIORITY >> 4;
+    assert!((0..32).all(|vector| !delivered(vector)), "every exception vector is held off");
+    assert!((FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).all(delivered), "every device vector is delivered");
+}
