@@ -191,8 +191,14 @@ impl CapTable {
         self.get(slot).map(|cap| (slot, *cap)).ok_or(ErrorCode::InvalidCapability)
     }
 
-    /// An empty slot at `index` of `task`'s space, or an error.
+    /// An empty slot at `index` of `task`'s space for a system call to put
+    /// a capability in, or an error. The reply slot is never one: it holds
+    /// only the reply capability a receive puts there, so emptying it for
+    /// the next one ends nothing made with another capability.
     pub fn empty_slot(&self, task: TaskId, index: u64) -> Result<SlotId, ErrorCode> {
+        if index == u64::from(slots::REPLY) {
+            return Err(ErrorCode::InvalidCapability);
+        }
         let slot = SlotId::new(task, index)?;
         if self.get(slot).is_some() { Err(ErrorCode::SlotOccupied) } else { Ok(slot) }
     }
@@ -346,13 +352,17 @@ impl CapTable {
             .filter_map(|(index, entry)| entry.cap.as_ref().map(|cap| (SlotId(index as u16), cap)))
     }
 
-    /// The first empty slot of `task` in `[base, base + len)`. The range
-    /// comes from the task (its receive window) and may be four billion
-    /// slots long: only the part inside its space is walked, so this costs
-    /// at most [`SLOTS`] steps.
+    /// The first empty slot of `task` in `[base, base + len)`, the reply
+    /// slot aside (see [`CapTable::empty_slot`]). The range comes from the
+    /// task (its receive window) and may be four billion slots long: only
+    /// the part inside its space is walked, so this costs at most
+    /// [`SLOTS`] steps.
     pub fn find_empty(&self, task: TaskId, base: u64, len: u64) -> Option<SlotId> {
         let end = base.saturating_add(len).min(SLOTS as u64);
-        (base.min(end)..end).filter_map(|index| SlotId::new(task, index).ok()).find(|slot| self.get(*slot).is_none())
+        (base.min(end)..end)
+            .filter(|&index| index != u64::from(slots::REPLY))
+            .filter_map(|index| SlotId::new(task, index).ok())
+            .find(|slot| self.get(*slot).is_none())
     }
 
     /// The parent of `slot` (for tests and checks).

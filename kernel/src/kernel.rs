@@ -31,6 +31,7 @@ use crate::sched::Scheduler;
 use crate::task::{MAX_WATCHES, Task, TaskId, TaskState, Watch};
 
 pub use boot::LoadError;
+pub use interrupts::{FIRST_DEVICE_VECTOR, TASK_PRIORITY, undelivered_interrupt};
 pub use platform::Platform;
 
 /// Highest physical address (exclusive) whose RAM the kernel manages: on
@@ -222,7 +223,14 @@ impl Kernel {
     }
 
     /// Ends `id`'s blocking operation with `result` and makes it runnable.
+    /// A task that is not blocked is left alone: one that runs or waits
+    /// for the CPU is in a run queue or current already, and a dead one
+    /// must never run again (its tables may be freed), so no path that
+    /// wakes by mistake can queue a task twice or bring one back.
     fn wake(&mut self, id: TaskId, result: Result<[u64; 3], ErrorCode>) {
+        if !self.task(id).is_blocked() {
+            return;
+        }
         self.set_result(id, result);
         let task = self.task_mut(id);
         task.state = TaskState::Runnable;
@@ -279,6 +287,7 @@ impl Kernel {
         }
         match self.sched.pop() {
             Some(id) => {
+                debug_assert!(self.task(id).state == TaskState::Runnable, "{id:?} scheduled while not runnable");
                 self.current = Some(id);
                 self.quantum_end = now.saturating_add(QUANTUM_US);
                 Next::Resume(id)

@@ -227,8 +227,18 @@ pub struct Route {
     pub notification: Handle,
     /// Bits it sets there.
     pub bits: u64,
-    /// The capability `IrqBind` named it with.
-    pub cap: SlotId,
+    /// The notification capability `IrqBind` named it with.
+    pub notification_cap: SlotId,
+    /// The interrupt capability `IrqBind` was called with.
+    pub interrupt_cap: SlotId,
+}
+
+impl Route {
+    /// Whether it was made with the capability in `slot`: deleting that
+    /// capability, either of the two, ends the route.
+    pub fn made_with(&self, slot: SlotId) -> bool {
+        self.notification_cap == slot || self.interrupt_cap == slot
+    }
 }
 
 /// An interrupt source delivered as notification bits.
@@ -238,8 +248,8 @@ pub struct Interrupt {
     /// CPU vector it arrives on.
     pub vector: u8,
     /// Where it is routed: a notification, the bits it sets there, and
-    /// the notification capability the route was made with (deleting
-    /// that capability ends the route).
+    /// the notification and interrupt capabilities the route was made
+    /// with (deleting either ends the route).
     pub target: Option<Route>,
     /// Fired and not yet acknowledged.
     pub unacknowledged: bool,

@@ -4,7 +4,7 @@
 //!
 //! * Bit `p` of `ready` is set exactly when queue `p` is non-empty.
 //! * A task is in at most one queue, at most once (the kernel enqueues only
-//!   tasks it has just made runnable).
+//!   tasks it has just made runnable; debug builds check it).
 
 use heapless::Deque;
 
@@ -36,6 +36,7 @@ impl Scheduler {
     /// Appends `task` at `priority`. Priorities above [`MAX_PRIORITY`] are
     /// clamped (the image checker refuses them earlier).
     pub fn enqueue(&mut self, task: TaskId, priority: u8) {
+        debug_assert!(!self.holds(task), "{task:?} is queued already");
         let level = usize::from(priority.min(MAX_PRIORITY));
         self.changes = self.changes.wrapping_add(1);
         // A queue holds each task at most once, so it never fills.
@@ -47,6 +48,7 @@ impl Scheduler {
     /// Puts `task` first at `priority`: it was preempted by a more urgent
     /// task and resumes before its peers.
     pub fn enqueue_front(&mut self, task: TaskId, priority: u8) {
+        debug_assert!(!self.holds(task), "{task:?} is queued already");
         let level = usize::from(priority.min(MAX_PRIORITY));
         self.changes = self.changes.wrapping_add(1);
         if self.queues[level].push_front(task).is_ok() {
@@ -102,6 +104,12 @@ impl Scheduler {
             .filter(|&level| !self.queues[level].is_empty())
             .map(|level| (level, self.queues[level].iter().copied().collect()))
             .collect()
+    }
+
+    /// Whether `task` is in any queue (checked in debug builds, the host
+    /// tests among them, before every enqueue: the invariant above).
+    fn holds(&self, task: TaskId) -> bool {
+        self.queues.iter().any(|queue| queue.iter().any(|&queued| queued == task))
     }
 
     fn highest(&self) -> Option<usize> {

@@ -74,7 +74,10 @@ impl Kernel {
                 self.release_notification(handle);
             }
             Object::Frame(handle) => self.release_frame(handle),
-            Object::Interrupt(handle) => self.release_interrupt(m, handle),
+            Object::Interrupt(handle) => {
+                self.cancel_made_with(slot);
+                self.release_interrupt(m, handle);
+            }
             Object::Reply { caller, call } => {
                 if matches!(self.task(caller).state, TaskState::AwaitingReply { call: waited, .. } if waited == call) {
                     let error = match why {
@@ -96,8 +99,9 @@ impl Kernel {
     /// cancels the sends made with a badge it revokes: a send, receive or
     /// wait of its task blocked on it ends with `InvalidCapability` (a
     /// queued message is withdrawn), a notification bound with it is
-    /// unbound, and an interrupt routed or a death watch made through it
-    /// signals nothing more.
+    /// unbound, and an interrupt routed with it (its notification or its
+    /// interrupt capability) or a death watch made through it signals
+    /// nothing more.
     /// Only the slot's own task can have blocked or bound with it; the
     /// interrupt table is a fixed size.
     fn cancel_made_with(&mut self, slot: SlotId) {
@@ -124,7 +128,7 @@ impl Kernel {
             }
         }
         for (_, interrupt) in self.interrupts.iter_mut() {
-            if interrupt.target.is_some_and(|route| route.cap == slot) {
+            if interrupt.target.is_some_and(|route| route.made_with(slot)) {
                 interrupt.target = None;
             }
         }
@@ -142,10 +146,13 @@ impl Kernel {
             holder.bound = Some((handle, to));
         }
         for (_, interrupt) in self.interrupts.iter_mut() {
-            if let Some(route) = interrupt.target.as_mut()
-                && route.cap == from
-            {
-                route.cap = to;
+            if let Some(route) = interrupt.target.as_mut() {
+                if route.notification_cap == from {
+                    route.notification_cap = to;
+                }
+                if route.interrupt_cap == from {
+                    route.interrupt_cap = to;
+                }
             }
         }
         for watch in self.watches.iter_mut().filter(|watch| watch.cap == from) {

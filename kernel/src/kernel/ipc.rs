@@ -69,10 +69,13 @@ impl Kernel {
                 endpoint.waiting = Waiting::Nobody;
             }
             let info = self.transfer(m, id, receiver, message);
+            // Woken first: the receive is over, so emptying the reply slot
+            // for the reply capability (which ends what was made with the
+            // capability there) cannot end it a second time.
+            self.wake(receiver, Ok([message.badge, u64::from(message.len), info]));
             if call {
                 self.start_reply(m, id, receiver, message.grant);
             }
-            self.wake(receiver, Ok([message.badge, u64::from(message.len), info]));
             return if call { None } else { Some(Ok([0; 3])) };
         }
         if flags & ipc::NONBLOCK != 0 {

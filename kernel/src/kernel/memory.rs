@@ -18,6 +18,14 @@ use crate::task::TaskId;
 /// Largest frame, in pages (2 MiB).
 pub const MAX_FRAME_PAGES: u64 = 512;
 
+/// Most pages one `Map` maps (256 MiB: the configuration space of a whole
+/// PCI segment, the largest mapping the system makes). Each page costs a
+/// page-table walk with interrupts off, and an `Unmap` leaves the tables
+/// charged, so without a bound per call a task holding a large device
+/// range could keep the kernel busy for as long as its quota reaches, call
+/// after call, at no further cost.
+pub const MAX_MAP_PAGES: u64 = 1 << 16;
+
 impl Kernel {
     /// `FrameAlloc`: `pages` zeroed, physically contiguous pages.
     pub(super) fn frame_alloc(
@@ -85,7 +93,9 @@ impl Kernel {
 
     /// `Map`: maps memory capability `memory` into address space `space`
     /// at `virt`; `access` may ask for WRITE or EXECUTE (not both) if the
-    /// capability has it.
+    /// capability has it. At most [`MAX_MAP_PAGES`] pages, so one call's
+    /// work (and the `Unmap`, delete or revocation that undoes it) has a
+    /// bound of its own, whatever the task's quota.
     pub(super) fn map(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [space_slot, memory_slot, virt, access, ..] = args;
         let (_, space_cap) = self.caps.lookup(id, space_slot)?;
@@ -105,6 +115,9 @@ impl Kernel {
             Object::DeviceMemory { base, pages } => (base, u64::from(pages), true),
             _ => return Err(ErrorCode::WrongKind),
         };
+        if pages > MAX_MAP_PAGES {
+            return Err(ErrorCode::TooLarge);
+        }
         let access = access as u32;
         if access & !(rights::READ | rights::WRITE | rights::EXECUTE) != 0 || !cap.has(access | rights::READ) {
             return Err(ErrorCode::PermissionDenied);

@@ -10,10 +10,13 @@ const LOCAL_APIC: u64 = 0xfee0_0000;
 const IO_APIC: u64 = 0xfec0_0000;
 
 const ID: u64 = 0x20;
+const TASK_PRIORITY: u64 = 0x80;
 const EOI: u64 = 0xb0;
 /// The in-service register: 256 bits, 32 in each of eight registers 16
 /// bytes apart.
 const IN_SERVICE: u64 = 0x100;
+/// The interrupt-request register, laid out as the in-service register.
+const REQUEST: u64 = 0x200;
 const SPURIOUS: u64 = 0xf0;
 const LVT_TIMER: u64 = 0x320;
 const TIMER_INITIAL: u64 = 0x380;
@@ -24,6 +27,11 @@ const TIMER_DIVIDE: u64 = 0x3e0;
 pub const TIMER_VECTOR: u8 = 0x20;
 /// Vector of spurious interrupts (never acknowledged).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+// The task priority lets the kernel's own vectors through.
+const _: () = assert!(TIMER_VECTOR >> 4 > kernel::kernel::TASK_PRIORITY >> 4);
+const _: () = assert!(SPURIOUS_VECTOR >> 4 > kernel::kernel::TASK_PRIORITY >> 4);
+const _: () = assert!(kernel::kernel::FIRST_DEVICE_VECTOR >> 4 > kernel::kernel::TASK_PRIORITY >> 4);
 
 const MASKED: u32 = 1 << 16;
 
@@ -64,9 +72,11 @@ fn io_read(register: u32) -> u32 {
     }
 }
 
-/// Enables the local APIC, masks every IO APIC input, and measures the
-/// timer's rate against the TSC.
+/// Enables the local APIC with the task priority that holds off vectors
+/// below 32 (`kernel::kernel::TASK_PRIORITY`), masks every IO APIC input,
+/// and measures the timer's rate against the TSC.
 pub fn init() {
+    local_write(TASK_PRIORITY, u32::from(kernel::kernel::TASK_PRIORITY));
     local_write(SPURIOUS, (1 << 8) | u32::from(SPURIOUS_VECTOR));
     let inputs = (io_read(0x01) >> 16) & 0xff;
     for gsi in 0..=inputs {
@@ -103,6 +113,21 @@ pub fn id() -> u8 {
 pub fn in_service(vector: u8) -> bool {
     let register = IN_SERVICE + 0x10 * u64::from(vector / 32);
     local_read(register) & (1 << (vector % 32)) != 0
+}
+
+/// The highest vector the local APIC has in service, if any: the one whose
+/// delivery the CPU is in the middle of, when a fault interrupted it.
+pub fn highest_in_service() -> Option<u8> {
+    (0..8u8).rev().find_map(|register| {
+        let bits = local_read(IN_SERVICE + 0x10 * u64::from(register));
+        (bits != 0).then(|| register * 32 + (31 - bits.leading_zeros() as u8))
+    })
+}
+
+/// The vectors below 32 on which messages wait, held off by the task
+/// priority (bit `n` for vector `n`).
+pub fn held_exception_vectors() -> u32 {
+    local_read(REQUEST)
 }
 
 /// Acknowledges the interrupt being handled.

@@ -7,8 +7,6 @@ use x86_64::registers::model_specific::{Efer, EferFlags};
 /// Optional CPU features the kernel found and enabled.
 #[derive(Clone, Copy)]
 pub struct Features {
-    /// No-execute page bit (EFER.NXE).
-    pub no_execute: bool,
     /// Global pages (CR4.PGE).
     pub global_pages: bool,
 }
@@ -18,19 +16,22 @@ fn cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
 }
 
 /// Enables the features the kernel relies on and masks the 8259 PICs.
+/// Refuses to boot on a CPU without the no-execute page bit: W^X (no
+/// page a task can write is one it can run, and the kernel's data is
+/// never code) rests on it.
 pub fn init() -> Features {
-    let no_execute = cpuid(0x8000_0001).edx & (1 << 20) != 0;
+    if cpuid(0x8000_0001).edx & (1 << 20) == 0 {
+        panic!(
+            "the CPU has no no-execute page bit (CPUID 0x80000001 EDX bit 20): writable memory would be \
+             executable, so W^X cannot hold; refusing to boot"
+        );
+    }
     let global_pages = cpuid(1).edx & (1 << 13) != 0;
-    // SAFETY: setting EFER.NXE (when the CPU has it) and EFER.SCE only
-    // enables the NX bit in page tables and the `syscall` instruction, whose
-    // target MSRs are programmed before any task runs.
+    // SAFETY: setting EFER.NXE (the CPU has it, checked above) and
+    // EFER.SCE only enables the NX bit in page tables and the `syscall`
+    // instruction, whose target MSRs are programmed before any task runs.
     unsafe {
-        Efer::update(|flags| {
-            flags.insert(EferFlags::SYSTEM_CALL_EXTENSIONS);
-            if no_execute {
-                flags.insert(EferFlags::NO_EXECUTE_ENABLE);
-            }
-        });
+        Efer::update(|flags| flags.insert(EferFlags::SYSTEM_CALL_EXTENSIONS | EferFlags::NO_EXECUTE_ENABLE));
     }
     if global_pages {
         // SAFETY: global pages only change which TLB entries survive a CR3
@@ -38,7 +39,7 @@ pub fn init() -> Features {
         unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::PAGE_GLOBAL)) };
     }
     mask_legacy_pic();
-    Features { no_execute, global_pages }
+    Features { global_pages }
 }
 
 /// Moves the 8259 PICs' vectors to 0x20-0x2f, out of the exception range,

@@ -107,10 +107,15 @@ trap_common:
     call trap_entry
     ud2
 
-    /* Non-maskable interrupts (and a device's message on vector 2) may
-       arrive anywhere, kernel code with interrupts off included, on their
-       own stack: count them, end a message the local APIC has in service,
-       and return to whatever ran, untouched. */
+    /* Non-maskable interrupts may arrive anywhere, kernel code with
+       interrupts off included, on their own stack: count them and return
+       to whatever ran, untouched. The CPU blocks NMIs until the iretq, and
+       nothing here faults, so no NMI enters while one runs. A device's
+       fixed-mode message on vector 2 would come through this gate too,
+       without that blocking, and an NMI during it would reuse the stack
+       and overwrite its frame (iretq then looped here for ever): the task
+       priority holds such messages off in the local APIC (apic::init), and
+       should one come anyway it is ended (the APIC has it in service). */
     .global nmi_entry
 nmi_entry:
     lock incq NMI_COUNT(%rip)
@@ -263,19 +268,31 @@ pub fn init_syscalls(selectors: gdt::Selectors) {
     }
 }
 
-/// Handler of every interrupt and exception, called by `trap_common`.
+/// Handler of every interrupt and exception, called by `trap_common` with
+/// the frame it built. A raw pointer, not a reference: a reference
+/// argument would stay protected for as long as this function runs, which
+/// is until the task is resumed, and `resume` writes the next frame over
+/// the frame slot this one may sit in.
 #[unsafe(no_mangle)]
-extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
+extern "C" fn trap_entry(entry: *const TrapFrame) -> ! {
+    // SAFETY: `trap_common` passes the frame it has just pushed, aligned
+    // and complete, and nothing writes it until `resume`, after this
+    // reference's last use (the copy `save_frame` makes).
+    let frame = unsafe { &*entry };
     let vector = frame.vector as u8;
+    // A device's message the CPU could not deliver through its gate comes
+    // as a segment-not-present or general-protection fault naming the
+    // gate: it is that message, a stray, not a fault of what ran.
+    let undelivered = kernel::kernel::undelivered_interrupt(vector, frame.error_code, apic::highest_in_service);
     // Below 32 a vector is the CPU's exception, unless a device sent it:
     // then the local APIC has it in service.
-    let exception = vector < 32 && !apic::in_service(vector);
+    let exception = undelivered.is_none() && vector < 32 && !apic::in_service(vector);
     if !frame.is_user() {
         if exception {
             kernel_exception(frame);
         }
         // An interrupt that woke the idle loop.
-        interrupt(vector);
+        interrupt(undelivered.unwrap_or(vector), undelivered.is_some());
         run_next()
     }
     let mut system = SYSTEM.lock();
@@ -290,22 +307,23 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> ! {
         drop(system);
     } else {
         drop(system);
-        interrupt(vector);
+        interrupt(undelivered.unwrap_or(vector), undelivered.is_some());
     }
     run_next()
 }
 
 /// Hands a device interrupt to the kernel logic (which counts and drops one
-/// on an exception vector) and acknowledges it; the timer needs no
-/// handling beyond the scheduling that follows every entry.
-fn interrupt(vector: u8) {
-    if vector == apic::SPURIOUS_VECTOR {
+/// on an exception vector, or one the CPU could not deliver: `stray`) and
+/// acknowledges it; the timer needs no handling beyond the scheduling that
+/// follows every entry.
+fn interrupt(vector: u8, stray: bool) {
+    if vector == apic::SPURIOUS_VECTOR && !stray {
         return;
     }
-    if vector != apic::TIMER_VECTOR {
+    if stray || vector != apic::TIMER_VECTOR {
         let mut system = SYSTEM.lock();
         let System { kernel, hardware } = &mut *system;
-        kernel.interrupt(hardware, vector);
+        if stray { kernel.stray_vector(vector) } else { kernel.interrupt(hardware, vector) }
     }
     apic::end_of_interrupt();
 }
@@ -317,7 +335,12 @@ fn interrupt(vector: u8) {
 /// `kernel::kernel::fastpath`: the timer stays armed early enough).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".text.hot.syscall_dispatch")]
-extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
+extern "C" fn syscall_dispatch(entry: *const TrapFrame) -> ! {
+    // SAFETY: `syscall_entry` passes the frame it has just pushed in the
+    // frame slot, and nothing writes it until `resume`, after this
+    // reference's last use (`save_frame`); a raw pointer argument, as for
+    // `trap_entry`.
+    let frame = unsafe { &*entry };
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     kernel.save_frame(frame);
@@ -342,8 +365,8 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> ! {
 
 fn kernel_exception(frame: &TrapFrame) -> ! {
     let address = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
-    let guard = stacks::kernel_stack_guard();
-    let hint = if frame.vector == 8 || guard.contains(&address) { " (kernel stack overflow?)" } else { "" };
+    let overflow = stacks::guards().iter().any(|guard| guard.contains(&address));
+    let hint = if frame.vector == 8 || overflow { " (kernel stack overflow?)" } else { "" };
     panic!(
         "{} in the kernel at rip {:#x}, address {:#x}, error code {:#x}{}",
         kernel::task::exception_name(frame.vector as u8),
@@ -385,6 +408,10 @@ pub fn run_next() -> ! {
             unsafe { idle_loop() }
         }
         Next::Shutdown(status) => {
+            let held = apic::held_exception_vectors();
+            if held != 0 {
+                defmt::warn!("device messages held off on exception vectors (bit per vector): {=u32:#x}", held);
+            }
             defmt::info!("system ends with status {=u8}", status);
             qemu_exit::exit(status)
         }
@@ -408,9 +435,15 @@ fn resume(task: TaskId, frame: &TrapFrame) -> ! {
         panic!("refusing to resume task {} with a frame sysret or iretq would fault on", task.index());
     }
     let restore = fpu::switch_to(task, frame.from_syscall());
-    // SAFETY: the frame slot is the top of the kernel stack, reserved for
-    // the entry frame; no live Rust data is there (Rust code runs below
-    // `TRAP_AREA`), and `frame` is a copy on the stack below it.
+    // SAFETY: the frame slot is the top `FRAME_SIZE` bytes of the kernel
+    // stack, and nothing live is in it. Rust code runs below it: an entry
+    // from ring 3 calls in with the stack pointer just below the frame it
+    // put there, an interrupt of the idle loop below `TRAP_AREA`. The
+    // frame an entry left there was copied into the task table
+    // (`save_frame`) through a reference that is no longer used, and no
+    // reference into the slot is protected by a running function (the
+    // entry functions take raw pointers). `frame` is a copy below the
+    // slot, in the caller's stack frame.
     unsafe { stacks::frame_slot().write(*frame) };
     // SAFETY: the frame describes ring-3 code at a canonical address
     // (checked above), so neither return faults in ring 0;

@@ -1,61 +1,59 @@
-//! The interrupt descriptor table: every vector enters through its stub in
-//! `entry`, which saves a `TrapFrame` and calls the common handler.
+//! The interrupt descriptor table: all 256 vectors enter through their
+//! stubs in `entry`, which save a `TrapFrame` and call the common handler.
+//!
+//! Every gate is present, the vectors no exception uses (9, 15, 22-27, 31)
+//! among them: a device may send a message on any vector, and one whose
+//! gate is missing raises a segment-not-present fault instead, which would
+//! be taken as a fault of whatever ran. The table is the kernel's own
+//! array, not `x86_64`'s `InterruptDescriptorTable`, whose reserved
+//! entries cannot be set.
+
+use core::mem::size_of;
 
 use spin::Once;
 use x86_64::VirtAddr;
-use x86_64::structures::idt::{Entry, HandlerFunc, InterruptDescriptorTable};
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::structures::idt::{Entry, HandlerFunc};
 
 use crate::entry;
 use crate::stacks::Ist;
 
-static IDT: Once<InterruptDescriptorTable> = Once::new();
+/// Vector of the non-maskable interrupt, which has an entry of its own.
+const NMI_VECTOR: u8 = 2;
+
+/// One gate per vector, aligned as the SDM recommends.
+#[repr(C, align(16))]
+struct Table([Entry<HandlerFunc>; 256]);
+
+static IDT: Once<Table> = Once::new();
 
 /// Builds and loads the IDT.
 pub fn init() {
-    let idt = IDT.call_once(|| {
-        let mut idt = InterruptDescriptorTable::new();
-        let stub = |vector: u8| VirtAddr::new(entry::trap_stub(vector));
-        // SAFETY: every `set_handler_addr` below installs the entry stub of
-        // that very vector, which saves the full register state in the
-        // layout `trap_entry` expects and never returns normally; the
-        // NMI's entry touches no state but its counter and the local APIC
-        // and returns with `iretq`.
-        unsafe {
-            let plain: [(&mut Entry<HandlerFunc>, u8); 11] = [
-                (&mut idt.divide_error, 0),
-                (&mut idt.debug, 1),
-                (&mut idt.breakpoint, 3),
-                (&mut idt.overflow, 4),
-                (&mut idt.bound_range_exceeded, 5),
-                (&mut idt.invalid_opcode, 6),
-                (&mut idt.device_not_available, 7),
-                (&mut idt.x87_floating_point, 16),
-                (&mut idt.simd_floating_point, 19),
-                (&mut idt.virtualization, 20),
-                (&mut idt.hv_injection_exception, 28),
-            ];
-            for (slot, vector) in plain {
-                slot.set_handler_addr(stub(vector));
-            }
-            idt.double_fault.set_handler_addr(stub(8)).set_stack_index(Ist::DoubleFault.index());
-            idt.invalid_tss.set_handler_addr(stub(10));
-            idt.segment_not_present.set_handler_addr(stub(11));
-            idt.stack_segment_fault.set_handler_addr(stub(12));
-            idt.non_maskable_interrupt
-                .set_handler_addr(VirtAddr::new(entry::nmi_stub()))
-                .set_stack_index(Ist::Nmi.index());
-            idt.general_protection_fault.set_handler_addr(stub(13)).set_stack_index(Ist::GeneralProtection.index());
-            idt.page_fault.set_handler_addr(stub(14));
-            idt.alignment_check.set_handler_addr(stub(17));
-            idt.machine_check.set_handler_addr(stub(18)).set_stack_index(Ist::MachineCheck.index());
-            idt.cp_protection_exception.set_handler_addr(stub(21));
-            idt.vmm_communication_exception.set_handler_addr(stub(29));
-            idt.security_exception.set_handler_addr(stub(30));
-            for vector in 32..=255u8 {
-                idt[vector].set_handler_addr(stub(vector));
+    let table = IDT.call_once(|| {
+        let mut table = Table([Entry::missing(); 256]);
+        for (vector, gate) in (0..=u8::MAX).zip(table.0.iter_mut()) {
+            let handler = if vector == NMI_VECTOR { entry::nmi_stub() } else { entry::trap_stub(vector) };
+            // SAFETY: the handler is the entry stub of this very vector,
+            // which saves the full register state in the layout
+            // `trap_entry` expects and never returns normally (every stub
+            // pushes the same frame, whether or not the CPU pushed an error
+            // code), or the NMI's entry, which touches no state but its
+            // counter and the local APIC and returns with `iretq`.
+            let options = unsafe { gate.set_handler_addr(VirtAddr::new(handler)) };
+            if let Some(ist) = Ist::of_vector(vector) {
+                // SAFETY: `gdt::init`, which runs first, gave every IST slot
+                // a stack of its own in the TSS.
+                unsafe { options.set_stack_index(ist.index()) };
             }
         }
-        idt
+        table
     });
-    idt.load();
+    let pointer = DescriptorTablePointer {
+        limit: (size_of::<Table>() - 1) as u16,
+        base: VirtAddr::new(&raw const table.0 as u64),
+    };
+    // SAFETY: the table is a `static` that is never changed after it is
+    // built, so it stays valid and in place for as long as it is loaded.
+    unsafe { lidt(&pointer) };
 }

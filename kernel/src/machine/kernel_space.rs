@@ -80,7 +80,7 @@ pub fn init(kernel: &mut Kernel, memory: &mut Physical, info: &BootInfo, module:
     unsafe { Cr3::write(cr3, Cr3Flags::empty()) };
     memory::set_kernel_root(root);
     memory.set_mapped(mapped);
-    kernel.set_kernel_space(root, features.no_execute);
+    kernel.set_kernel_space(root, true);
     let all_ram: Vec<(u64, u64), MAX_REGIONS> = info
         .regions
         .iter()
@@ -189,10 +189,8 @@ struct Leaves {
 
 impl Leaves {
     fn new(features: Features) -> Self {
-        Self {
-            global: if features.global_pages { flags::GLOBAL } else { 0 },
-            no_execute: if features.no_execute { flags::NO_EXECUTE } else { 0 },
-        }
+        // `cpu::init` refused to boot without the no-execute bit.
+        Self { global: if features.global_pages { flags::GLOBAL } else { 0 }, no_execute: flags::NO_EXECUTE }
     }
 
     fn data(self) -> u64 {
@@ -221,7 +219,7 @@ fn map_direct(
 }
 
 /// Maps the kernel image at `KERNEL_OFFSET`, each section with its rights,
-/// leaving the kernel stack's guard page out.
+/// leaving the stacks' guard pages out.
 fn map_image(memory: &mut Physical, tables: &mut KernelTables<'_>, root: Frame, leaves: Leaves) {
     let sections = [
         (symbol(&raw const __text_start), symbol(&raw const __text_end), flags::PRESENT | leaves.global),
@@ -232,10 +230,10 @@ fn map_image(memory: &mut Physical, tables: &mut KernelTables<'_>, root: Frame, 
         ),
         (symbol(&raw const __data_start), symbol(&raw const __data_end), leaves.data()),
     ];
-    let guard = stacks::kernel_stack_guard();
+    let guards = stacks::guards();
     for (start, end, leaf) in sections {
         for virt in (start..end).step_by(PAGE_SIZE) {
-            if guard.contains(&virt) {
+            if guards.iter().any(|guard| guard.contains(&virt)) {
                 continue;
             }
             let frame = Frame::containing(virt - KERNEL_OFFSET);

@@ -58,12 +58,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let selectors = gdt::init();
     idt::init();
     entry::init_syscalls(selectors);
-    defmt::info!(
-        "kernel started: TSC {=u64} kHz, no-execute {=bool}, global pages {=bool}",
-        time::tsc_khz(),
-        features.no_execute,
-        features.global_pages
-    );
+    defmt::info!("kernel started: TSC {=u64} kHz, global pages {=bool}", time::tsc_khz(), features.global_pages);
 
     let info = match BootInfo::read(&memory::BootWindow, start_info) {
         Ok(info) => info,

@@ -115,16 +115,29 @@ impl PhysMem for Physical {
     }
 
     fn page(&self, frame: Frame) -> &[u8; PAGE_SIZE] {
-        // SAFETY: `pointer` checked the frame is RAM of the memory map that
-        // the tables in use map at PHYS_OFFSET, outside the kernel and boot
-        // images; the only way to reach it is through this `Physical`, and
-        // the borrow of `self` keeps it exclusive of `page_mut`.
+        // SAFETY: `pointer` checked that the frame is RAM the logic
+        // manages: RAM of the memory map that the tables in use map at
+        // PHYS_OFFSET, outside the kernel and boot images, so no Rust
+        // object of the kernel lives there. Within the kernel only this
+        // `Physical` reaches such frames, and the borrow of `self` keeps
+        // the reference exclusive of `page_mut`'s. Others reach them too:
+        // tasks through their mappings, which do not run while the kernel
+        // does (one CPU, interrupts off in the kernel), and devices by DMA
+        // into frames a task pinned, at any time. The logic takes a
+        // task's frames only as the task's input, copying the bytes out
+        // (`LogWrite`, a message) and deciding nothing from reading one
+        // twice, so a device writing meanwhile tears that input, no
+        // kernel state; page tables and the kernel's own frames are never
+        // pinned.
         unsafe { &*self.pointer(frame) }
     }
 
     fn page_mut(&mut self, frame: Frame) -> &mut [u8; PAGE_SIZE] {
-        // SAFETY: as in `page`, and `&mut self` makes this the only
-        // reference into physical memory alive.
+        // SAFETY: as in `page`; `&mut self` makes this the only reference
+        // the kernel holds into physical memory. A device may still write
+        // a pinned frame meanwhile: the logic writes a task's frames only
+        // to hand the task data (a message, zeroes for a new frame), which
+        // such a write can only spoil for that task.
         unsafe { &mut *self.pointer(frame) }
     }
 

@@ -5,7 +5,10 @@
 //! task being entered or resumed; Rust code runs below it. Exceptions that
 //! may strike where the stack pointer cannot be trusted arrive on stacks
 //! of their own through the IST ([`Ist`]); the entry code moves a frame
-//! from ring 3 to the kernel stack before any Rust code runs.
+//! from ring 3 to the kernel stack before any Rust code runs. Every stack
+//! has an unmapped guard page at its bottom ([`guards`]), so an overflow
+//! faults (a double fault, on its own stack) instead of writing over
+//! whatever lies below.
 
 use core::cell::UnsafeCell;
 use core::mem::size_of;
@@ -23,8 +26,8 @@ pub const TRAP_AREA: usize = 256;
 pub const FRAME_SIZE: usize = size_of::<TrapFrame>();
 const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE <= TRAP_AREA && FRAME_SIZE.is_multiple_of(16));
 
-/// Bytes of each interrupt-stack-table stack.
-pub const IST_STACK_SIZE: usize = 32 * 1024;
+/// Bytes of each interrupt-stack-table stack, including its guard page.
+pub const IST_STACK_SIZE: usize = 32 * 1024 + GUARD_SIZE;
 
 /// A page-aligned stack that only the CPU writes, through `rsp`.
 #[repr(C, align(4096))]
@@ -81,6 +84,17 @@ impl Ist {
         self as u16
     }
 
+    /// The stack vector `vector` arrives on, if it has one of its own.
+    pub const fn of_vector(vector: u8) -> Option<Ist> {
+        match vector {
+            8 => Some(Ist::DoubleFault),
+            2 => Some(Ist::Nmi),
+            18 => Some(Ist::MachineCheck),
+            13 => Some(Ist::GeneralProtection),
+            _ => None,
+        }
+    }
+
     /// The top of the slot's stack.
     pub fn top(self) -> u64 {
         IST_STACKS[self as usize].top()
@@ -101,5 +115,20 @@ pub fn frame_slot() -> *mut TrapFrame {
 
 /// The virtual range of the kernel stack's guard page.
 pub fn kernel_stack_guard() -> Range<u64> {
-    KERNEL_STACK.bottom()..KERNEL_STACK.bottom() + GUARD_SIZE as u64
+    guard_of(KERNEL_STACK.bottom())
+}
+
+/// The guard pages of every stack: the kernel stack's, then the IST
+/// stacks' in slot order. The kernel image is mapped without them.
+pub fn guards() -> [Range<u64>; 1 + Ist::ALL.len()] {
+    let mut guards = [const { 0..0 }; 1 + Ist::ALL.len()];
+    guards[0] = kernel_stack_guard();
+    for (guard, stack) in guards[1..].iter_mut().zip(&IST_STACKS) {
+        *guard = guard_of(stack.bottom());
+    }
+    guards
+}
+
+fn guard_of(bottom: u64) -> Range<u64> {
+    bottom..bottom + GUARD_SIZE as u64
 }

@@ -116,3 +116,49 @@ fn every_bad_slot_index_is_an_error_for_every_call() {
         }
     }
 }
+
+/// Slot 3 holds only the reply capability a receive puts there: no system
+/// call puts anything else there, and a receive window skips it. A receive
+/// made with an endpoint capability moved there was once ended by the very
+/// call it received, when the slot was emptied for the reply capability.
+#[test]
+fn the_reply_slot_holds_nothing_but_a_reply_capability() {
+    let reply = u64::from(slots::REPLY);
+    let everything = rights::SEND | rights::RECEIVE | rights::GRANT | rights::MINT;
+    let mut sim = one_task(&[
+        cap(8, BootObject::Endpoint(0), everything, 0),
+        cap(9, BootObject::Control, rights::ALL, 0),
+        cap(10, BootObject::DeviceMemory { base: 0xd000_0000, pages: 2 }, rights::READ, 0),
+    ]);
+    let refused = |sim: &mut Sim, call: Syscall, args: [u64; 6]| {
+        assert_eq!(sim.sys(call, args).error(), ErrorCode::InvalidCapability, "{call:?} into the reply slot");
+    };
+    refused(&mut sim, Syscall::CapMove, [8, reply, 0, 0, 0, 0]);
+    refused(&mut sim, Syscall::CapCopy, [8, reply, u64::from(rights::ALL), 0, 0, 0]);
+    refused(&mut sim, Syscall::CapMint, [8, reply, u64::from(rights::ALL), 5, 0, 0]);
+    refused(&mut sim, Syscall::CapSplit, [10, reply, 0, 1, 0, 0]);
+    refused(&mut sim, Syscall::EndpointCreate, [reply, 0, 0, 0, 0, 0]);
+    refused(&mut sim, Syscall::NotificationCreate, [reply, 0, 0, 0, 0, 0]);
+    refused(&mut sim, Syscall::FrameAlloc, [reply, 1, 0, 0, 0, 0]);
+    refused(&mut sim, Syscall::IrqAllocMsi, [9, reply, 0, 0, 0, 0]);
+    refused(&mut sim, Syscall::DeviceMemoryCreate, [9, reply, 0xd010_0000, 1, 0, 0]);
+    // A capability sent to a window that starts at slot 1 passes 1 and 2
+    // (occupied) and 3 (the reply slot) and lands in 4.
+    let mut sim = Sim::boot(
+        &[
+            task("receiver", 2, &[cap(8, BootObject::Endpoint(0), rights::RECEIVE, 0)]),
+            task("sender", 1, &[cap(8, BootObject::Endpoint(0), everything, 0)]),
+        ],
+        None,
+        1,
+        0,
+    );
+    let (receiver, sender) = (sim.id("receiver"), sim.id("sender"));
+    sim.run("receiver");
+    sim.window(receiver, 1, 8);
+    assert_eq!(sim.sys(Syscall::Recv, [8, 0, 0, 0, 0, 0]), super::sim::Outcome::Blocked);
+    sim.run("sender");
+    sim.send_caps(sender, &[8]);
+    sim.sys(Syscall::Send, [8, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.received(receiver), [4]);
+}

@@ -91,3 +91,41 @@ fn msi_vectors_are_bounded_per_task_and_come_back() {
     sim.sys(Syscall::CapDelete, [20, 0, 0, 0, 0, 0]).ok();
     sim.sys(Syscall::IrqAllocMsi, [8, next, 0, 0, 0, 0]).ok();
 }
+
+/// A segment-not-present or general-protection fault raised because the
+/// CPU could not deliver a device's message through its gate is that
+/// message, counted as a stray; the same faults raised by a task (its own
+/// `int` of a kernel gate, a bad selector) are its faults.
+#[test]
+fn a_fault_in_delivering_a_device_message_is_the_message_not_a_fault() {
+    use crate::kernel::undelivered_interrupt;
+    let nothing = || None;
+    // The SDM's encoding: gate 15 in the index, IDT and EXT set.
+    assert_eq!(undelivered_interrupt(11, 15 << 3 | 0b11, nothing), Some(15));
+    assert_eq!(undelivered_interrupt(13, 22 << 3 | 0b11, nothing), Some(22));
+    // QEMU 7.2's: index doubled, EXT clear; the local APIC names the vector.
+    assert_eq!(undelivered_interrupt(11, 0xf2, || Some(15)), Some(15));
+    // A task's `int $0x30`: IDT set, EXT clear, nothing in service.
+    assert_eq!(undelivered_interrupt(13, 0x30 << 3 | 0b10, nothing), None);
+    // A selector fault (no IDT bit), another exception, or no error code.
+    assert_eq!(undelivered_interrupt(13, 0x18 | 0b01, || Some(0x40)), None);
+    assert_eq!(undelivered_interrupt(14, 15 << 3 | 0b11, nothing), None);
+    assert_eq!(undelivered_interrupt(13, 0, || Some(0x40)), None);
+    let mut sim = Sim::boot(&[task("victim", 1, &[])], None, 0, 0);
+    sim.expect_running("victim");
+    sim.kernel.stray_vector(15);
+    assert_eq!(sim.kernel.stray_vectors(), 1);
+    assert_eq!(sim.schedule(), crate::kernel::Next::Resume(sim.id("victim")), "nothing ended");
+}
+
+/// The task priority holds off every vector below 32 and none the kernel
+/// hands to devices: a fixed-mode message on vector 2 can never enter the
+/// NMI's entry, on the NMI's own stack, while a real NMI might arrive and
+/// reuse that stack (which hung the machine).
+#[test]
+fn the_task_priority_holds_off_every_exception_vector_and_no_device_vector() {
+    use crate::kernel::interrupts::{FIRST_DEVICE_VECTOR, LAST_DEVICE_VECTOR, TASK_PRIORITY};
+    let delivered = |vector: u8| vector >> 4 > TASK_PRIORITY >> 4;
+    assert!((0..32).all(|vector| !delivered(vector)), "every exception vector is held off");
+    assert!((FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).all(delivered), "every device vector is delivered");
+}

@@ -7,6 +7,8 @@ use capabilities::abi::{Syscall, rights, slots};
 use capabilities::manifest::BootObject;
 
 use super::sim::{Outcome, Sim, cap, client, serve, task};
+use crate::kernel::Next;
+use crate::task::TaskState;
 
 const SERVER_EP: u64 = 8;
 const CLIENT_EP: u64 = 8;
@@ -277,4 +279,53 @@ fn call_numbers_never_repeat() {
         sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).ok();
     }
     assert!(numbers[1] > numbers[0], "the counter wrapped: {numbers:?}");
+}
+
+/// One call wakes its receiver once, even when the receive was made with a
+/// capability in the reply slot, which the call empties for the reply
+/// capability: that deletion once woke the receiver a second time, so it
+/// sat in the run queue twice and, after it exited and was reaped, ran
+/// again on its freed page-table root. No system call puts an endpoint
+/// capability in the reply slot any more (the test puts it there from
+/// inside the kernel), and the wake-up order holds regardless.
+#[test]
+fn a_receive_on_the_reply_slot_is_woken_once() {
+    let t_caps = [
+        cap(8, BootObject::Endpoint(0), rights::RECEIVE, 0),
+        cap(9, BootObject::Endpoint(1), rights::RECEIVE, 0),
+        cap(10, BootObject::Notification(0), rights::ALL, 0),
+    ];
+    let a_caps =
+        [cap(8, BootObject::Endpoint(0), rights::SEND, 0), cap(10, BootObject::Notification(0), rights::SEND, 0)];
+    let mut sim = Sim::boot(&[task("t", 2, &t_caps), task("a", 1, &a_caps)], None, 2, 1);
+    let (t, a) = (sim.id("t"), sim.id("a"));
+    sim.run("t");
+    let reply = u64::from(slots::REPLY);
+    assert_eq!(sim.sys(Syscall::CapMove, [8, reply, 0, 0, 0, 0]).error(), ErrorCode::InvalidCapability);
+    let from = crate::cspace::SlotId::new(t, 8).expect("valid slot");
+    let to = crate::cspace::SlotId::new(t, reply).expect("valid slot");
+    sim.kernel.caps.move_slot(from, to).expect("moves");
+    assert_eq!(sim.sys(Syscall::Recv, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.run("a");
+    assert_eq!(sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    let copies: usize =
+        sim.kernel.sched.snapshot().iter().map(|(_, queue)| queue.iter().filter(|&&x| x == t).count()).sum();
+    assert_eq!(copies, 1, "t is in the run queues {copies} times");
+    assert_eq!(sim.schedule(), Next::Resume(t));
+    // The receive took the message; the reply capability is in its place.
+    assert_eq!(sim.result(t), Outcome::Returned(0, [0, 0, 0]));
+    sim.sys(Syscall::Reply, [u64::from(slots::REPLY), 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.sys(Syscall::Wait, [10, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    assert_eq!(sim.schedule(), Next::Resume(a), "t waits; only a can run");
+    // What the second copy did: t ran while it was recorded as waiting,
+    // exited, and a signal later made the dead, reaped task runnable.
+    sim.run("a");
+    sim.sys(Syscall::Signal, [10, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.schedule(), Next::Resume(t));
+    assert_eq!(sim.sys(Syscall::Exit, [0, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.kernel.reap(&mut sim.m);
+    assert_eq!(sim.schedule(), Next::Resume(a));
+    sim.sys(Syscall::Signal, [10, 0, 0, 0, 0, 0]).ok();
+    assert!(matches!(sim.kernel.task(t).state, TaskState::Dead { reaped: true, .. }), "t stays dead");
+    assert_eq!(sim.schedule(), Next::Resume(a));
 }

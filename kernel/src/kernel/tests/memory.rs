@@ -183,3 +183,32 @@ fn no_mapping_is_ever_writable_and_executable() {
     }
     sim.sys(Syscall::Map, [SPACE, 8, 0x2000_0000, u64::from(rights::WRITE), 0, 0]).ok();
 }
+
+/// Mapping walks the page tables once per page with interrupts off, and a
+/// mapping's tables stay charged after an `Unmap`, so map-and-unmap could
+/// be repeated at no further cost to the task: one call may map at most
+/// `MAX_MAP_PAGES` pages (a whole PCI segment's configuration space, the
+/// largest mapping the system makes), and a larger range is `TooLarge`
+/// before a page is touched (split it first).
+#[test]
+fn one_map_covers_at_most_max_map_pages() {
+    use crate::kernel::memory::MAX_MAP_PAGES;
+    let base = 0x1_0000_0000;
+    let pages = MAX_MAP_PAGES as u32;
+    let mut image = task("mapper", 1, &[cap(8, BootObject::DeviceMemory { base, pages: pages + 1 }, rights::READ, 0)]);
+    image.memory_pages = 200;
+    let mut sim = Sim::boot(&[image], None, 0, 0);
+    let id = sim.expect_running("mapper");
+    let used = sim.kernel.tasks()[id.index()].memory.used;
+    assert_eq!(sim.sys(Syscall::Map, [SPACE, 8, 0x4000_0000, 0, 0, 0]).error(), ErrorCode::TooLarge);
+    assert_eq!(sim.kernel.tasks()[id.index()].memory.used, used, "no table was made");
+    assert!(paging::translate(&sim.m, sim.kernel.root(id), 0x4000_0000).is_none());
+    sim.sys(Syscall::CapSplit, [8, 9, 0, MAX_MAP_PAGES, 0, 0]).ok();
+    sim.sys(Syscall::Map, [SPACE, 9, 0x4000_0000, 0, 0, 0]).ok();
+    let last = 0x4000_0000 + (MAX_MAP_PAGES - 1) * 4096;
+    assert_eq!(
+        paging::translate(&sim.m, sim.kernel.root(id), last).map(|t| t.physical),
+        Some(base + (MAX_MAP_PAGES - 1) * 4096)
+    );
+    sim.sys(Syscall::Unmap, [9, 0, 0, 0, 0, 0]).ok();
+}

@@ -153,3 +153,43 @@ fn a_binding_follows_its_capability_when_moved_and_ends_when_it_is_deleted() {
     sim.sys(Syscall::Signal, [10, 0, 0, 0, 0, 0]).ok();
     assert!(sim.kernel.tasks()[worker.index()].is_blocked(), "deleting the capability unbound it");
 }
+
+/// An interrupt route ends with the interrupt capability it was made
+/// with, though other copies keep the interrupt itself alive (before the
+/// fix, only the notification capability's deletion ended a route, so a
+/// worker whose interrupt capability was revoked went on being signalled
+/// by the device); the route follows that capability through `CapMove`.
+#[test]
+fn revoking_the_interrupt_capability_a_route_was_made_with_ends_the_route() {
+    let boss_caps = [
+        cap(9, BootObject::Endpoint(0), rights::SEND | rights::GRANT, 0),
+        cap(10, BootObject::Interrupt { gsi: 4, level: false }, rights::ACK | rights::GRANT, 0),
+    ];
+    let worker_caps =
+        [cap(9, BootObject::Endpoint(0), rights::RECEIVE, 0), cap(11, BootObject::Notification(0), rights::ALL, 0)];
+    let mut sim = Sim::boot(&[task("boss", 2, &boss_caps), task("worker", 1, &worker_caps)], None, 1, 1);
+    let (boss, worker) = (sim.id("boss"), sim.id("worker"));
+    sim.run("worker");
+    sim.window(worker, 30, 1);
+    assert_eq!(sim.sys(Syscall::Recv, [9, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    sim.run("boss");
+    sim.sys(Syscall::CapCopy, [10, 20, u64::from(rights::ACK), 0, 0, 0]).ok();
+    sim.send_caps(boss, &[20]);
+    sim.sys(Syscall::Send, [9, 0, 0, 0, 0, 0]).ok();
+    sim.run("worker");
+    let vector = sim.sys(Syscall::IrqBind, [30, 11, 0b1, 0, 0, 0]).ok()[0] as u8;
+    sim.sys(Syscall::CapMove, [30, 31, 0, 0, 0, 0]).ok();
+    sim.kernel.interrupt(&mut sim.m, vector);
+    assert_eq!(sim.sys(Syscall::Wait, [11, NONBLOCK, 0, 0, 0, 0]).ok()[0], 1, "still routed after the move");
+    sim.run("boss");
+    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
+    sim.kernel.interrupt(&mut sim.m, vector);
+    sim.run("worker");
+    assert_eq!(
+        sim.sys(Syscall::Wait, [11, NONBLOCK, 0, 0, 0, 0]).error(),
+        ErrorCode::WouldBlock,
+        "the revoked worker gets no more of the device's interrupts"
+    );
+    sim.run("boss");
+    assert_eq!(sim.sys(Syscall::IrqAck, [10, 0, 0, 0, 0, 0]), Outcome::Returned(0, [0; 3]), "the boss's copy lives");
+}

@@ -52,3 +52,25 @@ fn a_frame_that_would_return_outside_user_space_ends_its_task_instead() {
         "ended as by a general-protection fault: {state:?}"
     );
 }
+
+/// Waking ends a blocking operation, so a task that is not blocked (the
+/// running one, one waiting for the CPU, a dead one) is left as it is:
+/// no path that wakes by mistake can put a task in a run queue twice, or
+/// make a dead task runnable again.
+#[test]
+fn waking_a_task_that_is_not_blocked_changes_nothing() {
+    let mut sim = Sim::boot(&[task("a", 2, &[]), task("b", 1, &[]), task("c", 1, &[])], None, 0, 0);
+    let (a, b, c) = (sim.id("a"), sim.id("b"), sim.id("c"));
+    assert_eq!(sim.schedule(), Next::Resume(a));
+    assert_eq!(sim.sys(Syscall::Exit, [0; 6]), Outcome::Blocked);
+    sim.kernel.reap(&mut sim.m);
+    assert_eq!(sim.schedule(), Next::Resume(b));
+    let queued = sim.kernel.sched.snapshot();
+    for id in [a, b, c] {
+        sim.kernel.wake(id, Err(capabilities::ErrorCode::TimedOut));
+    }
+    assert!(matches!(sim.kernel.task(a).state, TaskState::Dead { reaped: true, .. }), "a stays dead");
+    assert_eq!(sim.kernel.sched.snapshot(), queued, "nobody was queued: b runs, c was queued already");
+    assert_eq!(sim.result(b), Outcome::Returned(0, [0; 3]), "the running task's registers are untouched");
+    assert_eq!(sim.schedule(), Next::Resume(b));
+}

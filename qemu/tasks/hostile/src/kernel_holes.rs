@@ -6,7 +6,7 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
-use capabilities::abi::rights;
+use capabilities::abi::{rights, slots};
 use echo_api::{Operation, Reply, Request};
 use userlib::cap::{Cap, Notification, own};
 use userlib::ipc::Buffer;
@@ -153,5 +153,21 @@ pub fn watching_itself_crowds_out_no_servers_watch(buffer: &mut Buffer) -> Outco
     check_ok!(claim(buffer, QUOTA_DEVICE));
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, QUOTA_DEVICE));
+    Ok(())
+}
+
+/// Slot 3 is where a receive puts the reply capability of a call, and
+/// each call empties it: a receive made with an endpoint capability moved
+/// there was once ended by the very call it took, which woke the receiver
+/// twice (a dead task could later run again on freed page tables). No
+/// capability but a reply may enter it now.
+pub fn nothing_but_a_reply_enters_the_reply_slot(_buffer: &mut Buffer) -> Outcome {
+    let requests = ECHO_REQUESTS.get();
+    check_eq!(requests.move_to(slots::REPLY).map(|_| ()), Err(ErrorCode::InvalidCapability), "move");
+    check_eq!(requests.copy_to(slots::REPLY, rights::RECEIVE).map(|_| ()), Err(ErrorCode::InvalidCapability), "copy");
+    let notification = Cap::<Notification>::at(NOTIFICATION);
+    check_eq!(notification.mint_to(slots::REPLY, rights::SEND, 9).map(|_| ()), Err(ErrorCode::InvalidCapability));
+    check_eq!(objects::create_endpoint(slots::REPLY).map(|_| ()), Err(ErrorCode::InvalidCapability), "create");
+    check!(requests.info().is_ok(), "the endpoint capability stayed where it was");
     Ok(())
 }

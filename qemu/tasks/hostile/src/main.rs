@@ -109,6 +109,10 @@ fn main() -> u64 {
             name: "revoking_a_capability_withdraws_the_send_blocked_on_it",
             run: kernel_holes::revoking_a_capability_withdraws_the_send_blocked_on_it,
         },
+        Case {
+            name: "nothing_but_a_reply_enters_the_reply_slot",
+            run: kernel_holes::nothing_but_a_reply_enters_the_reply_slot,
+        },
         Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
     ])
 }

@@ -116,6 +116,10 @@ fn main() -> u64 {
                 name: "device_messages_on_exception_vectors_are_ignored",
                 run: exception_vectors::device_messages_on_exception_vectors_are_ignored,
             },
+            Case {
+                name: "a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored",
+                run: exception_vectors::a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored,
+            },
             Case { name: "the_entry_count_returns_to_its_start", run: the_entry_count_returns_to_its_start },
         ])
     } else {
