@@ -51,7 +51,8 @@ impl DriverCore {
         })
     }
 
-    /// `Acquire`: `device`, if `caller` owns its group.
+    /// `Acquire`: `device`, if `caller` owns its group and no driver is
+    /// bound to it (a bound device is its driver's, even before it probes).
     pub(super) fn acquire<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
         hw: &mut Hardware<'_, C, K, I>,
@@ -61,6 +62,14 @@ impl DriverCore {
     ) -> Result<Answer, Refusal> {
         let position = self.find(device)?;
         self.check_free(position, caller)?;
+        if let Some(bound) = self.devices[position].binding {
+            return Err(refuse!(
+                ErrorCode::PermissionDenied,
+                "{device} is bound to driver {}; {} may not acquire it (only unbound devices of its group)",
+                self.name(bound.driver),
+                self.name(caller)
+            ));
+        }
         self.watch_presented(hw, caller, presented)?;
         let (group, owner) = iommu::owner(hw.iommu.as_deref_mut(), hw.kernel, device)
             .map_err(|failure| refuse!(failure.code(), "{device}: cannot learn who owns its group: {failure}"))?;
