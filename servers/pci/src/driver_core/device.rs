@@ -62,6 +62,17 @@ pub struct Holder {
     pub dma_handle: Option<Slot>,
 }
 
+/// A device whose last quiesce failed: nobody may take it until one
+/// succeeds (its group stays blocked or kernel-owned meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Unquiesced {
+    /// The DMA-capable driver whose claim on the group is kept until then
+    /// (releasing it would let a user claim a group with a device still
+    /// running in it).
+    pub claim: Option<u16>,
+}
+
 /// One function and the driver core's state for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -79,6 +90,8 @@ pub struct Device {
     pub holder: Option<Holder>,
     /// Its IOMMU group, once the IOMMU server told.
     pub group: Option<u16>,
+    /// Set while the device could not be quiesced.
+    pub unquiesced: Option<Unquiesced>,
 }
 
 /// Bytes in binary units ("4 KiB", "1 MiB", "300 B").

@@ -36,6 +36,7 @@ impl DriverCore {
             ));
         };
         self.check_free(position, caller)?;
+        self.retry_quiesce(hw, position)?;
         self.watch_presented(hw, caller, presented)?;
         let bdf = self.devices[position].function.bdf;
         let handle = if bound.dma {
@@ -70,6 +71,7 @@ impl DriverCore {
                 self.name(caller)
             ));
         }
+        self.retry_quiesce(hw, position)?;
         self.watch_presented(hw, caller, presented)?;
         let (group, owner) = iommu::owner(hw.iommu.as_deref_mut(), hw.kernel, device)
             .map_err(|failure| refuse!(failure.code(), "{device}: cannot learn who owns its group: {failure}"))?;

@@ -90,7 +90,10 @@ fn reset<C: ConfigSpace + ?Sized, K: Kernel>(
     kernel.sleep(FLR_WAIT_MICROS);
     // A function still resetting answers all ones.
     let mut retries = 0;
-    while f.read32(reg::VENDOR_ID)? == u32::MAX && retries < FLR_RETRIES {
+    while f.read32(reg::VENDOR_ID)? == u32::MAX {
+        if retries == FLR_RETRIES {
+            return Err(PciError::ResetTimedOut { bdf: function.bdf });
+        }
         kernel.sleep(FLR_WAIT_MICROS);
         retries += 1;
     }

@@ -10,7 +10,7 @@ use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
 use pci_api::Reply;
 
-use super::device::Role;
+use super::device::{Role, Unquiesced};
 use super::env::{Hardware, IommuLink, Kernel};
 use super::iommu;
 use super::quiesce::quiesce;
@@ -59,16 +59,18 @@ impl DriverCore {
     }
 
     /// Revokes the holder's capabilities, quiesces the device and releases
-    /// a DMA-capable driver's claim. Failures are logged: the device is no
-    /// longer held whatever happens, and the revocation, which is what
-    /// takes access away, cannot fail for capabilities the server holds.
+    /// a DMA-capable driver's claim. The device is no longer held whatever
+    /// happens (the revocation, which is what takes access away, cannot
+    /// fail for capabilities the server holds); a failed quiesce keeps the
+    /// claim and the device out of use (see [`Unquiesced`]). Whether the
+    /// device is quiesced.
     pub(super) fn take_back<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
         hw: &mut Hardware<'_, C, K, I>,
         position: usize,
-    ) {
+    ) -> bool {
         let device = &mut self.devices[position];
-        let Some(holder) = device.holder.take() else { return };
+        let Some(holder) = device.holder.take() else { return device.unquiesced.is_none() };
         self.holders = self.holders.saturating_sub(1);
         let bdf = device.function.bdf;
         for bar in &device.bars {
@@ -94,20 +96,56 @@ impl DriverCore {
         if let Some(handle) = holder.dma_handle {
             let _ = hw.kernel.revoke(handle);
         }
-        if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.flr) {
-            error!("{}: not quiesced: {}", bdf, failure);
-        }
-        if holder.role == (Role::Driver { dma: true })
-            && let Err(failure) = iommu::release_kernel(hw.iommu.as_deref_mut(), hw.kernel, bdf, holder.task)
+        let claim = (holder.role == Role::Driver { dma: true }).then_some(holder.task);
+        let quiesced = match quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+            Ok(()) => true,
+            Err(failure) => {
+                error!("{}: not quiesced ({}): it stays out of use, and its group with it", bdf, failure);
+                device.unquiesced = Some(Unquiesced { claim });
+                false
+            }
+        };
+        if quiesced
+            && let Some(driver) = claim
+            && let Err(failure) = iommu::release_kernel(hw.iommu.as_deref_mut(), hw.kernel, bdf, driver)
         {
             let text: heapless::String<480> = truncated(format_args!("{failure}"));
-            error!("{}: claim of {=str} not released: {=str}", bdf, self.names.name(holder.task), text.as_str());
+            error!("{}: claim of {=str} not released: {=str}", bdf, self.names.name(driver), text.as_str());
         }
         if let Some(handle) = holder.dma_handle {
             // Releasing the claim revoked the IOMMU server's original, and
-            // with it this copy; the slot is freed either way.
+            // with it this copy; a kept claim keeps only the original. The
+            // slot is freed either way.
             hw.kernel.delete(handle);
         }
+        quiesced
+    }
+
+    /// Refuses a device whose last quiesce failed, unless quiescing it now
+    /// works; then the claim kept for it is released.
+    pub(super) fn retry_quiesce<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &mut self,
+        hw: &mut Hardware<'_, C, K, I>,
+        position: usize,
+    ) -> Result<(), Refusal> {
+        let device = &mut self.devices[position];
+        let Some(unquiesced) = device.unquiesced else { return Ok(()) };
+        let bdf = device.function.bdf;
+        if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+            return Err(refuse!(
+                ErrorCode::Busy,
+                "{bdf} is not quiesced since its last holder ({failure}); nobody may take it until it is"
+            ));
+        }
+        device.unquiesced = None;
+        info!("{} quiesced at last", bdf);
+        if let Some(driver) = unquiesced.claim
+            && let Err(failure) = iommu::release_kernel(hw.iommu.as_deref_mut(), hw.kernel, bdf, driver)
+        {
+            let text: heapless::String<480> = truncated(format_args!("{failure}"));
+            error!("{}: kept claim of {=str} not released: {=str}", bdf, self.names.name(driver), text.as_str());
+        }
+        Ok(())
     }
 
     /// Takes back every device `task` held; it died.
@@ -142,8 +180,13 @@ impl DriverCore {
                 return;
             }
             for (group, members) in &groups {
+                let mut quiesced = true;
                 for &member in members {
-                    self.reclaim_device(hw, *group, member);
+                    quiesced &= self.reclaim_device(hw, *group, member);
+                }
+                if !quiesced {
+                    error!("group {=u16}: not every member is quiesced; it stays blocked", group);
+                    continue;
                 }
                 match iommu::reclaimed(hw.iommu.as_deref_mut(), hw.kernel, *group) {
                     Ok(()) => info!("group {=u16} quiesced for the IOMMU server", group),
@@ -157,28 +200,37 @@ impl DriverCore {
         warn!("reclaims still pending after {=usize} rounds; waiting for the next notification", MAX_RECLAIM_ROUNDS);
     }
 
+    /// Takes `member` of `group` back from the user, or quiesces it;
+    /// whether it is quiesced.
     fn reclaim_device<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
         hw: &mut Hardware<'_, C, K, I>,
         group: u16,
         member: Bdf,
-    ) {
+    ) -> bool {
         let Ok(position) = self.find(member) else {
             warn!("group {=u16} lists {}, which enumeration did not find", group, member);
-            return;
+            return true;
         };
         self.devices[position].group = Some(group);
-        let device = &self.devices[position];
+        let device = &mut self.devices[position];
         match device.holder.map(|holder| (holder.role, holder.task)) {
             Some((Role::User, _)) => self.take_back(hw, position),
             Some((Role::Driver { .. }, task)) => {
-                info!("{} stays with driver {=str} during the reclaim of group {=u16}", member, self.name(task), group)
+                info!("{} stays with driver {=str} during the reclaim of group {=u16}", member, self.name(task), group);
+                true
             }
-            None => {
-                if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.flr) {
-                    error!("{}: not quiesced: {}", member, failure);
+            None => match quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+                Ok(()) => {
+                    device.unquiesced = None;
+                    true
                 }
-            }
+                Err(failure) => {
+                    error!("{}: not quiesced: {}", member, failure);
+                    device.unquiesced = Some(device.unquiesced.unwrap_or(Unquiesced { claim: None }));
+                    false
+                }
+            },
         }
     }
 }

@@ -109,6 +109,7 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
         binding,
         holder: None,
         group: None,
+        unquiesced: None,
     }
 }
 

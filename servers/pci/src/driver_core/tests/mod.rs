@@ -102,6 +102,8 @@ pub struct World {
     /// A function whose device-control register starts a reset that
     /// clears its BARs (function, device-control offset).
     pub flr: Option<(Bdf, u16)>,
+    /// That function never comes back from its reset: it reads all ones.
+    pub lost_on_reset: bool,
 }
 
 impl World {
@@ -278,6 +280,10 @@ impl Machine {
         if world.flr == Some((bdf, offset)) && value & 0x8000 != 0 {
             // A reset clears the command register and the BARs' address
             // bits (their type bits are wired).
+            if world.lost_on_reset {
+                self.config.functions.remove(&bdf);
+                return;
+            }
             let function = self.config.functions.get_mut(&bdf).unwrap();
             function.bytes[0x04..0x06].fill(0);
             for (index, mask) in function.bar_masks.into_iter().enumerate() {

@@ -162,3 +162,76 @@ fn bind_and_unbind_cycles_leak_nothing() {
     assert_eq!(rig.core.holders, 0);
     assert_eq!(rig.world.borrow().iommu.owners.get(&14), Some(&OwnerReport::Unowned));
 }
+
+#[test]
+fn a_failed_quiesce_keeps_the_claim_and_the_device_out_of_use_until_one_succeeds() {
+    let mut rig = Rig::new();
+    probe(&mut rig, task::DMA_DRIVER);
+    rig.take_journal();
+    // The command register cannot be read: bus mastering cannot be turned off.
+    rig.machine.config.fail_at = Some((bdf(at::NVME), 0x04));
+    let release = Request::Release { device: bdf(at::NVME) };
+    assert_eq!(rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &release).reply, Reply::Done);
+    assert_eq!(rig.holder(at::NVME), None, "the holder's capabilities are gone whatever happens");
+    let released = |journal: &[Effect]| {
+        journal.iter().any(
+            |e| matches!(e, Effect::Iommu(iommu::Request::ReleaseKernel { device, .. }) if *device == bdf(at::NVME)),
+        )
+    };
+    assert!(!released(&rig.take_journal()), "the claim is kept: no user may take the group");
+    assert_eq!(rig.world.borrow().iommu.owners.get(&14), Some(&OwnerReport::Kernel { drivers: 1 }));
+    let (code, reason) = refusal(&rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
+    assert_eq!(code, ErrorCode::Busy);
+    assert!(reason.contains("01:00.0") && reason.contains("not quiesced"), "{reason}");
+    // Once a quiesce works, the old claim goes and the device may be taken.
+    rig.machine.config.fail_at = None;
+    probe(&mut rig, task::DMA_DRIVER);
+    let journal = rig.take_journal();
+    let release_at = journal.iter().position(|e| matches!(e, Effect::Iommu(iommu::Request::ReleaseKernel { .. })));
+    let claim_at = journal.iter().position(|e| matches!(e, Effect::Iommu(iommu::Request::ClaimKernel { .. })));
+    assert!(release_at.is_some() && release_at < claim_at, "{journal:?}");
+    assert_eq!(rig.world.borrow().iommu.owners.get(&14), Some(&OwnerReport::Kernel { drivers: 1 }));
+}
+
+#[test]
+fn a_failed_quiesce_leaves_the_group_reclaiming() {
+    let mut rig = Rig::new();
+    rig.world.borrow_mut().iommu.groups.insert(bdf(at::EDU2), 50);
+    rig.world.borrow_mut().iommu.owners.insert(50, OwnerReport::User { task: task::USER });
+    let acquire = Request::Acquire { device: bdf(at::EDU2) };
+    assert!(matches!(rig.ask(task::USER, USER_OPERATIONS, &acquire).reply, Reply::Granted(_)));
+    rig.machine.config.fail_at = Some((bdf(at::EDU2), 0x04));
+    rig.world.borrow_mut().iommu.pending = vec![(50, vec![bdf(at::EDU2)])];
+    rig.take_journal();
+    rig.event(IOMMU_EVENT);
+    assert_eq!(rig.holder(at::EDU2), None);
+    let confirmed = |journal: &[Effect]| {
+        journal.iter().any(|e| matches!(e, Effect::Iommu(iommu::Request::Reclaimed { group: 50, .. })))
+    };
+    assert!(!confirmed(&rig.take_journal()), "a device still running keeps its group blocked");
+    // The next notification tries again.
+    rig.machine.config.fail_at = None;
+    rig.world.borrow_mut().iommu.pending = vec![(50, vec![bdf(at::EDU2)])];
+    rig.event(IOMMU_EVENT);
+    assert!(confirmed(&rig.take_journal()));
+}
+
+#[test]
+fn a_function_that_never_comes_back_from_its_reset_is_not_quiesced() {
+    let mut rig = Rig::new();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.flr = Some((bdf(at::NVME), NVME_PCIE + 8));
+        world.lost_on_reset = true;
+    }
+    probe(&mut rig, task::DMA_DRIVER);
+    rig.take_journal();
+    let release = Request::Release { device: bdf(at::NVME) };
+    assert_eq!(rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &release).reply, Reply::Done);
+    assert!(rig.world.borrow().kernel.slept > FLR_WAIT_MICROS, "it was waited for");
+    let journal = rig.take_journal();
+    assert!(!journal.iter().any(|e| matches!(e, Effect::Iommu(iommu::Request::ReleaseKernel { .. }))), "{journal:?}");
+    let (code, reason) = refusal(&rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
+    assert_eq!(code, ErrorCode::Busy);
+    assert!(reason.contains("did not come back from its function-level reset"), "{reason}");
+}
