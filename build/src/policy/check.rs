@@ -117,6 +117,14 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
                 format!("endpoint `{name}`: assignment-without-interrupt-remapping only applies to the iommu protocol"),
             );
         }
+        if let Some(allowed) = &spanned.get_ref().assignment_without_reset
+            && protocol.is_none_or(|protocol| protocol.name != pci_api::PROTOCOL.name)
+        {
+            report.at(
+                allowed.span(),
+                format!("endpoint `{name}`: assignment-without-reset only applies to the pci protocol"),
+            );
+        }
         endpoints.push(Endpoint {
             name: name.clone(),
             server: server.unwrap_or(0),
@@ -131,6 +139,11 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
             assignment_without_interrupt_remapping: spanned
                 .get_ref()
                 .assignment_without_interrupt_remapping
+                .as_ref()
+                .is_some_and(|allowed| *allowed.get_ref()),
+            assignment_without_reset: spanned
+                .get_ref()
+                .assignment_without_reset
                 .as_ref()
                 .is_some_and(|allowed| *allowed.get_ref()),
         });

@@ -7,11 +7,16 @@ use pci_api::Reply;
 
 use super::device::{Bound, Role};
 use super::env::{Hardware, IommuLink, Kernel};
+use super::interrupts::COMMAND_BUS_MASTER;
 use super::iommu;
-use super::mediation::{WriteRefusal, check_read, check_write};
+use super::mediation::{Register, WriteRefusal, check_bus_master, check_read, check_write, written_bit};
 use super::refusal::{Refusal, refuse};
 use super::state::DriverCore;
 use crate::config::ConfigSpace;
+use crate::header::reg;
+
+/// The bus-master bit's position in the command register's low byte.
+const BUS_MASTER_BIT: u8 = 2;
 
 impl DriverCore {
     /// `Bind`: `driver` drives `device` from now on (it takes the device
@@ -120,16 +125,26 @@ impl DriverCore {
     ) -> Result<Reply, Refusal> {
         let position = self.find(device)?;
         self.check_holder(position, caller)?;
+        let protected = |register: Register| {
+            refuse!(
+                ErrorCode::PermissionDenied,
+                "{device}: {} may not write {width} bytes at {offset:#05x}: that is {register}",
+                self.name(caller)
+            )
+        };
         match check_write(&self.devices[position].protected, offset, width) {
             Ok(()) => {}
             Err(WriteRefusal::BadAccess) => return Err(bad_access(device, offset, width)),
-            Err(WriteRefusal::Protected(register)) => {
-                return Err(refuse!(
-                    ErrorCode::PermissionDenied,
-                    "{device}: {} may not write {width} bytes at {offset:#05x}: that is {register}",
-                    self.name(caller)
-                ));
-            }
+            Err(WriteRefusal::Protected(register)) => return Err(protected(register)),
+        }
+        if let Some(wanted) = written_bit(offset, width, value, reg::COMMAND, BUS_MASTER_BIT) {
+            let command = hw
+                .config
+                .read16(device, reg::COMMAND)
+                .map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: command unreadable: {error:?}"))?;
+            let current = command & COMMAND_BUS_MASTER != 0;
+            let may_dma = self.devices[position].holder.is_some_and(|h| h.role != Role::Driver { dma: false });
+            check_bus_master(&self.devices[position].function, may_dma, current, wanted).map_err(protected)?;
         }
         let written = match width {
             1 => hw.config.write8(device, offset, value as u8),

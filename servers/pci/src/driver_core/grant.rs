@@ -8,7 +8,7 @@ use pci_api::{BarGrant, DeviceGrant, Reply};
 
 use super::device::{Holder, NO_GROUP, Role};
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};
-use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, update_command};
+use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, rest_bus_master, update_command};
 use super::iommu;
 use super::refusal::{Refusal, refuse};
 use super::state::{Answer, DriverCore, MAX_HOLDERS, death_bit};
@@ -83,6 +83,20 @@ impl DriverCore {
                 self.owner_text(owner),
                 self.name(caller)
             ));
+        }
+        if !self.devices[position].flr {
+            if !self.assignment_without_reset {
+                return Err(refuse!(
+                    ErrorCode::PermissionDenied,
+                    "{device} has no function-level reset, so what {} left running in it could not be stopped for its next holder; the policy's pci endpoint must say assignment-without-reset for a user to acquire it",
+                    self.name(caller)
+                ));
+            }
+            warn!(
+                "{} has no reset and goes to user task {=str} anyway (the policy says assignment-without-reset)",
+                device,
+                self.name(caller)
+            );
         }
         self.grant(hw, position, caller, Role::User, None)
     }
@@ -204,8 +218,9 @@ impl DriverCore {
         }
     }
 
-    /// Programs an MSI vector if the device has MSI, turns decoding and bus
-    /// mastering on, and records the holder; the answer lists the BAR
+    /// Programs an MSI vector if the device has MSI, turns decoding on
+    /// (bus mastering stays off for an endpoint: the holder turns it on
+    /// itself if it may), and records the holder; the answer lists the BAR
     /// capabilities, the interrupt and the DMA handle, in that order.
     fn grant<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
@@ -238,7 +253,9 @@ impl DriverCore {
             }
             None => (None, None),
         };
-        if let Err(error) = update_command(hw.config, bdf, HOLDER_COMMAND, 0) {
+        let command =
+            update_command(hw.config, bdf, HOLDER_COMMAND, 0).and_then(|()| rest_bus_master(hw.config, &function));
+        if let Err(error) = command {
             if let (Some(vector), Some(info)) = (msi, function.msi) {
                 free_vector(hw, bdf, info, vector, interrupt_entry);
             }

@@ -1,6 +1,6 @@
 //! Programming and silencing a function's MSI and MSI-X capabilities, and its command register.
 
-use capabilities::pci::{Bdf, MsiInfo, MsixInfo};
+use capabilities::pci::{Bdf, HeaderKind, MsiInfo, MsixInfo, PciFunction};
 
 use crate::config::{ConfigSpace, Function};
 use crate::error::PciError;
@@ -97,6 +97,24 @@ pub fn update_command<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, set: u16, 
     Ok(())
 }
 
-/// What a holder gets: memory decoding and bus mastering (which MSI
-/// delivery needs too: a message is a memory write by the device).
-pub const HOLDER_COMMAND: u16 = COMMAND_MEMORY | COMMAND_BUS_MASTER;
+/// Bus mastering for `function` between holders and when a holder takes
+/// it: off for an endpoint (a DMA-capable holder turns it on itself once
+/// it has set the device up, and a no-DMA one never does; MSI delivery
+/// needs it too, a message being a memory write by the device), on for a
+/// bridge, where it only forwards the DMA of the functions behind it
+/// (each of which the IOMMU checks on its own requester id).
+pub fn bus_master_at_rest(function: &PciFunction) -> bool {
+    matches!(function.header, HeaderKind::PciBridge | HeaderKind::CardBus)
+}
+
+/// Sets the command register's bus-master bit to what [`bus_master_at_rest`] says.
+pub fn rest_bus_master<C: ConfigSpace + ?Sized>(cfg: &mut C, function: &PciFunction) -> Result<(), PciError> {
+    if bus_master_at_rest(function) {
+        update_command(cfg, function.bdf, COMMAND_BUS_MASTER, 0)
+    } else {
+        update_command(cfg, function.bdf, 0, COMMAND_BUS_MASTER)
+    }
+}
+
+/// What a holder gets from the grant: memory decoding (bus mastering as at rest).
+pub const HOLDER_COMMAND: u16 = COMMAND_MEMORY;

@@ -15,6 +15,7 @@ use core::fmt;
 use capabilities::pci::{HeaderKind, PciFunction};
 use heapless::Vec;
 
+use super::interrupts::bus_master_at_rest;
 use crate::caps::ExtendedCapabilities;
 use crate::config::{CONFIG_SPACE_SIZE, ConfigSpace, LEGACY_SPACE_SIZE, access_is_valid};
 
@@ -58,6 +59,11 @@ pub enum Register {
     /// Extended space of a device listing more capabilities than the
     /// server tracks: all of it is protected.
     ExtendedSpace,
+    /// The bus-master bit, which a driver bound without DMA may not set.
+    BusMaster,
+    /// A bridge's bus-master bit, which forwards the DMA of the functions
+    /// behind it.
+    BridgeBusMaster,
 }
 
 impl fmt::Display for Register {
@@ -75,6 +81,13 @@ impl fmt::Display for Register {
             Self::SrIov => write!(f, "the SR-IOV capability (it creates functions and BARs)"),
             Self::ResizableBar => write!(f, "a resizable-BAR capability (it resizes BARs)"),
             Self::ExtendedSpace => write!(f, "extended space with more capabilities than the server tracks"),
+            Self::BusMaster => write!(f, "bus mastering, which a driver bound without DMA never turns on"),
+            Self::BridgeBusMaster => {
+                write!(
+                    f,
+                    "a bridge's bus mastering (it forwards the DMA of the functions behind it; the server keeps it on)"
+                )
+            }
         }
     }
 }
@@ -193,6 +206,34 @@ pub fn check_write(ranges: &ProtectedRanges, offset: u16, width: u8) -> Result<(
     match ranges.iter().find(|range| range.start < end && offset < range.end) {
         Some(range) => Err(WriteRefusal::Protected(range.register)),
         None => Ok(()),
+    }
+}
+
+/// Bit `bit` of the configuration byte at `register` as a write of `width`
+/// bytes of `value` at `offset` leaves it, if the write covers that byte.
+/// The access must have passed [`check_write`].
+pub fn written_bit(offset: u16, width: u8, value: u32, register: u16, bit: u8) -> Option<bool> {
+    let end = offset.saturating_add(u16::from(width));
+    if !(offset..end).contains(&register) || bit > 7 {
+        return None;
+    }
+    let shift = 8 * u32::from(register - offset) + u32::from(bit);
+    Some(value.checked_shr(shift).is_some_and(|v| v & 1 != 0))
+}
+
+/// Whether a holder that `may_dma` may change `function`'s bus-master bit
+/// from `current` to `wanted`: a DMA-capable holder of an endpoint may
+/// (it starts with it off and turns it on once its device is set up), a
+/// no-DMA driver may only turn it off, and a bridge's is the server's.
+pub fn check_bus_master(function: &PciFunction, may_dma: bool, current: bool, wanted: bool) -> Result<(), Register> {
+    if wanted == current {
+        Ok(())
+    } else if bus_master_at_rest(function) {
+        Err(Register::BridgeBusMaster)
+    } else if wanted && !may_dma {
+        Err(Register::BusMaster)
+    } else {
+        Ok(())
     }
 }
 

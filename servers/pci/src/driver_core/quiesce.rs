@@ -8,7 +8,7 @@
 use capabilities::pci::{HeaderKind, PciFunction};
 
 use super::env::Kernel;
-use super::interrupts::{COMMAND_BUS_MASTER, disable_msi, disable_msix, update_command};
+use super::interrupts::{COMMAND_BUS_MASTER, disable_msi, disable_msix, rest_bus_master};
 use crate::config::{ConfigSpace, Function};
 use crate::error::PciError;
 use crate::header::reg;
@@ -43,15 +43,16 @@ pub fn flr_capable<C: ConfigSpace + ?Sized>(cfg: &mut C, function: &PciFunction)
     Ok(f.read32(u16::from(pcie.offset) + DEVICE_CAPABILITIES)? & DEVICE_CAPABILITIES_FLR != 0)
 }
 
-/// Stops `function` from mastering the bus and raising interrupts, and
-/// resets it if `flr` (see [`flr_capable`]).
+/// Stops `function` from mastering the bus (a bridge keeps forwarding the
+/// DMA of the functions behind it) and raising interrupts, and resets it
+/// if `flr` (see [`flr_capable`]).
 pub fn quiesce<C: ConfigSpace + ?Sized, K: Kernel>(
     cfg: &mut C,
     kernel: &mut K,
     function: &PciFunction,
     flr: bool,
 ) -> Result<(), PciError> {
-    update_command(cfg, function.bdf, 0, COMMAND_BUS_MASTER)?;
+    rest_bus_master(cfg, function)?;
     if let Some(msi) = function.msi {
         disable_msi(cfg, function.bdf, msi)?;
     }

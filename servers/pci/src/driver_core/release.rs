@@ -12,6 +12,7 @@ use pci_api::Reply;
 
 use super::device::{Role, Unquiesced};
 use super::env::{Hardware, IommuLink, Kernel};
+use super::interrupts::rest_bus_master;
 use super::iommu;
 use super::quiesce::quiesce;
 use super::refusal::{Refusal, refuse, truncated};
@@ -213,24 +214,45 @@ impl DriverCore {
             return true;
         };
         self.devices[position].group = Some(group);
-        let device = &mut self.devices[position];
-        match device.holder.map(|holder| (holder.role, holder.task)) {
+        match self.devices[position].holder.map(|holder| (holder.role, holder.task)) {
             Some((Role::User, _)) => self.take_back(hw, position),
-            Some((Role::Driver { .. }, task)) => {
+            Some((Role::Driver { dma: false }, task)) => {
+                // A no-DMA driver may stay bound in a user's group (a stub, a
+                // bridge driver); its device only gets bus mastering as at
+                // rest: off for an endpoint the user's devices could have
+                // reached, on for a bridge that forwards their successors' DMA.
                 info!("{} stays with driver {=str} during the reclaim of group {=u16}", member, self.name(task), group);
-                true
+                match rest_bus_master(hw.config, &self.devices[position].function) {
+                    Ok(()) => true,
+                    Err(failure) => {
+                        error!("{}: bus mastering not as at rest: {}", member, failure);
+                        false
+                    }
+                }
             }
-            None => match quiesce(hw.config, hw.kernel, &device.function, device.flr) {
-                Ok(()) => {
-                    device.unquiesced = None;
-                    true
+            Some((Role::Driver { dma: true }, task)) => {
+                error!(
+                    "{} is held by DMA-capable driver {=str} in group {=u16}, which is being reclaimed from a user",
+                    member,
+                    self.name(task),
+                    group
+                );
+                false
+            }
+            None => {
+                let device = &mut self.devices[position];
+                match quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+                    Ok(()) => {
+                        device.unquiesced = None;
+                        true
+                    }
+                    Err(failure) => {
+                        error!("{}: not quiesced: {}", member, failure);
+                        device.unquiesced = Some(device.unquiesced.unwrap_or(Unquiesced { claim: None }));
+                        false
+                    }
                 }
-                Err(failure) => {
-                    error!("{}: not quiesced: {}", member, failure);
-                    device.unquiesced = Some(device.unquiesced.unwrap_or(Unquiesced { claim: None }));
-                    false
-                }
-            },
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! across them (revoke, then quiesce, then release the claim).
 
 mod admin;
+mod bus_master;
 mod grant;
 mod hostile;
 mod interrupts;
@@ -405,7 +406,8 @@ pub fn pci_config() -> PciConfig {
         Binding { device: DeviceMatch::Address(bdf(at::PORT)), driver: task::BRIDGE, dma: false },
         Binding { device: DeviceMatch::Address(bdf("07:00.0")), driver: task::BRIDGE, dma: false },
     ];
-    PciConfig { tasks, bindings: bindings.into_iter().collect() }
+    // The QEMU scenarios' policies allow users edus, which have no reset.
+    PciConfig { tasks, bindings: bindings.into_iter().collect(), assignment_without_reset: true }
 }
 
 /// A running driver core on the test machine.

@@ -111,6 +111,8 @@ fn reclaim_takes_user_devices_back_quiesces_the_rest_and_leaves_no_dma_drivers()
     probe(&mut rig, task::BRIDGE);
     let acquire = Request::Acquire { device: bdf(at::EDU2) };
     assert!(matches!(rig.ask(task::USER, USER_OPERATIONS, &acquire).reply, Reply::Granted(_)));
+    let master = Request::ConfigWrite { device: bdf(at::EDU2), offset: 0x04, width: 2, value: 0x0406 };
+    assert_eq!(rig.ask(task::USER, USER_OPERATIONS, &master).reply, Reply::Done);
     rig.world.borrow_mut().iommu.pending = vec![(50, vec![bdf(at::EDU), bdf(at::EDU2), bdf(at::PORT), bdf("0a:00.0")])];
     rig.take_journal();
     rig.event(IOMMU_EVENT);
