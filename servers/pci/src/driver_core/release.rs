@@ -7,7 +7,7 @@
 //! DMA-capable driver's claim released to the IOMMU server.
 
 use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
+use capabilities::pci::{Bdf, MAX_FUNCTIONS};
 use pci_api::Reply;
 
 use super::device::{Role, Unquiesced};
@@ -19,9 +19,20 @@ use super::refusal::{Refusal, refuse, truncated};
 use super::state::DriverCore;
 use crate::config::ConfigSpace;
 
-/// Most `PendingReclaims` rounds one notification leads to (each lists
-/// up to eight groups).
-const MAX_RECLAIM_ROUNDS: usize = 8;
+/// Most `PendingReclaims` pages one notification leads to: each page
+/// moves on by a member or a group, so this covers every function of a
+/// topology in groups of one, plus the reply that ends the walk.
+const MAX_RECLAIM_PAGES: usize = 2 * MAX_FUNCTIONS + 1;
+
+/// A reclaimed group being walked page by page.
+struct Walk {
+    /// The group.
+    group: u16,
+    /// Members quiesced so far.
+    quiesced: u16,
+    /// Members that could not be quiesced so far.
+    failed: u16,
+}
 
 impl DriverCore {
     /// `Release`: the holder gives `device` back.
@@ -164,41 +175,81 @@ impl DriverCore {
     }
 
     /// Quiesces the devices of every group the IOMMU server is reclaiming
-    /// from a user task and tells it when each group is done. Devices the
-    /// user held are taken back; unheld ones are quiesced; devices a
-    /// no-DMA driver holds stay with it (it may stay bound in a user group).
+    /// from a user task, asking for their members a page at a time, and
+    /// tells it when a group is done and how many members were quiesced.
+    /// Devices the user held are taken back; unheld ones are quiesced;
+    /// devices a no-DMA driver holds stay with it (it may stay bound in a
+    /// user group), at rest. A group with a member that could not be
+    /// quiesced, or still held by a user, is not reported: it stays
+    /// blocked, and the next notification tries again.
     pub(super) fn reclaim<C: ConfigSpace, K: Kernel, I: IommuLink>(&mut self, hw: &mut Hardware<'_, C, K, I>) {
-        for _ in 0..MAX_RECLAIM_ROUNDS {
-            let groups = match iommu::pending_reclaims(hw.iommu.as_deref_mut(), hw.kernel) {
-                Ok(groups) => groups,
+        let (mut from, mut offset) = (0, 0);
+        let mut walk: Option<Walk> = None;
+        for _ in 0..MAX_RECLAIM_PAGES {
+            let page = match iommu::pending_reclaims(hw.iommu.as_deref_mut(), hw.kernel, from, offset) {
+                Ok(Some(page)) => page,
+                Ok(None) => return,
                 Err(failure) => {
                     let text: heapless::String<480> = truncated(format_args!("{failure}"));
                     error!("pending reclaims unknown: {=str}", text.as_str());
                     return;
                 }
             };
-            if groups.is_empty() {
-                return;
+            let group = page.group;
+            let mut done = match walk.take() {
+                Some(walk) if walk.group == group => walk,
+                _ => Walk { group, quiesced: 0, failed: 0 },
+            };
+            for &member in &page.members {
+                if self.reclaim_device(hw, group, member) {
+                    done.quiesced = done.quiesced.saturating_add(1);
+                } else {
+                    done.failed = done.failed.saturating_add(1);
+                }
             }
-            for (group, members) in &groups {
-                let mut quiesced = true;
-                for &member in members {
-                    quiesced &= self.reclaim_device(hw, *group, member);
-                }
-                if !quiesced {
-                    error!("group {=u16}: not every member is quiesced; it stays blocked", group);
-                    continue;
-                }
-                match iommu::reclaimed(hw.iommu.as_deref_mut(), hw.kernel, *group) {
-                    Ok(()) => info!("group {=u16} quiesced for the IOMMU server", group),
-                    Err(failure) => {
-                        let text: heapless::String<480> = truncated(format_args!("{failure}"));
-                        error!("group {=u16}: reclaim not confirmed: {=str}", group, text.as_str());
-                    }
-                }
+            // `pending_reclaims` checked that the page stays within `total`.
+            let next = page.offset.saturating_add(page.members.len() as u16);
+            if next < page.total {
+                (from, offset) = (group, next);
+                walk = Some(done);
+                continue;
+            }
+            self.finish_reclaim(hw, &done, page.total);
+            match group.checked_add(1) {
+                Some(after) => (from, offset) = (after, 0),
+                None => return,
             }
         }
-        warn!("reclaims still pending after {=usize} rounds; waiting for the next notification", MAX_RECLAIM_ROUNDS);
+        warn!("reclaims still pending after {=usize} pages; waiting for the next notification", MAX_RECLAIM_PAGES);
+    }
+
+    /// Reports a walked group reclaimed, if every one of its `total`
+    /// members is quiesced and no user still holds one of them.
+    fn finish_reclaim<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &mut self,
+        hw: &mut Hardware<'_, C, K, I>,
+        done: &Walk,
+        total: u16,
+    ) {
+        let group = done.group;
+        let user_held = self.devices.iter().filter(|device| {
+            device.group == Some(group) && device.holder.is_some_and(|holder| holder.role == Role::User)
+        });
+        let still_held = user_held.count();
+        if done.failed > 0 || still_held > 0 {
+            error!(
+                "group {=u16}: {=u16} of {=u16} members quiesced, {=usize} still held by a user; it stays blocked",
+                group, done.quiesced, total, still_held
+            );
+            return;
+        }
+        match iommu::reclaimed(hw.iommu.as_deref_mut(), hw.kernel, group, done.quiesced) {
+            Ok(()) => info!("group {=u16} quiesced for the IOMMU server: {=u16} members", group, done.quiesced),
+            Err(failure) => {
+                let text: heapless::String<480> = truncated(format_args!("{failure}"));
+                error!("group {=u16}: reclaim not confirmed: {=str}", group, text.as_str());
+            }
+        }
     }
 
     /// Takes `member` of `group` back from the user, or quiesces it;
@@ -210,8 +261,8 @@ impl DriverCore {
         member: Bdf,
     ) -> bool {
         let Ok(position) = self.find(member) else {
-            warn!("group {=u16} lists {}, which enumeration did not find", group, member);
-            return true;
+            error!("group {=u16} lists {}, which enumeration did not find: it cannot be quiesced", group, member);
+            return false;
         };
         self.devices[position].group = Some(group);
         match self.devices[position].holder.map(|holder| (holder.role, holder.task)) {

@@ -79,7 +79,8 @@ pub struct IommuState {
     pub refuse_claims: Option<(ErrorCode, &'static str)>,
     /// Answers claims with `Done` and no handle (a broken server).
     pub broken_claims: bool,
-    /// Groups waiting to be reclaimed.
+    /// Groups waiting to be reclaimed, until a `Reclaimed` naming every
+    /// member takes them off.
     pub pending: Vec<(u16, Vec<Bdf>)>,
     /// DMA handles handed out: device, driver, and the slot the PCI server got.
     pub handles: Vec<(Bdf, u16, Slot)>,
@@ -191,7 +192,17 @@ impl IommuLink for MockIommu {
         let refused = |code, reason: &str| iommu::Reply::Refused { code, reason: reason.try_into().unwrap() };
         let group_of = |world: &World, device: &Bdf| world.iommu.groups.get(device).copied();
         Ok(match request {
-            iommu::Request::ReportTopology { .. } | iommu::Request::Reclaimed { .. } => (iommu::Reply::Done, None),
+            iommu::Request::ReportTopology { .. } => (iommu::Reply::Done, None),
+            iommu::Request::Reclaimed { group, quiesced } => {
+                match world.iommu.pending.iter().position(|(pending, _)| pending == group) {
+                    Some(at) if world.iommu.pending[at].1.len() == usize::from(*quiesced) => {
+                        world.iommu.pending.remove(at);
+                        (iommu::Reply::Done, None)
+                    }
+                    Some(_) => (refused(ErrorCode::InvalidArgument, "not every member was quiesced"), None),
+                    None => (refused(ErrorCode::InvalidArgument, "that group is not being reclaimed"), None),
+                }
+            }
             iommu::Request::ClaimKernel { device, driver } => {
                 if let Some((code, reason)) = world.iommu.refuse_claims {
                     (refused(code, reason), None)
@@ -229,14 +240,19 @@ impl IommuLink for MockIommu {
                 }
                 None => (refused(ErrorCode::NotFound, "no such device"), None),
             },
-            iommu::Request::PendingReclaims => {
-                let groups = world
-                    .iommu
-                    .pending
-                    .drain(..)
-                    .map(|(group, members)| (group, members.into_iter().collect()))
-                    .collect();
-                (iommu::Reply::Reclaims { groups }, None)
+            iommu::Request::PendingReclaims { group: from, offset } => {
+                let mut pending = world.iommu.pending.clone();
+                pending.sort_by_key(|(group, _)| *group);
+                let page = pending.into_iter().find(|(group, _)| group >= from).map(|(group, members)| {
+                    let offset = if group == *from { *offset } else { 0 };
+                    iommu::ReclaimPage {
+                        group,
+                        offset,
+                        total: members.len() as u16,
+                        members: members.iter().skip(usize::from(offset)).take(iommu::RECLAIM_PAGE).copied().collect(),
+                    }
+                });
+                (iommu::Reply::Reclaims { page }, None)
             }
             iommu::Request::AllocInterrupt { device, holder, address, data } => {
                 if let Some(code) = world.iommu.refuse_interrupts {
