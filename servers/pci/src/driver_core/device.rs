@@ -9,6 +9,7 @@ use heapless::{String, Vec};
 use super::bars::{BarRegion, MAX_GRANTED_BARS};
 use super::env::{MsiVector, Slot};
 use super::mediation::ProtectedRanges;
+use super::quiesce::{Controls, ResetMethod};
 
 /// The group a grant names when no IOMMU server told the device's group.
 pub const NO_GROUP: u16 = u16::MAX;
@@ -82,8 +83,8 @@ pub struct Device {
     pub bars: Vec<BarCap, MAX_GRANTED_BARS>,
     /// Configuration ranges only the server writes.
     pub protected: ProtectedRanges,
-    /// Whether it has a function-level reset.
-    pub flr: bool,
+    /// Its reset, power-management and Advanced Features capabilities.
+    pub controls: Controls,
     /// Its driver.
     pub binding: Option<Bound>,
     /// Who holds it.
@@ -143,8 +144,10 @@ impl fmt::Display for Line<'_> {
         if function.msix.is_some() {
             f.write_str(", MSI-X")?;
         }
-        if device.flr {
-            f.write_str(", FLR")?;
+        match device.controls.reset {
+            Some(ResetMethod::Pcie(_)) => f.write_str(", FLR")?,
+            Some(ResetMethod::AdvancedFeatures(_)) => f.write_str(", AF FLR")?,
+            None => {}
         }
         match device.binding {
             Some(Bound { driver, dma: true }) => write!(f, ", driver {} (DMA)", self.names.name(driver)),

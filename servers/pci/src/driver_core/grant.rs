@@ -84,7 +84,7 @@ impl DriverCore {
                 self.name(caller)
             ));
         }
-        if !self.devices[position].flr {
+        if self.devices[position].controls.reset.is_none() {
             if !self.assignment_without_reset {
                 return Err(refuse!(
                     ErrorCode::PermissionDenied,

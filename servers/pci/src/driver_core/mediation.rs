@@ -16,6 +16,7 @@ use capabilities::pci::{HeaderKind, PciFunction};
 use heapless::Vec;
 
 use super::interrupts::bus_master_at_rest;
+use super::quiesce::{AF_CONTROL, Controls, DEVICE_CONTROL, POWER_STATE};
 use crate::caps::ExtendedCapabilities;
 use crate::config::{CONFIG_SPACE_SIZE, ConfigSpace, LEGACY_SPACE_SIZE, access_is_valid};
 
@@ -64,6 +65,8 @@ pub enum Register {
     /// A bridge's bus-master bit, which forwards the DMA of the functions
     /// behind it.
     BridgeBusMaster,
+    /// The power-management state field.
+    PowerState,
 }
 
 impl fmt::Display for Register {
@@ -82,6 +85,10 @@ impl fmt::Display for Register {
             Self::ResizableBar => write!(f, "a resizable-BAR capability (it resizes BARs)"),
             Self::ExtendedSpace => write!(f, "extended space with more capabilities than the server tracks"),
             Self::BusMaster => write!(f, "bus mastering, which a driver bound without DMA never turns on"),
+            Self::PowerState => write!(
+                f,
+                "the power state (the server keeps the function in D0: leaving D3hot resets it, undoing what the server set up)"
+            ),
             Self::BridgeBusMaster => {
                 write!(
                     f,
@@ -209,16 +216,48 @@ pub fn check_write(ranges: &ProtectedRanges, offset: u16, width: u8) -> Result<(
     }
 }
 
-/// Bit `bit` of the configuration byte at `register` as a write of `width`
-/// bytes of `value` at `offset` leaves it, if the write covers that byte.
-/// The access must have passed [`check_write`].
-pub fn written_bit(offset: u16, width: u8, value: u32, register: u16, bit: u8) -> Option<bool> {
+/// The configuration byte at `register` as a write of `width` bytes of
+/// `value` at `offset` leaves it, if the write covers that byte. The
+/// access must have passed [`check_write`].
+pub fn written_byte(offset: u16, width: u8, value: u32, register: u16) -> Option<u8> {
     let end = offset.saturating_add(u16::from(width));
-    if !(offset..end).contains(&register) || bit > 7 {
+    if !(offset..end).contains(&register) {
         return None;
     }
-    let shift = 8 * u32::from(register - offset) + u32::from(bit);
-    Some(value.checked_shr(shift).is_some_and(|v| v & 1 != 0))
+    Some(value.checked_shr(8 * u32::from(register - offset)).unwrap_or(0) as u8)
+}
+
+/// Bit `bit` of the configuration byte at `register` as such a write leaves it.
+pub fn written_bit(offset: u16, width: u8, value: u32, register: u16, bit: u8) -> Option<bool> {
+    written_byte(offset, width, value, register).map(|byte| byte.checked_shr(u32::from(bit)).unwrap_or(0) & 1 != 0)
+}
+
+/// `value`, a write at `offset`, with bit `bit` of the byte at `register` clear.
+pub fn without_bit(offset: u16, value: u32, register: u16, bit: u8) -> u32 {
+    let shift = 8 * u32::from(register.saturating_sub(offset)) + u32::from(bit);
+    value & !1u32.checked_shl(shift).unwrap_or(0)
+}
+
+/// The bits a holder would start a reset with (register, bit): a PCI
+/// Express endpoint's Initiate FLR (device control bit 15; a bridge's bit
+/// 15 is something else) and Advanced Features' Initiate FLR. The server
+/// takes them out of the write and resets the function itself, saving and
+/// restoring what the reset clears (ACS control among it), as VFIO does.
+pub fn reset_requests(function: &PciFunction, controls: &Controls) -> Vec<(u16, u8), 2> {
+    let mut bits = Vec::new();
+    if let (Some(pcie), HeaderKind::Normal) = (function.pcie, function.header) {
+        let _ = bits.push((u16::from(pcie.offset) + DEVICE_CONTROL + 1, 7));
+    }
+    if let Some(offset) = controls.advanced_features {
+        let _ = bits.push((offset + AF_CONTROL, 0));
+    }
+    bits
+}
+
+/// Whether a write that leaves the power-management control byte (`wanted`)
+/// keeps the power state it has (`current`): the holder may not change it.
+pub fn check_power_state(current: u8, wanted: u8) -> Result<(), Register> {
+    if (current ^ wanted) & POWER_STATE == 0 { Ok(()) } else { Err(Register::PowerState) }
 }
 
 /// Whether a holder that `may_dma` may change `function`'s bus-master bit

@@ -109,7 +109,7 @@ impl DriverCore {
             let _ = hw.kernel.revoke(handle);
         }
         let claim = (holder.role == Role::Driver { dma: true }).then_some(holder.task);
-        let quiesced = match quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+        let quiesced = match quiesce(hw.config, hw.kernel, &device.function, device.controls.reset) {
             Ok(()) => true,
             Err(failure) => {
                 error!("{}: not quiesced ({}): it stays out of use, and its group with it", bdf, failure);
@@ -143,7 +143,7 @@ impl DriverCore {
         let device = &mut self.devices[position];
         let Some(unquiesced) = device.unquiesced else { return Ok(()) };
         let bdf = device.function.bdf;
-        if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+        if let Err(failure) = quiesce(hw.config, hw.kernel, &device.function, device.controls.reset) {
             return Err(refuse!(
                 ErrorCode::Busy,
                 "{bdf} is not quiesced since its last holder ({failure}); nobody may take it until it is"
@@ -292,7 +292,7 @@ impl DriverCore {
             }
             None => {
                 let device = &mut self.devices[position];
-                match quiesce(hw.config, hw.kernel, &device.function, device.flr) {
+                match quiesce(hw.config, hw.kernel, &device.function, device.controls.reset) {
                     Ok(()) => {
                         device.unquiesced = None;
                         true

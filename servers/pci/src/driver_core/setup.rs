@@ -88,9 +88,9 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
             ),
         }
     }
-    let flr = quiesce::flr_capable(hw.config, function).unwrap_or_else(|error| {
-        warn!("{}: reset capability unreadable: {}", bdf, error);
-        false
+    let controls = quiesce::controls(hw.config, function).unwrap_or_else(|error| {
+        warn!("{}: reset and power capabilities unreadable: {}", bdf, error);
+        quiesce::Controls::default()
     });
     if let Err(error) = rest_bus_master(hw.config, function) {
         warn!("{}: bus mastering not set as at rest (off for endpoints, on for bridges): {}", bdf, error);
@@ -104,7 +104,7 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
         function: *function,
         bars: caps,
         protected: mediation::protected_ranges(hw.config, function),
-        flr,
+        controls,
         binding,
         holder: None,
         group: None,

@@ -10,6 +10,7 @@ mod hostile;
 mod interrupts;
 mod iommu_link;
 mod release;
+mod reset;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -104,6 +105,13 @@ pub struct World {
     /// A function whose device-control register starts a reset that
     /// clears its BARs (function, device-control offset).
     pub flr: Option<(Bdf, u16)>,
+    /// A function whose Advanced Features control register (this offset)
+    /// starts a reset with bit 0.
+    pub af_flr: Option<(Bdf, u16)>,
+    /// 16-bit registers a reset also clears (ACS control, MSI control...).
+    pub reset_clears: Vec<(Bdf, u16)>,
+    /// Resets seen, by function.
+    pub resets: Vec<Bdf>,
     /// That function never comes back from its reset: it reads all ones.
     pub lost_on_reset: bool,
 }
@@ -294,15 +302,21 @@ impl Machine {
         if offset == 0x04 && width >= 2 {
             world.journal.push(Effect::Command(bdf, value as u16));
         }
-        if world.flr == Some((bdf, offset)) && value & 0x8000 != 0 {
+        let pcie = world.flr == Some((bdf, offset)) && value & 0x8000 != 0;
+        let af = world.af_flr == Some((bdf, offset)) && value & 1 != 0;
+        if pcie || af {
+            world.resets.push(bdf);
             // A reset clears the command register and the BARs' address
-            // bits (their type bits are wired).
+            // bits (their type bits are wired), and what the test lists.
             if world.lost_on_reset {
                 self.config.functions.remove(&bdf);
                 return;
             }
             let function = self.config.functions.get_mut(&bdf).unwrap();
             function.bytes[0x04..0x06].fill(0);
+            for &(_, at) in world.reset_clears.iter().filter(|(cleared, _)| *cleared == bdf) {
+                function.set16(usize::from(at), 0);
+            }
             for (index, mask) in function.bar_masks.into_iter().enumerate() {
                 let at = 0x10 + 4 * index;
                 let wired = !mask.unwrap_or(u32::MAX);
