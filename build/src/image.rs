@@ -181,7 +181,9 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
             .iter()
             .filter_map(|d| d.driver.map(|(driver, dma)| Binding { device: d.selector, driver: driver as u16, dma }))
             .collect();
-        let config = PciConfig { tasks: names()?, bindings };
+        let endpoint = policy.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == pci_api::PROTOCOL.name));
+        let assignment_without_reset = endpoint.is_some_and(|e| e.assignment_without_reset);
+        let config = PciConfig { tasks: names()?, bindings, assignment_without_reset };
         postcard::to_slice(&config, &mut buffer).context("the PCI server's configuration does not fit")?
     } else if policy.server_of(iommu_api::PROTOCOL.name) == Some(index) {
         let endpoint = policy.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == "iommu"));

@@ -148,6 +148,11 @@ pub struct PciConfig {
     pub tasks: TaskNames,
     /// Which driver drives which devices.
     pub bindings: Vec<Binding, MAX_DEVICE_RULES>,
+    /// User tasks may acquire functions that have no reset (whatever a
+    /// user leaves running in one then reaches its next holder, with only
+    /// bus mastering and MSI turned off); the server warns on every such
+    /// grant. Off unless the policy says.
+    pub assignment_without_reset: bool,
 }
 
 /// Most parameters one task gets.

@@ -304,11 +304,8 @@ mod tests {
         run.lines.push(line("kernel", "task tester exited with code 3"));
         let results = evaluate("s", "tester", &run, &Expectations::default());
         assert_eq!(failed(&results), ["s/no task died unexpectedly", "s/no unexpected error lines"]);
-        let expect = Expectations {
-            deaths: vec!["pci".into()],
-            errors: vec!["fault status".into()],
-            ..Expectations::default()
-        };
+        let expect =
+            Expectations { deaths: vec!["pci".into()], errors: vec!["fault status".into()], ..Expectations::default() };
         assert_eq!(failed(&evaluate("s", "tester", &run, &expect)), Vec::<&str>::new());
     }
 

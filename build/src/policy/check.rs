@@ -106,6 +106,14 @@ fn endpoint(report: &mut Report<'_>, task_names: &[&str], name: &str, spanned: &
     }
     let protocol = raw.protocol.as_ref().and_then(|protocol| endpoint_protocol(report, name, protocol));
     check_iommu_settings(report, name, spanned, protocol.is_some_and(|p| p.name == iommu_api::PROTOCOL.name));
+    if let Some(allowed) = &raw.assignment_without_reset
+        && protocol.is_none_or(|protocol| protocol.name != pci_api::PROTOCOL.name)
+    {
+        report.at(
+            allowed.span(),
+            format!("endpoint `{name}`: assignment-without-reset only applies to the pci protocol"),
+        );
+    }
     Endpoint {
         name: name.to_owned(),
         server: server.unwrap_or(0),
@@ -122,6 +130,7 @@ fn endpoint(report: &mut Report<'_>, task_names: &[&str], name: &str, spanned: &
             .assignment_without_interrupt_remapping
             .as_ref()
             .is_some_and(|allowed| *allowed.get_ref()),
+        assignment_without_reset: raw.assignment_without_reset.as_ref().is_some_and(|allowed| *allowed.get_ref()),
     }
 }
 

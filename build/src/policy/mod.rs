@@ -80,6 +80,8 @@ pub struct Endpoint {
     /// IOMMU protocol: user tasks may own groups on a machine that cannot
     /// remap interrupts.
     pub assignment_without_interrupt_remapping: bool,
+    /// PCI protocol: user tasks may acquire functions that have no reset.
+    pub assignment_without_reset: bool,
 }
 
 /// A device rule: the driver bound to it, and the user task that may own it.

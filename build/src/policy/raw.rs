@@ -66,6 +66,8 @@ pub struct RawEndpoint {
     pub interrupt_entries_per_device: Option<Spanned<u16>>,
     #[serde(default)]
     pub assignment_without_interrupt_remapping: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub assignment_without_reset: Option<Spanned<bool>>,
 }
 
 /// `invalidation = "queued" | "registers"` on the IOMMU endpoint.

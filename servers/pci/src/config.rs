@@ -95,6 +95,11 @@ impl<'a, C: ConfigSpace + ?Sized> Function<'a, C> {
         self.cfg.read32(self.bdf, offset).map_err(self.error(offset))
     }
 
+    /// Writes an 8-bit register.
+    pub(crate) fn write8(&mut self, offset: u16, value: u8) -> Result<(), PciError> {
+        self.cfg.write8(self.bdf, offset, value).map_err(self.error(offset))
+    }
+
     /// Writes a 16-bit register.
     pub(crate) fn write16(&mut self, offset: u16, value: u16) -> Result<(), PciError> {
         self.cfg.write16(self.bdf, offset, value).map_err(self.error(offset))

@@ -84,6 +84,12 @@ pub enum PciError {
         /// Its secondary bus register.
         secondary: u8,
     },
+    /// A function still answered all ones after its reset and every wait
+    /// for it (it may still be resetting, or be gone).
+    ResetTimedOut {
+        /// The function.
+        bdf: Bdf,
+    },
     /// Two bridges lead to the same bus.
     BusAlreadyScanned {
         /// The second bridge that claims the bus.
@@ -116,6 +122,7 @@ impl fmt::Display for PciError {
             Self::UnconfiguredBridge { bridge, secondary } => {
                 write!(f, "{bridge}: bridge not configured by firmware (secondary bus {secondary:#04x})")
             }
+            Self::ResetTimedOut { bdf } => write!(f, "{bdf}: did not come back from its function-level reset"),
             Self::BusAlreadyScanned { bridge, bus } => {
                 write!(f, "{bridge}: bus {bus:#04x} is already below another bridge")
             }

@@ -51,6 +51,10 @@ fn main() -> u64 {
         return 2;
     };
     let handle = Cap::<Endpoint>::at(handle);
+    if let Err(refused) = pci_api::client::enable_bus_mastering(PCI.get(), &mut buffer, granted.grant.device) {
+        defmt::error!("BENCH dma: bus mastering refused ({}): {=str}", refused.code, refused.reason.as_str());
+        return 2;
+    }
     let frames = match dma::Frames::allocate(FRAMES) {
         Ok(frames) => frames,
         Err(code) => {

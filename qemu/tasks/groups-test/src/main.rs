@@ -153,6 +153,7 @@ fn a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven(buffer: &mut Buff
             check!(false, "BAR0 and an interrupt");
             return Ok(());
         };
+        check!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, *device).is_ok(), "bus mastering on");
         let engine = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE[n]), BAR_VIRT[n]));
         let out = n as u64 * 256;
         let back = 2048 + out;

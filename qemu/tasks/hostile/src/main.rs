@@ -423,6 +423,7 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
         check!(false, "BAR0 and an interrupt");
         return Ok(());
     };
+    check!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, STORM_DEVICE).is_ok(), "bus mastering on");
     let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
     let seen_before = faults_seen(buffer).unwrap_or(0);
     for round in 0..storm {

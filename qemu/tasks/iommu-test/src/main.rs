@@ -84,6 +84,10 @@ fn main() -> u64 {
         },
         Case { name: "a_device_in_a_blocked_group_faults", run: a_device_in_a_blocked_group_faults },
         Case {
+            name: "a_new_holder_starts_with_bus_mastering_off_and_turns_it_on",
+            run: a_new_holder_starts_with_bus_mastering_off_and_turns_it_on,
+        },
+        Case {
             name: "user_task_dma_to_its_mapped_iova_moves_the_right_bytes",
             run: user_task_dma_to_its_mapped_iova_moves_the_right_bytes,
         },
@@ -270,6 +274,7 @@ fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
         check!(false, "the grant has BAR0 and an interrupt");
         return Ok(());
     };
+    check!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, SPARE).is_ok(), "bus mastering on");
     let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
     // No address space is attached: the group is blocked, so this write
     // must not reach memory at any address.
@@ -284,6 +289,44 @@ fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
     check!(blocked_write(&faults, SPARE, 0x2000), "the blocked write is in this group's fault log");
     let released = pci_api::client::release(PCI.get(), buffer, SPARE);
     check!(released.is_ok());
+    check_ok!(release_group(buffer));
+    check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
+    Ok(())
+}
+
+fn a_new_holder_starts_with_bus_mastering_off_and_turns_it_on(buffer: &mut Buffer) -> Outcome {
+    // 00:06.0 was driven (and left mastering the bus) by the previous case.
+    check_ok!(claim(buffer, SPARE));
+    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
+            return Err(testkit::Failure { file: file!(), line: line!() });
+        }
+    };
+    let command = pci_api::client::config_read(PCI.get(), buffer, SPARE, 0x04, 2).map_err(Refused::logged);
+    check_eq!(check_ok!(command) & 0x4, 0, "the grant leaves bus mastering off");
+    let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
+        check!(false, "the grant has BAR0 and an interrupt");
+        return Ok(());
+    };
+    let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
+    // Without bus mastering the device's write never leaves it: no fault
+    // (and no completion interrupt, itself a write), though the group is
+    // blocked. QEMU runs the transfer 100 ms after it starts.
+    check_ok!(device.start(::edu::DEVICE_BUFFER, 0x5000, 64, true));
+    let _ = Cap::<userlib::cap::Notification>::at(SLEEP).wait(0, 300_000);
+    let faults = |buffer: &mut Buffer| match ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::Faults) {
+        Ok(iommu::Reply::Faults { records, .. }) => records,
+        _ => Default::default(),
+    };
+    check!(!blocked_write(&faults(buffer), SPARE, 0x5000), "no DMA before the holder turns bus mastering on");
+    check!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, SPARE).is_ok(), "a user may turn it on");
+    let moved = device.dma(::edu::DEVICE_BUFFER, 0x6000, 64, true);
+    device.close();
+    check_ok!(moved);
+    check!(blocked_write(&faults(buffer), SPARE, 0x6000), "then the device's write reaches the IOMMU");
+    check!(pci_api::client::release(PCI.get(), buffer, SPARE).is_ok());
     check_ok!(release_group(buffer));
     check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
     Ok(())

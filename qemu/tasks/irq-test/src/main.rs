@@ -216,6 +216,9 @@ fn acquire(buffer: &mut Buffer, device: Bdf) -> Result<(Cap<DeviceMemory>, Cap<I
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
         return Err(ErrorCode::NotFound);
     };
+    // An MSI is a memory write by the device: it needs bus mastering,
+    // which the grant leaves off.
+    pci_api::client::enable_bus_mastering(PCI.get(), buffer, device).map_err(|refused| refused.code)?;
     let interrupt = Cap::<Interrupt>::at(interrupt);
     interrupt.bind(Cap::at(DONE), 1)?;
     Ok((Cap::at(bar), interrupt))

@@ -27,15 +27,17 @@ const STUB: u16 = 2;
 const BRIDGE: u16 = 3;
 
 /// The machine's functions, in enumeration order: vendor and device ids.
-const MACHINE: [(Bdf, u16, u16); 8] = [
+const MACHINE: [(Bdf, u16, u16); 10] = [
     (at(0, 0x00, 0), 0x8086, 0x29c0),
     (at(0, 0x03, 0), 0x1234, 0x11e8),
     (at(0, 0x04, 0), 0x1234, 0x11e8),
     (at(0, 0x05, 0), 0x1b36, 0x000c),
+    (at(0, 0x06, 0), 0x1b36, 0x000c),
     (at(0, 0x1f, 0), 0x8086, 0x2918),
     (at(0, 0x1f, 2), 0x8086, 0x2922),
     (at(0, 0x1f, 3), 0x8086, 0x2930),
     (at(1, 0x00, 0), 0x1234, 0x11e8),
+    (at(2, 0x00, 0), 0x1b36, 0x0010),
 ];
 
 /// The edu bound to edu-probe, and the one bound to this task.
@@ -43,6 +45,8 @@ const EDU_A: Bdf = at(0, 3, 0);
 const EDU_B: Bdf = at(0, 4, 0);
 /// The chipset's SMBus controller: bound to no driver.
 const SMBUS: Bdf = at(0, 0x1f, 3);
+/// The NVMe controller bound to this task (its second device).
+const NVME: Bdf = at(2, 0, 0);
 
 /// What edu's identification register reads.
 const EDU_ID: u32 = 0x0100_00ed;
@@ -53,8 +57,10 @@ const EDU_LIVENESS: u64 = 0x04;
 const WINDOW_B: u32 = 64;
 const WINDOW_A: u32 = 72;
 const WINDOW_B_AGAIN: u32 = 80;
+const WINDOW_NVME: u32 = 84;
 const BAR_B_VIRT: u64 = 0x2000_0000;
 const BAR_A_VIRT: u64 = 0x2100_0000;
+const BAR_NVME_VIRT: u64 = 0x2200_0000;
 
 const fn at(bus: u8, device: u8, function: u8) -> Bdf {
     Bdf::from_devfn(bus, device << 3 | function)
@@ -70,6 +76,11 @@ fn main() -> u64 {
             run: second_task_asking_for_a_held_device_is_refused,
         },
         Case { name: "config_write_moving_a_bar_is_refused", run: config_write_moving_a_bar_is_refused },
+        Case { name: "a_no_dma_holder_never_masters_the_bus", run: a_no_dma_holder_never_masters_the_bus },
+        Case {
+            name: "a_holders_reset_is_the_servers_and_its_power_state_stays",
+            run: a_holders_reset_is_the_servers_and_its_power_state_stays,
+        },
         Case { name: "hostile_requests_get_typed_errors", run: hostile_requests_get_typed_errors },
         Case { name: "non_admin_cannot_bind", run: non_admin_cannot_bind },
         Case { name: "dma_binding_needs_an_iommu_server", run: dma_binding_needs_an_iommu_server },
@@ -116,6 +127,11 @@ fn holder(buffer: &mut Buffer, device: Bdf) -> Option<Option<u16>> {
 
 /// The offset of `device`'s MSI capability, walking its list through the server.
 fn find_msi(buffer: &mut Buffer, device: Bdf) -> Option<u16> {
+    find_capability(buffer, device, 0x05)
+}
+
+/// The offset of `device`'s legacy capability `id`, walking its list through the server.
+fn find_capability(buffer: &mut Buffer, device: Bdf, id: u16) -> Option<u16> {
     let mut read = |offset: u16| match ask(PCI.get(), buffer, &Request::ConfigRead { device, offset, width: 1 }) {
         Ok(Reply::Value(value)) => Some(value as u16),
         _ => None,
@@ -126,7 +142,7 @@ fn find_msi(buffer: &mut Buffer, device: Bdf) -> Option<u16> {
         if at < 0x40 {
             return None;
         }
-        if read(at)? == 0x05 {
+        if read(at)? == id {
             return Some(at);
         }
         at = read(at + 1)? & 0xfc;
@@ -201,8 +217,8 @@ fn second_task_asking_for_a_held_device_is_refused(buffer: &mut Buffer) -> Outco
     let bind = check_ok!(ask(PCI.get(), buffer, &Request::Bind { device: EDU_A, driver: me, dma: false }));
     check_eq!(refusal(&bind), Some(ErrorCode::Busy));
     check!(says(&bind, "already bound to edu-probe"));
-    let more = pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_A).err().map(|refused| refused.code);
-    check_eq!(more, Some(ErrorCode::NotFound), "only one device is bound to this task");
+    let more = pci_api::client::probe(PCI.get(), buffer, 2, WINDOW_A).err().map(|refused| refused.code);
+    check_eq!(more, Some(ErrorCode::NotFound), "only two devices are bound to this task");
     check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)));
     Ok(())
 }
@@ -232,12 +248,91 @@ fn config_write_moving_a_bar_is_refused(buffer: &mut Buffer) -> Outcome {
         check!(false, "the command register reads");
         return Ok(());
     };
-    check_eq!(command & 0x6, 0x6, "memory decoding and bus mastering are on for the holder");
+    check_eq!(command & 0x2, 0x2, "memory decoding is on for the holder");
     let rewrite = Request::ConfigWrite { device: EDU_B, offset: 4, width: 2, value: command };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &rewrite)), Reply::Done);
     let other = Request::ConfigWrite { device: EDU_A, offset: 4, width: 2, value: 0 };
     let reply = check_ok!(ask(PCI.get(), buffer, &other));
     check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied), "only the holder writes");
+    Ok(())
+}
+
+fn a_no_dma_holder_never_masters_the_bus(buffer: &mut Buffer) -> Outcome {
+    // This task holds 00:04.0 through a binding without DMA.
+    let read =
+        |buffer: &mut Buffer| match ask(PCI.get(), buffer, &Request::ConfigRead { device: EDU_B, offset: 4, width: 2 })
+        {
+            Ok(Reply::Value(command)) => Some(command),
+            _ => None,
+        };
+    let Some(command) = read(buffer) else {
+        check!(false, "the command register reads");
+        return Ok(());
+    };
+    check_eq!(command & 0x4, 0, "the grant left bus mastering off");
+    let on = Request::ConfigWrite { device: EDU_B, offset: 4, width: 2, value: command | 0x4 };
+    let reply = check_ok!(ask(PCI.get(), buffer, &on));
+    check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied));
+    check!(says(&reply, "bus mastering"), "the refusal names bus mastering");
+    check_eq!(read(buffer).map(|command| command & 0x4), Some(0), "and it stays off");
+    Ok(())
+}
+
+fn a_holders_reset_is_the_servers_and_its_power_state_stays(buffer: &mut Buffer) -> Outcome {
+    let granted = match pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_NVME) {
+        Ok(granted) => granted,
+        Err(refused) => {
+            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
+            check!(false, "the NVMe controller bound to this task is granted");
+            return Ok(());
+        }
+    };
+    check_eq!(granted.grant.device, NVME);
+    let read = |buffer: &mut Buffer, offset: u16, width: u8| match ask(
+        PCI.get(),
+        buffer,
+        &Request::ConfigRead { device: NVME, offset, width },
+    ) {
+        Ok(Reply::Value(value)) => Some(value),
+        _ => None,
+    };
+    let (bar0, bar1, command) = (read(buffer, 0x10, 4), read(buffer, 0x14, 4), read(buffer, 0x04, 2));
+    check!(bar0.is_some_and(|bar| bar & !0xf != 0) && bar1.is_some(), "BAR0 is placed");
+    let Some(pcie) = find_capability(buffer, NVME, 0x10) else {
+        check!(false, "the controller has a PCI Express capability");
+        return Ok(());
+    };
+    let Some(control) = read(buffer, pcie + 8, 2) else {
+        check!(false, "device control reads");
+        return Ok(());
+    };
+    // Initiate FLR: the server resets the function itself and restores it.
+    let flr = Request::ConfigWrite { device: NVME, offset: pcie + 8, width: 2, value: control | 0x8000 };
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &flr)), Reply::Done);
+    check_eq!(read(buffer, 0x10, 4), bar0, "BAR0 is where it was");
+    check_eq!(read(buffer, 0x14, 4), bar1);
+    check_eq!(read(buffer, 0x04, 2).map(|c| c & 0x2), command.map(|c| c & 0x2), "and decoded");
+    check_eq!(read(buffer, pcie + 8, 2).map(|c| c & 0x8000), Some(0));
+    let Some(bar) = granted.bar(0) else {
+        check!(false, "the grant has BAR0");
+        return Ok(());
+    };
+    let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar), BAR_NVME_VIRT, false));
+    let version = registers.read32(0x08);
+    check!(version.is_some_and(|v| v != 0 && v != u32::MAX), "the controller answers through its BAR");
+    defmt::info!("  {} reset through the server; NVMe version {=u32:#010x}", NVME, version.unwrap_or(0));
+    check_ok!(registers.unmap());
+    match find_capability(buffer, NVME, 0x01) {
+        Some(pm) => {
+            let d3 = Request::ConfigWrite { device: NVME, offset: pm + 4, width: 2, value: 0x0003 };
+            let reply = check_ok!(ask(PCI.get(), buffer, &d3));
+            check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied));
+            check!(says(&reply, "power state"), "the refusal names the power state");
+            check_eq!(read(buffer, pm + 4, 2).map(|pmcsr| pmcsr & 3), Some(0), "still D0");
+        }
+        None => defmt::info!("  {} has no power management capability", NVME),
+    }
+    check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: NVME })), Reply::Done);
     Ok(())
 }
 

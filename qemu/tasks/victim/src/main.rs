@@ -96,6 +96,7 @@ fn work(
     iommu::request(group, buffer, &map, &[frame]).map_err(|refused| refused.code)?;
     let granted = pci_api::client::acquire(PCI.get(), buffer, device, window).map_err(|refused| refused.code)?;
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else { return Err(ErrorCode::WrongKind) };
+    pci_api::client::enable_bus_mastering(PCI.get(), buffer, device).map_err(|refused| refused.code)?;
     let edu = edu::Edu::new(Cap::at(bar), Cap::at(interrupt), done, BAR_VIRT)?;
     let copied = edu
         .dma(BUFFER_IOVA, edu::DEVICE_BUFFER, 512, false)

@@ -71,6 +71,12 @@ impl Mapper for Driver {
             let _ = pci_api::client::release(PCI.get(), buffer, found);
             return Err(ErrorCode::NotFound.into());
         }
+        // The grant leaves bus mastering off; the buffer is mapped before
+        // any DMA is started, so it may go on now.
+        if let Err(refused) = pci_api::client::enable_bus_mastering(PCI.get(), buffer, found) {
+            let _ = pci_api::client::release(PCI.get(), buffer, found);
+            return Err(refused);
+        }
         self.handle = Some(Cap::at(handle));
         let group = granted.group().unwrap_or(u16::MAX);
         Ok(Taken {

@@ -102,6 +102,12 @@ impl Mapper for User {
             let _ = group::release(group, buffer);
             return Err(ErrorCode::WrongKind.into());
         };
+        // The grant leaves bus mastering off; this task turns it on itself.
+        if let Err(refused) = pci_api::client::enable_bus_mastering(PCI.get(), buffer, device) {
+            let _ = pci_api::client::release(PCI.get(), buffer, device);
+            let _ = group::release(group, buffer);
+            return Err(refused);
+        }
         self.group = Some((group, ioas));
         Ok(Taken {
             device,

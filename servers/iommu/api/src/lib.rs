@@ -105,6 +105,9 @@ pub const FAULTS_PER_REPLY: usize = 8;
 /// Interrupt entries listed per `Interrupts` reply.
 pub const INTERRUPT_ENTRIES_PER_REPLY: usize = 8;
 
+/// Members of a reclaimed group listed per `PendingReclaims` reply.
+pub const RECLAIM_PAGE: usize = 16;
+
 /// Longest explanation in a refusal.
 pub use capabilities::protocol::REASON_MAX;
 
@@ -184,12 +187,22 @@ pub enum Request {
         /// Any device of the group asked about.
         device: Bdf,
     },
-    /// Policy, PCI server: groups whose devices must be quiesced.
-    PendingReclaims,
-    /// Policy, PCI server: `group`'s devices are quiesced.
+    /// Policy, PCI server: a page of the members of the first group
+    /// numbered `group` or above whose devices must be quiesced: from
+    /// member `offset` on if that is `group` itself, else from its first.
+    PendingReclaims {
+        /// The lowest group number of interest.
+        group: u16,
+        /// The first member wanted, of group `group`.
+        offset: u16,
+    },
+    /// Policy, PCI server: `group`'s devices are quiesced, `quiesced` of
+    /// them (refused unless that is every member).
     Reclaimed {
         /// The group whose devices are all quiesced.
         group: u16,
+        /// Members the PCI server quiesced.
+        quiesced: u16,
     },
     /// Policy, user task: claim the whole group of `device`; the reply
     /// carries the group capability.
@@ -284,7 +297,7 @@ impl Request {
             Request::ClaimKernel { .. } => Operation::ClaimKernel,
             Request::ReleaseKernel { .. } => Operation::ReleaseKernel,
             Request::Owner { .. } => Operation::Owner,
-            Request::PendingReclaims => Operation::PendingReclaims,
+            Request::PendingReclaims { .. } => Operation::PendingReclaims,
             Request::Reclaimed { .. } => Operation::Reclaimed,
             Request::ClaimGroup { .. } => Operation::ClaimGroup,
             Request::Groups { .. } => Operation::Groups,
@@ -376,6 +389,20 @@ pub struct InterruptEntry {
     pub source: InterruptSource,
 }
 
+/// Some members of a group whose devices must be quiesced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReclaimPage {
+    /// The group.
+    pub group: u16,
+    /// Index of the first member listed among all of the group's.
+    pub offset: u16,
+    /// Members the group has in all.
+    pub total: u16,
+    /// The members from `offset` on, at most [`RECLAIM_PAGE`].
+    pub members: Vec<Bdf, RECLAIM_PAGE>,
+}
+
 /// A reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -404,10 +431,11 @@ pub enum Reply {
         /// Who owns it.
         owner: OwnerReport,
     },
-    /// `PendingReclaims`: groups to quiesce, with their members.
+    /// `PendingReclaims`: a page of a group to quiesce, or `None` when no
+    /// group from the one asked for on waits.
     Reclaims {
-        /// Groups and their devices.
-        groups: Vec<(u16, Vec<Bdf, 16>), 8>,
+        /// The page.
+        page: Option<ReclaimPage>,
     },
     /// `Groups`: one group.
     GroupInfo {

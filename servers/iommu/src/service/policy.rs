@@ -8,8 +8,8 @@
 use capabilities::ErrorCode;
 use capabilities::badge;
 use capabilities::pci::Bdf;
-use heapless::{String, Vec};
-use iommu_api::{Handle, OwnerReport, Reply, Request};
+use heapless::String;
+use iommu_api::{Handle, OwnerReport, RECLAIM_PAGE, ReclaimPage, Reply, Request};
 use iommu_groups::GroupId;
 
 use super::domains::MappingOwner;
@@ -74,8 +74,8 @@ pub(super) fn request<P: Platform>(
         Request::ClaimKernel { device, driver } => claim_kernel(s, k, device, driver),
         Request::ReleaseKernel { device, driver } => release_kernel(s, k, device, driver),
         Request::Owner { device } => owner(s, device),
-        Request::PendingReclaims => pending_reclaims(s),
-        Request::Reclaimed { group } => reclaimed(s, group),
+        Request::PendingReclaims { group, offset } => pending_reclaims(s, group, offset),
+        Request::Reclaimed { group, quiesced } => reclaimed(s, group, quiesced),
         Request::ClaimGroup { device } => claim_group(s, k, caller, device, received),
         Request::Groups { group } => group_info(s, group),
         Request::Stats => stats(s),
@@ -146,24 +146,35 @@ fn owner<P: Platform>(s: &Service<P>, device: Bdf) -> Answer {
     Reply::Owner { group, owner }.into()
 }
 
-/// `pending-reclaims`: the groups whose devices the PCI server must
-/// quiesce, with their members.
-fn pending_reclaims<P: Platform>(s: &Service<P>) -> Answer {
+/// `pending-reclaims`: a page of the members of the first group from
+/// `from` on whose devices the PCI server must quiesce, from member
+/// `offset` on if it is `from` itself; groups of any size page through.
+fn pending_reclaims<P: Platform>(s: &Service<P>, from: u16, offset: u16) -> Answer {
     let Some(ready) = s.ready.as_ref() else { return not_ready() };
-    let mut pending = Vec::new();
-    for group in ready.ownership.reclaiming() {
-        let members = ready.groups.members(GroupId(group)).take(16).collect();
-        if pending.push((group, members)).is_err() {
-            break;
-        }
-    }
-    Reply::Reclaims { groups: pending }.into()
+    let Some(group) = ready.ownership.reclaiming().find(|&group| group >= from) else {
+        return Reply::Reclaims { page: None }.into();
+    };
+    let offset = if group == from { offset } else { 0 };
+    let members = ready.groups.members(GroupId(group));
+    let total = u16::try_from(members.clone().count()).unwrap_or(u16::MAX);
+    let members = members.skip(usize::from(offset)).take(RECLAIM_PAGE).collect();
+    Reply::Reclaims { page: Some(ReclaimPage { group, offset, total, members }) }.into()
 }
 
-/// `reclaimed`: `group`'s devices are quiesced; it goes back to its
-/// default domain.
-fn reclaimed<P: Platform>(s: &mut Service<P>, group: u16) -> Answer {
+/// `reclaimed`: `group`'s devices are quiesced, `quiesced` of them; it
+/// goes back to its default domain, unless that is not every member.
+fn reclaimed<P: Platform>(s: &mut Service<P>, group: u16, quiesced: u16) -> Answer {
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
+    let members = ready.groups.members(GroupId(group)).count();
+    if usize::from(quiesced) != members {
+        return refused_with(
+            ErrorCode::InvalidArgument,
+            format_args!(
+                "group {group} has {members} members, not {quiesced}: it stays blocked until all are quiesced"
+            ),
+        )
+        .into();
+    }
     match change_ownership(&mut s.hw, &s.domains, ready, |ownership, hw| ownership.reclaimed(group, hw)) {
         Ok(()) => {
             ready.forget_faults(group);

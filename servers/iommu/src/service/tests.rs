@@ -138,7 +138,10 @@ impl Rig {
         rig.service.set_reserved_regions(regions).expect("before the topology");
         let pci = policy(PCI, &[Operation::ReportTopology]);
         let (first, rest) = functions.split_at(2);
-        for (chunk, last) in [(first, false), (rest, true)] {
+        let chunks: Vec<&[PciFunction]> =
+            core::iter::once(first).chain(rest.chunks(iommu_api::TOPOLOGY_CHUNK)).collect();
+        for (index, chunk) in chunks.iter().enumerate() {
+            let last = index + 1 == chunks.len();
             let request = Request::ReportTopology { functions: chunk.iter().copied().collect(), last };
             assert_eq!(rig.call(pci, request, &[]), Reply::Done);
         }
@@ -373,11 +376,13 @@ fn a_user_builds_an_address_space_maps_reads_faults_and_releases() {
     assert_eq!(rig.domain_of(bdf(0, 4)), None, "blocked while reclaiming");
     assert_eq!(rig.k.reclaims, 1, "the PCI server is told");
     let pci = policy(PCI, &[Operation::PendingReclaims, Operation::Reclaimed, Operation::Owner]);
-    let Reply::Reclaims { groups } = rig.call(pci, Request::PendingReclaims, &[]) else { panic!() };
-    assert_eq!(groups.len(), 1);
-    assert_eq!(groups[0].1.as_slice(), &[bdf(0, 4)]);
+    let reply = rig.call(pci, Request::PendingReclaims { group: 0, offset: 0 }, &[]);
+    let Reply::Reclaims { page: Some(page) } = reply else { panic!("{reply:?}") };
+    assert_eq!((page.group, page.offset, page.total), (1, 0, 1));
+    assert_eq!(page.members.as_slice(), &[bdf(0, 4)]);
+    assert_eq!(rig.call(pci, Request::PendingReclaims { group: 2, offset: 0 }, &[]), Reply::Reclaims { page: None });
     assert_eq!(refusal(&rig.call(group_cap, Request::IoasCreate, &[])).0, ErrorCode::InvalidCapability, "released");
-    assert_eq!(rig.call(pci, Request::Reclaimed { group: 1 }, &[]), Reply::Done);
+    assert_eq!(rig.call(pci, Request::Reclaimed { group: 1, quiesced: 1 }, &[]), Reply::Done);
     assert_eq!(
         rig.call(pci, Request::Owner { device: bdf(0, 4) }, &[]),
         Reply::Owner { group: 1, owner: OwnerReport::Unowned }
@@ -554,7 +559,7 @@ fn a_release_takes_the_address_spaces_no_group_uses_so_claim_cycles_never_run_dr
         assert!(matches!(reply, Reply::Mapped { .. }));
         assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
         assert!(rig.k.pins.is_empty(), "the released space's mappings are gone");
-        assert_eq!(rig.call(pci, Request::Reclaimed { group: 1 }, &[]), Reply::Done);
+        assert_eq!(rig.call(pci, Request::Reclaimed { group: 1, quiesced: 1 }, &[]), Reply::Done);
     }
     assert_eq!(rig.service.ready().unwrap().address_spaces.len(), 0);
     assert_eq!(rig.service.hardware().pages.in_use(), pages_at_rest, "no table page leaked");
@@ -630,12 +635,7 @@ fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
                 caps.clear();
             }
             _ => {
-                let pci = policy(PCI, &all_ops);
-                if let Reply::Reclaims { groups } = rig.call(pci, Request::PendingReclaims, &[]) {
-                    for (group, _) in groups {
-                        rig.call(pci, Request::Reclaimed { group }, &[]);
-                    }
-                }
+                reclaim_every_group(&mut rig, policy(PCI, &all_ops));
             }
         }
         rig.check_invariant();
@@ -647,15 +647,79 @@ fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
     for (device, driver) in held {
         assert_eq!(rig.call(pci, Request::ReleaseKernel { device, driver }, &[]), Reply::Done);
     }
-    if let Reply::Reclaims { groups } = rig.call(pci, Request::PendingReclaims, &[]) {
-        for (group, _) in groups {
-            rig.call(pci, Request::Reclaimed { group }, &[]);
-        }
-    }
+    reclaim_every_group(&mut rig, pci);
     assert!(rig.k.pins.is_empty(), "leaked pins: {:?}", rig.k.pins);
     assert!(rig.k.minted.is_empty(), "leaked minted capabilities");
     assert_eq!(rig.service.hw.pages.in_use(), baseline_pages, "leaked table pages");
     assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+}
+
+/// Answers every pending reclaim as the PCI server would, with each
+/// group's member count (groups here have fewer than a page of members).
+fn reclaim_every_group(rig: &mut Rig, pci: u64) {
+    while let Reply::Reclaims { page: Some(page) } =
+        rig.call(pci, Request::PendingReclaims { group: 0, offset: 0 }, &[])
+    {
+        assert_eq!(rig.call(pci, Request::Reclaimed { group: page.group, quiesced: page.total }, &[]), Reply::Done);
+    }
+}
+
+/// A PCIe-to-PCI bridge at 00:05.0 with twenty edus behind it (01:01.0 to
+/// 01:14.0, one group of 21), all assigned to the user.
+fn bridge_with_twenty_edus() -> Rig {
+    let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
+    bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
+    let mut functions = vec![function(0, 3, 0, HeaderKind::Normal, None), bridge];
+    functions.extend((1..=20).map(|slot| function(1, slot, 0, HeaderKind::Normal, None)));
+    Rig::with(QEMU_CAP, config(), functions, heapless::Vec::new())
+}
+
+#[test]
+fn pending_reclaims_list_a_group_of_any_size_page_by_page() {
+    let mut rig = bridge_with_twenty_edus();
+    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
+    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    let pci = policy(PCI, &[Operation::PendingReclaims, Operation::Reclaimed]);
+    let mut listed = Vec::new();
+    let mut offset = 0;
+    while let Reply::Reclaims { page: Some(page) } = rig.call(pci, Request::PendingReclaims { group: 1, offset }, &[]) {
+        assert_eq!((page.group, page.offset, page.total), (1, offset, 21));
+        assert!(!page.members.is_empty() && page.members.len() <= iommu_api::RECLAIM_PAGE);
+        listed.extend(page.members.iter().copied());
+        offset += page.members.len() as u16;
+        if offset == page.total {
+            break;
+        }
+    }
+    assert_eq!(listed.len(), 21, "every member, each once");
+    assert_eq!(listed.last(), Some(&bdf(1, 20)));
+    // Past the last member, the page is empty; past the group, none.
+    let reply = rig.call(pci, Request::PendingReclaims { group: 1, offset: 21 }, &[]);
+    assert!(matches!(reply, Reply::Reclaims { page: Some(ref page) } if page.members.is_empty()), "{reply:?}");
+    assert_eq!(rig.call(pci, Request::PendingReclaims { group: 2, offset: 0 }, &[]), Reply::Reclaims { page: None });
+    assert_eq!(rig.call(pci, Request::Reclaimed { group: 1, quiesced: 21 }, &[]), Reply::Done);
+    rig.check_invariant();
+}
+
+#[test]
+fn reclaimed_is_refused_unless_the_pci_server_quiesced_every_member() {
+    let mut rig = bridge_with_twenty_edus();
+    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
+    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    let pci = policy(PCI, &[Operation::Reclaimed, Operation::Owner]);
+    for quiesced in [0, 16, 20, 22, u16::MAX] {
+        let reply = rig.call(pci, Request::Reclaimed { group: 1, quiesced }, &[]);
+        let (code, reason) = refusal(&reply);
+        assert_eq!(code, ErrorCode::InvalidArgument, "{quiesced}");
+        assert!(reason.contains("group 1 has 21 members"), "{reason}");
+        let owner = rig.call(pci, Request::Owner { device: bdf(1, 20) }, &[]);
+        assert_eq!(owner, Reply::Owner { group: 1, owner: OwnerReport::Reclaiming { task: USER } }, "still blocked");
+        assert_eq!(rig.domain_of(bdf(1, 0)), None, "the alias translates through nothing");
+    }
+    assert_eq!(rig.call(pci, Request::Reclaimed { group: 1, quiesced: 21 }, &[]), Reply::Done);
+    let owner = rig.call(pci, Request::Owner { device: bdf(1, 20) }, &[]);
+    assert_eq!(owner, Reply::Owner { group: 1, owner: OwnerReport::Unowned });
+    rig.check_invariant();
 }
 
 /// Operation number `n` (all nine exist).

@@ -124,3 +124,21 @@ pub fn config_read(
         _ => Err(ErrorCode::Malformed.into()),
     }
 }
+
+/// The command register and its bus-master bit.
+const COMMAND: u16 = 0x04;
+const COMMAND_BUS_MASTER: u32 = 1 << 2;
+
+/// Turns bus mastering on for `device`, which this task holds: a grant
+/// leaves it off, so that a DMA-capable holder sets its device up before
+/// the device may DMA (or deliver an MSI, a memory write too). The server
+/// refuses it to a driver bound without DMA. Needs `config-read` and
+/// `config-write`.
+pub fn enable_bus_mastering(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf) -> Result<(), Refused> {
+    let command = config_read(pci, buffer, device, COMMAND, 2)?;
+    let value = command | COMMAND_BUS_MASTER;
+    match call(pci, buffer, &Request::ConfigWrite { device, offset: COMMAND, width: 2, value })? {
+        Reply::Done => Ok(()),
+        _ => Err(ErrorCode::Malformed.into()),
+    }
+}

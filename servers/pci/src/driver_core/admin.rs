@@ -7,11 +7,20 @@ use pci_api::Reply;
 
 use super::device::{Bound, Role};
 use super::env::{Hardware, IommuLink, Kernel};
+use super::interrupts::COMMAND_BUS_MASTER;
 use super::iommu;
-use super::mediation::{WriteRefusal, check_read, check_write};
+use super::mediation::{
+    Register, WriteRefusal, check_bus_master, check_power_state, check_read, check_write, reset_requests, without_bit,
+    written_bit, written_byte,
+};
+use super::quiesce::{POWER_CONTROL, reset_function};
 use super::refusal::{Refusal, refuse};
 use super::state::DriverCore;
 use crate::config::ConfigSpace;
+use crate::header::reg;
+
+/// The bus-master bit's position in the command register's low byte.
+const BUS_MASTER_BIT: u8 = 2;
 
 impl DriverCore {
     /// `Bind`: `driver` drives `device` from now on (it takes the device
@@ -108,7 +117,9 @@ impl DriverCore {
         value.map(Reply::Value).map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: read failed: {error:?}"))
     }
 
-    /// `ConfigWrite`: a write the mediation rules allow.
+    /// `ConfigWrite`: a write the mediation rules allow. A request to reset
+    /// the function becomes the server's own reset (the rest of the write
+    /// goes through); a change of its power state is refused.
     pub(super) fn config_write<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &self,
         hw: &mut Hardware<'_, C, K, I>,
@@ -120,25 +131,68 @@ impl DriverCore {
     ) -> Result<Reply, Refusal> {
         let position = self.find(device)?;
         self.check_holder(position, caller)?;
+        let protected = |register: Register| {
+            refuse!(
+                ErrorCode::PermissionDenied,
+                "{device}: {} may not write {width} bytes at {offset:#05x}: that is {register}",
+                self.name(caller)
+            )
+        };
         match check_write(&self.devices[position].protected, offset, width) {
             Ok(()) => {}
             Err(WriteRefusal::BadAccess) => return Err(bad_access(device, offset, width)),
-            Err(WriteRefusal::Protected(register)) => {
+            Err(WriteRefusal::Protected(register)) => return Err(protected(register)),
+        }
+        if let Some(wanted) = written_bit(offset, width, value, reg::COMMAND, BUS_MASTER_BIT) {
+            let command = hw
+                .config
+                .read16(device, reg::COMMAND)
+                .map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: command unreadable: {error:?}"))?;
+            let current = command & COMMAND_BUS_MASTER != 0;
+            let may_dma = self.devices[position].holder.is_some_and(|h| h.role != Role::Driver { dma: false });
+            check_bus_master(&self.devices[position].function, may_dma, current, wanted).map_err(protected)?;
+        }
+        let (function, controls) = (self.devices[position].function, self.devices[position].controls);
+        let mut value = value;
+        let mut reset = false;
+        for (register, bit) in reset_requests(&function, &controls) {
+            if written_bit(offset, width, value, register, bit) == Some(true) {
+                value = without_bit(offset, value, register, bit);
+                reset = true;
+            }
+        }
+        let method = match (reset, controls.reset) {
+            (false, _) => None,
+            (true, Some(method)) => Some(method),
+            (true, None) => {
                 return Err(refuse!(
-                    ErrorCode::PermissionDenied,
-                    "{device}: {} may not write {width} bytes at {offset:#05x}: that is {register}",
+                    ErrorCode::InvalidArgument,
+                    "{device} has no reset the server can do, so {} may not reset it",
                     self.name(caller)
                 ));
             }
+        };
+        if let Some(power) = controls.power
+            && let Some(wanted) = written_byte(offset, width, value, power + POWER_CONTROL)
+        {
+            let current = hw
+                .config
+                .read8(device, power + POWER_CONTROL)
+                .map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: power state unreadable: {error:?}"))?;
+            check_power_state(current, wanted).map_err(protected)?;
         }
         let written = match width {
             1 => hw.config.write8(device, offset, value as u8),
             2 => hw.config.write16(device, offset, value as u16),
             _ => hw.config.write32(device, offset, value),
         };
-        written
-            .map(|()| Reply::Done)
-            .map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: write failed: {error:?}"))
+        written.map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: write failed: {error:?}"))?;
+        if let Some(method) = method {
+            reset_function(hw.config, hw.kernel, &function, method)
+                .map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: the reset failed: {error}"))?;
+            info!("{} reset at the request of its holder {=str}, its state restored", device, self.name(caller));
+        }
+        Ok(Reply::Done)
     }
 }
 

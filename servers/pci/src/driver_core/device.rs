@@ -9,6 +9,7 @@ use heapless::{String, Vec};
 use super::bars::{BarRegion, MAX_GRANTED_BARS};
 use super::env::{MsiVector, Slot};
 use super::mediation::ProtectedRanges;
+use super::quiesce::{Controls, ResetMethod};
 
 /// The group a grant names when no IOMMU server told the device's group.
 pub const NO_GROUP: u16 = u16::MAX;
@@ -62,6 +63,17 @@ pub struct Holder {
     pub dma_handle: Option<Slot>,
 }
 
+/// A device whose last quiesce failed: nobody may take it until one
+/// succeeds (its group stays blocked or kernel-owned meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Unquiesced {
+    /// The DMA-capable driver whose claim on the group is kept until then
+    /// (releasing it would let a user claim a group with a device still
+    /// running in it).
+    pub claim: Option<u16>,
+}
+
 /// One function and the driver core's state for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -71,14 +83,16 @@ pub struct Device {
     pub bars: Vec<BarCap, MAX_GRANTED_BARS>,
     /// Configuration ranges only the server writes.
     pub protected: ProtectedRanges,
-    /// Whether it has a function-level reset.
-    pub flr: bool,
+    /// Its reset, power-management and Advanced Features capabilities.
+    pub controls: Controls,
     /// Its driver.
     pub binding: Option<Bound>,
     /// Who holds it.
     pub holder: Option<Holder>,
     /// Its IOMMU group, once the IOMMU server told.
     pub group: Option<u16>,
+    /// Set while the device could not be quiesced.
+    pub unquiesced: Option<Unquiesced>,
 }
 
 /// Bytes in binary units ("4 KiB", "1 MiB", "300 B").
@@ -130,8 +144,10 @@ impl fmt::Display for Line<'_> {
         if function.msix.is_some() {
             f.write_str(", MSI-X")?;
         }
-        if device.flr {
-            f.write_str(", FLR")?;
+        match device.controls.reset {
+            Some(ResetMethod::Pcie(_)) => f.write_str(", FLR")?,
+            Some(ResetMethod::AdvancedFeatures(_)) => f.write_str(", AF FLR")?,
+            None => {}
         }
         match device.binding {
             Some(Bound { driver, dma: true }) => write!(f, ", driver {} (DMA)", self.names.name(driver)),

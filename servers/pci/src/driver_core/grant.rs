@@ -8,7 +8,7 @@ use pci_api::{BarGrant, DeviceGrant, Reply};
 
 use super::device::{Holder, NO_GROUP, Role};
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};
-use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, update_command};
+use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, rest_bus_master, update_command};
 use super::iommu;
 use super::refusal::{Refusal, refuse};
 use super::state::{Answer, DriverCore, MAX_HOLDERS, death_bit};
@@ -36,6 +36,7 @@ impl DriverCore {
             ));
         };
         self.check_free(position, caller)?;
+        self.retry_quiesce(hw, position)?;
         self.watch_presented(hw, caller, presented)?;
         let bdf = self.devices[position].function.bdf;
         let handle = if bound.dma {
@@ -51,7 +52,8 @@ impl DriverCore {
         })
     }
 
-    /// `Acquire`: `device`, if `caller` owns its group.
+    /// `Acquire`: `device`, if `caller` owns its group and no driver is
+    /// bound to it (a bound device is its driver's, even before it probes).
     pub(super) fn acquire<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
         hw: &mut Hardware<'_, C, K, I>,
@@ -61,6 +63,15 @@ impl DriverCore {
     ) -> Result<Answer, Refusal> {
         let position = self.find(device)?;
         self.check_free(position, caller)?;
+        if let Some(bound) = self.devices[position].binding {
+            return Err(refuse!(
+                ErrorCode::PermissionDenied,
+                "{device} is bound to driver {}; {} may not acquire it (only unbound devices of its group)",
+                self.name(bound.driver),
+                self.name(caller)
+            ));
+        }
+        self.retry_quiesce(hw, position)?;
         self.watch_presented(hw, caller, presented)?;
         let (group, owner) = iommu::owner(hw.iommu.as_deref_mut(), hw.kernel, device)
             .map_err(|failure| refuse!(failure.code(), "{device}: cannot learn who owns its group: {failure}"))?;
@@ -72,6 +83,20 @@ impl DriverCore {
                 self.owner_text(owner),
                 self.name(caller)
             ));
+        }
+        if self.devices[position].controls.reset.is_none() {
+            if !self.assignment_without_reset {
+                return Err(refuse!(
+                    ErrorCode::PermissionDenied,
+                    "{device} has no function-level reset, so what {} left running in it could not be stopped for its next holder; the policy's pci endpoint must say assignment-without-reset for a user to acquire it",
+                    self.name(caller)
+                ));
+            }
+            warn!(
+                "{} has no reset and goes to user task {=str} anyway (the policy says assignment-without-reset)",
+                device,
+                self.name(caller)
+            );
         }
         self.grant(hw, position, caller, Role::User, None)
     }
@@ -193,8 +218,9 @@ impl DriverCore {
         }
     }
 
-    /// Programs an MSI vector if the device has MSI, turns decoding and bus
-    /// mastering on, and records the holder; the answer lists the BAR
+    /// Programs an MSI vector if the device has MSI, turns decoding on
+    /// (bus mastering stays off for an endpoint: the holder turns it on
+    /// itself if it may), and records the holder; the answer lists the BAR
     /// capabilities, the interrupt and the DMA handle, in that order.
     fn grant<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
@@ -227,7 +253,9 @@ impl DriverCore {
             }
             None => (None, None),
         };
-        if let Err(error) = update_command(hw.config, bdf, HOLDER_COMMAND, 0) {
+        let command =
+            update_command(hw.config, bdf, HOLDER_COMMAND, 0).and_then(|()| rest_bus_master(hw.config, &function));
+        if let Err(error) = command {
             if let (Some(vector), Some(info)) = (msi, function.msi) {
                 free_vector(hw, bdf, info, vector, interrupt_entry);
             }

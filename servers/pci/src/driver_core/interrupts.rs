@@ -1,6 +1,6 @@
 //! Programming and silencing a function's MSI and MSI-X capabilities, and its command register.
 
-use capabilities::pci::{Bdf, MsiInfo, MsixInfo};
+use capabilities::pci::{Bdf, HeaderKind, MsiInfo, MsixInfo, PciFunction};
 
 use crate::config::{ConfigSpace, Function};
 use crate::error::PciError;
@@ -64,6 +64,59 @@ pub fn program_msi<C: ConfigSpace + ?Sized>(
     f.write16(reg::COMMAND, command | COMMAND_INTX_DISABLE)
 }
 
+/// A function's MSI registers, saved across a reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsiState {
+    msi: MsiInfo,
+    control: u16,
+    address: u32,
+    address_high: Option<u32>,
+    data: u16,
+    mask: Option<u32>,
+}
+
+impl MsiState {
+    /// Reads the registers of `bdf`'s MSI capability.
+    pub fn save<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, msi: MsiInfo) -> Result<Self, PciError> {
+        let f = &mut Function::new(cfg, bdf);
+        let registers = layout(msi);
+        let address_high = match registers.address_high {
+            Some(at) => Some(f.read32(at)?),
+            None => None,
+        };
+        let mask = match registers.mask {
+            Some(at) => Some(f.read32(at)?),
+            None => None,
+        };
+        Ok(Self {
+            msi,
+            control: f.read16(u16::from(msi.offset) + 2)?,
+            address: f.read32(u16::from(msi.offset) + 4)?,
+            address_high,
+            data: f.read16(registers.data)?,
+            mask,
+        })
+    }
+
+    /// Writes them back, the message first and the control word (and with
+    /// it the enable bit) last.
+    pub fn restore<C: ConfigSpace + ?Sized>(&self, cfg: &mut C, bdf: Bdf) -> Result<(), PciError> {
+        let f = &mut Function::new(cfg, bdf);
+        let registers = layout(self.msi);
+        let control_at = u16::from(self.msi.offset) + 2;
+        f.write16(control_at, self.control & !MSI_ENABLE)?;
+        f.write32(u16::from(self.msi.offset) + 4, self.address)?;
+        if let (Some(at), Some(value)) = (registers.address_high, self.address_high) {
+            f.write32(at, value)?;
+        }
+        f.write16(registers.data, self.data)?;
+        if let (Some(at), Some(value)) = (registers.mask, self.mask) {
+            f.write32(at, value)?;
+        }
+        f.write16(control_at, self.control)
+    }
+}
+
 /// Turns MSI off.
 pub fn disable_msi<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, msi: MsiInfo) -> Result<(), PciError> {
     let f = &mut Function::new(cfg, bdf);
@@ -97,6 +150,24 @@ pub fn update_command<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, set: u16, 
     Ok(())
 }
 
-/// What a holder gets: memory decoding and bus mastering (which MSI
-/// delivery needs too: a message is a memory write by the device).
-pub const HOLDER_COMMAND: u16 = COMMAND_MEMORY | COMMAND_BUS_MASTER;
+/// Bus mastering for `function` between holders and when a holder takes
+/// it: off for an endpoint (a DMA-capable holder turns it on itself once
+/// it has set the device up, and a no-DMA one never does; MSI delivery
+/// needs it too, a message being a memory write by the device), on for a
+/// bridge, where it only forwards the DMA of the functions behind it
+/// (each of which the IOMMU checks on its own requester id).
+pub fn bus_master_at_rest(function: &PciFunction) -> bool {
+    matches!(function.header, HeaderKind::PciBridge | HeaderKind::CardBus)
+}
+
+/// Sets the command register's bus-master bit to what [`bus_master_at_rest`] says.
+pub fn rest_bus_master<C: ConfigSpace + ?Sized>(cfg: &mut C, function: &PciFunction) -> Result<(), PciError> {
+    if bus_master_at_rest(function) {
+        update_command(cfg, function.bdf, COMMAND_BUS_MASTER, 0)
+    } else {
+        update_command(cfg, function.bdf, 0, COMMAND_BUS_MASTER)
+    }
+}
+
+/// What a holder gets from the grant: memory decoding (bus mastering as at rest).
+pub const HOLDER_COMMAND: u16 = COMMAND_MEMORY;

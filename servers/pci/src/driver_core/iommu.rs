@@ -9,13 +9,10 @@ use core::fmt;
 
 use capabilities::ErrorCode;
 use capabilities::pci::{Bdf, Topology};
-use heapless::{String, Vec};
-use iommu_api::{OwnerReport, REASON_MAX, Reply, Request, TOPOLOGY_CHUNK};
+use heapless::String;
+use iommu_api::{OwnerReport, REASON_MAX, ReclaimPage, Reply, Request, TOPOLOGY_CHUNK};
 
 use super::env::{IommuLink, Kernel, Slot};
-
-/// Groups one `PendingReclaims` reply lists, with their members.
-pub type Reclaims = Vec<(u16, Vec<Bdf, 16>), 8>;
 
 /// Why an IOMMU request did not succeed.
 #[expect(clippy::large_enum_variant, reason = "the IOMMU server's reason is forwarded inline; there is no heap")]
@@ -135,24 +132,39 @@ pub fn owner<I: IommuLink, K: Kernel>(
     }
 }
 
-/// Groups whose devices must be quiesced.
+/// A page of the members of the first group from `group` on whose devices
+/// must be quiesced, from member `offset` on if it is `group` itself;
+/// `None` when no such group waits. A page that does not follow from the
+/// request (an earlier group, another offset, no progress) is
+/// [`IommuFailure::Unexpected`].
 pub fn pending_reclaims<I: IommuLink, K: Kernel>(
     link: Option<&mut I>,
     kernel: &mut K,
-) -> Result<Reclaims, IommuFailure> {
-    match call_plain(link, kernel, &Request::PendingReclaims)? {
-        Reply::Reclaims { groups } => Ok(groups),
-        _ => Err(IommuFailure::Unexpected),
+    group: u16,
+    offset: u16,
+) -> Result<Option<ReclaimPage>, IommuFailure> {
+    let page = match call_plain(link, kernel, &Request::PendingReclaims { group, offset })? {
+        Reply::Reclaims { page } => page,
+        _ => return Err(IommuFailure::Unexpected),
+    };
+    let Some(page) = page else { return Ok(None) };
+    let expected = if page.group == group { offset } else { 0 };
+    let stuck = page.members.is_empty() && page.offset < page.total;
+    let past = usize::from(page.offset) + page.members.len() > usize::from(page.total);
+    if page.group < group || page.offset != expected || stuck || past {
+        return Err(IommuFailure::Unexpected);
     }
+    Ok(Some(page))
 }
 
-/// Tells the IOMMU server `group`'s devices are quiesced.
+/// Tells the IOMMU server `group`'s devices are quiesced, `quiesced` of them.
 pub fn reclaimed<I: IommuLink, K: Kernel>(
     link: Option<&mut I>,
     kernel: &mut K,
     group: u16,
+    quiesced: u16,
 ) -> Result<(), IommuFailure> {
-    match call_plain(link, kernel, &Request::Reclaimed { group })? {
+    match call_plain(link, kernel, &Request::Reclaimed { group, quiesced })? {
         Reply::Done => Ok(()),
         _ => Err(IommuFailure::Unexpected),
     }

@@ -15,6 +15,8 @@ use core::fmt;
 use capabilities::pci::{HeaderKind, PciFunction};
 use heapless::Vec;
 
+use super::interrupts::bus_master_at_rest;
+use super::quiesce::{AF_CONTROL, Controls, DEVICE_CONTROL, POWER_STATE};
 use crate::caps::ExtendedCapabilities;
 use crate::config::{CONFIG_SPACE_SIZE, ConfigSpace, LEGACY_SPACE_SIZE, access_is_valid};
 
@@ -58,6 +60,13 @@ pub enum Register {
     /// Extended space of a device listing more capabilities than the
     /// server tracks: all of it is protected.
     ExtendedSpace,
+    /// The bus-master bit, which a driver bound without DMA may not set.
+    BusMaster,
+    /// A bridge's bus-master bit, which forwards the DMA of the functions
+    /// behind it.
+    BridgeBusMaster,
+    /// The power-management state field.
+    PowerState,
 }
 
 impl fmt::Display for Register {
@@ -75,6 +84,17 @@ impl fmt::Display for Register {
             Self::SrIov => write!(f, "the SR-IOV capability (it creates functions and BARs)"),
             Self::ResizableBar => write!(f, "a resizable-BAR capability (it resizes BARs)"),
             Self::ExtendedSpace => write!(f, "extended space with more capabilities than the server tracks"),
+            Self::BusMaster => write!(f, "bus mastering, which a driver bound without DMA never turns on"),
+            Self::PowerState => write!(
+                f,
+                "the power state (the server keeps the function in D0: leaving D3hot resets it, undoing what the server set up)"
+            ),
+            Self::BridgeBusMaster => {
+                write!(
+                    f,
+                    "a bridge's bus mastering (it forwards the DMA of the functions behind it; the server keeps it on)"
+                )
+            }
         }
     }
 }
@@ -193,6 +213,66 @@ pub fn check_write(ranges: &ProtectedRanges, offset: u16, width: u8) -> Result<(
     match ranges.iter().find(|range| range.start < end && offset < range.end) {
         Some(range) => Err(WriteRefusal::Protected(range.register)),
         None => Ok(()),
+    }
+}
+
+/// The configuration byte at `register` as a write of `width` bytes of
+/// `value` at `offset` leaves it, if the write covers that byte. The
+/// access must have passed [`check_write`].
+pub fn written_byte(offset: u16, width: u8, value: u32, register: u16) -> Option<u8> {
+    let end = offset.saturating_add(u16::from(width));
+    if !(offset..end).contains(&register) {
+        return None;
+    }
+    Some(value.checked_shr(8 * u32::from(register - offset)).unwrap_or(0) as u8)
+}
+
+/// Bit `bit` of the configuration byte at `register` as such a write leaves it.
+pub fn written_bit(offset: u16, width: u8, value: u32, register: u16, bit: u8) -> Option<bool> {
+    written_byte(offset, width, value, register).map(|byte| byte.checked_shr(u32::from(bit)).unwrap_or(0) & 1 != 0)
+}
+
+/// `value`, a write at `offset`, with bit `bit` of the byte at `register` clear.
+pub fn without_bit(offset: u16, value: u32, register: u16, bit: u8) -> u32 {
+    let shift = 8 * u32::from(register.saturating_sub(offset)) + u32::from(bit);
+    value & !1u32.checked_shl(shift).unwrap_or(0)
+}
+
+/// The bits a holder would start a reset with (register, bit): a PCI
+/// Express endpoint's Initiate FLR (device control bit 15; a bridge's bit
+/// 15 is something else) and Advanced Features' Initiate FLR. The server
+/// takes them out of the write and resets the function itself, saving and
+/// restoring what the reset clears (ACS control among it), as VFIO does.
+pub fn reset_requests(function: &PciFunction, controls: &Controls) -> Vec<(u16, u8), 2> {
+    let mut bits = Vec::new();
+    if let (Some(pcie), HeaderKind::Normal) = (function.pcie, function.header) {
+        let _ = bits.push((u16::from(pcie.offset) + DEVICE_CONTROL + 1, 7));
+    }
+    if let Some(offset) = controls.advanced_features {
+        let _ = bits.push((offset + AF_CONTROL, 0));
+    }
+    bits
+}
+
+/// Whether a write that leaves the power-management control byte (`wanted`)
+/// keeps the power state it has (`current`): the holder may not change it.
+pub fn check_power_state(current: u8, wanted: u8) -> Result<(), Register> {
+    if (current ^ wanted) & POWER_STATE == 0 { Ok(()) } else { Err(Register::PowerState) }
+}
+
+/// Whether a holder that `may_dma` may change `function`'s bus-master bit
+/// from `current` to `wanted`: a DMA-capable holder of an endpoint may
+/// (it starts with it off and turns it on once its device is set up), a
+/// no-DMA driver may only turn it off, and a bridge's is the server's.
+pub fn check_bus_master(function: &PciFunction, may_dma: bool, current: bool, wanted: bool) -> Result<(), Register> {
+    if wanted == current {
+        Ok(())
+    } else if bus_master_at_rest(function) {
+        Err(Register::BridgeBusMaster)
+    } else if wanted && !may_dma {
+        Err(Register::BusMaster)
+    } else {
+        Ok(())
     }
 }
 

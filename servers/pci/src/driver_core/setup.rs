@@ -1,13 +1,13 @@
 //! Starting the driver core: BAR capabilities, bindings, and the topology report.
 
 use capabilities::config::PciConfig;
-use capabilities::pci::{Bdf, HeaderKind, MAX_FUNCTIONS, PciFunction, Topology};
+use capabilities::pci::{Bdf, MAX_FUNCTIONS, PciFunction, Topology};
 use heapless::Vec;
 
 use super::bars::{self, BarSkip, SizedBars};
 use super::device::{BarCap, Bound, Device};
 use super::env::{Hardware, IommuLink, Kernel};
-use super::interrupts::{COMMAND_BUS_MASTER, update_command};
+use super::interrupts::rest_bus_master;
 use super::refusal::truncated;
 use super::state::DriverCore;
 use super::{iommu, mediation, quiesce};
@@ -17,7 +17,8 @@ use crate::config::ConfigSpace;
 impl DriverCore {
     /// Takes over the functions of `topology`: sizes their BARs and creates
     /// a device-memory capability per grantable one, turns bus mastering
-    /// off on every endpoint (nothing may DMA before it has a holder),
+    /// off on every endpoint (nothing may DMA before it has a holder) and
+    /// on for bridges (they forward the DMA of what is behind them),
     /// resolves the policy's bindings, logs a line per function, and
     /// reports the topology to the IOMMU server (if there is one).
     pub fn start<C: ConfigSpace, K: Kernel, I: IommuLink>(
@@ -54,7 +55,7 @@ impl DriverCore {
             }
         }
         report(topology, hw);
-        Self { names: config.tasks, devices, holders: 0 }
+        Self { names: config.tasks, devices, holders: 0, assignment_without_reset: config.assignment_without_reset }
     }
 }
 
@@ -87,14 +88,12 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
             ),
         }
     }
-    let flr = quiesce::flr_capable(hw.config, function).unwrap_or_else(|error| {
-        warn!("{}: reset capability unreadable: {}", bdf, error);
-        false
+    let controls = quiesce::controls(hw.config, function).unwrap_or_else(|error| {
+        warn!("{}: reset and power capabilities unreadable: {}", bdf, error);
+        quiesce::Controls::default()
     });
-    if function.header == HeaderKind::Normal
-        && let Err(error) = update_command(hw.config, bdf, 0, COMMAND_BUS_MASTER)
-    {
-        warn!("{}: bus mastering not turned off: {}", bdf, error);
+    if let Err(error) = rest_bus_master(hw.config, function) {
+        warn!("{}: bus mastering not set as at rest (off for endpoints, on for bridges): {}", bdf, error);
     }
     let binding = config
         .bindings
@@ -105,10 +104,11 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
         function: *function,
         bars: caps,
         protected: mediation::protected_ranges(hw.config, function),
-        flr,
+        controls,
         binding,
         holder: None,
         group: None,
+        unquiesced: None,
     }
 }
 

@@ -55,6 +55,8 @@ pub struct DriverCore {
     pub(super) devices: Vec<Device, MAX_FUNCTIONS>,
     /// Devices held right now.
     pub(super) holders: usize,
+    /// The policy lets users acquire functions without a reset.
+    pub(super) assignment_without_reset: bool,
 }
 
 impl DriverCore {

@@ -117,7 +117,7 @@ fn a_users_entries_are_revoked_when_it_releases_its_group_or_dies() {
     let reply = rig.call(pci(), alloc(bdf(0, 4), USER, 0x33), &[]);
     assert_eq!(refusal(&reply).0, ErrorCode::Busy, "no entries while the group is reclaimed");
     let done = policy(PCI, &[Operation::Reclaimed]);
-    assert_eq!(rig.call(done, Request::Reclaimed { group: 1 }, &[]), Reply::Done);
+    assert_eq!(rig.call(done, Request::Reclaimed { group: 1, quiesced: 1 }, &[]), Reply::Done);
     let reply = rig.call(pci(), alloc(bdf(0, 4), USER, 0x33), &[]);
     assert_eq!(refusal(&reply).0, ErrorCode::PermissionDenied, "a user task must own the group");
     rig.claim_group(USER, bdf(0, 4)).expect("claims again");

@@ -2,9 +2,11 @@
 
 use super::*;
 
-/// The PCI server reports `group`'s devices quiesced.
+/// The PCI server reports every device of `group` quiesced.
 fn reclaimed(rig: &mut Rig, group: u16) -> Reply {
-    rig.call(policy(PCI, &[Operation::Reclaimed]), Request::Reclaimed { group }, &[])
+    let members = rig.service.ready().map_or(0, |ready| ready.groups.members(iommu_groups::GroupId(group)).count());
+    let request = Request::Reclaimed { group, quiesced: members as u16 };
+    rig.call(policy(PCI, &[Operation::Reclaimed]), request, &[])
 }
 
 fn ioas_of(reply: Reply) -> u16 {
@@ -146,7 +148,7 @@ fn the_driver_cores_operations_are_refused_to_every_other_task_whatever_its_badg
     assert!(rig.call(handle, Request::DmaUnmap { iova: 0x1000 }, &[]) != refusal_stale(), "the handle lives");
     let hold = rig.call(user, Request::ClaimKernel { device: bdf(0, 4), driver: USER }, &[]);
     assert_eq!(refusal(&hold).0, ErrorCode::PermissionDenied, "no group held kernel-owned by a user");
-    let skip = rig.call(user, Request::Reclaimed { group: 1 }, &[]);
+    let skip = rig.call(user, Request::Reclaimed { group: 1, quiesced: 1 }, &[]);
     assert_eq!(refusal(&skip).0, ErrorCode::PermissionDenied, "no quiesce skipped");
 }
 

@@ -85,7 +85,7 @@ fn a_no_dma_driver_gets_its_bars_and_an_msi_vector() {
     assert_eq!(rig.read32(at::EDU, 0x44), 0xfee0_0000);
     assert_eq!(rig.read16(at::EDU, 0x48), u16::from(vector));
     assert_eq!(rig.read16(at::EDU, 0x42) & 1, 1);
-    assert_eq!(rig.read16(at::EDU, 0x04) & 0x406, 0x406, "memory, bus mastering, INTx disabled");
+    assert_eq!(rig.read16(at::EDU, 0x04) & 0x406, 0x402, "memory, INTx disabled, no bus mastering");
     assert_eq!(rig.world.borrow().kernel.watches, [(task::EDU_PROBE, death_bit(task::EDU_PROBE).unwrap())]);
 }
 
@@ -153,14 +153,12 @@ fn dma_bindings_need_an_iommu_server() {
 fn a_held_device_is_busy_for_everyone_else_naming_its_holder() {
     let mut rig = Rig::new();
     granted(&rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
-    rig.world.borrow_mut().iommu.owners.insert(11, OwnerReport::User { task: task::USER });
-    let answer = rig.ask(task::USER, USER_OPERATIONS, &Request::Acquire { device: bdf(at::EDU) });
+    rig.world.borrow_mut().iommu.owners.insert(12, OwnerReport::User { task: task::USER });
+    granted(&rig.ask(task::USER, USER_OPERATIONS, &Request::Acquire { device: bdf(at::EDU2) }));
+    let answer = rig.ask(task::ADMIN, USER_OPERATIONS, &Request::Acquire { device: bdf(at::EDU2) });
     let (code, reason) = refusal(&answer);
     assert_eq!(code, ErrorCode::Busy);
-    assert!(
-        reason.contains("00:03.0") && reason.contains("group 11") && reason.contains("held by edu-probe"),
-        "{reason}"
-    );
+    assert!(reason.contains("00:04.0") && reason.contains("group 12") && reason.contains("held by user"), "{reason}");
     // Probing again is busy too: one holder per device.
     let answer = rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 });
     assert_eq!(refusal(&answer).0, ErrorCode::Busy);
@@ -265,4 +263,23 @@ fn holders_are_bounded() {
     let index = crate::driver_core::MAX_HOLDERS as u8;
     let answer = rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index });
     assert_eq!(refusal(&answer).0, ErrorCode::QuotaExceeded);
+}
+
+#[test]
+fn a_device_bound_to_a_driver_is_never_acquired_by_a_user() {
+    let mut rig = Rig::new();
+    // The user owns the groups of the DMA driver's device (not probed yet)
+    // and of edu-probe's; neither is the user's to take.
+    rig.world.borrow_mut().iommu.owners.insert(14, OwnerReport::User { task: task::USER });
+    rig.world.borrow_mut().iommu.owners.insert(11, OwnerReport::User { task: task::USER });
+    for (at, driver) in [(at::NVME, "dma-driver"), (at::EDU, "edu-probe")] {
+        let (code, reason) = refusal(&rig.ask(task::USER, USER_OPERATIONS, &Request::Acquire { device: bdf(at) }));
+        assert_eq!(code, ErrorCode::PermissionDenied, "{at}: {reason}");
+        assert!(reason.contains(&std::format!("bound to driver {driver}")), "{reason}");
+        assert_eq!(rig.holder(at), None);
+    }
+    // Unbound, it may be acquired.
+    let unbind = Request::Unbind { device: bdf(at::EDU) };
+    assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind).reply, Reply::Done);
+    granted(&rig.ask(task::USER, USER_OPERATIONS, &Request::Acquire { device: bdf(at::EDU) }));
 }

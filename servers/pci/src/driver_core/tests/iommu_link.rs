@@ -64,3 +64,31 @@ fn stray_capabilities_are_deleted_and_odd_replies_refused() {
     assert_eq!(IommuFailure::Absent.code(), ErrorCode::NotFound);
     assert_eq!(IommuFailure::Unexpected.code(), ErrorCode::Malformed);
 }
+
+#[test]
+fn reclaim_pages_that_do_not_follow_from_the_request_are_refused() {
+    use crate::driver_core::iommu::pending_reclaims;
+    let world: Shared = Rc::default();
+    let mut kernel = MockKernel(world);
+    let page = |group, offset, total, members: usize| {
+        let members = (0..members as u16).map(Bdf::from_requester_id).collect();
+        iommu::Reply::Reclaims { page: Some(iommu::ReclaimPage { group, offset, total, members }) }
+    };
+    let mut ask = |reply, group, offset| {
+        let mut link = Canned(reply, None, Vec::new());
+        pending_reclaims(Some(&mut link), &mut kernel, group, offset)
+    };
+    assert!(ask(page(5, 16, 21, 5), 5, 16).is_ok_and(|page| page.is_some()), "the second page of group 5");
+    assert!(ask(page(6, 0, 3, 3), 5, 16).is_ok(), "group 5 is done: group 6 from its first member");
+    assert!(ask(iommu::Reply::Reclaims { page: None }, 5, 16).is_ok_and(|page| page.is_none()));
+    for (reply, why) in [
+        (page(4, 0, 3, 3), "an earlier group"),
+        (page(5, 0, 21, 16), "another offset"),
+        (page(6, 2, 3, 1), "a later group not from its first member"),
+        (page(5, 16, 21, 0), "no progress"),
+        (page(5, 16, 17, 5), "past its total"),
+        (iommu::Reply::Done, "another reply"),
+    ] {
+        assert_eq!(ask(reply, 5, 16), Err(IommuFailure::Unexpected), "{why}");
+    }
+}

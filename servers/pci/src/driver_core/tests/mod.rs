@@ -4,11 +4,13 @@
 //! across them (revoke, then quiesce, then release the claim).
 
 mod admin;
+mod bus_master;
 mod grant;
 mod hostile;
 mod interrupts;
 mod iommu_link;
 mod release;
+mod reset;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,7 +80,8 @@ pub struct IommuState {
     pub refuse_claims: Option<(ErrorCode, &'static str)>,
     /// Answers claims with `Done` and no handle (a broken server).
     pub broken_claims: bool,
-    /// Groups waiting to be reclaimed.
+    /// Groups waiting to be reclaimed, until a `Reclaimed` naming every
+    /// member takes them off.
     pub pending: Vec<(u16, Vec<Bdf>)>,
     /// DMA handles handed out: device, driver, and the slot the PCI server got.
     pub handles: Vec<(Bdf, u16, Slot)>,
@@ -102,6 +105,15 @@ pub struct World {
     /// A function whose device-control register starts a reset that
     /// clears its BARs (function, device-control offset).
     pub flr: Option<(Bdf, u16)>,
+    /// A function whose Advanced Features control register (this offset)
+    /// starts a reset with bit 0.
+    pub af_flr: Option<(Bdf, u16)>,
+    /// 16-bit registers a reset also clears (ACS control, MSI control...).
+    pub reset_clears: Vec<(Bdf, u16)>,
+    /// Resets seen, by function.
+    pub resets: Vec<Bdf>,
+    /// That function never comes back from its reset: it reads all ones.
+    pub lost_on_reset: bool,
 }
 
 impl World {
@@ -188,7 +200,17 @@ impl IommuLink for MockIommu {
         let refused = |code, reason: &str| iommu::Reply::Refused { code, reason: reason.try_into().unwrap() };
         let group_of = |world: &World, device: &Bdf| world.iommu.groups.get(device).copied();
         Ok(match request {
-            iommu::Request::ReportTopology { .. } | iommu::Request::Reclaimed { .. } => (iommu::Reply::Done, None),
+            iommu::Request::ReportTopology { .. } => (iommu::Reply::Done, None),
+            iommu::Request::Reclaimed { group, quiesced } => {
+                match world.iommu.pending.iter().position(|(pending, _)| pending == group) {
+                    Some(at) if world.iommu.pending[at].1.len() == usize::from(*quiesced) => {
+                        world.iommu.pending.remove(at);
+                        (iommu::Reply::Done, None)
+                    }
+                    Some(_) => (refused(ErrorCode::InvalidArgument, "not every member was quiesced"), None),
+                    None => (refused(ErrorCode::InvalidArgument, "that group is not being reclaimed"), None),
+                }
+            }
             iommu::Request::ClaimKernel { device, driver } => {
                 if let Some((code, reason)) = world.iommu.refuse_claims {
                     (refused(code, reason), None)
@@ -226,14 +248,19 @@ impl IommuLink for MockIommu {
                 }
                 None => (refused(ErrorCode::NotFound, "no such device"), None),
             },
-            iommu::Request::PendingReclaims => {
-                let groups = world
-                    .iommu
-                    .pending
-                    .drain(..)
-                    .map(|(group, members)| (group, members.into_iter().collect()))
-                    .collect();
-                (iommu::Reply::Reclaims { groups }, None)
+            iommu::Request::PendingReclaims { group: from, offset } => {
+                let mut pending = world.iommu.pending.clone();
+                pending.sort_by_key(|(group, _)| *group);
+                let page = pending.into_iter().find(|(group, _)| group >= from).map(|(group, members)| {
+                    let offset = if group == *from { *offset } else { 0 };
+                    iommu::ReclaimPage {
+                        group,
+                        offset,
+                        total: members.len() as u16,
+                        members: members.iter().skip(usize::from(offset)).take(iommu::RECLAIM_PAGE).copied().collect(),
+                    }
+                });
+                (iommu::Reply::Reclaims { page }, None)
             }
             iommu::Request::AllocInterrupt { device, holder, address, data } => {
                 if let Some(code) = world.iommu.refuse_interrupts {
@@ -275,11 +302,21 @@ impl Machine {
         if offset == 0x04 && width >= 2 {
             world.journal.push(Effect::Command(bdf, value as u16));
         }
-        if world.flr == Some((bdf, offset)) && value & 0x8000 != 0 {
+        let pcie = world.flr == Some((bdf, offset)) && value & 0x8000 != 0;
+        let af = world.af_flr == Some((bdf, offset)) && value & 1 != 0;
+        if pcie || af {
+            world.resets.push(bdf);
             // A reset clears the command register and the BARs' address
-            // bits (their type bits are wired).
+            // bits (their type bits are wired), and what the test lists.
+            if world.lost_on_reset {
+                self.config.functions.remove(&bdf);
+                return;
+            }
             let function = self.config.functions.get_mut(&bdf).unwrap();
             function.bytes[0x04..0x06].fill(0);
+            for &(_, at) in world.reset_clears.iter().filter(|(cleared, _)| *cleared == bdf) {
+                function.set16(usize::from(at), 0);
+            }
             for (index, mask) in function.bar_masks.into_iter().enumerate() {
                 let at = 0x10 + 4 * index;
                 let wired = !mask.unwrap_or(u32::MAX);
@@ -399,7 +436,8 @@ pub fn pci_config() -> PciConfig {
         Binding { device: DeviceMatch::Address(bdf(at::PORT)), driver: task::BRIDGE, dma: false },
         Binding { device: DeviceMatch::Address(bdf("07:00.0")), driver: task::BRIDGE, dma: false },
     ];
-    PciConfig { tasks, bindings: bindings.into_iter().collect() }
+    // The QEMU scenarios' policies allow users edus, which have no reset.
+    PciConfig { tasks, bindings: bindings.into_iter().collect(), assignment_without_reset: true }
 }
 
 /// A running driver core on the test machine.
