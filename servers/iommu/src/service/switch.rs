@@ -11,8 +11,9 @@ use crate::context::{ContextTables, TranslatedContext};
 use crate::ownership::{GroupHardware, GroupId, SwitchFailed, Translation};
 use crate::unit::RemappingUnit;
 
-/// Most requester ids one group's devices use.
-pub const MAX_REQUESTERS: usize = 16;
+/// Most requester ids one group's devices use (members and their DMA
+/// aliases); a topology with a larger group is refused, never truncated.
+pub const MAX_REQUESTERS: usize = 64;
 
 /// The requester ids of each group, indexed by group.
 pub type Requesters = Vec<Vec<u16, MAX_REQUESTERS>, { crate::ownership::MAX_GROUPS }>;

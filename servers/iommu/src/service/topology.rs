@@ -80,13 +80,18 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         let mut sources: Vec<u16, MAX_REQUESTERS> = Vec::new();
         for member in groups.members(id) {
             let Some(position) = index.find(member) else { continue };
-            let _ = alias::for_each_dma_alias(&index, position, |_, requester| {
+            let walked = alias::for_each_dma_alias(&index, position, |_, requester| {
                 let source = requester.requester_id();
                 if !sources.contains(&source) && sources.push(source).is_err() {
                     return ControlFlow::Break(());
                 }
                 ControlFlow::Continue(())
             });
+            // A requester id left without a context entry would fault, or
+            // worse, stay as the previous owner left it: refuse instead.
+            if walked.is_break() {
+                return Err("a group uses more requester ids than the server can hold (64)");
+            }
         }
         requesters.push(sources).map_err(|_| "more groups than the server can hold")?;
     }

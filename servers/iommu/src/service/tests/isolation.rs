@@ -262,3 +262,50 @@ fn a_user_cannot_take_the_mapping_records_kept_for_dma_handles() {
     let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 1);
     assert!(matches!(reply, Reply::Mapped { .. }), "the trusted driver still maps: {reply:?}");
 }
+
+/// A PCIe-to-PCI bridge at 00:05.0 with `count` edus behind it on bus 1,
+/// from 01:01.0 on (01:00.0 is the bridge's alias, no function).
+fn bridge_with(count: u8) -> Vec<PciFunction> {
+    let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
+    bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
+    let mut functions = vec![function(0, 3, 0, HeaderKind::Normal, None), bridge];
+    for n in 0..count {
+        let mut edu = function(1, 1 + n / 8, n % 8, HeaderKind::Normal, None);
+        edu.multifunction = true;
+        functions.push(edu);
+    }
+    functions
+}
+
+#[test]
+fn every_requester_id_of_a_large_group_gets_its_context_entry() {
+    let mut rig = Rig::with(QEMU_CAP, self::config(), bridge_with(20), heapless::Vec::new());
+    for n in 0..20u8 {
+        let id = Bdf::new(1, 1 + n / 8, n % 8).unwrap();
+        assert!(rig.domain_of(id).is_some(), "{id} has no context entry");
+    }
+}
+
+#[test]
+fn a_group_with_more_requester_ids_than_the_server_holds_is_refused_not_cut() {
+    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
+    let queue = fake.queue_memory();
+    let config =
+        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
+    let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0);
+    let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let pci = policy(PCI, &[Operation::ReportTopology]);
+    // The bridge and 63 edus: 64 functions, the most a topology holds, but
+    // 65 requester ids with the bridge's alias 01:00.0.
+    let functions: Vec<PciFunction> = bridge_with(63).into_iter().skip(1).collect();
+    let chunks: Vec<&[PciFunction]> = functions.chunks(iommu_api::TOPOLOGY_CHUNK).collect();
+    let mut last_reply = Reply::Done;
+    for (index, chunk) in chunks.iter().enumerate() {
+        let request =
+            Request::ReportTopology { functions: chunk.iter().copied().collect(), last: index + 1 == chunks.len() };
+        last_reply = rig.call(pci, request, &[]);
+    }
+    let (code, reason) = refusal(&last_reply);
+    assert_eq!(code, ErrorCode::InvalidArgument);
+    assert!(reason.contains("more requester ids"), "{reason}");
+}
