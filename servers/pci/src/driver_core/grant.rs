@@ -15,6 +15,21 @@ use super::state::{Answer, DriverCore, MAX_HOLDERS, death_bit};
 use crate::config::ConfigSpace;
 
 impl DriverCore {
+    /// Refuses every grant once the IOMMU server has refused the topology:
+    /// its unit blocks every requester, and a device handed out would only
+    /// fault (or, for a no-DMA holder, be held in a system that cannot
+    /// isolate it).
+    fn check_handing_out(&self) -> Result<(), Refusal> {
+        match &self.withheld {
+            Some(reason) => Err(refuse!(
+                ErrorCode::Busy,
+                "the IOMMU server did not take the topology ({}): no device is handed out",
+                reason.as_str()
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// `Probe`: the `index`th device bound to `caller`, claiming its group's
     /// default domain first if the binding does DMA.
     pub(super) fn probe<C: ConfigSpace, K: Kernel, I: IommuLink>(
@@ -24,6 +39,7 @@ impl DriverCore {
         index: u8,
         presented: Option<Slot>,
     ) -> Result<Answer, Refusal> {
+        self.check_handing_out()?;
         let mut bound_here = self.devices.iter().enumerate().filter_map(|(position, device)| {
             device.binding.filter(|bound| bound.driver == caller).map(|bound| (position, bound))
         });
@@ -61,6 +77,7 @@ impl DriverCore {
         device: Bdf,
         presented: Option<Slot>,
     ) -> Result<Answer, Refusal> {
+        self.check_handing_out()?;
         let position = self.find(device)?;
         self.check_free(position, caller)?;
         if let Some(bound) = self.devices[position].binding {

@@ -54,8 +54,14 @@ impl DriverCore {
                 );
             }
         }
-        report(topology, hw);
-        Self { names: config.tasks, devices, holders: 0, assignment_without_reset: config.assignment_without_reset }
+        let withheld = report(topology, hw);
+        Self {
+            names: config.tasks,
+            devices,
+            holders: 0,
+            assignment_without_reset: config.assignment_without_reset,
+            withheld,
+        }
     }
 }
 
@@ -112,17 +118,25 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
     }
 }
 
-/// Reports the topology, or says why it is not.
-fn report<C: ConfigSpace, K: Kernel, I: IommuLink>(topology: &Topology, hw: &mut Hardware<'_, C, K, I>) {
+/// Reports the topology, or says why it is not; the reason the IOMMU
+/// server refused it, if it did.
+fn report<C: ConfigSpace, K: Kernel, I: IommuLink>(
+    topology: &Topology,
+    hw: &mut Hardware<'_, C, K, I>,
+) -> Option<heapless::String<200>> {
     if hw.iommu.is_none() {
         warn!("no IOMMU server: the topology is not reported and DMA-capable drivers cannot be bound");
-        return;
+        return None;
     }
     match iommu::report_topology(hw.iommu.as_deref_mut(), hw.kernel, topology) {
-        Ok(()) => info!("topology reported to the IOMMU server: {=usize} functions", topology.functions.len()),
+        Ok(()) => {
+            info!("topology reported to the IOMMU server: {=usize} functions", topology.functions.len());
+            None
+        }
         Err(failure) => {
-            let text: heapless::String<480> = truncated(format_args!("{failure}"));
-            warn!("topology report failed: {=str}", text.as_str());
+            let text: heapless::String<200> = truncated(format_args!("{failure}"));
+            error!("the IOMMU server did not take the topology ({=str}): no device is handed out", text.as_str());
+            Some(text)
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct DriverCore {
     pub(super) holders: usize,
     /// The policy lets users acquire functions without a reset.
     pub(super) assignment_without_reset: bool,
+    /// Why the IOMMU server did not take the topology, if it did not:
+    /// then every requester stays blocked there, and no device is handed
+    /// out here.
+    pub(super) withheld: Option<heapless::String<200>>,
 }
 
 impl DriverCore {

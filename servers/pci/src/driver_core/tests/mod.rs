@@ -78,6 +78,8 @@ pub struct IommuState {
     pub owners: BTreeMap<u16, OwnerReport>,
     /// Claims are refused with this.
     pub refuse_claims: Option<(ErrorCode, &'static str)>,
+    /// The topology report is refused with this.
+    pub refuse_topology: Option<(ErrorCode, &'static str)>,
     /// Answers claims with `Done` and no handle (a broken server).
     pub broken_claims: bool,
     /// Groups waiting to be reclaimed, until a `Reclaimed` naming every
@@ -200,7 +202,10 @@ impl IommuLink for MockIommu {
         let refused = |code, reason: &str| iommu::Reply::Refused { code, reason: reason.try_into().unwrap() };
         let group_of = |world: &World, device: &Bdf| world.iommu.groups.get(device).copied();
         Ok(match request {
-            iommu::Request::ReportTopology { .. } => (iommu::Reply::Done, None),
+            iommu::Request::ReportTopology { .. } => match world.iommu.refuse_topology {
+                Some((code, reason)) => (refused(code, reason), None),
+                None => (iommu::Reply::Done, None),
+            },
             iommu::Request::Reclaimed { group, quiesced } => {
                 match world.iommu.pending.iter().position(|(pending, _)| pending == group) {
                     Some(at) if world.iommu.pending[at].1.len() == usize::from(*quiesced) => {
@@ -483,6 +488,12 @@ impl Rig {
 
     /// `config` with the policy part `pci`, with or without an IOMMU server.
     pub fn build(config: FakeConfig, pci: PciConfig, with_iommu: bool) -> Self {
+        Self::build_with(config, pci, with_iommu, |_| {})
+    }
+
+    /// Like [`Self::build`], with the world changed by `prepare` before the
+    /// driver core starts.
+    pub fn build_with(config: FakeConfig, pci: PciConfig, with_iommu: bool, prepare: impl FnOnce(&mut World)) -> Self {
         let world: Shared = Rc::default();
         let mut machine = Machine { config, world: world.clone() };
         let topology = enumerate(&mut machine, &[0], Options { segment: 0, extended_config: true, enable_acs: true })
@@ -495,6 +506,7 @@ impl Rig {
             for index in 0..6 {
                 shared.kernel.tasks.insert(1000 + u32::from(index), index);
             }
+            prepare(&mut shared);
         }
         let mut kernel = MockKernel(world.clone());
         let mut iommu = with_iommu.then(|| MockIommu(world.clone()));
