@@ -243,6 +243,7 @@ fn noise_seeds(corpus: &Corpus) {
         corpus.write("kernel-syscalls", &name, &noise(seed * 0x9e37_79b9, 96 * seed as usize));
         corpus.write("iommu-pagetable", &name, &noise(seed * 0x85eb_ca6b, 64 * seed as usize));
         corpus.write("pci-caps", &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
+        corpus.write("iommu-service", &name, &noise(seed * 0x27d4_eb2f, 256 * seed as usize));
     }
 }
 

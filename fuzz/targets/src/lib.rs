@@ -15,6 +15,7 @@ pub mod iommu;
 pub mod pci;
 pub mod policy;
 pub mod protocols;
+pub mod service;
 pub mod sim;
 pub mod syscalls;
 
@@ -42,6 +43,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "server-requests", run: protocols::requests },
     Target { name: "iommu-decode", run: iommu::decode },
     Target { name: "iommu-pagetable", run: iommu::pagetable },
+    Target { name: "iommu-service", run: service::service },
     Target { name: "pci-caps", run: pci::pci },
 ];
 

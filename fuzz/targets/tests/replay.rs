@@ -85,10 +85,12 @@ replay_tests! {
     server_requests => "server-requests",
     iommu_decode => "iommu-decode",
     iommu_pagetable => "iommu-pagetable",
+    iommu_service => "iommu-service",
     pci_caps => "pci-caps";
     regressions:
     acpi_root => "acpi-root",
     iommu_pagetable => "iommu-pagetable",
+    iommu_service => "iommu-service",
 }
 
 #[test]

@@ -207,6 +207,11 @@ impl<P: Platform> Service<P> {
         &mut self.hw
     }
 
+    /// Table memory (to read tables, for tests and fuzzing).
+    pub fn pages(&self) -> &P::Pages {
+        &self.hw.pages
+    }
+
     /// Every domain and mapping.
     pub fn domains(&self) -> &Domains {
         &self.domains
