@@ -123,12 +123,15 @@ syscalls! {
     CapSplit = 28,
     /// Pin frame `rsi` for device access through control capability `rdi`
     /// (DMA right): returns a pin handle, the physical address and pages.
-    /// The frame's memory stays allocated until unpinned, whatever happens
-    /// to its capabilities. A frame's pins belong to the task that made
-    /// them; another task's pin of it is `Busy`.
+    /// The pin is derived from the frame capability, like a copy: revoking
+    /// that capability or one it came from revokes the pin (see
+    /// [`Syscall::DmaWatch`]). The frame's memory stays allocated until
+    /// unpinned, whatever happens to its capabilities, a revoked pin's
+    /// too. A frame's pins belong to the task that made them; another
+    /// task's pin of it is `Busy`.
     DmaPin = 29,
-    /// Release pin handle `rsi`, one of the caller's pins, through control
-    /// capability `rdi`.
+    /// Release pin handle `rsi`, one of the caller's pins (live or
+    /// revoked), through control capability `rdi`.
     DmaUnpin = 30,
     /// Allocate an MSI vector through control capability `rdi` (IRQ right)
     /// as an interrupt capability into slot `rsi`; returns the vector.
@@ -156,6 +159,18 @@ syscalls! {
     /// `rdi`; the line keeps its mask. The entry must deliver the line's
     /// vector with its trigger mode.
     IoApicRemap = 36,
+    /// Through control capability `rdi` (DMA right): set bits `rdx` in
+    /// notification `rsi` (SEND right) whenever one of the caller's pins
+    /// is revoked, and at once if one is revoked and not yet reported.
+    /// Replaces the caller's previous watch; deleting the notification
+    /// capability ends it.
+    DmaWatch = 37,
+    /// Through control capability `rdi` (DMA right): one of the caller's
+    /// revoked pins not reported before: its handle, physical address and
+    /// pages. `WouldBlock` when there is none. The pin still holds the
+    /// frame's memory: the caller unmaps it from every device, then
+    /// releases it with [`Syscall::DmaUnpin`].
+    DmaRevoked = 38,
 }
 
 /// Largest `defmt` frame a task may hand to [`Syscall::LogWrite`].

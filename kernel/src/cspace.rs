@@ -13,6 +13,9 @@
 //!   slot's `first_child` list holds exactly the slots whose parent it is.
 //! * Removing a slot hands its children to its parent, so revoking any
 //!   ancestor still reaches them.
+//! * Pin nodes ([`SlotId::pin`]) belong to no task's space, so no system
+//!   call names one: each is a leaf below the frame capability its pin was
+//!   made with, and only a revocation or its pin's release removes it.
 
 use capabilities::ErrorCode;
 use capabilities::abi::{CSPACE_SLOTS, ObjectKind, slots};
@@ -24,7 +27,16 @@ use crate::task::TaskId;
 /// Slots per task.
 pub const SLOTS: usize = CSPACE_SLOTS as usize;
 
-const TOTAL: usize = MAX_TASKS * SLOTS;
+/// DMA pins the machine can hold: each is a node of the derivation tree
+/// beside the tasks' slots, so that revoking what a pin was made from
+/// reaches it (the IOMMU server pins one frame per mapping, up to 512,
+/// and its own table memory).
+pub const PIN_NODES: usize = 1024;
+
+/// Slots of all tasks' spaces.
+const TASK_SLOTS: usize = MAX_TASKS * SLOTS;
+
+const TOTAL: usize = TASK_SLOTS + PIN_NODES;
 
 /// A slot of some task's capability space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +61,17 @@ impl SlotId {
     /// Its index in that space.
     pub fn index(self) -> u32 {
         (usize::from(self.0) % SLOTS) as u32
+    }
+
+    /// The tree node of pin `index` (below [`PIN_NODES`]): in no task's
+    /// space, so [`SlotId::task`] means nothing for it.
+    pub fn pin(index: usize) -> Option<Self> {
+        (index < PIN_NODES).then(|| Self((TASK_SLOTS + index) as u16))
+    }
+
+    /// Which pin's node it is, if it is one.
+    pub fn pin_index(self) -> Option<usize> {
+        usize::from(self.0).checked_sub(TASK_SLOTS)
     }
 }
 

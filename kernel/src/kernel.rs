@@ -14,6 +14,7 @@ mod ipc;
 mod lifecycle;
 mod memory;
 mod notify;
+mod pins;
 mod platform;
 mod remapping;
 mod syscall;
@@ -23,9 +24,9 @@ use capabilities::manifest::MAX_TASKS;
 use heapless::Vec;
 
 use crate::context::TrapFrame;
-use crate::cspace::CapTable;
+use crate::cspace::{CapTable, PIN_NODES};
 use crate::frames::FrameAllocator;
-use crate::objects::{Arena, Endpoint, FrameObject, Handle, Interrupt, Notification};
+use crate::objects::{Arena, Endpoint, FrameObject, Handle, Interrupt, Notification, Pin};
 use crate::phys::{Frame, PAGE_SIZE as PAGE, PhysMem};
 use crate::sched::Scheduler;
 use crate::task::{MAX_WATCHES, Task, TaskId, TaskState, Watch};
@@ -115,6 +116,7 @@ pub struct Kernel {
     notifications: Arena<Notification, MAX_NOTIFICATIONS>,
     caps: CapTable,
     frame_objects: Arena<FrameObject, MAX_FRAME_OBJECTS>,
+    pins: Arena<Pin, PIN_NODES>,
     interrupts: Arena<Interrupt, MAX_INTERRUPTS>,
     vectors: [Option<Handle>; 256],
     stray_vectors: u64,
@@ -144,6 +146,7 @@ impl Kernel {
             endpoints: Arena::new(),
             notifications: Arena::new(),
             frame_objects: Arena::new(),
+            pins: Arena::new(),
             interrupts: Arena::new(),
             vectors: [None; 256],
             stray_vectors: 0,

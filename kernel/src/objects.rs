@@ -33,6 +33,11 @@ impl Handle {
         (self.generation as u64) << 16 | self.index as u64
     }
 
+    /// Its index in its arena.
+    pub const fn index(self) -> usize {
+        self.index as usize
+    }
+
     /// Unpacks [`Self::to_word`]; `None` if bits above 47 are set.
     pub const fn from_word(word: u64) -> Option<Self> {
         if word >> 48 != 0 {
@@ -118,6 +123,12 @@ impl<T, const N: usize> Arena<T, N> {
         self.used == 0
     }
 
+    /// The handle of the object at arena index `index`, if one is there.
+    pub fn handle_at(&self, index: usize) -> Option<Handle> {
+        let slot = self.slots.get(index)?;
+        slot.value.as_ref().map(|_| Handle { index: index as u16, generation: slot.generation })
+    }
+
     /// Every object with its handle, for changing.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Handle, &mut T)> {
         self.slots.iter_mut().enumerate().filter_map(|(index, slot)| {
@@ -199,10 +210,55 @@ pub struct FrameObject {
     pub owner: Option<TaskId>,
     /// Capabilities naming it.
     pub refs: u32,
-    /// Device pins (`DmaPin`); the memory stays while any exist.
+    /// Device pins (`DmaPin`), live or revoked; the memory stays while
+    /// any exist.
     pub pins: u32,
     /// The task whose pins those are: only it may release them.
     pub pinner: Option<TaskId>,
+}
+
+/// Where a pin stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinState {
+    /// In the derivation tree, below the frame capability it was made with.
+    Live,
+    /// Revoked: out of the tree, waiting for its pinner to learn of it.
+    Revoked,
+    /// Revoked, and told to its pinner (`DmaRevoked`), which has yet to
+    /// release it.
+    Reported,
+}
+
+/// A frame pinned for device access (`DmaPin`).
+///
+/// A live pin is a node of the capability derivation tree
+/// ([`crate::cspace::SlotId::pin`], the index of this record in the
+/// kernel's pin arena), a child of the frame capability it was made with,
+/// so revoking that capability, or any it came from, revokes the pin. A
+/// revoked pin still holds the frame's memory (a device may reach it
+/// until the pinner has unmapped it): only the pinner's `DmaUnpin` lets
+/// it go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// The frame.
+    pub frame: Handle,
+    /// The task that made it, the only one that may release it.
+    pub pinner: TaskId,
+    /// Live, revoked or reported.
+    pub state: PinState,
+}
+
+/// Where the kernel tells a task that one of its pins was revoked
+/// (`DmaWatch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinWatch {
+    /// The notification.
+    pub notification: Handle,
+    /// Bits to set.
+    pub bits: u64,
+    /// The notification capability it was made with: deleting that
+    /// capability ends the watch.
+    pub cap: SlotId,
 }
 
 /// Where an interrupt comes from.

@@ -6,7 +6,7 @@ use heapless::String;
 
 use crate::context::TrapFrame;
 use crate::cspace::SlotId;
-use crate::objects::Handle;
+use crate::objects::{Handle, PinWatch};
 use crate::phys::Frame;
 
 /// Index of a task in the kernel's task table (its boot-manifest index).
@@ -240,6 +240,8 @@ pub struct Task {
     /// Notification whose signals also end its receives, and the
     /// capability it was bound with (deleting that unbinds it).
     pub bound: Option<(Handle, SlotId)>,
+    /// Where it is told that one of its DMA pins was revoked (`DmaWatch`).
+    pub pin_watch: Option<PinWatch>,
     /// Calls made so far; numbers its reply capabilities (64 bits: the
     /// numbers never repeat).
     pub calls: u64,

@@ -194,6 +194,7 @@ impl Kernel {
             objects: Quota::new(u32::from(spec.object_quota)),
             deadline: None,
             bound: None,
+            pin_watch: None,
             calls: 0,
         };
         if self.tasks.push(task).is_err() {

@@ -61,6 +61,12 @@ impl Kernel {
     #[unsafe(link_section = ".text.hot.ipc")]
     pub(super) fn delete_slot(&mut self, m: &mut impl Machine, slot: SlotId, why: Removal) {
         let Some((cap, mapping)) = self.caps.remove(slot) else { return };
+        if let Some(pin) = slot.pin_index() {
+            // Only a revocation reaches a pin's node (a release removes it
+            // itself): the pin is revoked, and its frame stays for now.
+            self.pin_revoked(pin);
+            return;
+        }
         if let Some(mapping) = mapping {
             self.unmap_pages(m, mapping.space, mapping.virt, mapping.pages);
         }
@@ -100,8 +106,8 @@ impl Kernel {
     /// wait of its task blocked on it ends with `InvalidCapability` (a
     /// queued message is withdrawn), a notification bound with it is
     /// unbound, and an interrupt routed with it (its notification or its
-    /// interrupt capability) or a death watch made through it signals
-    /// nothing more.
+    /// interrupt capability), a death watch or a pin watch made through it
+    /// signals nothing more.
     /// Only the slot's own task can have blocked or bound with it; the
     /// interrupt table is a fixed size.
     fn cancel_made_with(&mut self, slot: SlotId) {
@@ -133,6 +139,9 @@ impl Kernel {
             }
         }
         self.watches.retain(|watch| watch.cap != slot);
+        if self.task(holder).pin_watch.is_some_and(|watch| watch.cap == slot) {
+            self.task_mut(holder).pin_watch = None;
+        }
     }
 
     /// After a capability moved from `from` to `to`: what was made with it
@@ -156,6 +165,11 @@ impl Kernel {
             }
         }
         for watch in self.watches.iter_mut().filter(|watch| watch.cap == from) {
+            watch.cap = to;
+        }
+        if let Some(watch) = self.task_mut(from.task()).pin_watch.as_mut()
+            && watch.cap == from
+        {
             watch.cap = to;
         }
     }

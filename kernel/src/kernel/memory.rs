@@ -1,9 +1,10 @@
-//! Memory operations: allocating frames, mapping frames and device memory,
-//! and pinning frames for device access.
+//! Memory operations: allocating frames, mapping frames and device memory.
 //!
 //! A memory capability maps at most once, and its mapping is recorded in
 //! its slot: deleting or revoking the capability removes the mapping, so
-//! taking a capability back also takes back the access it gave.
+//! taking a capability back also takes back the access it gave. Device
+//! access (DMA pins, `pins.rs`) is taken back the same way, through the
+//! pinner.
 
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, layout, rights};
@@ -76,7 +77,7 @@ impl Kernel {
     }
 
     #[unsafe(link_section = ".text.hot.dma")]
-    fn free_frame_if_unused(&mut self, handle: Handle) {
+    pub(super) fn free_frame_if_unused(&mut self, handle: Handle) {
         let unused = self.frame_objects.get(handle).is_some_and(|frame| frame.refs == 0 && frame.pins == 0);
         if !unused {
             return;
@@ -191,54 +192,5 @@ impl Kernel {
             return Err(ErrorCode::PermissionDenied);
         }
         Ok(())
-    }
-
-    /// `DmaPin`: keeps frame `frame_slot`'s memory allocated for device
-    /// access and reveals where it is: (pin handle, physical, pages). A
-    /// device may do to the frame only what its capability allows: reading
-    /// needs READ, and `access` WRITE (the device writes it) needs WRITE.
-    #[unsafe(link_section = ".text.hot.dma")]
-    pub(super) fn dma_pin(
-        &mut self,
-        id: TaskId,
-        control: u64,
-        frame_slot: u64,
-        access: u64,
-    ) -> Result<[u64; 3], ErrorCode> {
-        self.require_control(id, control, rights::DMA)?;
-        if access & !u64::from(rights::WRITE) != 0 {
-            return Err(ErrorCode::InvalidArgument);
-        }
-        let (_, cap) = self.caps.lookup(id, frame_slot)?;
-        let Object::Frame(handle) = cap.object else { return Err(ErrorCode::WrongKind) };
-        if !cap.has(rights::READ | access as u32) {
-            return Err(ErrorCode::PermissionDenied);
-        }
-        let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
-        if frame.pinner.is_some_and(|pinner| pinner != id) {
-            return Err(ErrorCode::Busy);
-        }
-        frame.pins = frame.pins.checked_add(1).ok_or(ErrorCode::QuotaExceeded)?;
-        frame.pinner = Some(id);
-        Ok([handle.to_word(), frame.base.address(), u64::from(frame.pages)])
-    }
-
-    /// `DmaUnpin`: releases one of the caller's pins; the memory is freed
-    /// if nothing else holds it. Another task's pin is not the caller's to
-    /// release: a device may still be using the frame.
-    #[unsafe(link_section = ".text.hot.dma")]
-    pub(super) fn dma_unpin(&mut self, id: TaskId, control: u64, pin: u64) -> Result<[u64; 3], ErrorCode> {
-        self.require_control(id, control, rights::DMA)?;
-        let handle = Handle::from_word(pin).ok_or(ErrorCode::InvalidArgument)?;
-        let frame = self.frame_objects.get_mut(handle).ok_or(ErrorCode::InvalidArgument)?;
-        if frame.pins == 0 || frame.pinner != Some(id) {
-            return Err(ErrorCode::InvalidArgument);
-        }
-        frame.pins -= 1;
-        if frame.pins == 0 {
-            frame.pinner = None;
-        }
-        self.free_frame_if_unused(handle);
-        Ok([0; 3])
     }
 }

@@ -57,6 +57,8 @@ impl Kernel {
             Syscall::Unmap => Some(self.unmap(m, id, args[0])),
             Syscall::DmaPin => Some(self.dma_pin(id, args[0], args[1], args[2])),
             Syscall::DmaUnpin => Some(self.dma_unpin(id, args[0], args[1])),
+            Syscall::DmaWatch => Some(self.dma_watch(id, args[0], args[1], args[2])),
+            Syscall::DmaRevoked => Some(self.dma_revoked(id, args[0])),
             Syscall::IrqBind => Some(self.irq_bind(m, id, args)),
             Syscall::IrqAck => Some(self.irq_ack(m, id, args[0])),
             Syscall::IrqAllocMsi => Some(self.irq_alloc_msi(m, id, args[0], args[1])),

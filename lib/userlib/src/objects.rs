@@ -210,9 +210,25 @@ impl Cap<Control> {
         Ok(Pin { handle, physical, pages })
     }
 
-    /// Releases a pin.
+    /// Releases a pin, live or revoked.
     pub fn unpin(self, handle: u64) -> Result<(), ErrorCode> {
         raw(Syscall::DmaUnpin, [self.slot().into(), handle, 0, 0, 0, 0]).map(|_| ())
+    }
+
+    /// Has `bits` set in `notification` whenever one of this task's pins
+    /// is revoked (a revocation of the frame capability it was made from).
+    pub fn watch_pins(self, notification: Cap<Notification>, bits: u64) -> Result<(), ErrorCode> {
+        raw(Syscall::DmaWatch, [self.slot().into(), notification.slot().into(), bits, 0, 0, 0]).map(|_| ())
+    }
+
+    /// One revoked pin of this task not reported before, if any: unmap it
+    /// from every device, then [`Cap::unpin`] it.
+    pub fn revoked_pin(self) -> Result<Option<Pin>, ErrorCode> {
+        match raw(Syscall::DmaRevoked, [self.slot().into(), 0, 0, 0, 0, 0]) {
+            Ok([handle, physical, pages]) => Ok(Some(Pin { handle, physical, pages })),
+            Err(ErrorCode::WouldBlock) => Ok(None),
+            Err(code) => Err(code),
+        }
     }
 
     /// Allocates an MSI vector into the empty `slot`.

@@ -5,8 +5,8 @@
 //! set up the invalidation queue and table memory, bring the unit up with
 //! translation off, and route its fault event to a notification bit. Then
 //! one loop: requests (the PCI server's topology report comes first; the
-//! library turns translation on once the groups exist), fault events, and
-//! deaths of the tasks that hold groups. All decisions are the library's;
+//! library turns translation on once the groups exist), revoked frames,
+//! fault events, and deaths of the tasks that hold groups. All decisions are the library's;
 //! this file only moves bytes and slots.
 #![no_std]
 #![no_main]
@@ -24,7 +24,7 @@ use iommu_api::{Reply, Request};
 use iommu_server::service::{Service, refused};
 use iommu_server::unit::MsiMessage;
 use platform::Vtd;
-use platform::kernel::{FAULT_BIT, Syscalls, deaths};
+use platform::kernel::{FAULT_BIT, PIN_REVOKED_BIT, Syscalls, deaths};
 use platform::queue::QueuePages;
 use platform::registers::MmioRegisters;
 use platform::tables::FramePool;
@@ -116,6 +116,10 @@ fn main() -> u64 {
         defmt::error!("the events notification cannot be bound ({}): faults and deaths would go unseen", code);
         return 1;
     }
+    if let Err(code) = CONTROL.get().watch_pins(EVENTS.get(), PIN_REVOKED_BIT) {
+        defmt::error!("revoked pins cannot be watched ({}): revoked frames would stay mapped", code);
+        return 1;
+    }
     let Some(window) = pool.borrow_mut().take() else { return 1 };
     buffer.set_window(window, 1);
     let mut kernel = Syscalls {
@@ -163,8 +167,13 @@ impl Serve for Server<'_, '_> {
         refused(ErrorCode::TooLarge, "the reply did not fit a message")
     }
 
-    /// Fault events and deaths of watched tasks.
+    /// Revoked frames, fault events and deaths of watched tasks.
     fn notified(&mut self, _buffer: &mut Buffer, bits: u64) {
+        // First: until their mappings go, devices still reach frames whose
+        // capabilities were taken back.
+        if bits & PIN_REVOKED_BIT != 0 {
+            self.service.pins_revoked(self.kernel);
+        }
         if bits & FAULT_BIT != 0 {
             let count = self.service.drain_faults(syscall::now());
             if count == 0 {

@@ -1,6 +1,6 @@
 //! Simulated table memory and kernel for the unit tests and, with the `testing` feature, the fuzz targets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use capabilities::ErrorCode;
 
@@ -133,12 +133,23 @@ pub struct FakeKernel {
     pub reclaims: u32,
     /// The last slot a mint filled.
     pub next_slot: u32,
+    /// Pins revoked and not yet named to the server, oldest first.
+    pub revoked_pins: VecDeque<u64>,
 }
 
 impl FakeKernel {
     /// The physical address the frame of pin `handle` is at.
     pub fn physical(handle: u64) -> u64 {
         0x4000_0000 + handle * 0x10_0000
+    }
+
+    /// Revokes pin `handle`, as revoking its frame capability would: the
+    /// server is named it once by [`Kernel::revoked_pin`]; it stays pinned.
+    pub fn revoke_pin(&mut self, handle: u64) {
+        assert!(self.pins.contains_key(&handle), "pin {handle} is not alive");
+        if !self.revoked_pins.contains(&handle) {
+            self.revoked_pins.push_back(handle);
+        }
     }
 }
 
@@ -158,6 +169,9 @@ impl Kernel for FakeKernel {
     fn unpin(&mut self, pin: u64) {
         assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
         self.writable_pins.remove(&pin);
+    }
+    fn revoked_pin(&mut self) -> Option<u64> {
+        self.revoked_pins.pop_front()
     }
     fn delete(&mut self, slot: u32) {
         self.deleted.push(slot);

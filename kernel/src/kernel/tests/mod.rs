@@ -9,6 +9,7 @@ mod interrupts;
 mod ipc;
 mod memory;
 mod notify;
+mod pins;
 mod platform;
 mod remapping;
 mod revoke;

@@ -53,6 +53,12 @@ const FRAME: u32 = 71;
 const SLEEP: u32 = 72;
 const DONE: u32 = 73;
 const FORGED: u32 = 74;
+/// A frame this task lends to `edu-user` and takes back.
+const LENT: u32 = 75;
+/// Where this task maps the frame it lends.
+const LENT_VIRT: u64 = 0x2800_0000;
+/// Bytes an edu `DmaAt` moves.
+const PROBE_BYTES: u64 = 64;
 /// Where a device's BAR0 is mapped when this task drives it.
 const BAR_VIRT: u64 = 0x2000_0000;
 /// The physical address the kernel image is loaded at.
@@ -94,6 +100,10 @@ fn main() -> u64 {
         Case {
             name: "user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log",
             run: user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log,
+        },
+        Case {
+            name: "a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach",
+            run: a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach,
         },
         Case {
             name: "stub_and_bridge_drivers_do_not_stop_a_user_claim",
@@ -360,6 +370,47 @@ fn user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log(buffer: &mut Bu
     }
     let copied = check_ok!(ask_edu(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 64, seed: 1 }));
     check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "the trusted driver still works");
+    Ok(())
+}
+
+/// This task lends a frame to `edu-user`, which maps it for its device
+/// (the IOMMU server pins it and deletes the capability it received, and
+/// `edu-user` deletes its own); the device reads and writes it. Then this
+/// task revokes the frame: the kernel revokes the pin, the IOMMU server
+/// unmaps it, and the device's next write there is blocked, in
+/// `edu-user`'s fault log, and leaves the frame as this task left it.
+fn a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach(buffer: &mut Buffer) -> Outcome {
+    use userlib::cap::{Frame, own};
+    use userlib::mmio::Mapping;
+    let frame = check_ok!(objects::alloc_frame(LENT, 1));
+    let memory = check_ok!(Mapping::map(own::SPACE, frame, LENT_VIRT, true));
+    let pattern = |at: u64| (at as u8).wrapping_mul(7).wrapping_add(0x11);
+    let fill = |value: &dyn Fn(u64) -> u8| (0..PROBE_BYTES).all(|at| memory.write8(at, value(at)).is_some());
+    let holds = |value: &dyn Fn(u64) -> u8| (0..PROBE_BYTES).all(|at| memory.read8(at) == Some(value(at)));
+    check!(fill(&pattern));
+    let before = stats(buffer).map(|s| s.0);
+    let reply: edu::Reply = check_ok!(EDU_USER.get().ask(buffer, &edu::Request::MapLent, &[LENT], 0));
+    let edu::Reply::Buffer { iova } = reply else {
+        testkit::refusal(&reply);
+        userlib::fail!("edu-user maps the lent frame");
+    };
+    let read = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::DmaAt { iova, to_device: true }));
+    check_eq!(read, edu::Reply::Done);
+    check!(fill(&|_| 0));
+    let written = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::DmaAt { iova, to_device: false }));
+    check_eq!(written, edu::Reply::Done);
+    check!(holds(&pattern), "the borrower's device read the lent frame and wrote it back");
+    check!(fill(&|_| 0xee));
+    let _ = edu_faults(EDU_USER.get(), buffer);
+    check_ok!(Cap::<Frame>::at(LENT).revoke());
+    let blocked = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::DmaAt { iova, to_device: false }));
+    check_eq!(blocked, edu::Reply::Done, "the device finishes the blocked DMA");
+    let faults = edu_faults(EDU_USER.get(), buffer).unwrap_or_default();
+    check!(blocked_write(&faults, USER, iova), "the write to the revoked frame is in the borrower's fault log");
+    check!(holds(&|_| 0xee), "the frame's bytes are as its lender left them");
+    check_eq!(stats(buffer).map(|s| s.0), before, "the IOMMU server unmapped the revoked frame");
+    check_ok!(memory.unmap());
+    check_ok!(Cap::<Frame>::at(LENT).delete());
     Ok(())
 }
 

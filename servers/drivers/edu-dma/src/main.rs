@@ -29,7 +29,9 @@ const EDU_DMA_BITS: u8 = 28;
 
 fn main() -> u64 {
     let mut slots = SlotPool::new();
-    let (Some(window), Some(frame_slot), Some(done_slot)) = (slots.take_run(4), slots.take(), slots.take()) else {
+    let (Some(window), Some(frame_slot), Some(done_slot), Some(lent)) =
+        (slots.take_run(4), slots.take(), slots.take(), slots.take())
+    else {
         return 1;
     };
     let (Ok(frame), Ok(done)) = (objects::alloc_frame(frame_slot, 1), objects::create_notification(done_slot)) else {
@@ -37,7 +39,7 @@ fn main() -> u64 {
         return 1;
     };
     let mut driver = Driver { window, handle: None };
-    edu::serve(&mut driver, REQUESTS.get(), frame, done, true)
+    edu::serve(&mut driver, REQUESTS.get(), frame, done, lent, true)
 }
 
 /// The driver's side: the PCI server's probe and the DMA handle.
@@ -93,6 +95,11 @@ impl Mapper for Driver {
             Reply::Mapped { iova } => Ok(iova),
             _ => Err(iommu::unexpected()),
         }
+    }
+
+    fn map_lent(&mut self, buffer: &mut Buffer, frame: Cap<Frame>) -> Result<u64, Refused> {
+        // Anywhere in the mask, as the buffer.
+        self.map(buffer, frame)
     }
 
     fn unmap(&mut self, buffer: &mut Buffer, iova: u64) -> Result<(), Refused> {

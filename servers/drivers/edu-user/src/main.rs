@@ -29,11 +29,13 @@ userlib::entry!(main);
 /// Where this task maps its DMA buffer in its I/O address space: its own
 /// choice, inside the edu device's 28-bit DMA mask.
 const BUFFER_IOVA: u64 = 0x0030_0000;
+/// Where a frame another task lends is mapped (`MapLent`).
+const LENT_IOVA: u64 = 0x0031_0000;
 
 fn main() -> u64 {
     let mut slots = SlotPool::new();
-    let (Some(window), Some(group_slot), Some(frame_slot), Some(done_slot)) =
-        (slots.take_run(4), slots.take(), slots.take(), slots.take())
+    let (Some(window), Some(group_slot), Some(frame_slot), Some(done_slot), Some(lent)) =
+        (slots.take_run(4), slots.take(), slots.take(), slots.take(), slots.take())
     else {
         return 1;
     };
@@ -42,7 +44,7 @@ fn main() -> u64 {
         return 1;
     };
     let mut user = User { window, group_slot, group: None };
-    edu::serve(&mut user, REQUESTS.get(), frame, done, false)
+    edu::serve(&mut user, REQUESTS.get(), frame, done, lent, false)
 }
 
 /// The user's side: a group capability and an I/O address space.
@@ -121,6 +123,12 @@ impl Mapper for User {
         let (group, ioas) = self.group()?;
         let request = Request::Map { ioas, iova: BUFFER_IOVA, writable: true };
         iommu::request(group, buffer, &request, &[frame.slot()]).map(|_| BUFFER_IOVA)
+    }
+
+    fn map_lent(&mut self, buffer: &mut Buffer, frame: Cap<Frame>) -> Result<u64, Refused> {
+        let (group, ioas) = self.group()?;
+        let request = Request::Map { ioas, iova: LENT_IOVA, writable: true };
+        iommu::request(group, buffer, &request, &[frame.slot()]).map(|_| LENT_IOVA)
     }
 
     fn unmap(&mut self, buffer: &mut Buffer, iova: u64) -> Result<(), Refused> {

@@ -46,6 +46,8 @@ pub trait Mapper {
     fn adopt(&mut self, buffer: &mut Buffer, device: Option<Bdf>) -> Result<Taken, Refused>;
     /// Maps the one-page `frame` for the device; its IOVA.
     fn map(&mut self, buffer: &mut Buffer, frame: Cap<Frame>) -> Result<u64, Refused>;
+    /// Maps a frame another task lent (`MapLent`) beside the buffer; its IOVA.
+    fn map_lent(&mut self, buffer: &mut Buffer, frame: Cap<Frame>) -> Result<u64, Refused>;
     /// Unmaps what `map` mapped at `iova`.
     fn unmap(&mut self, buffer: &mut Buffer, iova: u64) -> Result<(), Refused>;
     /// Gives `device` back (with the group, for a user task).
@@ -54,22 +56,27 @@ pub trait Mapper {
     fn faults(&mut self, buffer: &mut Buffer) -> Result<(Vec<Fault, FAULTS_PER_REPLY>, u64), Refused>;
 }
 
-/// The server's state: the device once adopted, the buffer and its IOVA.
+/// The server's state: the device once adopted, the buffer and its IOVA,
+/// and the slot a lent frame arrives in.
 struct State {
     edu: Option<(Edu, Bdf)>,
     frame: Cap<Frame>,
     memory: Mapping<Frame>,
     iova: Option<u64>,
+    lent: u32,
 }
 
 /// Adopts the policy's device if `adopt_at_start`, then serves `requests`
 /// forever. `frame` is a one-page frame for the DMA buffer; `done` a
-/// notification for completion interrupts (not bound to the endpoint).
+/// notification for completion interrupts (not bound to the endpoint);
+/// `lent` an empty slot, where a request's capability arrives (emptied
+/// after every request).
 pub fn serve(
     mapper: &mut impl Mapper,
     requests: Cap<Endpoint>,
     frame: Cap<Frame>,
     done: Cap<Notification>,
+    lent: u32,
     adopt_at_start: bool,
 ) -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
@@ -80,7 +87,7 @@ pub fn serve(
             return 1;
         }
     };
-    let mut state = State { edu: None, frame, memory, iova: None };
+    let mut state = State { edu: None, frame, memory, iova: None, lent };
     if adopt_at_start {
         match adopt(mapper, &mut buffer, &mut state, done, None) {
             Reply::Adopted { .. } => {
@@ -102,6 +109,7 @@ pub fn serve(
             _ => {}
         }
     }
+    buffer.set_window(lent, 1);
     let mut next = requests.receive(&mut buffer, 0, 0);
     loop {
         let message = match next {
@@ -119,8 +127,12 @@ pub fn serve(
             Ok(request) => refused(ErrorCode::PermissionDenied, format_args!("{:?} not granted", request.operation())),
             Err(code) => refused(code, format_args!("not an edu request")),
         };
+        // Whatever came with the request is not kept (a lent frame stays
+        // its lender's), and the slot is free for the next one.
+        let _ = Cap::<Frame>::at(lent).delete();
         let len = buffer.encode(&reply).unwrap_or(0);
         buffer.set_send_caps(&[]);
+        buffer.set_window(lent, 1);
         next = own::REPLY.reply_receive(&mut buffer, len, requests, 0, 0);
     }
 }
@@ -156,6 +168,18 @@ fn handle(
                 Err(refusal) => forward(refusal),
             },
         },
+        Request::MapLent => {
+            if state.edu.is_none() {
+                return refused(ErrorCode::NotFound, format_args!("no device yet"));
+            }
+            if !buffer.received_caps().contains(&state.lent) {
+                return refused(ErrorCode::InvalidArgument, format_args!("send the frame to map with the request"));
+            }
+            match mapper.map_lent(buffer, Cap::at(state.lent)) {
+                Ok(iova) => Reply::Buffer { iova },
+                Err(refusal) => forward(refusal),
+            }
+        }
         Request::DmaAt { iova, to_device } => {
             let Some((edu, device)) = &state.edu else {
                 return refused(ErrorCode::NotFound, format_args!("no device yet"));

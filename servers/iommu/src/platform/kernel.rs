@@ -9,17 +9,24 @@ use userlib::cap::{Cap, Control, Endpoint, Frame, Notification, SlotPool, Task};
 use userlib::syscall;
 
 /// Notification bit of the fault-event interrupt; a watched task `t`'s
-/// death is bit `t + 1`.
+/// death is bit `t + 1` (tasks below [`DEATH_TASKS`]); the kernel's
+/// revocation of one of the server's pins is [`PIN_REVOKED_BIT`].
 pub const FAULT_BIT: u64 = 1;
+
+/// Set by the kernel when it revokes one of the server's pins (`DmaWatch`).
+pub const PIN_REVOKED_BIT: u64 = 1 << 63;
+
+/// Tasks with a death bit: bits 1 to 62.
+const DEATH_TASKS: u16 = 62;
 
 /// The death bit of task `task`, if a notification word has one for it.
 pub fn death_bit(task: u16) -> Option<u64> {
-    (task < 63).then(|| 1u64 << (task + 1))
+    (task < DEATH_TASKS).then(|| 1u64 << (task + 1))
 }
 
 /// The tasks whose death bits are set in `bits`.
 pub fn deaths(bits: u64) -> impl Iterator<Item = u16> {
-    (1..64u16).filter(move |bit| bits & 1 << bit != 0).map(|bit| bit - 1)
+    (1..=DEATH_TASKS).filter(move |bit| bits & 1 << bit != 0).map(|bit| bit - 1)
 }
 
 /// The kernel, as the service sees it.
@@ -46,6 +53,16 @@ impl Kernel for Syscalls<'_> {
     fn unpin(&mut self, pin: u64) {
         if let Err(code) = self.control.unpin(pin) {
             defmt::error!("pin {=u64} could not be released: {}", pin, code);
+        }
+    }
+
+    fn revoked_pin(&mut self) -> Option<u64> {
+        match self.control.revoked_pin() {
+            Ok(pin) => pin.map(|pin| pin.handle),
+            Err(code) => {
+                defmt::error!("revoked pins cannot be read: {}", code);
+                None
+            }
         }
     }
 

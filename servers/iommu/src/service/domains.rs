@@ -146,6 +146,12 @@ impl Domains {
         Some(self.mappings.swap_remove(position))
     }
 
+    /// Finds and forgets the mapping that holds pin `pin`.
+    pub fn take_pin(&mut self, pin: u64) -> Option<Mapping> {
+        let position = self.mappings.iter().position(|m| m.pin == pin)?;
+        Some(self.mappings.swap_remove(position))
+    }
+
     /// Forgets one mapping of `owner` (to tear them all down one by one).
     pub fn take_any(&mut self, owner: MappingOwner) -> Option<Mapping> {
         let position = self.mappings.iter().position(|m| m.owner == owner)?;

@@ -22,6 +22,11 @@ pub trait Kernel {
     fn pin(&mut self, slot: u32, device_writes: bool) -> Result<Pin, ErrorCode>;
     /// Releases a pin (after the IOTLB no longer holds its pages).
     fn unpin(&mut self, pin: u64);
+    /// One pin the kernel revoked (its frame capability, or one that
+    /// capability came from, was revoked) and has not named before. The
+    /// pin still holds the frame: the server unmaps it, invalidates, then
+    /// releases it with [`Kernel::unpin`].
+    fn revoked_pin(&mut self) -> Option<u64>;
     /// Deletes a capability the server received.
     fn delete(&mut self, slot: u32);
     /// Mints a capability to the server's endpoint with `badge` into a

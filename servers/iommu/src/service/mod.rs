@@ -13,7 +13,8 @@
 //! Requests are answered by family, told apart by the capability they
 //! came on: `policy` answers the policy operations, `dma` a DMA handle's,
 //! `group` a group capability's; `death` says what a watched task's
-//! death undoes. Frames go in and out of domains through `mapping`.
+//! death undoes, `revoked` what a revoked frame capability undoes.
+//! Frames go in and out of domains through `mapping`.
 //!
 //! Hardware is reached through a [`Platform`]: the unit's registers, its
 //! invalidation-queue memory and table memory; the kernel through
@@ -30,6 +31,7 @@ mod mapping;
 mod policy;
 pub mod quota;
 pub mod reserved;
+mod revoked;
 pub mod scope;
 pub mod state;
 pub mod switch;
@@ -273,6 +275,12 @@ impl<P: Platform> Service<P> {
     /// to the PCI server for quiescing, its address spaces torn down.
     pub fn task_died(&mut self, k: &mut impl Kernel, task: u16) {
         death::task_died(self, k, task);
+    }
+
+    /// The kernel revoked pins (their frame capabilities were revoked):
+    /// their mappings go, IOTLB invalidated, and the pins are released.
+    pub fn pins_revoked(&mut self, k: &mut impl Kernel) {
+        revoked::pins_revoked(self, k);
     }
 
     /// A fresh serial for a minted badge.

@@ -40,11 +40,15 @@ pub enum Operation {
     Abandon = 6,
     /// Give the device back.
     Release = 7,
+    /// Map a frame the caller lends for the device (a diagnostic for tests).
+    MapLent = 8,
 }
 
 /// The protocol as the policy sees it.
-pub const PROTOCOL: Protocol =
-    Protocol { name: "edu", operations: &["adopt", "copy", "unmap", "map", "dma-at", "faults", "abandon", "release"] };
+pub const PROTOCOL: Protocol = Protocol {
+    name: "edu",
+    operations: &["adopt", "copy", "unmap", "map", "dma-at", "faults", "abandon", "release", "map-lent"],
+};
 
 impl Request {
     /// The operation a request invokes.
@@ -58,6 +62,7 @@ impl Request {
             Request::Faults => Operation::Faults,
             Request::Abandon => Operation::Abandon,
             Request::Release => Operation::Release,
+            Request::MapLent => Operation::MapLent,
         }
     }
 }
@@ -98,6 +103,11 @@ pub enum Request {
     Abandon,
     /// Unmap the buffer and give the device (and a user task's group) back.
     Release,
+    /// Map the one-page frame capability that comes with the request for
+    /// the device to read and write (the reply names its IOVA,
+    /// `Buffer`). The server keeps no capability to it, so it stays the
+    /// lender's to take back: revoking it unmaps it from the device.
+    MapLent,
 }
 
 /// A reply.
@@ -118,7 +128,8 @@ pub enum Reply {
         /// The bytes read back equal those sent.
         matched: bool,
     },
-    /// `Map` and `Unmap`: the buffer's IOVA (as mapped, or as it was).
+    /// `Map`, `Unmap` and `MapLent`: the buffer's IOVA (as mapped, or as
+    /// it was), or the lent frame's.
     Buffer {
         /// The buffer's I/O virtual address.
         iova: u64,
@@ -156,6 +167,7 @@ mod tests {
             Request::Faults,
             Request::Abandon,
             Request::Release,
+            Request::MapLent,
         ];
         for (number, request) in requests.iter().enumerate() {
             assert_eq!(request.operation() as usize, number);

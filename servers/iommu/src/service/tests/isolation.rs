@@ -309,3 +309,92 @@ fn a_group_with_more_requester_ids_than_the_server_holds_is_refused_not_cut() {
     assert_eq!(code, ErrorCode::InvalidArgument);
     assert!(reason.contains("more requester ids"), "{reason}");
 }
+
+/// The pin of the mapping at `iova`.
+fn pin_at(rig: &Rig, iova: u64) -> u64 {
+    rig.service.domains().mappings().iter().find(|mapping| mapping.iova == iova).expect("mapped").pin
+}
+
+/// IOTLB invalidations the unit took from its queue so far.
+fn iotlb_invalidations(rig: &mut Rig) -> usize {
+    use crate::unit::fake::Event;
+    rig.unit().events.iter().filter(|event| matches!(event, Event::Queued(d) if d.low & 0xf == 2)).count()
+}
+
+/// Whether `iova` translates in domain `domain`.
+fn translates(rig: &Rig, domain: u16, iova: u64) -> bool {
+    let table = &rig.service.domains().get(domain).expect("domain").table;
+    table.translate(&rig.service.hw.pages, iova).is_some()
+}
+
+#[test]
+fn a_revoked_frame_is_unmapped_invalidated_and_unpinned_and_its_iova_then_faults() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let (cap, ioas) = user_with_mappings(&mut rig, &[0x10_0000, 0x20_0000]);
+    let (revoked, kept) = (pin_at(&rig, 0x10_0000), pin_at(&rig, 0x20_0000));
+    let domain = rig.service.domains().mappings()[0].domain;
+    let invalidations = iotlb_invalidations(&mut rig);
+    // The lender revokes the frame mapped at 0x10_0000.
+    rig.k.revoke_pin(revoked);
+    rig.service.pins_revoked(&mut rig.k);
+    assert!(iotlb_invalidations(&mut rig) > invalidations, "the IOTLB forgot the revoked frame");
+    assert!(!rig.k.pins.contains_key(&revoked), "its pin is released after the invalidation");
+    assert!(!translates(&rig, domain, 0x10_0000), "nothing translates there any more");
+    assert!(rig.k.pins.contains_key(&kept) && translates(&rig, domain, 0x20_0000), "the other frame stays mapped");
+    let unmap = rig.call(cap, Request::Unmap { ioas, iova: 0x10_0000 }, &[]);
+    assert_eq!(refusal(&unmap).0, ErrorCode::NotMapped, "the owner's mapping is gone");
+    // The owner's device writes there: the unit finds no translation
+    // (reason 6) and the fault is in the owner's log.
+    let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
+    rig.unit().inject_fault(0, 0x10_0000, high);
+    let Reply::Faults { records, .. } = rig.call(cap, Request::Faults, &[]) else { panic!("a fault log") };
+    assert!(records.iter().any(|record| record.address == 0x10_0000), "{records:?}");
+    let reply = rig.with_frame(cap, Request::Map { ioas, iova: 0x10_0000, writable: true }, 1);
+    assert_eq!(reply, Reply::Mapped { iova: 0x10_0000 }, "the IOVA and its tables came back to the owner");
+    assert!(rig.unit().violations.is_empty(), "{:?}", rig.unit().violations);
+    rig.check_invariant();
+}
+
+#[test]
+fn a_revoked_frame_a_driver_mapped_leaves_its_dma_handle() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let handle = rig.claim_kernel(bdf(0, 3)).expect("claims");
+    let Reply::Mapped { iova } = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 2) else {
+        panic!("mapped")
+    };
+    let (pin, domain) = (pin_at(&rig, iova), rig.service.domains().mappings()[0].domain);
+    rig.k.revoke_pin(pin);
+    rig.service.pins_revoked(&mut rig.k);
+    assert!(rig.k.pins.is_empty(), "unpinned");
+    assert!(!translates(&rig, domain, iova));
+    assert_eq!(refusal(&rig.call(handle, Request::DmaUnmap { iova }, &[])).0, ErrorCode::NotMapped);
+}
+
+#[test]
+fn a_revoked_frame_stays_pinned_while_the_unit_does_not_confirm_the_invalidation() {
+    let mut rig = Rig::new(QEMU_CAP);
+    user_with_mappings(&mut rig, &[0x10_0000]);
+    let pin = pin_at(&rig, 0x10_0000);
+    let released = rig.service.hardware().pages.released.clone();
+    rig.unit().refuse_queue = true;
+    rig.service.hardware().unit.set_spin_limit(100);
+    rig.k.revoke_pin(pin);
+    rig.service.pins_revoked(&mut rig.k);
+    assert!(rig.k.pins.contains_key(&pin), "a device may still reach the frame: it stays pinned, never reused");
+    assert_eq!(rig.service.hardware().pages.released, released, "and its tables stay");
+}
+
+#[test]
+fn a_revoked_pin_that_backs_no_mapping_is_kept() {
+    let mut rig = Rig::new(QEMU_CAP);
+    user_with_mappings(&mut rig, &[0x10_0000]);
+    // A pin the server holds outside any mapping (one kept after an
+    // invalidation the unit did not confirm): the FakeKernel panics if it
+    // is released, and the mapping of another pin is left alone.
+    rig.k.pins.insert(77, 1);
+    rig.k.revoke_pin(77);
+    rig.service.pins_revoked(&mut rig.k);
+    assert!(rig.k.pins.contains_key(&77));
+    assert_eq!(rig.service.domains().mapping_count(), 1);
+    assert!(rig.k.revoked_pins.is_empty(), "every revoked pin was taken");
+}
