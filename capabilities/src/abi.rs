@@ -171,6 +171,16 @@ syscalls! {
     /// frame's memory: the caller unmaps it from every device, then
     /// releases it with [`Syscall::DmaUnpin`].
     DmaRevoked = 38,
+    /// Through control capability `rdi` (ACCOUNT right): the kernel's
+    /// accounting figures. `rsi` [`accounting::MACHINE`]: free frames,
+    /// DMA pins (live or revoked, not yet released) and capabilities in
+    /// tasks' slots; `rsi` a task index: that task's object-quota use,
+    /// memory-quota use in pages and capabilities held. `NotFound` past
+    /// the last task. See [`accounting`].
+    ///
+    /// [`accounting`]: crate::accounting
+    /// [`accounting::MACHINE`]: crate::accounting::MACHINE
+    Accounting = 39,
 }
 
 /// Largest `defmt` frame a task may hand to [`Syscall::LogWrite`].
@@ -228,8 +238,12 @@ pub mod rights {
     pub const DEVICE: u32 = 1 << 12;
     /// Task: end it.
     pub const KILL: u32 = 1 << 13;
+    /// Control: read the kernel's accounting figures, the machine's and
+    /// every task's (`Accounting`). It changes nothing, but shows what
+    /// every task holds, so the policy grants it on its own.
+    pub const ACCOUNT: u32 = 1 << 14;
     /// Every right.
-    pub const ALL: u32 = (1 << 14) - 1;
+    pub const ALL: u32 = (1 << 15) - 1;
 }
 
 /// Kinds of kernel object a capability can name ([`Syscall::CapInfo`]).

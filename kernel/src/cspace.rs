@@ -367,6 +367,11 @@ impl CapTable {
         (start..start + SLOTS).map(|index| SlotId(index as u16)).filter(|slot| self.get(*slot).is_some())
     }
 
+    /// How many capabilities the tasks' slots hold, the pins' nodes aside.
+    pub fn task_capabilities(&self) -> usize {
+        self.entries[..TASK_SLOTS].iter().filter(|entry| entry.cap.is_some()).count()
+    }
+
     /// Every occupied slot, anywhere.
     pub fn all_occupied(&self) -> impl Iterator<Item = (SlotId, &Capability)> + '_ {
         self.entries

@@ -6,6 +6,7 @@
 //! directly; memory, ports, interrupt routing and the clock go through
 //! [`Machine`]. The submodules each hold one group of operations.
 
+mod accounting;
 mod boot;
 mod caps;
 mod fastpath;

@@ -59,6 +59,7 @@ impl Kernel {
             Syscall::DmaUnpin => Some(self.dma_unpin(id, args[0], args[1])),
             Syscall::DmaWatch => Some(self.dma_watch(id, args[0], args[1], args[2])),
             Syscall::DmaRevoked => Some(self.dma_revoked(id, args[0])),
+            Syscall::Accounting => Some(self.accounting(id, args[0], args[1])),
             Syscall::IrqBind => Some(self.irq_bind(m, id, args)),
             Syscall::IrqAck => Some(self.irq_ack(m, id, args[0])),
             Syscall::IrqAllocMsi => Some(self.irq_alloc_msi(m, id, args[0], args[1])),

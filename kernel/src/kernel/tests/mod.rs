@@ -1,6 +1,7 @@
 //! Host tests of the kernel logic, driven through system calls on a
 //! simulated machine.
 
+mod accounting;
 mod boot;
 mod caps;
 mod death;
