@@ -80,7 +80,8 @@ error_codes! {
     Malformed = 18,
     /// The resource is in use by another holder (servers).
     Busy = 19,
-    /// No such device, group or entry (servers).
+    /// No such device, group or entry (servers), IO APIC line or task
+    /// (`IoApicLine`, `Accounting`).
     NotFound = 20,
 }
 

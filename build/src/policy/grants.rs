@@ -109,7 +109,7 @@ struct ObjectField {
 }
 
 /// The object fields of `cap`, in the order the policy reference lists them.
-fn object_fields(cap: &RawCap) -> [ObjectField; 11] {
+fn object_fields(cap: &RawCap) -> [ObjectField; 12] {
     let field = |name, given, hardware| ObjectField { name, given, hardware };
     // The ACPI tables, ECAM and a remapping unit's registers are hardware
     // too: with the unit's registers a task could turn translation off.
@@ -125,6 +125,8 @@ fn object_fields(cap: &RawCap) -> [ObjectField; 11] {
         field("acpi-tables", cap.acpi_tables.is_some(), true),
         field("ecam", cap.ecam.is_some(), true),
         field("remapping-unit", cap.remapping_unit.is_some(), true),
+        // The figures change nothing: any task may be trusted to read them.
+        field("accounting", cap.accounting.is_some(), false),
     ]
 }
 
@@ -150,6 +152,9 @@ fn check_options(checking: &mut Checking<'_, '_>, cap: &RawCap) {
     }
     if cap.acpi_tables == Some(false) {
         checking.here("`acpi-tables = false` grants nothing; leave the capability out".into());
+    }
+    if cap.accounting == Some(false) {
+        checking.here("`accounting = false` grants nothing; leave the capability out".into());
     }
 }
 
@@ -197,7 +202,12 @@ fn object(checking: &mut Checking<'_, '_>, cap: &RawCap) -> Option<Given> {
     if let Some(n) = cap.ecam {
         return Some((BootObject::Ecam(n), rights::READ | rights::WRITE, 0));
     }
-    cap.remapping_unit.map(|n| (BootObject::RemappingUnit(n), rights::READ | rights::WRITE, 0))
+    if let Some(n) = cap.remapping_unit {
+        return Some((BootObject::RemappingUnit(n), rights::READ | rights::WRITE, 0));
+    }
+    // A control capability with the ACCOUNT right alone: it reads the
+    // kernel's figures (every task's) and does nothing else.
+    cap.accounting.map(|_| (BootObject::Control, rights::ACCOUNT, 0))
 }
 
 /// `receive = "endpoint"`: only the endpoint's server receives on it.

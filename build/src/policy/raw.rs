@@ -120,6 +120,7 @@ pub struct RawCap {
     pub acpi_tables: Option<bool>,
     pub ecam: Option<u8>,
     pub remapping_unit: Option<u8>,
+    pub accounting: Option<bool>,
 }
 
 #[derive(Deserialize)]

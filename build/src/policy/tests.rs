@@ -135,6 +135,33 @@ fn hardware_goes_only_to_system_servers() {
 }
 
 #[test]
+fn the_accounting_right_goes_to_any_task_alone_and_only_when_granted() {
+    let user = GOOD.replacen("kind = \"system-server\"\npriority = 2", "kind = \"user\"\npriority = 2", 1);
+    let user = user.replace("rtc = { io-ports", "figures = { accounting = true }\nrtc = { io-ports");
+    let problems = check(&user).expect_err("the user task still holds hardware").to_string();
+    assert!(!problems.contains("`figures`"), "a user task may read the figures:\n{problems}");
+    let granted = GOOD.replace("rtc = { io-ports", "figures = { accounting = true }\nrtc = { io-ports");
+    let policy = check(&granted).expect("valid");
+    let figures = &policy.tasks[1].caps[3];
+    assert_eq!((figures.object, figures.rights), (BootObject::Control, rights::ACCOUNT), "ACCOUNT and nothing else");
+    assert!(
+        policy.tasks[1].caps.iter().filter(|cap| cap.name != "figures").all(|cap| cap.rights & rights::ACCOUNT == 0)
+    );
+    let bad = GOOD.replace(
+        "rtc = { io-ports",
+        "figures = { accounting = false }\nmore = { accounting = true, kill = true }\nboth = { accounting = true, watch = \"echo\" }\nrtc = { io-ports",
+    );
+    refused(
+        &bad,
+        &[
+            "test.toml:34: task `client`, capability `figures`: `accounting = false` grants nothing; leave the capability out",
+            "test.toml:35: task `client`, capability `more`: `kill` only goes with `watch`",
+            "test.toml:36: task `client`, capability `both`: give exactly one of receive, send, notification, watch, io-ports, interrupt, device-memory, control, acpi-tables, ecam, remapping-unit, accounting",
+        ],
+    );
+}
+
+#[test]
 fn each_grant_names_one_object_with_its_own_options() {
     let bad = GOOD
         .replace(

@@ -9,7 +9,8 @@
 //! DMA, every frame must be free again.
 
 use capabilities::abi::ipc::{DATA_OFFSET, NONBLOCK, header};
-use capabilities::abi::{PAGE_SIZE, Syscall, layout, rights};
+use capabilities::abi::{CSPACE_SLOTS, PAGE_SIZE, Syscall, layout, rights};
+use capabilities::accounting::{MACHINE, MachineFigures, TaskFigures};
 use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
 use kernel::kernel::Next;
 use kernel::phys::PhysMem;
@@ -23,7 +24,7 @@ use crate::sim::Sim;
 const MAX_EVENTS: usize = 400;
 
 /// Boot capability rights worth trying, besides raw masks.
-const RIGHTS: [u32; 8] = [
+const RIGHTS: [u32; 9] = [
     rights::SEND | rights::GRANT,
     rights::RECEIVE,
     rights::SEND | rights::RECEIVE | rights::GRANT | rights::MINT,
@@ -31,6 +32,7 @@ const RIGHTS: [u32; 8] = [
     rights::WATCH,
     rights::DMA | rights::IRQ,
     rights::ACK,
+    rights::ACCOUNT,
     rights::ALL,
 ];
 
@@ -145,6 +147,25 @@ fn write_ipc_header(sim: &mut Sim, input: &mut Input<'_>) {
     sim.machine.write_u32(frame, header::WINDOW_LEN, len);
 }
 
+/// What `Accounting` reported for `scope` must be what the kernel holds:
+/// the allocator's free frames and the quotas' use, and capabilities no
+/// more than the tasks' slots.
+fn check_figures(sim: &mut Sim, scope: u64, results: [u64; 3]) {
+    let free = sim.kernel.frames().free_frames() as u64;
+    let tasks = sim.kernel.tasks();
+    if scope == MACHINE {
+        let figures = MachineFigures::from_registers(results);
+        assert_eq!(figures.free_frames, free, "free frames misreported");
+        assert!(figures.capabilities <= (tasks.len() * CSPACE_SLOTS as usize) as u64, "more capabilities than slots");
+        return;
+    }
+    let task = &tasks[usize::try_from(scope).expect("a task index")];
+    let figures = TaskFigures::from_registers(results);
+    assert_eq!(figures.objects, u64::from(task.objects.used), "object-quota use misreported");
+    assert_eq!(figures.memory_pages, u64::from(task.memory.used), "memory-quota use misreported");
+    assert!(figures.capabilities <= u64::from(CSPACE_SLOTS), "more capabilities than a task has slots");
+}
+
 /// `kernel-syscalls`: boots the image the input describes and replays its
 /// events.
 pub fn syscalls(data: &[u8]) {
@@ -180,6 +201,9 @@ pub fn syscalls(data: &[u8]) {
                     }
                     if rax == 0 && number == Syscall::DmaUnpin as u64 {
                         pins = pins.saturating_sub(1);
+                    }
+                    if rax == 0 && number == Syscall::Accounting as u64 {
+                        check_figures(&mut sim, args[1], results);
                     }
                 }
             }

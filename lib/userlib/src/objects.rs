@@ -3,6 +3,7 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::{Syscall, rights};
+use capabilities::accounting::{Figures, MACHINE, MachineFigures, TaskFigures};
 
 use crate::cap::{
     AddressSpace, Cap, Control, DeviceMemory, Endpoint, Frame, Interrupt, IoPorts, Kind, Notification, Task,
@@ -241,5 +242,30 @@ impl Cap<Control> {
     /// pages at physical `base` (needs the DEVICE right; never RAM).
     pub fn create_device_memory(self, slot: u32, base: u64, pages: u64) -> Result<Cap<DeviceMemory>, ErrorCode> {
         raw(Syscall::DeviceMemoryCreate, [self.slot().into(), slot.into(), base, pages, 0, 0]).map(|_| Cap::at(slot))
+    }
+
+    /// The kernel's machine-wide figures (needs the ACCOUNT right).
+    pub fn machine_figures(self) -> Result<MachineFigures, ErrorCode> {
+        raw(Syscall::Accounting, [self.slot().into(), MACHINE, 0, 0, 0, 0]).map(MachineFigures::from_registers)
+    }
+
+    /// The figures of the task with index `task`; `None` past the last.
+    pub fn task_figures(self, task: u64) -> Result<Option<TaskFigures>, ErrorCode> {
+        match raw(Syscall::Accounting, [self.slot().into(), task, 0, 0, 0, 0]) {
+            Ok(registers) => Ok(Some(TaskFigures::from_registers(registers))),
+            Err(ErrorCode::NotFound) => Ok(None),
+            Err(code) => Err(code),
+        }
+    }
+
+    /// Every figure: the machine's, then each task's. Nothing runs
+    /// between the calls unless a higher-priority task wakes meanwhile.
+    pub fn figures(self) -> Result<Figures, ErrorCode> {
+        let machine = self.machine_figures()?;
+        let mut tasks = heapless::Vec::new();
+        while let Some(task) = self.task_figures(tasks.len() as u64)? {
+            tasks.push(task).map_err(|_| ErrorCode::TooLarge)?;
+        }
+        Ok(Figures { machine, tasks })
     }
 }

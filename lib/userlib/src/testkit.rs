@@ -98,6 +98,28 @@ pub fn refusal<R: capabilities::protocol::Refusal>(reply: &R) -> Option<capabili
     Some(code)
 }
 
+/// Whether every kernel accounting figure is what `expected` says (see
+/// `capabilities::accounting`), read through `control` (ACCOUNT right);
+/// each one that is not is logged with its value and the expected one.
+pub fn figures_are(
+    control: crate::cap::Cap<crate::cap::Control>,
+    expected: &capabilities::accounting::Figures,
+) -> bool {
+    let found = match control.figures() {
+        Ok(found) => found,
+        Err(code) => {
+            defmt::error!("  the kernel's figures cannot be read: {}", code);
+            return false;
+        }
+    };
+    let mut same = true;
+    for difference in found.differences(expected) {
+        defmt::error!("  {}: {=u64}, expected {=u64}", difference.figure, difference.found, difference.expected);
+        same = false;
+    }
+    same
+}
+
 /// Logs the header of a failed comparison.
 pub fn report_mismatch(file: &str, line: u32, left: &str, right: &str) {
     defmt::error!("check failed at {=str}:{=u32}: {=str} == {=str}", file, line, left, right);
