@@ -93,6 +93,19 @@ impl Figures {
         expected
     }
 
+    /// These figures, but with `pages` more pages charged to task `task`,
+    /// taken from the free frames: what a task keeps on purpose, such as
+    /// the page tables a mapping needed, which stay with its address
+    /// space after the unmap.
+    pub fn with_pages_kept(&self, task: usize, pages: u64) -> Self {
+        let mut expected = self.clone();
+        if let Some(figures) = expected.tasks.get_mut(task) {
+            figures.memory_pages = figures.memory_pages.saturating_add(pages);
+            expected.machine.free_frames = expected.machine.free_frames.saturating_sub(pages);
+        }
+        expected
+    }
+
     /// Every figure of these that differs from `expected`'s.
     pub fn differences<'a>(&'a self, expected: &'a Self) -> impl Iterator<Item = Difference> + 'a {
         let (found, wanted) = (self.machine, expected.machine);
@@ -200,6 +213,17 @@ mod tests {
         let mut fewer = expected.clone();
         fewer.tasks.pop();
         assert_eq!(fewer.differences(&expected).map(|d| d.figure).collect::<std::vec::Vec<_>>(), [Figure::Tasks]);
+    }
+
+    #[test]
+    fn pages_a_task_keeps_come_from_the_free_frames() {
+        let start = figures(1000, &[[3, 200, 12], [2, 48, 9]]);
+        let kept = start.with_pages_kept(0, 1);
+        assert_eq!((kept.tasks[0].memory_pages, kept.machine.free_frames), (201, 999));
+        assert_eq!(kept.tasks[1], start.tasks[1]);
+        assert_eq!(start.with_pages_kept(5, 1), start, "no such task");
+        let both = start.after_deaths(&[1]).with_pages_kept(0, 1);
+        assert_eq!(both.machine.free_frames, 1047);
     }
 
     #[test]

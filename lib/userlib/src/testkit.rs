@@ -7,6 +7,14 @@
 //! without a result line as failed, so a task that dies mid-run cannot
 //! make missing cases look passed.
 
+use core::cell::RefCell;
+
+use capabilities::accounting::Figures;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+
+use crate::cap::{Cap, Control};
+
 /// A failed check: where it was.
 #[derive(Clone, Copy, Debug)]
 pub struct Failure {
@@ -118,6 +126,39 @@ pub fn figures_are(
         same = false;
     }
     same
+}
+
+/// The kernel's figures one case takes for a later case to compare with.
+pub struct Baseline(Mutex<CriticalSectionRawMutex, RefCell<Option<Figures>>>);
+
+impl Baseline {
+    /// Nothing taken yet.
+    pub const fn new() -> Self {
+        Self(Mutex::new(RefCell::new(None)))
+    }
+
+    /// Takes the figures now, through `control` (ACCOUNT right); false
+    /// (logged) if they cannot be read.
+    pub fn take(&self, control: Cap<Control>) -> bool {
+        let figures = control.figures();
+        if let Err(code) = figures {
+            defmt::error!("  the kernel's figures cannot be read: {}", code);
+        }
+        let taken = figures.is_ok();
+        self.0.lock(|saved| *saved.borrow_mut() = figures.ok());
+        taken
+    }
+
+    /// The figures taken, if any.
+    pub fn get(&self) -> Option<Figures> {
+        self.0.lock(|saved| saved.borrow().clone())
+    }
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Logs the header of a failed comparison.

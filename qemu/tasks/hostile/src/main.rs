@@ -29,7 +29,7 @@ use iommu_api as iommu;
 use iommu_api::FAULTS_PER_REPLY;
 use iommu_api::client::group;
 use serde::de::DeserializeOwned;
-use userlib::cap::{Cap, Endpoint, Frame, Notification};
+use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::testkit::{self, Case, Outcome};
 use userlib::{boot, check, check_eq, check_ok, objects};
@@ -43,6 +43,8 @@ userlib::cap_slot!(GO_C: Notification = "go-c");
 userlib::cap_slot!(VICTIM_A: Task = "victim-a");
 userlib::cap_slot!(VICTIM_B: Task = "victim-b");
 userlib::cap_slot!(VICTIM_C: Task = "victim-c");
+userlib::cap_slot!(ACCOMPLICE: Task = "accomplice");
+userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
 /// Devices whose groups this task may own.
@@ -62,10 +64,15 @@ const BAR_VIRT: u64 = 0x2000_0000;
 const MAPPING_QUOTA_PAGES: u64 = 32;
 /// Faults a group's log keeps.
 const FAULT_LOG: u64 = 16;
+/// Page tables the storm's mapping of its device's registers needed: the
+/// kernel keeps them with this task's address space after the unmap.
+const BAR_TABLE_PAGES: u64 = 1;
 
 /// The IOMMU server's counters when this task started (mappings, table
 /// pages, domains), packed.
 static BASELINE: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+/// The kernel's figures when this task started.
+static FIGURES: testkit::Baseline = testkit::Baseline::new();
 
 fn main() -> u64 {
     let objects_made = objects::alloc_frame(FRAME, 1).is_ok()
@@ -181,6 +188,7 @@ fn driver_works(buffer: &mut Buffer) -> bool {
 fn the_servers_start_healthy(buffer: &mut Buffer) -> Outcome {
     let start = stats(buffer);
     check!(start.is_some(), "the IOMMU server answers");
+    check!(FIGURES.take(ACCOUNTING.get()), "the kernel's figures");
     for (slot, value) in BASELINE.iter().zip(start.unwrap_or_default()) {
         slot.store(value, Ordering::Relaxed);
     }
@@ -487,6 +495,27 @@ fn owners_killed_at_random_points_give_everything_back(buffer: &mut Buffer) -> O
 fn the_servers_still_serve_and_leaked_nothing(buffer: &mut Buffer) -> Outcome {
     let baseline = [0, 1, 2].map(|index| BASELINE[index].load(Ordering::Relaxed));
     check_eq!(stats(buffer), Some(baseline), "mappings, table pages and domains back where they started");
+    // Every figure as at the start, but for two differences, exactly:
+    // the victims and the accomplice (which exits once the kernel cases
+    // are done) are dead by design, and the kernel freed all they held;
+    // this task keeps its BAR mapping's page table.
+    for _ in 0..1000 {
+        if check_ok!(ACCOMPLICE.get().state()) != objects::TaskState::Alive {
+            break;
+        }
+        let _ = Cap::<Notification>::at(NOTIFICATION).wait(0, 1_000);
+    }
+    let mut dead = [0; 4];
+    for (index, task) in dead.iter_mut().zip([VICTIM_A.get(), VICTIM_B.get(), VICTIM_C.get(), ACCOMPLICE.get()]) {
+        *index = check_ok!(task.info()).extent as usize;
+    }
+    let this = check_ok!(own::TASK.info()).extent as usize;
+    let Some(start) = FIGURES.get() else { userlib::fail!("the first case took the kernel's figures") };
+    let expected = start.after_deaths(&dead).with_pages_kept(this, BAR_TABLE_PAGES);
+    check!(
+        testkit::figures_are(ACCOUNTING.get(), &expected),
+        "every frame, pin, capability and object is back, but the dead tasks' and one page table"
+    );
     check!(driver_works(buffer));
     let devices = PCI.get().ask::<_, pci_api::Reply>(buffer, &pci_api::Request::Devices { index: 0 }, &[], 0);
     check!(matches!(devices, Ok(pci_api::Reply::Device { .. })), "the PCI server answers");
