@@ -29,6 +29,7 @@ userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
 userlib::cap_slot!(EDU_SPARE: Endpoint = "edu-spare");
 userlib::cap_slot!(EDU_USER: Endpoint = "edu-user");
+userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
 /// Task indices, in the policy's declaration order.
@@ -497,6 +498,13 @@ fn without_a_group_capability_nothing_maps_attaches_or_reads_faults(buffer: &mut
 }
 
 fn owner_killed_mid_transfer_returns_the_group_and_a_driver_binds(buffer: &mut Buffer) -> Outcome {
+    // The figures are taken while nobody holds anything for edu-user:
+    // it gives its group back first and adopts it again.
+    check_eq!(check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
+    check!(wait_unowned(buffer, USER));
+    let start = check_ok!(ACCOUNTING.get().figures());
+    let adopted = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Adopt { device: USER }));
+    check!(matches!(adopted, edu::Reply::Adopted { .. }));
     check_eq!(owner(buffer, USER), Some(OwnerReport::User { task: EDU_USER_TASK }));
     let abandoned = ask_edu(EDU_USER.get(), buffer, &edu::Request::Abandon);
     check!(abandoned.is_err(), "edu-user exits instead of replying");
@@ -508,12 +516,15 @@ fn owner_killed_mid_transfer_returns_the_group_and_a_driver_binds(buffer: &mut B
     check!(matches!(copied, edu::Reply::Copied { matched: true, .. }), "and its DMA works");
     check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
     check_eq!(check_ok!(unbind(buffer, USER)), pci_api::Reply::Done);
+    let expected = start.after_deaths(&[usize::from(EDU_USER_TASK)]);
+    check!(testkit::figures_are(ACCOUNTING.get(), &expected), "all is back but what the dead owner held, all freed");
     Ok(())
 }
 
 fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
     let before = stats(buffer);
     check!(before.is_some());
+    let start = check_ok!(ACCOUNTING.get().figures());
     for cycle in 0..CYCLES {
         check_ok!(claim(buffer, SPARE));
         let ioas = match check_ok!(ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::IoasCreate)) {
@@ -543,6 +554,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         before.map(|s| (s.0, s.1, s.2)),
         "claims and releases leak nothing"
     );
+    check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     for _ in 0..CYCLES {
         check_eq!(check_ok!(bind(buffer, SPARE, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
         let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE }));
@@ -555,6 +567,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         before.map(|s| (s.0, s.1, s.2)),
         "binds and unbinds leak nothing"
     );
+    check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     check_eq!(owner(buffer, SPARE), Some(OwnerReport::Unowned));
     Ok(())
 }

@@ -20,6 +20,7 @@ use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
+userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
 const MINE: Bdf = Bdf::from_devfn(1, 1 << 3);
@@ -47,6 +48,7 @@ fn the_claim_beside_a_dma_driver_is_refused_as_busy(buffer: &mut Buffer) -> Outc
         _ => OwnerReport::Unowned,
     };
     check_eq!(owner, OwnerReport::Kernel { drivers: 1 }, "edu-dma claimed the group at probe");
+    let start = check_ok!(ACCOUNTING.get().figures());
     buffer.set_send_caps(&[own::TASK.slot()]);
     buffer.set_window(GROUP, 1);
     let sent = IOMMU.get().call_with(buffer, &Request::ClaimGroup { device: MINE });
@@ -61,6 +63,8 @@ fn the_claim_beside_a_dma_driver_is_refused_as_busy(buffer: &mut Buffer) -> Outc
     check_eq!(code, ErrorCode::Busy);
     check!(reason.contains("edu-dma on 01:02.0"), "naming the companion and its driver");
     check!(reason.contains("alias through PCIe-to-PCI bridge 00:04.0"), "and why they share a group");
+    // The server let go of the task capability the claim presented.
+    check!(testkit::figures_are(ACCOUNTING.get(), &start), "a refused claim leaves nothing behind anywhere");
     Ok(())
 }
 

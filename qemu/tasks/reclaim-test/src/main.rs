@@ -26,6 +26,7 @@ use userlib::{check, check_eq, check_ok};
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
+userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
 /// Task indices, in the policy's declaration order.
@@ -44,6 +45,9 @@ const HELD: [Bdf; 3] = [behind(1), behind(19), behind(20)];
 const WINDOWS: [u32; 3] = [64, 68, 72];
 const GROUP: u32 = 76;
 const SLEEP: u32 = 77;
+
+/// The kernel's figures before the claim.
+static FIGURES: testkit::Baseline = testkit::Baseline::new();
 
 const fn behind(slot: u8) -> Bdf {
     Bdf::from_devfn(1, slot << 3)
@@ -114,6 +118,7 @@ fn the_group_holds_the_bridge_and_twenty_edus(buffer: &mut Buffer) -> Outcome {
     check_eq!(members.len(), 1 + usize::from(EDUS), "the bridge and every edu behind it");
     check_eq!(members.last(), Some(&behind(EDUS)));
     check_eq!(holder(buffer, BRIDGE), Some(Some(BRIDGE_TASK)), "the bridge driver holds the bridge");
+    check!(FIGURES.take(ACCOUNTING.get()), "the kernel's figures before the claim");
     Ok(())
 }
 
@@ -153,6 +158,8 @@ fn releasing_the_group_takes_back_every_device_the_user_held(buffer: &mut Buffer
         );
     }
     check_eq!(holder(buffer, BRIDGE), Some(Some(BRIDGE_TASK)), "the bridge driver keeps the bridge");
+    let Some(start) = FIGURES.get() else { userlib::fail!("the first case took the kernel's figures") };
+    check!(testkit::figures_are(ACCOUNTING.get(), &start), "every capability, pin and page came back");
     Ok(())
 }
 
