@@ -183,6 +183,7 @@ fn main() {
     acpi_seeds(&corpus);
     boot_image_seeds(&corpus);
     noise_seeds(&corpus);
+    accounting_seed(&corpus);
     policy_seeds(&corpus, &repo);
     echo_seeds(&corpus);
     server_request_seeds(&corpus);
@@ -245,6 +246,27 @@ fn noise_seeds(corpus: &Corpus) {
         corpus.write("pci-caps", &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
         corpus.write("iommu-service", &name, &noise(seed * 0x27d4_eb2f, 256 * seed as usize));
     }
+}
+
+/// One task holding a control capability with the ACCOUNT right reads
+/// the figures, allocates a frame and reads them again: a successful
+/// `Accounting` is otherwise rare in random input. The bytes are the
+/// target's decisions, in the order `syscalls` reads them.
+fn accounting_seed(corpus: &Corpus) {
+    // 1024 pages; one task with one capability: slot 8, control, the
+    // ninth entry of `RIGHTS` (ACCOUNT), no badge; priority 0, 64 pages,
+    // 4 objects; no init task, endpoints or notifications.
+    let mut bytes = vec![2, 0, 1, 1, 0, 7, 1, 7, 0, 0, 2, 4, 1, 0, 0];
+    // A system call (event 0) numbered 39 (Accounting), with the
+    // argument kinds for slot 8 and the scope.
+    let accounting = |scope_kind: u8| [0, 1, 39, 2, 0, scope_kind, 0, 0, 0, 0];
+    let (machine, task_0) = (accounting(14), accounting(0));
+    // FrameAlloc (18) of one page into slot 9.
+    let frame = [0, 1, 18, 2, 1, 1, 1, 0, 0, 0, 0];
+    for event in [&machine[..], &task_0, &frame, &machine, &task_0] {
+        bytes.extend_from_slice(event);
+    }
+    corpus.write("kernel-syscalls", "seed-accounting", &bytes);
 }
 
 /// The tests' good policy and every policy of the repository.
