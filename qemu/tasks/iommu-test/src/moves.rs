@@ -66,14 +66,26 @@ impl Spare {
         Ok(())
     }
 
-    /// Gives the device and the group back and waits for the reclaim.
+    /// Gives the device and the group back (which takes the address
+    /// space with it), deletes the frame if there is one (which unmaps it
+    /// from this task too) and waits for the reclaim.
     fn give_back(self, buffer: &mut Buffer) -> Outcome {
         self.device.close();
+        let _ = Cap::<Frame>::at(TARGET).delete();
         check!(pci_api::client::release(PCI.get(), buffer, SPARE).is_ok());
         check_ok!(release_group(buffer));
         check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
         Ok(())
     }
+}
+
+/// Runs `case` with 00:06.0 taken, and gives it back whatever the case
+/// came to, so that a failure leaves nothing behind for the next case.
+fn with_spare(buffer: &mut Buffer, case: fn(&mut Buffer, &Spare) -> Outcome) -> Outcome {
+    let spare = Spare::take(buffer)?;
+    let outcome = case(buffer, &spare);
+    let given_back = spare.give_back(buffer);
+    outcome.and(given_back)
 }
 
 /// Asks the group capability; a refusal fails the case, reason logged.
@@ -131,15 +143,8 @@ fn write_is_blocked(buffer: &mut Buffer, spare: &Spare, memory: &Mapping<Frame>)
     check!(fill(memory, &|_| 0xee));
     let _ = faults(buffer);
     spare.write_to(TARGET_IOVA)?;
-    check!(blocked_write(&faults(buffer), SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
     check!(holds(memory, &|_| 0xee), "the frame is as this task left it");
-    Ok(())
-}
-
-/// Unmaps the frame from this task and deletes it.
-fn drop_frame(memory: Mapping<Frame>) -> Outcome {
-    check_ok!(memory.unmap());
-    check_ok!(Cap::<Frame>::at(TARGET).delete());
+    check!(blocked_write(&faults(buffer), SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
     Ok(())
 }
 
@@ -147,54 +152,44 @@ fn drop_frame(memory: Mapping<Frame>) -> Outcome {
 /// no domain at all (the unit finds no context entry), not even the
 /// group's default domain, until the owner attaches an address space.
 pub(super) fn a_claimed_group_reaches_no_domain_until_attached(buffer: &mut Buffer) -> Outcome {
-    let spare = Spare::take(buffer)?;
-    let _ = faults(buffer);
-    spare.write_to(TARGET_IOVA)?;
-    let logged = faults(buffer);
-    for fault in &logged {
-        defmt::info!(
-            "  fault: {} {=u64:#x} write {=bool} reason {=u8}",
-            fault.source,
-            fault.address,
-            fault.write,
-            fault.reason
+    with_spare(buffer, |buffer, spare| {
+        let _ = faults(buffer);
+        spare.write_to(TARGET_IOVA)?;
+        let logged = faults(buffer);
+        for fault in &logged {
+            let (address, write, reason) = (fault.address, fault.write, fault.reason);
+            defmt::info!("  fault: {} {=u64:#x} write {=bool} reason {=u8}", fault.source, address, write, reason);
+        }
+        check!(blocked_write(&logged, SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
+        check!(
+            logged.iter().all(|fault| fault.reason == NO_CONTEXT_ENTRY),
+            "blocked by a missing context entry, not by the default domain's tables"
         );
-    }
-    check!(blocked_write(&logged, SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
-    check!(
-        logged.iter().all(|fault| fault.reason == NO_CONTEXT_ENTRY),
-        "blocked by a missing context entry, not by the default domain's tables"
-    );
-    spare.give_back(buffer)
+        Ok(())
+    })
 }
 
 /// Detaching moves the group to blocking: the device's next write to the
 /// IOVA it just used is blocked, though the unit had the old context
 /// entry and translation cached.
 pub(super) fn a_detached_group_no_longer_reaches_its_address_space(buffer: &mut Buffer) -> Outcome {
-    let spare = Spare::take(buffer)?;
-    let (memory, ioas) = warm_up(buffer, &spare)?;
-    check_eq!(ask(buffer, &iommu::Request::Attach { ioas: None }, &[])?, iommu::Reply::Done);
-    write_is_blocked(buffer, &spare, &memory)?;
-    check_eq!(ask(buffer, &iommu::Request::Unmap { ioas, iova: TARGET_IOVA }, &[])?, iommu::Reply::Done);
-    spare.give_back(buffer)?;
-    drop_frame(memory)
+    with_spare(buffer, |buffer, spare| {
+        let (memory, _) = warm_up(buffer, spare)?;
+        check_eq!(ask(buffer, &iommu::Request::Attach { ioas: None }, &[])?, iommu::Reply::Done);
+        write_is_blocked(buffer, spare, &memory)
+    })
 }
 
 /// A user's unmap takes the IOVA from its device at once: the unit had
 /// the translation cached, and the write after the unmap is blocked.
 pub(super) fn a_users_unmap_takes_the_iova_from_its_device_at_once(buffer: &mut Buffer) -> Outcome {
-    let spare = Spare::take(buffer)?;
-    let (memory, ioas) = warm_up(buffer, &spare)?;
-    check_eq!(ask(buffer, &iommu::Request::Unmap { ioas, iova: TARGET_IOVA }, &[])?, iommu::Reply::Done);
-    write_is_blocked(buffer, &spare, &memory)?;
-    let unmapped =
-        Cap::at(GROUP).ask::<_, iommu::Reply>(buffer, &iommu::Request::Unmap { ioas, iova: TARGET_IOVA }, &[], 0);
-    check_eq!(
-        check_ok!(unmapped).refusal().map(|(code, _)| code),
-        Some(ErrorCode::NotMapped),
-        "nothing is left mapped there"
-    );
-    spare.give_back(buffer)?;
-    drop_frame(memory)
+    with_spare(buffer, |buffer, spare| {
+        let (memory, ioas) = warm_up(buffer, spare)?;
+        let unmap = iommu::Request::Unmap { ioas, iova: TARGET_IOVA };
+        check_eq!(ask(buffer, &unmap, &[])?, iommu::Reply::Done);
+        write_is_blocked(buffer, spare, &memory)?;
+        let again: iommu::Reply = check_ok!(Cap::at(GROUP).ask(buffer, &unmap, &[], 0));
+        check_eq!(again.refusal().map(|(code, _)| code), Some(ErrorCode::NotMapped), "nothing is left mapped there");
+        Ok(())
+    })
 }
