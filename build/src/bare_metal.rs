@@ -33,7 +33,6 @@ const DEFAULT_LOG_LEVEL: &str = "info";
 const VARIANT_DIR: &str = "target/mutants";
 
 /// The built ELFs, by crate name.
-#[derive(Clone)]
 pub struct Elves {
     dir: PathBuf,
     /// A crate whose ELF comes from elsewhere (a variant build).
