@@ -28,15 +28,29 @@ const RUSTFLAGS: &[&str] = &[
 /// Which `defmt` levels are compiled in, unless `DEFMT_LOG` says otherwise.
 const DEFAULT_LOG_LEVEL: &str = "info";
 
+/// Where `cargo xtask mutate` builds its variants, apart from the normal
+/// ELFs so that no normal build ever picks one up.
+const VARIANT_DIR: &str = "target/mutants";
+
 /// The built ELFs, by crate name.
 pub struct Elves {
     dir: PathBuf,
+    /// A crate whose ELF comes from elsewhere (a variant build).
+    replaced: Option<(String, PathBuf)>,
 }
 
 impl Elves {
     /// Path of the ELF of crate `name`.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        match &self.replaced {
+            Some((replaced, path)) if replaced == name => path.clone(),
+            _ => self.dir.join(name),
+        }
+    }
+
+    /// These ELFs with crate `name`'s replaced by the one at `path`.
+    pub fn replacing(&self, name: &str, path: PathBuf) -> Elves {
+        Elves { dir: self.dir.clone(), replaced: Some((name.to_owned(), path)) }
     }
 }
 
@@ -75,7 +89,7 @@ pub fn build(root: &Path, quiet: bool) -> Result<Elves> {
     if !quiet {
         eprintln!("built in {:.1} s", started.elapsed().as_secs_f64());
     }
-    let elves = Elves { dir: workspace::elf_dir(root) };
+    let elves = Elves { dir: workspace::elf_dir(root), replaced: None };
     for BareMetalCrate { name, .. } in &crates {
         let path = elves.path(name);
         if !path.exists() {
@@ -83,6 +97,20 @@ pub fn build(root: &Path, quiet: bool) -> Result<Elves> {
         }
     }
     Ok(elves)
+}
+
+/// Builds bare-metal crate `name` alone with its feature `feature` on as
+/// well, in a target directory of its own; returns the ELF's path.
+pub fn build_variant(root: &Path, name: &str, feature: &str) -> Result<PathBuf> {
+    let dir = root.join(VARIANT_DIR);
+    let crates = [BareMetalCrate { name: name.to_owned(), dir: PathBuf::new() }];
+    let mut command = cargo(root, "build", &crates, true);
+    command.args(["--features", &format!("{name}/{feature}")]).arg("--target-dir").arg(&dir);
+    let status = command.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("building {name} with feature {feature} failed");
+    }
+    Ok(dir.join(TARGET).join("release").join(name))
 }
 
 /// Runs clippy over every bare-metal crate as it is built, warnings denied.

@@ -8,6 +8,7 @@ pub mod capslots;
 pub mod fuzz;
 pub mod groups;
 pub mod image;
+pub mod mutate;
 pub mod policy;
 pub mod setup;
 pub mod system;

@@ -13,6 +13,8 @@
 //!   fuzzing of every decoder of outside input (`build/src/fuzz.rs`).
 //! * `bench [--no-peer]`: benchmarks beside Linux's figures on the same
 //!   machine; writes `target/bench/results.{md,json}`.
+//! * `mutate [--mutant NAME]...`: builds deliberately broken servers and
+//!   requires a case of the suite to fail against each (`build/src/mutate.rs`).
 //! * `groups [--explain] -- <QEMU arguments>`: boots q35 + intel-iommu with
 //!   those arguments and prints the IOMMU server's groups (`docs/groups.md`).
 //! * `policy check POLICY [--machine NAME]`: checks a policy, and with a
@@ -26,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
 use xtask::policy::{self, Problems};
-use xtask::{bare_metal, bench, fuzz, groups, setup, system, test, workspace};
+use xtask::{bare_metal, bench, fuzz, groups, mutate, setup, system, test, workspace};
 
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
@@ -45,6 +47,7 @@ commands:
                                               (--soak: the stress scenarios ten times bigger)
   lint                                        rustfmt and clippy, host and bare-metal
   bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)
+  mutate [--mutant NAME]...                   build deliberately broken servers; the suite must catch each
   fuzz [--seconds N] [--target NAME]... [--merge]
                                               run each fuzz target N s (default 60); crashes go to fuzz/regressions
   groups [--explain] [--timeout SECONDS] -- <QEMU arguments>
@@ -136,6 +139,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "bench" => {
             let options = Options::parse(rest, &[], &["--no-peer"])?;
             bench::run(&root, !options.flag("--no-peer"))
+        }
+        "mutate" => {
+            let options = Options::parse(rest, &["--mutant"], &[])?;
+            mutate::run(&root, &options.all("--mutant"))
         }
         "fuzz" => {
             let options = Options::parse(rest, &["--seconds", "--target"], &["--merge"])?;

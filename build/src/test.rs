@@ -17,7 +17,7 @@ use crate::{bare_metal, groups, setup, system};
 
 /// The name the Linux group oracle's cases are reported and selected under:
 /// `groups-oracle` selects every recorded topology, `groups-oracle/NAME` one.
-const ORACLE: &str = "groups-oracle";
+pub(crate) const ORACLE: &str = "groups-oracle";
 
 /// Runs the tests; `only` limits the scenarios, policy checks and oracle
 /// topologies by name (all when empty).
@@ -76,15 +76,7 @@ fn run_scenario(
     scenario: &scenario::Scenario,
     soak: bool,
 ) -> Result<Vec<CaseResult>> {
-    let machine = Machine::load(root, &scenario.machine)?;
-    let policy = scenario.policy_file(root, &root.join("target/scenarios"), soak)?;
-    let system = system::prepare(root, elves, &policy)?;
-    system::print_warnings(&system);
-    let command = machine.command(&system.kernel, &system.image);
-    let timeout = scenario.timeout(soak);
-    let run = runner::run(command, &system.tables, timeout, |_| {})?;
-    eprintln!("scenario {}: {} in {:.2} s", scenario.name, run.ending, run.wall.as_secs_f64());
-    let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());
+    let (run, results) = boot_scenario(root, elves, scenario, soak)?;
     if results.iter().any(|result| !result.passed) {
         eprintln!("--- console of scenario {} ---", scenario.name);
         for line in &run.lines {
@@ -95,9 +87,28 @@ fn run_scenario(
     Ok(results)
 }
 
+/// Boots `scenario`'s system on its machine and judges the run.
+pub(crate) fn boot_scenario(
+    root: &Path,
+    elves: &bare_metal::Elves,
+    scenario: &scenario::Scenario,
+    soak: bool,
+) -> Result<(runner::Run, Vec<CaseResult>)> {
+    let machine = Machine::load(root, &scenario.machine)?;
+    let policy = scenario.policy_file(root, &root.join("target/scenarios"), soak)?;
+    let system = system::prepare(root, elves, &policy)?;
+    system::print_warnings(&system);
+    let command = machine.command(&system.kernel, &system.image);
+    let timeout = scenario.timeout(soak);
+    let run = runner::run(command, &system.tables, timeout, |_| {})?;
+    eprintln!("scenario {}: {} in {:.2} s", scenario.name, run.ending, run.wall.as_secs_f64());
+    let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());
+    Ok((run, results))
+}
+
 /// Boots a topology Linux's groups were recorded on and requires the same
 /// partition from the IOMMU server (ids may differ).
-fn oracle_case(root: &Path, elves: &bare_metal::Elves, recording: &Recording) -> CaseResult {
+pub(crate) fn oracle_case(root: &Path, elves: &bare_metal::Elves, recording: &Recording) -> CaseResult {
     let name = format!("{ORACLE}/{}", recording.name);
     let machine = Machine::ad_hoc(recording.args.clone());
     match groups::boot(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT) {

@@ -74,6 +74,9 @@ impl Former<'_> {
 
     /// The group function `i` belongs in and why (Linux's `pci_device_group`).
     fn device_group(&mut self, i: usize) -> (GroupId, Cause) {
+        if cfg!(feature = "mutant-per-device-ownership") {
+            return self.new_group();
+        }
         let index = self.index;
         // Step 1: the DMA aliases, nearest first.
         let mut anchor = i;
@@ -110,6 +113,11 @@ impl Former<'_> {
         if let Some((group, peer)) = self.function_alias_group(anchor, &mut searched) {
             return (group, Cause::Multifunction { peer: index.bdf(peer) });
         }
+        self.new_group()
+    }
+
+    /// Step 5: a group of its own.
+    fn new_group(&mut self) -> (GroupId, Cause) {
         let group = GroupId(self.next_id);
         self.next_id = self.next_id.saturating_add(1);
         (group, Cause::Founder)

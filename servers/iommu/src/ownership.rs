@@ -167,7 +167,7 @@ impl Ownership {
             Owner::Unowned => {}
             busy => return Err(OwnershipError::Busy(busy)),
         }
-        if hw.set_translation(group, Translation::Blocking).is_err() {
+        if !cfg!(feature = "mutant-claim-no-blocking") && hw.set_translation(group, Translation::Blocking).is_err() {
             // Some devices may be blocked now: put them back, or, failing
             // that, keep the group out of everyone's hands.
             if hw.set_translation(group, Translation::Default).is_err() {
@@ -226,6 +226,9 @@ impl Ownership {
     fn block_for_reclaim(&mut self, group: GroupId, task: TaskIndex, hw: &mut impl GroupHardware) {
         let _ = hw.set_translation(group, Translation::Blocking);
         self.set(group, Owner::Reclaiming { task });
+        if cfg!(feature = "mutant-reclaim-no-quiesce") {
+            let _ = self.reclaimed(group, hw);
+        }
     }
 
     /// Task `task` died: each group it owned is blocked and reclaiming.

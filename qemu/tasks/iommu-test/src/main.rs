@@ -10,6 +10,8 @@
 #![no_std]
 #![no_main]
 
+mod moves;
+
 use capabilities::ErrorCode;
 use capabilities::abi::rights;
 use capabilities::pci::Bdf;
@@ -93,6 +95,18 @@ fn main() -> u64 {
         Case {
             name: "a_new_holder_starts_with_bus_mastering_off_and_turns_it_on",
             run: a_new_holder_starts_with_bus_mastering_off_and_turns_it_on,
+        },
+        Case {
+            name: "a_claimed_group_reaches_no_domain_until_attached",
+            run: moves::a_claimed_group_reaches_no_domain_until_attached,
+        },
+        Case {
+            name: "a_detached_group_no_longer_reaches_its_address_space",
+            run: moves::a_detached_group_no_longer_reaches_its_address_space,
+        },
+        Case {
+            name: "a_users_unmap_takes_the_iova_from_its_device_at_once",
+            run: moves::a_users_unmap_takes_the_iova_from_its_device_at_once,
         },
         Case {
             name: "user_task_dma_to_its_mapped_iova_moves_the_right_bytes",

@@ -70,6 +70,7 @@ impl RemapEntry {
         // delivery (bits 2, 3 and 7:5 zero); fault reporting on (FPD 0).
         let low = 1 | trigger | u64::from(self.delivery.vector) << 16 | u64::from(self.delivery.destination) << 40;
         let (svt, sq, sid) = self.source.fields();
+        let svt = if cfg!(feature = "mutant-irte-no-source-id") { 0 } else { svt };
         let high = u64::from(sid) | u64::from(sq) << 16 | u64::from(svt) << 18;
         [low, high]
     }

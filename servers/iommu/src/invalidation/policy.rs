@@ -108,6 +108,9 @@ pub fn unmapped(
     range: IovaRange,
     tables_unlinked: bool,
 ) -> Invalidation {
+    if cfg!(feature = "mutant-unmap-no-iotlb-flush") {
+        return Invalidation::default();
+    }
     pages(capabilities, domain, range, !tables_unlinked)
 }
 

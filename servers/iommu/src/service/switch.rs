@@ -72,6 +72,7 @@ impl<'a, P: Platform> Switch<'a, P> {
         if current.is_present() {
             // A present entry is never rewritten in place: clear, then install.
             let cleared = self.context.clear(self.pages, source);
+            let cleared = if cfg!(feature = "mutant-move-no-context-flush") { Default::default() } else { cleared };
             self.unit.perform(&cleared).map_err(|_| SwitchFailed)?;
         }
         if let Some(domain) = target {

@@ -1,0 +1,195 @@
+//! A user's claim, detach and unmap take effect at once, whatever the unit has cached.
+//!
+//! QEMU's intel-iommu caches context entries and translations (its IOTLB
+//! is looked up before the tables), as hardware does, so each case first
+//! has the device use a translation, then changes it and points the
+//! device at the same IOVA: only the invalidation that goes with the
+//! change keeps the write out of the frame. The device is 00:06.0, in a
+//! group of its own that this task claims.
+
+use capabilities::ErrorCode;
+use capabilities::protocol::Refusal;
+use iommu_api as iommu;
+use iommu_api::Fault;
+use userlib::cap::{Cap, Frame, own};
+use userlib::ipc::Buffer;
+use userlib::mmio::Mapping;
+use userlib::testkit::{self, Failure, Outcome};
+use userlib::{check, check_eq, check_ok, objects};
+
+use super::{
+    BAR_VIRT, DONE, GROUP, PCI, PROBE_BYTES, SPARE, WINDOW, blocked_write, claim, release_group, wait_unowned,
+};
+
+/// The frame the device writes, and where this task maps it to look.
+const TARGET: u32 = 76;
+const TARGET_VIRT: u64 = 0x2900_0000;
+/// The IOVA the frame is mapped at in the address space.
+const TARGET_IOVA: u64 = 0x7000;
+/// The VT-d fault reason of a requester whose context entry is not
+/// present: the unit found no domain for it at all.
+const NO_CONTEXT_ENTRY: u8 = 2;
+
+/// 00:06.0 claimed, held and mastering the bus, its registers mapped.
+struct Spare {
+    device: ::edu::Edu,
+}
+
+impl Spare {
+    /// Claims 00:06.0's group, acquires the device and turns bus mastering on.
+    fn take(buffer: &mut Buffer) -> Result<Self, Failure> {
+        check_ok!(claim(buffer, SPARE));
+        let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
+            Ok(granted) => granted,
+            Err(refused) => {
+                defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
+                userlib::fail!();
+            }
+        };
+        let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
+            userlib::fail!("the grant has BAR0 and an interrupt");
+        };
+        check!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, SPARE).is_ok(), "bus mastering on");
+        let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
+        Ok(Self { device })
+    }
+
+    /// The device writes its buffer's first bytes to `iova`.
+    fn write_to(&self, iova: u64) -> Outcome {
+        check_ok!(self.device.dma(::edu::DEVICE_BUFFER, iova, PROBE_BYTES, true));
+        Ok(())
+    }
+
+    /// The device reads `iova` into its buffer.
+    fn read_from(&self, iova: u64) -> Outcome {
+        check_ok!(self.device.dma(iova, ::edu::DEVICE_BUFFER, PROBE_BYTES, false));
+        Ok(())
+    }
+
+    /// Gives the device and the group back (which takes the address
+    /// space with it), deletes the frame if there is one (which unmaps it
+    /// from this task too) and waits for the reclaim.
+    fn give_back(self, buffer: &mut Buffer) -> Outcome {
+        self.device.close();
+        let _ = Cap::<Frame>::at(TARGET).delete();
+        check!(pci_api::client::release(PCI.get(), buffer, SPARE).is_ok());
+        check_ok!(release_group(buffer));
+        check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
+        Ok(())
+    }
+}
+
+/// Runs `case` with 00:06.0 taken, and gives it back whatever the case
+/// came to, so that a failure leaves nothing behind for the next case.
+fn with_spare(buffer: &mut Buffer, case: fn(&mut Buffer, &Spare) -> Outcome) -> Outcome {
+    let spare = Spare::take(buffer)?;
+    let outcome = case(buffer, &spare);
+    let given_back = spare.give_back(buffer);
+    outcome.and(given_back)
+}
+
+/// Asks the group capability; a refusal fails the case, reason logged.
+fn ask(buffer: &mut Buffer, request: &iommu::Request, frames: &[u32]) -> Result<iommu::Reply, Failure> {
+    let reply: iommu::Reply = check_ok!(Cap::at(GROUP).ask(buffer, request, frames, 0));
+    check!(testkit::refusal(&reply).is_none(), "the group capability's request is done");
+    Ok(reply)
+}
+
+/// Every fault the group logged since the last look.
+fn faults(buffer: &mut Buffer) -> heapless::Vec<Fault, 8> {
+    match Cap::at(GROUP).ask(buffer, &iommu::Request::Faults, &[], 0) {
+        Ok(iommu::Reply::Faults { records, .. }) => records,
+        _ => heapless::Vec::new(),
+    }
+}
+
+/// The byte the warm-up writes at `offset`.
+fn pattern(offset: u64) -> u8 {
+    (offset as u8).wrapping_mul(13).wrapping_add(0x5a)
+}
+
+/// A fresh frame mapped into this task, mapped at [`TARGET_IOVA`] in a new
+/// address space the group is attached to, and used by the device both
+/// ways: the unit has the translation cached. Returns the frame's mapping
+/// and the address space.
+fn warm_up(buffer: &mut Buffer, spare: &Spare) -> Result<(Mapping<Frame>, u16), Failure> {
+    let frame = check_ok!(objects::alloc_frame(TARGET, 1));
+    let memory = check_ok!(Mapping::map(own::SPACE, frame, TARGET_VIRT, true));
+    let iommu::Reply::Ioas { ioas } = ask(buffer, &iommu::Request::IoasCreate, &[])? else {
+        userlib::fail!("an address space");
+    };
+    let map = iommu::Request::Map { ioas, iova: TARGET_IOVA, writable: true };
+    check!(matches!(ask(buffer, &map, &[TARGET])?, iommu::Reply::Mapped { .. }));
+    check_eq!(ask(buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[])?, iommu::Reply::Done);
+    check!(fill(&memory, &pattern));
+    spare.read_from(TARGET_IOVA)?;
+    check!(fill(&memory, &|_| 0));
+    spare.write_to(TARGET_IOVA)?;
+    check!(holds(&memory, &pattern), "the device read the frame and wrote it back through the translation");
+    Ok((memory, ioas))
+}
+
+fn fill(memory: &Mapping<Frame>, value: &dyn Fn(u64) -> u8) -> bool {
+    (0..PROBE_BYTES).all(|at| memory.write8(at, value(at)).is_some())
+}
+
+fn holds(memory: &Mapping<Frame>, value: &dyn Fn(u64) -> u8) -> bool {
+    (0..PROBE_BYTES).all(|at| memory.read8(at) == Some(value(at)))
+}
+
+/// The device writes to [`TARGET_IOVA`] again, which must now be blocked:
+/// in the group's fault log, and the frame as this task left it.
+fn write_is_blocked(buffer: &mut Buffer, spare: &Spare, memory: &Mapping<Frame>) -> Outcome {
+    check!(fill(memory, &|_| 0xee));
+    let _ = faults(buffer);
+    spare.write_to(TARGET_IOVA)?;
+    check!(holds(memory, &|_| 0xee), "the frame is as this task left it");
+    check!(blocked_write(&faults(buffer), SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
+    Ok(())
+}
+
+/// A claimed group is blocked before it is the user's: its devices reach
+/// no domain at all (the unit finds no context entry), not even the
+/// group's default domain, until the owner attaches an address space.
+pub(super) fn a_claimed_group_reaches_no_domain_until_attached(buffer: &mut Buffer) -> Outcome {
+    with_spare(buffer, |buffer, spare| {
+        let _ = faults(buffer);
+        spare.write_to(TARGET_IOVA)?;
+        let logged = faults(buffer);
+        for fault in &logged {
+            let (address, write, reason) = (fault.address, fault.write, fault.reason);
+            defmt::info!("  fault: {} {=u64:#x} write {=bool} reason {=u8}", fault.source, address, write, reason);
+        }
+        check!(blocked_write(&logged, SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
+        check!(
+            logged.iter().all(|fault| fault.reason == NO_CONTEXT_ENTRY),
+            "blocked by a missing context entry, not by the default domain's tables"
+        );
+        Ok(())
+    })
+}
+
+/// Detaching moves the group to blocking: the device's next write to the
+/// IOVA it just used is blocked, though the unit had the old context
+/// entry and translation cached.
+pub(super) fn a_detached_group_no_longer_reaches_its_address_space(buffer: &mut Buffer) -> Outcome {
+    with_spare(buffer, |buffer, spare| {
+        let (memory, _) = warm_up(buffer, spare)?;
+        check_eq!(ask(buffer, &iommu::Request::Attach { ioas: None }, &[])?, iommu::Reply::Done);
+        write_is_blocked(buffer, spare, &memory)
+    })
+}
+
+/// A user's unmap takes the IOVA from its device at once: the unit had
+/// the translation cached, and the write after the unmap is blocked.
+pub(super) fn a_users_unmap_takes_the_iova_from_its_device_at_once(buffer: &mut Buffer) -> Outcome {
+    with_spare(buffer, |buffer, spare| {
+        let (memory, ioas) = warm_up(buffer, spare)?;
+        let unmap = iommu::Request::Unmap { ioas, iova: TARGET_IOVA };
+        check_eq!(ask(buffer, &unmap, &[])?, iommu::Reply::Done);
+        write_is_blocked(buffer, spare, &memory)?;
+        let again: iommu::Reply = check_ok!(Cap::at(GROUP).ask(buffer, &unmap, &[], 0));
+        check_eq!(again.refusal().map(|(code, _)| code), Some(ErrorCode::NotMapped), "nothing is left mapped there");
+        Ok(())
+    })
+}
