@@ -245,6 +245,7 @@ fn noise_seeds(corpus: &Corpus) {
         corpus.write("iommu-pagetable", &name, &noise(seed * 0x85eb_ca6b, 64 * seed as usize));
         corpus.write("pci-caps", &name, &noise(seed * 0xc2b2_ae35, 128 * seed as usize));
         corpus.write("iommu-service", &name, &noise(seed * 0x27d4_eb2f, 256 * seed as usize));
+        corpus.write("pci-driver-core", &name, &noise(seed * 0x1656_67b1, 256 * seed as usize));
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod acpi;
 pub mod boot_image;
+pub mod driver_core;
 pub mod echo;
 pub mod image;
 pub mod input;
@@ -45,6 +46,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "iommu-pagetable", run: iommu::pagetable },
     Target { name: "iommu-service", run: service::service },
     Target { name: "pci-caps", run: pci::pci },
+    Target { name: "pci-driver-core", run: driver_core::driver_core },
 ];
 
 /// The target called `name`.

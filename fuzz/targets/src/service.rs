@@ -118,10 +118,20 @@ fn config() -> IommuConfig {
     }
 }
 
+/// The service on QEMU's unit model, with or without caching mode, and a
+/// table-page budget from tight to ample; boxed, as it is some 160 KiB,
+/// too big to move around a test thread's stack in debug builds.
+pub(crate) fn start(input: &mut Input<'_>, config: IommuConfig) -> Option<Box<Service<Simulated>>> {
+    let fake = FakeUnit::new(QEMU_CAP[input.below(2)], QEMU_ECAP);
+    let queue = fake.queue_memory();
+    let queue_config = QueueConfig { base: TablePage::new(0x8_0000)?, size_order: 0, status_address: 0x9_0000 };
+    let budget = [48, 96, 4096][input.below(3)];
+    let service = Service::start(fake, 4096, FakePages::new(budget), Some((queue, queue_config)), config, 39, 0);
+    service.ok().map(Box::new)
+}
+
 /// The service under test, its kernel, and the capabilities handed out.
 struct Machine {
-    /// Boxed: the service is some 160 KiB, too big to move around a
-    /// test thread's stack in debug builds.
     service: Box<Service<Simulated>>,
     k: FakeKernel,
     /// Badges of live DMA handles and group capabilities, as minted.
@@ -134,13 +144,8 @@ struct Machine {
 
 impl Machine {
     fn new(input: &mut Input<'_>) -> Option<Self> {
-        let fake = FakeUnit::new(QEMU_CAP[input.below(2)], QEMU_ECAP);
-        let queue = fake.queue_memory();
-        let queue_config = QueueConfig { base: TablePage::new(0x8_0000)?, size_order: 0, status_address: 0x9_0000 };
-        let budget = [48, 96, 4096][input.below(3)];
-        let service = Service::start(fake, 4096, FakePages::new(budget), Some((queue, queue_config)), config(), 39, 0);
         let mut machine = Self {
-            service: Box::new(service.ok()?),
+            service: start(input, config())?,
             k: FakeKernel { next_slot: 40, ..FakeKernel::default() },
             handles: Vec::new(),
             spaces: Vec::new(),
@@ -351,7 +356,7 @@ impl Machine {
 }
 
 /// The PCI server's or a user's policy badge with every operation.
-fn policy(task: u16) -> u64 {
+pub(crate) fn policy(task: u16) -> u64 {
     badge::policy(task, (1 << iommu_api::PROTOCOL.operations.len()) - 1)
 }
 

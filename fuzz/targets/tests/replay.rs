@@ -86,7 +86,8 @@ replay_tests! {
     iommu_decode => "iommu-decode",
     iommu_pagetable => "iommu-pagetable",
     iommu_service => "iommu-service",
-    pci_caps => "pci-caps";
+    pci_caps => "pci-caps",
+    pci_driver_core => "pci-driver-core";
     regressions:
     acpi_root => "acpi-root",
     iommu_pagetable => "iommu-pagetable",
