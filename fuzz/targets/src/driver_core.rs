@@ -66,7 +66,8 @@ fn machine() -> FakeConfig {
     let mut host = FakeFunction::endpoint(0x8086, 0x29c0).conventional();
     host.bytes[0x0b] = 0x06;
     let edu = |bar: u32| {
-        let mut edu = FakeFunction::endpoint(0x1234, 0x11e8).conventional().bar(0, bar, 0xfff0_0000).legacy_cap(0x40, 0x05, 0);
+        let mut edu =
+            FakeFunction::endpoint(0x1234, 0x11e8).conventional().bar(0, bar, 0xfff0_0000).legacy_cap(0x40, 0x05, 0);
         edu.bytes[0x0a] = 0xff;
         edu.set16(0x04, 0x0007);
         edu
@@ -92,7 +93,8 @@ fn machine() -> FakeConfig {
 }
 
 /// Every address a request may name (the last is nowhere).
-const DEVICES: [&str; 9] = ["00:00.0", "00:03.0", "00:04.0", "00:05.0", "01:00.0", "00:06.0", "02:01.0", "02:02.0", "03:00.0"];
+const DEVICES: [&str; 9] =
+    ["00:00.0", "00:03.0", "00:04.0", "00:05.0", "01:00.0", "00:06.0", "02:01.0", "02:02.0", "03:00.0"];
 
 fn names() -> TaskNames {
     TaskNames(NAMES.iter().map(|name| (*name).try_into().expect("short")).collect())
@@ -111,7 +113,9 @@ fn pci_config(assignment_without_reset: bool) -> PciConfig {
 fn iommu_config() -> IommuConfig {
     let assignments = USERS
         .iter()
-        .flat_map(|&task| DEVICES[1..8].iter().map(move |at| Assignment { device: DeviceMatch::Address(bdf(at)), task }))
+        .flat_map(|&task| {
+            DEVICES[1..8].iter().map(move |at| Assignment { device: DeviceMatch::Address(bdf(at)), task })
+        })
         .take(capabilities::config::MAX_DEVICE_RULES)
         .collect();
     IommuConfig { tasks: names(), driver_core: Some(PCI), assignments, ..IommuConfig::default() }
@@ -358,7 +362,10 @@ impl System {
             let endpoint = !bus_master_at_rest(&device.function);
             match device.holder.map(|holder| (holder.task, holder.role)) {
                 Some((driver, Role::Driver { dma: true })) => {
-                    assert!(matches!(owner, Some(Owner::Kernel { .. })), "{at} held by DMA driver {driver} in a group {owner:?}");
+                    assert!(
+                        matches!(owner, Some(Owner::Kernel { .. })),
+                        "{at} held by DMA driver {driver} in a group {owner:?}"
+                    );
                     assert!(handles.contains(&(at, driver)), "{at}: driver {driver} holds it without a DMA handle");
                 }
                 Some((task, Role::User)) => assert!(
