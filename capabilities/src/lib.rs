@@ -22,5 +22,7 @@ pub mod logframe;
 pub mod manifest;
 pub mod pci;
 pub mod protocol;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::ErrorCode;

@@ -30,34 +30,20 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pci::{BridgeBuses, BridgeKind, ClassCode, DmaAliasQuirk, HeaderKind, PcieDeviceType, PcieInfo};
+    use crate::pci::{BridgeBuses, BridgeKind, ClassCode, HeaderKind, PcieDeviceType};
 
     #[test]
     fn topology_round_trips_through_postcard() {
         let function = PciFunction {
-            bdf: Bdf::new(1, 0, 0).unwrap(),
             vendor_id: 0x1b36,
             device_id: 0x000e,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-            revision: 0,
             class: ClassCode { base: 6, sub: 4, interface: 0 },
-            header: HeaderKind::PciBridge,
-            multifunction: false,
             bridge: Some(BridgeBuses { primary: 1, secondary: 2, subordinate: 2 }),
-            pcie: Some(PcieInfo {
-                offset: 0x48,
-                version: 2,
-                device_type: PcieDeviceType::PcieToPciBridge,
-                reported_type: PcieDeviceType::PcieToPciBridge,
-                slot_implemented: false,
-            }),
-            acs: None,
-            acs_quirk: None,
-            dma_alias: DmaAliasQuirk::default(),
-            msi: None,
-            msix: None,
-            capability_fault: None,
+            ..crate::testing::function(
+                Bdf::new(1, 0, 0).unwrap(),
+                HeaderKind::PciBridge,
+                Some(PcieDeviceType::PcieToPciBridge),
+            )
         };
         let mut topology = Topology::default();
         topology.functions.push(function).unwrap();

@@ -21,22 +21,16 @@ use std::collections::BTreeSet;
 
 use capabilities::badge;
 use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
-use capabilities::pci::{
-    Bdf, BridgeBuses, ClassCode, DmaAliasQuirk, HeaderKind, PciFunction, PcieDeviceType, PcieInfo,
-};
+use capabilities::pci::Bdf;
 use iommu_api::{Handle, Reply, Request};
 use iommu_server::memory::{TablePage, TablePages};
 use iommu_server::ownership::Owner;
 use iommu_server::service::Service;
-use iommu_server::testing::{FakeKernel, FakePages, Simulated};
+use iommu_server::testing::{FakeKernel, FakePages, QEMU_CAP, QEMU_CAP_CACHING, QEMU_ECAP, Simulated, topology};
 use iommu_server::unit::QueueConfig;
 use iommu_server::unit::fake::FakeUnit;
 
 use crate::input::Input;
-
-/// QEMU 7.2's capability registers (CAP, ECAP), and with caching mode.
-const QEMU_CAP: [u64; 2] = [0x00d2_008c_2226_0206, 0x00d2_008c_2226_0286];
-const QEMU_ECAP: u64 = 0xf0_0f4a;
 
 /// Tasks: the PCI server, two drivers, two users, an intruder.
 const PCI: u16 = 0;
@@ -51,49 +45,8 @@ fn bdf(bus: u8, device: u8) -> Bdf {
     Bdf::new(bus, device, 0).expect("a valid address")
 }
 
-fn function(at: Bdf, header: HeaderKind, pcie: Option<PcieDeviceType>) -> PciFunction {
-    PciFunction {
-        bdf: at,
-        vendor_id: 0x1234,
-        device_id: 0x11e8,
-        subsystem_vendor_id: 0,
-        subsystem_id: 0,
-        revision: 0,
-        class: ClassCode { base: 0, sub: 0xff, interface: 0 },
-        header,
-        multifunction: false,
-        bridge: None,
-        pcie: pcie.map(|device_type| PcieInfo {
-            offset: 0x40,
-            version: 2,
-            device_type,
-            reported_type: device_type,
-            slot_implemented: false,
-        }),
-        acs: None,
-        acs_quirk: None,
-        dma_alias: DmaAliasQuirk::default(),
-        msi: None,
-        msix: None,
-        capability_fault: None,
-    }
-}
-
-/// Two edus on the root bus and a PCIe-to-PCI bridge with two behind it:
-/// groups {00:03.0}, {00:04.0}, {00:05.0, 01:01.0, 01:02.0}.
-fn topology() -> Vec<PciFunction> {
-    let mut bridge = function(bdf(0, 5), HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
-    bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
-    vec![
-        function(bdf(0, 3), HeaderKind::Normal, None),
-        function(bdf(0, 4), HeaderKind::Normal, None),
-        bridge,
-        function(bdf(1, 1), HeaderKind::Normal, None),
-        function(bdf(1, 2), HeaderKind::Normal, None),
-    ]
-}
-
-/// Every device a request may name (the last is in no group).
+/// Every device a request may name: those of `testing::topology` (groups
+/// {00:03.0}, {00:04.0}, {00:05.0, 01:01.0, 01:02.0}) and one in no group.
 const DEVICES: [(u8, u8); 6] = [(0, 3), (0, 4), (0, 5), (1, 1), (1, 2), (2, 0)];
 
 fn config() -> IommuConfig {
@@ -122,7 +75,7 @@ fn config() -> IommuConfig {
 /// table-page budget from tight to ample; boxed, as it is some 160 KiB,
 /// too big to move around a test thread's stack in debug builds.
 pub(crate) fn start(input: &mut Input<'_>, config: IommuConfig) -> Option<Box<Service<Simulated>>> {
-    let fake = FakeUnit::new(QEMU_CAP[input.below(2)], QEMU_ECAP);
+    let fake = FakeUnit::new([QEMU_CAP, QEMU_CAP_CACHING][input.below(2)], QEMU_ECAP);
     let queue = fake.queue_memory();
     let queue_config = QueueConfig { base: TablePage::new(0x8_0000)?, size_order: 0, status_address: 0x9_0000 };
     let budget = [48, 96, 4096][input.below(3)];

@@ -79,35 +79,17 @@ pub fn acs_path_enabled(
 
 #[cfg(test)]
 mod tests {
-    use capabilities::pci::{AcsInfo, Bdf, ClassCode, DmaAliasQuirk, HeaderKind, PcieInfo};
+    use capabilities::pci::{AcsInfo, Bdf, ClassCode, HeaderKind};
 
     use super::*;
 
     fn function(device_type: Option<PcieDeviceType>, function: u8, multifunction: bool) -> PciFunction {
         PciFunction {
-            bdf: Bdf::new(0, 5, function).unwrap(),
             vendor_id: 0x1b36,
             device_id: 0x0010,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-            revision: 0,
             class: ClassCode { base: 1, sub: 8, interface: 2 },
-            header: HeaderKind::Normal,
             multifunction,
-            bridge: None,
-            pcie: device_type.map(|device_type| PcieInfo {
-                offset: 0x40,
-                version: 2,
-                device_type,
-                reported_type: device_type,
-                slot_implemented: false,
-            }),
-            acs: None,
-            acs_quirk: None,
-            dma_alias: DmaAliasQuirk::default(),
-            msi: None,
-            msix: None,
-            capability_fault: None,
+            ..capabilities::testing::function(Bdf::new(0, 5, function).unwrap(), HeaderKind::Normal, device_type)
         }
     }
 

@@ -163,29 +163,18 @@ mod tests {
     use std::string::{String, ToString};
     use std::vec::Vec;
 
-    use capabilities::pci::{BridgeBuses, ClassCode, DmaAliasQuirk, HeaderKind};
+    use capabilities::pci::{BridgeBuses, ClassCode, HeaderKind};
 
     use super::*;
 
     fn function(bus: u8, device: u8, secondary: Option<u8>) -> PciFunction {
+        let header = if secondary.is_some() { HeaderKind::PciBridge } else { HeaderKind::Normal };
         PciFunction {
-            bdf: Bdf::new(bus, device, 0).unwrap(),
             vendor_id: 1,
             device_id: 1,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-            revision: 0,
             class: ClassCode { base: 6, sub: 4, interface: 0 },
-            header: if secondary.is_some() { HeaderKind::PciBridge } else { HeaderKind::Normal },
-            multifunction: false,
             bridge: secondary.map(|secondary| BridgeBuses { primary: bus, secondary, subordinate: secondary }),
-            pcie: None,
-            acs: None,
-            acs_quirk: None,
-            dma_alias: DmaAliasQuirk::default(),
-            msi: None,
-            msix: None,
-            capability_fault: None,
+            ..capabilities::testing::function(Bdf::new(bus, device, 0).unwrap(), header, None)
         }
     }
 

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use capabilities::ErrorCode;
+use capabilities::pci::{Bdf, BridgeBuses, HeaderKind, PciFunction, PcieDeviceType};
 
 use crate::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
 use crate::service::Platform;
@@ -198,4 +199,31 @@ impl Kernel for FakeKernel {
     fn now(&self) -> u64 {
         0
     }
+}
+
+/// QEMU 7.2's capability register for `-device intel-iommu`.
+pub const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
+/// The same with `caching-mode=on`.
+pub const QEMU_CAP_CACHING: u64 = 0x00d2_008c_2226_0286;
+/// QEMU 7.2's extended capability register.
+pub const QEMU_ECAP: u64 = 0xf0_0f4a;
+
+/// An edu-like function at `bus:device.function` (see
+/// `capabilities::testing::function`).
+pub fn function(bus: u8, device: u8, function: u8, header: HeaderKind, pcie: Option<PcieDeviceType>) -> PciFunction {
+    capabilities::testing::function(Bdf::new(bus, device, function).expect("a valid address"), header, pcie)
+}
+
+/// edu at 00:03.0 and 00:04.0, a PCIe-to-PCI bridge at 00:05.0 with two
+/// edu behind it (01:01.0, 01:02.0): three groups.
+pub fn topology() -> Vec<PciFunction> {
+    let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
+    bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
+    vec![
+        function(0, 3, 0, HeaderKind::Normal, None),
+        function(0, 4, 0, HeaderKind::Normal, None),
+        bridge,
+        function(1, 1, 0, HeaderKind::Normal, None),
+        function(1, 2, 0, HeaderKind::Normal, None),
+    ]
 }

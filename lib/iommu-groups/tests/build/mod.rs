@@ -1,8 +1,7 @@
 //! Builds hand-made topologies for the group-formation tests.
 
-use capabilities::pci::{
-    AcsFlags, AcsInfo, Bdf, BridgeBuses, ClassCode, DmaAliasQuirk, HeaderKind, PciFunction, PcieDeviceType, PcieInfo,
-};
+use capabilities::pci::{AcsFlags, AcsInfo, Bdf, BridgeBuses, ClassCode, HeaderKind, PciFunction, PcieDeviceType};
+use capabilities::testing::function;
 
 /// Parses `BB:DD.F`.
 pub fn bdf(text: &str) -> Bdf {
@@ -14,31 +13,12 @@ pub fn bdf(text: &str) -> Bdf {
 
 /// A conventional PCI endpoint at `at`.
 pub fn conventional(at: &str) -> PciFunction {
-    PciFunction {
-        bdf: bdf(at),
-        vendor_id: 0x1234,
-        device_id: 0x11e8,
-        subsystem_vendor_id: 0,
-        subsystem_id: 0,
-        revision: 0,
-        class: ClassCode { base: 0, sub: 0xff, interface: 0 },
-        header: HeaderKind::Normal,
-        multifunction: false,
-        bridge: None,
-        pcie: None,
-        acs: None,
-        acs_quirk: None,
-        dma_alias: DmaAliasQuirk::default(),
-        msi: None,
-        msix: None,
-        capability_fault: None,
-    }
+    function(bdf(at), HeaderKind::Normal, None)
 }
 
 /// A PCI Express function of `kind` at `at`.
 pub fn pcie(at: &str, kind: PcieDeviceType) -> PciFunction {
-    let pcie = PcieInfo { offset: 0x40, version: 2, device_type: kind, reported_type: kind, slot_implemented: false };
-    PciFunction { pcie: Some(pcie), ..conventional(at) }
+    function(bdf(at), HeaderKind::Normal, Some(kind))
 }
 
 /// Builder steps on a function.

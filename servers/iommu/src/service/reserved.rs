@@ -137,8 +137,7 @@ mod tests {
     #[test]
     fn paths_resolve_through_bridges_and_fail_where_the_topology_differs() {
         use capabilities::pci::{HeaderKind, PcieDeviceType};
-        let mut bridge =
-            super::super::tests::function(0, 0x1c, 0, HeaderKind::PciBridge, Some(PcieDeviceType::RootPort));
+        let mut bridge = crate::testing::function(0, 0x1c, 0, HeaderKind::PciBridge, Some(PcieDeviceType::RootPort));
         bridge.bridge = Some(capabilities::pci::BridgeBuses { primary: 0, secondary: 3, subordinate: 3 });
         let topology = [bridge];
         let direct = ScopePath { start_bus: 0, hops: Vec::from_slice(&[(0x1d, 0)]).unwrap() };

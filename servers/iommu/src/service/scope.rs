@@ -103,7 +103,7 @@ mod tests {
     use capabilities::pci::{BridgeBuses, HeaderKind, PcieDeviceType};
 
     use super::*;
-    use crate::service::tests::function;
+    use crate::testing::function;
 
     const ENDPOINT: u8 = 1;
     const BRIDGE: u8 = 2;

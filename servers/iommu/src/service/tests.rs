@@ -11,65 +11,13 @@ use iommu_api::{Handle, Operation, OwnerReport, Reply, Request};
 
 use super::*;
 use crate::memory::TablePage;
-use crate::testing::{FakeKernel, FakePages, Simulated};
+use crate::testing::{FakeKernel, FakePages, QEMU_CAP, QEMU_CAP_CACHING, QEMU_ECAP, Simulated, function, topology};
 use crate::unit::fake::FakeUnit;
-
-const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
-const QEMU_CAP_CACHING: u64 = 0x00d2_008c_2226_0286;
-const QEMU_ECAP: u64 = 0xf0_0f4a;
 
 const PCI: u16 = 0;
 const DRIVER: u16 = 1;
 const USER: u16 = 2;
 const INTRUDER: u16 = 3;
-
-pub(super) fn function(
-    bus: u8,
-    device: u8,
-    function: u8,
-    header: HeaderKind,
-    pcie: Option<PcieDeviceType>,
-) -> PciFunction {
-    PciFunction {
-        bdf: Bdf::new(bus, device, function).unwrap(),
-        vendor_id: 0x1234,
-        device_id: 0x11e8,
-        subsystem_vendor_id: 0,
-        subsystem_id: 0,
-        revision: 0,
-        class: ClassCode { base: 0, sub: 0xff, interface: 0 },
-        header,
-        multifunction: false,
-        bridge: None,
-        pcie: pcie.map(|device_type| PcieInfo {
-            offset: 0x40,
-            version: 2,
-            device_type,
-            reported_type: device_type,
-            slot_implemented: false,
-        }),
-        acs: None,
-        acs_quirk: None,
-        dma_alias: DmaAliasQuirk::default(),
-        msi: None,
-        msix: None,
-        capability_fault: None,
-    }
-}
-
-/// edu at 00:03.0 and 00:04.0, a PCIe-to-PCI bridge at 00:05.0 with two
-/// edu behind it (01:01.0, 01:02.0): three groups.
-fn topology() -> Vec<PciFunction> {
-    let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
-    bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
-    vec![
-        function(0, 3, 0, HeaderKind::Normal, None),
-        function(0, 4, 0, HeaderKind::Normal, None),
-        bridge,
-        function(1, 1, 0, HeaderKind::Normal, None),
-        function(1, 2, 0, HeaderKind::Normal, None),
-    ]
-}
 
 fn bdf(bus: u8, device: u8) -> Bdf {
     Bdf::new(bus, device, 0).unwrap()
