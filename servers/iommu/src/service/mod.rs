@@ -247,13 +247,17 @@ impl<P: Platform> Service<P> {
     /// Drains the unit's fault records into the groups' logs, logging each
     /// while the rate limiter admits it; returns how many faults arrived.
     pub fn drain_faults(&mut self, now: u64) -> u64 {
-        let admitted = self.limiter.admit(now);
         let mut count = 0;
         let ready = &mut self.ready;
+        let limiter = &mut self.limiter;
         let drained = self.hw.unit.drain_faults(|record| {
             count += 1;
             let group = ready.as_ref().and_then(|r| r.group_of_source(record.source.source_id()));
-            if admitted {
+            if limiter.admit(now) {
+                let suppressed = limiter.take_suppressed();
+                if suppressed > 0 {
+                    warn!("{=u64} DMA fault lines suppressed (every fault is in its group's log)", suppressed);
+                }
                 report(&record, group);
             }
             if let (Some(group), Some(ready)) = (group, ready.as_mut())

@@ -339,6 +339,22 @@ fn a_user_builds_an_address_space_maps_reads_faults_and_releases() {
 }
 
 #[test]
+fn only_faults_spend_the_log_limiters_tokens() {
+    // Every Faults request drains the unit first; draining nothing must
+    // not use up the log's burst, or the first real fault after a few
+    // reads goes unlogged depending on how fast the reads came.
+    let mut rig = Rig::new(QEMU_CAP);
+    let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    for _ in 0..100 {
+        assert_eq!(rig.service.drain_faults(0), 0);
+    }
+    let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
+    rig.unit().inject_fault(0, 0x10_1000, high);
+    assert!(matches!(rig.call(group_cap, Request::Faults, &[]), Reply::Faults { .. }));
+    assert_eq!(rig.service.limiter.take_suppressed(), 0, "the fault's line was logged");
+}
+
+#[test]
 fn a_dead_owners_groups_are_blocked_and_its_mappings_unpinned() {
     let mut rig = Rig::new(QEMU_CAP_CACHING);
     let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
