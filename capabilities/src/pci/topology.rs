@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{Bdf, PciFunction};
 
 /// Most functions one topology describes.
-pub const MAX_FUNCTIONS: usize = 64;
+pub const MAX_FUNCTIONS: usize = 1024;
 
 /// Every function on one PCI segment, in the order the PCI server found
 /// them: a bus's functions by device and function number, then the buses

@@ -334,7 +334,7 @@ fn random_request(input: &mut Input<'_>, device: Bdf) -> Request {
         1 => Request::ReleaseKernel { device, driver: u16::from(input.u8()) },
         2 => Request::ClaimGroup { device },
         3 => Request::Reclaimed { group: u16::from(input.u8() % 6), quiesced: u16::from(input.u8() % 4) },
-        4 => Request::Groups { group: u16::from(input.u8()) },
+        4 => Request::Groups { group: u16::from(input.u8()), offset: u16::from(input.u8() % 40) },
         5 => Request::DmaMap { writable: input.bool(), mask_bits: input.u8() },
         6 => Request::Map { ioas: u16::from(input.u8() % 4), iova: iova(input), writable: input.bool() },
         7 => Request::Unmap { ioas: u16::from(input.u8() % 4), iova: iova(input) },

@@ -2,7 +2,9 @@
 
 use core::fmt;
 
-use capabilities::pci::Bdf;
+use capabilities::pci::{Bdf, MAX_FUNCTIONS};
+
+use crate::groups::MAX_GROUPS;
 
 /// A topology that is not a tree of buses. Group formation refuses it
 /// rather than guess, since a wrong guess could split a real group.
@@ -12,6 +14,11 @@ pub enum GroupError {
     /// More functions than a topology holds ([`capabilities::pci::MAX_FUNCTIONS`]).
     TooManyFunctions {
         /// How many there were.
+        count: usize,
+    },
+    /// The topology forms more groups than [`MAX_GROUPS`].
+    TooManyGroups {
+        /// How many it would form.
         count: usize,
     },
     /// Two entries have the same address.
@@ -39,7 +46,12 @@ pub enum GroupError {
 impl fmt::Display for GroupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::TooManyFunctions { count } => write!(f, "{count} functions are more than a topology holds"),
+            Self::TooManyFunctions { count } => {
+                write!(f, "{count} functions are more than a topology holds (MAX_FUNCTIONS = {MAX_FUNCTIONS})")
+            }
+            Self::TooManyGroups { count } => {
+                write!(f, "the topology forms {count} groups, more than the servers hold (MAX_GROUPS = {MAX_GROUPS})")
+            }
             Self::DuplicateFunction { bdf } => write!(f, "{bdf} appears twice in the topology"),
             Self::SharedSecondaryBus { bus, first, second } => {
                 write!(f, "bridges {first} and {second} both claim bus {bus:02x}")

@@ -26,7 +26,7 @@ use crate::acs::{acs_enabled, acs_path_enabled};
 use crate::alias::{are_quirk_aliases, for_each_dma_alias, requester_id};
 use crate::cause::Cause;
 use crate::error::GroupError;
-use crate::groups::{GroupId, Groups, Placement};
+use crate::groups::{GroupId, Groups, MAX_GROUPS, Placement};
 use crate::index::TopologyIndex;
 
 /// Forms the IOMMU groups of a topology exactly as Linux 6.1 would.
@@ -42,6 +42,9 @@ pub fn form_groups(functions: &[PciFunction]) -> Result<Groups, GroupError> {
         let placement = Placement { bdf: index.bdf(i), group, cause, requester: requester_id(&index, i) };
         // The index holds at most MAX_FUNCTIONS functions, so this always fits.
         let _ = placements.push(placement);
+    }
+    if usize::from(former.next_id) > MAX_GROUPS {
+        return Err(GroupError::TooManyGroups { count: usize::from(former.next_id) });
     }
     Ok(Groups::new(placements, former.next_id))
 }

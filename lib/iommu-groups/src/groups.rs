@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cause::{Cause, write_reason};
 
+/// Most groups a topology may form: every server that keeps per-group
+/// state (the IOMMU server's owners, default domains and fault logs) is
+/// sized for this many, and formation refuses a topology that needs more.
+pub const MAX_GROUPS: usize = 512;
+
 /// Identifies a group. Ids count from 0 in the order Linux allocates them
 /// (the probe order of each group's first function), so the same topology
 /// always gets the same ids, which match Linux's `/sys/kernel/iommu_groups`.

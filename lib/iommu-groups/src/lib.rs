@@ -18,4 +18,4 @@ pub mod index;
 pub use cause::Cause;
 pub use error::GroupError;
 pub use form::form_groups;
-pub use groups::{GroupId, Groups, Placement, Reason};
+pub use groups::{GroupId, Groups, MAX_GROUPS, Placement, Reason};

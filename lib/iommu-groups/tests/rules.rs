@@ -3,7 +3,7 @@
 mod build;
 
 use build::{With, bdf, conventional, expected, explain, partition, pcie};
-use capabilities::pci::{AcsFlags, PciFunction, PcieDeviceType::*};
+use capabilities::pci::{AcsFlags, MAX_FUNCTIONS, PciFunction, PcieDeviceType::*};
 use iommu_groups::{Cause, GroupError, GroupId, form_groups};
 
 fn requester(functions: &[PciFunction], at: &str) -> String {
@@ -279,8 +279,9 @@ fn contradictory_topologies_are_refused() {
     assert_eq!(form_groups(&self_loop), Err(GroupError::BridgeLoop { bdf: bdf("01:00.0") }));
     let two_loop = [conventional("01:00.0").bridge_to(2), conventional("02:00.0").bridge_to(1)];
     assert_eq!(form_groups(&two_loop), Err(GroupError::BridgeLoop { bdf: bdf("01:00.0") }));
-    let too_many: Vec<_> = (0..=64).map(|n| conventional(&format!("{:02x}:00.0", n))).collect();
-    assert_eq!(form_groups(&too_many), Err(GroupError::TooManyFunctions { count: 65 }));
+    let too_many: Vec<_> =
+        (0..=MAX_FUNCTIONS).map(|n| conventional(&format!("{:02x}:{:02x}.{}", n >> 8, (n >> 3) & 31, n & 7))).collect();
+    assert_eq!(form_groups(&too_many), Err(GroupError::TooManyFunctions { count: MAX_FUNCTIONS + 1 }));
 }
 
 #[test]

@@ -27,8 +27,8 @@ pub type TaskIndex = u16;
 /// An I/O address space, by the server's index.
 pub type IoasId = u16;
 
-/// Most groups one server keeps.
-pub const MAX_GROUPS: usize = 64;
+/// Most groups one server keeps: as many as formation may make.
+pub use iommu_groups::MAX_GROUPS;
 
 /// Who owns a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -375,14 +375,22 @@ mod tests {
 
     #[test]
     fn the_topology_is_bounded() {
+        // Bus 0: bridges to buses 1 to 4, then endpoints; each bus below is
+        // full (32 devices of 8 functions), so bus 4 overflows at its 1,024th
+        // function counting the four bridges.
         let mut cfg = FakeConfig::default();
-        for device in 0..9 {
-            cfg = cfg.with(&std::format!("00:{device:02x}.0"), FakeFunction::endpoint(1, 1).multifunction());
-            for function in 1..8 {
-                cfg = cfg.with(&std::format!("00:{device:02x}.{function}"), FakeFunction::endpoint(1, 1));
+        for bus in 1..=4u8 {
+            cfg = cfg.with(&std::format!("00:{bus:02x}.0"), FakeFunction::bridge(1, 1, 0, bus, bus));
+            for device in 0..32 {
+                cfg = cfg.with(&std::format!("{bus:02x}:{device:02x}.0"), FakeFunction::endpoint(1, 1).multifunction());
+                for function in 1..8 {
+                    cfg = cfg.with(&std::format!("{bus:02x}:{device:02x}.{function}"), FakeFunction::endpoint(1, 1));
+                }
             }
         }
-        assert_eq!(enumerate(&mut cfg, &[0], OPTIONS), Err(PciError::TooManyFunctions { bdf: bdf("00:08.0") }));
+        let error = enumerate(&mut cfg, &[0], OPTIONS).unwrap_err();
+        assert_eq!(error, PciError::TooManyFunctions { bdf: bdf("04:1f.4") });
+        assert!(error.to_string().contains("MAX_FUNCTIONS = 1024"), "{error}");
     }
 
     #[test]

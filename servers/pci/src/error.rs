@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use capabilities::pci::{Bdf, CapabilityList};
+use capabilities::pci::{Bdf, CapabilityList, MAX_FUNCTIONS};
 
 use crate::config::AccessError;
 
@@ -117,7 +117,9 @@ impl fmt::Display for PciError {
                 write!(f, "{bdf}: 64-bit BAR at {offset:#04x} has no upper half")
             }
             Self::ReservedBarType { bdf, offset } => write!(f, "{bdf}: BAR at {offset:#04x} has the reserved type"),
-            Self::TooManyFunctions { bdf } => write!(f, "{bdf}: topology full"),
+            Self::TooManyFunctions { bdf } => {
+                write!(f, "{bdf}: more functions than the PCI server holds (MAX_FUNCTIONS = {MAX_FUNCTIONS})")
+            }
             Self::TooDeep { bridge } => write!(f, "{bridge}: bridges nest too deep"),
             Self::UnconfiguredBridge { bridge, secondary } => {
                 write!(f, "{bridge}: bridge not configured by firmware (secondary bus {secondary:#04x})")

@@ -51,7 +51,7 @@ fn main() -> u64 {
     let topology = match enumerate(&mut space, &[ecam.buses().0], options) {
         Ok(topology) => topology,
         Err(error) => {
-            defmt::error!("enumeration failed: {}", error);
+            defmt::error!("enumeration failed: {}", defmt::Display2Format(&error));
             return 1;
         }
     };

@@ -21,7 +21,7 @@
 #![no_main]
 
 use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
+use capabilities::pci::{Bdf, MAX_FUNCTIONS};
 use heapless::Vec;
 use iommu_api as iommu;
 use userlib::ipc::Buffer;
@@ -30,9 +30,6 @@ use userlib::syscall;
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::entry!(main);
-
-/// Most functions the PCI server can report (`Devices` takes a `u8` index).
-const MAX_FUNCTIONS: usize = 256;
 
 /// How long to wait for the IOMMU server to form its groups, in
 /// microseconds. The PCI server outranks this task and reports its
@@ -80,13 +77,13 @@ fn main() -> u64 {
 /// Every function the PCI server found, in its order.
 fn functions(buffer: &mut Buffer) -> Result<Vec<Function, MAX_FUNCTIONS>, ()> {
     let mut functions = Vec::new();
-    for index in 0..=u8::MAX {
+    for index in (0..MAX_FUNCTIONS).filter_map(|index| u16::try_from(index).ok()) {
         let request = pci_api::Request::Devices { index };
         let reply = PCI.get().call_with(buffer, &request).and_then(|received| buffer.decode(received.len));
         match reply {
             Ok(pci_api::Reply::Device { device: bdf, vendor, device_id, .. }) => {
                 let function = Function { bdf, vendor, device: device_id, listed: false };
-                // The index is a u8, so at most 256 functions ever arrive.
+                // The loop asks for at most MAX_FUNCTIONS, so this fits.
                 let _ = functions.push(function);
             }
             Ok(pci_api::Reply::Refused { code: ErrorCode::NotFound, .. }) => return Ok(functions),
@@ -111,26 +108,27 @@ fn functions(buffer: &mut Buffer) -> Result<Vec<Function, MAX_FUNCTIONS>, ()> {
 fn report_groups(buffer: &mut Buffer, functions: &mut [Function]) -> Result<u16, ()> {
     let started = syscall::now();
     let mut group = 0u16;
+    let mut offset = 0u16;
     loop {
-        let request = iommu::Request::Groups { group };
+        let request = iommu::Request::Groups { group, offset };
         let reply = IOMMU.get().call_with(buffer, &request).and_then(|received| buffer.decode(received.len));
         match reply {
-            Ok(iommu::Reply::GroupInfo { group: id, members, reasons, .. }) => {
+            Ok(iommu::Reply::GroupInfo { group: id, offset: at, total, members, reasons, .. }) => {
                 for bdf in &members {
                     list(functions, id, *bdf)?;
                 }
-                if members.is_full() {
-                    // A larger group's other members are cut off; say so
-                    // before the missing functions are named.
-                    defmt::warn!(
-                        "group {=u16} lists {=usize} functions, the most one reply carries: it may have more",
-                        id,
-                        members.len()
-                    );
+                if at == 0 {
+                    for sentence in reasons.as_str().lines().filter(|line| !line.is_empty()) {
+                        defmt::info!("REASON {=u16} {=str}", id, sentence);
+                    }
                 }
-                for sentence in reasons.as_str().lines().filter(|line| !line.is_empty()) {
-                    defmt::info!("REASON {=u16} {=str}", id, sentence);
+                // The group's next page, if the reply did not hold them all.
+                let listed = usize::from(at) + members.len();
+                if !members.is_empty() && listed < usize::from(total) {
+                    offset = listed as u16;
+                    continue;
                 }
+                offset = 0;
             }
             Ok(iommu::Reply::Refused { code: ErrorCode::NotFound, .. }) => return Ok(group),
             Ok(iommu::Reply::Refused { code: ErrorCode::Busy, .. })

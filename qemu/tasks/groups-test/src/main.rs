@@ -69,7 +69,7 @@ fn main() -> u64 {
 /// The group holding `device`, with its members and reasons.
 fn group_of(buffer: &mut Buffer, device: Bdf) -> Option<(u16, heapless::Vec<Bdf, 32>, heapless::String<400>)> {
     for group in 0..64 {
-        match IOMMU.get().ask(buffer, &iommu::Request::Groups { group }, &[], 0) {
+        match IOMMU.get().ask(buffer, &iommu::Request::Groups { group, offset: 0 }, &[], 0) {
             Ok(iommu::Reply::GroupInfo { members, reasons, .. }) if members.contains(&device) => {
                 return Some((group, members, reasons));
             }

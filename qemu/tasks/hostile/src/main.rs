@@ -237,7 +237,7 @@ fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
 }
 
 fn truncated_requests_are_malformed(buffer: &mut Buffer) -> Outcome {
-    let group = iommu::Request::Groups { group: 1 };
+    let group = iommu::Request::Groups { group: 1, offset: 0 };
     let copy = edu::Request::Copy { len: 300, seed: 1 };
     let read = pci_api::Request::ConfigRead { device: STORM_DEVICE, offset: 0x40, width: 4 };
     let mut checked = 0;

@@ -222,11 +222,14 @@ fn unbind(buffer: &mut Buffer, device: Bdf) -> Result<pci_api::Reply, ErrorCode>
 // ----- the cases -----
 
 fn translation_is_on_with_the_expected_groups(buffer: &mut Buffer) -> Outcome {
-    let members =
-        |buffer: &mut Buffer, group: u16| match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Groups { group }) {
-            Ok(iommu::Reply::GroupInfo { members, .. }) => Some(members),
-            _ => None,
-        };
+    let members = |buffer: &mut Buffer, group: u16| match ask_iommu(
+        IOMMU.get(),
+        buffer,
+        &iommu::Request::Groups { group, offset: 0 },
+    ) {
+        Ok(iommu::Reply::GroupInfo { members, .. }) => Some(members),
+        _ => None,
+    };
     let mut bridge_group = None;
     for group in 0..16 {
         let Some(members) = members(buffer, group) else { break };

@@ -119,7 +119,7 @@ fn own_index() -> Option<u16> {
 /// The holder the server reports for `device`.
 fn holder(buffer: &mut Buffer, device: Bdf) -> Option<Option<u16>> {
     let position = MACHINE.iter().position(|(bdf, _, _)| *bdf == device)?;
-    match ask(PCI.get(), buffer, &Request::Devices { index: position as u8 }) {
+    match ask(PCI.get(), buffer, &Request::Devices { index: position as u16 }) {
         Ok(Reply::Device { device: found, holder, .. }) if found == device => Some(holder),
         _ => None,
     }
@@ -160,7 +160,7 @@ fn edu_id(granted: &Granted, virt: u64) -> Result<(Mapping<DeviceMemory>, Option
 
 fn topology_matches_the_machine(buffer: &mut Buffer) -> Outcome {
     for (index, &(device, vendor, device_id)) in MACHINE.iter().enumerate() {
-        let reply = check_ok!(ask(PCI.get(), buffer, &Request::Devices { index: index as u8 }));
+        let reply = check_ok!(ask(PCI.get(), buffer, &Request::Devices { index: index as u16 }));
         let Reply::Device { device: found, vendor: v, device_id: d, .. } = reply else {
             defmt::error!("  device {=usize}: {}", index, reply);
             check!(false, "every function of the machine is listed");
@@ -168,7 +168,7 @@ fn topology_matches_the_machine(buffer: &mut Buffer) -> Outcome {
         };
         check_eq!((found, v, d), (device, vendor, device_id));
     }
-    let past = check_ok!(ask(PCI.get(), buffer, &Request::Devices { index: MACHINE.len() as u8 }));
+    let past = check_ok!(ask(PCI.get(), buffer, &Request::Devices { index: MACHINE.len() as u16 }));
     check_eq!(refusal(&past), Some(ErrorCode::NotFound), "no function beyond the machine's");
     Ok(())
 }

@@ -89,7 +89,7 @@ fn owner(buffer: &mut Buffer, device: Bdf) -> Option<OwnerReport> {
 
 /// The holder the PCI server reports for `device` (`None` if not listed).
 fn holder(buffer: &mut Buffer, device: Bdf) -> Option<Option<u16>> {
-    for index in 0..=u8::MAX {
+    for index in 0..256u16 {
         match ask_pci(buffer, &pci_api::Request::Devices { index }) {
             Ok(pci_api::Reply::Device { device: found, holder, .. }) if found == device => return Some(holder),
             Ok(pci_api::Reply::Device { .. }) => {}
@@ -102,7 +102,7 @@ fn holder(buffer: &mut Buffer, device: Bdf) -> Option<Option<u16>> {
 fn the_group_holds_the_bridge_and_twenty_edus(buffer: &mut Buffer) -> Outcome {
     let mut members = None;
     for number in 0..64 {
-        match IOMMU.get().ask(buffer, &iommu::Request::Groups { group: number }, &[], 0) {
+        match IOMMU.get().ask(buffer, &iommu::Request::Groups { group: number, offset: 0 }, &[], 0) {
             Ok(iommu::Reply::GroupInfo { members: found, .. }) if found.contains(&BRIDGE) => {
                 members = Some(found);
                 break;

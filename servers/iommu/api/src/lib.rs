@@ -108,6 +108,9 @@ pub const INTERRUPT_ENTRIES_PER_REPLY: usize = 8;
 /// Members of a reclaimed group listed per `PendingReclaims` reply.
 pub const RECLAIM_PAGE: usize = 16;
 
+/// Members of a group listed per `Groups` reply.
+pub const GROUP_PAGE: usize = 32;
+
 /// Longest explanation in a refusal.
 pub use capabilities::protocol::REASON_MAX;
 
@@ -210,10 +213,14 @@ pub enum Request {
         /// Any device of the group.
         device: Bdf,
     },
-    /// Policy: describe group `group` (its members and the reasons).
+    /// Policy: describe group `group` (its members from `offset` on, and
+    /// the reasons). A group with more members than a reply holds takes
+    /// several requests.
     Groups {
         /// Which group (`NotFound` past the last).
         group: u16,
+        /// Index of the first member to list (`NotFound` past the last).
+        offset: u16,
     },
     /// Policy: counters.
     Stats,
@@ -441,8 +448,12 @@ pub enum Reply {
     GroupInfo {
         /// The group described.
         group: u16,
-        /// Its devices.
-        members: Vec<Bdf, 32>,
+        /// Index of the first member listed among all of the group's.
+        offset: u16,
+        /// Members the group has in all.
+        total: u16,
+        /// Its members from `offset` on, at most [`GROUP_PAGE`].
+        members: Vec<Bdf, GROUP_PAGE>,
         /// Why it has this shape, one sentence per line.
         reasons: String<REASON_MAX>,
         /// Who owns it.
@@ -576,8 +587,15 @@ mod tests {
         let mut buffer = [0u8; capabilities::abi::ipc::MSG_MAX];
         assert!(postcard::to_slice(&report, &mut buffer).is_ok());
         let reasons: String<REASON_MAX> = core::iter::repeat_n('x', REASON_MAX).collect();
-        let members = core::iter::repeat_n(Bdf::from_requester_id(0x0100), 32).collect();
-        let info = Reply::GroupInfo { group: 1, members, reasons, owner: OwnerReport::Unowned };
+        let members = core::iter::repeat_n(Bdf::from_requester_id(0xffff), GROUP_PAGE).collect();
+        let info = Reply::GroupInfo {
+            group: u16::MAX,
+            offset: u16::MAX,
+            total: u16::MAX,
+            members,
+            reasons,
+            owner: OwnerReport::User { task: u16::MAX },
+        };
         assert!(postcard::to_slice(&info, &mut buffer).is_ok());
         let entry = InterruptEntry {
             entry: u16::MAX,

@@ -10,10 +10,11 @@ use crate::iova::{IovaAllocator, IovaError};
 use crate::memory::TablePages;
 use crate::pagetable::{PageTableConfig, PageTableError, SecondLevelTable};
 
-/// Most domains (default domains and user address spaces).
-pub const MAX_DOMAINS: usize = 48;
+/// Most domains: a default domain for every group, and the user address
+/// spaces.
+pub const MAX_DOMAINS: usize = crate::ownership::MAX_GROUPS + super::state::MAX_ADDRESS_SPACES;
 /// Most mappings alive at once, over every domain.
-pub const MAX_MAPPINGS: usize = 512;
+pub const MAX_MAPPINGS: usize = 4096;
 /// Ranges one domain's allocator tracks: the separate mappings (and
 /// reserved regions) one address space or default domain may hold.
 pub const IOVA_RANGES: usize = 64;

@@ -9,7 +9,7 @@ use capabilities::ErrorCode;
 use capabilities::badge;
 use capabilities::pci::Bdf;
 use heapless::String;
-use iommu_api::{Handle, OwnerReport, RECLAIM_PAGE, ReclaimPage, Reply, Request};
+use iommu_api::{GROUP_PAGE, Handle, OwnerReport, RECLAIM_PAGE, ReclaimPage, Reply, Request};
 use iommu_groups::GroupId;
 
 use super::domains::MappingOwner;
@@ -77,7 +77,7 @@ pub(super) fn request<P: Platform>(
         Request::PendingReclaims { group, offset } => pending_reclaims(s, group, offset),
         Request::Reclaimed { group, quiesced } => reclaimed(s, group, quiesced),
         Request::ClaimGroup { device } => claim_group(s, k, caller, device, received),
-        Request::Groups { group } => group_info(s, group),
+        Request::Groups { group, offset } => group_info(s, group, offset),
         Request::Stats => stats(s),
         _ => refused(ErrorCode::PermissionDenied, "that operation needs a DMA handle or a group capability").into(),
     }
@@ -306,19 +306,25 @@ fn untranslated(ready: &super::Ready, group: u16) -> Option<Answer> {
     )
 }
 
-/// `groups`: group `group`'s members, why they share it, and its owner.
-fn group_info<P: Platform>(s: &Service<P>, group: u16) -> Answer {
+/// `groups`: a page of group `group`'s members, why they share it, and
+/// its owner.
+fn group_info<P: Platform>(s: &Service<P>, group: u16, offset: u16) -> Answer {
     let Some(ready) = s.ready.as_ref() else { return not_ready() };
     let id = GroupId(group);
     if usize::from(group) >= ready.groups.count() {
         return refused(ErrorCode::NotFound, "no group has that number").into();
     }
+    let total = ready.groups.members(id).count();
+    if usize::from(offset) >= total {
+        return refused_with(ErrorCode::NotFound, format_args!("group {group} has {total} members")).into();
+    }
     let mut reasons = String::new();
     let _ = core::fmt::write(&mut reasons, format_args!("{}", ready.groups.explain(id)));
     assertion_notes(&ready.asserted, ready.groups.members(id), &mut reasons);
-    let members = ready.groups.members(id).take(32).collect();
+    let members = ready.groups.members(id).skip(usize::from(offset)).take(GROUP_PAGE).collect();
     let owner = ready.ownership.owner(group).map(owner_report).unwrap_or(OwnerReport::Unowned);
-    Reply::GroupInfo { group, members, reasons, owner }.into()
+    // Groups are no larger than a topology, whose size fits a u16.
+    Reply::GroupInfo { group, offset, total: total as u16, members, reasons, owner }.into()
 }
 
 /// `stats`: mappings, table pages, domains and faults seen.

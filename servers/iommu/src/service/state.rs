@@ -15,7 +15,7 @@ pub const FAULT_LOG: usize = 16;
 /// Most DMA handles and group capabilities alive at once.
 pub const MAX_HANDLES: usize = 32;
 /// Most user address spaces alive at once.
-pub const MAX_ADDRESS_SPACES: usize = 32;
+pub const MAX_ADDRESS_SPACES: usize = 64;
 /// Most devices with reserved regions the server tracks.
 pub const MAX_RESERVED_DEVICES: usize = 16;
 

@@ -441,7 +441,7 @@ fn an_isolation_assertion_splits_exactly_its_device_and_explains_itself() {
     let handle = rig.claim_kernel(a).expect("a trusted driver on one function");
     assert!(handle != 0);
     rig.claim_group(USER, b).expect("a user task on the other");
-    let info = rig.call(policy(USER, &[Operation::Groups]), Request::Groups { group: group_b }, &[]);
+    let info = rig.call(policy(USER, &[Operation::Groups]), Request::Groups { group: group_b, offset: 0 }, &[]);
     let Reply::GroupInfo { reasons, .. } = info else { panic!("{info:?}") };
     assert!(reasons.contains("the policy asserts (`edu-pair`) that 00:07.0, 00:07.1 are isolated"), "{reasons}");
     rig.check_invariant();
@@ -702,9 +702,10 @@ fn operation_number(n: u8) -> Operation {
 }
 
 #[test]
-fn the_service_fits_once_on_the_servers_stack() {
-    // The bin builds it once on a 256 KiB stack before storing it.
-    assert!(core::mem::size_of::<TestService>() < 160 * 1024, "{} bytes", core::mem::size_of::<TestService>());
+fn the_service_fits_twice_on_the_servers_stack() {
+    // The bin builds it on its 4 MiB stack and moves it once, and forms
+    // the groups beside it.
+    assert!(core::mem::size_of::<TestService>() < 1536 * 1024, "{} bytes", core::mem::size_of::<TestService>());
 }
 
 mod interrupts;

@@ -6,7 +6,7 @@ use capabilities::ErrorCode;
 use heapless::Vec;
 use iommu_api::Reply;
 use iommu_groups::index::TopologyIndex;
-use iommu_groups::{alias, form_groups};
+use iommu_groups::{GroupError, alias, form_groups};
 
 use super::domains::DomainIndex;
 use super::quota::KERNEL_TABLE_PAGES;
@@ -73,7 +73,11 @@ fn fail<P: Platform>(s: &mut Service<P>, code: ErrorCode, reason: &'static str) 
 #[inline(never)]
 fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
     let asserted = apply_assertions(s);
-    let groups = form_groups(&s.topology).map_err(|_| "the topology is inconsistent; no groups formed")?;
+    let groups = form_groups(&s.topology).map_err(|error| match error {
+        GroupError::TooManyFunctions { .. } => "the topology has more functions than MAX_FUNCTIONS",
+        GroupError::TooManyGroups { .. } => "the topology forms more groups than MAX_GROUPS",
+        _ => "the topology is inconsistent; no groups formed",
+    })?;
     let index = TopologyIndex::new(&s.topology).map_err(|_| "the topology is inconsistent")?;
     let mut requesters = Requesters::new();
     for id in groups.ids() {

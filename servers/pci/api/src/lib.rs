@@ -108,7 +108,7 @@ pub enum Request {
     /// The `index`th device found.
     Devices {
         /// 0 for the first.
-        index: u8,
+        index: u16,
     },
 }
 

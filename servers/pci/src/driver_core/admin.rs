@@ -85,7 +85,7 @@ impl DriverCore {
     }
 
     /// `Devices`: the `index`th function found.
-    pub(super) fn device_at(&self, index: u8) -> Result<Reply, Refusal> {
+    pub(super) fn device_at(&self, index: u16) -> Result<Reply, Refusal> {
         let device = self.devices.get(usize::from(index)).ok_or_else(|| {
             refuse!(ErrorCode::NotFound, "there are {} functions; none has number {index}", self.devices.len())
         })?;

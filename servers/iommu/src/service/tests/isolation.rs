@@ -240,14 +240,19 @@ fn a_user_cannot_starve_trusted_drivers_of_table_pages() {
 fn a_user_cannot_take_the_mapping_records_kept_for_dma_handles() {
     use super::super::domains::MAX_MAPPINGS;
     use super::super::quota::KERNEL_MAPPINGS;
-    // Eight spaces of sixty mappings would be more records than users may have.
-    let config = IommuConfig { mapping_quota_pages: 100_000, address_space_quota: 8, ..self::config() };
+    // Every space of 63 mappings (its allocator's ranges less the interrupt
+    // window) would be more records than users may have.
+    let config = IommuConfig {
+        mapping_quota_pages: 100_000,
+        address_space_quota: super::super::state::MAX_ADDRESS_SPACES as u16,
+        ..self::config()
+    };
     let mut rig = Rig::with(QEMU_CAP, config, topology(), heapless::Vec::new());
     let cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
     let mut mapped = 0;
     let refusal_code = 'spaces: loop {
         let ioas = ioas_of(rig.call(cap, Request::IoasCreate, &[]));
-        for page in 0..60 {
+        for page in 0..63 {
             let iova = 0x10_0000 + 0x2000 * page;
             match rig.with_frame(cap, Request::Map { ioas, iova, writable: true }, 1) {
                 Reply::Mapped { .. } => mapped += 1,
