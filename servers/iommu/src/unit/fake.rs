@@ -72,7 +72,8 @@ pub enum Event {
 }
 
 /// A device's fault that reaches the unit while the server works: right
-/// after the server's next access (read or write) to register `after`.
+/// after the server's next access (read or write) to register `after`,
+/// one fault an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arrival {
     /// Byte offset of the register whose access lets the fault in.
@@ -223,9 +224,9 @@ impl FakeUnit {
         (relative % 16 == 0 && relative / 16 < self.record_count()).then_some(relative / 16)
     }
 
-    /// Lets in the faults waiting for an access to `offset`.
+    /// Lets in the next fault if it waits for an access to `offset`.
     fn arrive(&mut self, offset: u32) {
-        while let Some(arrival) = self.arrivals.front().copied().filter(|arrival| arrival.after == offset) {
+        if let Some(arrival) = self.arrivals.front().copied().filter(|arrival| arrival.after == offset) {
             self.arrivals.pop_front();
             self.fault(arrival.source, arrival.address);
         }
