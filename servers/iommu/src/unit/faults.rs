@@ -27,7 +27,7 @@ pub struct FaultDrain {
     /// Times FSTS.PFO was found set, and cleared so that recording
     /// resumes: each time at least one fault was lost that no record holds.
     pub overflows: u32,
-    /// Faults were still pending after the last pass: drain again soon,
+    /// Faults were still arriving in the last pass: drain again soon,
     /// since the unit raises no new fault event while one is pending.
     pub unfinished: bool,
 }
@@ -56,18 +56,24 @@ impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
     /// while PFO is set the unit records nothing and raises no event.
     pub fn drain_faults(&mut self, mut sink: impl FnMut(FaultRecord)) -> Result<FaultDrain, UnitError> {
         let mut drain = FaultDrain::default();
+        let mut progress = false;
         for _ in 0..DRAIN_PASSES {
             let status = self.registers.read32(registers::FSTS);
             if status & (fsts::PPF | fsts::PFO) == 0 {
                 return Ok(drain);
             }
-            drain.records += self.take_records(status, &mut sink)?;
+            let taken = self.take_records(status, &mut sink)?;
             if status & fsts::PFO != 0 {
                 self.registers.write32(registers::FSTS, fsts::PFO);
                 drain.overflows += 1;
             }
+            drain.records += taken;
+            progress = taken > 0;
         }
-        drain.unfinished = true;
+        // Coming back is worth it only if records were still arriving: a
+        // unit whose status stays set with nothing to take (broken, or an
+        // overflow that does not clear) would keep the server here for ever.
+        drain.unfinished = progress;
         Ok(drain)
     }
 
