@@ -281,7 +281,7 @@ impl<P: Platform> Service<P> {
         // Logged as the count passes each power of two: a storm costs few lines.
         if self.fault_overflows.checked_ilog2() > before.checked_ilog2() {
             warn!(
-                "fault records overflowed {=u64} times since boot: the unit lost faults no log holds",
+                "fault records overflowed (FSTS.PFO), {=u64} since boot: the unit lost faults no log holds",
                 self.fault_overflows
             );
         }
