@@ -64,8 +64,10 @@ impl<R: Registers, Q: QueueMemory> RemappingUnit<R, Q> {
             }
             let taken = self.take_records(status, &mut sink)?;
             if status & fsts::PFO != 0 {
-                self.registers.write32(registers::FSTS, fsts::PFO);
-                drain.overflows += 1;
+                if !cfg!(feature = "mutant-pfo-never-cleared") {
+                    self.registers.write32(registers::FSTS, fsts::PFO);
+                }
+                drain.overflows += u32::from(!cfg!(feature = "mutant-overflow-uncounted"));
             }
             drain.records += taken;
             progress = taken > 0;
