@@ -98,6 +98,18 @@ pub const MUTANTS: &[Mutant] = &[
         checks: &["intremap"],
     },
     Mutant {
+        name: "pfo-never-cleared",
+        server: "iommu-server",
+        breaks: "an overflow of the fault records is counted but FSTS.PFO is never cleared, so the unit records nothing more",
+        checks: &["storms"],
+    },
+    Mutant {
+        name: "overflow-uncounted",
+        server: "iommu-server",
+        breaks: "an overflow of the fault records is cleared but never counted, so the faults it lost leave no trace",
+        checks: &["storms"],
+    },
+    Mutant {
         name: "acs-off",
         server: "pci-server",
         breaks: "the PCI server leaves ACS as firmware left it, so groups are formed over ports that do not isolate",

@@ -309,6 +309,9 @@ pub struct Interrupt {
     pub target: Option<Route>,
     /// Fired and not yet acknowledged.
     pub unacknowledged: bool,
+    /// Times it fired since the last acknowledgement: the notification
+    /// bits coalesce, so this is how a holder learns of a flood.
+    pub arrivals: u32,
     /// Capabilities naming it.
     pub refs: u32,
     /// The interrupt-remapping entry an IO APIC line goes through.

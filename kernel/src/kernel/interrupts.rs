@@ -69,8 +69,16 @@ impl Kernel {
 
     fn create_interrupt(&mut self, source: IrqSource, creator: Option<TaskId>) -> Result<Handle, ErrorCode> {
         let vector = self.free_vector().ok_or(ErrorCode::OutOfMemory)?;
-        let interrupt =
-            Interrupt { source, vector, target: None, unacknowledged: false, refs: 0, remapped: None, creator };
+        let interrupt = Interrupt {
+            source,
+            vector,
+            target: None,
+            unacknowledged: false,
+            arrivals: 0,
+            refs: 0,
+            remapped: None,
+            creator,
+        };
         let handle = self.interrupts.insert(interrupt).map_err(|_| ErrorCode::OutOfMemory)?;
         self.vectors[usize::from(vector)] = Some(handle);
         Ok(handle)
@@ -129,13 +137,15 @@ impl Kernel {
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
         interrupt.target = Some(Route { notification, bits, notification_cap: target_slot, interrupt_cap: irq_slot });
         interrupt.unacknowledged = false;
+        interrupt.arrivals = 0;
         if let IrqSource::IoApic { gsi, .. } = interrupt.source {
             m.mask_gsi(gsi, false);
         }
         Ok([u64::from(interrupt.vector), 0, 0])
     }
 
-    /// `IrqAck`: a level-triggered line is unmasked again.
+    /// `IrqAck`: a level-triggered line is unmasked again; returns how
+    /// many times the interrupt fired since the last acknowledgement.
     pub(super) fn irq_ack(&mut self, m: &mut impl Machine, id: TaskId, slot: u64) -> Result<[u64; 3], ErrorCode> {
         let (handle, _) = self.interrupt_cap(id, slot)?;
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
@@ -144,7 +154,7 @@ impl Kernel {
         {
             m.mask_gsi(gsi, false);
         }
-        Ok([0; 3])
+        Ok([u64::from(core::mem::take(&mut interrupt.arrivals)), 0, 0])
     }
 
     /// `IrqAllocMsi`: a fresh vector as an interrupt capability; returns
@@ -174,7 +184,8 @@ impl Kernel {
         Ok([u64::from(vector), m.msi_address(), u64::from(vector)])
     }
 
-    /// An interrupt arrived on `vector`: signal its notification; a
+    /// An interrupt arrived on `vector`: count it and signal its
+    /// notification (the bits coalesce: a flood wakes a waiter once); a
     /// level-triggered line stays masked until acknowledged. A device's
     /// message on a vector below 32, which the kernel never hands out and
     /// the CPU uses for its exceptions, is counted and dropped.
@@ -186,6 +197,7 @@ impl Kernel {
         let Some(handle) = self.vectors[usize::from(vector)] else { return };
         let Some(interrupt) = self.interrupts.get_mut(handle) else { return };
         interrupt.unacknowledged = true;
+        interrupt.arrivals = interrupt.arrivals.saturating_add(1);
         if let IrqSource::IoApic { gsi, level: true } = interrupt.source {
             m.mask_gsi(gsi, true);
         }

@@ -171,9 +171,10 @@ impl Cap<Interrupt> {
             .map(|[vector, _, _]| vector as u8)
     }
 
-    /// Lets the interrupt fire again.
-    pub fn acknowledge(self) -> Result<(), ErrorCode> {
-        raw(Syscall::IrqAck, [self.slot().into(), 0, 0, 0, 0, 0]).map(|_| ())
+    /// Lets the interrupt fire again; returns how many times it fired
+    /// since the last acknowledgement (its notification bits coalesce).
+    pub fn acknowledge(self) -> Result<u32, ErrorCode> {
+        raw(Syscall::IrqAck, [self.slot().into(), 0, 0, 0, 0, 0]).map(|[arrivals, _, _]| arrivals as u32)
     }
 }
 

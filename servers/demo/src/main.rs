@@ -164,7 +164,7 @@ fn attack_blocked(buffer: &mut Buffer) -> Outcome {
 
 fn still_running(buffer: &mut Buffer) -> Outcome {
     let stats = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Stats, &[], 0);
-    let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults }) = stats else { userlib::fail!() };
+    let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) = stats else { userlib::fail!() };
     defmt::info!(
         "  IOMMU server: {=u32} mappings, {=u32} table pages, {=u32} domains, {=u64} faults since boot",
         mappings,

@@ -175,9 +175,16 @@ impl Serve for Server<'_, '_> {
             self.service.pins_revoked(self.kernel);
         }
         if bits & FAULT_BIT != 0 {
-            let count = self.service.drain_faults(syscall::now());
-            if count == 0 {
+            let drain = self.service.drain_faults(syscall::now());
+            if drain.records == 0 && drain.overflows == 0 {
                 defmt::debug!("fault event with no fault pending");
+            }
+            // The unit raises no event while a fault is pending: come back
+            // for the rest after the other events.
+            if drain.unfinished
+                && let Err(code) = EVENTS.get().signal()
+            {
+                defmt::error!("faults left pending cannot be drained later: {}", code);
             }
             if let Err(code) = self.fault_interrupt.acknowledge() {
                 defmt::error!("the fault event cannot be acknowledged: {}", code);

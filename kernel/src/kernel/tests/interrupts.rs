@@ -129,3 +129,27 @@ fn the_task_priority_holds_off_every_exception_vector_and_no_device_vector() {
     assert!((0..32).all(|vector| !delivered(vector)), "every exception vector is held off");
     assert!((FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).all(delivered), "every device vector is delivered");
 }
+
+#[test]
+fn an_msi_flood_wakes_its_holder_once_and_is_counted_to_the_last() {
+    let caps = [
+        cap(8, BootObject::Control, rights::IRQ, 0),
+        cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
+    ];
+    let mut sim = Sim::boot(&[task("holder", 1, &caps)], None, 0, 1);
+    let id = sim.expect_running("holder");
+    let [vector, _, _] = sim.sys(Syscall::IrqAllocMsi, [8, 20, 0, 0, 0, 0]).ok();
+    sim.sys(Syscall::IrqBind, [20, 9, 0b1, 0, 0, 0]).ok();
+    assert_eq!(sim.sys(Syscall::IrqAck, [20, 0, 0, 0, 0, 0]).ok()[0], 0, "nothing arrived yet");
+    assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]), Outcome::Blocked);
+    for _ in 0..1000 {
+        sim.kernel.interrupt(&mut sim.m, vector as u8);
+    }
+    sim.expect_running("holder");
+    assert_eq!(sim.result(id).ok()[0], 0b1, "one wake-up, the bits coalesced");
+    assert_eq!(sim.sys(Syscall::IrqAck, [20, 0, 0, 0, 0, 0]).ok()[0], 1000, "every message counted");
+    assert_eq!(sim.sys(Syscall::IrqAck, [20, 0, 0, 0, 0, 0]).ok()[0], 0, "counted from the last acknowledgement");
+    sim.kernel.interrupt(&mut sim.m, vector as u8);
+    assert_eq!(sim.sys(Syscall::Wait, [9, 0, 0, 0, 0, 0]).ok()[0], 0b1);
+    assert_eq!(sim.sys(Syscall::IrqAck, [20, 0, 0, 0, 0, 0]).ok()[0], 1);
+}

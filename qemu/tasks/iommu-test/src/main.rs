@@ -187,7 +187,7 @@ fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
 /// The server's counters: mappings, table pages, domains, faults.
 fn stats(buffer: &mut Buffer) -> Option<(u32, u32, u32, u64)> {
     match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Stats) {
-        Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults }) => {
+        Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) => {
             Some((mappings, table_pages, domains, faults))
         }
         _ => None,

@@ -278,7 +278,7 @@ fn raise_and_wait(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) 
 fn acknowledge(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) -> Result<(), ErrorCode> {
     let status = registers.read32(EDU_STATUS).ok_or(ErrorCode::InvalidArgument)?;
     registers.write32(EDU_ACK, status).ok_or(ErrorCode::InvalidArgument)?;
-    interrupt.acknowledge()
+    interrupt.acknowledge().map(|_| ())
 }
 
 fn copied(reply: &edu::Reply) -> bool {

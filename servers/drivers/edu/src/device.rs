@@ -92,6 +92,12 @@ impl Edu {
     /// completion interrupt.
     pub fn dma(&self, source: u64, destination: u64, len: u64, to_memory: bool) -> Result<(), ErrorCode> {
         self.start(source, destination, len, to_memory)?;
+        self.finish()
+    }
+
+    /// Waits for the completion interrupt of the transfer [`Edu::start`]
+    /// began and acknowledges it; `Busy` if the device says it is not done.
+    pub fn finish(&self) -> Result<(), ErrorCode> {
         self.done.wait(0, DMA_TIMEOUT_US)?;
         let status = self.registers.read32(reg::INTERRUPT_STATUS).ok_or(ErrorCode::InvalidArgument)?;
         self.registers.write32(reg::INTERRUPT_ACK, status).ok_or(ErrorCode::InvalidArgument)?;

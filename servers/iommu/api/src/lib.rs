@@ -478,6 +478,10 @@ pub enum Reply {
         domains: u32,
         /// Faults seen since boot.
         faults: u64,
+        /// Times since boot the unit's fault records overflowed
+        /// (FSTS.PFO): each time the unit lost at least one fault, which
+        /// no count above and no group's log holds.
+        fault_overflows: u64,
     },
     /// `AllocInterrupt`: the message the device must send.
     Interrupt {

@@ -63,7 +63,7 @@ use crate::memory::{PAGE_SIZE, TablePages};
 use crate::ownership::Ownership;
 use crate::pagetable::PageTableConfig;
 use crate::registers::Registers;
-use crate::unit::{QueueConfig, QueueMemory, RemappingUnit, UnitError};
+use crate::unit::{FaultDrain, QueueConfig, QueueMemory, RemappingUnit, UnitError};
 
 /// The hardware a service drives: the unit's registers, the memory of its
 /// invalidation queue, and the memory its tables live in.
@@ -119,6 +119,8 @@ pub struct Service<P: Platform> {
     scope: UnitScope,
     serial: u32,
     faults_seen: u64,
+    /// Times the unit's fault records overflowed (FSTS.PFO).
+    fault_overflows: u64,
     limiter: RateLimiter,
     pub(crate) interrupts: InterruptState,
 }
@@ -172,6 +174,7 @@ impl<P: Platform> Service<P> {
             scope: UnitScope::everything(),
             serial: 0,
             faults_seen: 0,
+            fault_overflows: 0,
             limiter: RateLimiter::new(16, 1_000_000, now),
             interrupts,
         })
@@ -228,7 +231,7 @@ impl<P: Platform> Service<P> {
     /// capabilities that came with it (the server deletes what it does not
     /// keep).
     pub fn handle(&mut self, k: &mut impl Kernel, badge: u64, request: Request, received: &[u32]) -> Answer {
-        if matches!(request, Request::Faults) {
+        if matches!(request, Request::Faults | Request::Stats) {
             // Faults the unit recorded but whose interrupt is not handled
             // yet belong in the answer too.
             self.drain_faults(k.now());
@@ -245,8 +248,10 @@ impl<P: Platform> Service<P> {
     }
 
     /// Drains the unit's fault records into the groups' logs, logging each
-    /// while the rate limiter admits it; returns how many faults arrived.
-    pub fn drain_faults(&mut self, now: u64) -> u64 {
+    /// while the rate limiter admits it (one token a record), and counts
+    /// the times the unit's records overflowed; says what it found (if
+    /// `unfinished`, faults were still arriving: drain again soon).
+    pub fn drain_faults(&mut self, now: u64) -> FaultDrain {
         let mut count = 0;
         let ready = &mut self.ready;
         let limiter = &mut self.limiter;
@@ -266,13 +271,21 @@ impl<P: Platform> Service<P> {
                 log.push(record);
             }
         });
-        match drained {
-            Ok(drain) if drain.overflowed => warn!("fault records overflowed: the unit lost faults"),
-            Ok(_) => {}
-            Err(_) => error!("the fault status could not be read"),
+        let drain = drained.unwrap_or_else(|_| {
+            error!("the fault status could not be read");
+            FaultDrain { records: count, ..FaultDrain::default() }
+        });
+        self.faults_seen = self.faults_seen.saturating_add(u64::from(count));
+        let before = self.fault_overflows;
+        self.fault_overflows = before.saturating_add(u64::from(drain.overflows));
+        // Logged as the count passes each power of two: a storm costs few lines.
+        if self.fault_overflows.checked_ilog2() > before.checked_ilog2() {
+            warn!(
+                "fault records overflowed (FSTS.PFO), {=u64} since boot: the unit lost faults no log holds",
+                self.fault_overflows
+            );
         }
-        self.faults_seen += count;
-        count
+        drain
     }
 
     /// A task the server watches died: its groups are blocked and handed

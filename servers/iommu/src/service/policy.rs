@@ -327,7 +327,8 @@ fn group_info<P: Platform>(s: &Service<P>, group: u16, offset: u16) -> Answer {
     Reply::GroupInfo { group, offset, total: total as u16, members, reasons, owner }.into()
 }
 
-/// `stats`: mappings, table pages, domains and faults seen.
+/// `stats`: mappings, table pages, domains, faults seen and the unit's
+/// overflows.
 fn stats<P: Platform>(s: &Service<P>) -> Answer {
     use crate::memory::TablePages;
     Reply::Stats {
@@ -335,6 +336,7 @@ fn stats<P: Platform>(s: &Service<P>) -> Answer {
         table_pages: s.hw.pages.in_use() as u32,
         domains: s.domains.count() as u32,
         faults: s.faults_seen,
+        fault_overflows: s.fault_overflows,
     }
     .into()
 }

@@ -308,7 +308,7 @@ fn a_user_builds_an_address_space_maps_reads_faults_and_releases() {
     assert!(rig.k.pins.len() == 1, "the refused frame was unpinned");
     let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
     rig.unit().inject_fault(0, 0x10_1000, high);
-    assert_eq!(rig.service.drain_faults(0), 1);
+    assert_eq!(rig.service.drain_faults(0).records, 1);
     assert_eq!(rig.service.ready().unwrap().faults[1].len(), 1, "attributed to the user's group");
     rig.unit().inject_fault(0, 0x10_2000, high);
     let Reply::Faults { records, remaining, dropped } = rig.call(group_cap, Request::Faults, &[]) else { panic!() };
@@ -346,7 +346,7 @@ fn only_faults_spend_the_log_limiters_tokens() {
     let mut rig = Rig::new(QEMU_CAP);
     let group_cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
     for _ in 0..100 {
-        assert_eq!(rig.service.drain_faults(0), 0);
+        assert_eq!(rig.service.drain_faults(0).records, 0);
     }
     let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
     rig.unit().inject_fault(0, 0x10_1000, high);
@@ -708,5 +708,6 @@ fn the_service_fits_twice_on_the_servers_stack() {
     assert!(core::mem::size_of::<TestService>() < 1536 * 1024, "{} bytes", core::mem::size_of::<TestService>());
 }
 
+mod faults;
 mod interrupts;
 mod isolation;

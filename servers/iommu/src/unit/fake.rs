@@ -5,12 +5,12 @@
 //! require that none happened.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use super::queue::QueueMemory;
 use crate::invalidation::Descriptor;
-use crate::registers::{Register32, Register64, Registers, ccmd, fsts, gcmd, gsts, iotlb};
+use crate::registers::{Register32, Register64, Registers, ccmd, frcd, fsts, gcmd, gsts, iotlb};
 
 /// Offsets QEMU accepts only 4-byte accesses to (it asserts the size).
 const ONLY_32: [u32; 20] = [
@@ -71,6 +71,33 @@ pub enum Event {
     Queued(Descriptor),
 }
 
+/// A device's fault that reaches the unit while the server works: right
+/// after the server's next access (read or write) to register `after`,
+/// one fault an access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Byte offset of the register whose access lets the fault in.
+    pub after: u32,
+    /// The faulting requester's source id.
+    pub source: u16,
+    /// The address it tried to write.
+    pub address: u64,
+}
+
+/// What the model did with the faults devices made ([`FakeUnit::fault`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FaultOutcomes {
+    /// Put in a fault recording register.
+    pub recorded: u32,
+    /// Not recorded: a record of the same requester was still pending.
+    pub collapsed: u32,
+    /// Not recorded: the next register was full (PFO set then) or PFO was
+    /// set already.
+    pub lost: u32,
+    /// Fault events (interrupts) raised.
+    pub events: u32,
+}
+
 /// The model's state.
 pub struct FakeUnit {
     /// The capability register.
@@ -102,6 +129,13 @@ pub struct FakeUnit {
     /// Every queued descriptor is refused (FSTS.IQE), as a unit whose
     /// queue broke would.
     pub refuse_queue: bool,
+    /// Faults still to arrive, in order, each after an access of the
+    /// server's.
+    pub arrivals: VecDeque<Arrival>,
+    /// What became of the faults devices made.
+    pub outcomes: FaultOutcomes,
+    /// The recording register the next fault goes into.
+    next_record: u32,
 }
 
 impl FakeUnit {
@@ -122,6 +156,9 @@ impl FakeUnit {
             violations: Vec::new(),
             stuck: false,
             refuse_queue: false,
+            arrivals: VecDeque::new(),
+            outcomes: FaultOutcomes::default(),
+            next_record: 0,
         }
     }
 
@@ -136,6 +173,63 @@ impl FakeUnit {
         self.regs64.insert(offset, low);
         self.regs64.insert(offset + 8, high);
         self.fsts |= fsts::PPF;
+    }
+
+    /// A device's write to `address` faults (reason 2, a blocked
+    /// requester), handled as QEMU 7.2's `vtd_report_dmar_fault` does:
+    /// nothing is recorded while PFO is set, nor while a record of the same
+    /// requester is pending; if the next register in turn is full, PFO is
+    /// set and the fault lost; otherwise it is recorded there, and a fault
+    /// event raised unless one is pending already (PPF, or IQE).
+    pub fn fault(&mut self, source: u16, address: u64) {
+        let count = self.record_count();
+        let pending = |unit: &Self, index: u32| unit.record_high(index) & frcd::F != 0;
+        if self.fsts & fsts::PFO != 0 {
+            self.outcomes.lost += 1;
+            return;
+        }
+        if (0..count).any(|index| pending(self, index) && self.record_high(index) as u16 == source) {
+            self.outcomes.collapsed += 1;
+            return;
+        }
+        if pending(self, self.next_record) {
+            self.fsts |= fsts::PFO;
+            self.outcomes.lost += 1;
+            return;
+        }
+        let offset = self.fault_offset() + 16 * self.next_record;
+        self.regs64.insert(offset, address & !0xfff);
+        self.regs64.insert(offset + 8, frcd::F | 2 << 32 | u64::from(source));
+        self.outcomes.recorded += 1;
+        if self.fsts & (fsts::PPF | fsts::IQE) == 0 {
+            self.fsts = self.fsts & !(0xff << fsts::FRI_SHIFT) | self.next_record << fsts::FRI_SHIFT;
+            self.outcomes.events += 1;
+        }
+        self.fsts |= fsts::PPF;
+        self.next_record = (self.next_record + 1) % count;
+    }
+
+    /// CAP.NFR + 1.
+    fn record_count(&self) -> u32 {
+        (self.cap >> 40 & 0xff) as u32 + 1
+    }
+
+    fn record_high(&self, index: u32) -> u64 {
+        self.regs64.get(&(self.fault_offset() + 16 * index + 8)).copied().unwrap_or(0)
+    }
+
+    /// The index of the recording register whose high half is at `offset`.
+    fn record_at(&self, offset: u32) -> Option<u32> {
+        let relative = offset.checked_sub(self.fault_offset() + 8)?;
+        (relative % 16 == 0 && relative / 16 < self.record_count()).then_some(relative / 16)
+    }
+
+    /// Lets in the next fault if it waits for an access to `offset`.
+    fn arrive(&mut self, offset: u32) {
+        if let Some(arrival) = self.arrivals.front().copied().filter(|arrival| arrival.after == offset) {
+            self.arrivals.pop_front();
+            self.fault(arrival.source, arrival.address);
+        }
     }
 
     fn fault_offset(&self) -> u32 {
@@ -225,15 +319,35 @@ impl FakeUnit {
 
 impl Registers for FakeUnit {
     fn read32(&mut self, register: Register32) -> u32 {
-        match register.offset {
+        let value = match register.offset {
             0x00 => 0x10,
             0x1c => self.gsts,
             0x34 => self.fsts,
             offset => self.regs32.get(&offset).copied().unwrap_or(0),
-        }
+        };
+        self.arrive(register.offset);
+        value
     }
 
     fn read64(&mut self, register: Register64) -> u64 {
+        let value = self.read64_value(register);
+        self.arrive(register.offset);
+        value
+    }
+
+    fn write32(&mut self, register: Register32, value: u32) {
+        self.write32_value(register, value);
+        self.arrive(register.offset);
+    }
+
+    fn write64(&mut self, register: Register64, value: u64) {
+        self.write64_value(register, value);
+        self.arrive(register.offset);
+    }
+}
+
+impl FakeUnit {
+    fn read64_value(&mut self, register: Register64) -> u64 {
         if ONLY_32.contains(&register.offset) {
             self.violations.push(format!("8-byte read of 32-bit register {}", register.name));
         }
@@ -248,7 +362,7 @@ impl Registers for FakeUnit {
         }
     }
 
-    fn write32(&mut self, register: Register32, value: u32) {
+    fn write32_value(&mut self, register: Register32, value: u32) {
         if !ONLY_32.contains(&register.offset) && register.offset != 0x40 {
             self.violations.push(format!("4-byte write to 64-bit register {}", register.name));
         }
@@ -264,12 +378,21 @@ impl Registers for FakeUnit {
         }
     }
 
-    fn write64(&mut self, register: Register64, value: u64) {
+    fn write64_value(&mut self, register: Register64, value: u64) {
         if ONLY_32.contains(&register.offset) {
             self.violations.push(format!("8-byte write to 32-bit register {} (QEMU aborts)", register.name));
         }
         self.events.push(Event::Write64(register.offset, value));
-        let fault_high = self.fault_offset() + 8;
+        if self.record_at(register.offset).is_some() {
+            // F is write-1-to-clear, the rest read-only; PPF says whether
+            // any record is still pending.
+            let current = self.regs64.get(&register.offset).copied().unwrap_or(0);
+            self.regs64.insert(register.offset, current & !(value & frcd::F));
+            if (0..self.record_count()).all(|index| self.record_high(index) & frcd::F == 0) {
+                self.fsts &= !fsts::PPF;
+            }
+            return;
+        }
         let iotlb_command = self.iotlb_offset() + 8;
         match register.offset {
             0x28 if value & ccmd::ICC != 0 => {
@@ -296,13 +419,6 @@ impl Registers for FakeUnit {
                 self.events.push(Event::IotlbRegister { address, command: value });
                 let granularity = value >> iotlb::IIRG_SHIFT & 3;
                 self.regs64.insert(offset, granularity << iotlb::IAIG_SHIFT);
-            }
-            offset if offset == fault_high => {
-                let current = self.regs64.get(&offset).copied().unwrap_or(0);
-                self.regs64.insert(offset, current & !(value & 1 << 63));
-                if current & !value & 1 << 63 == 0 {
-                    self.fsts &= !fsts::PPF;
-                }
             }
             offset => {
                 self.regs64.insert(offset, value);

@@ -1,6 +1,6 @@
 //! Unit sequences against the QEMU register model.
 
-use super::fake::{Event, FakeQueue, FakeUnit};
+use super::fake::{Arrival, Event, FakeQueue, FakeUnit};
 use super::*;
 use crate::capability::AddressWidth;
 use crate::context::{ContextTables, TranslatedContext};
@@ -235,7 +235,7 @@ fn faults_are_decoded_and_cleared_with_the_right_widths() {
     unit.registers().fsts |= crate::registers::fsts::PFO;
     let mut seen = Vec::new();
     let drain = unit.drain_faults(|record| seen.push(record)).unwrap();
-    assert_eq!(drain, FaultDrain { records: 1, overflowed: true });
+    assert_eq!(drain, FaultDrain { records: 1, overflows: 1, unfinished: false });
     assert_eq!(seen[0].reason, FaultReason::CONTEXT_NOT_PRESENT);
     assert_eq!(seen[0].access, FaultAccess::Read);
     assert_eq!(seen[0].source.source_id(), 0x0018);
@@ -245,6 +245,67 @@ fn faults_are_decoded_and_cleared_with_the_right_widths() {
     assert_eq!(fake.fsts & 3, 0, "PFO and PPF clear");
     assert!(fake.violations.is_empty(), "{:?}", fake.violations);
     assert_eq!(unit.drain_faults(|_| panic!("no more faults")).unwrap(), FaultDrain::default());
+}
+
+#[test]
+fn faults_of_several_devices_at_once_overflow_the_one_record_and_the_drain_says_so() {
+    let mut unit = qemu_unit();
+    for source in [0x0020, 0x0030, 0x0038, 0x0100] {
+        unit.registers().fault(source, 0x10_0000);
+    }
+    let outcomes = unit.registers().outcomes;
+    assert_eq!((outcomes.recorded, outcomes.lost, outcomes.events), (1, 3, 1), "QEMU 7.2 has one record");
+    let mut seen = Vec::new();
+    let drain = unit.drain_faults(|record| seen.push(record.source.source_id())).unwrap();
+    assert_eq!((drain.records, drain.overflows), (1, 1));
+    assert_eq!(seen, [0x0020]);
+    assert_eq!(unit.registers().fsts & 3, 0, "PFO and PPF clear");
+    unit.registers().fault(0x0038, 0x10_0000);
+    assert_eq!(unit.registers().outcomes.events, 2, "recording resumes, with its event");
+}
+
+#[test]
+fn an_overflow_while_the_records_are_drained_is_cleared_and_reported() {
+    let mut unit = qemu_unit();
+    unit.registers().fault(0x0020, 0x10_0000);
+    // A second device faults just after the drain read the status (no
+    // overflow yet) and before it cleared the one record: PFO is set.
+    unit.registers().arrivals.push_back(Arrival { after: 0x228, source: 0x0030, address: 0x20_0000 });
+    let drain = unit.drain_faults(|_| {}).unwrap();
+    assert!(unit.registers().arrivals.is_empty());
+    assert_eq!(unit.registers().outcomes.lost, 1);
+    assert_eq!(drain, FaultDrain { records: 1, overflows: 1, unfinished: false }, "the lost fault is reported");
+    assert_eq!(unit.registers().fsts & 3, 0, "PFO cleared: else nothing is ever recorded again, and no event says so");
+    unit.registers().fault(0x0038, 0x10_0000);
+    assert_eq!(unit.registers().outcomes.recorded, 2, "the next fault is recorded");
+}
+
+#[test]
+fn a_device_faulting_as_fast_as_it_is_drained_keeps_the_server_a_bounded_time() {
+    let mut unit = qemu_unit();
+    unit.registers().fault(0x0020, 0x10_0000);
+    // The device faults again at every access to its record: while it is
+    // pending (collapsed) and as soon as it is cleared (recorded).
+    for _ in 0..100 {
+        unit.registers().arrivals.push_back(Arrival { after: 0x228, source: 0x0020, address: 0x10_0000 });
+    }
+    let drain = unit.drain_faults(|_| {}).unwrap();
+    assert!(drain.unfinished, "faults still pending: the caller must come back");
+    assert_eq!((drain.records, drain.overflows), (8, 0));
+    assert_eq!(unit.registers().outcomes.collapsed, 8);
+    assert_eq!(unit.registers().fsts & 2, 2, "one pending");
+    unit.registers().arrivals.clear();
+    let rest = unit.drain_faults(|_| {}).unwrap();
+    assert_eq!(rest, FaultDrain { records: 1, overflows: 0, unfinished: false });
+}
+
+#[test]
+fn a_status_that_stays_set_with_nothing_to_take_ends_the_drain() {
+    let mut unit = qemu_unit();
+    // PPF without a record: a unit in a state the specification rules out.
+    unit.registers().fsts |= crate::registers::fsts::PPF;
+    let drain = unit.drain_faults(|_| panic!("no record")).unwrap();
+    assert_eq!(drain, FaultDrain { records: 0, overflows: 0, unfinished: false }, "no coming back for nothing");
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn the_next_owner_never_reads_the_previous_owners_faults() {
     let first = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
     let high = crate::registers::frcd::F | 6u64 << 32 | u64::from(bdf(0, 4).requester_id());
     rig.unit().inject_fault(0, 0x4242_0000, high);
-    assert_eq!(rig.service.drain_faults(0), 1);
+    assert_eq!(rig.service.drain_faults(0).records, 1);
     assert_eq!(rig.call(first, Request::Release, &[]), Reply::Done);
     assert_eq!(reclaimed(&mut rig, 1), Reply::Done);
     let second = rig.claim_group(USER, bdf(0, 4)).expect("unowned again");
@@ -75,7 +75,7 @@ fn the_next_owner_never_reads_the_previous_owners_faults() {
     assert_eq!(rig.call(second, Request::Release, &[]), Reply::Done);
     assert_eq!(reclaimed(&mut rig, 1), Reply::Done);
     rig.unit().inject_fault(0, 0x4343_0000, high);
-    assert_eq!(rig.service.drain_faults(0), 1);
+    assert_eq!(rig.service.drain_faults(0).records, 1);
     let handle = rig.claim_kernel(bdf(0, 4)).expect("unowned");
     let Reply::Faults { records, .. } = rig.call(handle, Request::Faults, &[]) else { panic!() };
     assert!(records.is_empty(), "a driver does not read faults from before its claim either: {records:?}");
