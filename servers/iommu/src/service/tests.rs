@@ -707,5 +707,6 @@ fn the_service_fits_once_on_the_servers_stack() {
     assert!(core::mem::size_of::<TestService>() < 160 * 1024, "{} bytes", core::mem::size_of::<TestService>());
 }
 
+mod death;
 mod interrupts;
 mod isolation;
