@@ -13,18 +13,14 @@
 use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use edu_api as edu;
-use iommu_api as iommu;
-use iommu_api::{Fault, OwnerReport};
+use iommu_api::OwnerReport;
 use userlib::cap::{Cap, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::testkit::{self, Failure, Outcome};
 use userlib::{check, check_eq, check_ok, objects, syscall};
 
-use super::{
-    BAR_VIRT, DONE, EDU_USER, EDU_USER_TASK, GROUP, PCI, PROBE_BYTES, SLEEP, SPARE, USER, WINDOW, ask_edu, ask_iommu,
-    blocked_write, claim, edu_faults, owner, release_group, stats, wait_unowned,
-};
+use super::{EDU_USER, EDU_USER_TASK, PROBE_BYTES, SLEEP, USER, ask_edu, edu_faults, owner, stats};
 
 userlib::cap_slot!(FORGER: Endpoint = "forger");
 userlib::cap_slot!(EDU_USER_KILL: Task = "edu-user-task");
@@ -36,15 +32,14 @@ const FORGE_WHERE: u64 = 8;
 /// Every byte of the forger's frame, and of frames this task fills to
 /// catch a write.
 pub(super) const CANARY: u8 = 0xc3;
-/// A frame whose physical address this task learns, and where it is mapped.
-const PROBE: u32 = 77;
-const PROBE_VIRT: u64 = 0x2a00_0000;
 /// Slots for frames taken while looking for one that came back, and
 /// where they are mapped.
 const HUNT: core::ops::Range<u32> = 80..128;
 const HUNT_VIRT: u64 = 0x2b00_0000;
-/// Where 00:06.0's address space maps the frame it unmaps and frees.
-const OLD_IOVA: u64 = 0x9000;
+/// The frame this task lends the owner it kills, and where it is mapped:
+/// in the same 2 MiB as the hunt's, so one page table serves both.
+const PROBE: u32 = 77;
+const PROBE_VIRT: u64 = HUNT_VIRT + 0x10_0000;
 /// Round trips (a read and a write each) through a mapping before it
 /// changes, so the unit holds the translation in its IOTLB.
 const WARM_ROUNDS: u8 = 3;
@@ -70,7 +65,7 @@ pub(super) fn other_tasks_frame_changed(buffer: &mut Buffer) -> Result<u64, Erro
 }
 
 /// Where frame capability `slot` of this task is.
-fn physical(buffer: &mut Buffer, slot: u32) -> Result<u64, ErrorCode> {
+pub(super) fn physical(buffer: &mut Buffer, slot: u32) -> Result<u64, ErrorCode> {
     forge(buffer, FORGE_WHERE, 0, &[slot])
 }
 
@@ -79,43 +74,70 @@ fn warm_pattern(round: u8, at: u64) -> u8 {
     (at as u8).wrapping_mul(7).wrapping_add(round.wrapping_mul(0x35))
 }
 
-fn fill(memory: &Mapping<Frame>, len: u64, value: &dyn Fn(u64) -> u8) -> bool {
+/// Writes `value(at)` at each of the first `len` bytes.
+pub(super) fn fill(memory: &Mapping<Frame>, len: u64, value: &dyn Fn(u64) -> u8) -> bool {
     (0..len).all(|at| memory.write8(at, value(at)).is_some())
 }
 
-fn holds(memory: &Mapping<Frame>, len: u64, value: &dyn Fn(u64) -> u8) -> bool {
+/// Whether each of the first `len` bytes is `value(at)`.
+pub(super) fn holds(memory: &Mapping<Frame>, len: u64, value: &dyn Fn(u64) -> u8) -> bool {
     (0..len).all(|at| memory.read8(at) == Some(value(at)))
+}
+
+/// Maps a frame where [`Hunt`] and the owner-killed case map theirs and
+/// gives it back, so the page table they need exists (the kernel keeps
+/// it with this task's address space) before the kernel's figures are
+/// taken.
+pub(super) fn make_page_table() -> Result<(), ErrorCode> {
+    let frame = objects::alloc_frame(PROBE, 1)?;
+    let mapped = Mapping::map(own::SPACE, frame, PROBE_VIRT, true).and_then(Mapping::unmap);
+    frame.delete().and(mapped)
 }
 
 /// Frames taken one at a time, each mapped, until one lies at a wanted
 /// physical address: a task allocating after a frame was freed.
-struct Hunt {
+pub(super) struct Hunt {
     taken: heapless::Vec<(u32, Mapping<Frame>), { HUNT.end as usize - HUNT.start as usize }>,
     found: Option<usize>,
 }
 
 impl Hunt {
-    /// Takes frames until one is at `wanted` or the slots run out.
-    fn until(buffer: &mut Buffer, wanted: u64) -> Result<Self, Failure> {
+    /// Takes frames until one is at `wanted` or the slots run out, runs
+    /// `then` on them, and gives every frame back whatever came of it.
+    pub(super) fn with(buffer: &mut Buffer, wanted: u64, then: impl FnOnce(&mut Buffer, &Hunt) -> Outcome) -> Outcome {
         let mut hunt = Self { taken: heapless::Vec::new(), found: None };
+        let outcome = hunt.take_until(buffer, wanted).and_then(|()| then(buffer, &hunt));
+        outcome.and(hunt.release())
+    }
+
+    fn take_until(&mut self, buffer: &mut Buffer, wanted: u64) -> Outcome {
         for slot in HUNT {
             let frame = check_ok!(objects::alloc_frame(slot, 1));
-            let at = check_ok!(physical(buffer, slot));
             let virt = HUNT_VIRT + u64::from(slot - HUNT.start) * PAGE_SIZE;
-            let memory = check_ok!(Mapping::map(own::SPACE, frame, virt, true));
+            let memory = Mapping::map(own::SPACE, frame, virt, true);
+            let at = physical(buffer, slot);
+            let Ok(memory) = memory else {
+                let _ = Cap::<Frame>::at(slot).delete();
+                userlib::fail!("the frame taken is mapped");
+            };
             // There is a slot per entry.
-            let _ = hunt.taken.push((slot, memory));
-            if at == wanted {
-                hunt.found = Some(hunt.taken.len() - 1);
+            let _ = self.taken.push((slot, memory));
+            if check_ok!(at) == wanted {
+                self.found = Some(self.taken.len() - 1);
                 break;
             }
         }
-        Ok(hunt)
+        Ok(())
     }
 
     /// The frame at the wanted address, if it came back.
-    fn found(&self) -> Option<&Mapping<Frame>> {
+    pub(super) fn found(&self) -> Option<&Mapping<Frame>> {
         self.found.and_then(|index| self.taken.get(index)).map(|(_, memory)| memory)
+    }
+
+    /// How many frames were taken.
+    pub(super) fn taken(&self) -> usize {
+        self.taken.len()
     }
 
     /// Every frame taken.
@@ -125,94 +147,13 @@ impl Hunt {
 
     /// Unmaps and deletes every frame.
     fn release(self) -> Outcome {
+        let mut released = true;
         for (slot, memory) in self.taken {
-            check_ok!(memory.unmap());
-            check_ok!(Cap::<Frame>::at(slot).delete());
+            released &= memory.unmap().is_ok() && Cap::<Frame>::at(slot).delete().is_ok();
         }
+        check!(released, "every frame taken is given back");
         Ok(())
     }
-}
-
-/// A request on the group capability in [`GROUP`] that must be done.
-fn ask_group(buffer: &mut Buffer, request: &iommu::Request, frames: &[u32]) -> Result<iommu::Reply, Failure> {
-    let reply: iommu::Reply = check_ok!(Cap::at(GROUP).ask(buffer, request, frames, 0));
-    if testkit::refusal(&reply).is_some() {
-        userlib::fail!("the group capability's request is done");
-    }
-    Ok(reply)
-}
-
-/// The faults the group in [`GROUP`] logged since the last look.
-fn group_faults(buffer: &mut Buffer) -> heapless::Vec<Fault, 8> {
-    match ask_iommu(Cap::at(GROUP), buffer, &iommu::Request::Faults) {
-        Ok(iommu::Reply::Faults { records, .. }) => records,
-        _ => heapless::Vec::new(),
-    }
-}
-
-/// 00:06.0's group claimed, the device acquired, mastering the bus.
-fn take_spare(buffer: &mut Buffer) -> Result<::edu::Edu, Failure> {
-    check_ok!(claim(buffer, SPARE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            userlib::fail!();
-        }
-    };
-    let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
-        userlib::fail!("the grant has BAR0 and an interrupt");
-    };
-    check!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, SPARE).is_ok(), "bus mastering on");
-    Ok(check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT)))
-}
-
-/// The user path of threat 4 with a frame reused: this task maps a frame
-/// for its own device (00:06.0), which reads and writes it through that
-/// IOVA round after round (the unit's IOTLB holds the translation), then
-/// unmaps it and frees it, and takes frames until the same one comes
-/// back. The device's write to the old IOVA is blocked, in the group's
-/// fault log, and leaves the frame as this task filled it.
-pub(super) fn a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach(buffer: &mut Buffer) -> Outcome {
-    let device = take_spare(buffer)?;
-    let iommu::Reply::Ioas { ioas } = ask_group(buffer, &iommu::Request::IoasCreate, &[])? else {
-        userlib::fail!("an address space");
-    };
-    let frame = check_ok!(objects::alloc_frame(PROBE, 1));
-    let physical = check_ok!(physical(buffer, PROBE));
-    let map = iommu::Request::Map { ioas, iova: OLD_IOVA, writable: true };
-    check!(matches!(ask_group(buffer, &map, &[PROBE])?, iommu::Reply::Mapped { .. }));
-    check_eq!(ask_group(buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[])?, iommu::Reply::Done);
-    let memory = check_ok!(Mapping::map(own::SPACE, frame, PROBE_VIRT, true));
-    for round in 0..WARM_ROUNDS {
-        let pattern = |at| warm_pattern(round, at);
-        check!(fill(&memory, PROBE_BYTES, &pattern));
-        check_ok!(device.dma(OLD_IOVA, ::edu::DEVICE_BUFFER, PROBE_BYTES, false));
-        check!(fill(&memory, PROBE_BYTES, &|_| 0));
-        check_ok!(device.dma(::edu::DEVICE_BUFFER, OLD_IOVA, PROBE_BYTES, true));
-        check!(holds(&memory, PROBE_BYTES, &pattern), "the device read the frame and wrote it back");
-    }
-    let unmap = iommu::Request::Unmap { ioas, iova: OLD_IOVA };
-    check_eq!(ask_group(buffer, &unmap, &[])?, iommu::Reply::Done);
-    check_ok!(memory.unmap());
-    check_ok!(Cap::<Frame>::at(PROBE).delete());
-    let hunt = Hunt::until(buffer, physical)?;
-    let Some(again) = hunt.found() else {
-        userlib::fail!("the freed frame comes back to the next allocations");
-    };
-    let taken = hunt.taken.len();
-    defmt::info!("  frame {=u64:#x} unmapped, freed, and back as frame {=usize} taken", physical, taken);
-    check!(fill(again, PAGE_SIZE, &|_| CANARY));
-    let _ = group_faults(buffer);
-    check_ok!(device.dma(::edu::DEVICE_BUFFER, OLD_IOVA, PROBE_BYTES, true));
-    check!(holds(again, PAGE_SIZE, &|_| CANARY), "the frame taken again is as this task filled it");
-    check!(blocked_write(&group_faults(buffer), SPARE, OLD_IOVA), "the write to the old IOVA is blocked and logged");
-    hunt.release()?;
-    device.close();
-    check!(pci_api::client::release(PCI.get(), buffer, SPARE).is_ok());
-    check_ok!(release_group(buffer));
-    check!(wait_unowned(buffer, SPARE), "quiesced and back to the default domain");
-    Ok(())
 }
 
 /// A transfer left in flight by an owner killed at once: what the next
@@ -260,31 +201,32 @@ pub(super) fn kill_the_owner_mid_transfer(buffer: &mut Buffer) -> Result<InFligh
     let started = syscall::now();
     check_eq!(check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Start { iova })), edu::Reply::Done);
     check_ok!(EDU_USER_KILL.get().kill());
-    let hunt = Hunt::until(buffer, physical)?;
-    let Some(again) = hunt.found() else {
-        userlib::fail!("the dead owner's frame comes back to the next allocations");
-    };
-    check!(
-        owner(buffer, USER) != Some(OwnerReport::User { task: EDU_USER_TASK }),
-        "the frame came back only once edu-user's group was no longer its"
-    );
-    check!(fill(again, PAGE_SIZE, &|_| CANARY));
-    let filled = syscall::now().saturating_sub(started);
-    defmt::info!(
-        "  the dead owner's frame {=u64:#x} back as frame {=usize} taken, filled {=u64} us after its transfer started",
-        physical,
-        hunt.taken.len(),
-        filled
-    );
-    check!(filled < EDU_DELAY_US, "before the transfer could run");
-    for memory in hunt.frames() {
-        check!(fill(memory, PAGE_SIZE, &|_| CANARY));
-    }
-    let _ = Cap::<Notification>::at(SLEEP).wait(0, 3 * EDU_DELAY_US);
-    for memory in hunt.frames() {
-        check!(holds(memory, PAGE_SIZE, &|_| CANARY), "no frame taken after the death was written");
-    }
-    hunt.release()?;
+    Hunt::with(buffer, physical, |buffer, hunt| {
+        let Some(again) = hunt.found() else {
+            userlib::fail!("the dead owner's frame comes back to the next allocations");
+        };
+        check!(
+            owner(buffer, USER) != Some(OwnerReport::User { task: EDU_USER_TASK }),
+            "the frame came back only once edu-user's group was no longer its"
+        );
+        check!(fill(again, PAGE_SIZE, &|_| CANARY));
+        let filled = syscall::now().saturating_sub(started);
+        defmt::info!(
+            "  the dead owner's frame {=u64:#x} back as frame {=usize} taken, filled {=u64} us after its transfer started",
+            physical,
+            hunt.taken(),
+            filled
+        );
+        check!(filled < EDU_DELAY_US, "before the transfer could run");
+        for memory in hunt.frames() {
+            check!(fill(memory, PAGE_SIZE, &|_| CANARY));
+        }
+        let _ = Cap::<Notification>::at(SLEEP).wait(0, 3 * EDU_DELAY_US);
+        for memory in hunt.frames() {
+            check!(holds(memory, PAGE_SIZE, &|_| CANARY), "no frame taken after the death was written");
+        }
+        Ok(())
+    })?;
     Ok(InFlight { faults_before })
 }
 

@@ -112,7 +112,7 @@ fn main() -> u64 {
         },
         Case {
             name: "a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach",
-            run: canary::a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach,
+            run: moves::a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach,
         },
         Case {
             name: "user_task_dma_to_its_mapped_iova_moves_the_right_bytes",
@@ -439,6 +439,7 @@ fn owner_killed_mid_transfer_returns_the_group_and_a_driver_binds(buffer: &mut B
     // it gives its group back first and adopts it again.
     check_eq!(check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
     check!(wait_unowned(buffer, USER));
+    check_ok!(canary::make_page_table());
     let start = check_ok!(ACCOUNTING.get().figures());
     let adopted = check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Adopt { device: USER }));
     check!(matches!(adopted, edu::Reply::Adopted { .. }));
