@@ -14,6 +14,7 @@ pub mod context;
 pub mod cspace;
 pub mod frames;
 pub mod image;
+pub mod integrity;
 pub mod kernel;
 pub mod objects;
 pub mod paging;

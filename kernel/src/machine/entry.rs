@@ -20,7 +20,7 @@ use x86_64::registers::model_specific::{LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
 use crate::stacks::{self, FRAME_SIZE, KERNEL_STACK, KERNEL_STACK_SIZE, TRAP_AREA};
-use crate::{SYSTEM, System, apic, fpu, gdt, memory, qemu_exit, time};
+use crate::{SYSTEM, System, apic, fpu, gdt, integrity, memory, qemu_exit, time};
 
 /// Scratch for the user stack pointer during `syscall` entry.
 #[unsafe(no_mangle)]
@@ -412,6 +412,7 @@ pub fn run_next() -> ! {
             if held != 0 {
                 defmt::warn!("device messages held off on exception vectors (bit per vector): {=u32:#x}", held);
             }
+            integrity::check();
             defmt::info!("system ends with status {=u8}", status);
             qemu_exit::exit(status)
         }

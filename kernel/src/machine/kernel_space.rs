@@ -43,6 +43,13 @@ fn kernel_image() -> Range<u64> {
     start..end
 }
 
+/// Physical range of the part of the image that never changes once the
+/// kernel runs on its own tables: the boot section, code and read-only
+/// data (the boot tables' accessed bits are set before then).
+pub fn read_only_image() -> Range<u64> {
+    symbol(&raw const __boot_start)..symbol(&raw const __rodata_end) - KERNEL_OFFSET
+}
+
 /// Page-table frames for the kernel half, taken from the free frames.
 struct KernelTables<'a>(&'a mut Frames);
 

@@ -21,6 +21,7 @@ mod fpu;
 mod gdt;
 mod hardware;
 mod idt;
+mod integrity;
 mod kernel_space;
 mod logger;
 mod memory;
@@ -75,6 +76,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let mut system = SYSTEM.lock();
     let System { kernel, hardware } = &mut *system;
     kernel_space::init(kernel, &mut hardware.memory, &info, module, features);
+    integrity::record();
     acpi::snapshot(kernel, hardware, info.rsdp);
     apic::init();
     defmt::info!("local APIC {=u8}: timer {=u64} kHz", apic::id(), apic::timer_khz());

@@ -148,6 +148,7 @@ fn attack_blocked(buffer: &mut Buffer) -> Outcome {
                     fault.address,
                     fault.reason
                 );
+                defmt::info!("  the kernel compares its image with the digest it took at boot when the system ends");
                 Ok(())
             }
             None => {

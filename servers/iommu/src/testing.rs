@@ -1,6 +1,8 @@
 //! Simulated table memory and kernel for the unit tests and, with the `testing` feature, the fuzz targets.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
 
 use capabilities::ErrorCode;
 use capabilities::pci::{Bdf, BridgeBuses, HeaderKind, PciFunction, PcieDeviceType};
@@ -8,7 +10,7 @@ use capabilities::pci::{Bdf, BridgeBuses, HeaderKind, PciFunction, PcieDeviceTyp
 use crate::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
 use crate::service::Platform;
 use crate::service::kernel::{Kernel, Pin};
-use crate::unit::fake::{FakeQueue, FakeUnit};
+use crate::unit::fake::{FakeQueue, FakeUnit, SharedMemory};
 
 /// The simulated platform: QEMU's unit model, its queue, simulated table memory.
 pub struct Simulated;
@@ -136,6 +138,12 @@ pub struct FakeKernel {
     pub next_slot: u32,
     /// Pins revoked and not yet named to the server, oldest first.
     pub revoked_pins: VecDeque<u64>,
+    /// The unit's memory, when unpins are to be ordered against its
+    /// invalidations.
+    pub unit: Option<Rc<RefCell<SharedMemory>>>,
+    /// Each pin released while `unit` was set, with the number of
+    /// invalidations the unit had carried out by then.
+    pub unpins: Vec<(u64, usize)>,
 }
 
 impl FakeKernel {
@@ -170,6 +178,9 @@ impl Kernel for FakeKernel {
     fn unpin(&mut self, pin: u64) {
         assert!(self.pins.remove(&pin).is_some(), "pin {pin} released twice");
         self.writable_pins.remove(&pin);
+        if let Some(unit) = &self.unit {
+            self.unpins.push((pin, unit.borrow().invalidations.len()));
+        }
     }
     fn revoked_pin(&mut self) -> Option<u64> {
         self.revoked_pins.pop_front()

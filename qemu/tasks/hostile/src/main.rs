@@ -435,7 +435,9 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     let device = check_ok!(::edu::Edu::new(Cap::at(bar), Cap::at(interrupt), Cap::at(DONE), BAR_VIRT));
     let seen_before = faults_seen(buffer).unwrap_or(0);
     for round in 0..storm {
-        // The group is blocked: every write faults.
+        // The group is blocked: every write faults. The IOVAs are the kernel
+        // image's physical addresses, whose read-only part the kernel checks
+        // when the system ends.
         check_ok!(device.dma(::edu::DEVICE_BUFFER, 0x10_0000 + (round % 64) * 0x1000, 8, true));
         if round % 50 == 49 {
             check!(driver_works(buffer), "other groups keep working during the storm");

@@ -17,6 +17,7 @@ use userlib::mmio::Mapping;
 use userlib::testkit::{self, Failure, Outcome};
 use userlib::{check, check_eq, check_ok, objects};
 
+use super::canary::{self, Hunt, fill, holds};
 use super::{
     BAR_VIRT, DONE, GROUP, PCI, PROBE_BYTES, SPARE, WINDOW, blocked_write, claim, release_group, wait_unowned,
 };
@@ -121,29 +122,24 @@ fn warm_up(buffer: &mut Buffer, spare: &Spare) -> Result<(Mapping<Frame>, u16), 
     let map = iommu::Request::Map { ioas, iova: TARGET_IOVA, writable: true };
     check!(matches!(ask(buffer, &map, &[TARGET])?, iommu::Reply::Mapped { .. }));
     check_eq!(ask(buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[])?, iommu::Reply::Done);
-    check!(fill(&memory, &pattern));
+    check!(fill(&memory, PROBE_BYTES, &pattern));
     spare.read_from(TARGET_IOVA)?;
-    check!(fill(&memory, &|_| 0));
+    check!(fill(&memory, PROBE_BYTES, &|_| 0));
     spare.write_to(TARGET_IOVA)?;
-    check!(holds(&memory, &pattern), "the device read the frame and wrote it back through the translation");
+    check!(
+        holds(&memory, PROBE_BYTES, &pattern),
+        "the device read the frame and wrote it back through the translation"
+    );
     Ok((memory, ioas))
-}
-
-fn fill(memory: &Mapping<Frame>, value: &dyn Fn(u64) -> u8) -> bool {
-    (0..PROBE_BYTES).all(|at| memory.write8(at, value(at)).is_some())
-}
-
-fn holds(memory: &Mapping<Frame>, value: &dyn Fn(u64) -> u8) -> bool {
-    (0..PROBE_BYTES).all(|at| memory.read8(at) == Some(value(at)))
 }
 
 /// The device writes to [`TARGET_IOVA`] again, which must now be blocked:
 /// in the group's fault log, and the frame as this task left it.
 fn write_is_blocked(buffer: &mut Buffer, spare: &Spare, memory: &Mapping<Frame>) -> Outcome {
-    check!(fill(memory, &|_| 0xee));
+    check!(fill(memory, PROBE_BYTES, &|_| 0xee));
     let _ = faults(buffer);
     spare.write_to(TARGET_IOVA)?;
-    check!(holds(memory, &|_| 0xee), "the frame is as this task left it");
+    check!(holds(memory, PROBE_BYTES, &|_| 0xee), "the frame is as this task left it");
     check!(blocked_write(&faults(buffer), SPARE, TARGET_IOVA), "the write is blocked and in the fault log");
     Ok(())
 }
@@ -191,5 +187,29 @@ pub(super) fn a_users_unmap_takes_the_iova_from_its_device_at_once(buffer: &mut 
         let again: iommu::Reply = check_ok!(Cap::at(GROUP).ask(buffer, &unmap, &[], 0));
         check_eq!(again.refusal().map(|(code, _)| code), Some(ErrorCode::NotMapped), "nothing is left mapped there");
         Ok(())
+    })
+}
+
+/// The same with the frame reused: after the unmap this task frees the
+/// frame and takes frames until the same one is back (the forger says
+/// where each is), so the old IOVA's cached translation now points at
+/// memory allocated anew. The write there is blocked and leaves it as
+/// this task filled it.
+pub(super) fn a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach(buffer: &mut Buffer) -> Outcome {
+    with_spare(buffer, |buffer, spare| {
+        let (memory, ioas) = warm_up(buffer, spare)?;
+        check_eq!(ask(buffer, &iommu::Request::Unmap { ioas, iova: TARGET_IOVA }, &[])?, iommu::Reply::Done);
+        // Unmapped, the frame is no longer pinned, so the forger may pin it
+        // to say where it is.
+        let physical = check_ok!(canary::physical(buffer, TARGET));
+        check_ok!(memory.unmap());
+        check_ok!(Cap::<Frame>::at(TARGET).delete());
+        Hunt::with(buffer, physical, |buffer, hunt| {
+            let Some(again) = hunt.found() else {
+                userlib::fail!("the freed frame comes back to the next allocations");
+            };
+            defmt::info!("  frame {=u64:#x} unmapped, freed, and back as frame {=usize} taken", physical, hunt.taken());
+            write_is_blocked(buffer, spare, again)
+        })
     })
 }

@@ -7,10 +7,14 @@
 //! the right to create device memory, and the RTC) plays the device that
 //! misbehaves: it writes configuration space directly, makes an edu raise
 //! its interrupt through BAR0 (register 0x60), and ticks the RTC's IO
-//! APIC line to see that it arrives.
+//! APIC line to see that it arrives. With the right to pin frames it is
+//! also the memory scenarios' oracle of physical addresses, which no user
+//! task may learn: where a frame of its own (a canary another task's
+//! device aims at) or of the caller's is.
 //!
 //! A request is four little-endian words `[op, a, b, c]` (postcard); the
-//! reply is `[0 or an error code, value]`:
+//! reply is `[0 or an error code, value]`, `PermissionDenied` for an
+//! operation the policy did not grant the caller (`forger-api`):
 //!
 //! | op | request | value |
 //! | --- | --- | --- |
@@ -19,14 +23,18 @@
 //! | 3 | make edu `a` raise its interrupt | — |
 //! | 4 | one RTC periodic interrupt through the IO APIC, waited for up to `a` µs | µs it took |
 //! | 5 | edu `a` copies 256 bytes of its buffer to bus address `b`, bus mastering turned on behind everyone's back | 1 once the transfer ended |
-//! | 6 | a frame of this task, every byte `a`, pinned so a device could reach it | its physical address |
-//! | 7 | the first eight bytes of that frame | the bytes, little-endian |
+//! | 6 | a frame of this task, every byte `a`, pinned (once) so a device could reach it | its physical address |
+//! | 7 | how many bytes of that frame differ from `a` | the count |
+//! | 8 | where the frame capability sent with the request is (pinned and released at once; the capability is deleted) | its physical address |
 #![no_std]
 #![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use capabilities::abi::ipc::NONBLOCK;
+use capabilities::badge;
 use userlib::cap::{Cap, DeviceMemory, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -52,6 +60,8 @@ const BUS_SLOT: u32 = 40;
 const BAR_SLOT: u32 = 44;
 const RTC_DONE: u32 = 45;
 const FRAME: u32 = 46;
+/// Where a frame sent with a request arrives (op 8).
+const RECEIVED: u32 = 47;
 /// Where the frame of op 6 is mapped.
 const FRAME_VIRT: u64 = 0x2200_0000;
 /// edu: the interrupt-raise register.
@@ -70,11 +80,16 @@ fn main() -> u64 {
     }
     defmt::info!("irq-forger: ready (configuration space of buses 0-{=u64} mapped)", BUSES - 1);
     let requests = REQUESTS.get();
+    buffer.set_window(RECEIVED, 1);
     let mut next = requests.receive(&mut buffer, 0, 0);
     loop {
         let reply = match next {
             Ok(message) => match buffer.decode::<[u64; 4]>(message.len) {
-                Ok(request) => serve(&config, rtc_done, request),
+                Ok(request) => match forger_api::operation(request[0]) {
+                    Some(bit) if badge::allows(message.badge, bit) => serve(&config, rtc_done, request),
+                    Some(_) => [u64::from(ErrorCode::PermissionDenied as u32), 0],
+                    None => [u64::from(ErrorCode::NoSuchCall as u32), 0],
+                },
                 Err(code) => [u64::from(code as u32), 0],
             },
             Err(_) => {
@@ -82,7 +97,10 @@ fn main() -> u64 {
                 continue;
             }
         };
+        // A frame sent with the request is not kept.
+        let _ = Cap::<Frame>::at(RECEIVED).delete();
         let len = buffer.encode(&reply).unwrap_or(0);
+        buffer.set_window(RECEIVED, 1);
         next = own::REPLY.reply_receive(&mut buffer, len, requests, 0, 0);
     }
 }
@@ -111,7 +129,8 @@ fn serve(config: &[Mapping<DeviceMemory>; BUSES as usize], rtc_done: Cap<Notific
         4 => rtc_tick(rtc_done, a),
         5 => dma_to(config, rtc_done, a, b),
         6 => fill_frame(a as u8),
-        7 => frame_head(),
+        7 => frame_differs(a as u8),
+        8 => where_is(Cap::at(RECEIVED)),
         _ => Err(ErrorCode::NoSuchCall),
     };
     match result {
@@ -229,8 +248,11 @@ fn dma_to(
     Ok(u64::from(ended))
 }
 
-/// Allocates (once) a frame, fills it with `byte` and pins it; returns its
-/// physical address.
+/// Op 6's frame's physical address, once pinned (0: not yet).
+static PINNED: AtomicU64 = AtomicU64::new(0);
+
+/// Allocates (once) a frame, fills it with `byte` and pins it (once);
+/// returns its physical address.
 fn fill_frame(byte: u8) -> Result<u64, ErrorCode> {
     let frame = match Cap::<Frame>::at(FRAME).info() {
         Ok(_) => Cap::at(FRAME),
@@ -243,15 +265,31 @@ fn fill_frame(byte: u8) -> Result<u64, ErrorCode> {
     }
     let _ = mapping.unmap();
     filled.ok_or(ErrorCode::InvalidArgument)?;
-    CONTROL.get().pin(frame, true).map(|pin| pin.physical)
+    match PINNED.load(Ordering::Relaxed) {
+        0 => {
+            let physical = CONTROL.get().pin(frame, true)?.physical;
+            PINNED.store(physical, Ordering::Relaxed);
+            Ok(physical)
+        }
+        physical => Ok(physical),
+    }
 }
 
-/// The first eight bytes of op 6's frame.
-fn frame_head() -> Result<u64, ErrorCode> {
+/// How many bytes of op 6's frame differ from `byte`.
+fn frame_differs(byte: u8) -> Result<u64, ErrorCode> {
     let mapping = Mapping::map(own::SPACE, Cap::<Frame>::at(FRAME), FRAME_VIRT, false)?;
-    let head = mapping.read64(0);
+    let read: Option<u64> =
+        (0..PAGE_SIZE).try_fold(0, |count, at| mapping.read8(at).map(|found| count + u64::from(found != byte)));
     let _ = mapping.unmap();
-    head.ok_or(ErrorCode::InvalidArgument)
+    read.ok_or(ErrorCode::InvalidArgument)
+}
+
+/// The physical address of `frame` (a capability a request brought): a
+/// pin reveals it and is released at once.
+fn where_is(frame: Cap<Frame>) -> Result<u64, ErrorCode> {
+    let pin = CONTROL.get().pin(frame, false)?;
+    CONTROL.get().unpin(pin.handle)?;
+    Ok(pin.physical)
 }
 
 /// CMOS RTC register `register`: read, or written with `value`.

@@ -194,7 +194,7 @@ fn storm(buffer: &mut Buffer, devices: &[Edu; 4], rounds: u64) -> Outcome {
         // The first started is the first to fault: each round another.
         for step in 0..STORM.len() {
             let device = &devices[(step + round as usize) % STORM.len()];
-            check_ok!(device.start(DEVICE_BUFFER, BLOCKED_IOVA + (round % 16) * 0x1000, 8, true));
+            check_ok!(device.start_notified(DEVICE_BUFFER, BLOCKED_IOVA + (round % 16) * 0x1000, 8, true));
         }
         // The trusted driver's first transfer starts while those four are
         // pending, and its second runs after them.
@@ -241,7 +241,7 @@ fn the_unit_records_again_after_the_storm_and_every_log_adds_up(buffer: &mut Buf
 /// One fault alone, and then every group's log.
 fn lone_fault(buffer: &mut Buffer, devices: &[Edu; 4]) -> Outcome {
     let Some(before) = figures(buffer) else { userlib::fail!("the IOMMU server's stats") };
-    check_ok!(devices[1].start(DEVICE_BUFFER, BLOCKED_IOVA, 8, true));
+    check_ok!(devices[1].start_notified(DEVICE_BUFFER, BLOCKED_IOVA, 8, true));
     check_ok!(devices[1].finish());
     let Some(after) = figures(buffer) else { userlib::fail!("the IOMMU server's stats") };
     let counted = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));

@@ -75,7 +75,7 @@ impl Edu {
     /// interrupt status, so the next completion is this holder's.
     fn settle(&self) -> Result<(), ErrorCode> {
         let mut waited = 0;
-        while self.registers.read64(reg::DMA_COMMAND).is_some_and(|command| command & command::RUN != 0) {
+        while self.running() {
             if waited >= DMA_TIMEOUT_US {
                 return Err(ErrorCode::Busy);
             }
@@ -91,37 +91,59 @@ impl Edu {
     /// (one of them inside the device's buffer) and waits for the
     /// completion interrupt.
     pub fn dma(&self, source: u64, destination: u64, len: u64, to_memory: bool) -> Result<(), ErrorCode> {
-        self.start(source, destination, len, to_memory)?;
+        self.start_notified(source, destination, len, to_memory)?;
         self.finish()
     }
 
-    /// Waits for the completion interrupt of the transfer [`Edu::start`]
-    /// began and acknowledges it; `Busy` if the device says it is not done.
+    /// Waits for the completion interrupt of the transfer
+    /// [`Self::start_notified`] began and acknowledges it; `Busy` if the
+    /// device says it is not done.
     pub fn finish(&self) -> Result<(), ErrorCode> {
         self.done.wait(0, DMA_TIMEOUT_US)?;
         let status = self.registers.read32(reg::INTERRUPT_STATUS).ok_or(ErrorCode::InvalidArgument)?;
         self.registers.write32(reg::INTERRUPT_ACK, status).ok_or(ErrorCode::InvalidArgument)?;
         self.interrupt.acknowledge()?;
-        let running = self.registers.read64(reg::DMA_COMMAND).is_some_and(|command| command & command::RUN != 0);
-        if status & DMA_DONE == 0 || running {
+        if status & DMA_DONE == 0 || self.running() {
             return Err(ErrorCode::Busy);
         }
         Ok(())
     }
 
-    /// Starts a DMA without waiting for it.
+    /// Whether a transfer is still running.
+    fn running(&self) -> bool {
+        self.registers.read64(reg::DMA_COMMAND).is_some_and(|command| command & command::RUN != 0)
+    }
+
+    /// Starts a DMA without waiting for it, and without a completion
+    /// interrupt (which the next [`Self::dma`] would take for its own).
     pub fn start(&self, source: u64, destination: u64, len: u64, to_memory: bool) -> Result<(), ErrorCode> {
+        self.begin(source, destination, len, to_memory, 0)
+    }
+
+    /// Starts a DMA that raises the completion interrupt; [`Self::finish`]
+    /// waits for it.
+    pub fn start_notified(&self, source: u64, destination: u64, len: u64, to_memory: bool) -> Result<(), ErrorCode> {
+        self.begin(source, destination, len, to_memory, command::INTERRUPT)
+    }
+
+    /// Programs and starts a transfer with the extra command bits `flags`;
+    /// `Busy` while one runs (edu ignores register writes then, so the new
+    /// one would never start).
+    fn begin(&self, source: u64, destination: u64, len: u64, to_memory: bool, flags: u64) -> Result<(), ErrorCode> {
         // QEMU 7.2's edu stops the whole machine (hw_error) on a transfer
         // that ends exactly at its buffer's end, so a full buffer is refused.
         if len == 0 || len >= DEVICE_BUFFER_SIZE {
             return Err(ErrorCode::InvalidArgument);
+        }
+        if self.running() {
+            return Err(ErrorCode::Busy);
         }
         let direction = if to_memory { command::TO_MEMORY } else { 0 };
         let r = &self.registers;
         r.write64(reg::DMA_SOURCE, source)
             .and_then(|()| r.write64(reg::DMA_DESTINATION, destination))
             .and_then(|()| r.write64(reg::DMA_COUNT, len))
-            .and_then(|()| r.write64(reg::DMA_COMMAND, command::RUN | command::INTERRUPT | direction))
+            .and_then(|()| r.write64(reg::DMA_COMMAND, command::RUN | flags | direction))
             .ok_or(ErrorCode::InvalidArgument)
     }
 

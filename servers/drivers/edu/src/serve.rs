@@ -4,13 +4,12 @@ use capabilities::ErrorCode;
 use capabilities::badge;
 use capabilities::pci::Bdf;
 use capabilities::protocol::Refused;
-use edu_api::{REASON_MAX, Reply, Request};
+use edu_api::{REASON_MAX, Reply, Request, canary};
 use heapless::{String, Vec};
 use iommu_api::{FAULTS_PER_REPLY, Fault};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
-use userlib::syscall;
 
 use crate::device::{DEVICE_BUFFER, Edu};
 
@@ -20,10 +19,10 @@ const BAR_VIRT: u64 = 0x2000_0000;
 const BUFFER_VIRT: u64 = 0x2100_0000;
 /// The DMA buffer's second half receives what comes back from the device.
 const RETURN_OFFSET: u64 = 2048;
-/// Bytes a `DmaAt` moves.
+/// Bytes a `DmaAt` or `Start` moves.
 const PROBE_BYTES: u64 = 64;
-/// Exit code of a task that abandons a transfer.
-const ABANDONED: u64 = 3;
+/// Bytes of the DMA buffer (one page).
+const BUFFER_BYTES: u64 = 4096;
 
 /// A device taken by [`Mapper::adopt`].
 pub struct Taken {
@@ -211,15 +210,28 @@ fn handle(
                 Err(refusal) => forward(refusal),
             }
         }
-        Request::Abandon => {
-            let (Some((edu, device)), Some(iova)) = (&state.edu, state.iova) else {
-                return refused(ErrorCode::NotMapped, format_args!("no device or the buffer is not mapped"));
+        Request::Start { iova } => {
+            let Some((edu, device)) = &state.edu else {
+                return refused(ErrorCode::NotFound, format_args!("no device yet"));
             };
-            if let Err(code) = edu.start(DEVICE_BUFFER, iova, RETURN_OFFSET, true) {
-                return refused(code, format_args!("{device}: the DMA did not start"));
+            match edu.start(DEVICE_BUFFER, iova, PROBE_BYTES, true) {
+                Ok(()) => {
+                    defmt::info!("{=str}: a DMA to {=u64:#x} is in flight", mapper.role(), iova);
+                    Reply::Done
+                }
+                Err(code) => refused(code, format_args!("{device}: the DMA did not start")),
             }
-            defmt::info!("{=str}: exiting with a DMA to {=u64:#x} in flight", mapper.role(), iova);
-            syscall::exit(ABANDONED)
+        }
+        Request::FillBuffer { seed } => {
+            if (0..BUFFER_BYTES).all(|at| state.memory.write8(at, canary(seed, at)).is_some()) {
+                Reply::Done
+            } else {
+                refused(ErrorCode::InvalidArgument, format_args!("the DMA buffer is not writable"))
+            }
+        }
+        Request::CheckBuffer { seed } => {
+            let changed = (0..BUFFER_BYTES).filter(|&at| state.memory.read8(at) != Some(canary(seed, at))).count();
+            Reply::Checked { changed: changed as u16 }
         }
     }
 }

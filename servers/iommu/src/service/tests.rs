@@ -708,6 +708,7 @@ fn the_service_fits_twice_on_the_servers_stack() {
     assert!(core::mem::size_of::<TestService>() < 1536 * 1024, "{} bytes", core::mem::size_of::<TestService>());
 }
 
+mod death;
 mod faults;
 mod interrupts;
 mod isolation;

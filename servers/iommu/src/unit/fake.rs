@@ -27,6 +27,11 @@ pub struct SharedMemory {
     pub status: BTreeMap<u64, u32>,
     /// Where the server's status word is.
     pub status_address: u64,
+    /// Every invalidation the unit carried out, in order (its
+    /// [`Event::Queued`], [`Event::ContextRegister`] and
+    /// [`Event::IotlbRegister`]): here, where a model of the kernel can
+    /// see how far the unit had got when the server released a pin.
+    pub invalidations: Vec<Event>,
 }
 
 /// The unit's view of the shared memory.
@@ -160,6 +165,12 @@ impl FakeUnit {
             outcomes: FaultOutcomes::default(),
             next_record: 0,
         }
+    }
+
+    /// Records an invalidation the unit carried out, in both logs.
+    fn note(&mut self, invalidation: Event) {
+        self.memory.borrow_mut().invalidations.push(invalidation.clone());
+        self.events.push(invalidation);
     }
 
     /// The queue memory the server writes, shared with this unit.
@@ -311,7 +322,7 @@ impl FakeUnit {
                 self.fsts |= fsts::IQE;
                 return;
             }
-            self.events.push(Event::Queued(descriptor));
+            self.note(Event::Queued(descriptor));
             self.head = (self.head + 1) % self.queue_slots;
         }
     }
@@ -401,7 +412,7 @@ impl FakeUnit {
                     self.regs64.insert(0x28, value);
                     return;
                 }
-                self.events.push(Event::ContextRegister(value));
+                self.note(Event::ContextRegister(value));
                 let granularity = value >> ccmd::CIRG_SHIFT & 3;
                 self.regs64.insert(0x28, granularity << ccmd::CAIG_SHIFT);
             }
@@ -416,7 +427,7 @@ impl FakeUnit {
                     return;
                 }
                 let address = self.regs64.get(&self.iotlb_offset()).copied().unwrap_or(0);
-                self.events.push(Event::IotlbRegister { address, command: value });
+                self.note(Event::IotlbRegister { address, command: value });
                 let granularity = value >> iotlb::IIRG_SHIFT & 3;
                 self.regs64.insert(offset, granularity << iotlb::IAIG_SHIFT);
             }

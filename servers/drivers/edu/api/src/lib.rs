@@ -36,18 +36,34 @@ pub enum Operation {
     DmaAt = 4,
     /// The device's group's fault log.
     Faults = 5,
-    /// Start a DMA and exit before it completes (a death mid-transfer).
-    Abandon = 6,
+    /// Start a DMA and answer before it runs (a transfer in flight).
+    Start = 6,
     /// Give the device back.
     Release = 7,
     /// Map a frame the caller lends for the device (a diagnostic for tests).
     MapLent = 8,
+    /// Fill the DMA buffer with a pattern (a canary for tests).
+    FillBuffer = 9,
+    /// Count the DMA buffer's bytes that differ from a pattern.
+    CheckBuffer = 10,
 }
 
 /// The protocol as the policy sees it.
 pub const PROTOCOL: Protocol = Protocol {
     name: "edu",
-    operations: &["adopt", "copy", "unmap", "map", "dma-at", "faults", "abandon", "release", "map-lent"],
+    operations: &[
+        "adopt",
+        "copy",
+        "unmap",
+        "map",
+        "dma-at",
+        "faults",
+        "start",
+        "release",
+        "map-lent",
+        "fill-buffer",
+        "check-buffer",
+    ],
 };
 
 impl Request {
@@ -60,9 +76,11 @@ impl Request {
             Request::Map => Operation::Map,
             Request::DmaAt { .. } => Operation::DmaAt,
             Request::Faults => Operation::Faults,
-            Request::Abandon => Operation::Abandon,
+            Request::Start { .. } => Operation::Start,
             Request::Release => Operation::Release,
             Request::MapLent => Operation::MapLent,
+            Request::FillBuffer { .. } => Operation::FillBuffer,
+            Request::CheckBuffer { .. } => Operation::CheckBuffer,
         }
     }
 }
@@ -99,8 +117,15 @@ pub enum Request {
     },
     /// Take the group's recorded faults.
     Faults,
-    /// Start a DMA into the buffer and exit at once.
-    Abandon,
+    /// Start the device writing the first 64 bytes of its own buffer to
+    /// `iova` and answer at once: QEMU's edu runs a transfer 100 ms of
+    /// virtual time after it starts, translating `iova` only then, so the
+    /// transfer is still in flight when the reply arrives (a test kills
+    /// the server next). `Busy` while a transfer runs.
+    Start {
+        /// Bus address the device will write.
+        iova: u64,
+    },
     /// Unmap the buffer and give the device (and a user task's group) back.
     Release,
     /// Map the one-page frame capability that comes with the request for
@@ -108,6 +133,24 @@ pub enum Request {
     /// `Buffer`). The server keeps no capability to it, so it stays the
     /// lender's to take back: revoking it unmaps it from the device.
     MapLent,
+    /// Fill every byte of the DMA buffer with the pattern `seed` names
+    /// (byte `i` is `13 i + seed`, wrapping): a canary a blocked DMA aimed
+    /// at the buffer must leave as it is.
+    FillBuffer {
+        /// Offsets the pattern.
+        seed: u8,
+    },
+    /// Count the DMA buffer's bytes that differ from the `FillBuffer`
+    /// pattern of `seed` (the reply is `Checked`).
+    CheckBuffer {
+        /// The seed the buffer was filled with.
+        seed: u8,
+    },
+}
+
+/// Byte `at` of the canary pattern `seed` names (`FillBuffer`).
+pub fn canary(seed: u8, at: u64) -> u8 {
+    (at as u8).wrapping_mul(13).wrapping_add(seed)
 }
 
 /// A reply.
@@ -133,6 +176,11 @@ pub enum Reply {
     Buffer {
         /// The buffer's I/O virtual address.
         iova: u64,
+    },
+    /// `CheckBuffer`: how many of the buffer's bytes differ from the pattern.
+    Checked {
+        /// 0 if the buffer holds the pattern, up to 4096.
+        changed: u16,
     },
     /// `Faults`.
     Faults {
@@ -165,9 +213,11 @@ mod tests {
             Request::Map,
             Request::DmaAt { iova: 0, to_device: true },
             Request::Faults,
-            Request::Abandon,
+            Request::Start { iova: 0x1000 },
             Request::Release,
             Request::MapLent,
+            Request::FillBuffer { seed: 1 },
+            Request::CheckBuffer { seed: 1 },
         ];
         for (number, request) in requests.iter().enumerate() {
             assert_eq!(request.operation() as usize, number);
