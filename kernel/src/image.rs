@@ -11,7 +11,7 @@ use capabilities::manifest::{MAGIC, MAX_TASKS, ManifestHeader, TaskImage, VERSIO
 pub const MAX_PRIORITY: u8 = 31;
 
 /// Largest stack a task may ask for, in pages.
-pub const MAX_STACK_PAGES: u16 = 1024;
+pub const MAX_STACK_PAGES: u16 = 2048;
 
 /// What is wrong with a boot image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,7 +33,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MAX_PRIORITY: u8 = 31;
 
 /// Largest stack, in pages (as the kernel defines it).
-pub const MAX_STACK_PAGES: u16 = 1024;
+pub const MAX_STACK_PAGES: u16 = 2048;
 
 /// What a task is, which decides what it may be given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

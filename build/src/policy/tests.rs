@@ -197,7 +197,7 @@ fn task_fields_are_checked() {
         &[
             "test.toml:1: policy format version 7 is not supported",
             "test.toml:14: task `echo`: priority 99 is above the highest, 31",
-            "test.toml:16: task `echo`: stack-pages must be 1 to 1024, not 0",
+            "test.toml:16: task `echo`: stack-pages must be 1 to 2048, not 0",
             "test.toml:25: task `client`: kind `daemon` is not one of system-server, driver, user",
         ],
     );

@@ -4,8 +4,8 @@ use acpi_tables::dmar::ScopeKind;
 use acpi_tables::{Dmar, SNAPSHOT_MAX};
 use capabilities::abi::PAGE_SIZE;
 use heapless::Vec;
-use iommu_server::service::reserved::{self, MAX_REGIONS, ReservedRegion};
-use iommu_server::service::scope::UnitScope;
+use iommu_server::service::reserved::{self, MAX_HOPS, MAX_REGIONS, ReservedRegion};
+use iommu_server::service::scope::{MAX_UNIT_SCOPES, UnitScope};
 use userlib::cap::{Cap, DeviceMemory, Frame};
 use userlib::mmio::snapshot;
 
@@ -78,7 +78,11 @@ pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<U
         );
     }
     let Ok(scope) = UnitScope::from_dmar(&dmar, unit.segment, base) else {
-        defmt::error!("DMAR lists more device scopes than the server keeps");
+        defmt::error!(
+            "DMAR lists more device scopes, or longer paths, than the server keeps (MAX_UNIT_SCOPES = {=usize}, MAX_HOPS = {=usize})",
+            MAX_UNIT_SCOPES,
+            MAX_HOPS
+        );
         return None;
     };
     defmt::info!(

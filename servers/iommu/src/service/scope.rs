@@ -14,8 +14,9 @@ use heapless::Vec;
 
 use super::reserved::{MAX_HOPS, ScopePath, TooMany};
 
-/// Most explicit device scopes kept, this unit's and the others' each.
-pub const MAX_UNIT_SCOPES: usize = 64;
+/// Most explicit device scopes kept, this unit's and the others' each:
+/// one per function (QEMU lists every device of each root bus).
+pub const MAX_UNIT_SCOPES: usize = capabilities::pci::MAX_FUNCTIONS;
 
 /// One explicit scope: a function, or a bridge and everything below it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,16 +14,6 @@ use super::quiesce::{Controls, ResetMethod};
 /// The group a grant names when no IOMMU server told the device's group.
 pub const NO_GROUP: u16 = u16::MAX;
 
-/// A BAR's device-memory capability, kept by the server; holders get children.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct BarCap {
-    /// The BAR.
-    pub region: BarRegion,
-    /// The original capability (revoking it takes every holder's copy back).
-    pub slot: Slot,
-}
-
 /// The driver bound to a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -61,6 +51,11 @@ pub struct Holder {
     pub interrupt_entry: Option<u16>,
     /// The server's copy of the DMA handle the IOMMU server minted.
     pub dma_handle: Option<Slot>,
+    /// The device-memory capabilities made for this holder, one per BAR of
+    /// the device's (revoking one takes the holder's copy back). Made at
+    /// the grant and deleted at take-back, so the server's capability
+    /// space holds what its holders use, not every BAR of the machine.
+    pub bars: [Option<Slot>; MAX_GRANTED_BARS],
 }
 
 /// A device whose last quiesce failed: nobody may take it until one
@@ -80,7 +75,7 @@ pub struct Device {
     /// What enumeration found.
     pub function: PciFunction,
     /// The BARs a holder is granted.
-    pub bars: Vec<BarCap, MAX_GRANTED_BARS>,
+    pub bars: Vec<BarRegion, MAX_GRANTED_BARS>,
     /// Configuration ranges only the server writes.
     pub protected: ProtectedRanges,
     /// Its reset, power-management and Advanced Features capabilities.
@@ -136,7 +131,7 @@ impl fmt::Display for Line<'_> {
             _ => write!(f, " class {:06x}", function.class.value())?,
         }
         for bar in &device.bars {
-            write!(f, ", BAR{} {} at {:#x}", bar.region.index, Size(bar.region.size), bar.region.base)?;
+            write!(f, ", BAR{} {} at {:#x}", bar.index, Size(bar.size), bar.base)?;
         }
         if function.msi.is_some() {
             f.write_str(", MSI")?;

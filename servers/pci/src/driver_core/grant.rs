@@ -6,6 +6,7 @@ use heapless::Vec;
 use iommu_api::OwnerReport;
 use pci_api::{BarGrant, DeviceGrant, Reply};
 
+use super::bars::MAX_GRANTED_BARS;
 use super::device::{Holder, NO_GROUP, Role};
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};
 use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, rest_bus_master, update_command};
@@ -203,6 +204,38 @@ impl DriverCore {
         }
     }
 
+    /// A device-memory capability for each of the device's granted BARs,
+    /// made for `task`'s grant; none if one cannot be made.
+    fn bar_caps<C: ConfigSpace, K: Kernel, I: IommuLink>(
+        &self,
+        hw: &mut Hardware<'_, C, K, I>,
+        position: usize,
+        task: u16,
+    ) -> Result<[Option<Slot>; MAX_GRANTED_BARS], Refusal> {
+        let device = &self.devices[position];
+        let mut slots = [None; MAX_GRANTED_BARS];
+        for (bar, slot) in device.bars.iter().zip(slots.iter_mut()) {
+            match hw.kernel.create_device_memory(bar.base, bar.pages()) {
+                Ok(created) => *slot = Some(created),
+                Err(code) => {
+                    for made in slots.into_iter().flatten() {
+                        hw.kernel.delete(made);
+                    }
+                    return Err(refuse!(
+                        code,
+                        "{}: BAR{} at {:#x}: no device-memory capability for {} ({})",
+                        device.function.bdf,
+                        bar.index,
+                        bar.base,
+                        self.name(task),
+                        code.name()
+                    ));
+                }
+            }
+        }
+        Ok(slots)
+    }
+
     /// Gives a claim back after a grant failed.
     fn unclaim<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &self,
@@ -270,20 +303,33 @@ impl DriverCore {
             }
             None => (None, None),
         };
-        let command =
-            update_command(hw.config, bdf, HOLDER_COMMAND, 0).and_then(|()| rest_bus_master(hw.config, &function));
-        if let Err(error) = command {
-            if let (Some(vector), Some(info)) = (msi, function.msi) {
-                free_vector(hw, bdf, info, vector, interrupt_entry);
+        let command = self.bar_caps(hw, position, task).and_then(|bars| {
+            match update_command(hw.config, bdf, HOLDER_COMMAND, 0).and_then(|()| rest_bus_master(hw.config, &function))
+            {
+                Ok(()) => Ok(bars),
+                Err(error) => {
+                    for slot in bars.into_iter().flatten() {
+                        hw.kernel.delete(slot);
+                    }
+                    Err(refuse!(ErrorCode::InvalidArgument, "{bdf}: decoding not enabled: {error}"))
+                }
             }
-            return Err(refuse!(ErrorCode::InvalidArgument, "{bdf}: decoding not enabled: {error}"));
-        }
+        });
+        let bars = match command {
+            Ok(bars) => bars,
+            Err(refusal) => {
+                if let (Some(vector), Some(info)) = (msi, function.msi) {
+                    free_vector(hw, bdf, info, vector, interrupt_entry);
+                }
+                return Err(refusal);
+            }
+        };
         let device = &mut self.devices[position];
-        device.holder = Some(Holder { task, role, msi, interrupt_entry, dma_handle });
+        device.holder = Some(Holder { task, role, msi, interrupt_entry, dma_handle, bars });
         self.holders += 1;
         let device = &self.devices[position];
-        let mut caps: Vec<Slot, 4> = device.bars.iter().map(|bar| bar.slot).collect();
-        let bars = device.bars.iter().map(|bar| BarGrant { index: bar.region.index, size: bar.region.size }).collect();
+        let mut caps: Vec<Slot, 4> = bars.iter().flatten().copied().collect();
+        let bars = device.bars.iter().map(|bar| BarGrant { index: bar.index, size: bar.size }).collect();
         // At most two BARs, an interrupt and a handle: four, as a message carries.
         let _ = caps.extend_from_slice(msi.map(|vector| vector.slot).as_slice());
         let _ = caps.extend_from_slice(dma_handle.as_slice());

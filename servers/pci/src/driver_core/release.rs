@@ -85,9 +85,13 @@ impl DriverCore {
         let Some(holder) = device.holder.take() else { return device.unquiesced.is_none() };
         self.holders = self.holders.saturating_sub(1);
         let bdf = device.function.bdf;
-        for bar in &device.bars {
-            if let Err(code) = hw.kernel.revoke(bar.slot) {
-                error!("{}: BAR{=u8} copies not revoked: {}", bdf, bar.region.index, code);
+        for (bar, slot) in device.bars.iter().zip(holder.bars) {
+            let Some(slot) = slot else { continue };
+            match hw.kernel.revoke(slot) {
+                Ok(()) => hw.kernel.delete(slot),
+                // Kept, not deleted: deleting would leave the holder's copy
+                // beyond any later revocation.
+                Err(code) => error!("{}: BAR{=u8} copies not revoked: {}", bdf, bar.index, code),
             }
         }
         if let Some(entry) = holder.interrupt_entry {

@@ -5,7 +5,7 @@ use capabilities::pci::{Bdf, MAX_FUNCTIONS, PciFunction, Topology};
 use heapless::Vec;
 
 use super::bars::{self, BarSkip, SizedBars};
-use super::device::{BarCap, Bound, Device};
+use super::device::{Bound, Device};
 use super::env::{Hardware, IommuLink, Kernel};
 use super::interrupts::rest_bus_master;
 use super::refusal::truncated;
@@ -81,19 +81,6 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
             other => warn!("{}: BAR{=u8} is not granted to holders: {}", bdf, index, other),
         }
     }
-    let mut caps = Vec::new();
-    for region in granted {
-        match hw.kernel.create_device_memory(region.base, region.pages()) {
-            Ok(slot) => {
-                // `granted` holds no more than `caps` can.
-                let _ = caps.push(BarCap { region, slot });
-            }
-            Err(code) => warn!(
-                "{}: BAR{=u8} at {=u64:#x}: no device-memory capability: {}",
-                bdf, region.index, region.base, code
-            ),
-        }
-    }
     let controls = quiesce::controls(hw.config, function).unwrap_or_else(|error| {
         warn!("{}: reset and power capabilities unreadable: {}", bdf, error);
         quiesce::Controls::default()
@@ -108,7 +95,7 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
         .map(|binding| Bound { driver: binding.driver, dma: binding.dma });
     Device {
         function: *function,
-        bars: caps,
+        bars: granted,
         protected: mediation::protected_ranges(hw.config, function),
         controls,
         binding,

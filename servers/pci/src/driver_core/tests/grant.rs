@@ -22,11 +22,9 @@ fn bar_slot(rig: &Rig, base: u64) -> Slot {
 }
 
 #[test]
-fn start_creates_bar_capabilities_and_silences_endpoints() {
+fn start_plans_the_bars_and_silences_endpoints_and_a_grant_makes_their_capabilities() {
     let mut rig = Rig::new();
-    let memory =
-        rig.world.borrow().kernel.device_memory.iter().map(|&(_, base, pages)| (base, pages)).collect::<Vec<_>>();
-    assert_eq!(memory, [(EDU_BAR, 256), (0xfeb0_0000, 256), (0xfe80_0000, 1), (NVME_BAR, 4)]);
+    assert!(rig.world.borrow().kernel.device_memory.is_empty(), "no capability before a grant");
     assert_eq!(rig.read16(at::EDU, 0x04) & 0x4, 0, "bus mastering off until a holder takes it");
     assert_eq!(rig.read16(at::EDU, 0x04) & 0x2, 0x2, "decoding left as firmware set it");
     let lines: Vec<String> =
@@ -49,24 +47,27 @@ fn start_creates_bar_capabilities_and_silences_endpoints() {
         })
         .collect();
     assert_eq!(reports, [(5, true)]);
+    granted(&rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
+    granted(&rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
+    let memory =
+        rig.world.borrow().kernel.device_memory.iter().map(|&(_, base, pages)| (base, pages)).collect::<Vec<_>>();
+    assert_eq!(memory, [(EDU_BAR, 256), (NVME_BAR, 4)]);
 }
 
 #[test]
-fn bars_over_forbidden_memory_get_no_capability() {
-    let world_check = |rig: &Rig| rig.world.borrow().kernel.device_memory.len();
-    let rig = Rig::new();
-    assert_eq!(world_check(&rig), 4);
-    // The same machine, with the kernel refusing the first edu's range.
-    let world: Shared = Rc::default();
-    world.borrow_mut().kernel.forbidden = Some((EDU_BAR, EDU_BAR + 1));
-    let mut machine = Machine { config: machine_config(), world: world.clone() };
-    let topology =
-        enumerate(&mut machine, &[0], Options { segment: 0, extended_config: true, enable_acs: true }).unwrap();
-    let mut kernel = MockKernel(world.clone());
-    let mut hw = Hardware::<_, _, MockIommu> { config: &mut machine, kernel: &mut kernel, iommu: None };
-    let core = DriverCore::start(pci_config(), &topology, &mut hw);
-    assert!(core.devices()[1].bars.is_empty());
-    assert_eq!(world.borrow().kernel.device_memory.len(), 3);
+fn a_bar_the_kernel_refuses_fails_the_grant_by_name_and_leaves_nothing() {
+    let mut rig = Rig::new();
+    rig.world.borrow_mut().kernel.forbidden = Some((EDU_BAR, EDU_BAR + 1));
+    let before = rig.live();
+    let answer = rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 });
+    let Reply::Refused { code, reason } = answer.reply else { panic!("{:?}", answer.reply) };
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert!(reason.contains("00:03.0: BAR0 at 0xfea00000: no device-memory capability for edu-probe"), "{reason}");
+    assert_eq!(rig.live(), before, "the MSI vector made for the grant is gone again");
+    assert_eq!(rig.read16(at::EDU, 0x42) & 1, 0, "MSI left off");
+    assert!(rig.core.devices()[1].holder.is_none());
+    rig.world.borrow_mut().kernel.forbidden = None;
+    granted(&rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
 }
 
 #[test]
