@@ -8,6 +8,7 @@ mod cpio;
 mod debian;
 pub mod ours;
 pub mod peer;
+pub mod scale;
 pub mod stats;
 pub mod table;
 
@@ -25,8 +26,12 @@ use table::{Cell, Figure, Row, Table, Unit};
 pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let machine = PeerMachine::default();
-    let outcome =
-        if with_peer { peer::run(root, &machine) } else { Outcome::Unavailable("not run (--no-peer)".into()) };
+    let scale_machines = scale::peer_machines(root)?;
+    let outcome = if with_peer {
+        peer::run(root, &machine, &scale_machines)
+    } else {
+        Outcome::Unavailable("not run (--no-peer)".into())
+    };
     let mut table = comparison(&outcome, &machine);
     match ours::run(root) {
         Ok(ours) => fill_ours(&mut table, &ours),
@@ -37,6 +42,7 @@ pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
             }
         }
     }
+    scale::add_rows(&mut table, &scale::run(root), &outcome);
 
     let dir = root.join("target").join("bench");
     std::fs::create_dir_all(&dir)?;

@@ -132,15 +132,17 @@ fn boot_files(kernel: &Path, image: &Path) -> Result<u64> {
 /// RAM in use when the kernel has loaded every task, from its
 /// `... MiB of RAM` and `... tasks loaded, ... KiB free` lines.
 fn resident_kib(kernel: &[&str]) -> Result<f64> {
-    let number_before = |suffix: &str| -> Option<f64> {
-        kernel.iter().find_map(|line| {
-            let at = line.find(suffix)?;
-            line[..at].split_whitespace().last()?.parse::<f64>().ok()
-        })
-    };
-    let ram_mib = number_before(" MiB of RAM").context("the kernel did not report its RAM")?;
-    let free_kib = number_before(" KiB free").context("the kernel did not report free memory")?;
+    let ram_mib = number_before(kernel, " MiB of RAM").context("the kernel did not report its RAM")?;
+    let free_kib = number_before(kernel, " KiB free").context("the kernel did not report free memory")?;
     Ok(ram_mib * 1024.0 - free_kib)
+}
+
+/// The number just before `suffix` in the first of `lines` that has it.
+pub(super) fn number_before(lines: &[&str], suffix: &str) -> Option<f64> {
+    lines.iter().find_map(|line| {
+        let at = line.find(suffix)?;
+        line[..at].split_whitespace().last()?.parse::<f64>().ok()
+    })
 }
 
 /// Reads one run's `BENCH` lines into `ours`.

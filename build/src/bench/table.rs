@@ -154,7 +154,8 @@ pub struct Row {
     pub label: String,
     /// Unit of both sides.
     pub unit: Unit,
-    /// Which of our figures this row compares against; `None` for Linux-only extras.
+    /// Which of our figures this row compares against; `None` for Linux-only extras and for rows whose
+    /// own side is filled when they are made (the scale rows).
     pub ours_figure: Option<Figure>,
     /// Our side.
     pub ours: Cell,

@@ -103,6 +103,13 @@ fn main() -> ExitCode {
     if let (Some(total), Some(free)) = (field("MemTotal:"), field("MemFree:")) {
         println!("PEER info meminfo total-kib={total} free-kib={free} used-kib={}", total.saturating_sub(free));
     }
+    // What Linux formed by the ready line, for the scale rows.
+    let entries = |dir: &str| std::fs::read_dir(dir).map_or(0, Iterator::count);
+    println!(
+        "PEER info iommu groups={} functions={}",
+        entries("/sys/kernel/iommu_groups"),
+        entries("/sys/bus/pci/devices")
+    );
     println!(
         "PEER info shape runs={} iterations={} pages={} batch={BATCH}",
         config.runs, config.iterations, config.pages

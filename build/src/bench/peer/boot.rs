@@ -5,7 +5,7 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use anyhow::Result;
-use qemu::machine::QEMU;
+use qemu::machine::{Machine, QEMU};
 use qemu::runner;
 
 use super::report::{Report, parse};
@@ -59,6 +59,19 @@ impl Default for PeerMachine {
 }
 
 impl PeerMachine {
+    /// One of our machine files as the guest boots it: the same chipset options, memory, IOMMU and
+    /// devices, under TCG.
+    pub fn of(machine: &Machine) -> Self {
+        let chipset = machine.machine_options.as_ref().map_or("q35".into(), |options| format!("q35,{options}"));
+        let mut args = vec!["-accel".into(), "tcg".into(), "-M".into(), chipset];
+        args.extend(["-m".into(), format!("{}M", machine.memory_mib)]);
+        if let Some(iommu) = &machine.iommu {
+            args.extend(["-device".into(), iommu.clone()]);
+        }
+        args.extend(machine.args.iter().cloned());
+        Self { args }
+    }
+
     pub(super) fn command(&self, kernel: &Path, initrd: &Path, append: &str) -> Command {
         let mut command = Command::new(QEMU);
         command.args(&self.args);

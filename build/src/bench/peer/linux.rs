@@ -19,6 +19,10 @@ pub const BOOT_ONLY_RUNS: usize = 3;
 const MEASURING_TIMEOUT: Duration = Duration::from_secs(180);
 /// Timeout of the other boots (about 3 to 6 s each).
 const SHORT_TIMEOUT: Duration = Duration::from_secs(90);
+/// Boots per scale machine (ready line only).
+pub const SCALE_RUNS: usize = 3;
+/// Timeout of a scale boot (Linux probes every function; about 20 s at 250).
+const SCALE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the peer run produced: Linux's figures, or why there are none on this machine.
 #[derive(Debug)]
@@ -48,6 +52,61 @@ pub struct Linux {
     pub wall: Duration,
     /// Bytes of the files QEMU boots: the compressed kernel and the initramfs.
     pub boot_files: u64,
+    /// The boots on each scale machine, in the order asked.
+    pub scale: Vec<ScaleBoots>,
+}
+
+/// The guest booted to its ready line on one scale machine.
+#[derive(Debug)]
+pub struct ScaleBoots {
+    /// The machine's name.
+    pub machine: String,
+    /// Its boots.
+    pub boots: Vec<Boot>,
+}
+
+impl ScaleBoots {
+    /// Boot-to-ready wall times, in seconds.
+    pub fn boot_seconds(&self) -> Vec<f64> {
+        boot_seconds(&self.boots)
+    }
+
+    /// Memory in use at the ready line, in KiB.
+    pub fn used_kib(&self) -> Vec<f64> {
+        used_kib(&self.boots)
+    }
+
+    /// The IOMMU groups and PCI functions Linux had at its ready line
+    /// (the first boot that said).
+    pub fn groups_and_functions(&self) -> Option<(usize, usize)> {
+        infos(&self.boots, "iommu ").find_map(|rest| {
+            let field =
+                |name: &str| rest.split_whitespace().find_map(|word| word.strip_prefix(name)?.parse::<usize>().ok());
+            Some((field("groups=")?, field("functions=")?))
+        })
+    }
+}
+
+/// The rest of every `PEER info <prefix>...` line of `boots`.
+fn infos<'a>(boots: &'a [Boot], prefix: &'a str) -> impl Iterator<Item = &'a str> {
+    boots
+        .iter()
+        .filter_map(|boot| boot.report.as_ref().ok())
+        .flat_map(|report| report.info.iter())
+        .filter_map(move |line| line.strip_prefix(prefix))
+}
+
+/// Boot-to-ready wall times of every boot that got there, in seconds.
+fn boot_seconds(boots: &[Boot]) -> Vec<f64> {
+    boots.iter().filter_map(|boot| boot.to_ready).map(|time| time.as_secs_f64()).collect()
+}
+
+/// Memory in use at the ready line (MemTotal - MemFree), per boot that reported it, in KiB.
+fn used_kib(boots: &[Boot]) -> Vec<f64> {
+    infos(boots, "meminfo ")
+        .filter_map(|rest| rest.split_whitespace().find_map(|field| field.strip_prefix("used-kib=")))
+        .filter_map(|value| value.parse::<f64>().ok())
+        .collect()
 }
 
 impl Linux {
@@ -73,19 +132,12 @@ impl Linux {
 
     /// Memory in use at the ready line (MemTotal - MemFree), per boot that reported it, in KiB.
     pub fn used_kib(&self) -> Vec<f64> {
-        self.boots
-            .iter()
-            .filter_map(|boot| boot.report.as_ref().ok())
-            .flat_map(|report| report.info.iter())
-            .filter_map(|line| line.strip_prefix("meminfo "))
-            .filter_map(|rest| rest.split_whitespace().find_map(|field| field.strip_prefix("used-kib=")))
-            .filter_map(|value| value.parse::<f64>().ok())
-            .collect()
+        used_kib(&self.boots)
     }
 
     /// Boot-to-ready wall times of every boot that got there, in seconds.
     pub fn boot_seconds(&self) -> Vec<f64> {
-        self.boots.iter().filter_map(|boot| boot.to_ready).map(|time| time.as_secs_f64()).collect()
+        boot_seconds(&self.boots)
     }
 
     /// The guest's own `CLOCK_BOOTTIME` at the ready line, per boot, in seconds.
@@ -98,17 +150,18 @@ impl Linux {
     }
 }
 
-/// Runs the whole peer: packages, guest program, initramfs, and every boot. Never fails: whatever stops
-/// it becomes [`Outcome::Unavailable`] with the reason.
-pub fn run(root: &Path, machine: &PeerMachine) -> Outcome {
+/// Runs the whole peer: packages, guest program, initramfs, every boot on `machine`, and
+/// [`SCALE_RUNS`] boots on each of the named `scale` machines. Never fails: whatever stops it becomes
+/// [`Outcome::Unavailable`] with the reason.
+pub fn run(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)]) -> Outcome {
     let started = Instant::now();
-    match run_inner(root, machine, started) {
+    match run_inner(root, machine, scale, started) {
         Ok(linux) => Outcome::Ran(Box::new(linux)),
         Err(error) => Outcome::Unavailable(format!("{error:#}")),
     }
 }
 
-fn run_inner(root: &Path, machine: &PeerMachine, started: Instant) -> Result<Linux> {
+fn run_inner(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)], started: Instant) -> Result<Linux> {
     let dir = root.join("target").join("linux-peer");
     std::fs::create_dir_all(&dir)?;
     setup::ensure_qemu()?;
@@ -144,6 +197,21 @@ fn run_inner(root: &Path, machine: &PeerMachine, started: Instant) -> Result<Lin
         }
         boots.push(boot);
     }
+    let mut scale_boots = Vec::new();
+    for (name, machine) in scale {
+        let plan = BootPlan { mode: Mode::Strict, cases: "none", timeout: SCALE_TIMEOUT };
+        let mut boots = Vec::new();
+        for run in 1..=SCALE_RUNS {
+            eprintln!("linux peer: machine {name}, boot {run} of {SCALE_RUNS}...");
+            let boot = boot(machine, &guest.vmlinuz, &initrd, plan, dir.join(format!("console-{name}-{run}.log")))?;
+            match boot.to_ready {
+                Some(ready) => eprintln!("  ready after {:.2} s", ready.as_secs_f64()),
+                None => eprintln!("  never printed its ready line (see {})", boot.console.display()),
+            }
+            boots.push(boot);
+        }
+        scale_boots.push(ScaleBoots { machine: name.clone(), boots });
+    }
     let info = |prefix: &str| {
         boots
             .iter()
@@ -163,6 +231,7 @@ fn run_inner(root: &Path, machine: &PeerMachine, started: Instant) -> Result<Lin
         boots,
         wall: started.elapsed(),
         boot_files,
+        scale: scale_boots,
     })
 }
 

@@ -78,6 +78,7 @@ fn linux(report: Result<Report, String>) -> Linux {
         }],
         wall: Duration::from_secs(12),
         boot_files: 30 << 20,
+        scale: vec![],
     }
 }
 

@@ -10,7 +10,13 @@
 //! REASON <id> <sentence>                        why group <id> has its shape
 //! GROUPS END <groups> <functions>               the report is complete
 //! GROUPS ERROR <what went wrong>                the report is not to be trusted
+//! MEMORY TASK <index> <pages>                   pages charged to task <index>
+//! MEMORY FREE <frames>                          RAM frames the kernel has left
 //! ```
+//!
+//! The memory lines follow a complete report, when the policy grants the
+//! accounting capability: what the servers cost on this machine, for
+//! `cargo xtask bench`'s scale rows.
 //!
 //! The groups are the server's own (`Groups { group }` until `NotFound`);
 //! vendor and device ids come from the PCI server's `Devices`, the one
@@ -29,6 +35,7 @@ use userlib::syscall;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::cap_slot!(FIGURES: Control = "figures");
 userlib::entry!(main);
 
 /// How long to wait for the IOMMU server to form its groups, in
@@ -71,7 +78,22 @@ fn main() -> u64 {
         return 1;
     }
     defmt::info!("GROUPS END {=u16} {=usize}", groups, functions.len());
+    report_memory();
     0
+}
+
+/// Logs each task's memory-quota pages and the RAM left, once the groups
+/// exist (the kernel's figures; task indices are the boot order).
+fn report_memory() {
+    match FIGURES.get().figures() {
+        Ok(figures) => {
+            for (index, task) in figures.tasks.iter().enumerate() {
+                defmt::info!("MEMORY TASK {=usize} {=u64}", index, task.memory_pages);
+            }
+            defmt::info!("MEMORY FREE {=u64}", figures.machine.free_frames);
+        }
+        Err(code) => defmt::warn!("no memory figures ({}): the policy grants no accounting capability", code),
+    }
 }
 
 /// Every function the PCI server found, in its order.

@@ -40,6 +40,9 @@ pub(super) fn report<P: Platform>(
     if !last {
         return Reply::Done;
     }
+    // The phases' lines carry the kernel's timestamps: `cargo xtask bench`
+    // times group formation and the context entries from them.
+    info!("topology received: {=usize} functions", s.topology.len());
     // The kernel-owned domains' pages are had before any user can ask.
     while s.hw.pages.spare() < KERNEL_TABLE_PAGES && s.hw.pages.grow() {}
     if s.hw.pages.spare() < KERNEL_TABLE_PAGES {
@@ -78,6 +81,7 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         GroupError::TooManyGroups { .. } => "the topology forms more groups than MAX_GROUPS",
         _ => "the topology is inconsistent; no groups formed",
     })?;
+    info!("groups formed: {=usize} groups", groups.count());
     let index = TopologyIndex::new(&s.topology).map_err(|_| "the topology is inconsistent")?;
     let mut requesters = Requesters::new();
     for id in groups.ids() {
