@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::progress::{self, Progress};
 use crate::workspace::TARGET;
 
 /// Seconds each target runs unless told otherwise.
@@ -75,24 +76,29 @@ pub struct Outcome {
     pub failed: bool,
 }
 
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Outcome {
+    /// The figures and the verdict, without the target's name.
+    pub fn figures(&self) -> String {
         let show = |value: Option<u64>| value.map_or_else(|| "?".to_owned(), |value| value.to_string());
-        write!(
-            f,
-            "{:<18} {:>10} runs {:>7} exec/s  cov {:>5}  ft {:>6}  corpus {:>5}  ",
-            self.target,
+        let verdict = match (self.findings.len(), self.failed) {
+            (0, false) => "no crash".to_owned(),
+            (0, true) => "FAILED (libFuzzer stopped with an error, no input saved)".to_owned(),
+            (n, _) => format!("{n} CRASH input(s): {}", self.findings[0].display()),
+        };
+        format!(
+            "{:>10} runs {:>7} exec/s  cov {:>5}  ft {:>6}  corpus {:>5}  {verdict}",
             show(self.runs),
             show(self.per_second),
             show(self.edges),
             show(self.features),
             show(self.corpus)
-        )?;
-        match (self.findings.len(), self.failed) {
-            (0, false) => write!(f, "no crash"),
-            (0, true) => write!(f, "FAILED (libFuzzer stopped with an error, no input saved)"),
-            (n, _) => write!(f, "{n} CRASH input(s): {}", self.findings[0].display()),
-        }
+        )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<18} {}", self.target, self.figures())
     }
 }
 
@@ -220,14 +226,14 @@ pub fn run_target(root: &Path, bin_dir: &Path, target: &str, seconds: u64) -> Re
     if dictionary.is_file() {
         command.arg(format!("-dict={}", dictionary.display()));
     }
-    eprintln!("--- fuzzing {target} for {seconds} s ---");
     let started = Instant::now();
+    let chatty = !progress::under_ci();
     let mut child = command.spawn().with_context(|| format!("cannot start the {target} fuzzer"))?;
     let mut outcome = Outcome { target: target.to_owned(), ..Outcome::default() };
     let stderr = child.stderr.take().context("libFuzzer's stderr")?;
     for line in BufReader::new(stderr).lines() {
         let line = line?;
-        if worth_showing(&line) {
+        if chatty && worth_showing(&line) {
             eprintln!("[{target} {:>4.0} s] {line}", started.elapsed().as_secs_f64());
         }
         if line.starts_with('#') {
@@ -285,11 +291,14 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
     }
     let bin_dir = build(root, &chosen)?;
     let mut outcomes = Vec::new();
+    let mut progress = Progress::new(chosen.len());
     for target in &chosen {
+        progress.start(&format!("fuzzing {target} for {} s", options.seconds));
         let outcome = run_target(root, &bin_dir, target, options.seconds)?;
         if options.merge && !outcome.failed {
             merge(root, &bin_dir, target)?;
         }
+        progress.finish(&format!("fuzz target {target}"), outcome.figures().trim_start());
         outcomes.push(outcome);
     }
     println!("fuzzing summary ({} s per target):", options.seconds);

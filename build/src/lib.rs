@@ -10,6 +10,7 @@ pub mod groups;
 pub mod image;
 pub mod mutate;
 pub mod policy;
+pub mod progress;
 pub mod setup;
 pub mod system;
 pub mod test;

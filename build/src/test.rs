@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qemu::harness::{self, CaseResult, Summary};
@@ -13,6 +13,7 @@ use qemu::{runner, scenario};
 
 use crate::groups::oracle::{self, Recording};
 use crate::policy::{self, Problems};
+use crate::progress::{self, Progress};
 use crate::{bare_metal, groups, setup, system};
 
 /// The name the Linux group oracle's cases are reported and selected under:
@@ -25,10 +26,6 @@ pub fn run(root: &Path, only: &[String], host: bool, soak: bool) -> Result<ExitC
     let started = Instant::now();
     setup::ensure_qemu()?;
     let mut summary = Summary::default();
-    if host {
-        let (passed, failed) = host_tests(root)?;
-        summary.add_counts(passed, failed);
-    }
     let selected = |name: &str| only.is_empty() || only.iter().any(|wanted| wanted == name);
     let all_scenarios = scenario::load(root)?;
     let all_checks = scenario::load_policy_checks(root)?;
@@ -47,23 +44,51 @@ pub fn run(root: &Path, only: &[String], host: bool, soak: bool) -> Result<ExitC
             oracle::FIXTURE_DIR
         );
     }
-    let elves = bare_metal::build(root, false)?;
-    let mut report = |results: Vec<CaseResult>| {
-        for result in &results {
+    let scenarios: Vec<_> = all_scenarios.iter().filter(|s| selected(&s.name)).collect();
+    let recordings: Vec<_> = recordings.iter().filter(|r| selected(ORACLE) || selected(&oracle_name(r))).collect();
+    let checks: Vec<_> = all_checks.iter().filter(|c| selected(&c.name)).collect();
+    let mut progress = Progress::new(usize::from(host) + scenarios.len() + recordings.len() + checks.len());
+    if host {
+        progress.start("host unit tests (cargo test --workspace)");
+        let (passed, failed, took) = host_tests(root)?;
+        summary.add_counts(passed, failed);
+        progress.finish("host unit tests", &format!("{passed} passed, {failed} failed in {:.1} s", took.as_secs_f64()));
+    }
+    let elves = bare_metal::build(root, progress.quiet())?;
+    let quiet = progress.quiet();
+    let mut report = |progress: &mut Progress, step: &str, results: Vec<CaseResult>, how: &str| {
+        for result in results.iter().filter(|result| !quiet || !result.passed) {
             println!("{result}");
         }
+        let failed = results.iter().filter(|result| !result.passed).count();
+        progress.finish(step, &format!("{} passed, {failed} failed{how}", results.len() - failed));
         summary.add(&results);
     };
-    for scenario in all_scenarios.iter().filter(|s| selected(&s.name)) {
-        report(run_scenario(root, &elves, scenario, soak).unwrap_or_else(|error| {
-            vec![CaseResult { name: format!("{}/setup", scenario.name), passed: false, detail: format!("{error:#}") }]
-        }));
+    for scenario in scenarios {
+        let step = format!("scenario {}", scenario.name);
+        progress.start(&format!("{step} (machine {})", scenario.machine));
+        let (results, how) = match run_scenario(root, &elves, scenario, soak) {
+            Ok((run, results)) => (results, format!(" ({} after {:.1} s)", run.ending, run.wall.as_secs_f64())),
+            Err(error) => (
+                vec![CaseResult {
+                    name: format!("{}/setup", scenario.name),
+                    passed: false,
+                    detail: format!("{error:#}"),
+                }],
+                String::new(),
+            ),
+        };
+        report(&mut progress, &step, results, &how);
     }
-    for recording in recordings.iter().filter(|r| selected(ORACLE) || selected(&oracle_name(r))) {
-        report(vec![oracle_case(root, &elves, recording)]);
+    for recording in recordings {
+        let step = oracle_name(recording);
+        progress.start(&step);
+        report(&mut progress, &step, vec![oracle_case(root, &elves, recording)], "");
     }
-    for check in all_checks.iter().filter(|c| selected(&c.name)) {
-        report(vec![policy_check_case(root, &elves, check)]);
+    for check in checks {
+        let step = format!("policy check {}", check.name);
+        progress.start(&step);
+        report(&mut progress, &step, vec![policy_check_case(root, &elves, check)], "");
     }
     println!("test run took {:.1} s", started.elapsed().as_secs_f64());
     println!("{summary}");
@@ -75,7 +100,7 @@ fn run_scenario(
     elves: &bare_metal::Elves,
     scenario: &scenario::Scenario,
     soak: bool,
-) -> Result<Vec<CaseResult>> {
+) -> Result<(runner::Run, Vec<CaseResult>)> {
     let (run, results) = boot_scenario(root, elves, scenario, soak)?;
     if results.iter().any(|result| !result.passed) {
         eprintln!("--- console of scenario {} ---", scenario.name);
@@ -84,7 +109,7 @@ fn run_scenario(
         }
         eprintln!("--- end of console ---");
     }
-    Ok(results)
+    Ok((run, results))
 }
 
 /// Boots `scenario`'s system on its machine and judges the run.
@@ -97,11 +122,12 @@ pub(crate) fn boot_scenario(
     let machine = Machine::load(root, &scenario.machine)?;
     let policy = scenario.policy_file(root, &root.join("target/scenarios"), soak)?;
     let system = system::prepare(root, elves, &policy)?;
-    system::print_warnings(&system);
+    if !progress::under_ci() {
+        system::print_warnings(&system);
+    }
     let command = machine.command(&system.kernel, &system.image);
     let timeout = scenario.timeout(soak);
     let run = runner::run(command, &system.tables, timeout, |_| {})?;
-    eprintln!("scenario {}: {} in {:.2} s", scenario.name, run.ending, run.wall.as_secs_f64());
     let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());
     Ok((run, results))
 }
@@ -113,13 +139,15 @@ pub(crate) fn oracle_case(root: &Path, elves: &bare_metal::Elves, recording: &Re
     let machine = Machine::ad_hoc(recording.args.clone());
     match groups::boot(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT) {
         Ok(booted) => {
-            eprintln!(
-                "{name}: {} functions in {} groups ({}), boot {:.2} s",
-                booted.groups.function_count(),
-                booted.groups.groups.len(),
-                if recording.same_ids(&booted.groups) { "ids as Linux's" } else { "ids differ from Linux's" },
-                booted.run.wall.as_secs_f64()
-            );
+            if !progress::under_ci() {
+                eprintln!(
+                    "{name}: {} functions in {} groups ({}), boot {:.2} s",
+                    booted.groups.function_count(),
+                    booted.groups.groups.len(),
+                    if recording.same_ids(&booted.groups) { "ids as Linux's" } else { "ids differ from Linux's" },
+                    booted.run.wall.as_secs_f64()
+                );
+            }
             match recording.differences(&booted.groups) {
                 None => CaseResult { name, passed: true, detail: String::new() },
                 Some(differences) => CaseResult {
@@ -143,12 +171,14 @@ fn policy_check_case(root: &Path, elves: &bare_metal::Elves, check: &scenario::P
             .context("the policy must be valid on its own, so that only the machine shows its problems")?;
         let machine = Machine::load(root, &check.machine)?;
         let booted = groups::boot::boot_for_policy(root, elves, &machine, groups::boot::DEFAULT_TIMEOUT, &path)?;
-        eprintln!(
-            "policy check {}: machine `{}` booted in {:.2} s",
-            check.name,
-            machine.name,
-            booted.run.wall.as_secs_f64()
-        );
+        if !progress::under_ci() {
+            eprintln!(
+                "policy check {}: machine `{}` booted in {:.2} s",
+                check.name,
+                machine.name,
+                booted.run.wall.as_secs_f64()
+            );
+        }
         let problems = policy::machine::check(&policy, &machine.name, machine.memory_mib, &booted.groups).problems;
         Ok(Problems { path, problems }.to_string().lines().map(str::to_owned).collect())
     };
@@ -176,9 +206,9 @@ fn policy_check_case(root: &Path, elves: &bare_metal::Elves, check: &scenario::P
     CaseResult { name, passed, detail }
 }
 
-/// Runs `cargo test --workspace` and returns its passed and failed counts.
-fn host_tests(root: &Path) -> Result<(usize, usize)> {
-    eprintln!("running host unit tests (cargo test --workspace)...");
+/// Runs `cargo test --workspace` and returns its passed and failed counts
+/// and how long it took.
+fn host_tests(root: &Path) -> Result<(usize, usize, Duration)> {
     let started = Instant::now();
     let output = Command::new(env!("CARGO"))
         .current_dir(root)
@@ -198,8 +228,7 @@ fn host_tests(root: &Path) -> Result<(usize, usize)> {
         eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
         failed = failed.max(1);
     }
-    eprintln!("host unit tests: {passed} passed, {failed} failed ({:.1} s)", started.elapsed().as_secs_f64());
-    Ok((passed, failed))
+    Ok((passed, failed, started.elapsed()))
 }
 
 /// The number before `label` in a libtest summary such as

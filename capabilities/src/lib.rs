@@ -4,7 +4,7 @@
 //! ([`abi`]) and the kernel's accounting figures ([`accounting`]), the
 //! error codes every call and server returns ([`error`]), the boot image
 //! the build tool writes and the kernel reads ([`manifest`]), the serial
-//! log framing ([`logframe`]), badges ([`badge`]), capability slots by
+//! log framing ([`logframe`]), frame-pointer walks ([`backtrace`]), badges ([`badge`]), capability slots by
 //! name ([`capslots`]), the servers' boot configuration ([`config`]), PCI
 //! topology ([`pci`]) and what every protocol shares ([`protocol`]). Each
 //! server's own protocol lives in its API crate beside it
@@ -14,6 +14,7 @@
 
 pub mod abi;
 pub mod accounting;
+pub mod backtrace;
 pub mod badge;
 pub mod capslots;
 pub mod config;

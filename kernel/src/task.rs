@@ -229,6 +229,9 @@ pub struct Task {
     pub frame: TrapFrame,
     /// Its top-level page table.
     pub root: Frame,
+    /// Pages of its stack, which ends at `layout::STACK_TOP`: the bounds a
+    /// backtrace of it is walked within.
+    pub stack_pages: u16,
     /// The frame of its IPC buffer.
     pub ipc_buffer: Frame,
     /// Its memory quota, in pages.

@@ -3,14 +3,19 @@
 //!
 //! The framing is `capabilities::logframe`. Text outside records (a kernel
 //! panic, QEMU's own messages) is passed through line by line, so nothing
-//! the machine printed is lost even when it cannot be decoded.
+//! the machine printed is lost even when it cannot be decoded. A line that
+//! carries a backtrace is followed by the functions and lines it names
+//! ([`crate::symbols`]).
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use capabilities::logframe::{self, HEADER_LEN};
 use defmt_decoder::{DecodeError, StreamDecoder, Table};
+
+use crate::symbols::{self, Symbols};
 
 /// One line of output, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +40,12 @@ impl fmt::Display for LogLine {
     }
 }
 
-/// The `defmt` tables of the kernel and every task, by record tag.
+/// The `defmt` tables of the kernel and every task, by record tag, and
+/// their ELFs for backtraces.
 #[derive(Default)]
 pub struct Tables {
     entries: HashMap<u8, (String, Table)>,
+    symbols: Symbols,
 }
 
 impl Tables {
@@ -47,12 +54,20 @@ impl Tables {
         Self::default()
     }
 
-    /// Reads the table of `elf` for records tagged `tag`, written by `name`.
-    pub fn add(&mut self, tag: u8, name: &str, elf: &[u8]) -> Result<()> {
-        let table = Table::parse(elf)
+    /// No tables yet; backtraces show source files relative to `root`.
+    pub fn with_source_root(root: PathBuf) -> Self {
+        Self { entries: HashMap::new(), symbols: Symbols::new(Some(root)) }
+    }
+
+    /// Reads the table of the ELF at `elf` for records tagged `tag`,
+    /// written by `name`, and looks up `name`'s backtraces in that ELF.
+    pub fn add(&mut self, tag: u8, name: &str, elf: &Path) -> Result<()> {
+        let bytes = std::fs::read(elf).with_context(|| format!("cannot read {}", elf.display()))?;
+        let table = Table::parse(&bytes)
             .with_context(|| format!("defmt table of `{name}`"))?
             .ok_or_else(|| anyhow!("`{name}` has no defmt table (was it linked with -Tdefmt.x?)"))?;
         self.entries.insert(tag, (name.to_owned(), table));
+        self.symbols.add(name, elf);
         Ok(())
     }
 
@@ -63,7 +78,7 @@ impl Tables {
             .iter()
             .map(|(&tag, (name, table))| (tag, (name.clone(), table.new_stream_decoder())))
             .collect();
-        Console { decoders, state: State::Text, text: Vec::new() }
+        Console { decoders, symbols: self.symbols.reader(), state: State::Text, text: Vec::new() }
     }
 }
 
@@ -78,6 +93,7 @@ enum State {
 /// Splits and decodes one console stream.
 pub struct Console<'t> {
     decoders: HashMap<u8, (String, Decoder<'t>)>,
+    symbols: symbols::Reader<'t>,
     state: State,
     text: Vec<u8>,
 }
@@ -141,7 +157,20 @@ impl Console<'_> {
         }
         let text = String::from_utf8_lossy(&self.text).into_owned();
         self.text.clear();
-        line(LogLine { micros: None, source: "console".into(), level: None, text });
+        self.emit(LogLine { micros: None, source: "console".into(), level: None, text }, line);
+    }
+
+    /// Hands `decoded` on, and after it, if it carries a backtrace, the
+    /// functions and lines of its addresses.
+    fn emit(&mut self, decoded: LogLine, line: &mut impl FnMut(LogLine)) {
+        let trace = symbols::parse(&decoded.source, &decoded.text);
+        let (micros, source) = (decoded.micros, decoded.source.clone());
+        line(decoded);
+        if let Some(trace) = trace {
+            for text in self.symbols.explain(&trace) {
+                line(LogLine { micros, source: source.clone(), level: None, text });
+            }
+        }
     }
 
     fn record(&mut self, header: logframe::Header, payload: &[u8], line: &mut impl FnMut(LogLine)) {
@@ -155,9 +184,10 @@ impl Console<'_> {
             return;
         };
         decoder.received(payload);
+        let mut decoded = Vec::new();
         loop {
             match decoder.decode() {
-                Ok(frame) => line(LogLine {
+                Ok(frame) => decoded.push(LogLine {
                     micros: Some(header.micros),
                     source: name.clone(),
                     level: frame.level().map(|level| level.as_str()),
@@ -165,7 +195,7 @@ impl Console<'_> {
                 }),
                 Err(DecodeError::UnexpectedEof) => break,
                 Err(DecodeError::Malformed) => {
-                    line(LogLine {
+                    decoded.push(LogLine {
                         micros: Some(header.micros),
                         source: name.clone(),
                         level: None,
@@ -174,6 +204,9 @@ impl Console<'_> {
                     break;
                 }
             }
+        }
+        for decoded in decoded {
+            self.emit(decoded, line);
         }
     }
 }

@@ -179,6 +179,44 @@ mod tests {
         );
     }
 
+    /// A source line a scenario's log check names (` at path.rs:N`), if
+    /// the text names one.
+    fn named_line(text: &str) -> Option<(&str, usize)> {
+        let (_, after) = text.split_once(" at ")?;
+        let place = after.split_whitespace().next()?;
+        let (path, line) = place.rsplit_once(':')?;
+        Some((path.strip_suffix(".rs").map(|_| path)?, line.parse().ok()?))
+    }
+
+    #[test]
+    fn every_source_line_a_log_check_names_is_marked_as_named() {
+        // A backtrace check names a line; if the code moves, this test
+        // says which check to update before any machine boots.
+        assert_eq!(
+            named_line(" main at qemu/tasks/faulter/src/main.rs:15 (inlined)"),
+            Some(("qemu/tasks/faulter/src/main.rs", 15))
+        );
+        assert_eq!(named_line("task faulter killed: page fault (read) at address 0x0"), None);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let mut named = 0;
+        for scenario in load(root).expect("valid scenario list") {
+            for (path, number) in scenario.log_contains.iter().filter_map(|text| named_line(text)) {
+                let text = std::fs::read_to_string(root.join(path))
+                    .unwrap_or_else(|_| panic!("{}: no file {path}", scenario.name));
+                let line = text.lines().nth(number - 1).unwrap_or_default();
+                let marker = format!("the {} scenario names this line", scenario.name);
+                assert!(
+                    line.contains(&marker),
+                    "{}: {path}:{number} is `{}`, without the comment \"{marker}\"",
+                    scenario.name,
+                    line.trim()
+                );
+                named += 1;
+            }
+        }
+        assert!(named >= 3, "the foundation scenario names the faulting line and two panicking frames");
+    }
+
     #[test]
     fn the_scenario_list_loads_and_names_existing_files() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");

@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use crate::progress::Progress;
 use peer::{Linux, Mode, Outcome, PeerMachine};
 use table::{Cell, Figure, Row, Table, Unit};
 
@@ -27,13 +28,16 @@ pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let machine = PeerMachine::default();
     let scale_machines = scale::peer_machines(root)?;
+    // One step per boot: the Linux peer's, ours, and ours on each scale machine.
+    let peer_boots = if with_peer { peer::boots(scale_machines.len()) } else { 0 };
+    let mut progress = Progress::new(peer_boots + ours::RUNS + scale::MACHINES.len() * scale::RUNS);
     let outcome = if with_peer {
-        peer::run(root, &machine, &scale_machines)
+        peer::run(root, &machine, &scale_machines, &mut progress)
     } else {
         Outcome::Unavailable("not run (--no-peer)".into())
     };
     let mut table = comparison(&outcome, &machine);
-    match ours::run(root) {
+    match ours::run(root, &mut progress) {
         Ok(ours) => fill_ours(&mut table, &ours),
         Err(error) => {
             let why = format!("{error:#}");
@@ -42,7 +46,7 @@ pub fn run(root: &Path, with_peer: bool) -> Result<ExitCode> {
             }
         }
     }
-    scale::add_rows(&mut table, &scale::run(root), &outcome);
+    scale::add_rows(&mut table, &scale::run(root, &mut progress), &outcome);
 
     let dir = root.join("target").join("bench");
     std::fs::create_dir_all(&dir)?;

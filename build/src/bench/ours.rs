@@ -11,6 +11,7 @@ use object::{Endianness, elf::PT_LOAD};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
 
+use crate::progress::Progress;
 use crate::{bare_metal, system};
 
 /// Boots measured; each gives one boot-time sample and its IPC samples.
@@ -81,14 +82,15 @@ pub struct Ours {
     pub loads: Vec<f64>,
 }
 
-/// Boots the benchmark system [`RUNS`] times.
-pub fn run(root: &Path) -> Result<Ours> {
+/// Boots the benchmark system [`RUNS`] times, a step of `progress` each.
+pub fn run(root: &Path, progress: &mut Progress) -> Result<Ours> {
     let machine = Machine::load(root, MACHINE)?;
     let elves = bare_metal::build(root, true)?;
     let system = system::prepare(root, &elves, &root.join(POLICY))?;
     let mut ours = Ours { boot_files: boot_files(&system.kernel, &system.image)?, ..Ours::default() };
     for run in 1..=RUNS {
-        eprintln!("ours: boot {run} of {RUNS}...");
+        let step = format!("ours: boot {run} of {RUNS}");
+        progress.start(&step);
         ours.loads.push(super::peer::load_average());
         let started = Instant::now();
         let mut first_task_line = None;
@@ -109,6 +111,7 @@ pub fn run(root: &Path) -> Result<Ours> {
         ours.boot_seconds.push(first_task_line.context("no task logged anything")?.as_secs_f64());
         parse(&lines("bench"), &mut ours).with_context(|| format!("benchmark run {run}"))?;
         ours.resident_kib.push(resident_kib(&lines("kernel")).with_context(|| format!("benchmark run {run}"))?);
+        progress.finish(&step, &format!("{} after {:.1} s", outcome.ending, outcome.wall.as_secs_f64()));
     }
     Ok(ours)
 }

@@ -20,6 +20,7 @@ use super::ours::number_before;
 use super::peer::{Outcome, PeerMachine, ScaleBoots};
 use super::stats::Stats;
 use super::table::{Cell, Row, Table, Unit};
+use crate::progress::Progress;
 use crate::{bare_metal, groups, system};
 
 /// The machines, smallest first: about 25, 100 and 250 functions.
@@ -67,8 +68,8 @@ pub fn peer_machines(root: &Path) -> Result<Vec<(String, PeerMachine)>> {
     MACHINES.iter().map(|&name| Ok((name.to_owned(), PeerMachine::of(&Machine::load(root, name)?)))).collect()
 }
 
-/// Boots every machine [`RUNS`] times.
-pub fn run(root: &Path) -> Result<Vec<Ours>> {
+/// Boots every machine [`RUNS`] times, a step of `progress` each.
+pub fn run(root: &Path, progress: &mut Progress) -> Result<Vec<Ours>> {
     let elves = bare_metal::build(root, true)?;
     let system = system::prepare(root, &elves, &root.join(groups::boot::POLICY))?;
     let mut all = Vec::new();
@@ -76,7 +77,8 @@ pub fn run(root: &Path) -> Result<Vec<Ours>> {
         let machine = Machine::load(root, name)?;
         let mut samples = Vec::new();
         for run in 1..=RUNS {
-            eprintln!("ours: machine {name}, boot {run} of {RUNS}...");
+            let step = format!("ours: machine {name}, boot {run} of {RUNS}");
+            progress.start(&step);
             let started = Instant::now();
             let mut ready = None;
             let command = machine.command(&system.kernel, &system.image);
@@ -90,12 +92,15 @@ pub fn run(root: &Path) -> Result<Vec<Ours>> {
             }
             let ready = ready.with_context(|| format!("machine {name}, boot {run}: the PCI server never got ready"))?;
             let sample = sample(&outcome.lines, ready).with_context(|| format!("machine {name}, boot {run}"))?;
-            eprintln!(
-                "  {} functions, {} groups: ready after {:.2} s, groups formed and translating in {:.1} ms",
-                sample.functions,
-                sample.groups,
-                sample.ready_seconds,
-                (sample.formation_us + sample.translation_us) / 1000.0
+            progress.finish(
+                &step,
+                &format!(
+                    "{} functions, {} groups: ready after {:.2} s, groups formed and translating in {:.1} ms",
+                    sample.functions,
+                    sample.groups,
+                    sample.ready_seconds,
+                    (sample.formation_us + sample.translation_us) / 1000.0
+                ),
             );
             samples.push(sample);
         }

@@ -189,6 +189,7 @@ impl Kernel {
             state: TaskState::Runnable,
             frame: TrapFrame::new_user(spec.entry, layout::STACK_TOP),
             root,
+            stack_pages: spec.stack_pages,
             ipc_buffer,
             memory: quota,
             objects: Quota::new(u32::from(spec.object_quota)),

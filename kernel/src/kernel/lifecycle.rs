@@ -2,13 +2,16 @@
 //! telling its watchers, and returning its memory.
 
 use capabilities::ErrorCode;
-use capabilities::abi::{rights, task_state};
+use capabilities::abi::{layout, rights, task_state};
+use capabilities::backtrace;
 use heapless::Vec;
 
 use super::caps::Removal;
 use super::{Kernel, Machine};
 use crate::cspace::{Object, SlotId};
+use crate::phys::PAGE_SIZE;
 use crate::task::{Death, Fault, TaskId, TaskState, WATCHES_PER_TASK, Watch};
+use crate::usermem;
 
 impl Kernel {
     /// Kills the running task for a CPU exception it raised.
@@ -41,6 +44,9 @@ impl Kernel {
                 fault.error_code
             ),
         }
+        if let Death::Killed(fault) = death {
+            self.log_backtrace(m, id, fault.rip);
+        }
         self.unqueue(id);
         let priority = self.task(id).priority;
         self.sched.remove(id, priority);
@@ -66,6 +72,35 @@ impl Kernel {
         }
         self.tell_watchers(id);
         self.reap_pending = true;
+    }
+
+    /// Logs where task `id`, killed at `rip`, was: `rip` and the return
+    /// addresses of its frame chain, read through its own page tables and
+    /// only inside its stack, so a corrupt chain ends the list with a note
+    /// (the host turns the addresses into functions and lines).
+    fn log_backtrace(&self, m: &impl Machine, id: TaskId, rip: u64) {
+        let task = self.task(id);
+        let stack = layout::STACK_TOP - u64::from(task.stack_pages) * PAGE_SIZE as u64..layout::STACK_TOP;
+        let root = task.root;
+        let walked = backtrace::walk(task.frame.rbp, &[stack], |at| {
+            let mut word = [0u8; 8];
+            usermem::copy_from_user(m, root, at, &mut word).ok().map(|()| u64::from_le_bytes(word))
+        });
+        let mut addresses = [0u64; backtrace::MAX_FRAMES + 1];
+        addresses[0] = rip;
+        addresses[1..=walked.returns.len()].copy_from_slice(&walked.returns);
+        let addresses = &addresses[..=walked.returns.len()];
+        let name = task.name.as_str();
+        match walked.end.note() {
+            None => info!("task {=str} backtrace: {=[?]:#x}", name, addresses),
+            Some(note) => info!(
+                "task {=str} backtrace: {=[?]:#x} ({=str} at {=u64:#x})",
+                name,
+                addresses,
+                note,
+                walked.end.frame_pointer()
+            ),
+        }
     }
 
     /// Whether the machine may resume `id` from its saved frame

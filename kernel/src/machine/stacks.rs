@@ -129,6 +129,17 @@ pub fn guards() -> [Range<u64>; 1 + Ist::ALL.len()] {
     guards
 }
 
+/// Every stack's mapped bytes (above its guard page): where a frame
+/// chain of the kernel may lie.
+pub fn mapped() -> [Range<u64>; 1 + Ist::ALL.len()] {
+    let mut stacks = [const { 0..0 }; 1 + Ist::ALL.len()];
+    stacks[0] = KERNEL_STACK.bottom() + GUARD_SIZE as u64..KERNEL_STACK.top();
+    for (range, stack) in stacks[1..].iter_mut().zip(&IST_STACKS) {
+        *range = stack.bottom() + GUARD_SIZE as u64..stack.top();
+    }
+    stacks
+}
+
 fn guard_of(bottom: u64) -> Range<u64> {
     bottom..bottom + GUARD_SIZE as u64
 }

@@ -11,6 +11,7 @@ use super::boot::{Boot, BootPlan, Mode, PeerMachine, boot};
 use super::guest::{build_program, initramfs};
 use super::report::{Measurement, check_complete};
 use crate::bench::debian;
+use crate::progress::Progress;
 use crate::setup;
 
 /// Boots that only measure boot time, besides the two measuring boots.
@@ -153,15 +154,27 @@ impl Linux {
 /// Runs the whole peer: packages, guest program, initramfs, every boot on `machine`, and
 /// [`SCALE_RUNS`] boots on each of the named `scale` machines. Never fails: whatever stops it becomes
 /// [`Outcome::Unavailable`] with the reason.
-pub fn run(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)]) -> Outcome {
+pub fn run(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)], progress: &mut Progress) -> Outcome {
     let started = Instant::now();
-    match run_inner(root, machine, scale, started) {
+    match run_inner(root, machine, scale, started, progress) {
         Ok(linux) => Outcome::Ran(Box::new(linux)),
         Err(error) => Outcome::Unavailable(format!("{error:#}")),
     }
 }
 
-fn run_inner(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)], started: Instant) -> Result<Linux> {
+/// The boots [`run`] makes with `scale_machines` scale machines: two
+/// measuring ones, [`BOOT_ONLY_RUNS`], and [`SCALE_RUNS`] on each.
+pub fn boots(scale_machines: usize) -> usize {
+    2 + BOOT_ONLY_RUNS + scale_machines * SCALE_RUNS
+}
+
+fn run_inner(
+    root: &Path,
+    machine: &PeerMachine,
+    scale: &[(String, PeerMachine)],
+    started: Instant,
+    progress: &mut Progress,
+) -> Result<Linux> {
     let dir = root.join("target").join("linux-peer");
     std::fs::create_dir_all(&dir)?;
     setup::ensure_qemu()?;
@@ -181,20 +194,24 @@ fn run_inner(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)]
     let mut boots = Vec::new();
     for (index, plan) in plan.into_iter().enumerate() {
         let console = dir.join(format!("console-{index}-{}-{}.log", plan.mode.name(), plan.cases.replace(',', "-")));
-        eprintln!("linux peer: boot {} ({} mode, cases: {})...", index + 1, plan.mode.name(), plan.cases);
+        let step = format!("linux peer: boot {} ({} mode, cases: {})", index + 1, plan.mode.name(), plan.cases);
+        progress.start(&step);
         let boot = boot(machine, &guest.vmlinuz, &initrd, plan, console)?;
-        match (&boot.report, boot.to_ready) {
+        let outcome = match (&boot.report, boot.to_ready) {
             (Ok(report), Some(ready)) => {
-                eprintln!("  ready after {:.2} s, ended after {:.1} s", ready.as_secs_f64(), boot.wall.as_secs_f64());
+                let mut said =
+                    format!("ready after {:.2} s, ended after {:.1} s", ready.as_secs_f64(), boot.wall.as_secs_f64());
                 if plan.cases == "ipc,vfio"
                     && let Err(error) = check_complete(report)
                 {
-                    eprintln!("  {error} (see {})", boot.console.display());
+                    said += &format!("; {error} (see {})", boot.console.display());
                 }
+                said
             }
-            (Err(why), _) => eprintln!("  failed: {why}"),
-            (Ok(_), None) => eprintln!("  never printed its ready line (see {})", boot.console.display()),
-        }
+            (Err(why), _) => format!("failed: {why}"),
+            (Ok(_), None) => format!("never printed its ready line (see {})", boot.console.display()),
+        };
+        progress.finish(&step, &outcome);
         boots.push(boot);
     }
     let mut scale_boots = Vec::new();
@@ -202,11 +219,14 @@ fn run_inner(root: &Path, machine: &PeerMachine, scale: &[(String, PeerMachine)]
         let plan = BootPlan { mode: Mode::Strict, cases: "none", timeout: SCALE_TIMEOUT };
         let mut boots = Vec::new();
         for run in 1..=SCALE_RUNS {
-            eprintln!("linux peer: machine {name}, boot {run} of {SCALE_RUNS}...");
+            let step = format!("linux peer: machine {name}, boot {run} of {SCALE_RUNS}");
+            progress.start(&step);
             let boot = boot(machine, &guest.vmlinuz, &initrd, plan, dir.join(format!("console-{name}-{run}.log")))?;
             match boot.to_ready {
-                Some(ready) => eprintln!("  ready after {:.2} s", ready.as_secs_f64()),
-                None => eprintln!("  never printed its ready line (see {})", boot.console.display()),
+                Some(ready) => progress.finish(&step, &format!("ready after {:.2} s", ready.as_secs_f64())),
+                None => {
+                    progress.finish(&step, &format!("never printed its ready line (see {})", boot.console.display()))
+                }
             }
             boots.push(boot);
         }

@@ -16,7 +16,7 @@ mod linux;
 mod report;
 
 pub use boot::{Boot, IPC_ITERATIONS, Mode, PAGES, PeerMachine, RUNS, load_average};
-pub use linux::{BOOT_ONLY_RUNS, Linux, Outcome, SCALE_RUNS, ScaleBoots, run};
+pub use linux::{BOOT_ONLY_RUNS, Linux, Outcome, SCALE_RUNS, ScaleBoots, boots, run};
 pub use report::{Measurement, Report};
 
 #[cfg(test)]

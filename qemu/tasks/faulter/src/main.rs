@@ -12,7 +12,7 @@ fn main() -> u64 {
     let null = core::hint::black_box(core::ptr::null::<u64>());
     // SAFETY: none; this read is the point of the task. Page 0 is never
     // mapped in a task, so it faults instead of reading anything.
-    let value = unsafe { null.read_volatile() };
+    let value = unsafe { null.read_volatile() }; // the foundation scenario names this line
     defmt::error!("read {=u64} from address 0: the kernel did not stop it", value);
     1
 }
