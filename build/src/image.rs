@@ -12,7 +12,7 @@ use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 
 use crate::bare_metal::Elves;
 use crate::capslots;
-use crate::policy::{Policy, Problems};
+use crate::policy::{Policy, Problems, TaskKind};
 
 const PAGE: usize = 4096;
 
@@ -159,8 +159,8 @@ fn boot_cap(index: usize, grant: &crate::policy::Grant) -> BootCap {
 /// it serves the PCI or IOMMU protocol, else nothing.
 fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capabilities::manifest::CONFIG_MAX }>> {
     use capabilities::config::{
-        Assignment, Binding, DeviceMatch, IommuConfig, IsolationAssertion, Parameters, PciConfig, ReservedRegionWaiver,
-        TaskNames,
+        Assignment, Binding, DeviceMatch, DriverTask, IommuConfig, IsolationAssertion, Parameters, PciConfig,
+        ReservedRegionWaiver, TaskNames,
     };
     fn short<const N: usize>(text: &str) -> Result<heapless::String<N>> {
         text.try_into().map_err(|_| anyhow::anyhow!("`{text}` is longer than {N} bytes"))
@@ -179,11 +179,18 @@ fn config_for(policy: &Policy, index: usize) -> Result<heapless::Vec<u8, { capab
         let bindings = policy
             .devices
             .iter()
-            .filter_map(|d| d.driver.map(|(driver, dma)| Binding { device: d.selector, driver: driver as u16, dma }))
+            .filter_map(|d| d.driver.map(|(driver, _)| Binding { device: d.selector, driver: driver as u16 }))
+            .collect();
+        let drivers = policy
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, task)| task.kind == TaskKind::Driver)
+            .map(|(index, task)| DriverTask { task: index as u16, dma: task.dma })
             .collect();
         let endpoint = policy.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == pci_api::PROTOCOL.name));
         let assignment_without_reset = endpoint.is_some_and(|e| e.assignment_without_reset);
-        let config = PciConfig { tasks: names()?, bindings, assignment_without_reset };
+        let config = PciConfig { tasks: names()?, drivers, bindings, assignment_without_reset };
         postcard::to_slice(&config, &mut buffer).context("the PCI server's configuration does not fit")?
     } else if policy.server_of(iommu_api::PROTOCOL.name) == Some(index) {
         let endpoint = policy.endpoints.iter().find(|e| e.protocol.is_some_and(|p| p.name == "iommu"));

@@ -60,6 +60,16 @@ pub struct Binding {
     pub device: DeviceMatch,
     /// The driver task.
     pub driver: u16,
+}
+
+/// A driver task, and whether it does DMA: said once, for the task, as
+/// Linux's `driver_managed_dma` is the driver's own flag, never its
+/// binding's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DriverTask {
+    /// Its manifest index.
+    pub task: u16,
     /// Whether it does DMA (claims the group's default domain at probe);
     /// stub and bridge drivers do not, and may stay bound in a group a user
     /// task owns.
@@ -146,6 +156,8 @@ pub struct ReservedRegionWaiver {
 pub struct PciConfig {
     /// Task names.
     pub tasks: TaskNames,
+    /// The driver tasks: only these may be bound, at boot or at run time.
+    pub drivers: Vec<DriverTask, { crate::manifest::MAX_TASKS }>,
     /// Which driver drives which devices.
     pub bindings: Vec<Binding, MAX_DEVICE_RULES>,
     /// User tasks may acquire functions that have no reset (whatever a
@@ -153,6 +165,11 @@ pub struct PciConfig {
     /// bus mastering and MSI turned off); the server warns on every such
     /// grant. Off unless the policy says.
     pub assignment_without_reset: bool,
+}
+
+/// Whether driver task `task` does DMA, or `None` if it is no driver.
+pub fn driver_dma(drivers: &[DriverTask], task: u16) -> Option<bool> {
+    drivers.iter().find(|driver| driver.task == task).map(|driver| driver.dma)
 }
 
 /// Most parameters one task gets.

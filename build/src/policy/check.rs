@@ -212,6 +212,9 @@ fn task(
         );
     }
     let kind = task_kind(report, name, &task.kind);
+    if let Some(dma) = task.dma.as_ref().filter(|_| kind.is_some_and(|kind| kind != TaskKind::Driver)) {
+        report.at(dma.span(), format!("task `{name}`: `dma` is said only of driver tasks"));
+    }
     check_task_limits(report, name, spanned);
     let holder = Holder { name, index, kind };
     let caps = task.caps.iter().filter_map(|(cap, raw)| grant(report, names, &holder, cap, raw)).collect();
@@ -220,6 +223,7 @@ fn task(
         binary: task.binary.get_ref().clone(),
         // An unknown kind was reported above; the policy is refused.
         kind: kind.unwrap_or(TaskKind::User),
+        dma: kind == Some(TaskKind::Driver) && task.dma.as_ref().is_none_or(|dma| *dma.get_ref()),
         priority: *task.priority.get_ref(),
         memory_pages: *task.memory_pages.get_ref(),
         stack_pages: *task.stack_pages.get_ref(),

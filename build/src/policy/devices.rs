@@ -48,7 +48,7 @@ fn device(report: &mut Report<'_>, tasks: &[Task], name: &str, spanned: &Spanned
         report.at(
             span.clone(),
             format!(
-                "{what}: DMA-capable driver `{}` and user task `{}` cannot share a device (nor its group); bind a driver with `dma = false` (a stub) if the device must stay claimed",
+                "{what}: DMA-capable driver `{}` and user task `{}` cannot share a device (nor its group); bind a driver whose task says `dma = false` (a stub) if the device must stay claimed",
                 tasks[driver].name, tasks[user].name
             ),
         );
@@ -87,26 +87,19 @@ fn selector(report: &mut Report<'_>, what: &str, spanned: &Spanned<RawDevice>) -
     }
 }
 
-/// The rule's driver task and whether it does DMA, which must be said.
+/// The rule's driver task and whether it does DMA, which its task says.
 fn driver(report: &mut Report<'_>, tasks: &[Task], what: &str, spanned: &Spanned<RawDevice>) -> Option<(usize, bool)> {
     let device = spanned.get_ref();
-    match (&device.driver, device.dma) {
-        (Some(driver), Some(dma)) => {
-            task_in_role(report, tasks, what, driver, "driver", TaskKind::Driver).map(|index| (index, dma))
-        }
-        (Some(driver), None) => {
-            report.at(
-                driver.span(),
-                format!("{what}: say whether driver `{}` does DMA (`dma = true` or `dma = false`)", driver.get_ref()),
-            );
-            None
-        }
-        (None, Some(_)) => {
-            report.at(spanned.span(), format!("{what}: `dma` only goes with `driver`"));
-            None
-        }
-        (None, None) => None,
+    let driver =
+        device.driver.as_ref().and_then(|driver| task_in_role(report, tasks, what, driver, "driver", TaskKind::Driver));
+    if let Some(dma) = &device.dma {
+        let task = driver.map_or("the driver", |index| tasks[index].name.as_str());
+        report.at(
+            dma.span(),
+            format!("{what}: `dma` is the driver's to say, once, for all its devices: write `dma = false` in `[tasks.{task}]` if it does no DMA (drivers do unless they say so)"),
+        );
     }
+    driver.map(|index| (index, tasks[index].dma))
 }
 
 /// The index of the task `field` names, which should be of `kind`; a task

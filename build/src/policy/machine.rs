@@ -332,6 +332,7 @@ stack-pages = 2
 [tasks.stub]
 binary = "hello"
 kind = "driver"
+dma = false
 priority = 5
 memory-pages = 32
 stack-pages = 2
@@ -362,14 +363,14 @@ stack-pages = 2
     #[test]
     fn a_user_device_beside_a_dma_driver_in_one_group_is_refused_naming_both() {
         let policy = policy(
-            "\n[devices.kernel-edu]\naddress = \"01:02.0\"\ndriver = \"edu-driver\"\ndma = true\n\
+            "\n[devices.kernel-edu]\naddress = \"01:02.0\"\ndriver = \"edu-driver\"\n\
              \n[devices.user-edu]\naddress = \"01:01.0\"\nuser = \"owner\"\n",
         );
         let result = check(&policy, "bridge", 256, &design_example());
         assert_eq!(
             rendered(&result.problems),
             [
-                "37: device `user-edu`: user task `owner` is assigned 01:01.0, but its IOMMU group 2 (00:04.0, 01:01.0 and 01:02.0) also holds 01:02.0, bound to DMA-capable driver `edu-driver` (device `kernel-edu`, line 32): a group is driven by trusted drivers or owned by one user task, never both. 01:01.0 and 01:02.0 issue DMA as 01:00.0 (alias through PCIe-to-PCI bridge 00:04.0)"
+                "37: device `user-edu`: user task `owner` is assigned 01:01.0, but its IOMMU group 2 (00:04.0, 01:01.0 and 01:02.0) also holds 01:02.0, bound to DMA-capable driver `edu-driver` (device `kernel-edu`, line 33): a group is driven by trusted drivers or owned by one user task, never both. 01:01.0 and 01:02.0 issue DMA as 01:00.0 (alias through PCIe-to-PCI bridge 00:04.0)"
             ]
         );
         assert_eq!(
@@ -383,8 +384,8 @@ stack-pages = 2
     #[test]
     fn no_dma_drivers_may_stay_and_separate_groups_do_not_mix() {
         let policy = policy(
-            "\n[devices.bridge]\naddress = \"00:04.0\"\ndriver = \"stub\"\ndma = false\n\
-             \n[devices.lone-edu]\naddress = \"00:03.0\"\ndriver = \"edu-driver\"\ndma = true\n\
+            "\n[devices.bridge]\naddress = \"00:04.0\"\ndriver = \"stub\"\n\
+             \n[devices.lone-edu]\naddress = \"00:03.0\"\ndriver = \"edu-driver\"\n\
              \n[devices.user-edus]\nids = \"1234:11e8\"\nuser = \"owner\"\n",
         );
         // The ids rule also names 00:03.0, which a DMA driver holds: that
@@ -394,7 +395,7 @@ stack-pages = 2
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(
             problems[0].starts_with(
-                "42: device `user-edus`: user task `owner` is assigned 00:03.0, but its IOMMU group 1 (00:03.0) also holds 00:03.0 itself, bound to DMA-capable driver `edu-driver` (device `lone-edu`, line 37)"
+                "41: device `user-edus`: user task `owner` is assigned 00:03.0, but its IOMMU group 1 (00:03.0) also holds 00:03.0 itself, bound to DMA-capable driver `edu-driver` (device `lone-edu`, line 37)"
             ),
             "{problems:#?}"
         );
@@ -411,17 +412,17 @@ stack-pages = 2
         let policy = policy(
             "\n[devices.mine]\naddress = \"01:01.0\"\nuser = \"owner\"\n\
              \n[devices.theirs]\naddress = \"01:02.0\"\nuser = \"rival\"\n\
-             \n[devices.by-address]\naddress = \"00:03.0\"\ndriver = \"stub\"\ndma = false\n\
-             \n[devices.by-ids]\nids = \"1234:11e8\"\ndriver = \"edu-driver\"\ndma = true\n",
+             \n[devices.by-address]\naddress = \"00:03.0\"\ndriver = \"stub\"\n\
+             \n[devices.by-ids]\nids = \"1234:11e8\"\ndriver = \"edu-driver\"\n",
         );
         let result = check(&policy, "bridge", 256, &design_example());
         let problems = rendered(&result.problems);
         assert!(
-            problems.contains(&"45: device `by-ids`: 00:03.0 is already bound to driver `stub` by device `by-address` (line 40); it cannot also be bound to `edu-driver`".to_string()),
+            problems.contains(&"45: device `by-ids`: 00:03.0 is already bound to driver `stub` by device `by-address` (line 41); it cannot also be bound to `edu-driver`".to_string()),
             "{problems:#?}"
         );
         assert!(
-            problems.iter().any(|p| p.starts_with("36: device `theirs`: user task `rival` is assigned 01:02.0, but its IOMMU group 2 (00:04.0, 01:01.0 and 01:02.0) is also assigned to user task `owner` (device `mine`, line 32, names 01:01.0): a group has one owner")),
+            problems.iter().any(|p| p.starts_with("37: device `theirs`: user task `rival` is assigned 01:02.0, but its IOMMU group 2 (00:04.0, 01:01.0 and 01:02.0) is also assigned to user task `owner` (device `mine`, line 33, names 01:01.0): a group has one owner")),
             "{problems:#?}"
         );
         // The ids rule binds edu-driver (DMA) to both edus behind the bridge,
@@ -433,14 +434,14 @@ stack-pages = 2
     #[test]
     fn devices_the_machine_lacks_are_named() {
         let policy = policy(
-            "\n[devices.ghost]\naddress = \"05:00.0\"\ndriver = \"stub\"\ndma = false\n\
+            "\n[devices.ghost]\naddress = \"05:00.0\"\ndriver = \"stub\"\n\
              \n[devices.nvme]\nids = \"1b36:0010\"\nuser = \"owner\"\n",
         );
         let result = check(&policy, "bridge", 256, &design_example());
         assert_eq!(
             rendered(&result.problems),
             [
-                "32: device `ghost`: machine `bridge` has no function at 05:00.0",
+                "33: device `ghost`: machine `bridge` has no function at 05:00.0",
                 "37: device `nvme`: machine `bridge` has no function with ids 1b36:0010"
             ]
         );
@@ -450,8 +451,8 @@ stack-pages = 2
     #[test]
     fn a_policy_that_fits_its_machine_has_no_problems() {
         let policy = policy(
-            "\n[devices.lone-edu]\naddress = \"00:03.0\"\ndriver = \"edu-driver\"\ndma = true\n\
-             \n[devices.bridge]\naddress = \"00:04.0\"\ndriver = \"stub\"\ndma = false\n\
+            "\n[devices.lone-edu]\naddress = \"00:03.0\"\ndriver = \"edu-driver\"\n\
+             \n[devices.bridge]\naddress = \"00:04.0\"\ndriver = \"stub\"\n\
              \n[devices.behind]\naddress = \"01:01.0\"\nuser = \"owner\"\n",
         );
         let result = check(&policy, "bridge", 256, &design_example());

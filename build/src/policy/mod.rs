@@ -93,7 +93,7 @@ pub struct Device {
     pub line: usize,
     /// Which functions it covers.
     pub selector: DeviceMatch,
-    /// The driver task bound to them, and whether it does DMA.
+    /// The driver task bound to them, and whether that task does DMA.
     pub driver: Option<(usize, bool)>,
     /// The user task that may own their groups.
     pub user: Option<usize>,
@@ -126,6 +126,10 @@ pub struct Task {
     pub binary: String,
     /// What it is.
     pub kind: TaskKind,
+    /// A driver that does DMA: it claims its group's default domain at
+    /// probe, so no user task may own that group. Drivers do unless their
+    /// table says `dma = false` (stubs, bridges); other kinds never count.
+    pub dma: bool,
     /// Scheduling priority (larger runs first).
     pub priority: u8,
     /// Pages of memory it may use in all.

@@ -40,8 +40,9 @@ pub struct RawDevice {
     pub ids: Option<Spanned<String>>,
     #[serde(default)]
     pub driver: Option<Spanned<String>>,
+    /// Refused by name: a driver says once, in its task, whether it does DMA.
     #[serde(default)]
-    pub dma: Option<bool>,
+    pub dma: Option<Spanned<bool>>,
     #[serde(default)]
     pub user: Option<Spanned<String>>,
     #[serde(default)]
@@ -90,6 +91,8 @@ pub struct RawTask {
     pub priority: Spanned<u8>,
     pub memory_pages: Spanned<u32>,
     pub stack_pages: Spanned<u16>,
+    #[serde(default)]
+    pub dma: Option<Spanned<bool>>,
     #[serde(default)]
     pub objects: u16,
     #[serde(default)]

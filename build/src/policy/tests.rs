@@ -228,6 +228,7 @@ stack-pages = 4
 [tasks.stub]
 binary = "hello"
 kind = "driver"
+dma = false
 priority = 2
 memory-pages = 64
 stack-pages = 4
@@ -242,7 +243,6 @@ stack-pages = 4
 [devices.kernel-edu]
 address = "00:03.0"
 driver = "edu-driver"
-dma = true
 
 [devices.user-edu]
 address = "00:04.0"
@@ -251,7 +251,6 @@ user = "owner"
 [devices.held]
 ids = "1234:11e8"
 driver = "stub"
-dma = false
 user = "owner"
 "#;
 
@@ -261,37 +260,49 @@ fn device_rules_resolve_bindings_and_assignments() {
     let policy = check(DEVICES).expect("valid");
     let [kernel, user, held] = &policy.devices[..] else { panic!("three rules") };
     assert_eq!(kernel.selector, DeviceMatch::Address(capabilities::pci::Bdf::new(0, 3, 0).unwrap()));
-    assert_eq!((kernel.driver, kernel.user), (Some((0, true)), None));
+    assert_eq!((kernel.driver, kernel.user), (Some((0, true)), None), "drivers do DMA unless they say not");
     assert_eq!((user.driver, user.user), (None, Some(2)));
     assert_eq!(held.selector, DeviceMatch::Ids { vendor: 0x1234, device: 0x11e8 });
     assert_eq!((held.driver, held.user), (Some((1, false)), Some(2)), "a stub may hold what a user owns");
+    let dma: Vec<bool> = policy.tasks.iter().map(|task| task.dma).collect();
+    assert_eq!(dma, [true, false, false], "a user task never counts as doing DMA");
 }
 
 #[test]
 fn device_rules_are_checked() {
     let bad = DEVICES
-        .replace("dma = false\nuser = \"owner\"", "dma = true\nuser = \"owner\"")
+        .replace("kind = \"driver\"\ndma = false", "kind = \"driver\"\ndma = true")
         .replace("address = \"00:04.0\"\nuser = \"owner\"", "address = \"00:04.9\"\nuser = \"edu-driver\"")
-        .replace(
-            "[devices.kernel-edu]\naddress = \"00:03.0\"\ndriver = \"edu-driver\"\ndma = true",
-            "[devices.kernel-edu]\naddress = \"00:03.0\"\ndriver = \"owner\"",
-        );
+        .replace("driver = \"edu-driver\"\n", "driver = \"owner\"\n");
     refused(
         &bad,
         &[
-            "test.toml:27: device `kernel-edu`: say whether driver `owner` does DMA",
-            "test.toml:30: device `user-edu`: address `00:04.9` is not BB:DD.F",
-            "test.toml:31: device `user-edu`: user `edu-driver` is a driver task; a user must be a user",
-            "test.toml:33: device `held`: DMA-capable driver `stub` and user task `owner` cannot share a device",
+            "test.toml:28: device `kernel-edu`: driver `owner` is a user task; a driver must be a driver",
+            "test.toml:31: device `user-edu`: address `00:04.9` is not BB:DD.F",
+            "test.toml:32: device `user-edu`: user `edu-driver` is a driver task; a user must be a user",
+            "test.toml:34: device `held`: DMA-capable driver `stub` and user task `owner` cannot share a device",
         ],
     );
-    let twice = format!("{DEVICES}\n[devices.again]\nids = \"1234:11e8\"\ndriver = \"edu-driver\"\ndma = true\n");
+    let twice = format!("{DEVICES}\n[devices.again]\nids = \"1234:11e8\"\ndriver = \"edu-driver\"\n");
     refused(
         &twice,
         &[
-            "test.toml:40: device `again` is already bound to driver `stub` by `held`; it cannot also be bound to `edu-driver`",
+            "test.toml:39: device `again` is already bound to driver `stub` by `held`; it cannot also be bound to `edu-driver`",
         ],
     );
+}
+
+#[test]
+fn dma_is_the_driver_tasks_word_said_once() {
+    let on_binding = DEVICES.replace("driver = \"stub\"\n", "driver = \"stub\"\ndma = false\n");
+    refused(
+        &on_binding,
+        &[
+            "test.toml:37: device `held`: `dma` is the driver's to say, once, for all its devices: write `dma = false` in `[tasks.stub]`",
+        ],
+    );
+    let on_user = DEVICES.replace("kind = \"user\"\n", "kind = \"user\"\ndma = false\n");
+    refused(&on_user, &["test.toml:22: task `owner`: `dma` is said only of driver tasks"]);
 }
 
 #[test]

@@ -318,7 +318,7 @@ fn server_request_seeds(corpus: &Corpus) {
     }
     let pci_requests = [
         pci_api::Request::ConfigRead { device, offset: 0x10, width: 4 },
-        pci_api::Request::Bind { device, driver: 1, dma: true },
+        pci_api::Request::Bind { device, driver: 1 },
         pci_api::Request::Devices { index: 0 },
     ];
     for (index, request) in pci_requests.iter().enumerate() {

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use capabilities::config::{Assignment, Binding, DeviceMatch, IommuConfig, PciConfig, TaskNames};
+use capabilities::config::{Assignment, Binding, DeviceMatch, DriverTask, IommuConfig, PciConfig, TaskNames};
 use capabilities::pci::Bdf;
 use capabilities::{ErrorCode, badge};
 use iommu_api as iommu;
@@ -102,12 +102,16 @@ fn names() -> TaskNames {
 
 fn pci_config(assignment_without_reset: bool) -> PciConfig {
     let bindings = [
-        Binding { device: DeviceMatch::Address(bdf("00:03.0")), driver: NO_DMA_DRIVER, dma: false },
-        Binding { device: DeviceMatch::Ids { vendor: 0x1b36, device: 0x0010 }, driver: DMA_DRIVER, dma: true },
-        Binding { device: DeviceMatch::Address(bdf("00:05.0")), driver: BRIDGE_DRIVER, dma: false },
-        Binding { device: DeviceMatch::Address(bdf("02:01.0")), driver: DMA_DRIVER, dma: true },
+        Binding { device: DeviceMatch::Address(bdf("00:03.0")), driver: NO_DMA_DRIVER },
+        Binding { device: DeviceMatch::Ids { vendor: 0x1b36, device: 0x0010 }, driver: DMA_DRIVER },
+        Binding { device: DeviceMatch::Address(bdf("00:05.0")), driver: BRIDGE_DRIVER },
+        Binding { device: DeviceMatch::Address(bdf("02:01.0")), driver: DMA_DRIVER },
     ];
-    PciConfig { tasks: names(), bindings: bindings.into_iter().collect(), assignment_without_reset }
+    let drivers = [(NO_DMA_DRIVER, false), (DMA_DRIVER, true), (BRIDGE_DRIVER, false)]
+        .into_iter()
+        .map(|(task, dma)| DriverTask { task, dma })
+        .collect();
+    PciConfig { tasks: names(), drivers, bindings: bindings.into_iter().collect(), assignment_without_reset }
 }
 
 fn iommu_config() -> IommuConfig {
@@ -315,11 +319,8 @@ impl System {
                 self.ask_iommu(cap, request);
             }
             5 => {
-                let request = if input.bool() {
-                    Request::Bind { device, driver: task, dma: input.bool() }
-                } else {
-                    Request::Unbind { device }
-                };
+                let request =
+                    if input.bool() { Request::Bind { device, driver: task } } else { Request::Unbind { device } };
                 self.ask(ADMIN, ALL, &request);
             }
             6 | 7 => {

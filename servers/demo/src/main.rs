@@ -98,7 +98,7 @@ fn user_dma(buffer: &mut Buffer) -> Outcome {
 }
 
 fn bind_refused(buffer: &mut Buffer) -> Outcome {
-    let request = pci_api::Request::Bind { device: USER, driver: EDU_SPARE_TASK, dma: true };
+    let request = pci_api::Request::Bind { device: USER, driver: EDU_SPARE_TASK };
     match PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0) {
         Ok(pci_api::Reply::Refused { code: ErrorCode::Busy, reason }) => {
             defmt::info!("  binding edu-spare to 00:04.0 with DMA: busy: {=str}", reason.as_str());
@@ -112,7 +112,7 @@ fn bind_refused(buffer: &mut Buffer) -> Outcome {
 }
 
 fn claim_refused(buffer: &mut Buffer) -> Outcome {
-    let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK, dma: true };
+    let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK };
     let bound = PCI.get().ask::<_, pci_api::Reply>(buffer, &bind, &[], 0);
     let adopted = edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE });
     if !matches!((bound, adopted), (Ok(pci_api::Reply::Done), Some(edu::Reply::Adopted { .. }))) {

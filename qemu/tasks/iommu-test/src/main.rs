@@ -217,8 +217,8 @@ fn blocked_write(faults: &[Fault], source: Bdf, address: u64) -> bool {
     faults.iter().any(|fault| fault.source == source && fault.address == address & !0xfff && fault.write)
 }
 
-fn bind(buffer: &mut Buffer, device: Bdf, driver: u16, dma: bool) -> Result<pci_api::Reply, ErrorCode> {
-    ask_pci(buffer, &pci_api::Request::Bind { device, driver, dma })
+fn bind(buffer: &mut Buffer, device: Bdf, driver: u16) -> Result<pci_api::Reply, ErrorCode> {
+    ask_pci(buffer, &pci_api::Request::Bind { device, driver })
 }
 
 fn unbind(buffer: &mut Buffer, device: Bdf) -> Result<pci_api::Reply, ErrorCode> {
@@ -369,13 +369,13 @@ fn stub_and_bridge_drivers_do_not_stop_a_user_claim(buffer: &mut Buffer) -> Outc
 fn dma_driver_bind_in_a_user_owned_group_is_busy(buffer: &mut Buffer) -> Outcome {
     check_eq!(owner(buffer, BEHIND_B), Some(OwnerReport::User { task: THIS_TASK }));
     check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done, "the stub lets go");
-    let reply = check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK, true));
+    let reply = check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK));
     check_eq!(testkit::refusal(&reply), Some(ErrorCode::Busy), "no DMA driver in a user-owned group");
     check!(
         matches!(&reply, pci_api::Reply::Refused { reason, .. } if reason.contains("iommu-test")),
         "names the owner"
     );
-    check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK, false)), pci_api::Reply::Done, "a stub may bind");
+    check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK)), pci_api::Reply::Done, "a stub may bind");
     check!(stats(buffer).is_some(), "the IOMMU server keeps serving");
     check!(pci_api::client::release(PCI.get(), buffer, BEHIND_A).is_ok());
     check_ok!(release_group(buffer));
@@ -385,7 +385,7 @@ fn dma_driver_bind_in_a_user_owned_group_is_busy(buffer: &mut Buffer) -> Outcome
 
 fn user_claim_in_a_group_with_a_dma_driver_is_busy(buffer: &mut Buffer) -> Outcome {
     check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done);
-    check_eq!(check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
+    check_eq!(check_ok!(bind(buffer, BEHIND_B, EDU_SPARE_TASK)), pci_api::Reply::Done);
     let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: BEHIND_B }));
     check!(matches!(adopted, edu::Reply::Adopted { .. }), "the trusted driver claims the group at probe");
     check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Kernel { drivers: 1 }));
@@ -400,7 +400,7 @@ fn user_claim_in_a_group_with_a_dma_driver_is_busy(buffer: &mut Buffer) -> Outco
     check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
     check_eq!(check_ok!(unbind(buffer, BEHIND_B)), pci_api::Reply::Done);
     check_eq!(owner(buffer, BEHIND_A), Some(OwnerReport::Unowned), "the last driver's release frees the group");
-    check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK, false)), pci_api::Reply::Done);
+    check_eq!(check_ok!(bind(buffer, BEHIND_B, STUB_TASK)), pci_api::Reply::Done);
     Ok(())
 }
 
@@ -450,7 +450,7 @@ fn owner_killed_mid_transfer_returns_the_group_and_a_driver_binds(buffer: &mut B
     let in_flight = canary::kill_the_owner_mid_transfer(buffer)?;
     check!(wait_unowned(buffer, USER), "the owner's death returns the group");
     in_flight.faulted_at_most_once(buffer)?;
-    check_eq!(check_ok!(bind(buffer, USER, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
+    check_eq!(check_ok!(bind(buffer, USER, EDU_SPARE_TASK)), pci_api::Reply::Done);
     let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: USER }));
     check!(matches!(adopted, edu::Reply::Adopted { .. }), "a trusted driver takes the device");
     let copied = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Copy { len: 1024, seed: 0x77 }));
@@ -497,7 +497,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
     );
     check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     for _ in 0..CYCLES {
-        check_eq!(check_ok!(bind(buffer, SPARE, EDU_SPARE_TASK, true)), pci_api::Reply::Done);
+        check_eq!(check_ok!(bind(buffer, SPARE, EDU_SPARE_TASK)), pci_api::Reply::Done);
         let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE }));
         check!(matches!(adopted, edu::Reply::Adopted { .. }));
         check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);

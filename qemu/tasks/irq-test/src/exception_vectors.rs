@@ -75,7 +75,7 @@ pub fn device_messages_on_exception_vectors_are_ignored(buffer: &mut Buffer) -> 
 /// (and the kernel would count it). edu-spare's own interrupt never comes,
 /// so its transfer times out; with its message back it copies.
 pub fn a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored(buffer: &mut Buffer) -> Outcome {
-    let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK, dma: true };
+    let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK };
     check_eq!(check_ok!(ask_pci(buffer, &bind)), pci_api::Reply::Done);
     let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE }));
     check!(matches!(adopted, edu::Reply::Adopted { .. }), "edu-spare drives 00:06.0");

@@ -391,7 +391,7 @@ fn a_revoked_entry_no_longer_interrupts_its_old_owner(buffer: &mut Buffer) -> Ou
     check!(wait_unowned(buffer, SPARE), "quiesced and unowned");
     check!(check_ok!(interrupts(buffer, Some(SPARE))).entries.is_empty(), "its entry went with the group");
     // A trusted driver takes the device and gets an entry of its own.
-    let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK, dma: true };
+    let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK };
     check_eq!(check_ok!(ask_pci(buffer, &bind)), pci_api::Reply::Done);
     let adopted = check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE }));
     check!(matches!(adopted, edu::Reply::Adopted { .. }));

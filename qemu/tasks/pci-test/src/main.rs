@@ -25,6 +25,10 @@ userlib::entry!(main);
 const EDU_PROBE: u16 = 1;
 const STUB: u16 = 2;
 const BRIDGE: u16 = 3;
+/// Its own index is 4; then a DMA-capable driver with nothing bound.
+const DMA_DRIVER: u16 = 5;
+/// The PCI server: a system server, no driver.
+const PCI_SERVER: u16 = 0;
 
 /// The machine's functions, in enumeration order: vendor and device ids.
 const MACHINE: [(Bdf, u16, u16); 10] = [
@@ -84,6 +88,7 @@ fn main() -> u64 {
         Case { name: "hostile_requests_get_typed_errors", run: hostile_requests_get_typed_errors },
         Case { name: "non_admin_cannot_bind", run: non_admin_cannot_bind },
         Case { name: "dma_binding_needs_an_iommu_server", run: dma_binding_needs_an_iommu_server },
+        Case { name: "only_driver_tasks_are_bound", run: only_driver_tasks_are_bound },
         Case { name: "unbind_and_rebind", run: unbind_and_rebind },
         Case { name: "release_revokes_and_probe_grants_again", run: release_revokes_and_probe_grants_again },
     ])
@@ -214,7 +219,7 @@ fn second_task_asking_for_a_held_device_is_refused(buffer: &mut Buffer) -> Outco
     check_eq!(refusal(&acquire), Some(ErrorCode::Busy));
     check!(says(&acquire, "held by edu-probe"), "the refusal names the holder");
     let me = own_index().unwrap_or(u16::MAX);
-    let bind = check_ok!(ask(PCI.get(), buffer, &Request::Bind { device: EDU_A, driver: me, dma: false }));
+    let bind = check_ok!(ask(PCI.get(), buffer, &Request::Bind { device: EDU_A, driver: me }));
     check_eq!(refusal(&bind), Some(ErrorCode::Busy));
     check!(says(&bind, "already bound to edu-probe"));
     let more = pci_api::client::probe(PCI.get(), buffer, 2, WINDOW_A).err().map(|refused| refused.code);
@@ -361,7 +366,7 @@ fn hostile_requests_get_typed_errors(buffer: &mut Buffer) -> Outcome {
 }
 
 fn non_admin_cannot_bind(buffer: &mut Buffer) -> Outcome {
-    let bind = Request::Bind { device: SMBUS, driver: own_index().unwrap_or(u16::MAX), dma: false };
+    let bind = Request::Bind { device: SMBUS, driver: own_index().unwrap_or(u16::MAX) };
     let reply = check_ok!(ask(PCI_LIMITED.get(), buffer, &bind));
     check_eq!(refusal(&reply), Some(ErrorCode::PermissionDenied));
     check!(says(&reply, "may not invoke `bind`"));
@@ -372,10 +377,19 @@ fn non_admin_cannot_bind(buffer: &mut Buffer) -> Outcome {
 }
 
 fn dma_binding_needs_an_iommu_server(buffer: &mut Buffer) -> Outcome {
-    let bind = Request::Bind { device: SMBUS, driver: own_index().unwrap_or(u16::MAX), dma: true };
+    let bind = Request::Bind { device: SMBUS, driver: DMA_DRIVER };
     let reply = check_ok!(ask(PCI.get(), buffer, &bind));
     check_eq!(refusal(&reply), Some(ErrorCode::NotFound));
     check!(says(&reply, "no IOMMU server"));
+    Ok(())
+}
+
+fn only_driver_tasks_are_bound(buffer: &mut Buffer) -> Outcome {
+    let bind = Request::Bind { device: SMBUS, driver: PCI_SERVER };
+    let reply = check_ok!(ask(PCI.get(), buffer, &bind));
+    check_eq!(refusal(&reply), Some(ErrorCode::WrongKind));
+    check!(says(&reply, "task pci is not a driver"));
+    check_eq!(holder(buffer, SMBUS), Some(None), "nothing changed");
     Ok(())
 }
 
@@ -386,7 +400,7 @@ fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
     };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Unbind { device: EDU_A })), Reply::Done);
     check_eq!(holder(buffer, EDU_A), Some(None), "unbinding took it from edu-probe");
-    let bind = Request::Bind { device: EDU_A, driver: me, dma: false };
+    let bind = Request::Bind { device: EDU_A, driver: me };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &bind)), Reply::Done);
     // 00:03.0 comes before 00:04.0: it is now this task's first device.
     let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_A) {
@@ -403,7 +417,7 @@ fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
     check_ok!(registers.unmap());
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: EDU_A })), Reply::Done);
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Unbind { device: EDU_A })), Reply::Done);
-    let back = Request::Bind { device: EDU_A, driver: EDU_PROBE, dma: false };
+    let back = Request::Bind { device: EDU_A, driver: EDU_PROBE };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &back)), Reply::Done);
     check_eq!(holder(buffer, EDU_A), Some(None));
     Ok(())

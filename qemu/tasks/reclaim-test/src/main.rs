@@ -165,7 +165,7 @@ fn releasing_the_group_takes_back_every_device_the_user_held(buffer: &mut Buffer
 
 fn a_dma_driver_bound_there_afterwards_works_while_the_users_devices_stay_quiesced(buffer: &mut Buffer) -> Outcome {
     let last = HELD[2];
-    let bind = pci_api::Request::Bind { device: last, driver: EDU_DMA_TASK, dma: true };
+    let bind = pci_api::Request::Bind { device: last, driver: EDU_DMA_TASK };
     check_eq!(check_ok!(ask_pci(buffer, &bind)), pci_api::Reply::Done);
     let adopted = check_ok!(ask_edu(buffer, &edu::Request::Adopt { device: last }));
     if let edu::Reply::Refused { code, reason } = &adopted {

@@ -1,10 +1,11 @@
 //! The trusted edu driver: maps its DMA buffer through the DMA handle its probe brings.
 //!
-//! Bound per policy with `dma = true`, so the PCI server claimed the
-//! device's group for kernel use before granting it: the buffer lives in
-//! the group's default domain at an IOVA the IOMMU server picks within the
-//! device's 28-bit DMA mask. A driver with no device at boot waits for an
-//! administrator's bind and an `adopt` request.
+//! A driver task that does DMA (its policy entry does not say
+//! `dma = false`), so the PCI server claimed the device's group for
+//! kernel use before granting it: the buffer lives in the group's default
+//! domain at an IOVA the IOMMU server picks within the device's 28-bit DMA
+//! mask. A driver with no device at boot waits for an administrator's bind
+//! and an `adopt` request.
 #![no_std]
 #![no_main]
 #![expect(clippy::result_large_err, reason = "a refusal carries the server's reason inline; there is no heap")]

@@ -90,15 +90,14 @@ pub enum Request {
         /// What to write (its low `width` bytes).
         value: u32,
     },
-    /// Administrator: bind `driver` (a task) to `device`, with the same
-    /// rules as at boot (a DMA-capable driver claims the group).
+    /// Administrator: bind `driver` (a driver task) to `device`, with the
+    /// same rules as at boot; whether it does DMA is the driver's own word
+    /// in the policy, never the binder's.
     Bind {
         /// The function to bind.
         device: Bdf,
         /// The driver's task index.
         driver: u16,
-        /// Whether it does DMA.
-        dma: bool,
     },
     /// Administrator: unbind `device`'s driver.
     Unbind {

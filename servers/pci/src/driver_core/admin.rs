@@ -1,6 +1,7 @@
 //! Binding and unbinding at run time, listing devices, and the holder's mediated config space.
 
 use capabilities::ErrorCode;
+use capabilities::config::driver_dma;
 use capabilities::pci::Bdf;
 use iommu_api::OwnerReport;
 use pci_api::Reply;
@@ -24,7 +25,8 @@ const BUS_MASTER_BIT: u8 = 2;
 
 impl DriverCore {
     /// `Bind`: `driver` drives `device` from now on (it takes the device
-    /// with `Probe`, which claims the group if it does DMA). A DMA-capable
+    /// with `Probe`, which claims the group if it does DMA, as its task
+    /// says in the policy). Only driver tasks may be bound; a DMA-capable
     /// driver is refused at once in a group a user task owns.
     pub(super) fn bind<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &mut self,
@@ -32,12 +34,18 @@ impl DriverCore {
         caller: u16,
         device: Bdf,
         driver: u16,
-        dma: bool,
     ) -> Result<Reply, Refusal> {
         let position = self.find(device)?;
         if usize::from(driver) >= self.names.0.len() {
             return Err(refuse!(ErrorCode::NotFound, "{device}: there is no task {driver} to bind"));
         }
+        let Some(dma) = driver_dma(&self.drivers, driver) else {
+            return Err(refuse!(
+                ErrorCode::WrongKind,
+                "{device}: task {} is not a driver; only driver tasks may be bound",
+                self.name(driver)
+            ));
+        };
         if let Some(bound) = self.devices[position].binding {
             return Err(refuse!(
                 ErrorCode::Busy,

@@ -1,6 +1,6 @@
 //! Starting the driver core: BAR capabilities, bindings, and the topology report.
 
-use capabilities::config::PciConfig;
+use capabilities::config::{PciConfig, driver_dma};
 use capabilities::pci::{Bdf, MAX_FUNCTIONS, PciFunction, Topology};
 use heapless::Vec;
 
@@ -57,6 +57,7 @@ impl DriverCore {
         let withheld = report(topology, hw);
         Self {
             names: config.tasks,
+            drivers: config.drivers,
             devices,
             holders: 0,
             assignment_without_reset: config.assignment_without_reset,
@@ -92,7 +93,13 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
         .bindings
         .iter()
         .find(|binding| binding.device.matches(bdf, function.vendor_id, function.device_id))
-        .map(|binding| Bound { driver: binding.driver, dma: binding.dma });
+        .and_then(|binding| match driver_dma(&config.drivers, binding.driver) {
+            Some(dma) => Some(Bound { driver: binding.driver, dma }),
+            None => {
+                warn!("{}: not bound: task {=str} is no driver", bdf, config.tasks.name(binding.driver));
+                None
+            }
+        });
     Device {
         function: *function,
         bars: granted,

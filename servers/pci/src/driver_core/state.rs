@@ -1,7 +1,8 @@
 //! The driver core's state and its dispatch: one request in, one answer out.
 
 use capabilities::abi::ipc::MAX_CAPS;
-use capabilities::config::TaskNames;
+use capabilities::config::{DriverTask, TaskNames};
+use capabilities::manifest::MAX_TASKS;
 use capabilities::pci::{Bdf, MAX_FUNCTIONS};
 use capabilities::{ErrorCode, badge};
 use heapless::Vec;
@@ -51,6 +52,8 @@ impl From<Reply> for Answer {
 pub struct DriverCore {
     /// Task names, for logs and reasons.
     pub(super) names: TaskNames,
+    /// The driver tasks, and which of them do DMA.
+    pub(super) drivers: Vec<DriverTask, MAX_TASKS>,
     /// The devices in enumeration order.
     pub(super) devices: Vec<Device, MAX_FUNCTIONS>,
     /// Devices held right now.
@@ -113,7 +116,7 @@ impl DriverCore {
             Request::ConfigWrite { device, offset, width, value } => {
                 self.config_write(hw, caller, device, offset, width, value).map(Answer::from)
             }
-            Request::Bind { device, driver, dma } => self.bind(hw, caller, device, driver, dma).map(Answer::from),
+            Request::Bind { device, driver } => self.bind(hw, caller, device, driver).map(Answer::from),
             Request::Unbind { device } => self.unbind(hw, caller, device).map(Answer::from),
             Request::Devices { index } => self.device_at(index).map(Answer::from),
         };

@@ -18,7 +18,7 @@ fn write(rig: &mut Rig, task: u16, at: &str, offset: u16, width: u8, value: u32)
 #[test]
 fn only_administrators_bind_and_unbind() {
     let mut rig = Rig::new();
-    let bind = Request::Bind { device: bdf(at::EDU2), driver: task::EDU_PROBE, dma: false };
+    let bind = Request::Bind { device: bdf(at::EDU2), driver: task::EDU_PROBE };
     for request in [bind.clone(), Request::Unbind { device: bdf(at::EDU) }] {
         let (code, reason) = refusal(&rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &request));
         assert_eq!(code, ErrorCode::PermissionDenied);
@@ -32,29 +32,44 @@ fn only_administrators_bind_and_unbind() {
 #[test]
 fn bind_refuses_bound_devices_unknown_tasks_and_dma_in_user_groups() {
     let mut rig = Rig::new();
-    let (code, reason) = refusal(&rig.ask(
-        task::ADMIN,
-        ALL_OPERATIONS,
-        &Request::Bind { device: bdf(at::EDU), driver: task::ADMIN, dma: false },
-    ));
+    let (code, reason) =
+        refusal(&rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Bind { device: bdf(at::EDU), driver: task::STUB }));
     assert_eq!(code, ErrorCode::Busy);
     assert!(reason.contains("already bound to edu-probe"), "{reason}");
-    let unknown = Request::Bind { device: bdf(at::EDU2), driver: 40, dma: false };
+    let unknown = Request::Bind { device: bdf(at::EDU2), driver: 40 };
     assert_eq!(refusal(&rig.ask(task::ADMIN, ALL_OPERATIONS, &unknown)).0, ErrorCode::NotFound);
     rig.world.borrow_mut().iommu.owners.insert(12, OwnerReport::User { task: task::USER });
-    let dma = Request::Bind { device: bdf(at::EDU2), driver: task::ADMIN, dma: true };
+    let dma = Request::Bind { device: bdf(at::EDU2), driver: task::SPARE };
     let (code, reason) = refusal(&rig.ask(task::ADMIN, ALL_OPERATIONS, &dma));
     assert_eq!(code, ErrorCode::Busy);
     assert!(reason.contains("group 12 user task user owns it"), "{reason}");
     // A no-DMA driver may be bound there (as Linux allows pci-stub).
-    let stub = Request::Bind { device: bdf(at::EDU2), driver: task::ADMIN, dma: false };
+    let stub = Request::Bind { device: bdf(at::EDU2), driver: task::STUB };
     assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &stub).reply, Reply::Done);
+}
+
+#[test]
+fn only_driver_tasks_are_bound_and_their_dma_is_their_own_word() {
+    let mut rig = Rig::new();
+    for task in [task::ADMIN, task::USER] {
+        let (code, reason) =
+            refusal(&rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Bind { device: bdf(at::EDU2), driver: task }));
+        assert_eq!(code, ErrorCode::WrongKind);
+        assert!(reason.contains("is not a driver"), "{reason}");
+    }
+    assert_eq!(rig.holder(at::EDU2), None);
+    // The spare driver does DMA: its probe claims the group, whoever bound it.
+    let bind = Request::Bind { device: bdf(at::EDU2), driver: task::SPARE };
+    assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &bind).reply, Reply::Done);
+    let answer = rig.ask(task::SPARE, DRIVER_OPERATIONS, &Request::Probe { index: 0 });
+    assert!(matches!(answer.reply, Reply::Granted(ref grant) if grant.dma), "{:?}", answer.reply);
+    assert_eq!(rig.world.borrow().iommu.owners.get(&12), Some(&OwnerReport::Kernel { drivers: 1 }));
 }
 
 #[test]
 fn dma_bind_without_an_iommu_server_is_refused() {
     let mut rig = Rig::without_iommu();
-    let dma = Request::Bind { device: bdf(at::EDU2), driver: task::ADMIN, dma: true };
+    let dma = Request::Bind { device: bdf(at::EDU2), driver: task::SPARE };
     let (code, reason) = refusal(&rig.ask(task::ADMIN, ALL_OPERATIONS, &dma));
     assert_eq!(code, ErrorCode::NotFound);
     assert!(reason.contains("no IOMMU server"), "{reason}");

@@ -251,11 +251,7 @@ fn holders_are_bounded() {
     let mut pci = pci_config();
     pci.bindings.clear();
     pci.bindings
-        .push(Binding {
-            device: DeviceMatch::Ids { vendor: 0x1234, device: 0x11e8 },
-            driver: task::EDU_PROBE,
-            dma: false,
-        })
+        .push(Binding { device: DeviceMatch::Ids { vendor: 0x1234, device: 0x11e8 }, driver: task::EDU_PROBE })
         .unwrap();
     let mut rig = Rig::build(config, pci, false);
     for index in 0..crate::driver_core::MAX_HOLDERS as u8 {

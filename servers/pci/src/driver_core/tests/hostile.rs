@@ -42,7 +42,7 @@ fn every_operation_checks_its_badge_bit() {
         Request::Release { device: bdf(at::EDU) },
         Request::ConfigRead { device: bdf(at::EDU), offset: 0, width: 4 },
         Request::ConfigWrite { device: bdf(at::EDU), offset: 0x80, width: 4, value: 0 },
-        Request::Bind { device: bdf(at::EDU2), driver: task::ADMIN, dma: false },
+        Request::Bind { device: bdf(at::EDU2), driver: task::STUB },
         Request::Unbind { device: bdf(at::EDU) },
         Request::Devices { index: 0 },
     ];
@@ -99,7 +99,7 @@ fn random_operation_sequences_keep_one_holder_per_device_and_lose_no_slots() {
     let devices = [at::EDU, at::EDU2, at::PORT, at::NVME, "00:00.0", "02:00.0"];
     let mut random = Random(0x1234_5678_9abc_def1);
     for _ in 0..5_000 {
-        let task = random.below(6) as u16;
+        let task = random.below(8) as u16;
         let device = bdf(devices[random.below(devices.len() as u64) as usize]);
         let request = match random.below(8) {
             0 => Request::Probe { index: random.below(3) as u8 },
@@ -107,7 +107,7 @@ fn random_operation_sequences_keep_one_holder_per_device_and_lose_no_slots() {
             2 => Request::Release { device },
             3 => Request::ConfigRead { device, offset: random.below(0x110) as u16, width: random.below(5) as u8 },
             4 => Request::ConfigWrite { device, offset: random.below(0x110) as u16, width: 1, value: 0 },
-            5 => Request::Bind { device, driver: random.below(7) as u16, dma: random.below(2) == 0 },
+            5 => Request::Bind { device, driver: random.below(9) as u16 },
             6 => Request::Unbind { device },
             _ => {
                 rig.event(crate::driver_core::death_bit(task).unwrap());

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::vec::Vec;
 
-use capabilities::config::{Binding, DeviceMatch, PciConfig, TaskNames};
+use capabilities::config::{Binding, DeviceMatch, DriverTask, PciConfig, TaskNames};
 use capabilities::pci::Bdf;
 use capabilities::{ErrorCode, badge};
 use iommu_api as iommu;
@@ -372,6 +372,10 @@ pub mod task {
     pub const ADMIN: u16 = 4;
     /// A user task that may own groups.
     pub const USER: u16 = 5;
+    /// A no-DMA driver bound to nothing at boot.
+    pub const STUB: u16 = 6;
+    /// A DMA-capable driver bound to nothing at boot.
+    pub const SPARE: u16 = 7;
 }
 
 /// Addresses of the test machine.
@@ -432,17 +436,29 @@ pub fn machine_config() -> FakeConfig {
 /// The policy's part for the PCI server.
 pub fn pci_config() -> PciConfig {
     let mut tasks = TaskNames::default();
-    for name in ["pci", "edu-probe", "dma-driver", "bridge", "admin", "user"] {
+    for name in ["pci", "edu-probe", "dma-driver", "bridge", "admin", "user", "stub", "spare"] {
         tasks.0.push(name.try_into().unwrap()).unwrap();
     }
+    let drivers = [
+        (task::EDU_PROBE, false),
+        (task::DMA_DRIVER, true),
+        (task::BRIDGE, false),
+        (task::STUB, false),
+        (task::SPARE, true),
+    ];
     let bindings = [
-        Binding { device: DeviceMatch::Address(bdf(at::EDU)), driver: task::EDU_PROBE, dma: false },
-        Binding { device: DeviceMatch::Ids { vendor: 0x1b36, device: 0x0010 }, driver: task::DMA_DRIVER, dma: true },
-        Binding { device: DeviceMatch::Address(bdf(at::PORT)), driver: task::BRIDGE, dma: false },
-        Binding { device: DeviceMatch::Address(bdf("07:00.0")), driver: task::BRIDGE, dma: false },
+        Binding { device: DeviceMatch::Address(bdf(at::EDU)), driver: task::EDU_PROBE },
+        Binding { device: DeviceMatch::Ids { vendor: 0x1b36, device: 0x0010 }, driver: task::DMA_DRIVER },
+        Binding { device: DeviceMatch::Address(bdf(at::PORT)), driver: task::BRIDGE },
+        Binding { device: DeviceMatch::Address(bdf("07:00.0")), driver: task::BRIDGE },
     ];
     // The QEMU scenarios' policies allow users edus, which have no reset.
-    PciConfig { tasks, bindings: bindings.into_iter().collect(), assignment_without_reset: true }
+    PciConfig {
+        tasks,
+        drivers: drivers.into_iter().map(|(task, dma)| DriverTask { task, dma }).collect(),
+        bindings: bindings.into_iter().collect(),
+        assignment_without_reset: true,
+    }
 }
 
 /// A running driver core on the test machine.
@@ -503,7 +519,7 @@ impl Rig {
             for (group, function) in topology.functions.iter().enumerate() {
                 shared.iommu.groups.insert(function.bdf, group as u16 + 10);
             }
-            for index in 0..6 {
+            for index in 0..8 {
                 shared.kernel.tasks.insert(1000 + u32::from(index), index);
             }
             prepare(&mut shared);

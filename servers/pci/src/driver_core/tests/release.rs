@@ -96,8 +96,8 @@ fn a_holders_death_gives_its_devices_back() {
     // Someone else may take it now.
     let answer = rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Unbind { device: bdf(at::EDU) });
     assert_eq!(answer.reply, Reply::Done);
-    rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Bind { device: bdf(at::EDU), driver: task::ADMIN, dma: false });
-    probe(&mut rig, task::ADMIN);
+    rig.ask(task::ADMIN, ALL_OPERATIONS, &Request::Bind { device: bdf(at::EDU), driver: task::STUB });
+    probe(&mut rig, task::STUB);
 }
 
 #[test]
@@ -154,13 +154,13 @@ fn bind_and_unbind_cycles_leak_nothing() {
     let mut rig = Rig::new();
     let baseline = rig.live();
     for _ in 0..200 {
-        let bind = Request::Bind { device: bdf(at::NVME), driver: task::ADMIN, dma: true };
+        let bind = Request::Bind { device: bdf(at::NVME), driver: task::SPARE };
         let unbind = Request::Unbind { device: bdf(at::NVME) };
         assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind).reply, Reply::Done);
         assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &bind).reply, Reply::Done);
-        probe(&mut rig, task::ADMIN);
+        probe(&mut rig, task::SPARE);
         assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &unbind).reply, Reply::Done);
-        let rebind = Request::Bind { device: bdf(at::NVME), driver: task::DMA_DRIVER, dma: true };
+        let rebind = Request::Bind { device: bdf(at::NVME), driver: task::DMA_DRIVER };
         assert_eq!(rig.ask(task::ADMIN, ALL_OPERATIONS, &rebind).reply, Reply::Done);
         rig.take_journal();
     }

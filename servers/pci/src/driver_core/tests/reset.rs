@@ -45,8 +45,8 @@ fn machine() -> FakeConfig {
 fn rig() -> Rig {
     let mut pci = pci_config();
     pci.bindings.clear();
-    for (at, driver, dma) in [(MULTI, task::DMA_DRIVER, true), (CONVENTIONAL, task::EDU_PROBE, false)] {
-        pci.bindings.push(Binding { device: DeviceMatch::Address(bdf(at)), driver, dma }).unwrap();
+    for (at, driver) in [(MULTI, task::DMA_DRIVER), (CONVENTIONAL, task::EDU_PROBE)] {
+        pci.bindings.push(Binding { device: DeviceMatch::Address(bdf(at)), driver }).unwrap();
     }
     let mut rig = Rig::build(machine(), pci, true);
     {
