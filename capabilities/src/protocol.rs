@@ -1,7 +1,7 @@
 //! What every server protocol shares: its operation list, and refusals.
 //!
 //! Each server's API crate (`iommu-api`, `pci-api`, `edu-api`,
-//! `echo-api`) lists its operations in order; an operation's index is its
+//! `echo-api`) lists its operations in order with [`operations!`]; an operation's index is its
 //! number in requests and its bit in a client's badge (`crate::badge`).
 //! The build tool checks policy operation names against these lists.
 
@@ -28,6 +28,40 @@ impl Protocol {
     pub fn name_of(&self, number: u8) -> &'static str {
         self.operations.get(usize::from(number)).copied().unwrap_or("?")
     }
+}
+
+/// Declares a protocol's `Operation` enum and its [`Protocol`] from one
+/// list, so an operation's number, its bit and its policy name are
+/// written once. Each variant is `Name = number => "policy-name"`, in
+/// number order from 0.
+#[macro_export]
+macro_rules! operations {
+    (
+        $(#[$meta:meta])*
+        protocol $protocol:literal;
+        $( $(#[$doc:meta])* $variant:ident = $number:literal => $name:literal, )+
+    ) => {
+        $(#[$meta])*
+        #[repr(u8)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub enum Operation {
+            $( $(#[$doc])* $variant = $number, )+
+        }
+
+        /// The protocol as the policy names it.
+        pub const PROTOCOL: $crate::protocol::Protocol =
+            $crate::protocol::Protocol { name: $protocol, operations: &[$($name),+] };
+
+        const _: () = {
+            let mut expected = 0;
+            $(
+                assert!(Operation::$variant as u8 == expected, "operations are numbered in order from 0");
+                expected += 1;
+            )+
+            let _ = expected;
+        };
+    };
 }
 
 /// Longest explanation a server gives with a refusal.

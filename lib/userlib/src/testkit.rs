@@ -35,6 +35,20 @@ pub struct Case {
     pub run: fn(&mut crate::ipc::Buffer) -> Outcome,
 }
 
+/// The cases of a test task, each reported under its function's name:
+/// `testkit::run(userlib::cases![first, module::second])`.
+#[macro_export]
+macro_rules! cases {
+    (@ [$($done:tt)*]) => { &[$($done)*] };
+    (@ [$($done:tt)*] $module:ident :: $case:ident $(, $($rest:tt)*)?) => {
+        $crate::cases!(@ [$($done)* $crate::testkit::Case { name: stringify!($case), run: $module::$case },] $($($rest)*)?)
+    };
+    (@ [$($done:tt)*] $case:ident $(, $($rest:tt)*)?) => {
+        $crate::cases!(@ [$($done)* $crate::testkit::Case { name: stringify!($case), run: $case },] $($($rest)*)?)
+    };
+    ($($cases:tt)+) => { $crate::cases!(@ [] $($cases)+) };
+}
+
 /// Fails the case unless `left == right`, logging both values (and an
 /// optional note saying what the check means).
 #[macro_export]

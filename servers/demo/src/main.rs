@@ -19,7 +19,7 @@ use iommu_api::OwnerReport;
 use userlib::cap::{Cap, Endpoint, own};
 use userlib::check;
 use userlib::ipc::Buffer;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -40,13 +40,13 @@ const GROUP_SLOT: u32 = 64;
 const KERNEL_IMAGE: u64 = 0x10_0000;
 
 fn main() -> u64 {
-    testkit::run(&[
-        Case { name: "a_trusted_driver_does_dma_in_its_kernel_owned_group", run: trusted_dma },
-        Case { name: "a_user_task_owns_another_group_and_does_its_own_dma", run: user_dma },
-        Case { name: "a_dma_capable_driver_may_not_bind_in_the_user_owned_group", run: bind_refused },
-        Case { name: "a_user_claim_on_a_kernel_owned_group_is_refused", run: claim_refused },
-        Case { name: "a_dma_attack_by_the_users_device_is_blocked_and_reported_to_its_owner", run: attack_blocked },
-        Case { name: "the_system_keeps_running", run: still_running },
+    testkit::run(userlib::cases![
+        a_trusted_driver_does_dma_in_its_kernel_owned_group,
+        a_user_task_owns_another_group_and_does_its_own_dma,
+        a_dma_capable_driver_may_not_bind_in_the_user_owned_group,
+        a_user_claim_on_a_kernel_owned_group_is_refused,
+        a_dma_attack_by_the_users_device_is_blocked_and_reported_to_its_owner,
+        the_system_keeps_running
     ])
 }
 
@@ -77,11 +77,11 @@ fn copied(reply: Option<edu::Reply>, who: &str) -> Outcome {
     }
 }
 
-fn trusted_dma(buffer: &mut Buffer) -> Outcome {
+fn a_trusted_driver_does_dma_in_its_kernel_owned_group(buffer: &mut Buffer) -> Outcome {
     copied(edu(EDU_DMA.get(), buffer, &edu::Request::Copy { len: 2048, seed: 1 }), "edu-dma on 00:03.0")
 }
 
-fn user_dma(buffer: &mut Buffer) -> Outcome {
+fn a_user_task_owns_another_group_and_does_its_own_dma(buffer: &mut Buffer) -> Outcome {
     match edu(EDU_USER.get(), buffer, &edu::Request::Adopt { device: USER }) {
         Some(edu::Reply::Adopted { group }) => {
             defmt::info!(
@@ -97,7 +97,7 @@ fn user_dma(buffer: &mut Buffer) -> Outcome {
     copied(edu(EDU_USER.get(), buffer, &edu::Request::Copy { len: 2048, seed: 2 }), "edu-user on 00:04.0")
 }
 
-fn bind_refused(buffer: &mut Buffer) -> Outcome {
+fn a_dma_capable_driver_may_not_bind_in_the_user_owned_group(buffer: &mut Buffer) -> Outcome {
     let request = pci_api::Request::Bind { device: USER, driver: EDU_SPARE_TASK };
     match PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0) {
         Ok(pci_api::Reply::Refused { code: ErrorCode::Busy, reason }) => {
@@ -111,7 +111,7 @@ fn bind_refused(buffer: &mut Buffer) -> Outcome {
     }
 }
 
-fn claim_refused(buffer: &mut Buffer) -> Outcome {
+fn a_user_claim_on_a_kernel_owned_group_is_refused(buffer: &mut Buffer) -> Outcome {
     let bind = pci_api::Request::Bind { device: SPARE, driver: EDU_SPARE_TASK };
     let bound = PCI.get().ask::<_, pci_api::Reply>(buffer, &bind, &[], 0);
     let adopted = edu(EDU_SPARE.get(), buffer, &edu::Request::Adopt { device: SPARE });
@@ -133,7 +133,7 @@ fn claim_refused(buffer: &mut Buffer) -> Outcome {
     }
 }
 
-fn attack_blocked(buffer: &mut Buffer) -> Outcome {
+fn a_dma_attack_by_the_users_device_is_blocked_and_reported_to_its_owner(buffer: &mut Buffer) -> Outcome {
     let _ = edu(EDU_USER.get(), buffer, &edu::Request::Faults);
     defmt::info!("  edu-user tells its device to write to physical {=u64:#x}, the kernel's image", KERNEL_IMAGE);
     let attack = edu::Request::DmaAt { iova: KERNEL_IMAGE, to_device: false };
@@ -163,7 +163,7 @@ fn attack_blocked(buffer: &mut Buffer) -> Outcome {
     }
 }
 
-fn still_running(buffer: &mut Buffer) -> Outcome {
+fn the_system_keeps_running(buffer: &mut Buffer) -> Outcome {
     let stats = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Stats, &[], 0);
     let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) = stats else { userlib::fail!() };
     defmt::info!(

@@ -11,7 +11,7 @@
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
 use userlib::ipc::Buffer;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check_eq, check_ok};
 
 userlib::cap_slot!(FORGER: Endpoint = "forger");
@@ -27,10 +27,7 @@ const EDU: Bdf = Bdf::from_devfn(0, 3 << 3);
 const CANARY: u8 = 0x5a;
 
 fn main() -> u64 {
-    testkit::run(&[Case {
-        name: "a_dma_before_the_topology_is_blocked_and_its_target_untouched",
-        run: a_dma_before_the_topology_is_blocked_and_its_target_untouched,
-    }])
+    testkit::run(userlib::cases![a_dma_before_the_topology_is_blocked_and_its_target_untouched])
 }
 
 fn forge(buffer: &mut Buffer, op: u64, a: u64, b: u64) -> Result<u64, ErrorCode> {

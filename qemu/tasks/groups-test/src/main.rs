@@ -17,7 +17,7 @@ use userlib::cap::{Cap, Endpoint, Frame, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::objects;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -50,19 +50,10 @@ fn main() -> u64 {
         defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
         return 1;
     }
-    testkit::run(&[
-        Case {
-            name: "the_assertion_splits_the_pair_and_explains_itself",
-            run: the_assertion_splits_the_pair_and_explains_itself,
-        },
-        Case {
-            name: "a_trusted_driver_and_a_user_task_each_drive_one_function",
-            run: a_trusted_driver_and_a_user_task_each_drive_one_function,
-        },
-        Case {
-            name: "a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven",
-            run: a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven,
-        },
+    testkit::run(userlib::cases![
+        the_assertion_splits_the_pair_and_explains_itself,
+        a_trusted_driver_and_a_user_task_each_drive_one_function,
+        a_whole_group_behind_a_bridge_is_owned_and_both_edus_driven
     ])
 }
 

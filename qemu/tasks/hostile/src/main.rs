@@ -31,7 +31,7 @@ use iommu_api::client::group;
 use serde::de::DeserializeOwned;
 use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
 use userlib::ipc::Buffer;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{boot, check, check_eq, check_ok, objects};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -83,44 +83,23 @@ fn main() -> u64 {
         defmt::error!("TEST FAIL setup: no frames or notifications (the policy must allow four objects)");
         return 1;
     }
-    testkit::run(&[
-        Case { name: "the_servers_start_healthy", run: the_servers_start_healthy },
-        Case {
-            name: "watching_itself_crowds_out_no_servers_watch",
-            run: kernel_holes::watching_itself_crowds_out_no_servers_watch,
-        },
-        Case { name: "random_messages_get_error_codes_not_crashes", run: random_messages_get_error_codes_not_crashes },
-        Case { name: "truncated_requests_are_malformed", run: truncated_requests_are_malformed },
-        Case {
-            name: "oversized_messages_are_refused_by_the_kernel",
-            run: oversized_messages_are_refused_by_the_kernel,
-        },
-        Case { name: "bad_capabilities_in_messages_are_refused", run: bad_capabilities_in_messages_are_refused },
-        Case { name: "out_of_range_slots_and_iovas_are_refused", run: out_of_range_slots_and_iovas_are_refused },
-        Case { name: "every_system_call_refuses_bad_arguments", run: every_system_call_refuses_bad_arguments },
-        Case { name: "every_quota_holds_and_comes_back", run: every_quota_holds_and_comes_back },
-        Case { name: "a_fault_storm_stays_bounded_and_counted", run: a_fault_storm_stays_bounded_and_counted },
-        Case {
-            name: "owners_killed_at_random_points_give_everything_back",
-            run: owners_killed_at_random_points_give_everything_back,
-        },
-        Case {
-            name: "log_write_from_device_memory_is_a_bad_address",
-            run: kernel_holes::log_write_from_device_memory_is_a_bad_address,
-        },
-        Case {
-            name: "a_huge_receive_window_costs_no_more_than_the_slots",
-            run: kernel_holes::a_huge_receive_window_costs_no_more_than_the_slots,
-        },
-        Case {
-            name: "revoking_a_capability_withdraws_the_send_blocked_on_it",
-            run: kernel_holes::revoking_a_capability_withdraws_the_send_blocked_on_it,
-        },
-        Case {
-            name: "nothing_but_a_reply_enters_the_reply_slot",
-            run: kernel_holes::nothing_but_a_reply_enters_the_reply_slot,
-        },
-        Case { name: "the_servers_still_serve_and_leaked_nothing", run: the_servers_still_serve_and_leaked_nothing },
+    testkit::run(userlib::cases![
+        the_servers_start_healthy,
+        kernel_holes::watching_itself_crowds_out_no_servers_watch,
+        random_messages_get_error_codes_not_crashes,
+        truncated_requests_are_malformed,
+        oversized_messages_are_refused_by_the_kernel,
+        bad_capabilities_in_messages_are_refused,
+        out_of_range_slots_and_iovas_are_refused,
+        every_system_call_refuses_bad_arguments,
+        every_quota_holds_and_comes_back,
+        a_fault_storm_stays_bounded_and_counted,
+        owners_killed_at_random_points_give_everything_back,
+        kernel_holes::log_write_from_device_memory_is_a_bad_address,
+        kernel_holes::a_huge_receive_window_costs_no_more_than_the_slots,
+        kernel_holes::revoking_a_capability_withdraws_the_send_blocked_on_it,
+        kernel_holes::nothing_but_a_reply_enters_the_reply_slot,
+        the_servers_still_serve_and_leaked_nothing
     ])
 }
 

@@ -25,7 +25,7 @@ use iommu_api::{Fault, Handle, OwnerReport};
 use userlib::cap::{Cap, Endpoint, own};
 use userlib::ipc::Buffer;
 use userlib::objects;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -83,70 +83,25 @@ fn main() -> u64 {
         defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
         return 1;
     }
-    testkit::run(&[
-        Case { name: "translation_is_on_with_the_expected_groups", run: translation_is_on_with_the_expected_groups },
-        Case {
-            name: "trusted_driver_dma_round_trip_moves_the_right_bytes",
-            run: trusted_driver_dma_round_trip_moves_the_right_bytes,
-        },
-        Case {
-            name: "dma_to_an_unmapped_iova_is_blocked_and_reported",
-            run: blocked::dma_to_an_unmapped_iova_is_blocked_and_reported,
-        },
-        Case { name: "a_device_in_a_blocked_group_faults", run: blocked::a_device_in_a_blocked_group_faults },
-        Case {
-            name: "a_new_holder_starts_with_bus_mastering_off_and_turns_it_on",
-            run: a_new_holder_starts_with_bus_mastering_off_and_turns_it_on,
-        },
-        Case {
-            name: "a_claimed_group_reaches_no_domain_until_attached",
-            run: moves::a_claimed_group_reaches_no_domain_until_attached,
-        },
-        Case {
-            name: "a_detached_group_no_longer_reaches_its_address_space",
-            run: moves::a_detached_group_no_longer_reaches_its_address_space,
-        },
-        Case {
-            name: "a_users_unmap_takes_the_iova_from_its_device_at_once",
-            run: moves::a_users_unmap_takes_the_iova_from_its_device_at_once,
-        },
-        Case {
-            name: "a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach",
-            run: moves::a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach,
-        },
-        Case {
-            name: "user_task_dma_to_its_mapped_iova_moves_the_right_bytes",
-            run: user_task_dma_to_its_mapped_iova_moves_the_right_bytes,
-        },
-        Case {
-            name: "user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log",
-            run: blocked::user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log,
-        },
-        Case {
-            name: "a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach",
-            run: a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach,
-        },
-        Case {
-            name: "stub_and_bridge_drivers_do_not_stop_a_user_claim",
-            run: stub_and_bridge_drivers_do_not_stop_a_user_claim,
-        },
-        Case {
-            name: "dma_driver_bind_in_a_user_owned_group_is_busy",
-            run: dma_driver_bind_in_a_user_owned_group_is_busy,
-        },
-        Case {
-            name: "user_claim_in_a_group_with_a_dma_driver_is_busy",
-            run: user_claim_in_a_group_with_a_dma_driver_is_busy,
-        },
-        Case {
-            name: "without_a_group_capability_nothing_maps_attaches_or_reads_faults",
-            run: without_a_group_capability_nothing_maps_attaches_or_reads_faults,
-        },
-        Case {
-            name: "owner_killed_mid_transfer_returns_the_group_and_a_driver_binds",
-            run: owner_killed_mid_transfer_returns_the_group_and_a_driver_binds,
-        },
-        Case { name: "claim_and_bind_cycles_leave_no_trace", run: claim_and_bind_cycles_leave_no_trace },
+    testkit::run(userlib::cases![
+        translation_is_on_with_the_expected_groups,
+        trusted_driver_dma_round_trip_moves_the_right_bytes,
+        blocked::dma_to_an_unmapped_iova_is_blocked_and_reported,
+        blocked::a_device_in_a_blocked_group_faults,
+        a_new_holder_starts_with_bus_mastering_off_and_turns_it_on,
+        moves::a_claimed_group_reaches_no_domain_until_attached,
+        moves::a_detached_group_no_longer_reaches_its_address_space,
+        moves::a_users_unmap_takes_the_iova_from_its_device_at_once,
+        moves::a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach,
+        user_task_dma_to_its_mapped_iova_moves_the_right_bytes,
+        blocked::user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log,
+        a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach,
+        stub_and_bridge_drivers_do_not_stop_a_user_claim,
+        dma_driver_bind_in_a_user_owned_group_is_busy,
+        user_claim_in_a_group_with_a_dma_driver_is_busy,
+        without_a_group_capability_nothing_maps_attaches_or_reads_faults,
+        owner_killed_mid_transfer_returns_the_group_and_a_driver_binds,
+        claim_and_bind_cycles_leave_no_trace
     ])
 }
 

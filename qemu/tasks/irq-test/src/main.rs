@@ -26,7 +26,7 @@ use iommu_api::{InterruptEntry, InterruptSource};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Interrupt, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{boot, check, check_eq, check_ok, objects, syscall};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -90,46 +90,22 @@ fn main() -> u64 {
         return 1;
     }
     if boot::parameter("expect-remapping", 1) != 0 {
-        testkit::run(&[
-            Case {
-                name: "remapping_is_on_and_the_io_apic_line_goes_through_an_entry",
-                run: remapping_is_on_and_the_io_apic_line_goes_through_an_entry,
-            },
-            Case {
-                name: "trusted_and_user_dma_complete_through_remapped_entries",
-                run: trusted_and_user_dma_complete_through_remapped_entries,
-            },
-            Case {
-                name: "a_user_tasks_device_interrupts_through_its_own_entry",
-                run: a_user_tasks_device_interrupts_through_its_own_entry,
-            },
-            Case { name: "a_holder_cannot_write_its_msi_capability", run: a_holder_cannot_write_its_msi_capability },
-            Case {
-                name: "a_revoked_entry_no_longer_interrupts_its_old_owner",
-                run: a_revoked_entry_no_longer_interrupts_its_old_owner,
-            },
-            Case {
-                name: "an_entry_used_with_another_devices_source_id_is_not_delivered",
-                run: an_entry_used_with_another_devices_source_id_is_not_delivered,
-            },
-            Case {
-                name: "device_messages_on_exception_vectors_are_ignored",
-                run: exception_vectors::device_messages_on_exception_vectors_are_ignored,
-            },
-            Case {
-                name: "a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored",
-                run: exception_vectors::a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored,
-            },
-            Case { name: "the_entry_count_returns_to_its_start", run: the_entry_count_returns_to_its_start },
+        testkit::run(userlib::cases![
+            remapping_is_on_and_the_io_apic_line_goes_through_an_entry,
+            trusted_and_user_dma_complete_through_remapped_entries,
+            a_user_tasks_device_interrupts_through_its_own_entry,
+            a_holder_cannot_write_its_msi_capability,
+            a_revoked_entry_no_longer_interrupts_its_old_owner,
+            an_entry_used_with_another_devices_source_id_is_not_delivered,
+            exception_vectors::device_messages_on_exception_vectors_are_ignored,
+            exception_vectors::a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored,
+            the_entry_count_returns_to_its_start
         ])
     } else {
-        testkit::run(&[
-            Case { name: "remapping_is_off_and_said_so", run: remapping_is_off_and_said_so },
-            Case { name: "user_claims_are_refused_with_the_reason", run: user_claims_are_refused_with_the_reason },
-            Case {
-                name: "trusted_dma_completes_with_the_kernels_message",
-                run: trusted_dma_completes_with_the_kernels_message,
-            },
+        testkit::run(userlib::cases![
+            remapping_is_off_and_said_so,
+            user_claims_are_refused_with_the_reason,
+            trusted_dma_completes_with_the_kernels_message
         ])
     }
 }

@@ -12,7 +12,7 @@ use echo_api::{Operation, Reply, Request};
 use userlib::cap::{Cap, Endpoint, IoPorts, Task};
 use userlib::ipc::Buffer;
 use userlib::objects::{self, TaskState};
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(ECHO: Endpoint = "echo");
@@ -37,24 +37,21 @@ const RECEIVED: u32 = 70;
 const EVENTS: u32 = 80;
 
 fn main() -> u64 {
-    testkit::run(&[
-        Case { name: "call_gets_reply", run: call_gets_reply },
-        Case { name: "policy_badge_names_the_client", run: policy_badge_names_the_client },
-        Case { name: "operations_not_granted_are_refused", run: operations_not_granted_are_refused },
-        Case { name: "ungranted_endpoint_is_unreachable", run: ungranted_endpoint_is_unreachable },
-        Case { name: "transferred_capability_is_used_by_receiver", run: transferred_capability_is_used_by_receiver },
-        Case { name: "minted_badge_identifies_its_client", run: minted_badge_identifies_its_client },
-        Case { name: "revoked_capability_fails", run: revoked_capability_fails },
-        Case { name: "timer_preempts_a_spinning_task", run: timer_preempts_a_spinning_task },
-        Case { name: "fault_triggers_death_watch", run: fault_triggers_death_watch },
-        Case { name: "exit_triggers_death_watch", run: exit_triggers_death_watch },
-        Case {
-            name: "a_general_protection_fault_on_its_own_stack_kills_only_the_task",
-            run: a_general_protection_fault_on_its_own_stack_kills_only_the_task,
-        },
-        Case { name: "receive_times_out", run: receive_times_out },
-        Case { name: "ioapic_interrupt_arrives", run: ioapic_interrupt_arrives },
-        Case { name: "no_slot_reaches_what_was_not_given", run: no_slot_reaches_what_was_not_given },
+    testkit::run(userlib::cases![
+        call_gets_reply,
+        policy_badge_names_the_client,
+        operations_not_granted_are_refused,
+        ungranted_endpoint_is_unreachable,
+        transferred_capability_is_used_by_receiver,
+        minted_badge_identifies_its_client,
+        revoked_capability_fails,
+        timer_preempts_a_spinning_task,
+        fault_triggers_death_watch,
+        exit_triggers_death_watch,
+        a_general_protection_fault_on_its_own_stack_kills_only_the_task,
+        receive_times_out,
+        ioapic_interrupt_arrives,
+        no_slot_reaches_what_was_not_given
     ])
 }
 

@@ -12,7 +12,7 @@ use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use userlib::cap::{Cap, Frame, own};
 use userlib::mmio::Mapping;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok, objects};
 
 userlib::cap_slot!(CONTROL: Control = "control");
@@ -26,10 +26,10 @@ const VIRT: u64 = 0x2000_0000;
 const PAGES: u64 = 512;
 
 fn main() -> u64 {
-    testkit::run(&[
-        Case { name: "the_kernel_booted_and_hands_out_memory_above_4_gib", run: memory_above_4_gib },
-        Case { name: "memory_above_4_gib_holds_what_is_written", run: holds_what_is_written },
-        Case { name: "frames_above_4_gib_come_back_when_deleted", run: frames_come_back },
+    testkit::run(userlib::cases![
+        the_kernel_booted_and_hands_out_memory_above_4_gib,
+        memory_above_4_gib_holds_what_is_written,
+        frames_above_4_gib_come_back_when_deleted
     ])
 }
 
@@ -42,7 +42,7 @@ fn frame_address() -> Result<u64, ErrorCode> {
     Ok(pin.physical)
 }
 
-fn memory_above_4_gib(_: &mut userlib::ipc::Buffer) -> Outcome {
+fn the_kernel_booted_and_hands_out_memory_above_4_gib(_: &mut userlib::ipc::Buffer) -> Outcome {
     let physical = check_ok!(frame_address());
     defmt::info!("  a {=u64}-page frame at physical {=u64:#x}", PAGES, physical);
     check!(physical >= FOUR_GIB, "the frame lies above 4 GiB");
@@ -50,7 +50,7 @@ fn memory_above_4_gib(_: &mut userlib::ipc::Buffer) -> Outcome {
     Ok(())
 }
 
-fn holds_what_is_written(_: &mut userlib::ipc::Buffer) -> Outcome {
+fn memory_above_4_gib_holds_what_is_written(_: &mut userlib::ipc::Buffer) -> Outcome {
     let physical = check_ok!(frame_address());
     check!(physical >= FOUR_GIB);
     let mapping = check_ok!(Mapping::map(own::SPACE, Cap::<Frame>::at(FRAME), VIRT, true));
@@ -68,7 +68,7 @@ fn holds_what_is_written(_: &mut userlib::ipc::Buffer) -> Outcome {
     Ok(())
 }
 
-fn frames_come_back(_: &mut userlib::ipc::Buffer) -> Outcome {
+fn frames_above_4_gib_come_back_when_deleted(_: &mut userlib::ipc::Buffer) -> Outcome {
     let first = check_ok!(frame_address());
     check_ok!(Cap::<Frame>::at(FRAME).delete());
     for _ in 0..16 {

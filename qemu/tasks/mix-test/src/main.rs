@@ -15,7 +15,7 @@ use edu_api as edu;
 use iommu_api::{OwnerReport, Reply, Request};
 use userlib::cap::own;
 use userlib::ipc::Buffer;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -28,13 +28,7 @@ const MINE: Bdf = Bdf::from_devfn(1, 1 << 3);
 const GROUP: u32 = 64;
 
 fn main() -> u64 {
-    testkit::run(&[
-        Case {
-            name: "the_claim_beside_a_dma_driver_is_refused_as_busy",
-            run: the_claim_beside_a_dma_driver_is_refused_as_busy,
-        },
-        Case { name: "the_trusted_driver_keeps_working", run: the_trusted_driver_keeps_working },
-    ])
+    testkit::run(userlib::cases![the_claim_beside_a_dma_driver_is_refused_as_busy, the_trusted_driver_keeps_working])
 }
 
 fn the_claim_beside_a_dma_driver_is_refused_as_busy(buffer: &mut Buffer) -> Outcome {

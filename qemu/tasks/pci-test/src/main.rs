@@ -14,7 +14,7 @@ use pci_api::{Reply, Request};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -71,26 +71,20 @@ const fn at(bus: u8, device: u8, function: u8) -> Bdf {
 }
 
 fn main() -> u64 {
-    testkit::run(&[
-        Case { name: "topology_matches_the_machine", run: topology_matches_the_machine },
-        Case { name: "drivers_bound_per_policy_hold_their_devices", run: drivers_bound_per_policy_hold_their_devices },
-        Case { name: "bound_driver_reads_the_edu_identification", run: bound_driver_reads_the_edu_identification },
-        Case {
-            name: "second_task_asking_for_a_held_device_is_refused",
-            run: second_task_asking_for_a_held_device_is_refused,
-        },
-        Case { name: "config_write_moving_a_bar_is_refused", run: config_write_moving_a_bar_is_refused },
-        Case { name: "a_no_dma_holder_never_masters_the_bus", run: a_no_dma_holder_never_masters_the_bus },
-        Case {
-            name: "a_holders_reset_is_the_servers_and_its_power_state_stays",
-            run: a_holders_reset_is_the_servers_and_its_power_state_stays,
-        },
-        Case { name: "hostile_requests_get_typed_errors", run: hostile_requests_get_typed_errors },
-        Case { name: "non_admin_cannot_bind", run: non_admin_cannot_bind },
-        Case { name: "dma_binding_needs_an_iommu_server", run: dma_binding_needs_an_iommu_server },
-        Case { name: "only_driver_tasks_are_bound", run: only_driver_tasks_are_bound },
-        Case { name: "unbind_and_rebind", run: unbind_and_rebind },
-        Case { name: "release_revokes_and_probe_grants_again", run: release_revokes_and_probe_grants_again },
+    testkit::run(userlib::cases![
+        topology_matches_the_machine,
+        drivers_bound_per_policy_hold_their_devices,
+        bound_driver_reads_the_edu_identification,
+        second_task_asking_for_a_held_device_is_refused,
+        config_write_moving_a_bar_is_refused,
+        a_no_dma_holder_never_masters_the_bus,
+        a_holders_reset_is_the_servers_and_its_power_state_stays,
+        hostile_requests_get_typed_errors,
+        non_admin_cannot_bind,
+        dma_binding_needs_an_iommu_server,
+        only_driver_tasks_are_bound,
+        unbind_and_rebind,
+        release_revokes_and_probe_grants_again
     ])
 }
 

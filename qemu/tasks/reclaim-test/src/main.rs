@@ -20,7 +20,7 @@ use iommu_api::client::group;
 use userlib::cap::{Cap, DeviceMemory};
 use userlib::ipc::Buffer;
 use userlib::objects;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -58,20 +58,11 @@ fn main() -> u64 {
         defmt::error!("TEST FAIL setup: no notification (the policy must allow one object)");
         return 1;
     }
-    testkit::run(&[
-        Case { name: "the_group_holds_the_bridge_and_twenty_edus", run: the_group_holds_the_bridge_and_twenty_edus },
-        Case {
-            name: "the_user_owns_the_group_and_holds_devices_past_the_sixteenth",
-            run: the_user_owns_the_group_and_holds_devices_past_the_sixteenth,
-        },
-        Case {
-            name: "releasing_the_group_takes_back_every_device_the_user_held",
-            run: releasing_the_group_takes_back_every_device_the_user_held,
-        },
-        Case {
-            name: "a_dma_driver_bound_there_afterwards_works_while_the_users_devices_stay_quiesced",
-            run: a_dma_driver_bound_there_afterwards_works_while_the_users_devices_stay_quiesced,
-        },
+    testkit::run(userlib::cases![
+        the_group_holds_the_bridge_and_twenty_edus,
+        the_user_owns_the_group_and_holds_devices_past_the_sixteenth,
+        releasing_the_group_takes_back_every_device_the_user_held,
+        a_dma_driver_bound_there_afterwards_works_while_the_users_devices_stay_quiesced
     ])
 }
 

@@ -6,21 +6,21 @@
 use capabilities::ErrorCode;
 use capabilities::abi::LOG_FRAME_MAX;
 use userlib::ipc::Buffer;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{check_eq, syscall};
 
 userlib::entry!(main);
 
 fn main() -> u64 {
-    testkit::run(&[
-        Case { name: "log_rejects_null_and_kernel_pointers", run: log_rejects_bad_pointers },
-        Case { name: "log_rejects_oversized_frames", run: log_rejects_oversized_frames },
-        Case { name: "unknown_syscall_is_an_error", run: unknown_syscall_is_an_error },
-        Case { name: "wrong_value_is_caught", run: wrong_value_is_caught },
+    testkit::run(userlib::cases![
+        log_rejects_null_and_kernel_pointers,
+        log_rejects_oversized_frames,
+        unknown_syscall_is_an_error,
+        wrong_value_is_caught
     ])
 }
 
-fn log_rejects_bad_pointers(_: &mut Buffer) -> Outcome {
+fn log_rejects_null_and_kernel_pointers(_: &mut Buffer) -> Outcome {
     check_eq!(syscall::log_write_raw(0, 8), Err(ErrorCode::BadAddress));
     check_eq!(syscall::log_write_raw(0xffff_ffff_8010_0000, 8), Err(ErrorCode::BadAddress));
     check_eq!(syscall::log_write_raw(u64::MAX - 3, 8), Err(ErrorCode::BadAddress));

@@ -28,7 +28,7 @@ use iommu_api::FAULTS_PER_REPLY;
 use iommu_api::client::group;
 use userlib::cap::{Cap, Endpoint};
 use userlib::ipc::Buffer;
-use userlib::testkit::{self, Case, Outcome};
+use userlib::testkit::{self, Outcome};
 use userlib::{boot, check, check_eq, check_ok, objects};
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
@@ -73,24 +73,12 @@ fn main() -> u64 {
         defmt::error!("TEST FAIL setup: no notifications or frame (the policy must allow six objects)");
         return 1;
     }
-    testkit::run(&[
-        Case {
-            name: "four_groups_faulting_at_once_overflow_the_unit_and_every_overflow_is_counted",
-            run: four_groups_faulting_at_once_overflow_the_unit_and_every_overflow_is_counted,
-        },
-        Case {
-            name: "the_unit_records_again_after_the_storm_and_every_log_adds_up",
-            run: the_unit_records_again_after_the_storm_and_every_log_adds_up,
-        },
-        Case {
-            name: "every_msi_of_a_device_is_counted_and_costs_the_kernel_little",
-            run: flood::every_msi_of_a_device_is_counted_and_costs_the_kernel_little,
-        },
-        Case {
-            name: "during_an_msi_flood_other_groups_round_trips_stay_within_a_time_slice",
-            run: flood::during_an_msi_flood_other_groups_round_trips_stay_within_a_time_slice,
-        },
-        Case { name: "the_flood_is_counted_to_the_last_message", run: flood::the_flood_is_counted_to_the_last_message },
+    testkit::run(userlib::cases![
+        four_groups_faulting_at_once_overflow_the_unit_and_every_overflow_is_counted,
+        the_unit_records_again_after_the_storm_and_every_log_adds_up,
+        flood::every_msi_of_a_device_is_counted_and_costs_the_kernel_little,
+        flood::during_an_msi_flood_other_groups_round_trips_stay_within_a_time_slice,
+        flood::the_flood_is_counted_to_the_last_message
     ])
 }
 

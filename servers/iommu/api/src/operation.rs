@@ -1,36 +1,30 @@
 //! The operations a policy grants, their names, and which are the driver core's alone.
 
-use serde::{Deserialize, Serialize};
-
-use capabilities::protocol::Protocol;
-
-/// Operations granted by the policy (their numbers are badge bits).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Operation {
+capabilities::operations! {
+    /// Operations granted by the policy (their numbers are badge bits).
+    protocol "iommu";
     /// The PCI server reports the functions it found.
-    ReportTopology = 0,
+    ReportTopology = 0 => "report-topology",
     /// The driver core claims a group's default domain for a driver.
-    ClaimKernel = 1,
+    ClaimKernel = 1 => "claim-kernel",
     /// The driver core releases a driver's claim.
-    ReleaseKernel = 2,
+    ReleaseKernel = 2 => "release-kernel",
     /// Who owns a device's group.
-    Owner = 3,
+    Owner = 3 => "owner",
     /// Groups waiting for their devices to be quiesced.
-    PendingReclaims = 4,
+    PendingReclaims = 4 => "pending-reclaims",
     /// A reclaimed group's devices are quiesced.
-    Reclaimed = 5,
+    Reclaimed = 5 => "reclaimed",
     /// A user task claims the group of a device.
-    ClaimGroup = 6,
+    ClaimGroup = 6 => "claim-group",
     /// The groups and why they have their shape.
-    Groups = 7,
+    Groups = 7 => "groups",
     /// Counters: mappings, table pages, quotas in use; interrupt entries.
-    Stats = 8,
+    Stats = 8 => "stats",
     /// The driver core remaps a device's MSI through an interrupt entry.
-    AllocInterrupt = 9,
+    AllocInterrupt = 9 => "alloc-interrupt",
     /// The driver core gives a device's interrupt entry back.
-    FreeInterrupt = 10,
+    FreeInterrupt = 10 => "free-interrupt",
 }
 
 /// The operations only the driver core (the PCI server) may invoke: they
@@ -54,21 +48,3 @@ impl Operation {
         DRIVER_CORE.contains(&self)
     }
 }
-
-/// The protocol as the policy names it.
-pub const PROTOCOL: Protocol = Protocol {
-    name: "iommu",
-    operations: &[
-        "report-topology",
-        "claim-kernel",
-        "release-kernel",
-        "owner",
-        "pending-reclaims",
-        "reclaimed",
-        "claim-group",
-        "groups",
-        "stats",
-        "alloc-interrupt",
-        "free-interrupt",
-    ],
-};

@@ -15,36 +15,27 @@ use serde::{Deserialize, Serialize};
 
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
-use capabilities::protocol::Protocol;
 
-/// Operations granted by the policy (their numbers are badge bits).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Operation {
+capabilities::operations! {
+    /// Operations granted by the policy (their numbers are badge bits).
+    protocol "pci";
     /// A driver takes the `index`th device bound to it (the probe).
-    Probe = 0,
+    Probe = 0 => "probe",
     /// A user task takes a device of a group it owns.
-    Acquire = 1,
+    Acquire = 1 => "acquire",
     /// The holder gives a device back.
-    Release = 2,
+    Release = 2 => "release",
     /// The holder reads the device's configuration space.
-    ConfigRead = 3,
+    ConfigRead = 3 => "config-read",
     /// The holder writes it, mediated.
-    ConfigWrite = 4,
+    ConfigWrite = 4 => "config-write",
     /// An administrator binds a driver to a device at run time.
-    Bind = 5,
+    Bind = 5 => "bind",
     /// An administrator unbinds a device's driver.
-    Unbind = 6,
+    Unbind = 6 => "unbind",
     /// Anyone granted it: the devices found.
-    Devices = 7,
+    Devices = 7 => "devices",
 }
-
-/// The protocol as the policy names it.
-pub const PROTOCOL: Protocol = Protocol {
-    name: "pci",
-    operations: &["probe", "acquire", "release", "config-read", "config-write", "bind", "unbind", "devices"],
-};
 
 /// Longest explanation in a refusal.
 pub use capabilities::protocol::REASON_MAX;

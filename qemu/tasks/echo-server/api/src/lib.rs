@@ -4,23 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use capabilities::protocol::Protocol;
-
-/// Operation numbers (also the badge bits).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Operation {
+capabilities::operations! {
+    /// Operation numbers (also the badge bits).
+    protocol "echo";
     /// Reply with the bytes reversed and the badge the server saw.
-    Reverse = 0,
+    Reverse = 0 => "reverse",
     /// Signal the notification capability sent with the request.
-    SignalIt = 1,
+    SignalIt = 1 => "signal-it",
     /// Mint a fresh badged capability to the server and send it back.
-    MintBadge = 2,
+    MintBadge = 2 => "mint-badge",
 }
-
-/// The protocol as the policy sees it.
-pub const PROTOCOL: Protocol = Protocol { name: "echo", operations: &["reverse", "signal-it", "mint-badge"] };
 
 /// A request: the operation and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

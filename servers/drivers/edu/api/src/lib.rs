@@ -12,59 +12,38 @@ use serde::{Deserialize, Serialize};
 
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
-use capabilities::protocol::Protocol;
 use iommu_api::{FAULTS_PER_REPLY, Fault};
 
 /// Longest refusal reason.
 pub const REASON_MAX: usize = 160;
 
-/// Operation numbers (also the badge bits).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Operation {
+capabilities::operations! {
+    /// Operation numbers (also the badge bits).
+    protocol "edu";
     /// Take a device: the driver probes the one bound to it, the user task
     /// claims the device's group and acquires it.
-    Adopt = 0,
+    Adopt = 0 => "adopt",
     /// Copy a pattern to the device and back, and compare.
-    Copy = 1,
+    Copy = 1 => "copy",
     /// Unmap the buffer.
-    Unmap = 2,
+    Unmap = 2 => "unmap",
     /// Map the buffer again.
-    Map = 3,
+    Map = 3 => "map",
     /// One DMA at a bus address the caller names (a diagnostic for tests).
-    DmaAt = 4,
+    DmaAt = 4 => "dma-at",
     /// The device's group's fault log.
-    Faults = 5,
+    Faults = 5 => "faults",
     /// Start a DMA and answer before it runs (a transfer in flight).
-    Start = 6,
+    Start = 6 => "start",
     /// Give the device back.
-    Release = 7,
+    Release = 7 => "release",
     /// Map a frame the caller lends for the device (a diagnostic for tests).
-    MapLent = 8,
+    MapLent = 8 => "map-lent",
     /// Fill the DMA buffer with a pattern (a canary for tests).
-    FillBuffer = 9,
+    FillBuffer = 9 => "fill-buffer",
     /// Count the DMA buffer's bytes that differ from a pattern.
-    CheckBuffer = 10,
+    CheckBuffer = 10 => "check-buffer",
 }
-
-/// The protocol as the policy sees it.
-pub const PROTOCOL: Protocol = Protocol {
-    name: "edu",
-    operations: &[
-        "adopt",
-        "copy",
-        "unmap",
-        "map",
-        "dma-at",
-        "faults",
-        "start",
-        "release",
-        "map-lent",
-        "fill-buffer",
-        "check-buffer",
-    ],
-};
 
 impl Request {
     /// The operation a request invokes.
