@@ -23,6 +23,7 @@ pub mod logframe;
 pub mod manifest;
 pub mod pci;
 pub mod protocol;
+pub mod range;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -3,7 +3,8 @@
 //! It provides the entry point that calls the task's `main` (see
 //! [`entry!`]), typed capabilities ([`cap`]) and the calls on them
 //! ([`ipc`], [`objects`], [`syscall`]), bounds-checked mapped memory
-//! ([`mmio`]), the `defmt` logger that hands frames to the kernel, the
+//! ([`mmio`]), the ACPI table lookup the servers check their grants
+//! with, the `defmt` logger that hands frames to the kernel, the
 //! panic handler, and the test kit test tasks report through.
 #![no_std]
 // Unsafe code is allowed here: the system-call stub, the IPC buffer and mapped memory are raw pointers and assembly.
@@ -12,6 +13,8 @@
 #[macro_use]
 extern crate log_shim;
 
+#[cfg(feature = "bare-metal")]
+pub mod acpi;
 pub mod boot;
 pub mod cap;
 pub mod ipc;

@@ -25,21 +25,6 @@ pub fn copy_frame(frame: Cap<crate::cap::Frame>, virt: u64, buffer: &mut [u8]) -
     copied.map(|()| len).ok_or(ErrorCode::InvalidArgument)
 }
 
-/// Where [`snapshot`] maps the kernel's ACPI snapshot while it copies it.
-const SNAPSHOT_VIRT: u64 = 0x2000_0000;
-
-/// Copies the kernel's ACPI snapshot in `acpi` into `buffer`; the bytes
-/// copied, or `None` with the reason logged.
-pub fn snapshot(acpi: Cap<crate::cap::Frame>, buffer: &mut [u8]) -> Option<&[u8]> {
-    match copy_frame(acpi, SNAPSHOT_VIRT, buffer) {
-        Ok(len) => buffer.get(..len),
-        Err(code) => {
-            error!("the ACPI snapshot cannot be read: {}", code);
-            None
-        }
-    }
-}
-
 /// A memory capability of kind `K` mapped at a fixed address of this task.
 #[derive(Debug)]
 pub struct Mapping<K: Mappable> {

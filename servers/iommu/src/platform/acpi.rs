@@ -1,13 +1,13 @@
 //! Finding the granted unit in the DMAR table of the kernel's ACPI snapshot.
 
+use acpi_tables::Dmar;
 use acpi_tables::dmar::ScopeKind;
-use acpi_tables::{Dmar, SNAPSHOT_MAX};
 use capabilities::abi::PAGE_SIZE;
 use heapless::Vec;
 use iommu_server::service::reserved::{self, MAX_HOPS, MAX_REGIONS, ReservedRegion};
 use iommu_server::service::scope::{MAX_UNIT_SCOPES, UnitScope};
+use userlib::acpi::{TableReader, granted_region};
 use userlib::cap::{Cap, DeviceMemory, Frame};
-use userlib::mmio::snapshot;
 
 /// What DMAR says about the granted unit.
 pub struct UnitDescription {
@@ -27,31 +27,17 @@ pub struct UnitDescription {
 /// The DMAR entry of the unit whose registers `registers` grants, read from
 /// the ACPI snapshot in `acpi`. Problems are logged.
 pub fn describe_unit(acpi: Cap<Frame>, registers: Cap<DeviceMemory>) -> Option<UnitDescription> {
-    let granted = match registers.info() {
-        Ok(info) => info,
-        Err(code) => {
-            defmt::error!("no remapping-unit capability: {}", code);
-            return None;
-        }
-    };
-    let mut bytes = [0u8; SNAPSHOT_MAX];
-    let mut root = [0u8; 1024];
-    let mut table = [0u8; 4096];
-    let found = snapshot(acpi, &mut bytes).and_then(|snapshot| {
-        acpi_tables::find_table(snapshot, &mut root, "DMAR", |tables, root| Dmar::find(tables, root, &mut table))
-            .map_err(|error| defmt::error!("{}: no VT-d unit to drive", defmt::Display2Format(&error)))
-            .ok()
-    });
-    let dmar = found?;
-    let base = granted.badge_or_base;
+    let (base, pages) = granted_region(registers, "remapping-unit")?;
+    let mut reader = TableReader::new();
+    let dmar = reader.read(acpi, "DMAR", "no VT-d unit to drive", Dmar::find)?;
     let Some(unit) = dmar.units().find(|unit| unit.register_base == base) else {
         defmt::error!("the remapping-unit capability at {=u64:#x} is no DMAR unit", base);
         return None;
     };
-    if granted.extent * PAGE_SIZE < unit.register_size() {
+    if pages * PAGE_SIZE < unit.register_size() {
         defmt::error!(
             "the remapping-unit capability has {=u64} pages; DMAR says {=u64}",
-            granted.extent,
+            pages,
             unit.register_size() / PAGE_SIZE
         );
         return None;

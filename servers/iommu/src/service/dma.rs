@@ -7,17 +7,11 @@ use super::domains::{DomainIndex, MappingOwner};
 use super::kernel::Kernel;
 use super::mapping::{self, NewMapping, Placement};
 use super::text::refused;
-use super::{Answer, Platform, Service, faults};
+use super::{Answer, Minted, Platform, Service, faults};
 
 /// Answers a request sent with the DMA handle `serial` on `group`.
-pub(super) fn request<P: Platform>(
-    s: &mut Service<P>,
-    k: &mut impl Kernel,
-    group: u16,
-    serial: u32,
-    request: Request,
-    received: &[u32],
-) -> Answer {
+pub(super) fn request<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, minted: Minted) -> Answer {
+    let Minted { group, serial, request, received } = minted;
     let domain = match default_domain(s, group, serial) {
         Ok(domain) => domain,
         Err(reason) => return refused(ErrorCode::InvalidCapability, reason).into(),

@@ -8,21 +8,15 @@ use super::kernel::Kernel;
 use super::mapping::{self, NewMapping, Placement, destroy_domain, unmap_all};
 use super::quota::UserPages;
 use super::text::refused;
-use super::{AddressSpace, Answer, GroupCap, Platform, Service, change_ownership, domain_window, faults};
+use super::{AddressSpace, Answer, GroupCap, Minted, Platform, Service, change_ownership, domain_window, faults};
 use crate::interrupt::remapping;
 use crate::ownership::Owner;
 
 /// Answers a request sent with the group capability `serial` on `group`.
 // Out of line, so its frame is not paid for by every request.
 #[inline(never)]
-pub(super) fn request<P: Platform>(
-    s: &mut Service<P>,
-    k: &mut impl Kernel,
-    group: u16,
-    serial: u32,
-    request: Request,
-    received: &[u32],
-) -> Answer {
+pub(super) fn request<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, minted: Minted) -> Answer {
+    let Minted { group, serial, request, received } = minted;
     let live = s.ready.as_ref().and_then(|r| r.group_caps.iter().find(|c| c.group == group && c.serial == serial));
     let Some(&cap) = live else {
         return refused(ErrorCode::InvalidCapability, "this group capability was released").into();

@@ -139,6 +139,19 @@ impl From<Reply> for Answer {
     }
 }
 
+/// A request sent on a capability the server minted: a DMA handle or a
+/// group capability, told apart by the badge's kind.
+pub(super) struct Minted<'r> {
+    /// The group the capability is for.
+    group: u16,
+    /// Which of the group's capabilities over time it is (released ones stay dead).
+    serial: u32,
+    /// What it asks.
+    request: Request,
+    /// Capabilities sent with it.
+    received: &'r [u32],
+}
+
 impl<P: Platform> Service<P> {
     /// Brings the unit up over fresh root tables with queued invalidation
     /// when given; translation stays off until the topology arrives.
@@ -237,8 +250,10 @@ impl<P: Platform> Service<P> {
             self.drain_faults(k.now());
         }
         let answer = match Handle::from_badge(badge) {
-            Some(Handle::Dma { group, serial }) => dma::request(self, k, group, serial, request, received),
-            Some(Handle::Group { group, serial }) => group::request(self, k, group, serial, request, received),
+            Some(Handle::Dma { group, serial }) => dma::request(self, k, Minted { group, serial, request, received }),
+            Some(Handle::Group { group, serial }) => {
+                group::request(self, k, Minted { group, serial, request, received })
+            }
             None => policy::request(self, k, badge, request, received),
         };
         for &slot in received {
