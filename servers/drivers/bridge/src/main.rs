@@ -7,23 +7,14 @@
 #![no_std]
 #![no_main]
 
-use userlib::ipc::Buffer;
-
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::entry!(main);
 
-/// Most bridges it holds: four capability slots each, from slot 64.
-const MAX_DEVICES: u8 = 15;
-/// First slot of the windows grants arrive in.
-const WINDOWS: u32 = 64;
-/// Slot of the notification it idles on.
-const IDLE: u32 = 127;
 /// The bus-number register of a bridge header (primary, secondary, subordinate).
 const BUS_NUMBERS: u16 = 0x18;
 
 fn main() -> u64 {
-    let Some(mut buffer) = Buffer::take() else { return 1 };
-    pci_api::client::probe_all(PCI.get(), &mut buffer, MAX_DEVICES, WINDOWS, |buffer, granted| {
+    pci_api::client::hold_all(PCI.get(), |buffer, granted| {
         let device = granted.grant.device;
         match pci_api::client::config_read(PCI.get(), buffer, device, BUS_NUMBERS, 4) {
             Ok(buses) => {
@@ -32,6 +23,5 @@ fn main() -> u64 {
             }
             Err(refused) => defmt::warn!("bridge {}: bus numbers unreadable ({})", device, refused.code),
         }
-    });
-    userlib::objects::hold_forever(IDLE)
+    })
 }

@@ -85,6 +85,24 @@ pub fn probe_all(
     }
 }
 
+/// Most devices [`hold_all`] keeps: four slots each from [`HELD_WINDOWS`],
+/// below [`IDLE_SLOT`].
+pub const HELD_MAX: u8 = 15;
+/// First slot of the windows [`hold_all`]'s grants arrive in.
+pub const HELD_WINDOWS: u32 = 64;
+/// Slot of the notification [`hold_all`] idles on.
+pub const IDLE_SLOT: u32 = 127;
+
+/// The whole of a driver that only holds its devices (the stub, the
+/// bridge driver): probes every device bound to it, shows each to
+/// `each`, and keeps them until the task dies. Returns only on failure,
+/// with the exit code.
+pub fn hold_all(pci: Cap<Endpoint>, each: impl FnMut(&mut Buffer, Granted)) -> u64 {
+    let Some(mut buffer) = Buffer::take() else { return 1 };
+    probe_all(pci, &mut buffer, HELD_MAX, HELD_WINDOWS, each);
+    userlib::objects::hold_forever(IDLE_SLOT)
+}
+
 /// Acquires `device`, whose group this (user) task owns; its capabilities
 /// land in the four slots from `window`.
 pub fn acquire(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf, window: u32) -> Result<Granted, Refused> {
