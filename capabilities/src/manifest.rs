@@ -18,8 +18,6 @@
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::range::{PortRange, RegisterRange};
-
 /// First eight bytes of every boot image.
 pub const MAGIC: [u8; 8] = *b"IOMMUK01";
 
@@ -104,10 +102,20 @@ pub enum BootObject {
     Notification(u16),
     /// The task with manifest index `n`.
     Task(u16),
-    /// Device registers.
-    DeviceMemory(RegisterRange),
-    /// I/O ports.
-    IoPorts(PortRange),
+    /// Device registers `[base, base + pages * 4096)`.
+    DeviceMemory {
+        /// Page-aligned physical address.
+        base: u64,
+        /// Length in pages.
+        pages: u32,
+    },
+    /// I/O ports `[base, base + count)`.
+    IoPorts {
+        /// First port.
+        base: u16,
+        /// Number of ports.
+        count: u16,
+    },
     /// IO APIC input `gsi`.
     Interrupt {
         /// Global system interrupt number.
@@ -134,10 +142,10 @@ impl BootObject {
             BootObject::Endpoint(_) => ObjectKind::Endpoint,
             BootObject::Notification(_) => ObjectKind::Notification,
             BootObject::Task(_) => ObjectKind::Task,
-            BootObject::DeviceMemory(_) | BootObject::Ecam(_) | BootObject::RemappingUnit(_) => {
+            BootObject::DeviceMemory { .. } | BootObject::Ecam(_) | BootObject::RemappingUnit(_) => {
                 ObjectKind::DeviceMemory
             }
-            BootObject::IoPorts(_) => ObjectKind::IoPorts,
+            BootObject::IoPorts { .. } => ObjectKind::IoPorts,
             BootObject::Interrupt { .. } => ObjectKind::Interrupt,
             BootObject::Control => ObjectKind::Control,
             BootObject::AcpiTables => ObjectKind::Frame,

@@ -20,7 +20,6 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{CSPACE_SLOTS, ObjectKind, slots};
 use capabilities::manifest::MAX_TASKS;
-use capabilities::range::{PortRange, RegisterRange};
 
 use crate::objects::Handle;
 use crate::task::TaskId;
@@ -91,9 +90,19 @@ pub enum Object {
     /// Allocated RAM.
     Frame(Handle),
     /// Device registers: the capability itself holds the range.
-    DeviceMemory(RegisterRange),
+    DeviceMemory {
+        /// Page-aligned physical address.
+        base: u64,
+        /// Length in pages.
+        pages: u32,
+    },
     /// I/O ports: the capability itself holds the range.
-    IoPorts(PortRange),
+    IoPorts {
+        /// First port.
+        base: u16,
+        /// Number of ports.
+        count: u16,
+    },
     /// An interrupt source.
     Interrupt(Handle),
     /// The right to answer call number `call` of `caller`, once.
@@ -116,8 +125,8 @@ impl Object {
             Object::Endpoint(_) => ObjectKind::Endpoint,
             Object::Notification(_) => ObjectKind::Notification,
             Object::Frame(_) => ObjectKind::Frame,
-            Object::DeviceMemory(_) => ObjectKind::DeviceMemory,
-            Object::IoPorts(_) => ObjectKind::IoPorts,
+            Object::DeviceMemory { .. } => ObjectKind::DeviceMemory,
+            Object::IoPorts { .. } => ObjectKind::IoPorts,
             Object::Interrupt(_) => ObjectKind::Interrupt,
             Object::Reply { .. } => ObjectKind::Reply,
             Object::Control => ObjectKind::Control,

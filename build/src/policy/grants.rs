@@ -5,7 +5,6 @@ use std::ops::Range;
 
 use capabilities::abi::rights;
 use capabilities::protocol::Protocol;
-use capabilities::range::{PortRange, RegisterRange};
 use capabilities::{badge, capslots};
 use toml::Spanned;
 
@@ -341,7 +340,7 @@ fn io_ports(checking: &mut Checking<'_, '_>, ports: &RawPorts) -> Given {
     if ports.count == 0 || u32::from(ports.base) + u32::from(ports.count) > 0x1_0000 {
         checking.here(format!("ports {:#x}+{} do not fit the 64 Ki port space", ports.base, ports.count));
     }
-    (BootObject::IoPorts(PortRange { base: ports.base, count: ports.count }), rights::SEND | rights::RECEIVE, 0)
+    (BootObject::IoPorts { base: ports.base, count: ports.count }, rights::SEND | rights::RECEIVE, 0)
 }
 
 /// `interrupt = { gsi, trigger }`: an edge- or level-triggered line.
@@ -362,11 +361,7 @@ fn device_memory(checking: &mut Checking<'_, '_>, memory: &RawDeviceMemory) -> G
     if !memory.base.is_multiple_of(4096) || memory.pages == 0 {
         checking.here("device memory must be page-aligned and at least one page".into());
     }
-    (
-        BootObject::DeviceMemory(RegisterRange { base: memory.base, pages: memory.pages }),
-        rights::READ | rights::WRITE,
-        0,
-    )
+    (BootObject::DeviceMemory { base: memory.base, pages: memory.pages }, rights::READ | rights::WRITE, 0)
 }
 
 /// `control = [...]`: the named rights over devices the servers hand out.

@@ -12,7 +12,6 @@ use capabilities::abi::ipc::{DATA_OFFSET, NONBLOCK, header};
 use capabilities::abi::{CSPACE_SLOTS, PAGE_SIZE, Syscall, layout, rights};
 use capabilities::accounting::{MACHINE, MachineFigures, TaskFigures};
 use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
-use capabilities::range::{PortRange, RegisterRange};
 use kernel::kernel::Next;
 use kernel::phys::PhysMem;
 use kernel::task::Fault;
@@ -48,14 +47,11 @@ fn boot_cap(input: &mut Input<'_>) -> BootCap {
         0 | 1 => BootObject::Endpoint(small(input)),
         2 => BootObject::Notification(small(input)),
         3 => BootObject::Task(small(input)),
-        4 => BootObject::DeviceMemory(RegisterRange {
+        4 => BootObject::DeviceMemory {
             base: [0xfed9_0000, 0xfeb0_0000, 0x1000, 0x8000, !0xfff][input.below(5)],
             pages: [1, 2, 16, u32::MAX][input.below(4)],
-        }),
-        5 => BootObject::IoPorts(PortRange {
-            base: [0x70, 0x3f8, 0xcf8, 0xfff0][input.below(4)],
-            count: input.below(9) as u16,
-        }),
+        },
+        5 => BootObject::IoPorts { base: [0x70, 0x3f8, 0xcf8, 0xfff0][input.below(4)], count: input.below(9) as u16 },
         6 => BootObject::Interrupt { gsi: input.below(26) as u8, level: input.bool() },
         7 => BootObject::Control,
         8 => BootObject::AcpiTables,

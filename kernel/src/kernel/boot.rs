@@ -145,12 +145,12 @@ impl Kernel {
             BootObject::Endpoint(n) => Object::Endpoint(*objects.endpoints.get(usize::from(n)).ok_or(bad)?),
             BootObject::Notification(n) => Object::Notification(*objects.notifications.get(usize::from(n)).ok_or(bad)?),
             BootObject::Task(n) => Object::Task(ids.get(usize::from(n)).copied().flatten().ok_or(bad)?),
-            BootObject::DeviceMemory(range) if range.base % PAGE_SIZE == 0 && range.pages > 0 => {
-                self.record_device_grant(range.base, range.pages).map_err(|_| bad)?;
-                Object::DeviceMemory(range)
+            BootObject::DeviceMemory { base, pages } if base % PAGE_SIZE == 0 && pages > 0 => {
+                self.record_device_grant(base, pages).map_err(|_| bad)?;
+                Object::DeviceMemory { base, pages }
             }
-            BootObject::DeviceMemory(_) => return Err(bad),
-            BootObject::IoPorts(range) => Object::IoPorts(range),
+            BootObject::DeviceMemory { .. } => return Err(bad),
+            BootObject::IoPorts { base, count } => Object::IoPorts { base, count },
             BootObject::Interrupt { gsi, level } => {
                 Object::Interrupt(self.create_ioapic_interrupt(m, gsi, level).map_err(|_| LoadError::OutOfMemory)?)
             }

@@ -95,8 +95,8 @@ impl Kernel {
             }
             Object::Task(_)
             | Object::AddressSpace(_)
-            | Object::DeviceMemory(_)
-            | Object::IoPorts(_)
+            | Object::DeviceMemory { .. }
+            | Object::IoPorts { .. }
             | Object::Control => {}
         }
     }
@@ -299,8 +299,8 @@ impl Kernel {
         let (_, cap) = self.caps.lookup(id, slot)?;
         let kind_rights = cap.object.kind() as u64 | u64::from(cap.rights) << 8;
         let (second, third) = match cap.object {
-            Object::DeviceMemory(range) => (range.base, u64::from(range.pages)),
-            Object::IoPorts(range) => (u64::from(range.base), u64::from(range.count)),
+            Object::DeviceMemory { base, pages } => (base, u64::from(pages)),
+            Object::IoPorts { base, count } => (u64::from(base), u64::from(count)),
             Object::Frame(handle) => (cap.badge, self.frame_objects.get(handle).map_or(0, |f| u64::from(f.pages))),
             // A server checks that a task capability it was shown names
             // the caller (whose index its badge carries).
@@ -316,12 +316,17 @@ impl Kernel {
         let [source, dest, offset, length, ..] = args;
         let (from, cap) = self.caps.lookup(id, source)?;
         let to = self.caps.empty_slot(id, dest)?;
+        let within = |total: u64| length > 0 && offset.checked_add(length).is_some_and(|end| end <= total);
         let object = match cap.object {
-            Object::DeviceMemory(range) => range.slice(offset, length).map(Object::DeviceMemory),
-            Object::IoPorts(range) => range.slice(offset, length).map(Object::IoPorts),
+            Object::DeviceMemory { base, pages } if within(u64::from(pages)) => {
+                Object::DeviceMemory { base: base + offset * PAGE_SIZE, pages: length as u32 }
+            }
+            Object::IoPorts { base, count } if within(u64::from(count)) => {
+                Object::IoPorts { base: base + offset as u16, count: length as u16 }
+            }
+            Object::DeviceMemory { .. } | Object::IoPorts { .. } => return Err(ErrorCode::InvalidArgument),
             _ => return Err(ErrorCode::WrongKind),
         };
-        let object = object.ok_or(ErrorCode::InvalidArgument)?;
         self.install(to, Capability { object, ..cap }, Some(from))?;
         Ok([0; 3])
     }

@@ -4,7 +4,6 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::rights;
-use capabilities::range::PortRange;
 
 use super::{Kernel, Machine};
 use crate::cspace::{Capability, Object, SlotId};
@@ -220,7 +219,7 @@ impl Kernel {
 
     fn port_range(&self, id: TaskId, slot: u64, port: u64, width: u64, needed: u32) -> Result<(u16, u8), ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
-        let Object::IoPorts(PortRange { base, count }) = cap.object else { return Err(ErrorCode::WrongKind) };
+        let Object::IoPorts { base, count } = cap.object else { return Err(ErrorCode::WrongKind) };
         if !cap.has(needed) {
             return Err(ErrorCode::PermissionDenied);
         }

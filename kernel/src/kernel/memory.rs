@@ -113,7 +113,7 @@ impl Kernel {
                 let frame = self.frame_objects.get(handle).ok_or(ErrorCode::ObjectDeleted)?;
                 (frame.base.address(), u64::from(frame.pages), false)
             }
-            Object::DeviceMemory(range) => (range.base, u64::from(range.pages), true),
+            Object::DeviceMemory { base, pages } => (base, u64::from(pages), true),
             _ => return Err(ErrorCode::WrongKind),
         };
         if pages > MAX_MAP_PAGES {

@@ -7,7 +7,6 @@ use acpi_tables::dmar::ScopeKind;
 use acpi_tables::{Dmar, Mcfg, SnapshotMemory};
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, rights};
-use capabilities::range::RegisterRange;
 use heapless::Vec;
 
 use super::{Kernel, Machine};
@@ -129,7 +128,7 @@ impl Kernel {
             (_, Some(n)) => self.platform.units.get(usize::from(n)).map(|unit| (unit.base, unit.pages)),
             _ => None,
         }?;
-        Some(Object::DeviceMemory(RegisterRange { base, pages }))
+        Some(Object::DeviceMemory { base, pages })
     }
 
     /// Records a remapping unit as DMAR would (host tests have no ACPI).
@@ -176,7 +175,7 @@ impl Kernel {
             return Err(ErrorCode::PermissionDenied);
         }
         let cap = Capability {
-            object: Object::DeviceMemory(RegisterRange { base, pages: pages as u32 }),
+            object: Object::DeviceMemory { base, pages: pages as u32 },
             rights: rights::READ | rights::WRITE | rights::GRANT,
             badge: 0,
         };

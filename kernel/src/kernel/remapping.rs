@@ -12,7 +12,6 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::rights;
-use capabilities::range::RegisterRange;
 
 use super::{Kernel, Machine};
 use crate::cspace::Object;
@@ -27,7 +26,7 @@ impl Kernel {
     /// that remaps the IO APIC, with the rights `needed`.
     fn require_remapping_unit(&self, id: TaskId, slot: u64, needed: u32) -> Result<(), ErrorCode> {
         let (_, cap) = self.caps.lookup(id, slot)?;
-        let Object::DeviceMemory(RegisterRange { base, .. }) = cap.object else { return Err(ErrorCode::WrongKind) };
+        let Object::DeviceMemory { base, .. } = cap.object else { return Err(ErrorCode::WrongKind) };
         if !cap.has(needed) || !self.remaps_the_io_apic(base) {
             return Err(ErrorCode::PermissionDenied);
         }

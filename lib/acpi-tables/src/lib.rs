@@ -1,4 +1,4 @@
-//! ACPI tables the servers read: RSDP, XSDT, DMAR and MCFG.
+//! ACPI tables the servers read: RSDP, XSDT, DMAR, MCFG, and the host bridges the DSDT declares.
 //!
 //! Physical memory is reached only through [`TableMemory`], so the same code
 //! runs over the memory the kernel maps for a server and over a byte array in
@@ -8,6 +8,7 @@
 //! panic, index out of bounds or loop forever.
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
 
+pub mod aml;
 mod bytes;
 pub mod dmar;
 pub mod mcfg;

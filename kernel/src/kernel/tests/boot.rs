@@ -2,7 +2,6 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, Syscall, layout};
-use capabilities::range::RegisterRange;
 
 use super::sim::{MEMORY_PAGES, Outcome, RESERVED_PAGES, Sim, task};
 use crate::kernel::{Next, STATUS_INIT_KILLED};
@@ -115,10 +114,8 @@ fn log_write_from_device_memory_is_a_bad_address_not_a_kernel_panic() {
     use capabilities::manifest::BootObject;
     // A BAR beyond the machine's RAM, and one the policy placed over RAM:
     // user copies reach neither, only RAM the kernel manages.
-    let bar =
-        super::sim::cap(8, BootObject::DeviceMemory(RegisterRange { base: 0xfeb0_0000, pages: 1 }), rights::READ, 0);
-    let over_ram =
-        super::sim::cap(9, BootObject::DeviceMemory(RegisterRange { base: 0x20_0000, pages: 1 }), rights::READ, 0);
+    let bar = super::sim::cap(8, BootObject::DeviceMemory { base: 0xfeb0_0000, pages: 1 }, rights::READ, 0);
+    let over_ram = super::sim::cap(9, BootObject::DeviceMemory { base: 0x20_0000, pages: 1 }, rights::READ, 0);
     let mut sim = Sim::boot(&[task("driver", 1, &[bar, over_ram])], None, 0, 0);
     sim.schedule();
     let space = u64::from(slots::SELF_SPACE);

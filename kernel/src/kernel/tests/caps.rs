@@ -4,7 +4,6 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{ObjectKind, Syscall, rights, slots};
 use capabilities::manifest::BootObject;
-use capabilities::range::{PortRange, RegisterRange};
 
 use super::sim::{Sim, cap, task};
 
@@ -79,13 +78,8 @@ fn moving_keeps_the_capability_revocable_from_its_parent() {
 #[test]
 fn splitting_narrows_device_memory_and_ports() {
     let mut sim = one_task(&[
-        cap(
-            8,
-            BootObject::DeviceMemory(RegisterRange { base: 0xfed9_0000, pages: 4 }),
-            rights::READ | rights::WRITE,
-            0,
-        ),
-        cap(9, BootObject::IoPorts(PortRange { base: 0x70, count: 2 }), rights::SEND | rights::RECEIVE, 0),
+        cap(8, BootObject::DeviceMemory { base: 0xfed9_0000, pages: 4 }, rights::READ | rights::WRITE, 0),
+        cap(9, BootObject::IoPorts { base: 0x70, count: 2 }, rights::SEND | rights::RECEIVE, 0),
     ]);
     sim.sys(Syscall::CapSplit, [8, 10, 1, 2, 0, 0]).ok();
     assert_eq!(info(&mut sim, 10), (ObjectKind::DeviceMemory as u64, rights::READ | rights::WRITE, 0xfed9_1000, 2));
@@ -134,7 +128,7 @@ fn the_reply_slot_holds_nothing_but_a_reply_capability() {
     let mut sim = one_task(&[
         cap(8, BootObject::Endpoint(0), everything, 0),
         cap(9, BootObject::Control, rights::ALL, 0),
-        cap(10, BootObject::DeviceMemory(RegisterRange { base: 0xd000_0000, pages: 2 }), rights::READ, 0),
+        cap(10, BootObject::DeviceMemory { base: 0xd000_0000, pages: 2 }, rights::READ, 0),
     ]);
     let refused = |sim: &mut Sim, call: Syscall, args: [u64; 6]| {
         assert_eq!(sim.sys(call, args).error(), ErrorCode::InvalidCapability, "{call:?} into the reply slot");

@@ -3,7 +3,6 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{Syscall, rights};
 use capabilities::manifest::BootObject;
-use capabilities::range::PortRange;
 
 use super::sim::{Outcome, Sim, cap, task};
 
@@ -51,8 +50,8 @@ fn msi_vectors_need_the_control_right_and_come_back_when_deleted() {
 #[test]
 fn ports_are_checked_against_the_range_width_and_rights() {
     let caps = [
-        cap(8, BootObject::IoPorts(PortRange { base: 0xf4, count: 4 }), rights::SEND, 0),
-        cap(9, BootObject::IoPorts(PortRange { base: 0x70, count: 2 }), rights::RECEIVE, 0),
+        cap(8, BootObject::IoPorts { base: 0xf4, count: 4 }, rights::SEND, 0),
+        cap(9, BootObject::IoPorts { base: 0x70, count: 2 }, rights::RECEIVE, 0),
     ];
     let mut sim = Sim::boot(&[task("io", 1, &caps)], None, 0, 0);
     sim.schedule();

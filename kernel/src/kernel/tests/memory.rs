@@ -3,7 +3,6 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{Syscall, rights, slots};
 use capabilities::manifest::BootObject;
-use capabilities::range::RegisterRange;
 
 use super::sim::{Sim, cap, task};
 use crate::paging::{self, flags};
@@ -70,12 +69,7 @@ fn memory_and_object_quotas_bound_allocation() {
 
 #[test]
 fn device_memory_maps_uncached_and_never_executable() {
-    let regs = cap(
-        8,
-        BootObject::DeviceMemory(RegisterRange { base: 0xfed9_0000, pages: 1 }),
-        rights::READ | rights::WRITE,
-        0,
-    );
+    let regs = cap(8, BootObject::DeviceMemory { base: 0xfed9_0000, pages: 1 }, rights::READ | rights::WRITE, 0);
     let mut sim = Sim::boot(&[task("driver", 1, &[regs])], None, 0, 0);
     let id = sim.expect_running("driver");
     assert_eq!(
@@ -201,11 +195,7 @@ fn one_map_covers_at_most_max_map_pages() {
     use crate::kernel::memory::MAX_MAP_PAGES;
     let base = 0x1_0000_0000;
     let pages = MAX_MAP_PAGES as u32;
-    let mut image = task(
-        "mapper",
-        1,
-        &[cap(8, BootObject::DeviceMemory(RegisterRange { base, pages: pages + 1 }), rights::READ, 0)],
-    );
+    let mut image = task("mapper", 1, &[cap(8, BootObject::DeviceMemory { base, pages: pages + 1 }, rights::READ, 0)]);
     image.memory_pages = 200;
     let mut sim = Sim::boot(&[image], None, 0, 0);
     let id = sim.expect_running("mapper");

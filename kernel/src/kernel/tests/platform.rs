@@ -4,7 +4,6 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{Syscall, rights};
 use capabilities::manifest::BootObject;
-use capabilities::range::RegisterRange;
 
 use super::sim::{Sim, cap, task};
 
@@ -13,7 +12,7 @@ const GIB: u64 = 1 << 30;
 fn device_task() -> Sim {
     let caps = [
         cap(8, BootObject::Control, rights::DEVICE, 0),
-        cap(9, BootObject::DeviceMemory(RegisterRange { base: 0xfeb0_0000, pages: 4 }), rights::READ, 0),
+        cap(9, BootObject::DeviceMemory { base: 0xfeb0_0000, pages: 4 }, rights::READ, 0),
     ];
     let mut sim = Sim::boot(&[task("pci", 1, &caps)], None, 0, 0);
     sim.schedule();

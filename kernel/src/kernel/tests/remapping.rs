@@ -3,7 +3,6 @@
 use capabilities::ErrorCode;
 use capabilities::abi::{Syscall, rights};
 use capabilities::manifest::BootObject;
-use capabilities::range::RegisterRange;
 
 use super::sim::{Sim, cap, task};
 
@@ -14,20 +13,10 @@ const OTHER_UNIT: u64 = 0xfed9_1000;
 fn rig() -> Sim {
     let caps = [
         cap(8, BootObject::Interrupt { gsi: 8, level: false }, rights::ACK, 0),
-        cap(9, BootObject::DeviceMemory(RegisterRange { base: UNIT, pages: 1 }), rights::READ | rights::WRITE, 0),
-        cap(
-            10,
-            BootObject::DeviceMemory(RegisterRange { base: 0xfeb0_0000, pages: 1 }),
-            rights::READ | rights::WRITE,
-            0,
-        ),
+        cap(9, BootObject::DeviceMemory { base: UNIT, pages: 1 }, rights::READ | rights::WRITE, 0),
+        cap(10, BootObject::DeviceMemory { base: 0xfeb0_0000, pages: 1 }, rights::READ | rights::WRITE, 0),
         cap(11, BootObject::Interrupt { gsi: 11, level: true }, rights::ACK, 0),
-        cap(
-            12,
-            BootObject::DeviceMemory(RegisterRange { base: OTHER_UNIT, pages: 1 }),
-            rights::READ | rights::WRITE,
-            0,
-        ),
+        cap(12, BootObject::DeviceMemory { base: OTHER_UNIT, pages: 1 }, rights::READ | rights::WRITE, 0),
     ];
     let mut sim = Sim::boot(&[task("iommu", 1, &caps)], None, 0, 0);
     sim.kernel.add_remapping_unit(UNIT, 1, true);
