@@ -102,7 +102,9 @@ pub enum BootObject {
     Notification(u16),
     /// The task with manifest index `n`.
     Task(u16),
-    /// Device registers `[base, base + pages * 4096)`.
+    /// Device registers `[base, base + pages * 4096)`. (Fields rather than
+    /// a `range::RegisterRange`: the discriminant then fits the variant's
+    /// padding, and the kernel decodes task images on its boot stack.)
     DeviceMemory {
         /// Page-aligned physical address.
         base: u64,

@@ -1,4 +1,4 @@
-//! Ranges a capability holds itself, written once for the boot manifest and the kernel: device registers and I/O ports.
+//! Ranges a capability holds itself, device registers and I/O ports, and the arithmetic of their parts.
 
 use serde::{Deserialize, Serialize};
 

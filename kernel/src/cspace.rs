@@ -89,7 +89,10 @@ pub enum Object {
     Notification(Handle),
     /// Allocated RAM.
     Frame(Handle),
-    /// Device registers: the capability itself holds the range.
+    /// Device registers: the capability itself holds the range. (Fields
+    /// rather than a `capabilities::range::RegisterRange`, as in the boot
+    /// manifest's `BootObject`: the enum's discriminant then fits the
+    /// variant's padding, and an object stays two words.)
     DeviceMemory {
         /// Page-aligned physical address.
         base: u64,
@@ -402,6 +405,11 @@ impl CapTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_is_two_words() {
+        assert_eq!(core::mem::size_of::<Object>(), 16);
+    }
     use capabilities::abi::rights;
 
     fn cap(badge: u64) -> Capability {

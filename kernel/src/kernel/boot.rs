@@ -69,6 +69,10 @@ impl Kernel {
     /// Creates every task of the boot image with its capabilities. A task
     /// that cannot be created is reported and skipped; the others still
     /// start. Returns how many started.
+    // Out of line: a task's decoded image is large, and inlined into
+    // `kernel_main` its frame would stay on the boot stack under every
+    // call made before the load (the image digest's, the ACPI snapshot's).
+    #[inline(never)]
     pub fn load(&mut self, m: &mut impl Machine, image: &BootImage) -> Result<usize, ImageError> {
         let header = image.header();
         let objects = self.create_boot_objects(header.endpoints, header.notifications);

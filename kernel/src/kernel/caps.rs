@@ -3,6 +3,7 @@
 
 use capabilities::ErrorCode;
 use capabilities::abi::{PAGE_SIZE, rights};
+use capabilities::range::{PortRange, RegisterRange};
 
 use super::{Kernel, Machine};
 use crate::cspace::{Capability, Object, SlotId};
@@ -316,17 +317,16 @@ impl Kernel {
         let [source, dest, offset, length, ..] = args;
         let (from, cap) = self.caps.lookup(id, source)?;
         let to = self.caps.empty_slot(id, dest)?;
-        let within = |total: u64| length > 0 && offset.checked_add(length).is_some_and(|end| end <= total);
         let object = match cap.object {
-            Object::DeviceMemory { base, pages } if within(u64::from(pages)) => {
-                Object::DeviceMemory { base: base + offset * PAGE_SIZE, pages: length as u32 }
-            }
-            Object::IoPorts { base, count } if within(u64::from(count)) => {
-                Object::IoPorts { base: base + offset as u16, count: length as u16 }
-            }
-            Object::DeviceMemory { .. } | Object::IoPorts { .. } => return Err(ErrorCode::InvalidArgument),
+            Object::DeviceMemory { base, pages } => RegisterRange { base, pages }
+                .slice(offset, length)
+                .map(|part| Object::DeviceMemory { base: part.base, pages: part.pages }),
+            Object::IoPorts { base, count } => PortRange { base, count }
+                .slice(offset, length)
+                .map(|part| Object::IoPorts { base: part.base, count: part.count }),
             _ => return Err(ErrorCode::WrongKind),
         };
+        let object = object.ok_or(ErrorCode::InvalidArgument)?;
         self.install(to, Capability { object, ..cap }, Some(from))?;
         Ok([0; 3])
     }
