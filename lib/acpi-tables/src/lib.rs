@@ -27,4 +27,4 @@ pub use memory::{SliceMemory, TableMemory};
 pub use root::{RootError, RootKind, RootTable};
 pub use rsdp::{Rsdp, RsdpError};
 pub use sdt::{Sdt, SdtHeader, TableError};
-pub use snapshot::{LookupError, SNAPSHOT_MAX, SnapshotError, SnapshotMemory, find_table};
+pub use snapshot::{DsdtError, LookupError, SNAPSHOT_MAX, SnapshotError, SnapshotMemory, find_table};

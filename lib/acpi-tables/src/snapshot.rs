@@ -17,7 +17,7 @@ use core::fmt;
 use crate::memory::TableMemory;
 use crate::root::{RootError, RootTable};
 use crate::rsdp::{Rsdp, RsdpError};
-use crate::sdt::{HEADER_LENGTH, SdtHeader, TableError};
+use crate::sdt::{HEADER_LENGTH, Sdt, SdtHeader, TableError};
 
 /// First eight bytes of a snapshot.
 pub const MAGIC: [u8; 8] = *b"ACPISNAP";
@@ -49,6 +49,15 @@ pub enum SnapshotError {
     TooManyTables,
     /// The bytes are not a snapshot (bad magic, count or directory).
     Malformed,
+}
+
+/// Why the snapshot's DSDT could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DsdtError {
+    /// The root table walk to the FADT failed.
+    Root(RootError),
+    /// The DSDT's header or checksum is wrong.
+    Table(TableError),
 }
 
 /// Why a server could not have a table from a snapshot.
@@ -157,7 +166,16 @@ pub fn build(memory: &impl TableMemory, rsdp: u64, out: &mut [u8]) -> Result<usi
         }
         listed
     };
+    let mut dsdt = None;
     for &address in &entries[..listed] {
+        let table = writer.table(memory, address)?;
+        if table.get(..4) == Some(&FADT_SIGNATURE[..]) {
+            dsdt = dsdt_address(table);
+        }
+    }
+    // The DSDT is no root-table entry: the FADT names it. The PCI server
+    // reads its host bridges.
+    if let Some(address) = dsdt {
         writer.table(memory, address)?;
     }
     let (count, used) = (writer.count, writer.data);
@@ -165,6 +183,23 @@ pub fn build(memory: &impl TableMemory, rsdp: u64, out: &mut [u8]) -> Result<usi
     out[8..12].copy_from_slice(&(count as u32).to_le_bytes());
     out[16..24].copy_from_slice(&rsdp.to_le_bytes());
     Ok(used)
+}
+
+/// The DSDT's signature.
+const DSDT_SIGNATURE: [u8; 4] = *b"DSDT";
+/// The FADT's signature.
+const FADT_SIGNATURE: [u8; 4] = *b"FACP";
+/// Offsets in the FADT of the DSDT's 32-bit address and of X_DSDT, its
+/// 64-bit one (ACPI 6.5, table 5.9), which wins where it is set.
+const FADT_DSDT: usize = 40;
+const FADT_X_DSDT: usize = 140;
+
+/// The DSDT's address the FADT `fadt` gives, if any.
+pub fn dsdt_address(fadt: &[u8]) -> Option<u64> {
+    let field = |at: usize, width: usize| {
+        fadt.get(at..at + width).map(|bytes| bytes.iter().rev().fold(0u64, |value, &byte| value << 8 | u64::from(byte)))
+    };
+    field(FADT_X_DSDT, 8).filter(|&address| address != 0).or(field(FADT_DSDT, 4)).filter(|&address| address != 0)
 }
 
 /// The length field of the revision 2 RSDP at `rsdp` (which `Rsdp::read`
@@ -228,6 +263,19 @@ impl<'a> SnapshotMemory<'a> {
         let tables = Self::new(bytes)?;
         let root = tables.root(root)?;
         Ok(find(&tables, &root))
+    }
+
+    /// The AML of the DSDT the snapshot's FADT names (its bytes after the
+    /// header, checksum checked); `Ok(None)` if the firmware has no FADT
+    /// or no DSDT was copied.
+    pub fn dsdt(&self, root: &RootTable<'_>) -> Result<Option<&'a [u8]>, DsdtError> {
+        let mut fadt = [0u8; 512];
+        let found = root.find(self, FADT_SIGNATURE, &mut fadt).map_err(DsdtError::Root)?;
+        let Some(address) = found.and_then(|fadt| dsdt_address(fadt.bytes())) else { return Ok(None) };
+        let copied = (0..self.count).filter_map(|index| self.entry(index)).find(|(base, _)| *base == address);
+        let Some((_, bytes)) = copied else { return Ok(None) };
+        let table = Sdt::parse_signed(bytes, DSDT_SIGNATURE).map_err(DsdtError::Table)?;
+        Ok(table.bytes().get(HEADER_LENGTH..))
     }
 
     /// Directory entry `index`: (physical, bytes), if it lies in the snapshot.

@@ -111,3 +111,37 @@ fn a_lookup_names_what_is_wrong() {
     let unusable = find_table(&broken, &mut root, "DMAR", |tables, root| Dmar::find(tables, root, &mut table));
     assert!(matches!(unusable, Err(LookupError::Table("DMAR", _))), "{unusable:?}");
 }
+
+#[test]
+fn the_dsdt_the_fadt_names_is_copied_and_its_aml_found() {
+    const FADT_AT: usize = 0x4000;
+    const DSDT_AT: usize = 0x5000;
+    let mut memory = firmware(&[MCFG_AT as u64, FADT_AT as u64]);
+    let aml = [0x08, b'_', b'S', b'5', b'_', 0x0a, 0x05];
+    // X_DSDT at 140 wins over the 32-bit field at 40, which here is wrong.
+    let mut fadt = vec![0u8; 276 - 36];
+    fadt[40 - 36..44 - 36].copy_from_slice(&0x7000u32.to_le_bytes());
+    fadt[140 - 36..148 - 36].copy_from_slice(&(DSDT_AT as u64).to_le_bytes());
+    let fadt = table(*b"FACP", 6, &fadt);
+    memory[FADT_AT..FADT_AT + fadt.len()].copy_from_slice(&fadt);
+    let dsdt = table(*b"DSDT", 2, &aml);
+    memory[DSDT_AT..DSDT_AT + dsdt.len()].copy_from_slice(&dsdt);
+    let bytes = snapshot(&memory, 8192).expect("fits");
+    let copy = SnapshotMemory::new(&bytes).expect("valid");
+    let mut root = [0u8; 256];
+    let root = copy.root(&mut root).expect("root");
+    assert_eq!(copy.dsdt(&root), Ok(Some(&aml[..])));
+
+    let corrupt = bytes.iter().position(|&byte| byte == b'5').expect("the AML is copied");
+    let mut bad = bytes.clone();
+    bad[corrupt] ^= 1;
+    let copy = SnapshotMemory::new(&bad).expect("valid directory");
+    assert!(matches!(copy.dsdt(&root), Err(DsdtError::Table(TableError::Checksum { .. }))));
+
+    let without = firmware(&[MCFG_AT as u64]);
+    let bytes = snapshot(&without, 8192).expect("fits");
+    let copy = SnapshotMemory::new(&bytes).expect("valid");
+    let mut root = [0u8; 256];
+    let root = copy.root(&mut root).expect("root");
+    assert_eq!(copy.dsdt(&root), Ok(None));
+}
