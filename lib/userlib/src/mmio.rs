@@ -163,4 +163,11 @@ impl<K: Mappable> Mapping<K> {
     pub fn unmap(self) -> Result<(), ErrorCode> {
         self.memory.unmap()
     }
+
+    /// Removes the mapping and hands back the capability it was made
+    /// with, for the caller to delete or map again.
+    pub fn into_capability(self) -> Result<Cap<K>, ErrorCode> {
+        let memory = self.memory;
+        self.unmap().map(|()| memory)
+    }
 }

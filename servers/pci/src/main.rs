@@ -46,9 +46,10 @@ fn main() -> u64 {
     let Some(config) = userlib::boot::server_config::<PciConfig>("PCI") else { return 1 };
     let pool = RefCell::new(SlotPool::new());
     let Some(ecam) = platform::acpi::ecam_window(ACPI.get(), ECAM.get()) else { return 1 };
-    let Some(mut space) = map_ecam(ecam, &pool) else { return 1 };
+    let roots = platform::acpi::root_buses(ACPI.get(), &ecam);
+    let Some(mut space) = map_ecam(ecam, &roots, &pool) else { return 1 };
     let options = Options { segment: ecam.segment(), extended_config: true, enable_acs: true };
-    let topology = match enumerate(&mut space, &[ecam.buses().0], options) {
+    let topology = match enumerate(&mut space, &roots, options) {
         Ok(topology) => topology,
         Err(error) => {
             defmt::error!("enumeration failed: {}", defmt::Display2Format(&error));
@@ -149,8 +150,8 @@ impl Iommu {
     }
 }
 
-/// Maps the root bus, then every bus its bridges lead to.
-fn map_ecam(ecam: pci_server::ecam::Ecam, pool: &RefCell<SlotPool>) -> Option<EcamSpace> {
+/// Maps the root buses, then every bus their bridges lead to.
+fn map_ecam(ecam: pci_server::ecam::Ecam, roots: &[u8], pool: &RefCell<SlotPool>) -> Option<EcamSpace> {
     let window = ECAM.get();
     let mut space = match EcamSpace::map_first(ecam, window, &mut pool.borrow_mut()) {
         Ok(space) => space,
@@ -159,18 +160,25 @@ fn map_ecam(ecam: pci_server::ecam::Ecam, pool: &RefCell<SlotPool>) -> Option<Ec
             return None;
         }
     };
-    let root = ecam.buses().0;
-    let last = match reach::last_bus(&mut space, root) {
-        Ok(last) => last,
-        Err(error) => {
-            defmt::error!("the root bus cannot be read: {}", error);
-            return None;
-        }
-    };
+    let first = ecam.buses().0;
+    let mut last = roots.iter().copied().max().unwrap_or(first);
     if let Err(code) = space.map_through(window, &mut pool.borrow_mut(), last) {
-        defmt::error!("buses {=u8}-{=u8} cannot be mapped: {}", root, last, code);
+        defmt::error!("root buses {=u8}-{=u8} cannot be mapped: {}", first, last, code);
         return None;
     }
-    defmt::info!("ECAM mapped for buses {=u8}-{=u8}", root, last);
+    for &root in roots {
+        match reach::last_bus(&mut space, root) {
+            Ok(reach) => last = last.max(reach),
+            Err(error) => {
+                defmt::error!("root bus {=u8:02x} cannot be read: {}", root, error);
+                return None;
+            }
+        }
+    }
+    if let Err(code) = space.map_through(window, &mut pool.borrow_mut(), last) {
+        defmt::error!("buses {=u8}-{=u8} cannot be mapped: {}", first, last, code);
+        return None;
+    }
+    defmt::info!("ECAM mapped for buses {=u8}-{=u8}", first, last);
     Some(space)
 }

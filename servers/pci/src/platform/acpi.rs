@@ -1,7 +1,9 @@
-//! Finding the ECAM window in the kernel's ACPI snapshot and checking the granted one against it.
+//! The ECAM window and the root buses, from the kernel's ACPI snapshot: MCFG checked against the grant, the DSDT's host bridges.
 
-use acpi_tables::Mcfg;
+use acpi_tables::aml::{self, AmlError, MAX_HOST_BRIDGES};
+use acpi_tables::{DsdtError, Mcfg};
 use capabilities::abi::PAGE_SIZE;
+use heapless::Vec;
 use pci_server::ecam::Ecam;
 use userlib::acpi::{TableReader, granted_region};
 use userlib::cap::{Cap, DeviceMemory, Frame};
@@ -36,4 +38,49 @@ pub fn ecam_window(acpi: Cap<Frame>, ecam: Cap<DeviceMemory>) -> Option<Ecam> {
             None
         }
     }
+}
+
+/// Why the DSDT gave no host bridges (logged through `Debug`).
+#[derive(Debug)]
+#[allow(dead_code, reason = "the fields are read by the Debug output the log line shows")]
+enum HostBridgesError {
+    Dsdt(DsdtError),
+    Aml(AmlError),
+}
+
+/// The root buses to enumerate: every host bridge the DSDT declares on the
+/// granted window's segment and buses, in the DSDT's order (Linux's), or
+/// the window's first bus alone where the DSDT says nothing usable, with
+/// the reason logged. Functions below an unread root bus are never
+/// enumerated, so they stay blocked: no context entry ever names them.
+pub fn root_buses(acpi: Cap<Frame>, ecam: &Ecam) -> Vec<u8, MAX_HOST_BRIDGES> {
+    let (first, last) = ecam.buses();
+    let mut reader = TableReader::new();
+    let consequence = "only the ECAM window's first bus is enumerated";
+    let bridges = reader.read(acpi, "DSDT", consequence, |tables, root, _| match tables.dsdt(root) {
+        Ok(Some(aml)) => aml::host_bridges(aml).map(Some).map_err(HostBridgesError::Aml),
+        Ok(None) => Ok(None),
+        Err(error) => Err(HostBridgesError::Dsdt(error)),
+    });
+    let mut buses = Vec::new();
+    for bridge in bridges.iter().flatten() {
+        let name = core::str::from_utf8(&bridge.name).unwrap_or("????");
+        if bridge.segment != ecam.segment() || !(first..=last).contains(&bridge.bus) {
+            defmt::warn!(
+                "host bridge {=str} (segment {=u16}, bus {=u8:02x}) is outside the granted ECAM window: its devices stay blocked",
+                name,
+                bridge.segment,
+                bridge.bus
+            );
+        } else if !buses.contains(&bridge.bus) {
+            defmt::info!("host bridge {=str}: root bus {=u8:02x}", name, bridge.bus);
+            // As many buses as bridges fit: the list has their capacity.
+            let _ = buses.push(bridge.bus);
+        }
+    }
+    if buses.is_empty() {
+        defmt::warn!("the DSDT declares no host bridge in the ECAM window: enumerating bus {=u8:02x} alone", first);
+        let _ = buses.push(first);
+    }
+    buses
 }

@@ -1,10 +1,10 @@
 //! Configuration space through the mapped ECAM window: the buses enumeration reaches, no more.
 //!
 //! The window's capability covers every bus MCFG lists (256 MiB on q35);
-//! the server maps the root bus first, learns from its bridges the last
-//! bus firmware numbered, and maps the buses between with one more split
-//! of the capability, right after the first, so one offset computation
-//! serves both.
+//! the server maps the first bus, then through the last root bus, learns
+//! from the root buses' bridges the last bus firmware numbered, and maps
+//! the buses between with one split of the capability right after the
+//! first, so one offset computation serves both.
 
 use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
@@ -35,12 +35,21 @@ impl EcamSpace {
         Ok(Self { ecam, first, rest: None })
     }
 
-    /// Maps the buses after the first, through `last`.
+    /// Maps the buses after the first, through `last` (again, larger, if
+    /// fewer are mapped).
     pub fn map_through(&mut self, window: Cap<DeviceMemory>, pool: &mut SlotPool, last: u8) -> Result<(), ErrorCode> {
         let (first_bus, end_bus) = self.ecam.buses();
         let buses = u64::from(last.min(end_bus).saturating_sub(first_bus));
-        if buses == 0 || self.rest.is_some() {
+        if buses * BUS_SIZE <= self.rest.as_ref().map_or(0, Mapping::len) {
             return Ok(());
+        }
+        // Fewer buses are mapped than now needed (a root bus's bridges
+        // reach further): the smaller part goes before the larger is made.
+        if let Some(smaller) = self.rest.take() {
+            let part = smaller.into_capability()?;
+            let slot = part.slot();
+            part.delete()?;
+            pool.give(slot);
         }
         let virt = WINDOW_VIRT + BUS_SIZE;
         self.rest = Some(map_split(window, pool, BUS_PAGES, buses * BUS_PAGES, virt)?);
