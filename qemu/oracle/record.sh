@@ -14,6 +14,7 @@
 #   qemu <arguments>
 #   kernel <uname -r>
 #   group N BB:DD.F VENDOR:DEVICE class=CLASS      (the shared script's format)
+#   root SSSS:BB PATH                              (each root bus, in ACPI namespace order)
 #   config BB:DD.F SIZE                            (then the non-zero rows)
 #   OFFSET HEX                                      32 bytes a row, offset in hex
 set -euo pipefail
@@ -41,6 +42,11 @@ for g in /sys/kernel/iommu_groups/*; do
     echo "group $n ${b#0000:} $(cat $d/vendor):$(cat $d/device) class=$(cat $d/class)"
   done
 done
+for a in /sys/bus/acpi/devices/PNP0A0[38]:*; do
+  [ -e $a/physical_node ] || continue
+  r=$(basename $(readlink $a/physical_node))
+  echo "root ${r#pci} $(cat $a/path)"
+done
 for d in /sys/bus/pci/devices/*; do
   b=$(basename $d)
   echo "config ${b#0000:} $(wc -c < $d/config)"
@@ -62,7 +68,7 @@ fi
 echo "qemu $args"
 # Rows of zeros are left out; the reader fills the gaps with zeros.
 awk '
-  /^kernel / || /^group / || /^config / { print; next }
+  /^kernel / || /^group / || /^root / || /^config / { print; next }
   /^row / {
     off = $2; hex = ""
     for (i = 3; i <= NF; i++) hex = hex $i

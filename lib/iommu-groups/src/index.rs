@@ -83,10 +83,11 @@ impl<'a> TopologyIndex<'a> {
         core::iter::successors(self.parent(i), move |&bridge| self.parent(bridge))
     }
 
-    /// Function indices in the order Linux probes them: each root bus's
-    /// functions by device and function number, then the bus below each of
-    /// its bridges in turn, depth first (the order of Linux's scan, which
-    /// adds devices as it finds them).
+    /// Function indices in the order Linux probes them: each root bus in
+    /// the order the topology first lists it (the firmware's host-bridge
+    /// order), its functions by device and function number, then the bus
+    /// below each of its bridges in turn, depth first (the order of Linux's
+    /// scan, which adds devices as it finds them).
     pub fn probe_order(&self) -> impl Iterator<Item = usize> + '_ {
         self.order.iter().take(self.len()).copied()
     }
@@ -135,12 +136,18 @@ fn probe_order(functions: &[PciFunction], parent: &[Option<usize>; MAX_FUNCTIONS
     // so everything below one bridge comes before the next bridge's bus.
     // Each entry stands for a distinct function (an unvisited root bus for
     // its first function, a pushed bus for its bridge), so the stack fits.
-    let mut pending: Vec<u8, MAX_FUNCTIONS> = Vec::new();
-    for (i, function) in sorted.iter().rev().filter_map(|&i| Some((i, functions.get(i)?))) {
+    // Root buses go in the order the topology first lists them: the
+    // firmware's host-bridge order, which Linux's ACPI scan follows.
+    let mut roots: Vec<u8, MAX_FUNCTIONS> = Vec::new();
+    for (i, function) in functions.iter().enumerate() {
         let bus = function.bdf.bus();
-        if parent.get(i).copied().flatten().is_none() && pending.last() != Some(&bus) {
-            let _ = pending.push(bus);
+        if parent.get(i).copied().flatten().is_none() && !roots.contains(&bus) {
+            let _ = roots.push(bus);
         }
+    }
+    let mut pending: Vec<u8, MAX_FUNCTIONS> = Vec::new();
+    for &bus in roots.iter().rev() {
+        let _ = pending.push(bus);
     }
     let mut order = [0; MAX_FUNCTIONS];
     let mut slots = order.iter_mut();
@@ -182,8 +189,8 @@ mod tests {
     fn probe_order_is_each_bus_then_each_bridge_depth_first() {
         let functions = [
             function(3, 0, None),
-            function(0x80, 0, None),
             function(0, 3, None),
+            function(0x80, 0, None),
             function(2, 0, None),
             function(1, 0, Some(2)),
             function(0, 2, Some(3)),
@@ -192,6 +199,13 @@ mod tests {
         let index = TopologyIndex::new(&functions).unwrap();
         let order: Vec<String> = index.probe_order().map(|i| index.bdf(i).to_string()).collect();
         assert_eq!(order, ["00:01.0", "00:02.0", "00:03.0", "01:00.0", "02:00.0", "03:00.0", "80:00.0"]);
+        // A root bus the topology lists first (its host bridge came first
+        // in the firmware's tables) is probed first, whatever its number.
+        let mut expander_first = functions;
+        expander_first.swap(0, 2);
+        let index = TopologyIndex::new(&expander_first).unwrap();
+        let order: Vec<String> = index.probe_order().map(|i| index.bdf(i).to_string()).collect();
+        assert_eq!(order, ["80:00.0", "00:01.0", "00:02.0", "00:03.0", "01:00.0", "02:00.0", "03:00.0"]);
         let endpoint = index.find(Bdf::new(2, 0, 0).unwrap()).unwrap();
         let above: Vec<String> = index.ancestors(endpoint).map(|i| index.bdf(i).to_string()).collect();
         assert_eq!(above, ["01:00.0", "00:01.0"]);

@@ -15,9 +15,9 @@ use pci_server::{Options, enumerate};
 
 const OPTIONS: Options = Options { segment: 0, extended_config: true, enable_acs: true };
 
-fn enumerate_fixture(config: BTreeMap<Bdf, Vec<u8>>) -> (Topology, Recorded) {
+fn enumerate_fixture(config: BTreeMap<Bdf, Vec<u8>>, roots: &[u8]) -> (Topology, Recorded) {
     let mut recorded = Recorded { config };
-    let topology = enumerate(&mut recorded, &[0], OPTIONS).expect("enumeration");
+    let topology = enumerate(&mut recorded, roots, OPTIONS).expect("enumeration");
     (topology, recorded)
 }
 
@@ -50,7 +50,7 @@ fn there_are_at_least_seven_recorded_topologies() {
 fn enumeration_finds_every_function_linux_found() {
     for fixture in Fixture::all() {
         let linux: Vec<Bdf> = fixture.config.keys().copied().collect();
-        let (topology, _) = enumerate_fixture(fixture.config.clone());
+        let (topology, _) = enumerate_fixture(fixture.config.clone(), &fixture.roots);
         let mut ours: Vec<Bdf> = topology.functions.iter().map(|f| f.bdf).collect();
         ours.sort();
         assert_eq!(ours, linux, "{}", fixture.name);
@@ -60,7 +60,7 @@ fn enumeration_finds_every_function_linux_found() {
 #[test]
 fn groups_equal_linux_groups() {
     for fixture in Fixture::all() {
-        let (topology, _) = enumerate_fixture(fixture.config.clone());
+        let (topology, _) = enumerate_fixture(fixture.config.clone(), &fixture.roots);
         let groups = form_groups(&topology.functions).expect("group formation");
         let linux = fixture.linux_partition();
         let ours = our_partition(&groups);
@@ -76,7 +76,7 @@ fn enabling_acs_from_the_firmware_state_gives_linux_groups() {
     // Clear every ACS control register, then enumerate with enable_acs as
     // the PCI server does at boot.
     for fixture in Fixture::all() {
-        let (topology, mut recorded) = enumerate_fixture(fixture.config.clone());
+        let (topology, mut recorded) = enumerate_fixture(fixture.config.clone(), &fixture.roots);
         let mut cleared = 0;
         for function in &topology.functions {
             if let Some(acs) = function.acs {
@@ -84,9 +84,9 @@ fn enabling_acs_from_the_firmware_state_gives_linux_groups() {
                 cleared += 1;
             }
         }
-        let without = enumerate(&mut recorded, &[0], Options { enable_acs: false, ..OPTIONS }).unwrap();
+        let without = enumerate(&mut recorded, &fixture.roots, Options { enable_acs: false, ..OPTIONS }).unwrap();
         assert!(without.functions.iter().filter_map(|f| f.acs).all(|acs| acs.control.is_empty()));
-        let with = enumerate(&mut recorded, &[0], OPTIONS).unwrap();
+        let with = enumerate(&mut recorded, &fixture.roots, OPTIONS).unwrap();
         assert_eq!(with, topology, "{}: {cleared} ACS controls", fixture.name);
     }
 }
@@ -94,7 +94,7 @@ fn enabling_acs_from_the_firmware_state_gives_linux_groups() {
 #[test]
 fn explanations_of_the_design_example() {
     let fixture = Fixture::load(&fixture::fixtures_dir().join("design-example.txt"));
-    let (topology, _) = enumerate_fixture(fixture.config);
+    let (topology, _) = enumerate_fixture(fixture.config, &fixture.roots);
     let groups = form_groups(&topology.functions).unwrap();
     let explain = |bdf: &str| groups.explain(groups.group_of(fixture::parse_bdf(bdf)).unwrap()).to_string();
     assert_eq!(
@@ -119,7 +119,7 @@ fn explanations_of_the_design_example() {
 #[test]
 fn every_group_is_explained_by_name() {
     for fixture in Fixture::all() {
-        let (topology, _) = enumerate_fixture(fixture.config);
+        let (topology, _) = enumerate_fixture(fixture.config, &fixture.roots);
         let groups = form_groups(&topology.functions).unwrap();
         println!("== {}: {}", fixture.name, fixture.qemu);
         for id in groups.ids() {
