@@ -197,6 +197,8 @@ fn acpi_seeds(corpus: &Corpus) {
     corpus.write("acpi-dmar", "seed-every-structure", &with_control(3, &synthetic_dmar()));
 
     corpus.write("acpi-mcfg", "seed-qemu-q35", &with_control(0, &QEMU_MCFG));
+    let dsdt = include_bytes!("../../../lib/acpi-tables/testdata/qemu-7.2-q35-two-expanders.dsdt");
+    corpus.write("acpi-aml", "seed-qemu-q35-two-expanders", &dsdt[36..]);
     let mut two = vec![0u8; 8];
     for (base, segment, start, end) in [(0xe000_0000u64, 0u16, 0x10u8, 0x1fu8), (0xf000_0000, 1, 0, 0)] {
         two.extend_from_slice(&base.to_le_bytes());

@@ -1,4 +1,4 @@
-//! ACPI decoders: DMAR, MCFG, the RSDP and root tables, and table snapshots.
+//! ACPI decoders: DMAR, MCFG, the RSDP and root tables, table snapshots, and the DSDT's host bridges.
 //!
 //! Checksums and length fields stop a byte-mutating fuzzer at the door, so
 //! each target's first byte chooses fix-ups the harness applies before
@@ -215,6 +215,17 @@ pub fn mcfg(data: &[u8]) {
     let Some(table) = controlled_table(data) else { return };
     if let Ok(mcfg) = Mcfg::parse(&table) {
         walk_mcfg(&mcfg);
+    }
+}
+
+/// `acpi-aml`: a DSDT's AML (no header, so nothing to fix up). The walk
+/// ends, with host bridges or an error; it is a pure function of its
+/// input; and a bridge it reports is named by a `Device` in the input.
+pub fn aml(data: &[u8]) {
+    let found = acpi_tables::aml::host_bridges(data);
+    assert_eq!(found, acpi_tables::aml::host_bridges(data));
+    for bridge in found.iter().flatten() {
+        assert!(data.windows(4).any(|name| name == bridge.name), "{bridge:?} is named in the input");
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Target {
 
 /// Every target, in the order `cargo xtask fuzz` runs them.
 pub const TARGETS: &[Target] = &[
+    Target { name: "acpi-aml", run: acpi::aml },
     Target { name: "acpi-dmar", run: acpi::dmar },
     Target { name: "acpi-mcfg", run: acpi::mcfg },
     Target { name: "acpi-root", run: acpi::root },

@@ -74,6 +74,7 @@ macro_rules! replay_tests {
 
 replay_tests! {
     corpus:
+    acpi_aml => "acpi-aml",
     acpi_dmar => "acpi-dmar",
     acpi_mcfg => "acpi-mcfg",
     acpi_root => "acpi-root",

@@ -6,7 +6,7 @@ use kernel::kernel::Kernel;
 
 use crate::hardware::Hardware;
 
-const SNAPSHOT_SIZE: usize = 32 * 1024;
+use acpi_tables::SNAPSHOT_MAX as SNAPSHOT_SIZE;
 
 struct Scratch(UnsafeCell<[u8; SNAPSHOT_SIZE]>);
 
@@ -33,6 +33,14 @@ pub fn snapshot(kernel: &mut Kernel, hardware: &mut Hardware, rsdp: u64) {
                 defmt::warn!("no memory for the ACPI snapshot");
             } else {
                 defmt::info!("ACPI tables copied: {=usize} bytes", used);
+            }
+            let snapshot = acpi_tables::SnapshotMemory::new(&out[..used]);
+            if let Some(length) = snapshot.ok().and_then(|snapshot| snapshot.dsdt_left_out()) {
+                defmt::warn!(
+                    "the DSDT ({=u32} bytes) does not fit the ACPI snapshot ({=usize} bytes): host bridges other than bus 0's are not found",
+                    length,
+                    out.len()
+                );
             }
         }
         Err(error) => defmt::warn!("ACPI tables unusable: {}", defmt::Debug2Format(&error)),

@@ -140,3 +140,22 @@ fn no_prefix_or_corruption_of_a_table_makes_the_walk_panic() {
         let _ = host_bridges(&corrupt);
     }
 }
+
+/// QEMU 7.2's q35 DSDT with two `pxb-pcie` expanders at buses 0x10 and
+/// 0x40 (oracle topology `two-expanders`), as Linux read it from
+/// `/sys/firmware/acpi/tables/DSDT`.
+const QEMU_TWO_EXPANDERS: &[u8] = include_bytes!("../testdata/qemu-7.2-q35-two-expanders.dsdt");
+
+#[test]
+fn qemus_dsdt_lists_pci0_and_the_expanders_in_linuxs_order() {
+    let table = crate::Sdt::parse_signed(QEMU_TWO_EXPANDERS, *b"DSDT").expect("QEMU's DSDT");
+    let bridges = host_bridges(&table.bytes()[crate::sdt::HEADER_LENGTH..]).expect("readable");
+    assert_eq!(
+        bridges.as_slice(),
+        [
+            HostBridge { name: *b"PCI0", segment: 0, bus: 0 },
+            HostBridge { name: *b"PC40", segment: 0, bus: 0x40 },
+            HostBridge { name: *b"PC10", segment: 0, bus: 0x10 },
+        ]
+    );
+}

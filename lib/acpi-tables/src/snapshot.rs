@@ -8,7 +8,8 @@
 //! of firmware memory, and a corrupt snapshot is just another malformed
 //! input for the parsers.
 //!
-//! Layout: [`MAGIC`], the table count and the RSDP address, then one
+//! Layout: [`MAGIC`], the table count, the length of a DSDT left out for
+//! want of room (0: none) and the RSDP address, then one
 //! directory entry per copied table (physical address, length, offset in
 //! the snapshot), then the tables' bytes.
 
@@ -22,8 +23,10 @@ use crate::sdt::{HEADER_LENGTH, Sdt, SdtHeader, TableError};
 /// First eight bytes of a snapshot.
 pub const MAGIC: [u8; 8] = *b"ACPISNAP";
 
-/// Largest snapshot the kernel builds (and so the most a server reads).
-pub const SNAPSHOT_MAX: usize = 32 * 1024;
+/// Largest snapshot the kernel builds (and so the most a server reads):
+/// room for a large server's DSDT (QEMU's q35 with 100 root ports has one
+/// of 30 KiB; real servers' reach a few hundred).
+pub const SNAPSHOT_MAX: usize = 512 * 1024;
 
 /// Most tables a snapshot holds (the RSDP and the root table included).
 pub const MAX_TABLES: usize = 48;
@@ -58,6 +61,11 @@ pub enum DsdtError {
     Root(RootError),
     /// The DSDT's header or checksum is wrong.
     Table(TableError),
+    /// The DSDT, `length` bytes long, did not fit the snapshot.
+    LeftOut {
+        /// Its length field.
+        length: u32,
+    },
 }
 
 /// Why a server could not have a table from a snapshot.
@@ -174,13 +182,23 @@ pub fn build(memory: &impl TableMemory, rsdp: u64, out: &mut [u8]) -> Result<usi
         }
     }
     // The DSDT is no root-table entry: the FADT names it. The PCI server
-    // reads its host bridges.
+    // reads its host bridges. A large one (a big machine's) is left out
+    // rather than costing the tables every server needs; the header says
+    // how long it was.
+    let mut left_out = 0u32;
     if let Some(address) = dsdt {
-        writer.table(memory, address)?;
+        match writer.table(memory, address) {
+            Ok(_) => {}
+            Err(SnapshotError::OutOfRoom | SnapshotError::TooManyTables) => {
+                left_out = declared_table_length(memory, address).unwrap_or(u32::MAX);
+            }
+            Err(error) => return Err(error),
+        }
     }
     let (count, used) = (writer.count, writer.data);
     out[..8].copy_from_slice(&MAGIC);
     out[8..12].copy_from_slice(&(count as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&left_out.to_le_bytes());
     out[16..24].copy_from_slice(&rsdp.to_le_bytes());
     Ok(used)
 }
@@ -193,6 +211,12 @@ const FADT_SIGNATURE: [u8; 4] = *b"FACP";
 /// 64-bit one (ACPI 6.5, table 5.9), which wins where it is set.
 const FADT_DSDT: usize = 40;
 const FADT_X_DSDT: usize = 140;
+
+/// The length field of the table at `physical`, if readable.
+fn declared_table_length(memory: &impl TableMemory, physical: u64) -> Option<u32> {
+    let mut head = [0u8; HEADER_LENGTH];
+    memory.read(physical, &mut head).then(|| SdtHeader::parse(&head).ok().map(|header| header.length)).flatten()
+}
 
 /// The DSDT's address the FADT `fadt` gives, if any.
 pub fn dsdt_address(fadt: &[u8]) -> Option<u64> {
@@ -220,6 +244,7 @@ pub struct SnapshotMemory<'a> {
     bytes: &'a [u8],
     count: usize,
     rsdp: u64,
+    dsdt_left_out: u32,
 }
 
 impl<'a> SnapshotMemory<'a> {
@@ -234,11 +259,17 @@ impl<'a> SnapshotMemory<'a> {
         }
         let mut rsdp = [0u8; 8];
         rsdp.copy_from_slice(&bytes[16..24]);
-        let snapshot = Self { bytes, count, rsdp: u64::from_le_bytes(rsdp) };
+        let dsdt_left_out = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        let snapshot = Self { bytes, count, rsdp: u64::from_le_bytes(rsdp), dsdt_left_out };
         if (0..count).any(|index| snapshot.entry(index).is_none()) {
             return Err(SnapshotError::Malformed);
         }
         Ok(snapshot)
+    }
+
+    /// The length of the DSDT [`build`] left out for want of room, if it did.
+    pub fn dsdt_left_out(&self) -> Option<u32> {
+        (self.dsdt_left_out != 0).then_some(self.dsdt_left_out)
     }
 
     /// The physical address the RSDP had, where parsing starts.
@@ -267,13 +298,18 @@ impl<'a> SnapshotMemory<'a> {
 
     /// The AML of the DSDT the snapshot's FADT names (its bytes after the
     /// header, checksum checked); `Ok(None)` if the firmware has no FADT
-    /// or no DSDT was copied.
+    /// or DSDT.
     pub fn dsdt(&self, root: &RootTable<'_>) -> Result<Option<&'a [u8]>, DsdtError> {
         let mut fadt = [0u8; 512];
         let found = root.find(self, FADT_SIGNATURE, &mut fadt).map_err(DsdtError::Root)?;
         let Some(address) = found.and_then(|fadt| dsdt_address(fadt.bytes())) else { return Ok(None) };
         let copied = (0..self.count).filter_map(|index| self.entry(index)).find(|(base, _)| *base == address);
-        let Some((_, bytes)) = copied else { return Ok(None) };
+        let Some((_, bytes)) = copied else {
+            return match self.dsdt_left_out {
+                0 => Ok(None),
+                length => Err(DsdtError::LeftOut { length }),
+            };
+        };
         let table = Sdt::parse_signed(bytes, DSDT_SIGNATURE).map_err(DsdtError::Table)?;
         Ok(table.bytes().get(HEADER_LENGTH..))
     }

@@ -145,3 +145,26 @@ fn the_dsdt_the_fadt_names_is_copied_and_its_aml_found() {
     let root = copy.root(&mut root).expect("root");
     assert_eq!(copy.dsdt(&root), Ok(None));
 }
+
+#[test]
+fn a_dsdt_too_large_for_the_snapshot_is_left_out_and_said_so() {
+    const FADT_AT: usize = 0x4000;
+    const DSDT_AT: usize = 0x5000;
+    let mut memory = firmware(&[MCFG_AT as u64, DMAR_AT as u64, FADT_AT as u64]);
+    let mut fadt = vec![0u8; 276 - 36];
+    fadt[40 - 36..44 - 36].copy_from_slice(&(DSDT_AT as u32).to_le_bytes());
+    let fadt = table(*b"FACP", 6, &fadt);
+    memory[FADT_AT..FADT_AT + fadt.len()].copy_from_slice(&fadt);
+    let dsdt = table(*b"DSDT", 2, &[0x5b; 6000]);
+    memory[DSDT_AT..DSDT_AT + dsdt.len()].copy_from_slice(&dsdt);
+    let bytes = snapshot(&memory, 4096).expect("the other tables still fit");
+    let copy = SnapshotMemory::new(&bytes).expect("valid");
+    assert_eq!(copy.dsdt_left_out(), Some(6036));
+    let mut root = [0u8; 256];
+    let root = copy.root(&mut root).expect("root");
+    assert_eq!(copy.dsdt(&root), Err(DsdtError::LeftOut { length: 6036 }));
+    let mut mcfg = [0u8; 64];
+    assert!(matches!(root.find(&copy, *b"MCFG", &mut mcfg), Ok(Some(_))));
+    let bytes = snapshot(&memory, 16384).expect("fits");
+    assert_eq!(SnapshotMemory::new(&bytes).expect("valid").dsdt_left_out(), None);
+}

@@ -15,16 +15,6 @@ use crate::objects::Mappable;
 /// processor that has one).
 const CACHE_LINE: u64 = 64;
 
-/// Copies the whole frame `frame` into `buffer` (up to its length) through a
-/// temporary read-only mapping at `virt`; returns the bytes copied.
-pub fn copy_frame(frame: Cap<crate::cap::Frame>, virt: u64, buffer: &mut [u8]) -> Result<usize, ErrorCode> {
-    let mapping = Mapping::map(crate::cap::own::SPACE, frame, virt, false)?;
-    let len = usize::try_from(mapping.len()).map_or(buffer.len(), |len| len.min(buffer.len()));
-    let copied = mapping.copy_out(0, &mut buffer[..len]);
-    mapping.unmap()?;
-    copied.map(|()| len).ok_or(ErrorCode::InvalidArgument)
-}
-
 /// A memory capability of kind `K` mapped at a fixed address of this task.
 #[derive(Debug)]
 pub struct Mapping<K: Mappable> {

@@ -57,9 +57,15 @@ pub fn root_buses(acpi: Cap<Frame>, ecam: &Ecam) -> Vec<u8, MAX_HOST_BRIDGES> {
     let (first, last) = ecam.buses();
     let mut reader = TableReader::new();
     let consequence = "only the ECAM window's first bus is enumerated";
+    let mut said = false;
     let bridges = reader.read(acpi, "DSDT", consequence, |tables, root, _| match tables.dsdt(root) {
         Ok(Some(aml)) => aml::host_bridges(aml).map(Some).map_err(HostBridgesError::Aml),
         Ok(None) => Ok(None),
+        Err(DsdtError::LeftOut { length }) => {
+            defmt::warn!("the DSDT ({=u32} bytes) is not in the ACPI snapshot: {=str}", length, consequence);
+            said = true;
+            Ok(Some(Vec::new()))
+        }
         Err(error) => Err(HostBridgesError::Dsdt(error)),
     });
     let mut buses = Vec::new();
@@ -78,8 +84,10 @@ pub fn root_buses(acpi: Cap<Frame>, ecam: &Ecam) -> Vec<u8, MAX_HOST_BRIDGES> {
             let _ = buses.push(bridge.bus);
         }
     }
-    if buses.is_empty() {
+    if buses.is_empty() && !said && bridges.is_some() {
         defmt::warn!("the DSDT declares no host bridge in the ECAM window: enumerating bus {=u8:02x} alone", first);
+    }
+    if buses.is_empty() {
         let _ = buses.push(first);
     }
     buses
