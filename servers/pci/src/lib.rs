@@ -21,6 +21,7 @@ pub mod error;
 pub mod header;
 pub mod quirks;
 pub mod reach;
+pub mod roots;
 
 mod acs;
 mod describe;

@@ -1,10 +1,11 @@
 //! The ECAM window and the root buses, from the kernel's ACPI snapshot: MCFG checked against the grant, the DSDT's host bridges.
 
-use acpi_tables::aml::{self, AmlError, MAX_HOST_BRIDGES};
+use acpi_tables::aml::{self, AmlError};
 use acpi_tables::{DsdtError, Mcfg};
 use capabilities::abi::PAGE_SIZE;
 use heapless::Vec;
 use pci_server::ecam::Ecam;
+use pci_server::roots::{self, MAX_ROOT_BUSES, RootBus};
 use userlib::acpi::{TableReader, granted_region};
 use userlib::cap::{Cap, DeviceMemory, Frame};
 
@@ -53,8 +54,8 @@ enum HostBridgesError {
 /// the window's first bus alone where the DSDT says nothing usable, with
 /// the reason logged. Functions below an unread root bus are never
 /// enumerated, so they stay blocked: no context entry ever names them.
-pub fn root_buses(acpi: Cap<Frame>, ecam: &Ecam) -> Vec<u8, MAX_HOST_BRIDGES> {
-    let (first, last) = ecam.buses();
+pub fn root_buses(acpi: Cap<Frame>, ecam: &Ecam) -> Vec<u8, MAX_ROOT_BUSES> {
+    let first = ecam.buses().0;
     let mut reader = TableReader::new();
     let consequence = "only the ECAM window's first bus is enumerated";
     let mut said = false;
@@ -68,27 +69,23 @@ pub fn root_buses(acpi: Cap<Frame>, ecam: &Ecam) -> Vec<u8, MAX_HOST_BRIDGES> {
         }
         Err(error) => Err(HostBridgesError::Dsdt(error)),
     });
-    let mut buses = Vec::new();
+    let place = |bridge: &aml::HostBridge| RootBus { segment: bridge.segment, bus: bridge.bus };
     for bridge in bridges.iter().flatten() {
         let name = core::str::from_utf8(&bridge.name).unwrap_or("????");
-        if bridge.segment != ecam.segment() || !(first..=last).contains(&bridge.bus) {
+        if ecam.holds(place(bridge)) {
+            defmt::info!("host bridge {=str}: root bus {=u8:02x}", name, bridge.bus);
+        } else {
             defmt::warn!(
                 "host bridge {=str} (segment {=u16}, bus {=u8:02x}) is outside the granted ECAM window: its devices stay blocked",
                 name,
                 bridge.segment,
                 bridge.bus
             );
-        } else if !buses.contains(&bridge.bus) {
-            defmt::info!("host bridge {=str}: root bus {=u8:02x}", name, bridge.bus);
-            // As many buses as bridges fit: the list has their capacity.
-            let _ = buses.push(bridge.bus);
         }
     }
-    if buses.is_empty() && !said && bridges.is_some() {
+    let held = bridges.iter().flatten().filter(|bridge| ecam.holds(place(bridge))).count();
+    if held == 0 && !said && bridges.is_some() {
         defmt::warn!("the DSDT declares no host bridge in the ECAM window: enumerating bus {=u8:02x} alone", first);
     }
-    if buses.is_empty() {
-        let _ = buses.push(first);
-    }
-    buses
+    roots::root_buses(ecam, bridges.iter().flatten().map(place))
 }
