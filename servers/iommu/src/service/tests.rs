@@ -705,3 +705,4 @@ mod death;
 mod faults;
 mod interrupts;
 mod isolation;
+mod units;
