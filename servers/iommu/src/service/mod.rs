@@ -1,14 +1,16 @@
-//! The IOMMU server: the VT-d unit, the groups and their owners, and every
+//! The IOMMU server: the VT-d units, the groups and their owners, and every
 //! request of the IOMMU protocol (`iommu-api`).
 //!
-//! The server starts with translation on over an empty root table, so
-//! every requester is blocked, and the unit's caches clean. It waits for
-//! the PCI server's topology, forms the groups (the same code as the
-//! policy checker), gives each group a default domain and points every
-//! requester id at its group's domain (`topology`); a topology it cannot
-//! take leaves everything blocked and every claim refused with the reason. From then on every ownership change goes through
-//! [`crate::ownership::Ownership`], which programs the context entries
-//! through [`switch::Switch`].
+//! Each granted unit starts with translation on over an empty root table
+//! of its own, so every requester is blocked, and its caches clean
+//! (`units`). The server waits for the PCI server's topology, forms the
+//! groups (the same code as the policy checker), places each on the unit
+//! DMAR puts all its members under (`placement`), gives each group a
+//! default domain and points every requester id at its group's domain on
+//! that unit (`topology`); a topology it cannot take leaves everything
+//! blocked and every claim refused with the reason. From then on every
+//! ownership change goes through [`crate::ownership::Ownership`], which
+//! programs the context entries through [`switch::Switch`].
 //!
 //! Requests are answered by family, told apart by the capability they
 //! came on: `policy` answers the policy operations, `dma` a DMA handle's,
@@ -16,7 +18,7 @@
 //! death undoes, `revoked` what a revoked frame capability undoes.
 //! Frames go in and out of domains through `mapping`.
 //!
-//! Hardware is reached through a [`Platform`]: the unit's registers, its
+//! Hardware is reached through a [`Platform`]: the units' registers, their
 //! invalidation-queue memory and table memory; the kernel through
 //! [`kernel::Kernel`]. The bin supplies the real ones, the tests simulated
 //! ones.
