@@ -11,6 +11,7 @@
 
 use core::fmt;
 
+use capabilities::config::IommuConfig;
 use heapless::Vec;
 
 use super::domains::Domain;
@@ -22,7 +23,6 @@ use crate::interrupt::remapping::InterruptState;
 use crate::invalidation::Invalidation;
 use crate::pagetable::PageTableConfig;
 use crate::unit::{QueueConfig, RemappingUnit, UnitError};
-use capabilities::config::IommuConfig;
 
 /// Most remapping units one server drives (a unit per socket, and one
 /// for integrated graphics, on the larger machines).
@@ -48,7 +48,7 @@ impl UnitSet {
 
     /// Whether `unit` is in the set.
     pub fn contains(self, unit: UnitIndex) -> bool {
-        self.0 >> unit.min(7) & 1 != 0 && usize::from(unit) < MAX_UNITS
+        usize::from(unit) < MAX_UNITS && self.0 >> unit & 1 != 0
     }
 
     /// The units in the set, lowest first.
@@ -152,11 +152,6 @@ impl<P: Platform> Unit<P> {
 }
 
 impl<P: Platform> Hardware<P> {
-    /// The driven unit at `base`, if one is.
-    pub fn unit_at(&self, base: u64) -> Option<UnitIndex> {
-        self.units.iter().position(|unit| unit.base == base).map(|index| index as UnitIndex)
-    }
-
     /// The driven unit `index`.
     pub fn unit(&mut self, index: UnitIndex) -> Option<&mut Unit<P>> {
         self.units.get_mut(usize::from(index))

@@ -256,6 +256,18 @@ fn a_unit_that_fails_bring_up_hands_out_none_of_its_devices_and_says_why() {
 }
 
 #[test]
+fn grants_past_the_units_the_server_drives_are_not_driven() {
+    let bases = (0..=MAX_UNITS as u64).map(|n| A + n * 0x1000);
+    let parts = bases.map(|base| unit_parts(base, FakeUnit::new(QEMU_CAP, QEMU_ECAP), true));
+    let mut service = Service::start(parts, FakePages::new(4096), self::config(), 39, 0).expect("eight come up");
+    let driven: Vec<u64> = service.hardware().units.iter().map(|unit| unit.base).collect();
+    assert_eq!(driven, (0..MAX_UNITS as u64).map(|n| A + n * 0x1000).collect::<Vec<_>>(), "the ninth is left alone");
+    assert!(service.down_units().is_empty(), "it is not a unit that failed: it was never tried");
+    let none = Service::<Simulated>::start([], FakePages::new(4096), self::config(), 39, 0);
+    assert_eq!(none.err(), Some(StartError::NoUnit));
+}
+
+#[test]
 fn an_address_space_spans_units_only_where_their_tables_agree() {
     let mut rig = rig_over(&two_units(), &[(A, QEMU_CAP_CACHING), (B, QEMU_CAP_CACHING)]);
     let on_a = rig.claim_group(USER, bdf(1, 2)).expect("A's group");
