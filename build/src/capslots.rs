@@ -18,8 +18,9 @@ pub fn slot_of(index: usize) -> u32 {
 pub struct Resolution {
     /// The ELF with every granted slot written in.
     pub elf: Vec<u8>,
-    /// Capabilities the binary asks for that the policy does not grant
-    /// (allowed: using them fails with `InvalidCapability`).
+    /// Capabilities the binary asks for that the policy does not grant,
+    /// but for those it marks optional (allowed: using them fails with
+    /// `InvalidCapability`).
     pub ungranted: Vec<String>,
 }
 
@@ -39,12 +40,13 @@ pub fn resolve(task: &Task, elf: &[u8]) -> Result<Result<Resolution, Vec<Problem
         for (index, bytes) in data.chunks_exact(ENTRY_SIZE).enumerate() {
             let entry = capslots::parse(bytes)
                 .ok_or_else(|| anyhow!("{}: capability entry {index} is unreadable", task.binary))?;
-            asked.push((entry.name.to_owned(), entry.kind, offset as usize + index * ENTRY_SIZE + SLOT_OFFSET));
+            let at = offset as usize + index * ENTRY_SIZE + SLOT_OFFSET;
+            asked.push((entry.name.to_owned(), entry.kind, at, entry.optional));
         }
     }
     let mut problems = Vec::new();
     for (index, grant) in task.caps.iter().enumerate() {
-        match asked.iter().find(|(name, _, _)| *name == grant.name) {
+        match asked.iter().find(|(name, ..)| *name == grant.name) {
             None => problems.push(Problem {
                 line: grant.line,
                 message: format!(
@@ -55,11 +57,11 @@ pub fn resolve(task: &Task, elf: &[u8]) -> Result<Result<Resolution, Vec<Problem
                     if asked.is_empty() {
                         "none".into()
                     } else {
-                        asked.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                        asked.iter().map(|(n, ..)| n.as_str()).collect::<Vec<_>>().join(", ")
                     }
                 ),
             }),
-            Some((_, kind, at)) => {
+            Some((_, kind, at, _)) => {
                 let granted = grant.object.kind();
                 if *kind != granted as u8 {
                     let expected = ObjectKind::from_number(u64::from(*kind));
@@ -81,8 +83,8 @@ pub fn resolve(task: &Task, elf: &[u8]) -> Result<Result<Resolution, Vec<Problem
     }
     let ungranted = asked
         .into_iter()
-        .map(|(name, _, _)| name)
-        .filter(|name| !task.caps.iter().any(|grant| &grant.name == name))
+        .filter(|(name, _, _, optional)| !optional && !task.caps.iter().any(|grant| &grant.name == name))
+        .map(|(name, ..)| name)
         .collect();
     Ok(Ok(Resolution { elf: patched, ungranted }))
 }

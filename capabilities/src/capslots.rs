@@ -30,7 +30,9 @@ pub struct CapSlotEntry {
     name: [u8; NAME_MAX],
     name_len: u8,
     kind: u8,
-    _reserved: [u8; 2],
+    /// 1 if the binary does without it (see [`CapSlotEntry::optional`]).
+    optional: u8,
+    _reserved: u8,
     slot: AtomicU32,
 }
 
@@ -40,6 +42,17 @@ impl CapSlotEntry {
     /// An unresolved entry for capability `name` of `kind` (slot 0, the
     /// null slot, until the build tool writes the real one).
     pub const fn new(name: &str, kind: ObjectKind) -> Self {
+        Self::with(name, kind, false)
+    }
+
+    /// An entry for a capability the binary does without when the policy
+    /// does not grant it (a second remapping unit, say): the build tool
+    /// does not note it missing.
+    pub const fn optional(name: &str, kind: ObjectKind) -> Self {
+        Self::with(name, kind, true)
+    }
+
+    const fn with(name: &str, kind: ObjectKind, optional: bool) -> Self {
         let bytes = name.as_bytes();
         assert!(!bytes.is_empty() && bytes.len() <= NAME_MAX, "capability names are 1 to 24 bytes");
         let mut buffer = [0u8; NAME_MAX];
@@ -48,7 +61,14 @@ impl CapSlotEntry {
             buffer[index] = bytes[index];
             index += 1;
         }
-        Self { name: buffer, name_len: bytes.len() as u8, kind: kind as u8, _reserved: [0; 2], slot: AtomicU32::new(0) }
+        Self {
+            name: buffer,
+            name_len: bytes.len() as u8,
+            kind: kind as u8,
+            optional: optional as u8,
+            _reserved: 0,
+            slot: AtomicU32::new(0),
+        }
     }
 
     /// The slot the build tool resolved (0 if the policy gives no such
@@ -65,6 +85,8 @@ pub struct ParsedEntry<'a> {
     pub name: &'a str,
     /// Expected kind number (`ObjectKind`).
     pub kind: u8,
+    /// The binary does without it.
+    pub optional: bool,
 }
 
 /// Decodes entry bytes (exactly [`ENTRY_SIZE`] long).
@@ -74,7 +96,7 @@ pub fn parse(bytes: &[u8]) -> Option<ParsedEntry<'_>> {
     }
     let len = usize::from(bytes[NAME_MAX]).min(NAME_MAX);
     let name = core::str::from_utf8(&bytes[..len]).ok()?;
-    Some(ParsedEntry { name, kind: bytes[NAME_MAX + 1] })
+    Some(ParsedEntry { name, kind: bytes[NAME_MAX + 1], optional: bytes[NAME_MAX + 2] != 0 })
 }
 
 #[cfg(test)]
@@ -87,8 +109,17 @@ mod tests {
         let bytes: [u8; ENTRY_SIZE] = [
             b'e', b'c', b'h', b'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0, 0, 0,
         ];
-        assert_eq!(parse(&bytes), Some(ParsedEntry { name: "echo", kind: ObjectKind::Endpoint as u8 }));
+        assert_eq!(
+            parse(&bytes),
+            Some(ParsedEntry { name: "echo", kind: ObjectKind::Endpoint as u8, optional: false })
+        );
         assert_eq!(ENTRY.slot(), 0);
         assert_eq!(parse(&bytes[1..]), None);
+        let mut optional = bytes;
+        optional[NAME_MAX + 2] = 1;
+        assert_eq!(parse(&optional).map(|entry| entry.optional), Some(true));
+        assert_eq!(core::mem::offset_of!(CapSlotEntry, optional), NAME_MAX + 2);
+        static OPTIONAL: CapSlotEntry = CapSlotEntry::optional("unit-1", ObjectKind::DeviceMemory);
+        assert_eq!((OPTIONAL.optional, OPTIONAL.slot()), (1, 0));
     }
 }

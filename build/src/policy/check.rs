@@ -56,6 +56,7 @@ pub fn parse(path: &Path, text: &str, binaries: &[String]) -> Result<Policy, Pro
         .map(|(index, (name, spanned))| task(&mut report, binaries, &names, index, name, spanned))
         .collect();
     check_servers(&mut report, &raw, &tasks, &endpoints);
+    check_units(&mut report, &tasks);
     check_parameters(&mut report, &raw, &tasks, &endpoints);
     let devices = super::devices::check(&mut report, &raw, &tasks);
     let (assertions, mut warnings) = super::assertions::check(&mut report, &raw);
@@ -312,6 +313,28 @@ fn check_servers(report: &mut Report<'_>, raw: &RawPolicy, tasks: &[Task], endpo
                     ),
                 );
             }
+        }
+    }
+}
+
+/// Each remapping unit's registers granted once: two holders of a unit
+/// (or one holding it twice, as two units) would each believe it owns
+/// the unit's tables. Whether unit `n` exists is the machine's to say:
+/// the kernel refuses a grant past DMAR's units at boot.
+fn check_units(report: &mut Report<'_>, tasks: &[Task]) {
+    let grants = tasks.iter().flat_map(|task| task.caps.iter().map(move |cap| (task, cap)));
+    let mut seen: Vec<(u8, &str, &str, usize)> = Vec::new();
+    for (task, cap) in grants {
+        let BootObject::RemappingUnit(unit) = cap.object else { continue };
+        match seen.iter().find(|(n, ..)| *n == unit) {
+            Some((_, first_task, first_cap, first_line)) => report.problems.push(Problem {
+                line: cap.line,
+                message: format!(
+                    "task `{}`, capability `{}`: remapping unit {unit} is granted already (task `{first_task}`, capability `{first_cap}`, line {first_line}); a unit's registers have one holder, once",
+                    task.name, cap.name
+                ),
+            }),
+            None => seen.push((unit, &task.name, &cap.name, cap.line)),
         }
     }
 }

@@ -409,6 +409,32 @@ fn registers_ecam_and_acpi_tables_are_hardware_only_system_servers_hold() {
 }
 
 #[test]
+fn a_remapping_unit_is_granted_once() {
+    let units = "unit = { remapping-unit = 0 }\nsecond = { remapping-unit = 1 }\nagain = { remapping-unit = 0 }\n";
+    let twice = GOOD.replace("regs = { device-memory", &format!("{units}regs = {{ device-memory"));
+    let problems = check(&twice).expect_err("unit 0 twice").to_string();
+    assert!(
+        problems.contains(
+            "capability `again`: remapping unit 0 is granted already (task `client`, capability `unit`, line"
+        ),
+        "{problems}"
+    );
+    assert_eq!(problems.lines().count(), 1, "units 0 and 1 once each are fine:\n{problems}");
+    let once = GOOD.replace(
+        "regs = { device-memory",
+        "unit = { remapping-unit = 0 }\nsecond = { remapping-unit = 1 }\nregs = { device-memory",
+    );
+    let policy = check(&once).expect("each unit once");
+    let granted: Vec<_> = policy.tasks[1]
+        .caps
+        .iter()
+        .filter(|cap| matches!(cap.object, BootObject::RemappingUnit(_)))
+        .map(|cap| cap.object)
+        .collect();
+    assert_eq!(granted, [BootObject::RemappingUnit(0), BootObject::RemappingUnit(1)]);
+}
+
+#[test]
 fn options_that_would_be_ignored_are_refused() {
     let minting = GOOD.replace(
         "minter = { send = \"echo\", mint = true }",

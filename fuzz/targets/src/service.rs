@@ -23,11 +23,12 @@ use capabilities::badge;
 use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
 use capabilities::pci::Bdf;
 use iommu_api::{Handle, Reply, Request};
-use iommu_server::memory::{TablePage, TablePages};
+use iommu_server::memory::TablePages;
 use iommu_server::ownership::Owner;
 use iommu_server::service::Service;
-use iommu_server::testing::{FakeKernel, FakePages, QEMU_CAP, QEMU_CAP_CACHING, QEMU_ECAP, Simulated, topology};
-use iommu_server::unit::QueueConfig;
+use iommu_server::testing::{
+    FakeKernel, FakePages, QEMU_BASE, QEMU_CAP, QEMU_CAP_CACHING, QEMU_ECAP, Simulated, topology, unit_parts,
+};
 use iommu_server::unit::fake::FakeUnit;
 
 use crate::input::Input;
@@ -76,10 +77,8 @@ fn config() -> IommuConfig {
 /// too big to move around a test thread's stack in debug builds.
 pub(crate) fn start(input: &mut Input<'_>, config: IommuConfig) -> Option<Box<Service<Simulated>>> {
     let fake = FakeUnit::new([QEMU_CAP, QEMU_CAP_CACHING][input.below(2)], QEMU_ECAP);
-    let queue = fake.queue_memory();
-    let queue_config = QueueConfig { base: TablePage::new(0x8_0000)?, size_order: 0, status_address: 0x9_0000 };
     let budget = [48, 96, 4096][input.below(3)];
-    let service = Service::start(fake, 4096, FakePages::new(budget), Some((queue, queue_config)), config, 39, 0);
+    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(budget), config, 39, 0);
     service.ok().map(Box::new)
 }
 
@@ -150,7 +149,7 @@ impl Machine {
             7 => self.service.task_died(&mut self.k, USERS[input.below(2)]),
             8 => {
                 let high = 1 << 63 | u64::from(input.below(13) as u8) << 32 | u64::from(device.requester_id());
-                self.service.hardware().unit.registers().inject_fault(0, u64::from(input.u16()) << 12, high);
+                self.service.hardware().units[0].unit.registers().inject_fault(0, u64::from(input.u16()) << 12, high);
                 self.service.drain_faults(0);
             }
             9 => {
@@ -244,7 +243,7 @@ impl Machine {
         let hw = self.service.hardware();
         for ((group, domain), id) in expected.iter().zip(&domain_ids) {
             for &source in &requesters[usize::from(*group)] {
-                let entry = hw.context.entry(&hw.pages, source);
+                let entry = hw.units[0].context.entry(&hw.pages, source);
                 let found = entry.is_present().then(|| entry.domain().map(|d| d.get())).flatten();
                 assert_eq!(found, *id, "requester {source:#06x} of group {group} (domain {domain:?})");
             }

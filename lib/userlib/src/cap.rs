@@ -162,6 +162,12 @@ impl<K: Kind> Slot<K> {
         Self { entry: CapSlotEntry::new(name, K::KIND), kind: PhantomData }
     }
 
+    /// An entry for capability `name`, which the binary does without when
+    /// the policy does not grant it.
+    pub const fn optional(name: &str) -> Self {
+        Self { entry: CapSlotEntry::optional(name, K::KIND), kind: PhantomData }
+    }
+
     /// The capability (slot 0, always invalid, if the policy gives none).
     pub fn get(&self) -> Cap<K> {
         Cap::at(self.entry.slot())
@@ -169,13 +175,20 @@ impl<K: Kind> Slot<K> {
 }
 
 /// Declares a capability the task expects from the policy:
-/// `cap_slot!(ECHO: Endpoint = "echo");` then `ECHO.get()`.
+/// `cap_slot!(ECHO: Endpoint = "echo");` then `ECHO.get()`; with
+/// `, optional` after the name, one the task does without (its slot is
+/// then 0), which the build tool does not note missing.
 #[macro_export]
 macro_rules! cap_slot {
     ($vis:vis $name:ident : $kind:ident = $cap:literal) => {
         #[unsafe(link_section = ".cap_slots")]
         #[used]
         $vis static $name: $crate::cap::Slot<$crate::cap::$kind> = $crate::cap::Slot::new($cap);
+    };
+    ($vis:vis $name:ident : $kind:ident = $cap:literal, optional) => {
+        #[unsafe(link_section = ".cap_slots")]
+        #[used]
+        $vis static $name: $crate::cap::Slot<$crate::cap::$kind> = $crate::cap::Slot::optional($cap);
     };
 }
 

@@ -8,8 +8,9 @@ use capabilities::ErrorCode;
 use capabilities::pci::{Bdf, BridgeBuses, HeaderKind, PciFunction, PcieDeviceType};
 
 use crate::memory::{ENTRIES_PER_PAGE, TablePage, TablePages};
-use crate::service::Platform;
 use crate::service::kernel::{Kernel, Pin};
+use crate::service::{Platform, UnitParts};
+use crate::unit::QueueConfig;
 use crate::unit::fake::{FakeQueue, FakeUnit, SharedMemory};
 
 /// The simulated platform: QEMU's unit model, its queue, simulated table memory.
@@ -210,6 +211,18 @@ impl Kernel for FakeKernel {
     fn now(&self) -> u64 {
         0
     }
+}
+
+/// Where QEMU 7.2 puts its unit's registers.
+pub const QEMU_BASE: u64 = 0xfed9_0000;
+
+/// `fake` as the unit at `base`, with an invalidation queue of 256
+/// descriptors if `queued`, as the server binary hands a unit over.
+pub fn unit_parts(base: u64, fake: FakeUnit, queued: bool) -> UnitParts<Simulated> {
+    let config =
+        || QueueConfig { base: TablePage::new(0x8_0000).expect("aligned"), size_order: 0, status_address: 0x9_0000 };
+    let queue = queued.then(|| (fake.queue_memory(), config()));
+    UnitParts { base, registers: fake, register_window: 4096, queue }
 }
 
 /// QEMU 7.2's capability register for `-device intel-iommu`.

@@ -1,11 +1,13 @@
-//! Interrupt remapping in the service: the table set up at start, entries for the driver core, revocation.
+//! Interrupt remapping in the service: each unit's table set up at start, entries for the driver core, revocation.
 //!
-//! The unit's interrupt-remapping table is set up and remapping turned on
+//! Each unit's interrupt-remapping table is set up and remapping turned on
 //! when the server starts, before any device can be handed to anyone, on
 //! units that can (ECAP.IR, and queued invalidation, the only way to
 //! invalidate cached entries). From then on no device message reaches a
 //! CPU unless it names an entry the server wrote for that device's
-//! requester ids.
+//! requester ids, in the table of the unit that translates the device's
+//! group (a device's messages are remapped by the unit its DMA goes
+//! through); a group no one unit translates gets no entries.
 //!
 //! The PCI server, which programs every device's MSI, asks for an entry
 //! per vector the kernel allocated (`AllocInterrupt`), naming the task
@@ -36,7 +38,7 @@ use crate::invalidation::InterruptEntryScope;
 use crate::memory::{TablePage, TablePages};
 use crate::ownership::Owner;
 use crate::registers::Registers;
-use crate::service::{Answer, Hardware, Platform, Service, refused};
+use crate::service::{Answer, Hardware, Platform, Service, Unit, UnitIndex, refused};
 use crate::unit::{QueueMemory, RemappingUnit};
 
 /// Entries one device may have when the policy does not say.
@@ -52,13 +54,11 @@ struct Remapping {
     table: InterruptTable,
 }
 
-/// Interrupt remapping's state in the service.
+/// Interrupt remapping's state on one unit.
 pub struct InterruptState {
     remapping: Option<Remapping>,
     /// Why remapping is off (for logs and refusals).
     off_reason: &'static str,
-    /// Requests refused since boot.
-    pub(crate) refused: u64,
 }
 
 impl InterruptState {
@@ -70,7 +70,7 @@ impl InterruptState {
         pages: &mut T,
         config: &IommuConfig,
     ) -> Self {
-        let off = |off_reason| Self { remapping: None, off_reason, refused: 0 };
+        let off = |off_reason| Self { remapping: None, off_reason };
         if !unit.capabilities().interrupt_remapping {
             return off("the unit does not remap interrupts (ECAP.IR clear; QEMU: intel-iommu,intremap=off)");
         }
@@ -90,7 +90,7 @@ impl InterruptState {
             quota => quota,
         };
         let table = InterruptTable::new(Quotas { per_device, per_holder: ENTRIES_PER_HOLDER });
-        Self { remapping: Some(Remapping { page, table }), off_reason: "", refused: 0 }
+        Self { remapping: Some(Remapping { page, table }), off_reason: "" }
     }
 
     /// Whether remapping is on.
@@ -106,12 +106,6 @@ impl InterruptState {
     /// Entries in use.
     pub fn in_use(&self) -> usize {
         self.remapping.as_ref().map_or(0, |r| r.table.in_use())
-    }
-
-    /// Requests refused since boot: entries asked for (or asked for without
-    /// the right) and user claims refused for want of remapping.
-    pub fn refused(&self) -> u64 {
-        self.refused
     }
 
     /// The entry `handle` names, if in use.
@@ -141,59 +135,67 @@ fn clear_entry<T: TablePages>(pages: &mut T, coherent: bool, page: TablePage, ha
     }
 }
 
-/// Clears entry `handle` and invalidates the unit's cache of it.
-fn retire<P: Platform>(page: TablePage, hw: &mut Hardware<P>, handle: u16) {
-    let coherent = hw.unit.capabilities().coherent;
-    clear_entry(&mut hw.pages, coherent, page, handle);
-    if hw.unit.invalidate_interrupt_entries(InterruptEntryScope::Indexed { index: handle, order: 0 }).is_err() {
+/// Clears entry `handle` of `unit`'s table at `page` and invalidates the
+/// unit's cache of it.
+fn retire<R: Registers, Q: QueueMemory, T: TablePages>(
+    unit: &mut RemappingUnit<R, Q>,
+    pages: &mut T,
+    page: TablePage,
+    handle: u16,
+) {
+    let coherent = unit.capabilities().coherent;
+    clear_entry(pages, coherent, page, handle);
+    if unit.invalidate_interrupt_entries(InterruptEntryScope::Indexed { index: handle, order: 0 }).is_err() {
         error!("interrupt entry {=u16}: the cache invalidation failed; the unit may still deliver it", handle);
     }
 }
 
-/// Revokes every entry `select` picks: cleared in the table, then the
-/// unit's cache of each invalidated. Returns how many.
-pub(crate) fn revoke<P: Platform>(
-    state: &mut InterruptState,
-    hw: &mut Hardware<P>,
-    select: impl Fn(&EntryOwner) -> bool,
-) -> usize {
-    let Some(remapping) = state.remapping.as_mut() else { return 0 };
+/// Revokes every entry `select` picks, on every unit: cleared in the
+/// table, then the unit's cache of each invalidated. Returns how many.
+pub(crate) fn revoke<P: Platform>(hw: &mut Hardware<P>, select: impl Fn(&EntryOwner) -> bool) -> usize {
+    let Hardware { units, pages } = hw;
     let mut count = 0;
-    while let Some((handle, allocated)) = remapping.table.take_first(&select) {
-        retire(remapping.page, hw, handle);
-        info!("interrupt entry {=u16} of {} revoked", handle, allocated.owner.device);
-        count += 1;
+    for Unit { unit, interrupts, .. } in units.iter_mut() {
+        let Some(remapping) = interrupts.remapping.as_mut() else { continue };
+        while let Some((handle, allocated)) = remapping.table.take_first(&select) {
+            retire(unit, pages, remapping.page, handle);
+            info!("interrupt entry {=u16} of {} revoked", handle, allocated.owner.device);
+            count += 1;
+        }
     }
     count
 }
 
 /// Revokes `task`'s entries in `group` (its ownership of the group ended).
-pub(crate) fn revoke_in_group<P: Platform>(state: &mut InterruptState, hw: &mut Hardware<P>, group: u16, task: u16) {
-    revoke(state, hw, |owner| owner.group == Some(group) && owner.holder == Holder::Task(task));
+pub(crate) fn revoke_in_group<P: Platform>(hw: &mut Hardware<P>, group: u16, task: u16) {
+    revoke(hw, |owner| owner.group == Some(group) && owner.holder == Holder::Task(task));
 }
 
 /// Revokes every entry of `task` (it died).
-pub(crate) fn revoke_task<P: Platform>(state: &mut InterruptState, hw: &mut Hardware<P>, task: u16) {
-    revoke(state, hw, |owner| owner.holder == Holder::Task(task));
+pub(crate) fn revoke_task<P: Platform>(hw: &mut Hardware<P>, task: u16) {
+    revoke(hw, |owner| owner.holder == Holder::Task(task));
 }
 
 /// Revokes `task`'s entries of `device` (a driver's claim was released).
-pub(crate) fn revoke_device<P: Platform>(state: &mut InterruptState, hw: &mut Hardware<P>, device: Bdf, task: u16) {
-    revoke(state, hw, |owner| owner.device == device && owner.holder == Holder::Task(task));
+pub(crate) fn revoke_device<P: Platform>(hw: &mut Hardware<P>, device: Bdf, task: u16) {
+    revoke(hw, |owner| owner.device == device && owner.holder == Holder::Task(task));
 }
 
-/// The refusal of `caller`'s claim of `group` if the machine cannot remap
-/// interrupts and the policy does not allow user assignment without it;
-/// an allowed claim without remapping is logged as a warning.
+/// The refusal of `caller`'s claim of `group`, translated by `unit`, if
+/// that unit cannot remap interrupts and the policy does not allow user
+/// assignment without it (counted in `refusals`); an allowed claim
+/// without remapping is logged as a warning.
 pub(crate) fn refuse_user_claim(
-    state: &mut InterruptState,
+    unit: &InterruptState,
+    refusals: &mut u64,
     config: &IommuConfig,
     group: u16,
     caller: u16,
 ) -> Option<Answer> {
-    if state.enabled() {
+    if unit.enabled() {
         return None;
     }
+    let state = unit;
     let name = config.tasks.name(caller);
     if config.assignment_without_interrupt_remapping {
         warn!(
@@ -202,7 +204,7 @@ pub(crate) fn refuse_user_claim(
         );
         return None;
     }
-    state.refused += 1;
+    *refusals += 1;
     let mut text = String::<240>::new();
     let _ = core::fmt::write(
         &mut text,
@@ -235,7 +237,7 @@ fn refuse(code: ErrorCode, args: core::fmt::Arguments<'_>) -> Reply {
 pub(crate) fn allocate<P: Platform>(s: &mut Service<P>, device: Bdf, holder: u16, address: u64, data: u32) -> Reply {
     let reply = allocate_entry(s, device, holder, address, data);
     if matches!(reply, Reply::Refused { .. }) {
-        s.interrupts.refused += 1;
+        s.interrupt_refusals += 1;
     }
     reply
 }
@@ -274,8 +276,17 @@ fn allocate_entry<P: Platform>(s: &mut Service<P>, device: Bdf, holder: u16, add
         }
         _ => {}
     }
-    let state = &mut s.interrupts;
-    let Some(remapping) = state.remapping.as_mut() else {
+    let Some(unit) = ready.unit_of(group) else {
+        return refuse(
+            ErrorCode::PermissionDenied,
+            format_args!("{device}: group {group} is translated by no one remapping unit, so it gets no entry"),
+        );
+    };
+    let Hardware { units, pages } = &mut s.hw;
+    let Some(Unit { unit, interrupts, .. }) = units.get_mut(usize::from(unit)) else {
+        return refuse(ErrorCode::NotFound, format_args!("{device}: its remapping unit is not driven"));
+    };
+    let Some(remapping) = interrupts.remapping.as_mut() else {
         // No remapping: the kernel's message is what the device sends.
         return Reply::Interrupt { address, data, entry: None };
     };
@@ -298,12 +309,12 @@ fn allocate_entry<P: Platform>(s: &mut Service<P>, device: Bdf, holder: u16, add
             return refuse(code, format_args!("{device} for {}: {error}", names.name(holder)));
         }
     };
-    let coherent = s.hw.unit.capabilities().coherent;
-    write_entry(&mut s.hw.pages, coherent, remapping.page, handle, entry.encode());
+    let coherent = unit.capabilities().coherent;
+    write_entry(pages, coherent, remapping.page, handle, entry.encode());
     // A not-present entry may be cached too (as fault information).
     let scope = InterruptEntryScope::Indexed { index: handle, order: 0 };
-    if s.hw.unit.invalidate_interrupt_entries(scope).is_err() {
-        clear_entry(&mut s.hw.pages, coherent, remapping.page, handle);
+    if unit.invalidate_interrupt_entries(scope).is_err() {
+        clear_entry(pages, coherent, remapping.page, handle);
         let _ = remapping.table.free(handle, device);
         return refuse(ErrorCode::Busy, format_args!("{device}: the unit did not take the new interrupt entry"));
     }
@@ -320,48 +331,73 @@ fn allocate_entry<P: Platform>(s: &mut Service<P>, device: Bdf, holder: u16, add
     Reply::Interrupt { address, data, entry: Some(handle) }
 }
 
+/// The driven unit whose table holds `device`'s entries, if any.
+fn unit_of_device<P: Platform>(s: &Service<P>, device: Bdf) -> Option<UnitIndex> {
+    let ready = s.ready.as_ref()?;
+    ready.unit_of(ready.groups.group_of(device)?.0)
+}
+
 /// `FreeInterrupt`.
 pub(crate) fn free<P: Platform>(s: &mut Service<P>, device: Bdf, handle: u16) -> Reply {
-    let Some(remapping) = s.interrupts.remapping.as_mut() else {
+    let unit = unit_of_device(s, device);
+    let Hardware { units, pages } = &mut s.hw;
+    let Some(Unit { unit, interrupts, .. }) = unit.and_then(|unit| units.get_mut(usize::from(unit))) else {
+        return refuse(ErrorCode::NotFound, format_args!("{device} is under no driven unit: it has no entries"));
+    };
+    let Some(remapping) = interrupts.remapping.as_mut() else {
         return refuse(ErrorCode::NotFound, format_args!("interrupt remapping is off: {device} has no entries"));
     };
     let kernel_line = remapping.table.get(handle).is_some_and(|a| a.owner.holder == Holder::Kernel);
     if kernel_line || remapping.table.free(handle, device).is_err() {
         return refuse(ErrorCode::NotFound, format_args!("{device} has no interrupt entry {handle}"));
     }
-    retire(remapping.page, &mut s.hw, handle);
+    retire(unit, pages, remapping.page, handle);
     Reply::Done
 }
 
-/// `Interrupts`.
-pub(crate) fn report(state: &InterruptState, device: Option<Bdf>) -> Reply {
+/// `Interrupts`: the figures of `device`'s unit and its entries there, or,
+/// with no device (or one in no group, like the IO APIC), every unit's
+/// figures summed (remapping on only if every unit remaps) and the
+/// device's entries on any.
+pub(crate) fn report<P: Platform>(s: &Service<P>, device: Option<Bdf>) -> Reply {
+    let unit = device.and_then(|device| unit_of_device(s, device));
+    let counted = |index: usize| unit.is_none_or(|unit| usize::from(unit) == index);
+    let states =
+        || s.hw.units.iter().enumerate().filter(move |(index, _)| counted(*index)).map(|(_, unit)| &unit.interrupts);
     let mut entries = Vec::<InterruptEntry, INTERRUPT_ENTRIES_PER_REPLY>::new();
-    if let (Some(remapping), Some(device)) = (&state.remapping, device) {
-        for (handle, allocated) in remapping.table.entries().filter(|(_, a)| a.owner.device == device) {
-            let holder = match allocated.owner.holder {
-                Holder::Task(task) => Some(task),
-                Holder::Kernel => None,
-            };
-            let source = match allocated.entry.source {
-                SourceCheck::Exact(id) => InterruptSource::Exact(Bdf::from_requester_id(id)),
-                SourceCheck::MaskedFunction { id, qualifier } => {
-                    InterruptSource::Function { id: Bdf::from_requester_id(id), qualifier }
-                }
-                SourceCheck::Buses { first, last } => InterruptSource::Buses { first, last },
-            };
-            let entry = InterruptEntry { entry: handle, holder, vector: allocated.entry.delivery.vector, source };
-            if entries.push(entry).is_err() {
-                break;
-            }
+    let device_entries = device.into_iter().flat_map(|device| {
+        states()
+            .filter_map(|state| state.remapping.as_ref())
+            .flat_map(move |remapping| remapping.table.entries().filter(move |(_, a)| a.owner.device == device))
+    });
+    for (handle, allocated) in device_entries {
+        if entries.push(listed(handle, allocated)).is_err() {
+            break;
         }
     }
     Reply::Interrupts {
-        remapping: state.enabled(),
-        in_use: state.in_use() as u32,
-        capacity: if state.enabled() { TABLE_ENTRIES as u32 - 1 } else { 0 },
-        refused: state.refused(),
+        remapping: states().all(InterruptState::enabled),
+        in_use: states().map(|state| state.in_use() as u32).sum(),
+        capacity: states().filter(|state| state.enabled()).count() as u32 * (TABLE_ENTRIES as u32 - 1),
+        refused: s.interrupt_refusals,
         entries,
     }
+}
+
+/// Entry `handle` as the protocol lists it.
+fn listed(handle: u16, allocated: &Allocated) -> InterruptEntry {
+    let holder = match allocated.owner.holder {
+        Holder::Task(task) => Some(task),
+        Holder::Kernel => None,
+    };
+    let source = match allocated.entry.source {
+        SourceCheck::Exact(id) => InterruptSource::Exact(Bdf::from_requester_id(id)),
+        SourceCheck::MaskedFunction { id, qualifier } => {
+            InterruptSource::Function { id: Bdf::from_requester_id(id), qualifier }
+        }
+        SourceCheck::Buses { first, last } => InterruptSource::Buses { first, last },
+    };
+    InterruptEntry { entry: handle, holder, vector: allocated.entry.delivery.vector, source }
 }
 
 /// The source check for `device`'s messages: its own requester id and
@@ -394,27 +430,42 @@ fn describe(source: SourceCheck) -> String<48> {
 }
 
 impl<P: Platform> Service<P> {
-    /// Interrupt remapping's state.
-    pub fn interrupts(&self) -> &InterruptState {
-        &self.interrupts
+    /// Interrupt remapping's state on driven unit `unit`.
+    pub fn interrupts(&self, unit: UnitIndex) -> Option<&InterruptState> {
+        self.hw.units.get(usize::from(unit)).map(|unit| &unit.interrupts)
     }
 
-    /// An entry for an IO APIC line the kernel routes: `source` is the IO
-    /// APIC's source id (from the DMAR device scope). Returns the handle
-    /// the line's redirection entry must name, or `None` when remapping is
-    /// off or the table refuses.
-    pub fn remap_ioapic_line(&mut self, source: u16, vector: u8, destination: u8, level: bool) -> Option<u16> {
-        let remapping = self.interrupts.remapping.as_mut()?;
+    /// Interrupt requests refused since boot: entries asked for (or asked
+    /// for without the right) and user claims refused for want of remapping.
+    pub fn interrupt_refusals(&self) -> u64 {
+        self.interrupt_refusals
+    }
+
+    /// An entry on driven unit `unit` for an IO APIC line the kernel
+    /// routes: `source` is the IO APIC's source id (from the unit's DMAR
+    /// device scope). Returns the handle the line's redirection entry must
+    /// name, or `None` when the unit does not remap or its table refuses.
+    pub fn remap_ioapic_line(
+        &mut self,
+        unit: UnitIndex,
+        source: u16,
+        vector: u8,
+        destination: u8,
+        level: bool,
+    ) -> Option<u16> {
+        let Hardware { units, pages } = &mut self.hw;
+        let Unit { unit, interrupts, .. } = units.get_mut(usize::from(unit))?;
+        let remapping = interrupts.remapping.as_mut()?;
         let trigger = if level { Trigger::Level } else { Trigger::Edge };
         let entry =
             RemapEntry { delivery: Delivery { vector, destination, trigger }, source: SourceCheck::Exact(source) };
         let owner = EntryOwner { device: Bdf::from_requester_id(source), group: None, holder: Holder::Kernel };
         let handle = remapping.table.allocate(owner, entry).ok()?;
-        let coherent = self.hw.unit.capabilities().coherent;
-        write_entry(&mut self.hw.pages, coherent, remapping.page, handle, entry.encode());
+        let coherent = unit.capabilities().coherent;
+        write_entry(pages, coherent, remapping.page, handle, entry.encode());
         let scope = InterruptEntryScope::Indexed { index: handle, order: 0 };
-        if self.hw.unit.invalidate_interrupt_entries(scope).is_err() {
-            clear_entry(&mut self.hw.pages, coherent, remapping.page, handle);
+        if unit.invalidate_interrupt_entries(scope).is_err() {
+            clear_entry(pages, coherent, remapping.page, handle);
             let _ = remapping.table.free(handle, owner.device);
             return None;
         }

@@ -12,8 +12,8 @@ use crate::interrupt::remapping;
 #[inline(never)]
 pub(super) fn task_died<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16) {
     let Some(ready) = s.ready.as_mut() else { return };
-    let orphaned = change_ownership(&mut s.hw, &s.domains, ready, |ownership, hw| ownership.task_died(task, hw));
-    remapping::revoke_task(&mut s.interrupts, &mut s.hw, task);
+    let orphaned = change_ownership(&mut s.hw, &mut s.domains, ready, |ownership, hw| ownership.task_died(task, hw));
+    remapping::revoke_task(&mut s.hw, task);
     while let Some(position) = ready.group_caps.iter().position(|c| c.task == task) {
         k.revoke(ready.group_caps.swap_remove(position).slot);
     }

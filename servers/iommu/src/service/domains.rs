@@ -4,6 +4,7 @@
 use capabilities::ErrorCode;
 use heapless::Vec;
 
+use super::units::UnitSet;
 use crate::capability::Capabilities;
 use crate::domain::DomainId;
 use crate::iova::{IovaAllocator, IovaError};
@@ -54,6 +55,9 @@ pub struct Domain {
     pub table: SecondLevelTable,
     /// Its I/O virtual addresses.
     pub iova: IovaAllocator<IOVA_RANGES>,
+    /// The units a context entry has pointed at it on: their caches may
+    /// hold its translations, so each of its invalidations goes to them.
+    pub units: UnitSet,
 }
 
 /// Every domain and every mapping.
@@ -94,7 +98,9 @@ impl Domains {
         Self { domains: Vec::new(), mappings: Vec::new() }
     }
 
-    /// Creates a domain with an empty table covering `[first, last]`.
+    /// Creates a domain with an empty table covering `[first, last]`, built
+    /// as `config` says for the unit of `capabilities` (whose domain ids
+    /// it must fit).
     pub fn create(
         &mut self,
         pages: &mut impl TablePages,
@@ -115,7 +121,7 @@ impl Domains {
         let id = DomainId::new(index as u16 + 1, capabilities).ok_or(ErrorCode::OutOfMemory)?;
         let iova = IovaAllocator::new(first, last, quota).map_err(iova_error)?;
         let table = SecondLevelTable::new(pages, config).map_err(table_error)?;
-        self.domains[index] = Some(Domain { id, table, iova });
+        self.domains[index] = Some(Domain { id, table, iova, units: UnitSet::EMPTY });
         Ok(index as DomainIndex)
     }
 

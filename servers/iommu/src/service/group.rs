@@ -7,7 +7,7 @@ use super::domains::MappingOwner;
 use super::kernel::Kernel;
 use super::mapping::{self, NewMapping, Placement, destroy_domain, unmap_all};
 use super::quota::UserPages;
-use super::text::refused;
+use super::text::{refused, refused_with};
 use super::{AddressSpace, Answer, GroupCap, Minted, Platform, Service, change_ownership, domain_window, faults};
 use crate::interrupt::remapping;
 use crate::ownership::Owner;
@@ -41,13 +41,18 @@ fn create<P: Platform>(s: &mut Service<P>, cap: GroupCap) -> Answer {
     if ready.address_spaces.iter().filter(|a| a.task == task).count() >= spaces_allowed {
         return refused(ErrorCode::QuotaExceeded, "address-space quota used up").into();
     }
-    let capabilities = *s.hw.unit.capabilities();
-    let (first, last) = domain_window(&s.hw.table_config);
+    // The space's tables are built for the unit of the group it is made
+    // through; other units may walk them only if built alike.
+    let Some(unit) = ready.unit_of(cap.group).and_then(|unit| s.hw.units.get(usize::from(unit))) else {
+        return refused(ErrorCode::NotFound, "the group's remapping unit is not driven").into();
+    };
+    let (capabilities, config) = (*unit.unit.capabilities(), unit.table_config);
+    let (first, last) = domain_window(&config);
     let others: u32 = ready.address_spaces.iter().filter(|a| a.task == task).map(|a| a.table_pages).sum();
     let mut table_pages = 0;
     let limit = s.config.table_page_quota.saturating_sub(others);
     let mut pages = UserPages::new(&mut s.hw.pages, &mut table_pages, limit);
-    let domain = match s.domains.create(&mut pages, &capabilities, s.hw.table_config, first, last, quota) {
+    let domain = match s.domains.create(&mut pages, &capabilities, config, first, last, quota) {
         Ok(domain) => domain,
         Err(code) => return refused(code, "no room for another address space").into(),
     };
@@ -67,12 +72,31 @@ fn create<P: Platform>(s: &mut Service<P>, cap: GroupCap) -> Answer {
 /// `Attach`: the group translates through `ioas` (`None`: blocks).
 fn attach<P: Platform>(s: &mut Service<P>, cap: GroupCap, ioas: Option<u16>) -> Answer {
     let Some(ready) = s.ready.as_mut() else { return stale() };
-    if let Some(id) = ioas
-        && ready.own_space(id, cap.task).is_none()
-    {
-        return refused(ErrorCode::NotFound, "no such address space of this task").into();
+    if let Some(id) = ioas {
+        let Some(space) = ready.own_space(id, cap.task) else {
+            return refused(ErrorCode::NotFound, "no such address space of this task").into();
+        };
+        let unit = ready.unit_of(cap.group).and_then(|unit| s.hw.units.get(usize::from(unit)));
+        let domain = s.domains.get(space.domain);
+        if let (Some(unit), Some(domain)) = (unit, domain)
+            && !unit.walks(domain)
+        {
+            return refused_with(
+                ErrorCode::InvalidArgument,
+                format_args!(
+                    "address space {id} has tables the remapping unit at {:#x} of group {} cannot walk ({}-level, {}-bit; it walks {}-level, {}-bit): make the group an address space of its own",
+                    unit.base,
+                    cap.group,
+                    domain.table.config().width.levels(),
+                    domain.table.config().input_bits,
+                    unit.table_config.width.levels(),
+                    unit.table_config.input_bits
+                ),
+            )
+            .into();
+        }
     }
-    match change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.attach(cap.group, cap.task, ioas, hw)) {
+    match change_ownership(&mut s.hw, &mut s.domains, ready, |o, hw| o.attach(cap.group, cap.task, ioas, hw)) {
         Ok(()) => Reply::Done.into(),
         Err(_) => refused(ErrorCode::Busy, "the group could not be switched").into(),
     }
@@ -128,10 +152,10 @@ fn unmap<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, ioas: 
 fn release<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, cap: GroupCap) -> Answer {
     let Some(ready) = s.ready.as_mut() else { return stale() };
     let (group, task) = (cap.group, cap.task);
-    if change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.release_user(group, task, hw)).is_err() {
+    if change_ownership(&mut s.hw, &mut s.domains, ready, |o, hw| o.release_user(group, task, hw)).is_err() {
         return refused(ErrorCode::InvalidArgument, "not owned by this task").into();
     }
-    remapping::revoke_in_group(&mut s.interrupts, &mut s.hw, group, task);
+    remapping::revoke_in_group(&mut s.hw, group, task);
     if let Some(position) = ready.group_caps.iter().position(|c| c.serial == cap.serial) {
         k.revoke(ready.group_caps.swap_remove(position).slot);
     }

@@ -1,4 +1,8 @@
 //! Frames into domains and out again, with the IOTLB invalidated before a pin goes.
+//!
+//! A domain's invalidations go to every unit its context entries have been
+//! installed on, and to no other: a unit that never walked the domain
+//! cannot have cached it.
 
 use capabilities::ErrorCode;
 
@@ -89,7 +93,7 @@ pub(super) fn map<P: Platform>(
         return Err(ErrorCode::QuotaExceeded);
     }
     let domain = domains.get_mut(new.domain).ok_or(ErrorCode::ObjectDeleted)?;
-    let domain_id = domain.id;
+    let (domain_id, units) = (domain.id, domain.units);
     let (iova, written) = match map_in(hw, domain, new.placement, pin.pin, new.writable, charge.as_mut()) {
         Ok(placed) => placed,
         Err(MapFailure::Refused(code)) => return Err(code),
@@ -101,8 +105,8 @@ pub(super) fn map<P: Platform>(
     };
     let mapping = Mapping { domain: new.domain, iova, pages, pin: pin.pin.handle, owner: new.owner };
     pin.keep();
-    let invalidation = policy::mapped(hw.unit.capabilities(), domain_id, written);
-    if hw.unit.perform(&invalidation).is_err() || domains.record(mapping).is_err() {
+    let invalidated = hw.invalidate(units, |capabilities| policy::mapped(capabilities, domain_id, written));
+    if invalidated.is_err() || domains.record(mapping).is_err() {
         let _ = unmap(hw, domains, k, mapping, charge);
         return Err(ErrorCode::OutOfMemory);
     }
@@ -174,8 +178,8 @@ fn write_entries<P: Platform>(
         // removed again: a device may have cached some of it, so the
         // IOTLB forgets it before the frame can be reused.
         Err(PageTableError::OutOfTablePages { invalidate: Some(partial) }) => {
-            let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, partial, false);
-            match hw.unit.perform(&invalidation) {
+            let (id, units) = (domain.id, domain.units);
+            match hw.invalidate(units, |capabilities| policy::unmapped(capabilities, id, partial, false)) {
                 Ok(()) => Err(MapFailure::Refused(out_of_pages)),
                 Err(_) => Err(MapFailure::StillCached),
             }
@@ -213,8 +217,8 @@ pub(super) fn unmap<P: Platform>(
         if let Ok(unmapped) = domain.table.unmap(&mut hw.pages, mapping.iova, mapping.pages) {
             let range = IovaRange { start: mapping.iova, pages: mapping.pages };
             let tables = !unmapped.unlinked.is_empty();
-            let invalidation = policy::unmapped(hw.unit.capabilities(), domain.id, range, tables);
-            if hw.unit.perform(&invalidation).is_err() {
+            let (id, units) = (domain.id, domain.units);
+            if hw.invalidate(units, |capabilities| policy::unmapped(capabilities, id, range, tables)).is_err() {
                 error!(
                     "IOTLB invalidation failed: keeping {=u64} pages pinned and {=usize} table pages",
                     mapping.pages,
@@ -233,12 +237,13 @@ pub(super) fn unmap<P: Platform>(
     Ok(())
 }
 
-/// Destroys a domain no context entry points at any more, once the unit
-/// has forgotten it (a domain-selective invalidation). If the unit does
-/// not confirm, the domain, its id and its tables are kept for good.
+/// Destroys a domain no context entry points at any more, once every unit
+/// it was on has forgotten it (a domain-selective invalidation). If one
+/// does not confirm, the domain, its id and its tables are kept for good.
 pub(super) fn destroy_domain<P: Platform>(hw: &mut Hardware<P>, domains: &mut Domains, index: DomainIndex) {
     let Some(domain) = domains.get(index) else { return };
-    if hw.unit.perform(&policy::domain_retired(domain.id)).is_err() {
+    let id = domain.id;
+    if hw.invalidate(domain.units, |_| policy::domain_retired(id)).is_err() {
         error!("domain {=u16}: the unit did not confirm its invalidation; its tables are kept", domain.id.get());
         return;
     }

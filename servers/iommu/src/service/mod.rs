@@ -1,14 +1,16 @@
-//! The IOMMU server: the VT-d unit, the groups and their owners, and every
+//! The IOMMU server: the VT-d units, the groups and their owners, and every
 //! request of the IOMMU protocol (`iommu-api`).
 //!
-//! The server starts with translation on over an empty root table, so
-//! every requester is blocked, and the unit's caches clean. It waits for
-//! the PCI server's topology, forms the groups (the same code as the
-//! policy checker), gives each group a default domain and points every
-//! requester id at its group's domain (`topology`); a topology it cannot
-//! take leaves everything blocked and every claim refused with the reason. From then on every ownership change goes through
-//! [`crate::ownership::Ownership`], which programs the context entries
-//! through [`switch::Switch`].
+//! Each granted unit starts with translation on over an empty root table
+//! of its own, so every requester is blocked, and its caches clean
+//! (`units`). The server waits for the PCI server's topology, forms the
+//! groups (the same code as the policy checker), places each on the unit
+//! DMAR puts all its members under (`placement`), gives each group a
+//! default domain and points every requester id at its group's domain on
+//! that unit (`topology`); a topology it cannot take leaves everything
+//! blocked and every claim refused with the reason. From then on every
+//! ownership change goes through [`crate::ownership::Ownership`], which
+//! programs the context entries through [`switch::Switch`].
 //!
 //! Requests are answered by family, told apart by the capability they
 //! came on: `policy` answers the policy operations, `dma` a DMA handle's,
@@ -16,7 +18,7 @@
 //! death undoes, `revoked` what a revoked frame capability undoes.
 //! Frames go in and out of domains through `mapping`.
 //!
-//! Hardware is reached through a [`Platform`]: the unit's registers, its
+//! Hardware is reached through a [`Platform`]: the units' registers, their
 //! invalidation-queue memory and table memory; the kernel through
 //! [`kernel::Kernel`]. The bin supplies the real ones, the tests simulated
 //! ones.
@@ -28,6 +30,7 @@ mod faults;
 mod group;
 pub mod kernel;
 mod mapping;
+pub mod placement;
 mod policy;
 pub mod quota;
 pub mod reserved;
@@ -37,12 +40,14 @@ pub mod state;
 pub mod switch;
 mod text;
 mod topology;
+pub mod units;
 
 pub use self::state::{
     AddressSpace, AppliedAssertion, DmaHandle, FAULT_LOG, GroupCap, MAX_ADDRESS_SPACES, MAX_HANDLES,
     MAX_RESERVED_DEVICES, Ready, ReservedDevice,
 };
 pub use self::text::refused;
+pub use self::units::{DownUnit, Hardware, MAX_UNITS, Unit, UnitIndex, UnitParts, UnitSet};
 
 use capabilities::ErrorCode;
 use capabilities::config::IommuConfig;
@@ -53,30 +58,28 @@ use iommu_api::{Handle, Reply, Request};
 use self::domains::Domains;
 use self::kernel::Kernel;
 use self::reserved::{MAX_REGIONS, ReservedRegion};
-use self::scope::UnitScope;
+use self::scope::Scopes;
 use self::switch::Switch;
-use crate::capability::{AddressWidth, Capabilities};
-use crate::context::ContextTables;
+use self::units::words;
 use crate::fault::{FaultRecord, RateLimiter};
-use crate::interrupt::remapping::InterruptState;
-use crate::memory::{PAGE_SIZE, TablePages};
+use crate::memory::PAGE_SIZE;
 use crate::ownership::Ownership;
 use crate::pagetable::PageTableConfig;
 use crate::registers::Registers;
-use crate::unit::{FaultDrain, QueueConfig, QueueMemory, RemappingUnit, UnitError};
+use crate::unit::{FaultDrain, QueueMemory, UnitError};
 
-/// The hardware a service drives: the unit's registers, the memory of its
-/// invalidation queue, and the memory its tables live in.
+/// The hardware a service drives: the units' registers, the memory of
+/// their invalidation queues, and the memory their tables live in.
 pub trait Platform {
-    /// The unit's register window.
+    /// A unit's register window.
     type Registers: Registers;
-    /// The invalidation queue's memory.
+    /// An invalidation queue's memory.
     type Queue: QueueMemory;
     /// Pages for root, context, page and interrupt tables.
-    type Pages: TablePages;
+    type Pages: crate::memory::TablePages;
 }
 
-/// Why the server could not start.
+/// Why a unit, or the server, could not start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartError {
     /// The unit misbehaved or lacks what is needed.
@@ -85,20 +88,10 @@ pub enum StartError {
     OutOfTablePages,
     /// The unit supports no usable table width.
     NoWidth,
-}
-
-/// The hardware side: the unit, its tables and table memory.
-pub struct Hardware<P: Platform> {
-    /// The remapping unit.
-    pub unit: RemappingUnit<P::Registers, P::Queue>,
-    /// Table memory.
-    pub pages: P::Pages,
-    /// Root and context tables.
-    pub context: ContextTables,
-    /// Width of every domain's table.
-    pub width: AddressWidth,
-    /// How domain tables are built.
-    pub table_config: PageTableConfig,
+    /// No unit was given to the server.
+    NoUnit,
+    /// More units were granted than the server drives ([`MAX_UNITS`]).
+    TooManyUnits,
 }
 
 /// The IOMMU server.
@@ -115,14 +108,18 @@ pub struct Service<P: Platform> {
     domains: Domains,
     /// The platform's reserved memory regions (DMAR RMRRs).
     reserved: Vec<ReservedRegion, MAX_REGIONS>,
-    /// Which functions the unit translates (its DMAR scope).
-    scope: UnitScope,
+    /// Which unit translates each function (DMAR's device scopes).
+    scopes: Scopes,
+    /// The granted units that did not come up.
+    down: Vec<DownUnit, MAX_UNITS>,
     serial: u32,
     faults_seen: u64,
-    /// Times the unit's fault records overflowed (FSTS.PFO).
+    /// Times the units' fault records overflowed (FSTS.PFO).
     fault_overflows: u64,
     limiter: RateLimiter,
-    pub(crate) interrupts: InterruptState,
+    /// Interrupt requests refused since boot: entries asked for (or asked
+    /// for without the right) and user claims refused for want of remapping.
+    pub(crate) interrupt_refusals: u64,
 }
 
 /// A reply, and the capability to send with it.
@@ -153,43 +150,60 @@ pub(super) struct Minted<'r> {
 }
 
 impl<P: Platform> Service<P> {
-    /// Brings the unit up over fresh root tables with queued invalidation
-    /// when given; translation stays off until the topology arrives.
+    /// Brings every unit of `units` up, each over its own root table with
+    /// translation on and every requester blocked; a unit that cannot be
+    /// brought up is logged and kept down, and its devices go to no one.
+    /// Fails only if no unit came up. The functions DMAR puts under no
+    /// unit are the first unit's until [`Self::set_scopes`] says otherwise.
     pub fn start(
-        registers: P::Registers,
-        register_window: u64,
+        units: impl IntoIterator<Item = UnitParts<P>>,
         mut pages: P::Pages,
-        queue: Option<(P::Queue, QueueConfig)>,
         config: IommuConfig,
         host_address_width: u8,
         now: u64,
     ) -> Result<Self, StartError> {
-        let mut unit = RemappingUnit::new(registers, register_window).map_err(StartError::Unit)?;
-        let capabilities: Capabilities = *unit.capabilities();
-        let width = capabilities.widest().ok_or(StartError::NoWidth)?;
-        let table_config =
-            PageTableConfig::new(&capabilities, width, host_address_width).map_err(|_| StartError::NoWidth)?;
-        let context = ContextTables::new(&mut pages, &capabilities).map_err(|_| StartError::OutOfTablePages)?;
-        unit.bring_up(context.root(), queue).map_err(StartError::Unit)?;
-        // Translation goes on at once, over a root table with no entries:
-        // every requester is blocked until its group's context entries
-        // exist, whatever firmware left the unit doing.
-        unit.enable_translation().map_err(StartError::Unit)?;
-        let interrupts = InterruptState::start(&mut unit, &mut pages, &config);
+        let mut driven = Vec::new();
+        let mut down: Vec<DownUnit, MAX_UNITS> = Vec::new();
+        let mut last = StartError::NoUnit;
+        for parts in units {
+            let base = parts.base;
+            if driven.len() + down.len() >= MAX_UNITS {
+                error!("remapping unit at {=u64:#x} is past the {=usize} units the server drives", base, MAX_UNITS);
+                last = StartError::TooManyUnits;
+                continue;
+            }
+            match Unit::bring_up(parts, &mut pages, &config, host_address_width) {
+                Ok(unit) => {
+                    let _ = driven.push(unit);
+                }
+                Err(reason) => {
+                    error!(
+                        "remapping unit at {=u64:#x} cannot be brought up ({=str}): the devices in its scope go to no one",
+                        base,
+                        words(&reason).as_str()
+                    );
+                    let _ = down.push(DownUnit { base, reason });
+                    last = reason;
+                }
+            }
+        }
+        let Some(first) = driven.first() else { return Err(last) };
+        let scopes = Scopes::catch_all(first.base);
         Ok(Self {
-            hw: Hardware { unit, pages, context, width, table_config },
+            hw: Hardware { units: driven, pages },
             config,
             topology: Vec::new(),
             ready: None,
             failed: None,
             domains: Domains::new(),
             reserved: Vec::new(),
-            scope: UnitScope::everything(),
+            scopes,
+            down,
             serial: 0,
             faults_seen: 0,
             fault_overflows: 0,
             limiter: RateLimiter::new(16, 1_000_000, now),
-            interrupts,
+            interrupt_refusals: 0,
         })
     }
 
@@ -204,20 +218,20 @@ impl<P: Platform> Service<P> {
         Ok(())
     }
 
-    /// Records which functions the unit translates (its DMAR scope); a
-    /// group with a member outside it is handed out to no one. Refused
-    /// once the topology has arrived.
-    pub fn set_scope(&mut self, scope: UnitScope) -> Result<(), ErrorCode> {
+    /// Records which unit DMAR has translate each function (its device
+    /// scopes); a group not wholly under one driven unit is handed out to
+    /// no one. Refused once the topology has arrived.
+    pub fn set_scopes(&mut self, scopes: Scopes) -> Result<(), ErrorCode> {
         if self.ready.is_some() {
             return Err(ErrorCode::Busy);
         }
-        self.scope = scope;
+        self.scopes = scopes;
         Ok(())
     }
 
-    /// The unit's capabilities.
-    pub fn capabilities(&self) -> &Capabilities {
-        self.hw.unit.capabilities()
+    /// The granted units that did not come up, and why.
+    pub fn down_units(&self) -> &[DownUnit] {
+        &self.down
     }
 
     /// The hardware side (for the bin's fault-event set-up).
@@ -262,15 +276,29 @@ impl<P: Platform> Service<P> {
         answer
     }
 
-    /// Drains the unit's fault records into the groups' logs, logging each
-    /// while the rate limiter admits it (one token a record), and counts
-    /// the times the unit's records overflowed; says what it found (if
-    /// `unfinished`, faults were still arriving: drain again soon).
+    /// Drains every unit's fault records into the groups' logs, logging
+    /// each while the rate limiter admits it (one token a record), and
+    /// counts the times the units' records overflowed; says what it found
+    /// (if `unfinished`, faults were still arriving: drain again soon).
     pub fn drain_faults(&mut self, now: u64) -> FaultDrain {
+        let mut total = FaultDrain::default();
+        for index in 0..self.hw.units.len() {
+            let drain = self.drain_unit(index, now);
+            total.records = total.records.saturating_add(drain.records);
+            total.overflows = total.overflows.saturating_add(drain.overflows);
+            total.unfinished |= drain.unfinished;
+        }
+        total
+    }
+
+    /// Drains the fault records of driven unit `index`.
+    fn drain_unit(&mut self, index: usize, now: u64) -> FaultDrain {
         let mut count = 0;
         let ready = &mut self.ready;
         let limiter = &mut self.limiter;
-        let drained = self.hw.unit.drain_faults(|record| {
+        let Some(unit) = self.hw.units.get_mut(index) else { return FaultDrain::default() };
+        let base = unit.base;
+        let drained = unit.unit.drain_faults(|record| {
             count += 1;
             let group = ready.as_ref().and_then(|r| r.group_of_source(record.source.source_id()));
             if limiter.admit(now) {
@@ -287,7 +315,7 @@ impl<P: Platform> Service<P> {
             }
         });
         let drain = drained.unwrap_or_else(|_| {
-            error!("the fault status could not be read");
+            error!("unit {=u64:#x}: the fault status could not be read", base);
             FaultDrain { records: count, ..FaultDrain::default() }
         });
         self.faults_seen = self.faults_seen.saturating_add(u64::from(count));
@@ -296,7 +324,7 @@ impl<P: Platform> Service<P> {
         // Logged as the count passes each power of two: a storm costs few lines.
         if self.fault_overflows.checked_ilog2() > before.checked_ilog2() {
             warn!(
-                "fault records overflowed (FSTS.PFO), {=u64} since boot: the unit lost faults no log holds",
+                "fault records overflowed (FSTS.PFO), {=u64} since boot: the units lost faults no log holds",
                 self.fault_overflows
             );
         }
@@ -359,16 +387,17 @@ fn domain_window(config: &PageTableConfig) -> (u64, u64) {
 }
 
 /// Runs `change` on the groups' ownership with the hardware switch it
-/// drives (context entries over `ready`'s requesters and domains).
+/// drives (context entries over `ready`'s requesters and domains, on each
+/// group's unit).
 fn change_ownership<P: Platform, T>(
     hw: &mut Hardware<P>,
-    domains: &Domains,
+    domains: &mut Domains,
     ready: &mut Ready,
     change: impl FnOnce(&mut Ownership, &mut Switch<'_, P>) -> T,
 ) -> T {
-    let Ready { requesters, ownership, defaults, address_spaces, .. } = ready;
+    let Ready { requesters, units, ownership, defaults, address_spaces, .. } = ready;
     let ioas_domain = |id: u16| address_spaces.iter().find(|space| space.id == id).map(|space| space.domain);
-    let mut switch = Switch::new(hw, requesters, domains, defaults, &ioas_domain);
+    let mut switch = Switch::new(hw, requesters, units, domains, defaults, &ioas_domain);
     change(ownership, &mut switch)
 }
 

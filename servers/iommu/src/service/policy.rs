@@ -16,7 +16,7 @@ use super::domains::MappingOwner;
 use super::kernel::Kernel;
 use super::mapping::unmap_all;
 use super::text::{assertion_notes, not_found, owner_report, ownership_refusal, refused, refused_with};
-use super::{Answer, DmaHandle, GroupCap, Platform, Service, change_ownership, topology};
+use super::{Answer, DmaHandle, GroupCap, Platform, Service, change_ownership, placement, topology};
 use crate::interrupt::remapping;
 use crate::ownership::Owner;
 
@@ -47,7 +47,7 @@ pub(super) fn request<P: Platform>(
     }
     if !badge::allows(badge, op as u8) {
         if remapping::is_interrupt_request(&request) {
-            s.interrupts.refused += 1;
+            s.interrupt_refusals += 1;
         }
         let name = iommu_api::PROTOCOL.name_of(op as u8);
         let caller = s.config.tasks.name(caller);
@@ -67,7 +67,7 @@ pub(super) fn request<P: Platform>(
             remapping::allocate(s, device, holder, address, data).into()
         }
         Request::FreeInterrupt { device, entry } => remapping::free(s, device, entry).into(),
-        Request::Interrupts { device } => remapping::report(&s.interrupts, device).into(),
+        Request::Interrupts { device } => remapping::report(s, device).into(),
         _ if s.ready.is_none() => {
             refused(ErrorCode::Busy, "the IOMMU server is still waiting for the PCI server's topology").into()
         }
@@ -94,7 +94,7 @@ fn claim_kernel<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, device: Bd
     let serial = s.next_serial();
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
     let Some(group) = ready.group_of(device) else { return not_found(device) };
-    if let Some(refusal) = untranslated(ready, group) {
+    if let Some(refusal) = placement::refusal(ready, group) {
         return refusal;
     }
     let first = ready.ownership.owner(group) == Ok(Owner::Unowned);
@@ -131,7 +131,7 @@ fn release_kernel<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, device: 
     };
     let handle = ready.handles.swap_remove(position);
     unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Handle(handle.serial));
-    remapping::revoke_device(&mut s.interrupts, &mut s.hw, device, driver);
+    remapping::revoke_device(&mut s.hw, device, driver);
     k.revoke(handle.slot);
     let _ = ready.ownership.release_kernel(group);
     info!("group {=u16}: DMA handle of {=str} released", group, s.config.tasks.name(driver));
@@ -175,7 +175,7 @@ fn reclaimed<P: Platform>(s: &mut Service<P>, group: u16, quiesced: u16) -> Answ
         )
         .into();
     }
-    match change_ownership(&mut s.hw, &s.domains, ready, |ownership, hw| ownership.reclaimed(group, hw)) {
+    match change_ownership(&mut s.hw, &mut s.domains, ready, |ownership, hw| ownership.reclaimed(group, hw)) {
         Ok(()) => {
             ready.forget_faults(group);
             info!("group {=u16} reclaimed: back to its default domain", group);
@@ -208,7 +208,7 @@ fn claim_group<P: Platform>(
     }
     let serial = s.next_serial();
     let Some(ready) = s.ready.as_mut() else { return not_ready() };
-    if let Err(error) = change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.claim_user(group, caller, hw)) {
+    if let Err(error) = change_ownership(&mut s.hw, &mut s.domains, ready, |o, hw| o.claim_user(group, caller, hw)) {
         if matches!(ready.ownership.owner(group), Ok(Owner::Reclaiming { .. })) {
             // The unit refused both the block and the way back: the group
             // is kept from everyone until the PCI server has quiesced it.
@@ -236,7 +236,7 @@ fn claim_group<P: Platform>(
             Answer { reply: Reply::Group { group }, cap: Some(slot) }
         }
         Err(code) => {
-            let _ = change_ownership(&mut s.hw, &s.domains, ready, |o, hw| o.release_user(group, caller, hw));
+            let _ = change_ownership(&mut s.hw, &mut s.domains, ready, |o, hw| o.release_user(group, caller, hw));
             k.request_reclaim();
             refused(code, "no room for another group capability").into()
         }
@@ -249,7 +249,7 @@ fn claim_group<P: Platform>(
 /// unwaived reserved memory region may name a member.
 fn claim_refusal<P: Platform>(s: &mut Service<P>, caller: u16, group: u16) -> Option<Answer> {
     let Some(ready) = s.ready.as_ref() else { return Some(not_ready()) };
-    if let Some(refusal) = untranslated(ready, group) {
+    if let Some(refusal) = placement::refusal(ready, group) {
         return Some(refusal);
     }
     let assigned = s.config.assignments.iter().any(|assignment| {
@@ -264,7 +264,11 @@ fn claim_refusal<P: Platform>(s: &mut Service<P>, caller: u16, group: u16) -> Op
             refused(ErrorCode::PermissionDenied, "the policy assigns no device of that group to this task").into(),
         );
     }
-    if let Some(refusal) = remapping::refuse_user_claim(&mut s.interrupts, &s.config, group, caller) {
+    let unit = ready.unit_of(group).and_then(|unit| s.hw.units.get(usize::from(unit)));
+    let Some(unit) = unit else { return Some(refused(ErrorCode::NotFound, "the group's unit is not driven").into()) };
+    if let Some(refusal) =
+        remapping::refuse_user_claim(&unit.interrupts, &mut s.interrupt_refusals, &s.config, group, caller)
+    {
         return Some(refusal);
     }
     let ready = s.ready.as_ref()?;
@@ -285,21 +289,6 @@ fn claim_refusal<P: Platform>(s: &mut Service<P>, caller: u16, group: u16) -> Op
             format_args!(
                 "group {group} holds {}, which firmware DMAs to at {:#x}..={:#x} (a reserved memory region): kernel-owned only, unless the policy waives it",
                 reserved.device, reserved.base, reserved.limit
-            ),
-        )
-        .into(),
-    )
-}
-
-/// The refusal of any claim of `group` if a member of it is outside the
-/// driven unit's scope: its DMA would not be translated at all.
-fn untranslated(ready: &super::Ready, group: u16) -> Option<Answer> {
-    let device = ready.untranslated.get(usize::from(group)).copied().flatten()?;
-    Some(
-        refused_with(
-            ErrorCode::PermissionDenied,
-            format_args!(
-                "group {group} holds {device}, which the remapping unit this server drives does not translate (outside its DMAR scope): its DMA would reach memory untranslated, so the group goes to no one"
             ),
         )
         .into(),

@@ -5,6 +5,7 @@ use heapless::{String, Vec};
 use iommu_groups::Groups;
 
 use super::domains::DomainIndex;
+use super::placement::GroupUnit;
 use super::quota::Charge;
 use super::switch::Requesters;
 use crate::fault::FaultLog;
@@ -106,9 +107,9 @@ pub struct Ready {
     /// The id the next address space gets, if no live one has it: ids go
     /// round, so a destroyed space's id is not reused at once.
     pub next_ioas: u16,
-    /// Per group, a member the driven unit does not translate (outside its
-    /// DMAR scope), if any: such a group is handed out to no one.
-    pub untranslated: Vec<Option<Bdf>, MAX_GROUPS>,
+    /// Per group, the driven unit that translates it, or why none does
+    /// (such a group is handed out to no one).
+    pub units: Vec<GroupUnit, MAX_GROUPS>,
     /// Recorded faults per group, for its owner to read.
     pub faults: Vec<FaultLog<FAULT_LOG>, MAX_GROUPS>,
     /// Devices with reserved memory regions, identity-mapped in their
@@ -122,6 +123,11 @@ impl Ready {
     /// The group `device` belongs to.
     pub fn group_of(&self, device: Bdf) -> Option<u16> {
         self.groups.group_of(device).map(|id| id.0)
+    }
+
+    /// The driven unit that translates `group`, if one does.
+    pub fn unit_of(&self, group: u16) -> Option<super::UnitIndex> {
+        self.units.get(usize::from(group)).and_then(|placed| placed.driven())
     }
 
     /// The group whose devices use requester id `source`.

@@ -10,8 +10,10 @@ use capabilities::pci::*;
 use iommu_api::{Handle, Operation, OwnerReport, Reply, Request};
 
 use super::*;
-use crate::memory::TablePage;
-use crate::testing::{FakeKernel, FakePages, QEMU_CAP, QEMU_CAP_CACHING, QEMU_ECAP, Simulated, function, topology};
+use crate::memory::{TablePage, TablePages};
+use crate::testing::{
+    FakeKernel, FakePages, QEMU_BASE, QEMU_CAP, QEMU_CAP_CACHING, QEMU_ECAP, Simulated, function, topology, unit_parts,
+};
 use crate::unit::fake::FakeUnit;
 
 const PCI: u16 = 0;
@@ -73,15 +75,8 @@ impl Rig {
     ) -> Self {
         let settings = config;
         let fake = FakeUnit::new(cap, QEMU_ECAP);
-        let queue = fake.queue_memory();
-        let config = crate::unit::QueueConfig {
-            base: TablePage::new(0x8_0000).unwrap(),
-            size_order: 0,
-            status_address: 0x9_0000,
-        };
-        let queue_config = config;
-        let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, queue_config)), settings, 39, 0)
-            .expect("starts");
+        let service =
+            Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), settings, 39, 0).expect("starts");
         let mut rig = Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
         rig.service.set_reserved_regions(regions).expect("before the topology");
         let pci = policy(PCI, &[Operation::ReportTopology]);
@@ -106,13 +101,13 @@ impl Rig {
     }
 
     fn unit(&mut self) -> &mut FakeUnit {
-        self.service.hardware().unit.registers()
+        self.service.hardware().units[0].unit.registers()
     }
 
     /// The domain requester `source` translates through, if any.
     fn domain_of(&mut self, source: Bdf) -> Option<u16> {
         let hw = self.service.hardware();
-        hw.context.entry(&hw.pages, source.requester_id()).domain().map(|d| d.get())
+        hw.units[0].context.entry(&hw.pages, source.requester_id()).domain().map(|d| d.get())
     }
 
     /// Claims 00:03.0 for the driver; returns the DMA handle's badge.
@@ -172,22 +167,20 @@ fn refusal(reply: &Reply) -> (ErrorCode, String) {
 #[test]
 fn translation_is_on_from_the_start_and_every_requester_blocked_until_the_topology() {
     let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let queue = fake.queue_memory();
-    let config =
-        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
     let mut service: TestService =
-        Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0).expect("starts");
-    assert!(service.hardware().unit.translation_enabled(), "on before any device can be handed out");
+        Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0)
+            .expect("starts");
+    assert!(service.hardware().units[0].unit.translation_enabled(), "on before any device can be handed out");
     for device in [bdf(0, 3), bdf(0, 4), bdf(0, 5), bdf(1, 1), Bdf::new(1, 0, 0).unwrap()] {
         let hw = service.hardware();
-        assert!(!hw.context.entry(&hw.pages, device.requester_id()).is_present(), "{device} is blocked");
+        assert!(!hw.units[0].context.entry(&hw.pages, device.requester_id()).is_present(), "{device} is blocked");
     }
     let mut k = FakeKernel::default();
     let answer =
         service.handle(&mut k, policy(USER, &[Operation::ClaimGroup]), Request::ClaimGroup { device: bdf(0, 4) }, &[]);
     assert_eq!(refusal(&answer.reply).0, ErrorCode::Busy, "nothing is served before the topology");
     let mut rig = Rig::new(QEMU_CAP);
-    assert!(rig.service.hardware().unit.translation_enabled());
+    assert!(rig.service.hardware().units[0].unit.translation_enabled());
     let ready = rig.service.ready().expect("ready");
     assert_eq!(ready.groups.count(), 3);
     for device in [bdf(0, 3), bdf(0, 4), bdf(0, 5), bdf(1, 1), bdf(1, 2)] {
@@ -712,3 +705,4 @@ mod death;
 mod faults;
 mod interrupts;
 mod isolation;
+mod units;

@@ -9,9 +9,11 @@ use iommu_groups::index::TopologyIndex;
 use iommu_groups::{GroupError, alias, form_groups};
 
 use super::domains::DomainIndex;
+use super::placement::{self, Units, place_groups};
 use super::quota::KERNEL_TABLE_PAGES;
 use super::switch::{MAX_REQUESTERS, Requesters, Switch};
 use super::text::refused;
+use super::units::MAX_UNITS;
 use super::{AppliedAssertion, MAX_RESERVED_DEVICES, Platform, Ready, ReservedDevice, Service, domain_window};
 use crate::fault::FaultLog;
 use crate::memory::TablePages;
@@ -103,26 +105,36 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         }
         requesters.push(sources).map_err(|_| "more groups than the server can hold")?;
     }
-    let capabilities = *s.hw.unit.capabilities();
-    let (first, last) = domain_window(&s.hw.table_config);
+    let driven: Vec<u64, MAX_UNITS> = s.hw.units.iter().map(|unit| unit.base).collect();
+    let units = Units { scopes: &s.scopes, driven: &driven, down: &s.down };
+    let units = place_groups(&units, &s.topology, &groups);
     let mut defaults = Vec::new();
-    for _ in groups.ids() {
+    for (id, placed) in groups.ids().zip(&units) {
+        // A group no one unit translates still gets a default domain (on
+        // the first unit's terms), which no context entry ever names.
+        let unit = placed.driven().and_then(|index| s.hw.units.get(usize::from(index))).or(s.hw.units.first());
+        let Some(unit) = unit else { return Err("no remapping unit is driven") };
+        let (capabilities, config) = (*unit.unit.capabilities(), unit.table_config);
+        let (first, last) = domain_window(&config);
         let domain = s
             .domains
-            .create(&mut s.hw.pages, &capabilities, s.hw.table_config, first, last, DEFAULT_DOMAIN_PAGES)
+            .create(&mut s.hw.pages, &capabilities, config, first, last, DEFAULT_DOMAIN_PAGES)
             .map_err(|_| "no table memory or domain id for a default domain")?;
         defaults.push(domain).map_err(|_| "more groups than the server can hold")?;
+        if let Some(refusal) = placement::refusal_words(id.0, *placed) {
+            warn!("{=str}", refusal.as_str());
+        }
     }
     let reserved = map_reserved(s, &groups, &defaults);
     let ownership = Ownership::new(groups.count());
     let no_ioas = |_: u16| None;
-    let mut hw = Switch::new(&mut s.hw, &requesters, &s.domains, &defaults, &no_ioas);
-    for group in 0..groups.count() as u16 {
-        hw.set_translation(group, Translation::Default).map_err(|_| "could not install the context entries")?;
+    let mut hw = Switch::new(&mut s.hw, &requesters, &units, &mut s.domains, &defaults, &no_ioas);
+    for (group, placed) in (0..groups.count() as u16).zip(&units) {
+        if placed.driven().is_some() {
+            hw.set_translation(group, Translation::Default).map_err(|_| "could not install the context entries")?;
+        }
     }
     let faults = core::iter::repeat_with(FaultLog::new).take(groups.count()).collect();
-    let untranslated =
-        groups.ids().map(|id| groups.members(id).find(|&member| !s.scope.covers(&s.topology, member))).collect();
     Ok(Ready {
         groups,
         requesters,
@@ -132,7 +144,7 @@ fn build<P: Platform>(s: &mut Service<P>) -> Result<Ready, &'static str> {
         group_caps: Vec::new(),
         address_spaces: Vec::new(),
         next_ioas: 0,
-        untranslated,
+        units,
         faults,
         reserved,
         asserted,

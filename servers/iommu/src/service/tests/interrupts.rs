@@ -21,11 +21,8 @@ fn alloc(device: Bdf, holder: u16, vector: u8) -> Request {
 /// A rig on a unit with `ecap`, queued invalidation or not.
 fn rig_with(ecap: u64, queued: bool, config: IommuConfig) -> Rig {
     let fake = FakeUnit::new(QEMU_CAP, ecap);
-    let queue = fake.queue_memory();
-    let queue_config =
-        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
-    let queue = queued.then_some((queue, queue_config));
-    let service = Service::start(fake, 4096, FakePages::new(4096), queue, config, 39, 0).expect("starts");
+    let service =
+        Service::start([unit_parts(QEMU_BASE, fake, queued)], FakePages::new(4096), config, 39, 0).expect("starts");
     let mut rig = Rig { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
     let functions = topology();
     let report = policy(PCI, &[Operation::ReportTopology]);
@@ -63,7 +60,7 @@ fn interrupts(rig: &mut Rig, device: Option<Bdf>) -> (bool, u32, u64, Vec<Interr
 #[test]
 fn remapping_is_on_from_the_start_with_compatibility_format_refused() {
     let mut rig = Rig::new(QEMU_CAP);
-    assert!(rig.service.interrupts().enabled());
+    assert!(rig.service.interrupts(0).expect("unit 0").enabled());
     let gsts = rig.unit().gsts;
     assert_ne!(gsts & crate::registers::gsts::IRES, 0);
     assert_eq!(gsts & crate::registers::gsts::CFIS, 0, "compatibility-format interrupts stay blocked");
@@ -173,7 +170,7 @@ fn entries_are_refused_to_tasks_that_do_not_own_the_group_and_beyond_quotas() {
 #[test]
 fn without_remapping_user_assignment_is_refused_unless_the_policy_allows_it() {
     let mut rig = rig_with(QEMU_ECAP_NO_IR, true, self::config());
-    assert!(!rig.service.interrupts().enabled());
+    assert!(!rig.service.interrupts(0).expect("unit 0").enabled());
     let reply = rig.claim_group(USER, bdf(0, 4)).expect_err("no remapping");
     let (code, reason) = refusal(&reply);
     assert_eq!(code, ErrorCode::PermissionDenied);
@@ -189,15 +186,15 @@ fn without_remapping_user_assignment_is_refused_unless_the_policy_allows_it() {
     rig.claim_group(USER, bdf(0, 4)).expect("the policy allows it");
     // Register-based invalidation cannot invalidate cached entries: no remapping either.
     let mut registers = rig_with(QEMU_ECAP, false, self::config());
-    assert!(!registers.service.interrupts().enabled());
-    assert!(registers.service.interrupts().off_reason().contains("queued invalidation"));
+    assert!(!registers.service.interrupts(0).expect("unit 0").enabled());
+    assert!(registers.service.interrupts(0).expect("unit 0").off_reason().contains("queued invalidation"));
     registers.claim_group(USER, bdf(0, 4)).expect_err("no remapping without the queue");
 }
 
 #[test]
 fn io_apic_lines_get_kernel_entries_no_client_can_free() {
     let mut rig = Rig::new(QEMU_CAP);
-    let handle = rig.service.remap_ioapic_line(0xff00, 0x30, 0, true).expect("an entry");
+    let handle = rig.service.remap_ioapic_line(0, 0xff00, 0x30, 0, true).expect("an entry");
     let entry = table_entry(&mut rig, handle).expect("present");
     assert_eq!(entry.delivery.trigger, Trigger::Level);
     assert_eq!(entry.source, SourceCheck::Exact(0xff00));
@@ -234,7 +231,7 @@ fn random_requests_never_panic_and_the_count_stays_true() {
             _ => Request::Interrupts { device: Some(device) },
         };
         let _ = rig.call(pci(), request, &[]);
-        let counted = rig.service.interrupts().in_use();
+        let counted = rig.service.interrupts(0).expect("unit 0").in_use();
         let present = (1..256).filter(|&handle| table_entry(&mut rig, handle).is_some()).count();
         assert_eq!(counted, present);
     }

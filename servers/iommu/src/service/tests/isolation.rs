@@ -19,11 +19,9 @@ fn ioas_of(reply: Reply) -> u16 {
 #[test]
 fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_claim_refused() {
     let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let queue = fake.queue_memory();
-    let config =
-        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
     let mut service: TestService =
-        Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0).expect("starts");
+        Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0)
+            .expect("starts");
     // Room for one default domain's table, not three.
     let pages = &mut service.hardware().pages;
     pages.budget = pages.live() + 1;
@@ -32,10 +30,10 @@ fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_cl
     let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
     let answer = service.handle(&mut k, pci, report.clone(), &[]);
     assert_eq!(refusal(&answer.reply).0, ErrorCode::InvalidArgument, "the build fails");
-    assert!(service.hardware().unit.translation_enabled(), "translation stays on");
+    assert!(service.hardware().units[0].unit.translation_enabled(), "translation stays on");
     for device in [bdf(0, 3), bdf(0, 4), Bdf::new(1, 0, 0).unwrap()] {
         let hw = service.hardware();
-        assert!(!hw.context.entry(&hw.pages, device.requester_id()).is_present(), "{device} stays blocked");
+        assert!(!hw.units[0].context.entry(&hw.pages, device.requester_id()).is_present(), "{device} stays blocked");
     }
     let claim = service.handle(&mut k, pci, Request::ClaimKernel { device: bdf(0, 3), driver: DRIVER }, &[]);
     let (code, reason) = refusal(&claim.reply);
@@ -52,7 +50,7 @@ fn a_claim_whose_switches_both_fail_leaves_the_group_reclaiming_and_tells_the_pc
     // way back to the default domain fails as well.
     let mut rig = Rig::new(QEMU_CAP_CACHING);
     rig.unit().refuse_queue = true;
-    rig.service.hardware().unit.set_spin_limit(100);
+    rig.service.hardware().units[0].unit.set_spin_limit(100);
     let reply = rig.claim_group(USER, bdf(0, 4)).expect_err("the unit refuses every invalidation");
     assert_eq!(refusal(&reply).0, ErrorCode::Busy, "{reply:?}");
     let owner = rig.service.ready().unwrap().ownership.owner(1);
@@ -116,7 +114,7 @@ fn table_pages_an_unmap_empties_are_kept_until_the_invalidation_completed() {
     let (cap, ioas) = user_with_mappings(&mut rig, &[0x10_0000, 0x40_0000_0000 >> 2]);
     let released = rig.service.hardware().pages.released.clone();
     rig.unit().refuse_queue = true;
-    rig.service.hardware().unit.set_spin_limit(100);
+    rig.service.hardware().units[0].unit.set_spin_limit(100);
     let reply = rig.call(cap, Request::Unmap { ioas, iova: 0x10_0000 }, &[]);
     assert_eq!(refusal(&reply).0, ErrorCode::Busy, "the unit did not confirm the invalidation");
     assert_eq!(rig.service.hardware().pages.released, released, "tables released under a failed invalidation");
@@ -130,7 +128,7 @@ fn a_dead_owners_domain_is_not_freed_while_its_caches_may_point_at_it() {
     let live = rig.service.hardware().pages.live();
     let released = rig.service.hardware().pages.released.len();
     rig.unit().refuse_queue = true;
-    rig.service.hardware().unit.set_spin_limit(100);
+    rig.service.hardware().units[0].unit.set_spin_limit(100);
     rig.service.task_died(&mut rig.k, USER);
     assert_eq!(rig.service.hardware().pages.released.len(), released, "no table page went back to the pool");
     assert_eq!(rig.service.hardware().pages.live(), live);
@@ -165,14 +163,11 @@ fn a_group_with_a_member_outside_the_units_scope_goes_to_no_one() {
     let theirs = drhd(1, 0, 0xfed9_1000, &[]);
     let table = dmar(38, 1, &[ours, theirs]);
     let parsed = acpi_tables::Dmar::parse(&table).expect("valid");
-    let unit_scope = super::super::scope::UnitScope::from_dmar(&parsed, 0, 0xfed9_0000).expect("fits");
+    let scopes = super::super::scope::Scopes::from_dmar(&parsed, 0).expect("fits");
     let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let queue = fake.queue_memory();
-    let config =
-        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
-    let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0);
+    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0);
     let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
-    rig.service.set_scope(unit_scope).expect("before the topology");
+    rig.service.set_scopes(scopes).expect("before the topology");
     let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
     assert_eq!(rig.call(policy(PCI, &[Operation::ReportTopology]), report, &[]), Reply::Done);
     let (code, reason) = refusal(&rig.claim_group(USER, bdf(0, 4)).expect_err("00:04.0 is another unit's"));
@@ -182,7 +177,7 @@ fn a_group_with_a_member_outside_the_units_scope_goes_to_no_one() {
     assert_eq!(code, ErrorCode::PermissionDenied);
     rig.claim_kernel(bdf(0, 3)).expect("00:03.0 is this unit's");
     rig.claim_group(USER, bdf(1, 2)).expect("so is everything behind the bridge");
-    assert_eq!(rig.service.set_scope(super::super::scope::UnitScope::everything()), Err(ErrorCode::Busy));
+    assert_eq!(rig.service.set_scopes(super::super::scope::Scopes::catch_all(QEMU_BASE)), Err(ErrorCode::Busy));
 }
 
 /// A rig whose users may hold `table_pages` table pages each.
@@ -294,10 +289,7 @@ fn every_requester_id_of_a_large_group_gets_its_context_entry() {
 #[test]
 fn a_group_with_more_requester_ids_than_the_server_holds_is_refused_not_cut() {
     let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let queue = fake.queue_memory();
-    let config =
-        crate::unit::QueueConfig { base: TablePage::new(0x8_0000).unwrap(), size_order: 0, status_address: 0x9_0000 };
-    let service = Service::start(fake, 4096, FakePages::new(4096), Some((queue, config)), self::config(), 39, 0);
+    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0);
     let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
     let pci = policy(PCI, &[Operation::ReportTopology]);
     // The bridge and 63 edus: 64 functions, the most a topology holds, but
@@ -382,7 +374,7 @@ fn a_revoked_frame_stays_pinned_while_the_unit_does_not_confirm_the_invalidation
     let pin = pin_at(&rig, 0x10_0000);
     let released = rig.service.hardware().pages.released.clone();
     rig.unit().refuse_queue = true;
-    rig.service.hardware().unit.set_spin_limit(100);
+    rig.service.hardware().units[0].unit.set_spin_limit(100);
     rig.k.revoke_pin(pin);
     rig.service.pins_revoked(&mut rig.k);
     assert!(rig.k.pins.contains_key(&pin), "a device may still reach the frame: it stays pinned, never reused");
