@@ -12,8 +12,9 @@
 
 use heapless::Vec;
 
-/// Most host bridges a DSDT may declare.
-pub const MAX_HOST_BRIDGES: usize = 16;
+/// Most host bridges a DSDT may declare (a two-socket server with a host
+/// bridge per PCIe stack has a few dozen).
+pub const MAX_HOST_BRIDGES: usize = 64;
 /// Deepest nesting of scopes and devices the walk follows.
 const MAX_DEPTH: usize = 16;
 

@@ -11,8 +11,8 @@ use heapless::Vec;
 
 use crate::ecam::Ecam;
 
-/// Most root buses enumerated.
-pub const MAX_ROOT_BUSES: usize = 16;
+/// Most root buses enumerated (as many as a DSDT may declare).
+pub const MAX_ROOT_BUSES: usize = 64;
 
 /// Where a host bridge's root bus is, as the DSDT gives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
