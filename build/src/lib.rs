@@ -5,6 +5,7 @@
 pub mod bare_metal;
 pub mod bench;
 pub mod capslots;
+pub mod debugger;
 pub mod fuzz;
 pub mod groups;
 pub mod image;

@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
 use xtask::policy::{self, Problems};
-use xtask::{bare_metal, bench, fuzz, groups, mutate, setup, system, test, workspace};
+use xtask::{bare_metal, bench, debugger, fuzz, groups, mutate, setup, system, test, workspace};
 
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
@@ -39,11 +39,13 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build [--policy FILE]                       build everything and pack the boot image
-  run [--policy FILE] [--machine NAME] [--timeout SECONDS] [--unchecked]
+  run [--policy FILE] [--machine NAME] [--timeout SECONDS] [--unchecked] [--gdb]
                                               check the policy's device rules against the machine's
                                               IOMMU groups, then boot the system and show its log
-  test [--scenario NAME]... [--no-host] [--soak]
+                                              (--gdb: start halted for gdb; prints how to attach)
+  test [--scenario NAME]... [--no-host] [--soak] [--gdb]
                                               run host unit tests and QEMU scenarios
+                                              (--gdb: one scenario, halted for gdb, no host tests)
                                               (--soak: the stress scenarios ten times bigger)
   lint                                        rustfmt and clippy, host and bare-metal
   bench [--no-peer]                           benchmarks beside Linux (target/bench/results.md)
@@ -120,7 +122,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
-            let options = Options::parse(rest, &["--policy", "--machine", "--timeout"], &["--unchecked"])?;
+            let options = Options::parse(rest, &["--policy", "--machine", "--timeout"], &["--unchecked", "--gdb"])?;
             let policy = PathBuf::from(options.value("--policy").unwrap_or(DEFAULT_POLICY));
             let machine = options.value("--machine").unwrap_or(DEFAULT_MACHINE);
             let timeout = options.value("--timeout").map(str::parse::<u64>).transpose().context("--timeout")?;
@@ -130,11 +132,19 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 machine,
                 Duration::from_secs(timeout.unwrap_or(60)),
                 !options.flag("--unchecked"),
+                options.flag("--gdb"),
             )
         }
         "test" => {
-            let options = Options::parse(rest, &["--scenario"], &["--no-host", "--soak"])?;
-            test::run(&root, &options.all("--scenario"), !options.flag("--no-host"), options.flag("--soak"))
+            let options = Options::parse(rest, &["--scenario"], &["--no-host", "--soak", "--gdb"])?;
+            let scenarios = options.all("--scenario");
+            if options.flag("--gdb") {
+                let [scenario] = &scenarios[..] else {
+                    bail!("--gdb debugs one scenario: name it with --scenario NAME\n\n{USAGE}");
+                };
+                return test::debug(&root, scenario);
+            }
+            test::run(&root, &scenarios, !options.flag("--no-host"), options.flag("--soak"))
         }
         "bench" => {
             let options = Options::parse(rest, &[], &["--no-peer"])?;
@@ -192,6 +202,7 @@ fn run(
     machine: &str,
     timeout: Duration,
     checked: bool,
+    gdb: bool,
 ) -> Result<ExitCode> {
     setup::ensure_qemu()?;
     let machine = Machine::load(root, machine)?;
@@ -216,7 +227,13 @@ fn run(
         eprintln!("device rules checked against machine `{}`'s IOMMU groups", machine.name);
     }
     eprintln!("booting `{}` on machine `{}` ({})", system.policy.description, machine.name, machine.description);
-    let command = machine.command(&system.kernel, &system.image);
+    let mut command = machine.command(&system.kernel, &system.image);
+    let timeout = if gdb {
+        debugger::announce(&debugger::prepare(root, "run", &system, &elves, &mut command)?);
+        debugger::SESSION
+    } else {
+        timeout
+    };
     let run = runner::run(command, &system.tables, timeout, |line| println!("{line}"))?;
     let first_task_line =
         run.lines.iter().find(|line| line.source != "kernel" && line.source != "console").and_then(|line| line.micros);

@@ -95,6 +95,32 @@ pub fn run(root: &Path, only: &[String], host: bool, soak: bool) -> Result<ExitC
     Ok(ExitCode::from(summary.exit_code() as u8))
 }
 
+/// `cargo xtask test --scenario NAME --gdb`: boots scenario `name` halted
+/// for gdb, shows its console as it comes, and judges the run when the
+/// system ends.
+pub fn debug(root: &Path, name: &str) -> Result<ExitCode> {
+    setup::ensure_qemu()?;
+    let scenarios = scenario::load(root)?;
+    let Some(scenario) = scenarios.iter().find(|scenario| scenario.name == name) else {
+        bail!("no scenario named `{name}` in {} (--gdb debugs a scenario)", scenario::SCENARIO_FILE);
+    };
+    let elves = bare_metal::build(root, false)?;
+    let machine = Machine::load(root, &scenario.machine)?;
+    let policy = scenario.policy_file(root, &root.join("target/scenarios"), false)?;
+    let system = system::prepare(root, &elves, &policy)?;
+    let mut command = machine.command(&system.kernel, &system.image);
+    crate::debugger::announce(&crate::debugger::prepare(root, name, &system, &elves, &mut command)?);
+    let run = runner::run(command, &system.tables, crate::debugger::SESSION, |line| println!("{line}"))?;
+    let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());
+    let mut summary = Summary::default();
+    for result in &results {
+        println!("{result}");
+    }
+    summary.add(&results);
+    println!("{summary}");
+    Ok(ExitCode::from(summary.exit_code() as u8))
+}
+
 fn run_scenario(
     root: &Path,
     elves: &bare_metal::Elves,
