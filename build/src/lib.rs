@@ -10,6 +10,7 @@ pub mod fuzz;
 pub mod groups;
 pub mod image;
 pub mod mutate;
+pub mod new;
 pub mod policy;
 pub mod progress;
 pub mod setup;

@@ -17,6 +17,7 @@
 //!   requires a case of the suite to fail against each (`build/src/mutate.rs`).
 //! * `groups [--explain] -- <QEMU arguments>`: boots q35 + intel-iommu with
 //!   those arguments and prints the IOMMU server's groups (`docs/groups.md`).
+//! * `new driver NAME`: a driver crate, its policy and its scenario.
 //! * `policy check POLICY [--machine NAME]`: checks a policy, and with a
 //!   machine, its device rules against that machine's real groups.
 
@@ -28,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use qemu::machine::Machine;
 use qemu::runner::{self, Ending};
 use xtask::policy::{self, Problems};
-use xtask::{bare_metal, bench, debugger, fuzz, groups, mutate, setup, system, test, workspace};
+use xtask::{bare_metal, bench, debugger, fuzz, groups, mutate, new, setup, system, test, workspace};
 
 /// The system `cargo xtask run` boots unless told otherwise.
 const DEFAULT_POLICY: &str = "system.toml";
@@ -54,6 +55,8 @@ commands:
                                               run each fuzz target N s (default 60); crashes go to fuzz/regressions
   groups [--explain] [--timeout SECONDS] -- <QEMU arguments>
                                               boot q35 + intel-iommu with those arguments, print its IOMMU groups
+  new driver NAME                             a driver crate, its policy and scenario, ready to boot
+                                              (docs/writing-a-driver.md goes on from there)
   policy check POLICY [--machine NAME] [--timeout SECONDS]
                                               check a policy; with a machine, against its real IOMMU groups";
 
@@ -188,6 +191,13 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             let timeout = timeout(&options)?;
             check_policy(&root, path, options.value("--machine"), timeout)
         }
+        "new" => match rest {
+            [kind, name] if kind == "driver" => {
+                new::new_driver(&root, name)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            _ => bail!("usage: cargo xtask new driver NAME\n\n{USAGE}"),
+        },
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
