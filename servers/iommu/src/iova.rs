@@ -146,6 +146,22 @@ impl<const N: usize> IovaAllocator<N> {
         self.regions.iter()
     }
 
+    /// What a device may be given: the window less the holes, as
+    /// (first, last) byte addresses in address order.
+    pub fn usable(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let holes = self.regions.iter().filter(|region| region.reserved).map(|region| region.range);
+        let mut next = Some(self.first);
+        holes.map(Some).chain([None]).filter_map(move |hole| {
+            let start = next?;
+            let (end, after) = match hole {
+                Some(hole) => (hole.start.checked_sub(1), hole.last().checked_add(1)),
+                None => (Some(self.last), None),
+            };
+            next = after;
+            end.filter(|&end| end >= start).map(|end| (start, end))
+        })
+    }
+
     /// Checks that `pages` from `iova` lie in the window; returns the range.
     fn in_window(&self, iova: u64, pages: u64) -> Result<IovaRange, IovaError> {
         if pages == 0 {
@@ -275,6 +291,23 @@ mod tests {
         assert_eq!(space.free(0x8000), Ok(aligned));
         assert_eq!(space.free(0x8000), Err(IovaError::NotAllocated { iova: 0x8000 }));
         assert_eq!(space.allocate(1, 1).unwrap().start, 0x1000);
+    }
+
+    #[test]
+    fn the_usable_ranges_are_the_window_less_its_holes_and_not_its_allocations() {
+        let mut space = IovaAllocator::<8>::new(0x1000, 0xffff_ffff, 64).unwrap();
+        space.allocate(4, 1).unwrap();
+        let ranges: std::vec::Vec<(u64, u64)> = space.usable().collect();
+        assert_eq!(ranges, [(0x1000, 0xfedf_ffff), (0xfef0_0000, 0xffff_ffff)], "the interrupt window is a hole");
+        space.reserve(0x1000, 1).unwrap();
+        space.reserve(0xfff0_0000, 0x100).unwrap();
+        let ranges: std::vec::Vec<(u64, u64)> = space.usable().collect();
+        assert_eq!(ranges, [(0x2000, 0xfedf_ffff), (0xfef0_0000, 0xffef_ffff)], "holes at either end");
+        let edu = IovaAllocator::<8>::for_dma_mask(28, 16).unwrap();
+        assert_eq!(edu.usable().collect::<std::vec::Vec<_>>(), [(0x1000, 0x0fff_ffff)], "below the interrupt window");
+        let mut top = IovaAllocator::<8>::new(0x1000, u64::MAX, 16).unwrap();
+        top.reserve(u64::MAX - 0xfff, 1).unwrap();
+        assert_eq!(top.usable().last(), Some((0xfef0_0000, u64::MAX - 0x1000)), "a hole at the very top");
     }
 
     #[test]

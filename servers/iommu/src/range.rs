@@ -26,7 +26,12 @@ impl IovaRange {
 
     /// Last byte of the range.
     pub fn last(&self) -> u64 {
-        self.start.saturating_add(self.pages.saturating_mul(PAGE_SIZE)).saturating_sub(1)
+        // Adding the bytes less one first keeps a range that ends at the
+        // top of the address space from saturating a page short.
+        match self.pages.saturating_mul(PAGE_SIZE) {
+            0 => self.start.saturating_sub(1),
+            bytes => self.start.saturating_add(bytes - 1),
+        }
     }
 
     /// True if the two ranges share a page.

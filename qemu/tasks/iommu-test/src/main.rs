@@ -13,6 +13,7 @@
 mod blocked;
 mod canary;
 mod moves;
+mod spaces;
 
 use capabilities::ErrorCode;
 use capabilities::abi::rights;
@@ -101,7 +102,8 @@ fn main() -> u64 {
         user_claim_in_a_group_with_a_dma_driver_is_busy,
         without_a_group_capability_nothing_maps_attaches_or_reads_faults,
         owner_killed_mid_transfer_returns_the_group_and_a_driver_binds,
-        claim_and_bind_cycles_leave_no_trace
+        claim_and_bind_cycles_leave_no_trace,
+        spaces::an_address_space_reports_its_usable_ranges_and_goes_once_detached
     ])
 }
 

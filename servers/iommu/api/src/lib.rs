@@ -44,6 +44,9 @@ pub const RECLAIM_PAGE: usize = 16;
 /// Members of a group listed per `Groups` reply.
 pub const GROUP_PAGE: usize = 32;
 
+/// Usable ranges an `IoasRanges` reply carries.
+pub const RANGES_PER_REPLY: usize = 16;
+
 /// Longest explanation in a refusal.
 pub use capabilities::protocol::REASON_MAX;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use capabilities::ErrorCode;
 use capabilities::pci::Bdf;
 
-use crate::{FAULTS_PER_REPLY, GROUP_PAGE, INTERRUPT_ENTRIES_PER_REPLY, REASON_MAX, RECLAIM_PAGE};
+use crate::{FAULTS_PER_REPLY, GROUP_PAGE, INTERRUPT_ENTRIES_PER_REPLY, RANGES_PER_REPLY, REASON_MAX, RECLAIM_PAGE};
 
 /// Who owns a group, as the server reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +197,14 @@ pub enum Reply {
         code: ErrorCode,
         /// What blocks it.
         reason: String<REASON_MAX>,
+    },
+    /// `IoasRanges`: usable ranges as (first, last) byte addresses, in
+    /// address order.
+    Ranges {
+        /// This page's ranges.
+        ranges: Vec<(u64, u64), RANGES_PER_REPLY>,
+        /// More follow: ask again from one past the last one's end.
+        more: bool,
     },
 }
 

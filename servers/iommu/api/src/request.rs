@@ -145,6 +145,21 @@ pub enum Request {
     Faults,
     /// Group capability: give the group up.
     Release,
+    /// Group capability: the addresses a device may be given in `ioas`,
+    /// from `from` on (the window less its holes: the interrupt window and
+    /// any reserved region), a page of ranges at a time.
+    IoasRanges {
+        /// The address space.
+        ioas: u16,
+        /// Where the page starts: 0 first, then one past the last range's end.
+        from: u64,
+    },
+    /// Group capability: destroy `ioas` with its mappings; refused while a
+    /// group of the task is attached to it.
+    IoasDestroy {
+        /// The address space.
+        ioas: u16,
+    },
 }
 
 impl Request {
@@ -170,7 +185,9 @@ impl Request {
             | Request::Map { .. }
             | Request::Unmap { .. }
             | Request::Faults
-            | Request::Release => return None,
+            | Request::Release
+            | Request::IoasRanges { .. }
+            | Request::IoasDestroy { .. } => return None,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! A group capability's operations: the user owner's address spaces, mappings and release.
 
 use capabilities::ErrorCode;
+use heapless::Vec;
 use iommu_api::{Reply, Request};
 
 use super::domains::MappingOwner;
@@ -28,6 +29,8 @@ pub(super) fn request<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, mint
         Request::Unmap { ioas, iova } => unmap(s, k, cap.task, ioas, iova),
         Request::Faults => faults::take(s, group).into(),
         Request::Release => release(s, k, cap),
+        Request::IoasRanges { ioas, from } => ranges(s, cap.task, ioas, from),
+        Request::IoasDestroy { ioas } => destroy(s, k, cap.task, ioas),
         _ => refused(ErrorCode::PermissionDenied, "a group capability cannot do that").into(),
     }
 }
@@ -184,6 +187,48 @@ fn release<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, cap: GroupCap) 
 }
 
 /// The refusal of a capability the server no longer knows.
+/// `IoasRanges`: the addresses of `task`'s space `ioas` a device may be
+/// given, from `from` on, a page at a time.
+fn ranges<P: Platform>(s: &Service<P>, task: u16, ioas: u16, from: u64) -> Answer {
+    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
+        return refused(ErrorCode::NotFound, "no such address space of this task").into();
+    };
+    let Some(domain) = s.domains.get(space.domain) else { return stale() };
+    let mut ranges = Vec::new();
+    let mut more = false;
+    for (first, last) in domain.iova.usable().filter(|&(_, last)| last >= from) {
+        if ranges.push((first.max(from), last)).is_err() {
+            more = true;
+            break;
+        }
+    }
+    Reply::Ranges { ranges, more }.into()
+}
+
+/// `IoasDestroy`: `task`'s space `ioas` goes, with every mapping in it,
+/// unless one of the task's groups is attached to it.
+fn destroy<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, ioas: u16) -> Answer {
+    let Some(ready) = s.ready.as_mut() else { return stale() };
+    if ready.own_space(ioas, task).is_none() {
+        return refused(ErrorCode::NotFound, "no such address space of this task").into();
+    }
+    let attached = ready.ownership.owners().find_map(|(group, owner)| match owner {
+        Owner::User { task: t, ioas: Some(i) } if t == task && i == ioas => Some(group),
+        _ => None,
+    });
+    if let Some(group) = attached {
+        let reason = format_args!("group {group} is attached to address space {ioas}: detach it first");
+        return refused_with(ErrorCode::Busy, reason).into();
+    }
+    let Some(position) = ready.address_spaces.iter().position(|space| space.id == ioas && space.task == task) else {
+        return stale();
+    };
+    let space = ready.address_spaces.swap_remove(position);
+    unmap_all(&mut s.hw, &mut s.domains, k, MappingOwner::Ioas(space.id));
+    destroy_domain(&mut s.hw, &mut s.domains, space.domain);
+    Reply::Done.into()
+}
+
 fn stale() -> Answer {
     refused(ErrorCode::InvalidCapability, "stale capability").into()
 }

@@ -157,6 +157,14 @@ impl Rig {
     }
 }
 
+/// The id an `IoasCreate` answered with.
+fn ioas_of(reply: Reply) -> u16 {
+    match reply {
+        Reply::Ioas { ioas } => ioas,
+        other => panic!("expected an address space, got {other:?}"),
+    }
+}
+
 fn refusal(reply: &Reply) -> (ErrorCode, String) {
     match reply {
         Reply::Refused { code, reason } => (*code, reason.to_string()),
@@ -705,4 +713,5 @@ mod death;
 mod faults;
 mod interrupts;
 mod isolation;
+mod spaces;
 mod units;

@@ -9,13 +9,6 @@ fn reclaimed(rig: &mut Rig, group: u16) -> Reply {
     rig.call(policy(PCI, &[Operation::Reclaimed]), request, &[])
 }
 
-fn ioas_of(reply: Reply) -> u16 {
-    match reply {
-        Reply::Ioas { ioas } => ioas,
-        other => panic!("expected an address space, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_claim_refused() {
     let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);

@@ -88,13 +88,6 @@ fn domain_on(rig: &mut Rig, unit: usize, device: Bdf) -> Option<u16> {
     entry_on(rig, unit, device).domain().map(|id| id.get() - 1)
 }
 
-fn ioas_of(reply: Reply) -> u16 {
-    match reply {
-        Reply::Ioas { ioas } => ioas,
-        other => panic!("expected an address space, got {other:?}"),
-    }
-}
-
 #[test]
 fn two_units_an_explicit_one_and_the_catch_all_each_translate_their_groups() {
     let mut rig = rig_over(&two_units(), &[(A, QEMU_CAP), (B, QEMU_CAP)]);
