@@ -1,4 +1,4 @@
-//! A user's address space reports the addresses its devices may be given, and goes when asked once no group uses it.
+//! A user's address space reports the addresses its devices may be given, refuses a map outside them, and goes when asked once no group uses it.
 
 use iommu_api as iommu;
 use userlib::cap::Cap;
@@ -25,6 +25,9 @@ pub fn an_address_space_reports_its_usable_ranges_and_goes_once_detached(buffer:
     check!(ranges.iter().all(outside), "no range reaches into the interrupt window");
     defmt::info!("address space {=u16}: {=usize} usable ranges from {=u64:#x}", ioas, ranges.len(), ranges[0].0);
     check_eq!(check_ok!(ask_iommu(group, buffer, &iommu::Request::Attach { ioas: Some(ioas) })), iommu::Reply::Done);
+    let into_the_window = iommu::Request::Map { ioas, iova: INTERRUPT_WINDOW.0, writable: true };
+    let refused = check_ok!(group.ask::<_, iommu::Reply>(buffer, &into_the_window, &[FRAME], 0));
+    check!(testkit::refusal(&refused).is_some(), "a map outside the usable ranges is refused");
     let map = iommu::Request::Map { ioas, iova: 0x5000, writable: true };
     let mapped = check_ok!(group.ask::<_, iommu::Reply>(buffer, &map, &[FRAME], 0));
     check_eq!(mapped, iommu::Reply::Mapped { iova: 0x5000 });
