@@ -103,7 +103,8 @@ fn main() -> u64 {
         without_a_group_capability_nothing_maps_attaches_or_reads_faults,
         owner_killed_mid_transfer_returns_the_group_and_a_driver_binds,
         claim_and_bind_cycles_leave_no_trace,
-        spaces::an_address_space_reports_its_usable_ranges_and_goes_once_detached
+        spaces::an_address_space_reports_its_usable_ranges_and_goes_once_detached,
+        spaces::two_groups_share_one_address_space_and_both_dma_through_it
     ])
 }
 
