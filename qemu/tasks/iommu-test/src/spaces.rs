@@ -11,8 +11,8 @@ use userlib::testkit::{self, Failure, Outcome};
 use userlib::{check, check_eq, check_ok, objects};
 
 use super::{
-    BAR_VIRT, BEHIND_A, DONE, FRAME, GROUP, IOMMU, PCI, PROBE_BYTES, SPARE, WINDOW, ask_iommu, claim, release_group,
-    wait_unowned,
+    BAR_VIRT, BEHIND_A, DONE, FRAME, GROUP, IOMMU, PCI, PROBE_BYTES, SPARE, THIS_TASK, WINDOW, ask_iommu, claim,
+    release_group, wait_unowned,
 };
 
 /// The interrupt window, which no address space may hand a device.
@@ -38,6 +38,12 @@ pub fn an_address_space_reports_its_usable_ranges_and_goes_once_detached(buffer:
     let map = iommu::Request::Map { ioas, iova: 0x5000, writable: true };
     let mapped = check_ok!(group.ask::<_, iommu::Reply>(buffer, &map, &[FRAME], 0));
     check_eq!(mapped, iommu::Reply::Mapped { iova: 0x5000 });
+    let usage = check_ok!(ask_iommu(IOMMU.get(), buffer, &iommu::Request::Usage { task: THIS_TASK }));
+    let iommu::Reply::Usage { address_spaces, mapped_pages, table_pages, .. } = usage else {
+        userlib::fail!("no usage")
+    };
+    check_eq!((address_spaces, mapped_pages), (1, 1), "its one space and the page mapped in it");
+    check!(table_pages > 0, "the space's tables are charged to this task");
     let busy = check_ok!(ask_iommu(group, buffer, &iommu::Request::IoasDestroy { ioas }));
     check_eq!(testkit::refusal(&busy), Some(capabilities::ErrorCode::Busy), "attached: it stays");
     check_eq!(check_ok!(ask_iommu(group, buffer, &iommu::Request::Attach { ioas: None })), iommu::Reply::Done);

@@ -198,6 +198,21 @@ pub enum Reply {
         /// What blocks it.
         reason: String<REASON_MAX>,
     },
+    /// `Usage`: one task's share of the server, and its quotas.
+    Usage {
+        /// User address spaces it created.
+        address_spaces: u16,
+        /// Pages mapped (so pinned) in them.
+        mapped_pages: u64,
+        /// Page-table pages their domains hold, charged to it.
+        table_pages: u32,
+        /// The table pages its address spaces may hold in all.
+        table_page_quota: u32,
+        /// DMA handles it holds, as a driver.
+        dma_handles: u16,
+        /// Pages mapped (so pinned) through them.
+        dma_pages: u64,
+    },
     /// `IoasRanges`: usable ranges as (first, last) byte addresses, in
     /// address order.
     Ranges {

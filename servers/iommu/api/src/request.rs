@@ -160,6 +160,12 @@ pub enum Request {
         /// The address space.
         ioas: u16,
     },
+    /// Policy (`stats`): what task `task` holds in the IOMMU server and
+    /// what it is charged for.
+    Usage {
+        /// The task (its index in the policy).
+        task: u16,
+    },
 }
 
 impl Request {
@@ -175,7 +181,7 @@ impl Request {
             Request::Reclaimed { .. } => Operation::Reclaimed,
             Request::ClaimGroup { .. } => Operation::ClaimGroup,
             Request::Groups { .. } => Operation::Groups,
-            Request::Stats | Request::Interrupts { .. } => Operation::Stats,
+            Request::Stats | Request::Interrupts { .. } | Request::Usage { .. } => Operation::Stats,
             Request::AllocInterrupt { .. } => Operation::AllocInterrupt,
             Request::FreeInterrupt { .. } => Operation::FreeInterrupt,
             Request::DmaMap { .. }

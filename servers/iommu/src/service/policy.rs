@@ -79,6 +79,7 @@ pub(super) fn request<P: Platform>(
         Request::ClaimGroup { device } => claim_group(s, k, caller, device, received),
         Request::Groups { group, offset } => group_info(s, group, offset),
         Request::Stats => stats(s),
+        Request::Usage { task } => usage(s, task),
         _ => refused(ErrorCode::PermissionDenied, "that operation needs a DMA handle or a group capability").into(),
     }
 }
@@ -318,6 +319,27 @@ fn group_info<P: Platform>(s: &Service<P>, group: u16, offset: u16) -> Answer {
 
 /// `stats`: mappings, table pages, domains, faults seen and the unit's
 /// overflows.
+/// `Usage`: what `task` holds and is charged for. Every count is the
+/// server's own records: its spaces' mappings and table pages, its DMA
+/// handles' mappings.
+fn usage<P: Platform>(s: &Service<P>, task: u16) -> Answer {
+    if usize::from(task) >= s.config.tasks.0.len() {
+        return refused_with(ErrorCode::NotFound, format_args!("no task {task} in the policy")).into();
+    }
+    let Some(ready) = s.ready.as_ref() else { return not_ready() };
+    let spaces = || ready.address_spaces.iter().filter(|space| space.task == task);
+    let handles = || ready.handles.iter().filter(|handle| handle.driver == task);
+    Reply::Usage {
+        address_spaces: spaces().count() as u16,
+        mapped_pages: spaces().map(|space| s.domains.pages_of(MappingOwner::Ioas(space.id))).sum(),
+        table_pages: spaces().map(|space| space.table_pages).sum(),
+        table_page_quota: s.config.table_page_quota,
+        dma_handles: handles().count() as u16,
+        dma_pages: handles().map(|handle| s.domains.pages_of(MappingOwner::Handle(handle.serial))).sum(),
+    }
+    .into()
+}
+
 fn stats<P: Platform>(s: &Service<P>) -> Answer {
     use crate::memory::TablePages;
     Reply::Stats {

@@ -63,3 +63,34 @@ fn another_tasks_space_is_neither_listed_nor_destroyed() {
     }
     assert!(matches!(rig.call(owner, Request::IoasRanges { ioas, from: 0 }, &[]), Reply::Ranges { .. }), "still there");
 }
+
+#[test]
+fn a_tasks_usage_counts_its_spaces_pins_and_table_pages_and_nothing_of_others() {
+    let mut rig = Rig::new(QEMU_CAP);
+    let stats = policy(INTRUDER, &[Operation::Stats]);
+    let usage = |rig: &mut Rig, task: u16| match rig.call(stats, Request::Usage { task }, &[]) {
+        Reply::Usage { address_spaces, mapped_pages, table_pages, dma_handles, dma_pages, .. } => {
+            (address_spaces, mapped_pages, table_pages, dma_handles, dma_pages)
+        }
+        other => panic!("usage: {other:?}"),
+    };
+    assert_eq!(usage(&mut rig, USER), (0, 0, 0, 0, 0));
+    let cap = rig.claim_group(USER, bdf(0, 4)).expect("assigned");
+    let ioas = ioas_of(rig.call(cap, Request::IoasCreate, &[]));
+    assert_eq!(
+        rig.with_frame(cap, Request::Map { ioas, iova: 0x10_0000, writable: true }, 3),
+        Reply::Mapped { iova: 0x10_0000 }
+    );
+    let (spaces, mapped, tables, handles, _) = usage(&mut rig, USER);
+    assert_eq!((spaces, mapped, handles), (1, 3, 0));
+    assert!(tables >= 3, "a table per level below the root, charged to the user: {tables}");
+    let handle = rig.claim_kernel(bdf(1, 2)).expect("unowned");
+    let mapped = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 2);
+    assert!(matches!(mapped, Reply::Mapped { .. }), "{mapped:?}");
+    assert_eq!(usage(&mut rig, DRIVER).3, 1, "the driver's handle");
+    assert_eq!(usage(&mut rig, DRIVER).4, 2, "and its two pages");
+    assert_eq!(usage(&mut rig, USER).3, 0, "not the user's");
+    assert_eq!(refusal(&rig.call(stats, Request::Usage { task: 40 }, &[])).0, ErrorCode::NotFound);
+    let no_right = policy(INTRUDER, &[Operation::Owner]);
+    assert_eq!(refusal(&rig.call(no_right, Request::Usage { task: USER }, &[])).0, ErrorCode::PermissionDenied);
+}
