@@ -190,7 +190,10 @@ pub(crate) fn oracle_case(root: &Path, elves: &bare_metal::Elves, recording: &Re
 /// Checks a policy against its machine's groups and requires exactly the
 /// expected problems.
 fn policy_check_case(root: &Path, elves: &bare_metal::Elves, check: &scenario::PolicyCheck) -> CaseResult {
-    let name = format!("{}/rejected with the expected problems", check.name);
+    let name = match check.expected_problems.is_empty() {
+        true => format!("{}/accepted on its machine", check.name),
+        false => format!("{}/rejected with the expected problems", check.name),
+    };
     let outcome = || -> Result<Vec<String>> {
         let path = root.join(&check.policy);
         let policy = policy::load(&path, &system::task_binaries(root)?)
