@@ -124,8 +124,14 @@ impl Request {
 pub struct BarGrant {
     /// BAR number.
     pub index: u8,
-    /// Size in bytes.
+    /// Size of the BAR in bytes.
     pub size: u64,
+    /// Where in the BAR the capability starts (page-aligned): past the
+    /// MSI-X table and PBA when they lie at its start.
+    pub offset: u64,
+    /// Bytes the capability covers: whole pages, none of them the MSI-X
+    /// table's or PBA's, which the PCI server keeps.
+    pub len: u64,
 }
 
 /// The group a grant names when no IOMMU server told the PCI server the

@@ -132,6 +132,14 @@ impl fmt::Display for Line<'_> {
         }
         for bar in &device.bars {
             write!(f, ", BAR{} {} at {:#x}", bar.index, Size(bar.size), bar.base)?;
+            if bar.pages() != bar.size.div_ceil(capabilities::abi::PAGE_SIZE) {
+                write!(
+                    f,
+                    " (holder: {} from {:#x})",
+                    Size(bar.pages() * capabilities::abi::PAGE_SIZE),
+                    bar.holder_offset()
+                )?;
+            }
         }
         if function.msi.is_some() {
             f.write_str(", MSI")?;

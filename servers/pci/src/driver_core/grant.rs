@@ -1,6 +1,7 @@
 //! Taking a device: a driver's probe, a user owner's acquire, and the grant they share.
 
 use capabilities::ErrorCode;
+use capabilities::abi::PAGE_SIZE;
 use capabilities::pci::{Bdf, MsiInfo};
 use heapless::Vec;
 use iommu_api::OwnerReport;
@@ -215,7 +216,7 @@ impl DriverCore {
         let device = &self.devices[position];
         let mut slots = [None; MAX_GRANTED_BARS];
         for (bar, slot) in device.bars.iter().zip(slots.iter_mut()) {
-            match hw.kernel.create_device_memory(bar.base, bar.pages()) {
+            match hw.kernel.create_device_memory(bar.holder_base(), bar.pages()) {
                 Ok(created) => *slot = Some(created),
                 Err(code) => {
                     for made in slots.into_iter().flatten() {
@@ -329,7 +330,16 @@ impl DriverCore {
         self.holders += 1;
         let device = &self.devices[position];
         let mut caps: Vec<Slot, 4> = bars.iter().flatten().copied().collect();
-        let bars = device.bars.iter().map(|bar| BarGrant { index: bar.index, size: bar.size }).collect();
+        let bars = device
+            .bars
+            .iter()
+            .map(|bar| BarGrant {
+                index: bar.index,
+                size: bar.size,
+                offset: bar.holder_offset(),
+                len: bar.pages() * PAGE_SIZE,
+            })
+            .collect();
         // At most two BARs, an interrupt and a handle: four, as a message carries.
         let _ = caps.extend_from_slice(msi.map(|vector| vector.slot).as_slice());
         let _ = caps.extend_from_slice(dma_handle.as_slice());

@@ -21,6 +21,7 @@ pub mod env;
 pub mod interrupts;
 pub mod iommu;
 pub mod mediation;
+pub mod msix_pages;
 pub mod quiesce;
 pub mod refusal;
 

@@ -75,7 +75,7 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
     hw: &mut Hardware<'_, C, K, I>,
 ) -> Device {
     let bdf = function.bdf;
-    let (granted, skipped) = bars::plan(bdf, bars, sized);
+    let (granted, skipped) = bars::plan(bdf, bars, sized, function.msix.as_ref());
     for (index, skip) in skipped {
         match skip {
             BarSkip::Io => {}

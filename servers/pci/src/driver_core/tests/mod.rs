@@ -387,7 +387,9 @@ pub mod at {
     /// A PCI Express root port with ACS (bound to the bridge driver).
     pub const PORT: &str = "00:05.0";
     /// An NVMe-like endpoint below it: 64-bit BAR, 64-bit MSI with
-    /// masking, MSI-X, FLR, a resizable BAR (bound with DMA).
+    /// masking, MSI-X (4 entries, the table at 8 KiB into BAR0 and the
+    /// PBA at 12 KiB, as QEMU's nvme lays them out), FLR, a resizable
+    /// BAR (bound with DMA).
     pub const NVME: &str = "01:00.0";
 }
 
@@ -395,6 +397,12 @@ pub mod at {
 pub const EDU_BAR: u64 = 0xfea0_0000;
 /// The NVMe-like function's BAR0 (64-bit).
 pub const NVME_BAR: u64 = 0x8_0000_0000;
+/// MSI-X table entries of the NVMe-like function.
+pub const NVME_MSIX_ENTRIES: u16 = 4;
+/// Where its MSI-X table lies in BAR0.
+pub const NVME_MSIX_TABLE: u64 = 0x2000;
+/// Where its pending-bit array lies in BAR0.
+pub const NVME_MSIX_PBA: u64 = 0x3000;
 /// Offset of the NVMe-like function's PCI Express capability.
 pub const NVME_PCIE: u16 = 0x70;
 
@@ -423,6 +431,9 @@ pub fn machine_config() -> FakeConfig {
         .pcie(NVME_PCIE as u8, 0, 0)
         .extended_cap(0x100, 0x0015, 0);
     nvme.set16(0x42, 0x0180);
+    nvme.set16(0x62, NVME_MSIX_ENTRIES - 1);
+    nvme.set32(0x64, NVME_MSIX_TABLE as u32);
+    nvme.set32(0x68, NVME_MSIX_PBA as u32);
     nvme.set32(usize::from(NVME_PCIE) + 4, 1 << 28);
     nvme.set16(0x04, 0x0006);
     FakeConfig::default()
