@@ -8,7 +8,7 @@ use iommu_api::OwnerReport;
 use pci_api::{BarGrant, DeviceGrant, Reply};
 
 use super::bars::MAX_GRANTED_BARS;
-use super::device::{Holder, NO_GROUP, Role};
+use super::device::{Holder, MsixVectors, NO_GROUP, Role};
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};
 use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, rest_bus_master, update_command};
 use super::iommu;
@@ -326,7 +326,8 @@ impl DriverCore {
             }
         };
         let device = &mut self.devices[position];
-        device.holder = Some(Holder { task, role, msi, interrupt_entry, dma_handle, bars });
+        device.holder =
+            Some(Holder { task, role, msi, interrupt_entry, msix: MsixVectors::default(), dma_handle, bars });
         self.holders += 1;
         let device = &self.devices[position];
         let mut caps: Vec<Slot, 4> = bars.iter().flatten().copied().collect();
@@ -370,7 +371,7 @@ impl DriverCore {
     /// kernel's compatibility-format message behind the server's back: if
     /// the server refuses, so does the grant. Without one (no remapping
     /// is possible), the kernel's message is used.
-    fn remap<C: ConfigSpace, K: Kernel, I: IommuLink>(
+    pub(super) fn remap<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &self,
         hw: &mut Hardware<'_, C, K, I>,
         bdf: Bdf,

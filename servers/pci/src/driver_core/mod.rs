@@ -27,6 +27,7 @@ pub mod refusal;
 
 mod admin;
 mod grant;
+mod msix;
 mod release;
 mod setup;
 mod state;

@@ -16,6 +16,9 @@
 use capabilities::abi::PAGE_SIZE;
 use capabilities::pci::{BarLocation, MsixInfo};
 
+use super::bars::SizedBars;
+use crate::bar::BarKind;
+
 /// Bytes of one MSI-X table entry.
 pub const ENTRY_BYTES: u64 = 16;
 
@@ -89,6 +92,47 @@ pub fn holder_run(index: u8, size: u64, msix: Option<&MsixInfo>) -> Result<PageR
     }
 }
 
+/// Where a function's MSI-X table lies in physical memory, in the whole
+/// pages the server maps to program it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TablePlace {
+    /// The first page's physical address.
+    pub base: u64,
+    /// Pages.
+    pub pages: u64,
+    /// Where the table starts in the first page.
+    pub offset: u64,
+}
+
+/// Why the server cannot program a function's MSI-X table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TableError {
+    /// Its BAR indicator names no assigned memory BAR.
+    NoBar(u8),
+    /// The table runs past the end of its BAR.
+    BeyondBar(u8),
+}
+
+/// Where `msix`'s table lies, given the function's sized BARs.
+pub fn table_place(bars: &SizedBars, msix: &MsixInfo) -> Result<TablePlace, TableError> {
+    let index = msix.table.bar;
+    let bar = bars
+        .iter()
+        .flatten()
+        .find(|bar| bar.value.index == index && bar.value.kind != BarKind::Io && bar.value.base != 0)
+        .ok_or(TableError::NoBar(index))?;
+    let start = u64::from(msix.table.offset);
+    let end = start + u64::from(msix.table_size) * ENTRY_BYTES;
+    if end > bar.size {
+        return Err(TableError::BeyondBar(index));
+    }
+    let first = (bar.value.base + start) & !(PAGE_SIZE - 1);
+    let last = (bar.value.base + end).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    Ok(TablePlace { base: first, pages: (last - first) / PAGE_SIZE, offset: bar.value.base + start - first })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +186,20 @@ mod tests {
         let split = msix(16, (0, 0x2000), (0, 0x4000));
         assert_eq!(msix_run(0, 0x8000, &split), Some(PageRun { first: 2, pages: 3 }));
         assert_eq!(holder_run(0, 0x8000, Some(&split)), Ok(PageRun { first: 0, pages: 2 }));
+    }
+
+    #[test]
+    fn the_table_is_found_in_its_bar_and_refused_outside_it() {
+        use crate::bar::{Bar, BarValue};
+        let memory = Bar {
+            value: BarValue { index: 0, kind: BarKind::Memory64 { prefetchable: false }, base: 0xfe00_0000 },
+            size: 0x4000,
+        };
+        let bars: SizedBars = [Some(memory), None, None, None, None, None];
+        let place = table_place(&bars, &msix(257, (0, 0x2800), (0, 0x3800)));
+        assert_eq!(place, Ok(TablePlace { base: 0xfe00_2000, pages: 2, offset: 0x800 }));
+        assert_eq!(table_place(&bars, &msix(2048, (0, 0x2000), (0, 0x3800))), Err(TableError::BeyondBar(0)));
+        assert_eq!(table_place(&bars, &msix(4, (3, 0), (3, 0x800))), Err(TableError::NoBar(3)));
     }
 
     #[test]

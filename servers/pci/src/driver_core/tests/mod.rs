@@ -9,6 +9,7 @@ mod grant;
 mod hostile;
 mod interrupts;
 mod iommu_link;
+mod msix;
 mod release;
 mod reset;
 
@@ -42,6 +43,8 @@ pub enum Effect {
     Command(Bdf, u16),
     /// A request reached the IOMMU server.
     Iommu(iommu::Request),
+    /// A 32-bit word of a mapped table was written: physical address, value.
+    Table(u64, u32),
 }
 
 /// What the kernel model holds.
@@ -66,6 +69,10 @@ pub struct KernelState {
     pub watch_failure: Option<ErrorCode>,
     /// Device memory may not cover this range (RAM, say).
     pub forbidden: Option<(u64, u64)>,
+    /// Tables mapped: key → (base, pages).
+    pub tables: BTreeMap<usize, (u64, u64)>,
+    /// What table memory holds, by physical address (32-bit words written).
+    pub table_memory: BTreeMap<u64, u32>,
     next: u32,
 }
 
@@ -189,6 +196,28 @@ impl Kernel for MockKernel {
 
     fn sleep(&mut self, micros: u64) {
         self.0.borrow_mut().kernel.slept += micros;
+    }
+
+    fn map_table(&mut self, key: usize, base: u64, pages: u64) -> Result<(), ErrorCode> {
+        let mut world = self.0.borrow_mut();
+        assert!(!world.kernel.tables.contains_key(&key), "table {key} mapped twice");
+        world.kernel.tables.insert(key, (base, pages));
+        Ok(())
+    }
+
+    fn table_write32(&mut self, key: usize, offset: u64, value: u32) -> Result<(), ErrorCode> {
+        let mut world = self.0.borrow_mut();
+        let &(base, pages) = world.kernel.tables.get(&key).ok_or(ErrorCode::InvalidCapability)?;
+        if offset + 4 > pages * 4096 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        world.kernel.table_memory.insert(base + offset, value);
+        world.journal.push(Effect::Table(base + offset, value));
+        Ok(())
+    }
+
+    fn unmap_table(&mut self, key: usize) {
+        self.0.borrow_mut().kernel.tables.remove(&key);
     }
 }
 
@@ -487,14 +516,16 @@ pub struct Rig {
 }
 
 /// Every operation.
-pub const ALL_OPERATIONS: u64 = (1 << 8) - 1;
+pub const ALL_OPERATIONS: u64 = (1 << 10) - 1;
 
 /// A driver's operations.
 pub const DRIVER_OPERATIONS: u64 = 1 << Operation::Probe as u64
     | 1 << Operation::Release as u64
     | 1 << Operation::ConfigRead as u64
     | 1 << Operation::ConfigWrite as u64
-    | 1 << Operation::Devices as u64;
+    | 1 << Operation::Devices as u64
+    | 1 << Operation::MsixVectors as u64
+    | 1 << Operation::MsixMask as u64;
 
 /// A user task's operations.
 pub const USER_OPERATIONS: u64 = 1 << Operation::Acquire as u64
