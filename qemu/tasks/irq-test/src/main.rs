@@ -2,8 +2,8 @@
 //!
 //! The policy (`qemu/policies/intremap.toml`) binds edu 00:03.0 to the
 //! trusted driver `edu-dma`, lets `edu-user` own 00:04.0's group and this
-//! task own the groups of 00:06.0 and 01:01.0 (behind the PCIe-to-PCI
-//! bridge), and gives the trusted helper `irq-forger` ECAM and the RTC:
+//! task own the groups of 00:06.0, 01:01.0 (behind the PCIe-to-PCI
+//! bridge) and the e1000e 00:07.0 (MSI-X), and gives the trusted helper `irq-forger` ECAM and the RTC:
 //! it makes devices send messages the PCI server never programmed. The
 //! parameter `expect-remapping` says which machine this is: with
 //! remapping every device interrupt must go through an entry only that
@@ -12,6 +12,7 @@
 #![no_main]
 
 mod exception_vectors;
+mod msix;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -99,6 +100,7 @@ fn main() -> u64 {
             an_entry_used_with_another_devices_source_id_is_not_delivered,
             exception_vectors::device_messages_on_exception_vectors_are_ignored,
             exception_vectors::a_device_message_on_a_reserved_vector_while_the_cpu_idles_is_ignored,
+            msix::a_holders_msix_vectors_interrupt_through_remapped_entries,
             the_entry_count_returns_to_its_start
         ])
     } else {
