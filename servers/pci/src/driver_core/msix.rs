@@ -78,8 +78,12 @@ impl DriverCore {
                 MAX_MSIX_VECTORS - free
             ));
         }
-        if !holder.msix.on {
-            self.start_msix(hw, &mut holder, info, table)?;
+        if !holder.msix.on
+            && let Err(refusal) = self.start_msix(hw, &mut holder, info, table)
+        {
+            // The MSI it gave up is gone: the record must say so.
+            self.devices[position].holder = Some(holder);
+            return Err(refusal);
         }
         let mut made: Vec<MsixVector, MSIX_PAGE> = Vec::new();
         for entry in first..end as u16 {

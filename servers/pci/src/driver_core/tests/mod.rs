@@ -69,6 +69,8 @@ pub struct KernelState {
     pub watch_failure: Option<ErrorCode>,
     /// Device memory may not cover this range (RAM, say).
     pub forbidden: Option<(u64, u64)>,
+    /// The next table mapping fails with this.
+    pub table_failure: Option<ErrorCode>,
     /// Tables mapped: key → (base, pages).
     pub tables: BTreeMap<usize, (u64, u64)>,
     /// What table memory holds, by physical address (32-bit words written).
@@ -200,6 +202,9 @@ impl Kernel for MockKernel {
 
     fn map_table(&mut self, key: usize, base: u64, pages: u64) -> Result<(), ErrorCode> {
         let mut world = self.0.borrow_mut();
+        if let Some(code) = world.kernel.table_failure.take() {
+            return Err(code);
+        }
         assert!(!world.kernel.tables.contains_key(&key), "table {key} mapped twice");
         world.kernel.tables.insert(key, (base, pages));
         Ok(())

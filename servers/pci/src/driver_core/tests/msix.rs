@@ -103,6 +103,23 @@ fn requests_beyond_the_table_the_page_or_the_quota_and_repeats_are_refused() {
 }
 
 #[test]
+fn a_table_the_server_cannot_map_refuses_and_leaves_nothing_behind() {
+    let mut rig = probed();
+    rig.world.borrow_mut().kernel.table_failure = Some(ErrorCode::QuotaExceeded);
+    let (code, reason) = refusal(&vectors(&mut rig, 0, 1));
+    assert_eq!(code, ErrorCode::QuotaExceeded);
+    assert!(reason.contains("cannot be mapped by the server"), "{reason}");
+    assert_eq!(rig.read16(at::NVME, 0x62) & 0x8000, 0, "MSI-X stays off");
+    // The holder gave up its MSI for nothing, but is left consistent: a
+    // second request works and release gives everything back once.
+    assert!(matches!(vectors(&mut rig, 0, 1).reply, Reply::Vectors(_)));
+    let release = Request::Release { device: bdf(at::NVME) };
+    assert_eq!(rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &release).reply, Reply::Done);
+    assert!(rig.world.borrow().iommu.entries.is_empty());
+    assert!(rig.world.borrow().kernel.tables.is_empty());
+}
+
+#[test]
 fn the_holder_masks_and_unmasks_only_its_own_entries() {
     let mut rig = probed();
     vectors(&mut rig, 1, 1);
