@@ -6,6 +6,8 @@
 //! queue 0 cause goes to the table entry IVAR names (the low nibble: the
 //! entry in bits 0-2, valid in bit 3), if IMS enables the cause.
 
+use core::sync::atomic::Ordering;
+
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::pci::Bdf;
@@ -17,7 +19,8 @@ use userlib::testkit::Outcome;
 use userlib::{check, check_eq, check_ok};
 
 use super::{
-    ARRIVAL_US, BAR_VIRT, DONE, PCI, SILENCE_US, THIS_TASK, at, claim, interrupts, release_group, wait_unowned,
+    ARRIVAL_US, BAR_VIRT, DONE, MEANT_REFUSALS, PCI, SILENCE_US, THIS_TASK, at, claim, interrupts, release_group,
+    wait_unowned,
 };
 
 /// The e1000e.
@@ -63,6 +66,11 @@ pub fn a_holders_msix_vectors_interrupt_through_remapped_entries(buffer: &mut Bu
     for entry in &report.entries {
         check_eq!((entry.holder, entry.source), (Some(THIS_TASK), InterruptSource::Exact(NIC)));
     }
+    // The policy's interrupt-entries-per-device (2) is reached: a third is refused.
+    let third = pci_api::client::msix_vectors(PCI.get(), buffer, NIC, 2, 1, VECTORS + 2).map_err(|r| r.code);
+    check_eq!(third, Err(ErrorCode::QuotaExceeded), "beyond the policy's quota");
+    MEANT_REFUSALS.fetch_add(1, Ordering::Relaxed);
+    check_eq!(check_ok!(interrupts(buffer, Some(NIC))).entries.len(), 2, "the refused one left nothing");
     let first = Cap::<Interrupt>::at(VECTORS);
     let second = Cap::<Interrupt>::at(VECTORS + 1);
     check_ok!(first.bind(Cap::at(DONE), 1 << 1));
