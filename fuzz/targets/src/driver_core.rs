@@ -60,7 +60,7 @@ const IOMMU_TASK_SLOT: u32 = 90;
 const BUS_MASTER: u16 = 1 << 2;
 
 /// An edu on the root bus (no reset), another, a PCIe root port with ACS and
-/// an NVMe-like endpoint with FLR below it, and a PCIe-to-PCI bridge with
+/// an NVMe-like endpoint with FLR and MSI-X (4 entries, in BAR0) below it, and a PCIe-to-PCI bridge with
 /// two conventional functions behind it (one group with the bridge).
 fn machine() -> FakeConfig {
     let mut host = FakeFunction::endpoint(0x8086, 0x29c0).conventional();
@@ -74,11 +74,14 @@ fn machine() -> FakeConfig {
     };
     let port = FakeFunction::bridge(0x1b36, 0x000c, 0, 1, 1).pcie(0x40, 4, 0).acs(0x100, 0x5f, 0, 0);
     let mut nvme = FakeFunction::endpoint(0x1b36, 0x0010)
-        .bar(0, 0x4, 0xffff_c000)
+        .bar(0, 0xfe10_0004, 0xffff_c000)
         .legacy_cap(0x40, 0x05, 0x60)
         .legacy_cap(0x60, 0x11, 0x70)
         .pcie(0x70, 0, 0);
     nvme.set32(0x74, 1 << 28);
+    nvme.set16(0x62, 3);
+    nvme.set32(0x64, 0x2000);
+    nvme.set32(0x68, 0x3000);
     nvme.set16(0x04, 0x0006);
     let pci_bridge = FakeFunction::bridge(0x8086, 0x244e, 0, 2, 2).pcie(0x40, 7, 0);
     FakeConfig::default()
@@ -131,6 +134,8 @@ fn iommu_config() -> IommuConfig {
 #[derive(Default)]
 struct Slots {
     live: BTreeSet<u32>,
+    /// MSI-X tables mapped, by key: (base, pages).
+    tables: BTreeMap<usize, (u64, u64)>,
     /// PCI slot → the IOMMU server's slot of the original.
     copies: BTreeMap<u32, u32>,
     next: u32,
@@ -186,6 +191,19 @@ impl Kernel for PciKernel {
         self.task_of(slot).map(drop)
     }
     fn sleep(&mut self, _micros: u64) {}
+    fn map_table(&mut self, key: usize, base: u64, pages: u64) -> Result<(), ErrorCode> {
+        let previous = self.0.borrow_mut().tables.insert(key, (base, pages));
+        assert!(previous.is_none(), "MSI-X table {key} mapped twice");
+        Ok(())
+    }
+    fn table_write32(&mut self, key: usize, offset: u64, _value: u32) -> Result<(), ErrorCode> {
+        let &(_, pages) = self.0.borrow().tables.get(&key).expect("writes go to mapped tables only");
+        assert!(offset + 4 <= pages * 4096, "a table write past the mapping");
+        Ok(())
+    }
+    fn unmap_table(&mut self, key: usize) {
+        self.0.borrow_mut().tables.remove(&key);
+    }
 }
 
 /// The IOMMU server as the PCI server's link reaches it.
@@ -298,7 +316,7 @@ impl System {
         let device = bdf(DEVICES[input.below(DEVICES.len())]);
         // Any task but the PCI server itself.
         let task = 1 + input.below(usize::from(TASKS) - 1) as u16;
-        match input.below(12) {
+        match input.below(14) {
             0 => {
                 let driver = [NO_DMA_DRIVER, DMA_DRIVER, BRIDGE_DRIVER][input.below(3)];
                 self.ask(driver, ALL, &Request::Probe { index: input.u8() % 10 });
@@ -335,6 +353,15 @@ impl System {
                 let request = Request::ConfigRead { device, offset: input.u16() % 0x1000, width: 1 << input.below(3) };
                 self.ask(task, operations, &request);
             }
+            11 => {
+                let (first, count) = (u16::from(input.u8() % 6), input.u8() % 6);
+                self.ask(task, ALL, &Request::MsixVectors { device, first, count });
+            }
+            12 => self.ask(
+                task,
+                ALL,
+                &Request::MsixMask { device, entry: u16::from(input.u8() % 6), masked: input.bool() },
+            ),
             _ => {
                 let len = input.below(24);
                 let bytes = input.take(len).to_vec();
@@ -407,6 +434,7 @@ impl System {
         assert!(minted.is_empty(), "the IOMMU server left capabilities minted: {minted:?}");
         let held = self.kernel.0.borrow().held();
         assert_eq!(held, self.slots_at_rest, "the PCI server's capabilities balance");
+        assert!(self.kernel.0.borrow().tables.is_empty(), "an MSI-X table is still mapped");
     }
 }
 

@@ -65,7 +65,8 @@ fn main() -> u64 {
         defmt::error!("the iommu-events notification cannot be bound ({}): deaths and reclaims would go unseen", code);
         return 1;
     }
-    let mut kernel = Syscalls { pool: &pool, control: CONTROL.get(), events: EVENTS.get(), timer };
+    let mut kernel =
+        Syscalls { pool: &pool, control: CONTROL.get(), events: EVENTS.get(), timer, tables: Default::default() };
     let Some(window) = pool.borrow_mut().take() else { return 1 };
     buffer.set_window(window, 1);
     let iommu = Iommu { endpoint: IOMMU.get(), window };

@@ -1,4 +1,4 @@
-//! Typed calls to the PCI server: probe, acquire, release, read config space.
+//! Typed calls to the PCI server: probe, acquire, release, config space, MSI-X vectors.
 //!
 //! A driver presents its own task capability with each probe, so the PCI
 //! server notices its death and takes its devices back; the capabilities a
@@ -12,7 +12,7 @@ use heapless::Vec;
 use userlib::cap::{Cap, Endpoint, own};
 use userlib::ipc::Buffer;
 
-use crate::{DeviceGrant, NO_GROUP, Reply, Request};
+use crate::{DeviceGrant, MSIX_PAGE, NO_GROUP, Reply, Request};
 
 /// A device the PCI server granted, with the slots its capabilities arrived
 /// in: the BARs in grant order, then the interrupt, then the DMA handle.
@@ -156,6 +156,40 @@ pub fn enable_bus_mastering(pci: Cap<Endpoint>, buffer: &mut Buffer, device: Bdf
     let command = config_read(pci, buffer, device, COMMAND, 2)?;
     let value = command | COMMAND_BUS_MASTER;
     match call(pci, buffer, &Request::ConfigWrite { device, offset: COMMAND, width: 2, value })? {
+        Reply::Done => Ok(()),
+        _ => Err(ErrorCode::Malformed.into()),
+    }
+}
+
+/// Takes MSI-X table entries `first` to `first + count - 1` of `device`
+/// (at most [`MSIX_PAGE`]); their interrupt capabilities land in the
+/// slots from `window`, in order. The CPU vector of each.
+pub fn msix_vectors(
+    pci: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    device: Bdf,
+    first: u16,
+    count: u8,
+    window: u32,
+) -> Result<Vec<u8, MSIX_PAGE>, Refused> {
+    buffer.set_window(window, u32::from(count));
+    let reply = call(pci, buffer, &Request::MsixVectors { device, first, count });
+    buffer.set_window(0, 0);
+    match reply? {
+        Reply::Vectors(vectors) => Ok(vectors),
+        _ => Err(ErrorCode::Malformed.into()),
+    }
+}
+
+/// Masks (`masked`) or unmasks MSI-X table entry `entry` of `device`.
+pub fn msix_mask(
+    pci: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    device: Bdf,
+    entry: u16,
+    masked: bool,
+) -> Result<(), Refused> {
+    match call(pci, buffer, &Request::MsixMask { device, entry, masked })? {
         Reply::Done => Ok(()),
         _ => Err(ErrorCode::Malformed.into()),
     }

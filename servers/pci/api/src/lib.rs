@@ -35,7 +35,14 @@ capabilities::operations! {
     Unbind = 6 => "unbind",
     /// Anyone granted it: the devices found.
     Devices = 7 => "devices",
+    /// The holder takes MSI-X vectors, one interrupt capability each.
+    MsixVectors = 8 => "msix-vectors",
+    /// The holder masks or unmasks one of its MSI-X vectors.
+    MsixMask = 9 => "msix-mask",
 }
+
+/// Most MSI-X vectors one `MsixVectors` reply carries (one capability each).
+pub const MSIX_PAGE: usize = 4;
 
 /// Longest explanation in a refusal.
 pub use capabilities::protocol::REASON_MAX;
@@ -100,6 +107,28 @@ pub enum Request {
         /// 0 for the first.
         index: u16,
     },
+    /// Holder: program MSI-X table entries `first` to `first + count - 1`
+    /// (at most [`MSIX_PAGE`] a request) for me, each with a fresh vector
+    /// whose message the IOMMU server remapped, unmasked, with MSI-X
+    /// enabled (and MSI, if it had it, given up). The reply carries one
+    /// interrupt capability per entry, in order.
+    MsixVectors {
+        /// A function the caller holds.
+        device: Bdf,
+        /// The first table entry.
+        first: u16,
+        /// How many (1 to [`MSIX_PAGE`]).
+        count: u8,
+    },
+    /// Holder: mask (`true`) or unmask one table entry it was given.
+    MsixMask {
+        /// A function the caller holds.
+        device: Bdf,
+        /// The table entry.
+        entry: u16,
+        /// Masked from now on.
+        masked: bool,
+    },
 }
 
 impl Request {
@@ -114,6 +143,8 @@ impl Request {
             Request::Bind { .. } => Operation::Bind,
             Request::Unbind { .. } => Operation::Unbind,
             Request::Devices { .. } => Operation::Devices,
+            Request::MsixVectors { .. } => Operation::MsixVectors,
+            Request::MsixMask { .. } => Operation::MsixMask,
         }
     }
 }
@@ -124,8 +155,14 @@ impl Request {
 pub struct BarGrant {
     /// BAR number.
     pub index: u8,
-    /// Size in bytes.
+    /// Size of the BAR in bytes.
     pub size: u64,
+    /// Where in the BAR the capability starts (page-aligned): past the
+    /// MSI-X table and PBA when they lie at its start.
+    pub offset: u64,
+    /// Bytes the capability covers: whole pages, none of them the MSI-X
+    /// table's or PBA's, which the PCI server keeps.
+    pub len: u64,
 }
 
 /// The group a grant names when no IOMMU server told the PCI server the
@@ -176,6 +213,9 @@ pub enum Reply {
         /// Holder's task index, if held.
         holder: Option<u16>,
     },
+    /// `MsixVectors`: the CPU vector of each entry, in order; one
+    /// interrupt capability for each travels with the reply.
+    Vectors(Vec<u8, MSIX_PAGE>),
     /// Refused, with the reason in words.
     Refused {
         /// The error.

@@ -198,6 +198,7 @@ impl DriverCore {
         if let Some(method) = method {
             reset_function(hw.config, hw.kernel, &function, method)
                 .map_err(|error| refuse!(ErrorCode::InvalidArgument, "{device}: the reset failed: {error}"))?;
+            self.restore_msix(hw, position)?;
             info!("{} reset at the request of its holder {=str}, its state restored", device, self.name(caller));
         }
         Ok(Reply::Done)

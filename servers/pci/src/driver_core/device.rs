@@ -9,6 +9,7 @@ use heapless::{String, Vec};
 use super::bars::{BarRegion, MAX_GRANTED_BARS};
 use super::env::{MsiVector, Slot};
 use super::mediation::ProtectedRanges;
+use super::msix_pages::TablePlace;
 use super::quiesce::{Controls, ResetMethod};
 
 /// The group a grant names when no IOMMU server told the device's group.
@@ -37,6 +38,37 @@ pub enum Role {
     User,
 }
 
+/// Most MSI-X vectors one holder may take of one device. Beyond it the
+/// IOMMU server's `interrupt-entries-per-device` quota (MSI and MSI-X
+/// entries together) refuses first wherever it is below.
+pub const MAX_MSIX_VECTORS: usize = 8;
+
+/// An MSI-X table entry programmed for a holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsixVector {
+    /// The table entry.
+    pub entry: u16,
+    /// The kernel's vector (the server keeps the original capability).
+    pub vector: MsiVector,
+    /// The message written: the IOMMU server's remapped one.
+    pub address: u64,
+    /// Its data.
+    pub data: u32,
+    /// The interrupt-remapping entry it names, when remapping is on.
+    pub remap: Option<u16>,
+    /// Whether the holder masked it.
+    pub masked: bool,
+}
+
+/// The MSI-X vectors of a holder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsixVectors {
+    /// Whether MSI-X is on (the table mapped, every other entry masked).
+    pub on: bool,
+    /// The entries programmed for the holder.
+    pub given: [Option<MsixVector>; MAX_MSIX_VECTORS],
+}
+
 /// The one task holding a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Holder {
@@ -49,6 +81,8 @@ pub struct Holder {
     /// The interrupt-remapping entry its MSI names, when the IOMMU server
     /// remaps interrupts.
     pub interrupt_entry: Option<u16>,
+    /// Its MSI-X vectors, once it asked for any (then it has no MSI).
+    pub msix: MsixVectors,
     /// The server's copy of the DMA handle the IOMMU server minted.
     pub dma_handle: Option<Slot>,
     /// The device-memory capabilities made for this holder, one per BAR of
@@ -76,6 +110,8 @@ pub struct Device {
     pub function: PciFunction,
     /// The BARs a holder is granted.
     pub bars: Vec<BarRegion, MAX_GRANTED_BARS>,
+    /// Where its MSI-X table lies, if it has one the server can map.
+    pub msix_table: Option<TablePlace>,
     /// Configuration ranges only the server writes.
     pub protected: ProtectedRanges,
     /// Its reset, power-management and Advanced Features capabilities.
@@ -132,6 +168,14 @@ impl fmt::Display for Line<'_> {
         }
         for bar in &device.bars {
             write!(f, ", BAR{} {} at {:#x}", bar.index, Size(bar.size), bar.base)?;
+            if bar.pages() != bar.size.div_ceil(capabilities::abi::PAGE_SIZE) {
+                write!(
+                    f,
+                    " (holder: {} from {:#x})",
+                    Size(bar.pages() * capabilities::abi::PAGE_SIZE),
+                    bar.holder_offset()
+                )?;
+            }
         }
         if function.msi.is_some() {
             f.write_str(", MSI")?;

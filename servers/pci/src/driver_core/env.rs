@@ -47,6 +47,14 @@ pub trait Kernel {
     fn watch(&mut self, slot: Slot, bits: u64) -> Result<(), ErrorCode>;
     /// Waits `micros` microseconds (a function-level reset needs 100 ms).
     fn sleep(&mut self, micros: u64);
+    /// Maps `pages` pages of device memory at physical `base` (an MSI-X
+    /// table) into the server as table `key`, a device's position; at
+    /// most [`super::MAX_HOLDERS`] are mapped at once.
+    fn map_table(&mut self, key: usize, base: u64, pages: u64) -> Result<(), ErrorCode>;
+    /// Writes 32 bits at byte `offset` of mapped table `key`.
+    fn table_write32(&mut self, key: usize, offset: u64, value: u32) -> Result<(), ErrorCode>;
+    /// Unmaps table `key` and deletes its capability (nothing if unmapped).
+    fn unmap_table(&mut self, key: usize);
 }
 
 /// A connection to the IOMMU server.

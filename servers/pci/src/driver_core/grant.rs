@@ -1,13 +1,14 @@
 //! Taking a device: a driver's probe, a user owner's acquire, and the grant they share.
 
 use capabilities::ErrorCode;
+use capabilities::abi::PAGE_SIZE;
 use capabilities::pci::{Bdf, MsiInfo};
 use heapless::Vec;
 use iommu_api::OwnerReport;
 use pci_api::{BarGrant, DeviceGrant, Reply};
 
 use super::bars::MAX_GRANTED_BARS;
-use super::device::{Holder, NO_GROUP, Role};
+use super::device::{Holder, MsixVectors, NO_GROUP, Role};
 use super::env::{Hardware, IommuLink, Kernel, MsiVector, Slot};
 use super::interrupts::{HOLDER_COMMAND, disable_msi, program_msi, rest_bus_master, update_command};
 use super::iommu;
@@ -215,7 +216,7 @@ impl DriverCore {
         let device = &self.devices[position];
         let mut slots = [None; MAX_GRANTED_BARS];
         for (bar, slot) in device.bars.iter().zip(slots.iter_mut()) {
-            match hw.kernel.create_device_memory(bar.base, bar.pages()) {
+            match hw.kernel.create_device_memory(bar.holder_base(), bar.pages()) {
                 Ok(created) => *slot = Some(created),
                 Err(code) => {
                     for made in slots.into_iter().flatten() {
@@ -325,11 +326,21 @@ impl DriverCore {
             }
         };
         let device = &mut self.devices[position];
-        device.holder = Some(Holder { task, role, msi, interrupt_entry, dma_handle, bars });
+        device.holder =
+            Some(Holder { task, role, msi, interrupt_entry, msix: MsixVectors::default(), dma_handle, bars });
         self.holders += 1;
         let device = &self.devices[position];
         let mut caps: Vec<Slot, 4> = bars.iter().flatten().copied().collect();
-        let bars = device.bars.iter().map(|bar| BarGrant { index: bar.index, size: bar.size }).collect();
+        let bars = device
+            .bars
+            .iter()
+            .map(|bar| BarGrant {
+                index: bar.index,
+                size: bar.size,
+                offset: bar.holder_offset(),
+                len: bar.pages() * PAGE_SIZE,
+            })
+            .collect();
         // At most two BARs, an interrupt and a handle: four, as a message carries.
         let _ = caps.extend_from_slice(msi.map(|vector| vector.slot).as_slice());
         let _ = caps.extend_from_slice(dma_handle.as_slice());
@@ -360,7 +371,7 @@ impl DriverCore {
     /// kernel's compatibility-format message behind the server's back: if
     /// the server refuses, so does the grant. Without one (no remapping
     /// is possible), the kernel's message is used.
-    fn remap<C: ConfigSpace, K: Kernel, I: IommuLink>(
+    pub(super) fn remap<C: ConfigSpace, K: Kernel, I: IommuLink>(
         &self,
         hw: &mut Hardware<'_, C, K, I>,
         bdf: Bdf,

@@ -17,6 +17,8 @@ const MSI_ENABLE: u16 = 1 << 0;
 const MSI_MULTIPLE_ENABLE: u16 = 0x7 << 4;
 /// MSI-X message control: enable.
 const MSIX_ENABLE: u16 = 1 << 15;
+/// MSI-X message control: every vector masked, whatever its entry says.
+const MSIX_FUNCTION_MASK: u16 = 1 << 14;
 
 /// Offsets of the MSI registers after the control word.
 struct MsiLayout {
@@ -137,6 +139,23 @@ pub fn disable_msix<C: ConfigSpace + ?Sized>(cfg: &mut C, bdf: Bdf, msix: MsixIn
         f.write16(control_at, control & !MSIX_ENABLE)?;
     }
     Ok(())
+}
+
+/// Turns MSI-X on, with every vector held masked while `function_masked`,
+/// and disables INTx (a device raising both would raise twice).
+pub fn enable_msix<C: ConfigSpace + ?Sized>(
+    cfg: &mut C,
+    bdf: Bdf,
+    msix: MsixInfo,
+    function_masked: bool,
+) -> Result<(), PciError> {
+    let f = &mut Function::new(cfg, bdf);
+    let control_at = u16::from(msix.offset) + 2;
+    let control = f.read16(control_at)? | MSIX_ENABLE;
+    let control = if function_masked { control | MSIX_FUNCTION_MASK } else { control & !MSIX_FUNCTION_MASK };
+    f.write16(control_at, control)?;
+    let command = f.read16(reg::COMMAND)?;
+    f.write16(reg::COMMAND, command | COMMAND_INTX_DISABLE)
 }
 
 /// Sets and clears command-register bits.

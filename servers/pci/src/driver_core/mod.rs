@@ -21,11 +21,13 @@ pub mod env;
 pub mod interrupts;
 pub mod iommu;
 pub mod mediation;
+pub mod msix_pages;
 pub mod quiesce;
 pub mod refusal;
 
 mod admin;
 mod grant;
+mod msix;
 mod release;
 mod setup;
 mod state;

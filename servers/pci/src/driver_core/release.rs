@@ -94,6 +94,8 @@ impl DriverCore {
                 Err(code) => error!("{}: BAR{=u8} copies not revoked: {}", bdf, bar.index, code),
             }
         }
+        self.stop_msix(hw, position, &holder);
+        let device = &mut self.devices[position];
         if let Some(entry) = holder.interrupt_entry {
             // The IOMMU server revokes a user's entries itself when its
             // group changes hands: an entry already gone is fine.

@@ -10,7 +10,7 @@ use super::env::{Hardware, IommuLink, Kernel};
 use super::interrupts::rest_bus_master;
 use super::refusal::truncated;
 use super::state::DriverCore;
-use super::{iommu, mediation, quiesce};
+use super::{iommu, mediation, msix_pages, quiesce};
 use crate::bar;
 use crate::config::ConfigSpace;
 
@@ -75,13 +75,20 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
     hw: &mut Hardware<'_, C, K, I>,
 ) -> Device {
     let bdf = function.bdf;
-    let (granted, skipped) = bars::plan(bdf, bars, sized);
+    let (granted, skipped) = bars::plan(bdf, bars, sized, function.msix.as_ref());
     for (index, skip) in skipped {
         match skip {
             BarSkip::Io => {}
             other => warn!("{}: BAR{=u8} is not granted to holders: {}", bdf, index, other),
         }
     }
+    let msix_table = function.msix.and_then(|msix| match msix_pages::table_place(bars, &msix) {
+        Ok(place) => Some(place),
+        Err(error) => {
+            warn!("{}: its MSI-X table cannot be programmed ({}): holders get MSI only", bdf, error);
+            None
+        }
+    });
     let controls = quiesce::controls(hw.config, function).unwrap_or_else(|error| {
         warn!("{}: reset and power capabilities unreadable: {}", bdf, error);
         quiesce::Controls::default()
@@ -103,6 +110,7 @@ fn take_over<C: ConfigSpace, K: Kernel, I: IommuLink>(
     Device {
         function: *function,
         bars: granted,
+        msix_table,
         protected: mediation::protected_ranges(hw.config, function),
         controls,
         binding,

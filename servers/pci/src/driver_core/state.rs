@@ -119,6 +119,10 @@ impl DriverCore {
             Request::Bind { device, driver } => self.bind(hw, caller, device, driver).map(Answer::from),
             Request::Unbind { device } => self.unbind(hw, caller, device).map(Answer::from),
             Request::Devices { index } => self.device_at(index).map(Answer::from),
+            Request::MsixVectors { device, first, count } => self.msix_vectors(hw, caller, device, first, count),
+            Request::MsixMask { device, entry, masked } => {
+                self.msix_mask(hw, caller, device, entry, masked).map(Answer::from)
+            }
         };
         answer.unwrap_or_else(Answer::from)
     }

@@ -4,8 +4,15 @@ use core::cell::RefCell;
 
 use capabilities::ErrorCode;
 use capabilities::abi::ObjectKind;
-use pci_server::driver_core::{Kernel, MsiVector, Slot};
-use userlib::cap::{Cap, Control, DeviceMemory, Notification, SlotPool, Task};
+use pci_server::driver_core::{Kernel, MAX_HOLDERS, MsiVector, Slot};
+use userlib::cap::{Cap, Control, DeviceMemory, Notification, SlotPool, Task, own};
+use userlib::mmio::Mapping;
+
+/// Where the MSI-X tables the server programs are mapped, one window each.
+const TABLES_VIRT: u64 = 0x6000_0000;
+/// Bytes of one table's window: the largest table (2048 entries of 16
+/// bytes) starting anywhere in its first page fits in nine pages.
+const TABLE_WINDOW: u64 = 0x1_0000;
 
 /// A capability whose kind does not matter to the call made on it:
 /// revoking and deleting work on every kind.
@@ -23,6 +30,9 @@ pub struct Syscalls<'a> {
     pub events: Cap<Notification>,
     /// A notification nothing signals, to sleep on.
     pub timer: Cap<Notification>,
+    /// The MSI-X tables mapped, by the driver core's key; the window of
+    /// each is its place here.
+    pub tables: [Option<(usize, Mapping<DeviceMemory>)>; MAX_HOLDERS],
 }
 
 impl Syscalls<'_> {
@@ -83,5 +93,54 @@ impl Kernel for Syscalls<'_> {
     fn sleep(&mut self, micros: u64) {
         // Nothing signals the timer: the wait ends by timing out.
         let _ = self.timer.wait(0, micros.max(1));
+    }
+
+    fn map_table(&mut self, key: usize, base: u64, pages: u64) -> Result<(), ErrorCode> {
+        if pages * capabilities::abi::PAGE_SIZE > TABLE_WINDOW {
+            return Err(ErrorCode::TooLarge);
+        }
+        let place = self.tables.iter().position(Option::is_none).ok_or(ErrorCode::QuotaExceeded)?;
+        let slot = self.take()?;
+        let memory = match self.control.create_device_memory(slot, base, pages) {
+            Ok(memory) => memory,
+            Err(code) => {
+                self.give(slot);
+                return Err(code);
+            }
+        };
+        match Mapping::map(own::SPACE, memory, TABLES_VIRT + TABLE_WINDOW * place as u64, true) {
+            Ok(mapping) => {
+                self.tables[place] = Some((key, mapping));
+                Ok(())
+            }
+            Err(code) => {
+                let _ = memory.delete();
+                self.give(slot);
+                Err(code)
+            }
+        }
+    }
+
+    fn table_write32(&mut self, key: usize, offset: u64, value: u32) -> Result<(), ErrorCode> {
+        let (_, mapping) =
+            self.tables.iter().flatten().find(|(mapped, _)| *mapped == key).ok_or(ErrorCode::NotFound)?;
+        mapping.write32(offset, value).ok_or(ErrorCode::InvalidArgument)
+    }
+
+    fn unmap_table(&mut self, key: usize) {
+        let Some(place) = self.tables.iter().position(|table| table.as_ref().is_some_and(|(mapped, _)| *mapped == key))
+        else {
+            return;
+        };
+        if let Some((_, mapping)) = self.tables[place].take() {
+            // Deleting the capability takes its mapping with it.
+            let memory = match mapping.into_capability() {
+                Ok(memory) => memory,
+                Err(_) => return,
+            };
+            let slot = memory.slot();
+            let _ = memory.delete();
+            self.give(slot);
+        }
     }
 }

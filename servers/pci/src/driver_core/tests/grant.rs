@@ -36,7 +36,7 @@ fn start_plans_the_bars_and_silences_endpoints_and_a_grant_makes_their_capabilit
     );
     assert_eq!(
         lines[4],
-        "01:00.0 1b36:0010 class 000000, BAR0 16 KiB at 0x800000000, MSI, MSI-X, FLR, driver dma-driver (DMA)"
+        "01:00.0 1b36:0010 class 000000, BAR0 16 KiB at 0x800000000 (holder: 8 KiB from 0x0), MSI, MSI-X, FLR, driver dma-driver (DMA)"
     );
     let journal = rig.take_journal();
     let reports: Vec<_> = journal
@@ -51,7 +51,25 @@ fn start_plans_the_bars_and_silences_endpoints_and_a_grant_makes_their_capabilit
     granted(&rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
     let memory =
         rig.world.borrow().kernel.device_memory.iter().map(|&(_, base, pages)| (base, pages)).collect::<Vec<_>>();
-    assert_eq!(memory, [(EDU_BAR, 256), (NVME_BAR, 4)]);
+    assert_eq!(memory, [(EDU_BAR, 256), (NVME_BAR, 2)]);
+}
+
+#[test]
+fn the_msix_table_and_pba_pages_are_never_in_the_holders_bar_capability() {
+    let mut rig = Rig::new();
+    let answer = rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 });
+    let grant = granted(&answer);
+    let (base, pages) = {
+        let world = rig.world.borrow();
+        let &(slot, base, pages) = world.kernel.device_memory.iter().find(|(_, b, _)| *b == NVME_BAR).unwrap();
+        assert_eq!(answer.caps[0], slot);
+        (base, pages)
+    };
+    let end = base + pages * 4096;
+    for structure in [NVME_MSIX_TABLE, NVME_MSIX_PBA] {
+        assert!(end <= NVME_BAR + structure, "the capability ends at {end:#x}, over the MSI-X page at {structure:#x}");
+    }
+    assert_eq!((grant.bars[0].offset, grant.bars[0].len), (0, NVME_MSIX_TABLE), "the holder is told what it got");
 }
 
 #[test]
@@ -76,7 +94,7 @@ fn a_no_dma_driver_gets_its_bars_and_an_msi_vector() {
     let answer = rig.ask(task::EDU_PROBE, DRIVER_OPERATIONS, &Request::Probe { index: 0 });
     let grant = granted(&answer);
     assert_eq!((grant.device, grant.vendor, grant.device_id, grant.group), (bdf(at::EDU), 0x1234, 0x11e8, 11));
-    assert_eq!(grant.bars.as_slice(), [BarGrant { index: 0, size: 1 << 20 }]);
+    assert_eq!(grant.bars.as_slice(), [BarGrant { index: 0, size: 1 << 20, offset: 0, len: 1 << 20 }]);
     assert!(!grant.dma);
     let vector = grant.vector.unwrap();
     assert_eq!(answer.caps.len(), 2, "the BAR, then the interrupt");
@@ -97,7 +115,7 @@ fn a_dma_driver_claims_the_group_first_and_gets_the_handle_last() {
     let grant = granted(&answer);
     assert!(grant.dma);
     assert_eq!(grant.group, 14);
-    assert_eq!(grant.bars.as_slice(), [BarGrant { index: 0, size: 16 << 10 }]);
+    assert_eq!(grant.bars.as_slice(), [BarGrant { index: 0, size: 16 << 10, offset: 0, len: 8 << 10 }]);
     assert_eq!(answer.caps.len(), 3, "BAR, interrupt, DMA handle");
     let claimed = rig.take_journal().into_iter().any(|effect| {
         effect == Effect::Iommu(iommu::Request::ClaimKernel { device: bdf(at::NVME), driver: task::DMA_DRIVER })

@@ -45,6 +45,8 @@ fn every_operation_checks_its_badge_bit() {
         Request::Bind { device: bdf(at::EDU2), driver: task::STUB },
         Request::Unbind { device: bdf(at::EDU) },
         Request::Devices { index: 0 },
+        Request::MsixVectors { device: bdf(at::EDU), first: 0, count: 1 },
+        Request::MsixMask { device: bdf(at::EDU), entry: 0, masked: true },
     ];
     for (number, request) in requests.iter().enumerate() {
         let everything_else = ALL_OPERATIONS & !(1 << number);
@@ -101,7 +103,7 @@ fn random_operation_sequences_keep_one_holder_per_device_and_lose_no_slots() {
     for _ in 0..5_000 {
         let task = random.below(8) as u16;
         let device = bdf(devices[random.below(devices.len() as u64) as usize]);
-        let request = match random.below(8) {
+        let request = match random.below(10) {
             0 => Request::Probe { index: random.below(3) as u8 },
             1 => Request::Acquire { device },
             2 => Request::Release { device },
@@ -109,6 +111,8 @@ fn random_operation_sequences_keep_one_holder_per_device_and_lose_no_slots() {
             4 => Request::ConfigWrite { device, offset: random.below(0x110) as u16, width: 1, value: 0 },
             5 => Request::Bind { device, driver: random.below(9) as u16 },
             6 => Request::Unbind { device },
+            7 => Request::MsixVectors { device, first: random.below(6) as u16, count: random.below(6) as u8 },
+            8 => Request::MsixMask { device, entry: random.below(6) as u16, masked: random.below(2) == 0 },
             _ => {
                 rig.event(crate::driver_core::death_bit(task).unwrap());
                 continue;

@@ -9,6 +9,7 @@ mod grant;
 mod hostile;
 mod interrupts;
 mod iommu_link;
+mod msix;
 mod release;
 mod reset;
 
@@ -42,6 +43,8 @@ pub enum Effect {
     Command(Bdf, u16),
     /// A request reached the IOMMU server.
     Iommu(iommu::Request),
+    /// A 32-bit word of a mapped table was written: physical address, value.
+    Table(u64, u32),
 }
 
 /// What the kernel model holds.
@@ -66,6 +69,12 @@ pub struct KernelState {
     pub watch_failure: Option<ErrorCode>,
     /// Device memory may not cover this range (RAM, say).
     pub forbidden: Option<(u64, u64)>,
+    /// The next table mapping fails with this.
+    pub table_failure: Option<ErrorCode>,
+    /// Tables mapped: key → (base, pages).
+    pub tables: BTreeMap<usize, (u64, u64)>,
+    /// What table memory holds, by physical address (32-bit words written).
+    pub table_memory: BTreeMap<u64, u32>,
     next: u32,
 }
 
@@ -189,6 +198,31 @@ impl Kernel for MockKernel {
 
     fn sleep(&mut self, micros: u64) {
         self.0.borrow_mut().kernel.slept += micros;
+    }
+
+    fn map_table(&mut self, key: usize, base: u64, pages: u64) -> Result<(), ErrorCode> {
+        let mut world = self.0.borrow_mut();
+        if let Some(code) = world.kernel.table_failure.take() {
+            return Err(code);
+        }
+        assert!(!world.kernel.tables.contains_key(&key), "table {key} mapped twice");
+        world.kernel.tables.insert(key, (base, pages));
+        Ok(())
+    }
+
+    fn table_write32(&mut self, key: usize, offset: u64, value: u32) -> Result<(), ErrorCode> {
+        let mut world = self.0.borrow_mut();
+        let &(base, pages) = world.kernel.tables.get(&key).ok_or(ErrorCode::InvalidCapability)?;
+        if offset + 4 > pages * 4096 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        world.kernel.table_memory.insert(base + offset, value);
+        world.journal.push(Effect::Table(base + offset, value));
+        Ok(())
+    }
+
+    fn unmap_table(&mut self, key: usize) {
+        self.0.borrow_mut().kernel.tables.remove(&key);
     }
 }
 
@@ -387,7 +421,9 @@ pub mod at {
     /// A PCI Express root port with ACS (bound to the bridge driver).
     pub const PORT: &str = "00:05.0";
     /// An NVMe-like endpoint below it: 64-bit BAR, 64-bit MSI with
-    /// masking, MSI-X, FLR, a resizable BAR (bound with DMA).
+    /// masking, MSI-X (4 entries, the table at 8 KiB into BAR0 and the
+    /// PBA at 12 KiB, as QEMU's nvme lays them out), FLR, a resizable
+    /// BAR (bound with DMA).
     pub const NVME: &str = "01:00.0";
 }
 
@@ -395,6 +431,12 @@ pub mod at {
 pub const EDU_BAR: u64 = 0xfea0_0000;
 /// The NVMe-like function's BAR0 (64-bit).
 pub const NVME_BAR: u64 = 0x8_0000_0000;
+/// MSI-X table entries of the NVMe-like function.
+pub const NVME_MSIX_ENTRIES: u16 = 4;
+/// Where its MSI-X table lies in BAR0.
+pub const NVME_MSIX_TABLE: u64 = 0x2000;
+/// Where its pending-bit array lies in BAR0.
+pub const NVME_MSIX_PBA: u64 = 0x3000;
 /// Offset of the NVMe-like function's PCI Express capability.
 pub const NVME_PCIE: u16 = 0x70;
 
@@ -423,6 +465,9 @@ pub fn machine_config() -> FakeConfig {
         .pcie(NVME_PCIE as u8, 0, 0)
         .extended_cap(0x100, 0x0015, 0);
     nvme.set16(0x42, 0x0180);
+    nvme.set16(0x62, NVME_MSIX_ENTRIES - 1);
+    nvme.set32(0x64, NVME_MSIX_TABLE as u32);
+    nvme.set32(0x68, NVME_MSIX_PBA as u32);
     nvme.set32(usize::from(NVME_PCIE) + 4, 1 << 28);
     nvme.set16(0x04, 0x0006);
     FakeConfig::default()
@@ -476,14 +521,16 @@ pub struct Rig {
 }
 
 /// Every operation.
-pub const ALL_OPERATIONS: u64 = (1 << 8) - 1;
+pub const ALL_OPERATIONS: u64 = (1 << 10) - 1;
 
 /// A driver's operations.
 pub const DRIVER_OPERATIONS: u64 = 1 << Operation::Probe as u64
     | 1 << Operation::Release as u64
     | 1 << Operation::ConfigRead as u64
     | 1 << Operation::ConfigWrite as u64
-    | 1 << Operation::Devices as u64;
+    | 1 << Operation::Devices as u64
+    | 1 << Operation::MsixVectors as u64
+    | 1 << Operation::MsixMask as u64;
 
 /// A user task's operations.
 pub const USER_OPERATIONS: u64 = 1 << Operation::Acquire as u64
