@@ -11,6 +11,7 @@ use capabilities::abi::{layout, rights};
 use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
 use echo_api::{Operation, Reply, Request};
 use fuzz_targets::image;
+use xorshift::XorShift;
 use xtask::policy::testing::GOOD;
 
 /// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
@@ -146,15 +147,8 @@ fn boot_image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
 
 /// Deterministic filler bytes for targets whose input is a decision stream.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut random = XorShift::new(seed);
+    (0..len).map(|_| random.next_u64() as u8).collect()
 }
 
 /// `fuzz/corpus/`, a folder per target.

@@ -14,6 +14,7 @@ use std::fmt::Write;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{Syscall, rights, slots};
 use capabilities::manifest::BootObject;
+use xorshift::XorShift;
 
 use super::sim::{Sim, cap, client, serve, task};
 use crate::cspace::SlotId;
@@ -334,28 +335,12 @@ fn a_dead_caller_is_left_to_the_general_path() {
     twins.step("server", Syscall::ReplyRecv, [REPLY, 0, EP, 0, 0, 0], false);
 }
 
-/// A small xorshift generator, so failures reproduce.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn random_ipc_agrees_with_the_general_path() {
     let mut taken = std::collections::BTreeMap::new();
     for seed in 1..=40u64 {
-        let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let priority = |random: &mut Random| 1 + random.below(3) as u8;
+        let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let priority = |random: &mut XorShift| 1 + random.below(3) as u8;
         let bound = cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 2);
         let tasks = [
             task("server", priority(&mut random), &[serve(8, 0), bound]),

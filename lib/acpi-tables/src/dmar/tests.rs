@@ -1,5 +1,7 @@
 //! DMAR tests: QEMU 7.2's real tables, synthesized ones, and every corruption.
 
+use xorshift::XorShift;
+
 use super::*;
 use crate::memory::SliceMemory;
 use crate::root::{RootKind, RootTable};
@@ -321,18 +323,6 @@ fn errors_name_the_structure_in_text() {
     assert_eq!(error.to_string(), "DMAR structure 2 (DRHD): length 3 is too short");
 }
 
-/// A small deterministic generator for the fuzz-style tests.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Walks everything a parsed table exposes, to reach every decoding path.
 fn walk(table: &Dmar<'_>) -> usize {
     let mut seen = 0;
@@ -354,7 +344,7 @@ fn walk(table: &Dmar<'_>) -> usize {
 
 #[test]
 fn random_corruptions_never_panic_or_hang() {
-    let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let seed = dmar(
         38,
         1,
@@ -366,12 +356,12 @@ fn random_corruptions_never_panic_or_hang() {
     );
     for _ in 0..20_000 {
         let mut bytes = seed.clone();
-        for _ in 0..(random.next() % 4 + 1) {
-            let position = 36 + (random.next() as usize) % (bytes.len() - 36);
-            bytes[position] = random.next() as u8;
+        for _ in 0..(random.next_u64() % 4 + 1) {
+            let position = 36 + (random.next_u64() as usize) % (bytes.len() - 36);
+            bytes[position] = random.next_u64() as u8;
         }
-        if random.next().is_multiple_of(4) {
-            let cut = 36 + (random.next() as usize) % (bytes.len() - 36);
+        if random.next_u64().is_multiple_of(4) {
+            let cut = 36 + (random.next_u64() as usize) % (bytes.len() - 36);
             bytes.truncate(cut);
             let length = bytes.len() as u32;
             bytes[4..8].copy_from_slice(&length.to_le_bytes());
@@ -385,10 +375,10 @@ fn random_corruptions_never_panic_or_hang() {
 
 #[test]
 fn random_byte_soup_never_panics() {
-    let mut random = XorShift(12345);
+    let mut random = XorShift::new(12345);
     for _ in 0..5_000 {
-        let length = (random.next() % 200) as usize;
-        let mut body: Vec<u8> = (0..length).map(|_| random.next() as u8).collect();
+        let length = (random.next_u64() % 200) as usize;
+        let mut body: Vec<u8> = (0..length).map(|_| random.next_u64() as u8).collect();
         if body.len() > 2 {
             body[0] = 38;
         }

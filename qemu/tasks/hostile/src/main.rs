@@ -33,6 +33,7 @@ use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::testkit::{self, Outcome};
 use userlib::{boot, check, check_eq, check_ok, objects};
+use xorshift::XorShift;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -105,22 +106,6 @@ fn main() -> u64 {
 
 // ----- helpers -----
 
-/// A xorshift generator: the same sequence every run, so a failure replays.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
 fn stats(buffer: &mut Buffer) -> Option<[u32; 3]> {
     match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
         Ok(iommu::Reply::Stats { mappings, table_pages, domains, .. }) => Some([mappings, table_pages, domains]),
@@ -177,7 +162,7 @@ fn the_servers_start_healthy(buffer: &mut Buffer) -> Outcome {
 
 fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
     let rounds = boot::parameter("rounds", 1000);
-    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let (mut refused, mut answered) = (0u64, 0u64);
     for round in 0..rounds {
         let len = match random.below(16) {
@@ -185,7 +170,7 @@ fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
             _ => random.below(64),
         } as usize;
         for byte in &mut buffer.message_mut()[..len] {
-            *byte = random.next() as u8;
+            *byte = random.next_u64() as u8;
         }
         // Some messages carry a capability from an arbitrary slot.
         let carried = [random.below(140) as u32];
@@ -331,7 +316,7 @@ fn every_system_call_refuses_bad_arguments(_buffer: &mut Buffer) -> Outcome {
     const BAD: [u64; 7] =
         [0, 0x1001, 0x7fff_ffff_f000, 1 << 47, 0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, u64::MAX];
     let rounds = boot::parameter("rounds", 1000) * 2;
-    let mut random = Random(0xdead_beef_cafe_f00d);
+    let mut random = XorShift::new(0xdead_beef_cafe_f00d);
     let mut refused = 0u64;
     for _ in 0..rounds {
         let number = random.below(40);
@@ -454,7 +439,7 @@ fn owners_killed_at_random_points_give_everything_back(buffer: &mut Buffer) -> O
         (GO_B.get(), VICTIM_B.get(), Bdf::from_devfn(0, 7 << 3)),
         (GO_C.get(), VICTIM_C.get(), Bdf::from_devfn(0, 8 << 3)),
     ];
-    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
     for (go, _, _) in victims {
         check_ok!(go.signal());
     }

@@ -8,6 +8,7 @@ use capabilities::badge;
 use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
 use capabilities::pci::*;
 use iommu_api::{Handle, Operation, OwnerReport, Reply, Request};
+use xorshift::XorShift;
 
 use super::*;
 use crate::memory::{TablePage, TablePages};
@@ -527,27 +528,21 @@ fn a_release_takes_the_address_spaces_no_group_uses_so_claim_cycles_never_run_dr
 fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
     let mut rig = Rig::new(QEMU_CAP_CACHING);
     let baseline_pages = rig.service.hw.pages.in_use();
-    let mut seed = 0x1234_5678_9abc_def1u64;
-    let mut next = |bound: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % bound
-    };
+    let mut random = XorShift::new(0x1234_5678_9abc_def1);
     let devices = [bdf(0, 3), bdf(0, 4), bdf(1, 1), bdf(1, 2)];
     let mut handles: Vec<u64> = Vec::new();
     let mut caps: Vec<u64> = Vec::new();
     let all_ops: Vec<Operation> = (0..9).map(operation_number).collect();
     for _ in 0..3000 {
-        let device = devices[next(4) as usize];
-        match next(10) {
+        let device = devices[random.below(4) as usize];
+        match random.below(10) {
             0 => {
                 if let Ok(handle) = rig.claim_kernel(device) {
                     handles.push(handle);
                 }
             }
             1 if !handles.is_empty() => {
-                let handle = handles.swap_remove(next(handles.len() as u64) as usize);
+                let handle = handles.swap_remove(random.below(handles.len() as u64) as usize);
                 if let Some(Handle::Dma { group, .. }) = Handle::from_badge(handle) {
                     let device =
                         rig.service.ready().unwrap().handles.iter().find(|h| h.group == group).map(|h| h.device);
@@ -562,29 +557,37 @@ fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
                 }
             }
             3 if !caps.is_empty() => {
-                let cap = caps[next(caps.len() as u64) as usize];
-                let ioas = next(3) as u16;
-                let choice = if next(2) == 0 { None } else { Some(ioas) };
+                let cap = caps[random.below(caps.len() as u64) as usize];
+                let ioas = random.below(3) as u16;
+                let choice = if random.below(2) == 0 { None } else { Some(ioas) };
                 if let Reply::Ioas { .. } = rig.call(cap, Request::IoasCreate, &[]) {}
                 rig.call(cap, Request::Attach { ioas: choice }, &[]);
             }
             4 if !caps.is_empty() => {
-                let cap = caps[next(caps.len() as u64) as usize];
-                let iova = (1 + next(8)) * 0x1000;
-                rig.with_frame(cap, Request::Map { ioas: next(3) as u16, iova, writable: true }, 1 << next(3));
-                rig.call(cap, Request::Unmap { ioas: next(3) as u16, iova: (1 + next(8)) * 0x1000 }, &[]);
+                let cap = caps[random.below(caps.len() as u64) as usize];
+                let iova = (1 + random.below(8)) * 0x1000;
+                rig.with_frame(
+                    cap,
+                    Request::Map { ioas: random.below(3) as u16, iova, writable: true },
+                    1 << random.below(3),
+                );
+                rig.call(
+                    cap,
+                    Request::Unmap { ioas: random.below(3) as u16, iova: (1 + random.below(8)) * 0x1000 },
+                    &[],
+                );
             }
             5 if !handles.is_empty() => {
-                let handle = handles[next(handles.len() as u64) as usize];
+                let handle = handles[random.below(handles.len() as u64) as usize];
                 if let Reply::Mapped { iova } =
                     rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 1)
-                    && next(2) == 0
+                    && random.below(2) == 0
                 {
                     rig.call(handle, Request::DmaUnmap { iova }, &[]);
                 }
             }
             6 if !caps.is_empty() => {
-                let cap = caps.swap_remove(next(caps.len() as u64) as usize);
+                let cap = caps.swap_remove(random.below(caps.len() as u64) as usize);
                 rig.call(cap, Request::Release, &[]);
             }
             7 => {

@@ -209,15 +209,9 @@ fn io_apic_lines_get_kernel_entries_no_client_can_free() {
 fn random_requests_never_panic_and_the_count_stays_true() {
     let mut rig = Rig::new(QEMU_CAP);
     rig.claim_kernel(bdf(0, 3)).expect("claims");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..2000 {
-        let value = next();
+        let value = random.next_u64();
         let device =
             Bdf::from_requester_id([0x0018, 0x0020, 0x0108, 0x0110, 0xff00, value as u16][(value % 6) as usize]);
         let request = match value >> 60 {
