@@ -35,6 +35,7 @@ use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::badge;
+use forger_api::Op;
 use userlib::cap::{Cap, DeviceMemory, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -122,16 +123,16 @@ fn map_config() -> Option<[Mapping<DeviceMemory>; BUSES as usize]> {
 
 fn serve(config: &[Mapping<DeviceMemory>; BUSES as usize], rtc_done: Cap<Notification>, request: [u64; 4]) -> [u64; 2] {
     let [op, a, b, c] = request;
-    let result = match op {
-        1 => read(config, a, b, c),
-        2 => write(config, a, b, c as u32, (c >> 32) as u8).map(|()| 0),
-        3 => raise(config, a).map(|()| 0),
-        4 => rtc_tick(rtc_done, a),
-        5 => dma_to(config, rtc_done, a, b),
-        6 => fill_frame(a as u8),
-        7 => frame_differs(a as u8),
-        8 => where_is(Cap::at(RECEIVED)),
-        _ => Err(ErrorCode::NoSuchCall),
+    let result = match Op::from_word(op) {
+        Some(Op::ConfigRead) => read(config, a, b, c),
+        Some(Op::ConfigWrite) => write(config, a, b, c as u32, (c >> 32) as u8).map(|()| 0),
+        Some(Op::Raise) => raise(config, a).map(|()| 0),
+        Some(Op::RtcTick) => rtc_tick(rtc_done, a),
+        Some(Op::DmaTo) => dma_to(config, rtc_done, a, b),
+        Some(Op::FillFrame) => fill_frame(a as u8),
+        Some(Op::FrameDiffers) => frame_differs(a as u8),
+        Some(Op::WhereIs) => where_is(Cap::at(RECEIVED)),
+        None => Err(ErrorCode::NoSuchCall),
     };
     match result {
         Ok(value) => [0, value],

@@ -17,13 +17,13 @@
 
 use capabilities::ErrorCode;
 use edu_api as edu;
+use forger_api::Op;
 use userlib::ipc::Buffer;
 use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok};
 
 use crate::{
-    EDU_SPARE, EDU_SPARE_TASK, FORGE_RAISE, SPARE, ask_edu, ask_pci, copied, forge, forge_read, forge_write,
-    msi_message, msi_offset,
+    EDU_SPARE, EDU_SPARE_TASK, SPARE, ask_edu, ask_pci, copied, forge, forge_read, forge_write, msi_message, msi_offset,
 };
 
 /// Compatibility-format message address for the boot CPU (APIC id 0).
@@ -51,7 +51,7 @@ pub fn device_messages_on_exception_vectors_are_ignored(buffer: &mut Buffer) -> 
         }
         check_ok!(forge_write(buffer, SPARE, 0x04, 2, command | 0x6));
         defmt::info!("  00:06.0 sends {=str}", what);
-        check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
+        check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
         check_eq!(read(buffer, 0x00, 2), Ok(0x1234), "the forger still serves");
     }
     let restored = [

@@ -20,6 +20,7 @@ use capabilities::abi::ipc::NONBLOCK;
 use capabilities::pci::Bdf;
 use capabilities::protocol::Refused;
 use edu_api as edu;
+use forger_api::Op;
 use iommu_api as iommu;
 use iommu_api::client::group;
 use iommu_api::{InterruptEntry, InterruptSource};
@@ -69,12 +70,6 @@ const SILENCE_US: u64 = 200_000;
 const ARRIVAL_US: u64 = 1_000_000;
 /// Raises timed for the latency figure.
 const TIMED_RAISES: u64 = 20;
-
-/// Forger operations (see `qemu/tasks/irq-forger`).
-const FORGE_READ: u64 = 1;
-const FORGE_WRITE: u64 = 2;
-const FORGE_RAISE: u64 = 3;
-const FORGE_RTC: u64 = 4;
 
 /// Entries in use and refusals when the first case ran.
 static START_IN_USE: AtomicU32 = AtomicU32::new(0);
@@ -129,23 +124,19 @@ fn ask_edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request)
 }
 
 /// One request to the forger; its value.
-fn forge(buffer: &mut Buffer, op: u64, a: u64, b: u64, c: u64) -> Result<u64, ErrorCode> {
-    let [status, value]: [u64; 2] = FORGER.get().ask(buffer, &[op, a, b, c], &[], 0)?;
-    match status {
-        0 => Ok(value),
-        code => Err(ErrorCode::from_code(code).unwrap_or(ErrorCode::Malformed)),
-    }
+fn forge(buffer: &mut Buffer, op: Op, a: u64, b: u64, c: u64) -> Result<u64, ErrorCode> {
+    forger_api::client::call(FORGER.get(), buffer, op, [a, b, c], &[])
 }
 
 /// Reads `width` bytes of `device`'s configuration space behind the PCI server's back.
 fn forge_read(buffer: &mut Buffer, device: Bdf, offset: u16, width: u8) -> Result<u32, ErrorCode> {
-    forge(buffer, FORGE_READ, device.requester_id().into(), offset.into(), width.into()).map(|value| value as u32)
+    forge(buffer, Op::ConfigRead, device.requester_id().into(), offset.into(), width.into()).map(|value| value as u32)
 }
 
 /// Writes them.
 fn forge_write(buffer: &mut Buffer, device: Bdf, offset: u16, width: u8, value: u32) -> Result<(), ErrorCode> {
     let word = u64::from(width) << 32 | u64::from(value);
-    forge(buffer, FORGE_WRITE, device.requester_id().into(), offset.into(), word).map(|_| ())
+    forge(buffer, Op::ConfigWrite, device.requester_id().into(), offset.into(), word).map(|_| ())
 }
 
 /// The IOMMU server's interrupt report: remapping on, entries in use, the
@@ -279,7 +270,7 @@ fn remapping_is_on_and_the_io_apic_line_goes_through_an_entry(buffer: &mut Buffe
         kernel_entry.is_some_and(|e| e.source == InterruptSource::Exact(IOAPIC)),
         "the RTC's line, checked for ff:00.0"
     );
-    let took = check_ok!(forge(buffer, FORGE_RTC, ARRIVAL_US, 0, 0));
+    let took = check_ok!(forge(buffer, Op::RtcTick, ARRIVAL_US, 0, 0));
     defmt::info!("  the RTC's IO APIC interrupt arrived through its entry after {=u64} us", took);
     Ok(())
 }
@@ -391,7 +382,7 @@ fn a_revoked_entry_no_longer_interrupts_its_old_owner(buffer: &mut Buffer) -> Ou
         check_ok!(forge_write(buffer, SPARE, msi + offset, width, value));
     }
     drain_done();
-    check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
+    check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
     let waited = Cap::<Notification>::at(DONE).wait(0, SILENCE_US);
     check_eq!(waited, Err(ErrorCode::TimedOut), "the old owner is not interrupted");
     // Its own message back: the new holder's DMA completes, which it would
@@ -435,12 +426,12 @@ fn an_entry_used_with_another_devices_source_id_is_not_delivered(buffer: &mut Bu
         check_ok!(forge_write(buffer, SPARE, offset, width, value));
     }
     drain_done();
-    check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
+    check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
     let waited = Cap::<Notification>::at(DONE).wait(0, SILENCE_US);
     check_eq!(waited, Err(ErrorCode::TimedOut), "01:01.0's entry does not deliver 00:06.0's message");
     // The same forged raise, from 01:01.0 itself, is delivered.
     drain_done();
-    check_ok!(forge(buffer, FORGE_RAISE, BEHIND_A.requester_id().into(), 0, 0));
+    check_ok!(forge(buffer, Op::Raise, BEHIND_A.requester_id().into(), 0, 0));
     check_ok!(Cap::<Notification>::at(DONE).wait(0, ARRIVAL_US));
     check_ok!(acknowledge(&registers, interrupt));
     let restored = [
@@ -502,6 +493,6 @@ fn trusted_dma_completes_with_the_kernels_message(buffer: &mut Buffer) -> Outcom
     let message = check_ok!(msi_message(|offset, width| forge_read(buffer, TRUSTED, offset, width), msi));
     check_eq!(handle_of(message), None, "compatibility format: nothing to remap it");
     check_eq!(message.0 & !0xff000, 0xfee0_0000);
-    check_ok!(forge(buffer, FORGE_RTC, ARRIVAL_US, 0, 0));
+    check_ok!(forge(buffer, Op::RtcTick, ARRIVAL_US, 0, 0));
     Ok(())
 }
