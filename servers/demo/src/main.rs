@@ -30,9 +30,9 @@ userlib::entry!(main);
 
 /// `edu-spare`'s task index (the policy's declaration order).
 const EDU_SPARE_TASK: u16 = 3;
-const TRUSTED: Bdf = Bdf::from_devfn(0, 3 << 3);
-const USER: Bdf = Bdf::from_devfn(0, 4 << 3);
-const SPARE: Bdf = Bdf::from_devfn(0, 6 << 3);
+const TRUSTED: Bdf = Bdf::at(0, 3, 0);
+const USER: Bdf = Bdf::at(0, 4, 0);
+const SPARE: Bdf = Bdf::at(0, 6, 0);
 /// Where a group capability would land.
 const GROUP_SLOT: u32 = 64;
 /// The physical address the kernel image is loaded at: the target of

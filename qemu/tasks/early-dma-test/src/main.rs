@@ -19,7 +19,7 @@ userlib::cap_slot!(FORGER: Endpoint = "forger");
 userlib::entry!(main);
 
 /// The edu the forger drives.
-const EDU: Bdf = Bdf::from_devfn(0, 3 << 3);
+const EDU: Bdf = Bdf::at(0, 3, 0);
 /// What the target frame is filled with.
 const CANARY: u8 = 0x5a;
 

@@ -26,10 +26,10 @@ userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
 userlib::cap_slot!(EDU_USER: Endpoint = "edu-user");
 userlib::entry!(main);
 
-const PAIR_USER: Bdf = Bdf::from_devfn(0, 7 << 3);
-const PAIR_DRIVER: Bdf = Bdf::from_devfn(0, 7 << 3 | 1);
-const BRIDGE: Bdf = Bdf::from_devfn(0, 5 << 3);
-const BEHIND: [Bdf; 2] = [Bdf::from_devfn(1, 1 << 3), Bdf::from_devfn(1, 2 << 3)];
+const PAIR_USER: Bdf = Bdf::at(0, 7, 0);
+const PAIR_DRIVER: Bdf = Bdf::at(0, 7, 1);
+const BRIDGE: Bdf = Bdf::at(0, 5, 0);
+const BEHIND: [Bdf; 2] = [Bdf::at(1, 1, 0), Bdf::at(1, 2, 0)];
 /// This task's index (the policy's declaration order).
 const THIS_TASK: u16 = 4;
 /// Slots: two grant windows, a group capability, the buffer frame and a

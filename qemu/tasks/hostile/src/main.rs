@@ -49,8 +49,8 @@ userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
 /// Devices whose groups this task may own.
-const STORM_DEVICE: Bdf = Bdf::from_devfn(0, 6 << 3);
-const QUOTA_DEVICE: Bdf = Bdf::from_devfn(0, 4 << 3);
+const STORM_DEVICE: Bdf = Bdf::at(0, 6, 0);
+const QUOTA_DEVICE: Bdf = Bdf::at(0, 4, 0);
 /// Slots: a grant window (four), a group capability, frames, scratch.
 const WINDOW: u32 = 64;
 const GROUP: u32 = 70;
@@ -435,9 +435,9 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
 
 fn owners_killed_at_random_points_give_everything_back(buffer: &mut Buffer) -> Outcome {
     let victims = [
-        (GO_A.get(), VICTIM_A.get(), Bdf::from_devfn(1, 1 << 3)),
-        (GO_B.get(), VICTIM_B.get(), Bdf::from_devfn(0, 7 << 3)),
-        (GO_C.get(), VICTIM_C.get(), Bdf::from_devfn(0, 8 << 3)),
+        (GO_A.get(), VICTIM_A.get(), Bdf::at(1, 1, 0)),
+        (GO_B.get(), VICTIM_B.get(), Bdf::at(0, 7, 0)),
+        (GO_C.get(), VICTIM_C.get(), Bdf::at(0, 8, 0)),
     ];
     let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
     for (go, _, _) in victims {

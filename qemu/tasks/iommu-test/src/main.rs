@@ -43,12 +43,12 @@ const STUB_TASK: u16 = 6;
 const THIS_TASK: u16 = 7;
 
 /// The machine's devices.
-const TRUSTED: Bdf = at(0, 3, 0);
-const USER: Bdf = at(0, 4, 0);
-const BRIDGE: Bdf = at(0, 5, 0);
-const BEHIND_A: Bdf = at(1, 1, 0);
-const BEHIND_B: Bdf = at(1, 2, 0);
-const SPARE: Bdf = at(0, 6, 0);
+const TRUSTED: Bdf = Bdf::at(0, 3, 0);
+const USER: Bdf = Bdf::at(0, 4, 0);
+const BRIDGE: Bdf = Bdf::at(0, 5, 0);
+const BEHIND_A: Bdf = Bdf::at(1, 1, 0);
+const BEHIND_B: Bdf = Bdf::at(1, 2, 0);
+const SPARE: Bdf = Bdf::at(0, 6, 0);
 
 /// Slots: a device grant's window (four), a group capability, a frame to
 /// map, a notification to sleep on and one for edu completions.
@@ -70,10 +70,6 @@ const BAR_VIRT: u64 = 0x2000_0000;
 const KERNEL_IMAGE: u64 = 0x10_0000;
 /// Cycles of each kind in the churn case.
 const CYCLES: u32 = 1000;
-
-const fn at(bus: u8, device: u8, function: u8) -> Bdf {
-    Bdf::from_devfn(bus, device << 3 | function)
-}
 
 fn main() -> u64 {
     if objects::alloc_frame(FRAME, 1).is_err()

@@ -45,10 +45,10 @@ const EDU_USER_TASK: u16 = 4;
 const THIS_TASK: u16 = 8;
 
 /// The machine's devices.
-const TRUSTED: Bdf = at(0, 3, 0);
-const USER: Bdf = at(0, 4, 0);
-const BEHIND_A: Bdf = at(1, 1, 0);
-const SPARE: Bdf = at(0, 6, 0);
+const TRUSTED: Bdf = Bdf::at(0, 3, 0);
+const USER: Bdf = Bdf::at(0, 4, 0);
+const BEHIND_A: Bdf = Bdf::at(1, 1, 0);
+const SPARE: Bdf = Bdf::at(0, 6, 0);
 /// The IO APIC's source id (DMAR device scope: bus 0xff, 00.0).
 const IOAPIC: Bdf = Bdf::from_requester_id(0xff00);
 
@@ -74,10 +74,6 @@ const TIMED_RAISES: u64 = 20;
 /// Entries in use and refusals when the first case ran.
 static START_IN_USE: AtomicU32 = AtomicU32::new(0);
 static START_REFUSED: AtomicU64 = AtomicU64::new(0);
-
-const fn at(bus: u8, device: u8, function: u8) -> Bdf {
-    Bdf::from_devfn(bus, device << 3 | function)
-}
 
 fn main() -> u64 {
     if objects::create_notification(SLEEP).is_err() || objects::create_notification(DONE).is_err() {

@@ -23,7 +23,7 @@ userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
 userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
-const MINE: Bdf = Bdf::from_devfn(1, 1 << 3);
+const MINE: Bdf = Bdf::at(1, 1, 0);
 /// Where a group capability would land.
 const GROUP: u32 = 64;
 

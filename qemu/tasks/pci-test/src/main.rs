@@ -32,25 +32,25 @@ const PCI_SERVER: u16 = 0;
 
 /// The machine's functions, in enumeration order: vendor and device ids.
 const MACHINE: [(Bdf, u16, u16); 10] = [
-    (at(0, 0x00, 0), 0x8086, 0x29c0),
-    (at(0, 0x03, 0), 0x1234, 0x11e8),
-    (at(0, 0x04, 0), 0x1234, 0x11e8),
-    (at(0, 0x05, 0), 0x1b36, 0x000c),
-    (at(0, 0x06, 0), 0x1b36, 0x000c),
-    (at(0, 0x1f, 0), 0x8086, 0x2918),
-    (at(0, 0x1f, 2), 0x8086, 0x2922),
-    (at(0, 0x1f, 3), 0x8086, 0x2930),
-    (at(1, 0x00, 0), 0x1234, 0x11e8),
-    (at(2, 0x00, 0), 0x1b36, 0x0010),
+    (Bdf::at(0, 0x00, 0), 0x8086, 0x29c0),
+    (Bdf::at(0, 0x03, 0), 0x1234, 0x11e8),
+    (Bdf::at(0, 0x04, 0), 0x1234, 0x11e8),
+    (Bdf::at(0, 0x05, 0), 0x1b36, 0x000c),
+    (Bdf::at(0, 0x06, 0), 0x1b36, 0x000c),
+    (Bdf::at(0, 0x1f, 0), 0x8086, 0x2918),
+    (Bdf::at(0, 0x1f, 2), 0x8086, 0x2922),
+    (Bdf::at(0, 0x1f, 3), 0x8086, 0x2930),
+    (Bdf::at(1, 0x00, 0), 0x1234, 0x11e8),
+    (Bdf::at(2, 0x00, 0), 0x1b36, 0x0010),
 ];
 
 /// The edu bound to edu-probe, and the one bound to this task.
-const EDU_A: Bdf = at(0, 3, 0);
-const EDU_B: Bdf = at(0, 4, 0);
+const EDU_A: Bdf = Bdf::at(0, 3, 0);
+const EDU_B: Bdf = Bdf::at(0, 4, 0);
 /// The chipset's SMBus controller: bound to no driver.
-const SMBUS: Bdf = at(0, 0x1f, 3);
+const SMBUS: Bdf = Bdf::at(0, 0x1f, 3);
 /// The NVMe controller bound to this task (its second device).
-const NVME: Bdf = at(2, 0, 0);
+const NVME: Bdf = Bdf::at(2, 0, 0);
 
 /// What edu's identification register reads.
 const EDU_ID: u32 = 0x0100_00ed;
@@ -65,10 +65,6 @@ const WINDOW_NVME: u32 = 84;
 const BAR_B_VIRT: u64 = 0x2000_0000;
 const BAR_A_VIRT: u64 = 0x2100_0000;
 const BAR_NVME_VIRT: u64 = 0x2200_0000;
-
-const fn at(bus: u8, device: u8, function: u8) -> Bdf {
-    Bdf::from_devfn(bus, device << 3 | function)
-}
 
 fn main() -> u64 {
     testkit::run(userlib::cases![
@@ -174,8 +170,8 @@ fn topology_matches_the_machine(buffer: &mut Buffer) -> Outcome {
 
 fn drivers_bound_per_policy_hold_their_devices(buffer: &mut Buffer) -> Outcome {
     check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)));
-    check_eq!(holder(buffer, at(0, 5, 0)), Some(Some(BRIDGE)));
-    check_eq!(holder(buffer, at(1, 0, 0)), Some(Some(STUB)));
+    check_eq!(holder(buffer, Bdf::at(0, 5, 0)), Some(Some(BRIDGE)));
+    check_eq!(holder(buffer, Bdf::at(1, 0, 0)), Some(Some(STUB)));
     check_eq!(holder(buffer, EDU_B), Some(None), "bound to this task, not probed yet");
     Ok(())
 }
@@ -352,7 +348,7 @@ fn hostile_requests_get_typed_errors(buffer: &mut Buffer) -> Outcome {
     check_eq!(refusal(&bare), Some(ErrorCode::InvalidArgument));
     let not_held = Request::Release { device: EDU_A };
     check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &not_held))), Some(ErrorCode::PermissionDenied));
-    let nowhere = Request::ConfigRead { device: at(9, 9, 1), offset: 0, width: 4 };
+    let nowhere = Request::ConfigRead { device: Bdf::at(9, 9, 1), offset: 0, width: 4 };
     check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &nowhere))), Some(ErrorCode::NotFound));
     let acquire = Request::Acquire { device: EDU_A };
     check_eq!(refusal(&check_ok!(ask(PCI_LIMITED.get(), buffer, &acquire))), Some(ErrorCode::PermissionDenied));

@@ -34,7 +34,7 @@ const EDU_DMA_TASK: u16 = 2;
 const BRIDGE_TASK: u16 = 3;
 const THIS_TASK: u16 = 4;
 
-const BRIDGE: Bdf = Bdf::from_devfn(0, 4 << 3);
+const BRIDGE: Bdf = Bdf::at(0, 4, 0);
 /// The edus behind the bridge: 01:01.0 to 01:14.0.
 const EDUS: u8 = 20;
 /// Devices this task holds: the group's second member, and its

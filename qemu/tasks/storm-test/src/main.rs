@@ -40,8 +40,7 @@ userlib::entry!(main);
 
 /// The storm's devices, each alone in its group but 01:01.0, whose group
 /// is its PCIe-to-PCI bridge's (no DMA driver is bound there).
-const STORM: [Bdf; 4] =
-    [Bdf::from_devfn(0, 4 << 3), Bdf::from_devfn(0, 6 << 3), Bdf::from_devfn(0, 7 << 3), Bdf::from_devfn(1, 1 << 3)];
+const STORM: [Bdf; 4] = [Bdf::at(0, 4, 0), Bdf::at(0, 6, 0), Bdf::at(0, 7, 0), Bdf::at(1, 1, 0)];
 /// The requester id each one's DMA carries: 01:01.0's is its bridge's
 /// alias, 01:00.0. Four different ids, so no fault collapses into another.
 const SOURCES: [Bdf; 4] = [STORM[0], STORM[1], STORM[2], Bdf::from_devfn(1, 0)];
