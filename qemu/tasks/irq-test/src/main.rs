@@ -15,6 +15,7 @@ mod exception_vectors;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use ::edu::reg as edu_reg;
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::pci::Bdf;
@@ -60,10 +61,6 @@ const SLEEP: u32 = 72;
 const DONE: u32 = 73;
 /// Where a held device's BAR0 is mapped.
 const BAR_VIRT: u64 = 0x2000_0000;
-/// edu registers: interrupt status, raise, acknowledge.
-const EDU_STATUS: u64 = 0x24;
-const EDU_RAISE: u64 = 0x60;
-const EDU_ACK: u64 = 0x64;
 /// How long an interrupt that must not come is waited for.
 const SILENCE_US: u64 = 200_000;
 /// How long one that must come may take.
@@ -230,7 +227,7 @@ fn drain_done() {
 fn raise_and_wait(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) -> Result<u64, ErrorCode> {
     drain_done();
     let start = syscall::now();
-    registers.write32(EDU_RAISE, 1).ok_or(ErrorCode::InvalidArgument)?;
+    registers.write32(edu_reg::INTERRUPT_RAISE, 1).ok_or(ErrorCode::InvalidArgument)?;
     Cap::<Notification>::at(DONE).wait(0, ARRIVAL_US)?;
     let took = syscall::now().saturating_sub(start);
     acknowledge(registers, interrupt)?;
@@ -239,8 +236,8 @@ fn raise_and_wait(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) 
 
 /// Acknowledges the edu's interrupt status and the kernel's interrupt.
 fn acknowledge(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) -> Result<(), ErrorCode> {
-    let status = registers.read32(EDU_STATUS).ok_or(ErrorCode::InvalidArgument)?;
-    registers.write32(EDU_ACK, status).ok_or(ErrorCode::InvalidArgument)?;
+    let status = registers.read32(edu_reg::INTERRUPT_STATUS).ok_or(ErrorCode::InvalidArgument)?;
+    registers.write32(edu_reg::INTERRUPT_ACK, status).ok_or(ErrorCode::InvalidArgument)?;
     interrupt.acknowledge().map(|_| ())
 }
 

@@ -52,11 +52,6 @@ const SMBUS: Bdf = Bdf::at(0, 0x1f, 3);
 /// The NVMe controller bound to this task (its second device).
 const NVME: Bdf = Bdf::at(2, 0, 0);
 
-/// What edu's identification register reads.
-const EDU_ID: u32 = 0x0100_00ed;
-/// edu's liveness register: reads back the complement of what was written.
-const EDU_LIVENESS: u64 = 0x04;
-
 /// Windows grants arrive in (four slots each), and where BARs are mapped.
 const WINDOW_B: u32 = 64;
 const WINDOW_A: u32 = 72;
@@ -149,7 +144,7 @@ fn find_capability(buffer: &mut Buffer, device: Bdf, id: u16) -> Option<u16> {
 fn edu_id(granted: &Granted, virt: u64) -> Result<(Mapping<DeviceMemory>, Option<u32>), ErrorCode> {
     let bar = granted.bar(0).ok_or(ErrorCode::NotFound)?;
     let registers = Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar), virt, true)?;
-    let id = registers.read32(0);
+    let id = registers.read32(edu::reg::IDENTIFICATION);
     Ok((registers, id))
 }
 
@@ -193,10 +188,10 @@ fn bound_driver_reads_the_edu_identification(buffer: &mut Buffer) -> Outcome {
     check!(!grant.dma);
     check_eq!(granted.caps.len(), 2, "BAR0, then the interrupt");
     let (registers, id) = check_ok!(edu_id(&granted, BAR_B_VIRT));
-    check_eq!(id, Some(EDU_ID));
-    check_eq!(registers.write32(EDU_LIVENESS, 0x1234_5678), Some(()));
-    check_eq!(registers.read32(EDU_LIVENESS), Some(!0x1234_5678), "writes reach the device too");
-    defmt::info!("  {} identification {=u32:#010x} through its BAR capability", EDU_B, EDU_ID);
+    check_eq!(id, Some(edu::IDENTIFICATION));
+    check_eq!(registers.write32(edu::reg::LIVENESS, 0x1234_5678), Some(()));
+    check_eq!(registers.read32(edu::reg::LIVENESS), Some(!0x1234_5678), "writes reach the device too");
+    defmt::info!("  {} identification {=u32:#010x} through its BAR capability", EDU_B, edu::IDENTIFICATION);
     check_eq!(holder(buffer, EDU_B), Some(own_index()));
     Ok(())
 }
@@ -403,7 +398,7 @@ fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
     };
     check_eq!(granted.grant.device, EDU_A);
     let (registers, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
-    check_eq!(id, Some(EDU_ID));
+    check_eq!(id, Some(edu::IDENTIFICATION));
     check_ok!(registers.unmap());
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: EDU_A })), Reply::Done);
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Unbind { device: EDU_A })), Reply::Done);
@@ -426,6 +421,6 @@ fn release_revokes_and_probe_grants_again(buffer: &mut Buffer) -> Outcome {
     };
     check_eq!(granted.grant.device, EDU_B);
     let (_, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
-    check_eq!(id, Some(EDU_ID));
+    check_eq!(id, Some(edu::IDENTIFICATION));
     Ok(())
 }
