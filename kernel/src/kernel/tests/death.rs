@@ -4,23 +4,29 @@
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{Syscall, rights, task_state};
-use capabilities::manifest::BootObject;
+use capabilities::manifest::{BootObject, TaskImage};
 
 use super::sim::{Outcome, Sim, cap, task};
 use crate::kernel::Next;
 use crate::task::Fault;
 
+/// A task of priority 2 that may watch task 0 (slot 8) and is signalled
+/// through boot notification `notification` (slot 9).
+fn watcher(notification: u16) -> TaskImage {
+    task(
+        "watcher",
+        2,
+        &[
+            cap(8, BootObject::Task(0), rights::WATCH, 0),
+            cap(9, BootObject::Notification(notification), rights::SEND | rights::RECEIVE, 0),
+        ],
+    )
+}
+
 fn watched() -> Sim {
     let tasks = [
         task("victim", 3, &[]),
-        task(
-            "watcher",
-            2,
-            &[
-                cap(8, BootObject::Task(0), rights::WATCH, 0),
-                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
-            ],
-        ),
+        watcher(0),
         task("bystander", 1, &[]),
     ];
     Sim::boot(&tasks, None, 0, 1)
@@ -165,14 +171,7 @@ fn a_task_watching_itself_cannot_crowd_out_the_watches_of_others() {
     let victim_caps = [cap(8, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0)];
     let tasks = [
         task("victim", 3, &victim_caps),
-        task(
-            "watcher",
-            2,
-            &[
-                cap(8, BootObject::Task(0), rights::WATCH, 0),
-                cap(9, BootObject::Notification(1), rights::SEND | rights::RECEIVE, 0),
-            ],
-        ),
+        watcher(1),
     ];
     let mut sim = Sim::boot(&tasks, None, 0, 2);
     sim.run("victim");
@@ -193,14 +192,7 @@ fn a_task_watching_itself_cannot_crowd_out_the_watches_of_others() {
 fn revoking_the_notification_capability_a_watch_was_made_with_ends_the_watch() {
     let tasks = [
         task("victim", 3, &[]),
-        task(
-            "watcher",
-            2,
-            &[
-                cap(8, BootObject::Task(0), rights::WATCH, 0),
-                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
-            ],
-        ),
+        watcher(0),
     ];
     let mut sim = Sim::boot(&tasks, None, 0, 1);
     sim.run("watcher");

@@ -16,7 +16,7 @@ use capabilities::abi::{Syscall, rights, slots};
 use capabilities::manifest::BootObject;
 use xorshift::XorShift;
 
-use super::sim::{Sim, cap, client, serve, task};
+use super::sim::{Sim, cap, client, serve, server_and_client, task, two_clients};
 use crate::cspace::SlotId;
 use crate::task::TaskId;
 
@@ -154,7 +154,7 @@ impl Twins {
 }
 
 fn pair() -> Twins {
-    Twins::boot(&[task("server", 2, &[serve(8, 0)]), task("client", 1, &[client(8, 0, 0x77)])], 1, 0)
+    Twins::boot(&server_and_client(), 1, 0)
 }
 
 #[test]
@@ -267,12 +267,7 @@ fn a_partner_that_would_not_run_next_takes_the_general_path() {
 
 #[test]
 fn a_queued_sender_keeps_the_server_on_the_general_path() {
-    let tasks = [
-        task("server", 1, &[serve(8, 0)]),
-        task("first", 2, &[client(8, 0, 1)]),
-        task("second", 2, &[client(8, 0, 2)]),
-    ];
-    let mut twins = Twins::boot(&tasks, 1, 0);
+    let mut twins = Twins::boot(&two_clients(("first", 1), ("second", 2)), 1, 0);
     twins.run("server");
     twins.step("server", Syscall::Recv, [EP, 0, 0, 0, 0, 0], false);
     // `second` is runnable at a higher priority than the server.
@@ -307,12 +302,7 @@ fn timeouts_flags_and_pending_notifications_keep_reply_recv_on_the_general_path(
 
 #[test]
 fn an_unanswered_reply_capability_keeps_the_call_on_the_general_path() {
-    let tasks = [
-        task("server", 1, &[serve(8, 0)]),
-        task("first", 2, &[client(8, 0, 1)]),
-        task("second", 2, &[client(8, 0, 2)]),
-    ];
-    let mut twins = Twins::boot(&tasks, 1, 0);
+    let mut twins = Twins::boot(&two_clients(("first", 1), ("second", 2)), 1, 0);
     twins.step("first", Syscall::Call, [EP, 0, 0, 0, 0, 0], false);
     twins.step("second", Syscall::Yield, [0; 6], false);
     twins.step("second", Syscall::Exit, [0; 6], false);
