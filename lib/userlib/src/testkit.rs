@@ -15,6 +15,19 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 
 use crate::cap::{Cap, Control};
 
+/// What nearly every test task names: `use userlib::testkit::prelude::*;`.
+pub mod prelude {
+    pub use capabilities::ErrorCode;
+    pub use capabilities::pci::Bdf;
+    pub use capabilities::protocol::{Refusal, Refused};
+
+    pub use super::{Failure, Outcome};
+    pub use crate::cap::{Cap, Control, DeviceMemory, Endpoint, Frame, Interrupt, IoPorts, Notification, Task, own};
+    pub use crate::ipc::Buffer;
+    pub use crate::mmio::Mapping;
+    pub use crate::{boot, check, check_eq, check_ok, objects, syscall, testkit};
+}
+
 /// A failed check: where it was.
 #[derive(Clone, Copy, Debug)]
 pub struct Failure {

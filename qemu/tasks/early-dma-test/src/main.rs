@@ -8,12 +8,8 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use forger_api::Op;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(FORGER: Endpoint = "forger");
 userlib::entry!(main);

@@ -4,15 +4,10 @@
 //! a revoked capability keep working before its fix; now each must get an
 //! error code and leave the kernel serving everyone else.
 
-use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{rights, slots};
 use echo_api::{Operation, Reply, Request};
-use userlib::cap::{Cap, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok, objects, syscall};
+use userlib::testkit::prelude::*;
 
 use crate::{BAR_VIRT, NOTIFICATION, PCI, QUOTA_DEVICE, STORM_DEVICE, WINDOW, claim, release_group, wait_unowned};
 

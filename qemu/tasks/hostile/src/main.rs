@@ -19,20 +19,14 @@ mod kernel_holes;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use capabilities::ErrorCode;
 use capabilities::abi::ipc::MSG_MAX;
 use capabilities::abi::rights;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refusal;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::FAULTS_PER_REPLY;
 use iommu_api::client::group;
 use serde::de::DeserializeOwned;
-use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{boot, check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
 use xorshift::XorShift;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");

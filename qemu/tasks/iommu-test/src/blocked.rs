@@ -3,10 +3,7 @@
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::OwnerReport;
-use userlib::cap::Cap;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 use super::{
     BAR_VIRT, DONE, EDU_DMA, EDU_USER, GROUP, KERNEL_IMAGE, PCI, SPARE, THIS_TASK, TRUSTED, USER, WINDOW, ask_edu,

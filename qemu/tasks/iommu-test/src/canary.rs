@@ -10,16 +10,11 @@
 //! when the system ends; the scenario requires its "kernel image
 //! unchanged since boot".
 
-use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use edu_api as edu;
 use forger_api::Op;
 use iommu_api::OwnerReport;
-use userlib::cap::{Cap, Frame, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Failure, Outcome};
-use userlib::{check, check_eq, check_ok, objects, syscall};
+use userlib::testkit::prelude::*;
 
 use super::{EDU_USER, EDU_USER_TASK, PROBE_BYTES, SLEEP, USER, ask_edu, edu_faults, owner, stats};
 

@@ -14,19 +14,12 @@ mod blocked;
 mod canary;
 mod moves;
 
-use capabilities::ErrorCode;
 use capabilities::abi::rights;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refused;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::client::group;
 use iommu_api::{Fault, Handle, OwnerReport};
-use userlib::cap::{Cap, Endpoint, own};
-use userlib::ipc::Buffer;
-use userlib::objects;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");

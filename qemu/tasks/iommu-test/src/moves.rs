@@ -7,15 +7,9 @@
 //! change keeps the write out of the frame. The device is 00:06.0, in a
 //! group of its own that this task claims.
 
-use capabilities::ErrorCode;
-use capabilities::protocol::Refusal;
 use iommu_api as iommu;
 use iommu_api::Fault;
-use userlib::cap::{Cap, Frame, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Failure, Outcome};
-use userlib::{check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
 
 use super::canary::{self, Hunt, fill, holds};
 use super::{

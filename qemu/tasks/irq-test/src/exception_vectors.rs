@@ -15,12 +15,9 @@
 //! compatibility-format messages even with remapping on, so the forger can
 //! make a device send them.
 
-use capabilities::ErrorCode;
 use edu_api as edu;
 use forger_api::Op;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 use crate::{
     EDU_SPARE, EDU_SPARE_TASK, SPARE, ask_edu, ask_pci, copied, forge, forge_read, forge_write, msi_message, msi_offset,

@@ -16,20 +16,13 @@ mod exception_vectors;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ::edu::reg as edu_reg;
-use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refused;
 use edu_api as edu;
 use forger_api::Op;
 use iommu_api as iommu;
 use iommu_api::client::group;
 use iommu_api::{InterruptEntry, InterruptSource};
-use userlib::cap::{Cap, DeviceMemory, Endpoint, Interrupt, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{boot, check, check_eq, check_ok, objects, syscall};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");

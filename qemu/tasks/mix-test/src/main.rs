@@ -9,14 +9,9 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use edu_api as edu;
 use iommu_api::{OwnerReport, Reply, Request};
-use userlib::cap::own;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");

@@ -7,15 +7,9 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use pci_api::client::Granted;
 use pci_api::{Reply, Request};
-use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::cap_slot!(PCI_LIMITED: Endpoint = "pci-limited");

@@ -10,18 +10,11 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refused;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::OwnerReport;
 use iommu_api::client::group;
-use userlib::cap::{Cap, DeviceMemory};
-use userlib::ipc::Buffer;
-use userlib::objects;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");

@@ -6,9 +6,7 @@
 //! whatever the host's load.
 
 use capabilities::abi::ipc::NONBLOCK;
-use userlib::cap::{DeviceMemory, Frame, Interrupt, Notification, own};
-use userlib::mmio::Mapping;
-use userlib::syscall;
+use userlib::testkit::prelude::*;
 
 use super::*;
 

@@ -19,17 +19,12 @@ mod flood;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use edu::{DEVICE_BUFFER, Edu};
 use edu_api as edu_protocol;
 use iommu_api as iommu;
 use iommu_api::FAULTS_PER_REPLY;
 use iommu_api::client::group;
-use userlib::cap::{Cap, Endpoint};
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{boot, check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
