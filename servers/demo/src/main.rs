@@ -159,8 +159,11 @@ fn a_dma_attack_by_the_users_device_is_blocked_and_reported_to_its_owner(buffer:
 }
 
 fn the_system_keeps_running(buffer: &mut Buffer) -> Outcome {
-    let stats = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Stats, &[], 0);
-    let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) = stats else { userlib::fail!() };
+    let Ok(iommu::client::Stats { mappings, table_pages, domains, faults, .. }) =
+        iommu::client::stats(IOMMU.get(), buffer)
+    else {
+        userlib::fail!()
+    };
     defmt::info!(
         "  IOMMU server: {=u32} mappings, {=u32} table pages, {=u32} domains, {=u64} faults since boot",
         mappings,

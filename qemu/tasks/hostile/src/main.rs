@@ -101,17 +101,11 @@ fn main() -> u64 {
 // ----- helpers -----
 
 fn stats(buffer: &mut Buffer) -> Option<[u32; 3]> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
-        Ok(iommu::Reply::Stats { mappings, table_pages, domains, .. }) => Some([mappings, table_pages, domains]),
-        _ => None,
-    }
+    iommu::client::stats(IOMMU.get(), buffer).ok().map(|stats| stats.held())
 }
 
 fn faults_seen(buffer: &mut Buffer) -> Option<u64> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
-        Ok(iommu::Reply::Stats { faults, .. }) => Some(faults),
-        _ => None,
-    }
+    iommu::client::stats(IOMMU.get(), buffer).ok().map(|stats| stats.faults)
 }
 
 /// Sends `len` bytes already in the buffer; the reply must decode as `R`.

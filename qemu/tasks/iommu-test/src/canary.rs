@@ -185,7 +185,7 @@ pub(super) fn kill_the_owner_mid_transfer(buffer: &mut Buffer) -> Result<InFligh
     check_ok!(memory.unmap());
     check_ok!(Cap::<Frame>::at(PROBE).delete());
     let _ = edu_faults(EDU_USER.get(), buffer);
-    let faults_before = check_ok!(stats(buffer).map(|s| s.3).ok_or(ErrorCode::Malformed));
+    let faults_before = check_ok!(stats(buffer).map(|s| s.faults).ok_or(ErrorCode::Malformed));
     let started = syscall::now();
     check_eq!(check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Start { iova })), edu::Reply::Done);
     check_ok!(EDU_USER_KILL.get().kill());
@@ -223,7 +223,7 @@ impl InFlight {
     /// group was blocked), or not at all (dropped by the device: the PCI
     /// server had turned its bus mastering off).
     pub(super) fn faulted_at_most_once(self, buffer: &mut Buffer) -> Outcome {
-        let now = check_ok!(stats(buffer).map(|s| s.3).ok_or(ErrorCode::Malformed));
+        let now = check_ok!(stats(buffer).map(|s| s.faults).ok_or(ErrorCode::Malformed));
         let faults = now.saturating_sub(self.faults_before);
         match faults {
             0 => defmt::info!("  the transfer never reached the IOMMU: bus mastering was off by then"),

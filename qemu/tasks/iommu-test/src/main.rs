@@ -134,14 +134,9 @@ fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
     group::wait_unowned(IOMMU.get(), buffer, device, Cap::at(SLEEP), 2_000_000).is_ok()
 }
 
-/// The server's counters: mappings, table pages, domains, faults.
-fn stats(buffer: &mut Buffer) -> Option<(u32, u32, u32, u64)> {
-    match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Stats) {
-        Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) => {
-            Some((mappings, table_pages, domains, faults))
-        }
-        _ => None,
-    }
+/// The server's counters.
+fn stats(buffer: &mut Buffer) -> Option<iommu::client::Stats> {
+    iommu::client::stats(IOMMU.get(), buffer).ok()
 }
 
 /// All faults an edu server's group has recorded.
@@ -273,7 +268,7 @@ fn a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach(buffer: &mut 
     let fill = |value: &dyn Fn(u64) -> u8| (0..PROBE_BYTES).all(|at| memory.write8(at, value(at)).is_some());
     let holds = |value: &dyn Fn(u64) -> u8| (0..PROBE_BYTES).all(|at| memory.read8(at) == Some(value(at)));
     check!(fill(&pattern));
-    let before = stats(buffer).map(|s| s.0);
+    let before = stats(buffer).map(|s| s.mappings);
     let reply: edu::Reply = check_ok!(EDU_USER.get().ask(buffer, &edu::Request::MapLent, &[LENT], 0));
     let edu::Reply::Buffer { iova } = reply else {
         testkit::refusal(&reply);
@@ -293,7 +288,7 @@ fn a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach(buffer: &mut 
     let faults = edu_faults(EDU_USER.get(), buffer).unwrap_or_default();
     check!(blocked_write(&faults, USER, iova), "the write to the revoked frame is in the borrower's fault log");
     check!(holds(&|_| 0xee), "the frame's bytes are as its lender left them");
-    check_eq!(stats(buffer).map(|s| s.0), before, "the IOMMU server unmapped the revoked frame");
+    check_eq!(stats(buffer).map(|s| s.mappings), before, "the IOMMU server unmapped the revoked frame");
     check_ok!(memory.unmap());
     check_ok!(Cap::<Frame>::at(LENT).delete());
     Ok(())
@@ -434,11 +429,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         check_ok!(release_group(buffer));
         check!(wait_unowned(buffer, SPARE));
     }
-    check_eq!(
-        stats(buffer).map(|s| (s.0, s.1, s.2)),
-        before.map(|s| (s.0, s.1, s.2)),
-        "claims and releases leak nothing"
-    );
+    check_eq!(stats(buffer).map(|s| s.held()), before.map(|s| s.held()), "claims and releases leak nothing");
     check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     for _ in 0..CYCLES {
         check_eq!(check_ok!(bind(buffer, SPARE, EDU_SPARE_TASK)), pci_api::Reply::Done);
@@ -447,11 +438,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
         check_eq!(check_ok!(unbind(buffer, SPARE)), pci_api::Reply::Done);
     }
-    check_eq!(
-        stats(buffer).map(|s| (s.0, s.1, s.2)),
-        before.map(|s| (s.0, s.1, s.2)),
-        "binds and unbinds leak nothing"
-    );
+    check_eq!(stats(buffer).map(|s| s.held()), before.map(|s| s.held()), "binds and unbinds leak nothing");
     check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     check_eq!(owner(buffer, SPARE), Some(OwnerReport::Unowned));
     Ok(())

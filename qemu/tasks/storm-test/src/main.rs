@@ -81,10 +81,8 @@ fn main() -> u64 {
 /// The IOMMU server's fault figures: faults seen and overflows of the
 /// unit's records, since boot (`stats` drains the unit first).
 fn figures(buffer: &mut Buffer) -> Option<(u64, u64)> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
-        Ok(iommu::Reply::Stats { faults, fault_overflows, .. }) => Some((faults, fault_overflows)),
-        _ => None,
-    }
+    let stats = iommu::client::stats(IOMMU.get(), buffer).ok()?;
+    Some((stats.faults, stats.fault_overflows))
 }
 
 /// The trusted driver's DMA round trip; true if the bytes came back.
