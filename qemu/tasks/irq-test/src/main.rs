@@ -201,6 +201,57 @@ fn msi_message(mut read: impl FnMut(u16, u8) -> Result<u32, ErrorCode>, msi: u16
     Ok((u64::from(high) << 32 | u64::from(low), data))
 }
 
+/// What the forger overwrites in a device's configuration space to make
+/// it send a message of the test's choosing, read before so that it can
+/// be written back: the command register, MSI control and MSI message.
+struct SavedMsi {
+    device: Bdf,
+    msi: u16,
+    command: u32,
+    control: u32,
+    message: (u64, u32),
+}
+
+impl SavedMsi {
+    /// Reads `device`'s command register and MSI capability.
+    fn take(buffer: &mut Buffer, device: Bdf) -> Result<Self, ErrorCode> {
+        let msi = msi_offset(|offset, width| forge_read(buffer, device, offset, width))?;
+        let command = forge_read(buffer, device, 0x04, 2)?;
+        let control = forge_read(buffer, device, msi + 2, 2)?;
+        let message = msi_message(|offset, width| forge_read(buffer, device, offset, width), msi)?;
+        Ok(Self { device, msi, command, control, message })
+    }
+
+    /// Programs `(address, data)` as the device's MSI message, enables
+    /// MSI and turns memory decoding and bus mastering on.
+    fn forge(&self, buffer: &mut Buffer, (address, data): (u64, u32)) -> Result<(), ErrorCode> {
+        let msi = self.msi;
+        let forged = [
+            (msi + 4, 4, address as u32),
+            (msi + 8, 4, (address >> 32) as u32),
+            (msi + 12, 2, data),
+            (msi + 2, 2, self.control | 1),
+            (0x04, 2, self.command | 0x6),
+        ];
+        forged.into_iter().try_for_each(|(offset, width, value)| forge_write(buffer, self.device, offset, width, value))
+    }
+
+    /// Writes back what [`SavedMsi::take`] read.
+    fn restore(&self, buffer: &mut Buffer) -> Result<(), ErrorCode> {
+        let (msi, (address, data)) = (self.msi, self.message);
+        let restored = [
+            (0x04, 2, self.command),
+            (msi + 2, 2, self.control),
+            (msi + 4, 4, address as u32),
+            (msi + 8, 4, (address >> 32) as u32),
+            (msi + 12, 2, data),
+        ];
+        restored
+            .into_iter()
+            .try_for_each(|(offset, width, value)| forge_write(buffer, self.device, offset, width, value))
+    }
+}
+
 /// The entry a remappable-format message names, `None` in compatibility format.
 fn handle_of((address, data): (u64, u32)) -> Option<u16> {
     if address & !0xf_ffff != 0xfee0_0000 || address & 1 << 4 == 0 {
@@ -396,21 +447,8 @@ fn an_entry_used_with_another_devices_source_id_is_not_delivered(buffer: &mut Bu
     let msi_b = check_ok!(msi_offset(|offset, width| read_b(buffer, offset, width)));
     let message_b = check_ok!(msi_message(|offset, width| read_b(buffer, offset, width), msi_b));
     // 00:06.0, unheld and quiesced, is made to send 01:01.0's message.
-    let read_a = |buffer: &mut Buffer, offset: u16, width: u8| forge_read(buffer, SPARE, offset, width);
-    let msi_a = check_ok!(msi_offset(|offset, width| read_a(buffer, offset, width)));
-    let command = check_ok!(read_a(buffer, 0x04, 2));
-    let control = check_ok!(read_a(buffer, msi_a + 2, 2));
-    let saved = check_ok!(msi_message(|offset, width| read_a(buffer, offset, width), msi_a));
-    let forged = [
-        (msi_a + 4, 4, message_b.0 as u32),
-        (msi_a + 8, 4, (message_b.0 >> 32) as u32),
-        (msi_a + 12, 2, message_b.1),
-        (msi_a + 2, 2, control | 1),
-        (0x04, 2, command | 0x6),
-    ];
-    for (offset, width, value) in forged {
-        check_ok!(forge_write(buffer, SPARE, offset, width, value));
-    }
+    let saved = check_ok!(SavedMsi::take(buffer, SPARE));
+    check_ok!(saved.forge(buffer, message_b));
     drain_done();
     check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
     let waited = Cap::<Notification>::at(DONE).wait(0, SILENCE_US);
@@ -420,18 +458,9 @@ fn an_entry_used_with_another_devices_source_id_is_not_delivered(buffer: &mut Bu
     check_ok!(forge(buffer, Op::Raise, BEHIND_A.requester_id().into(), 0, 0));
     check_ok!(Cap::<Notification>::at(DONE).wait(0, ARRIVAL_US));
     check_ok!(acknowledge(&registers, interrupt));
-    let restored = [
-        (0x04, 2, command),
-        (msi_a + 2, 2, control),
-        (msi_a + 4, 4, saved.0 as u32),
-        (msi_a + 8, 4, (saved.0 >> 32) as u32),
-        (msi_a + 12, 2, saved.1),
-    ];
-    for (offset, width, value) in restored {
-        check_ok!(forge_write(buffer, SPARE, offset, width, value));
-    }
-    let status = check_ok!(read_a(buffer, 0x04, 2));
-    check_eq!(status & 0x4, command & 0x4, "00:06.0 back as it was");
+    check_ok!(saved.restore(buffer));
+    let status = check_ok!(forge_read(buffer, SPARE, 0x04, 2));
+    check_eq!(status & 0x4, saved.command & 0x4, "00:06.0 back as it was");
     check_ok!(registers.unmap());
     check!(pci_api::client::release(PCI.get(), buffer, BEHIND_A).is_ok());
     check_ok!(release_group(buffer));
