@@ -105,10 +105,11 @@ macro_rules! fail {
 }
 
 /// The value of a `Result` that must be `Ok`; an error fails the case,
-/// logged with the expression and the error code.
+/// logged with the expression and the error (and an optional note saying
+/// what the call was for).
 #[macro_export]
 macro_rules! check_ok {
-    ($result:expr $(,)?) => {
+    ($result:expr $(, $note:literal)? $(,)?) => {
         match $result {
             Ok(value) => value,
             Err(error) => {
@@ -119,6 +120,7 @@ macro_rules! check_ok {
                     stringify!($result),
                     error
                 );
+                $( defmt::error!("  ({=str})", $note); )?
                 return Err($crate::testkit::Failure { file: file!(), line: line!() });
             }
         }

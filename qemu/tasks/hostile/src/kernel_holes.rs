@@ -47,13 +47,7 @@ fn answer(buffer: &mut Buffer, reply: &Reply<'_>, send: &[u32]) -> Result<(), Er
 /// mapping to a frame that is no RAM and panic.
 pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Outcome {
     check_ok!(claim(buffer, STORM_DEVICE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW));
     let Some(bar) = granted.bar(0) else {
         check!(false, "BAR0");
         return Ok(());

@@ -372,13 +372,7 @@ fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
 fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     let storm = boot::parameter("storm", 200);
     check_ok!(claim(buffer, STORM_DEVICE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW));
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
         check!(false, "BAR0 and an interrupt");
         return Ok(());

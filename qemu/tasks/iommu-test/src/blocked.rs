@@ -46,13 +46,7 @@ pub(super) fn dma_to_an_unmapped_iova_is_blocked_and_reported(buffer: &mut Buffe
 pub(super) fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
     let group = check_ok!(claim(buffer, SPARE));
     check_eq!(owner(buffer, SPARE), Some(OwnerReport::User { task: THIS_TASK }));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW));
     check_eq!(granted.grant.group, group);
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
         check!(false, "the grant has BAR0 and an interrupt");

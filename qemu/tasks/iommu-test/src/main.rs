@@ -209,13 +209,7 @@ fn trusted_driver_dma_round_trip_moves_the_right_bytes(buffer: &mut Buffer) -> O
 fn a_new_holder_starts_with_bus_mastering_off_and_turns_it_on(buffer: &mut Buffer) -> Outcome {
     // 00:06.0 was driven (and left mastering the bus) by the previous case.
     check_ok!(claim(buffer, SPARE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW));
     let command = pci_api::client::config_read(PCI.get(), buffer, SPARE, 0x04, 2).map_err(Refused::logged);
     check_eq!(check_ok!(command) & 0x4, 0, "the grant leaves bus mastering off");
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {

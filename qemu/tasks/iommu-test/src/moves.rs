@@ -34,13 +34,7 @@ impl Spare {
     /// Claims 00:06.0's group, acquires the device and turns bus mastering on.
     fn take(buffer: &mut Buffer) -> Result<Self, Failure> {
         check_ok!(claim(buffer, SPARE));
-        let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-            Ok(granted) => granted,
-            Err(refused) => {
-                defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-                userlib::fail!();
-            }
-        };
+        let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW));
         let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
             userlib::fail!("the grant has BAR0 and an interrupt");
         };

@@ -166,14 +166,8 @@ fn drivers_bound_per_policy_hold_their_devices(buffer: &mut Buffer) -> Outcome {
 }
 
 fn bound_driver_reads_the_edu_identification(buffer: &mut Buffer) -> Outcome {
-    let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_B) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
-            check!(false, "the device bound to this task is granted");
-            return Ok(());
-        }
-    };
+    let granted =
+        check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_B), "the device bound to this task is granted");
     let grant = &granted.grant;
     check_eq!((grant.device, grant.vendor, grant.device_id), (EDU_B, 0x1234, 0x11e8));
     check_eq!(grant.bars.len(), 1);
@@ -263,14 +257,10 @@ fn a_no_dma_holder_never_masters_the_bus(buffer: &mut Buffer) -> Outcome {
 }
 
 fn a_holders_reset_is_the_servers_and_its_power_state_stays(buffer: &mut Buffer) -> Outcome {
-    let granted = match pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_NVME) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
-            check!(false, "the NVMe controller bound to this task is granted");
-            return Ok(());
-        }
-    };
+    let granted = check_ok!(
+        pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_NVME),
+        "the NVMe controller bound to this task is granted"
+    );
     check_eq!(granted.grant.device, NVME);
     let read = |buffer: &mut Buffer, offset: u16, width: u8| match ask(
         PCI.get(),
@@ -382,14 +372,7 @@ fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
     let bind = Request::Bind { device: EDU_A, driver: me };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &bind)), Reply::Done);
     // 00:03.0 comes before 00:04.0: it is now this task's first device.
-    let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_A) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
-            check!(false, "the rebound device is granted");
-            return Ok(());
-        }
-    };
+    let granted = check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_A), "the rebound device is granted");
     check_eq!(granted.grant.device, EDU_A);
     let (registers, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
     check_eq!(id, Some(edu::IDENTIFICATION));
