@@ -54,7 +54,20 @@ struct Rig {
     k: FakeKernel,
 }
 
+/// The service over one QEMU unit model with `cap` and `ecap`, with
+/// queued invalidation or register invalidation, and `config`; no
+/// topology yet.
+fn one_unit(cap: u64, ecap: u64, queued: bool, config: IommuConfig) -> TestService {
+    let parts = [unit_parts(QEMU_BASE, FakeUnit::new(cap, ecap), queued)];
+    Service::start(parts, FakePages::new(4096), config, 39, 0).expect("starts")
+}
+
 impl Rig {
+    /// A rig around `service`, its fake kernel handing out slots from 40.
+    fn around(service: TestService) -> Self {
+        Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } }
+    }
+
     fn new(cap: u64) -> Self {
         Self::with_reserved(cap, heapless::Vec::new())
     }
@@ -74,11 +87,7 @@ impl Rig {
         functions: Vec<PciFunction>,
         regions: heapless::Vec<super::reserved::ReservedRegion, { super::reserved::MAX_REGIONS }>,
     ) -> Self {
-        let settings = config;
-        let fake = FakeUnit::new(cap, QEMU_ECAP);
-        let service =
-            Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), settings, 39, 0).expect("starts");
-        let mut rig = Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+        let mut rig = Self::around(one_unit(cap, QEMU_ECAP, true, config));
         rig.service.set_reserved_regions(regions).expect("before the topology");
         let pci = policy(PCI, &[Operation::ReportTopology]);
         let (first, rest) = functions.split_at(2);
@@ -167,10 +176,7 @@ fn refusal(reply: &Reply) -> (ErrorCode, String) {
 
 #[test]
 fn translation_is_on_from_the_start_and_every_requester_blocked_until_the_topology() {
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let mut service: TestService =
-        Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0)
-            .expect("starts");
+    let mut service = one_unit(QEMU_CAP, QEMU_ECAP, true, self::config());
     assert!(service.hardware().units[0].unit.translation_enabled(), "on before any device can be handed out");
     for device in [bdf(0, 3), bdf(0, 4), bdf(0, 5), bdf(1, 1), Bdf::new(1, 0, 0).unwrap()] {
         let hw = service.hardware();

@@ -20,10 +20,7 @@ fn alloc(device: Bdf, holder: u16, vector: u8) -> Request {
 
 /// A rig on a unit with `ecap`, queued invalidation or not.
 fn rig_with(ecap: u64, queued: bool, config: IommuConfig) -> Rig {
-    let fake = FakeUnit::new(QEMU_CAP, ecap);
-    let service =
-        Service::start([unit_parts(QEMU_BASE, fake, queued)], FakePages::new(4096), config, 39, 0).expect("starts");
-    let mut rig = Rig { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, ecap, queued, config));
     let functions = topology();
     let report = policy(PCI, &[Operation::ReportTopology]);
     let request = Request::ReportTopology { functions: functions.iter().copied().collect(), last: true };

@@ -18,10 +18,7 @@ fn ioas_of(reply: Reply) -> u16 {
 
 #[test]
 fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_claim_refused() {
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let mut service: TestService =
-        Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0)
-            .expect("starts");
+    let mut service = one_unit(QEMU_CAP, QEMU_ECAP, true, self::config());
     // Room for one default domain's table, not three.
     let pages = &mut service.hardware().pages;
     pages.budget = pages.live() + 1;
@@ -164,9 +161,7 @@ fn a_group_with_a_member_outside_the_units_scope_goes_to_no_one() {
     let table = dmar(38, 1, &[ours, theirs]);
     let parsed = acpi_tables::Dmar::parse(&table).expect("valid");
     let scopes = super::super::scope::Scopes::from_dmar(&parsed, 0).expect("fits");
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0);
-    let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, QEMU_ECAP, true, self::config()));
     rig.service.set_scopes(scopes).expect("before the topology");
     let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
     assert_eq!(rig.call(policy(PCI, &[Operation::ReportTopology]), report, &[]), Reply::Done);
@@ -288,9 +283,7 @@ fn every_requester_id_of_a_large_group_gets_its_context_entry() {
 
 #[test]
 fn a_group_with_more_requester_ids_than_the_server_holds_is_refused_not_cut() {
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0);
-    let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, QEMU_ECAP, true, self::config()));
     let pci = policy(PCI, &[Operation::ReportTopology]);
     // The bridge and 63 edus: 64 functions, the most a topology holds, but
     // 65 requester ids with the bridge's alias 01:00.0.

@@ -35,7 +35,7 @@ fn three_units() -> Vec<u8> {
 fn started(table: &[u8], units: &[(u64, u64)]) -> Rig {
     let parts = units.iter().map(|&(base, cap)| unit_parts(base, FakeUnit::new(cap, QEMU_ECAP), true));
     let service = Service::start(parts, FakePages::new(4096), self::config(), 39, 0).expect("a unit comes up");
-    let mut rig = Rig { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(service);
     let scopes = Scopes::from_dmar(&acpi_tables::Dmar::parse(table).expect("valid"), 0).expect("fits");
     rig.service.set_scopes(scopes).expect("before the topology");
     rig
@@ -231,7 +231,7 @@ fn a_unit_that_fails_bring_up_hands_out_none_of_its_devices_and_says_why() {
     broken.refuse_queue = true;
     let parts = [unit_parts(A, FakeUnit::new(QEMU_CAP, QEMU_ECAP), true), unit_parts(B, broken, true)];
     let service = Service::start(parts, FakePages::new(4096), self::config(), 39, 0).expect("A comes up");
-    let mut rig = Rig { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(service);
     let down = rig.service.down_units().to_vec();
     assert_eq!(down.len(), 1);
     assert_eq!(down[0].base, B);
