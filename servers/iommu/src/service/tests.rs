@@ -167,6 +167,16 @@ impl Rig {
     }
 }
 
+/// Asserts that `reply` refuses with `code` and a reason naming each of `words`.
+#[track_caller]
+fn assert_refused(reply: &Reply, code: ErrorCode, words: &[&str]) {
+    let (refused, reason) = refusal(reply);
+    assert_eq!(refused, code, "{reason}");
+    for word in words {
+        assert!(reason.contains(word), "{word:?} missing from {reason:?}");
+    }
+}
+
 fn refusal(reply: &Reply) -> (ErrorCode, String) {
     match reply {
         Reply::Refused { code, reason } => (*code, reason.to_string()),
@@ -387,9 +397,7 @@ fn reserved_regions_are_identity_mapped_and_keep_their_groups_kernel_owned() {
     };
     assert_eq!(translated, Some(0xe_9abc), "one to one, from before translation is on");
     let refused = rig.claim_group(USER, bdf(0, 4)).expect_err("kernel-owned only");
-    let (code, reason) = refusal(&refused);
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("00:04.0") && reason.contains("reserved memory region"), "{reason}");
+    assert_refused(&refused, ErrorCode::PermissionDenied, &["00:04.0", "reserved memory region"]);
     let handle = rig.claim_kernel(bdf(0, 4)).expect("a trusted driver may have it");
     let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 64);
     let Reply::Mapped { iova } = reply else { panic!("{reply:?}") };

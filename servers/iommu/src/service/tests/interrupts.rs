@@ -169,9 +169,7 @@ fn without_remapping_user_assignment_is_refused_unless_the_policy_allows_it() {
     let mut rig = rig_with(QEMU_ECAP_NO_IR, true, self::config());
     assert!(!rig.service.interrupts(0).expect("unit 0").enabled());
     let reply = rig.claim_group(USER, bdf(0, 4)).expect_err("no remapping");
-    let (code, reason) = refusal(&reply);
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("no interrupt remapping") && reason.contains("edu-user"), "{reason}");
+    assert_refused(&reply, ErrorCode::PermissionDenied, &["no interrupt remapping", "edu-user"]);
     rig.claim_kernel(bdf(0, 3)).expect("trusted drivers need no remapping");
     let reply = rig.call(pci(), alloc(bdf(0, 3), DRIVER, 0x31), &[]);
     assert_eq!(reply, Reply::Interrupt { address: 0xfee0_0000, data: 0x31, entry: None }, "the kernel's message");
