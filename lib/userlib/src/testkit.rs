@@ -195,11 +195,19 @@ pub fn report_mismatch(file: &str, line: u32, left: &str, right: &str) {
     defmt::error!("check failed at {=str}:{=u32}: {=str} == {=str}", file, line, left, right);
 }
 
+/// Reports that the task could not set up what its cases need (`what`
+/// says which objects, and why) as a failed case named `setup`; returns
+/// the exit code for `main`.
+pub fn setup_failed(what: &str) -> u64 {
+    defmt::error!("TEST FAIL setup: {=str}", what);
+    1
+}
+
 /// Runs every case in order and returns the number that failed.
 pub fn run(cases: &[Case]) -> u64 {
     defmt::info!("TEST PLAN {=usize}", cases.len());
     let Some(mut buffer) = crate::ipc::Buffer::take() else {
-        defmt::error!("TEST FAIL setup: the IPC buffer was already taken");
+        setup_failed("the IPC buffer was already taken");
         return cases.len() as u64;
     };
     let mut failed = 0;

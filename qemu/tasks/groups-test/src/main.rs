@@ -40,8 +40,7 @@ fn main() -> u64 {
         && objects::create_notification(DONE[0]).is_ok()
         && objects::create_notification(DONE[1]).is_ok();
     if !made {
-        defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
-        return 1;
+        return testkit::setup_failed("no frame or notifications (the policy must allow three objects)");
     }
     testkit::run(userlib::cases![
         the_assertion_splits_the_pair_and_explains_itself,

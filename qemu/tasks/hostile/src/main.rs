@@ -75,8 +75,7 @@ fn main() -> u64 {
         && objects::create_notification(NOTIFICATION).is_ok()
         && objects::create_notification(DONE).is_ok();
     if !objects_made {
-        defmt::error!("TEST FAIL setup: no frames or notifications (the policy must allow four objects)");
-        return 1;
+        return testkit::setup_failed("no frames or notifications (the policy must allow four objects)");
     }
     testkit::run(userlib::cases![
         the_servers_start_healthy,

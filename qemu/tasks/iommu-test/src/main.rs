@@ -69,8 +69,7 @@ fn main() -> u64 {
         || objects::create_notification(SLEEP).is_err()
         || objects::create_notification(DONE).is_err()
     {
-        defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
-        return 1;
+        return testkit::setup_failed("no frame or notifications (the policy must allow three objects)");
     }
     testkit::run(userlib::cases![
         translation_is_on_with_the_expected_groups,

@@ -67,8 +67,7 @@ static START_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 fn main() -> u64 {
     if objects::create_notification(SLEEP).is_err() || objects::create_notification(DONE).is_err() {
-        defmt::error!("TEST FAIL setup: no notifications (the policy must allow two objects)");
-        return 1;
+        return testkit::setup_failed("no notifications (the policy must allow two objects)");
     }
     if boot::parameter("expect-remapping", 1) != 0 {
         testkit::run(userlib::cases![

@@ -48,8 +48,7 @@ const fn behind(slot: u8) -> Bdf {
 
 fn main() -> u64 {
     if objects::create_notification(SLEEP).is_err() {
-        defmt::error!("TEST FAIL setup: no notification (the policy must allow one object)");
-        return 1;
+        return testkit::setup_failed("no notification (the policy must allow one object)");
     }
     testkit::run(userlib::cases![
         the_group_holds_the_bridge_and_twenty_edus,

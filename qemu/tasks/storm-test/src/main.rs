@@ -64,8 +64,7 @@ fn main() -> u64 {
         && objects::create_notification(RAISED).is_ok()
         && objects::alloc_frame(FRAME, 1).is_ok();
     if !made {
-        defmt::error!("TEST FAIL setup: no notifications or frame (the policy must allow six objects)");
-        return 1;
+        return testkit::setup_failed("no notifications or frame (the policy must allow six objects)");
     }
     testkit::run(userlib::cases![
         four_groups_faulting_at_once_overflow_the_unit_and_every_overflow_is_counted,
