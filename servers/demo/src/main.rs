@@ -94,16 +94,8 @@ fn a_user_task_owns_another_group_and_does_its_own_dma(buffer: &mut Buffer) -> O
 
 fn a_dma_capable_driver_may_not_bind_in_the_user_owned_group(buffer: &mut Buffer) -> Outcome {
     let request = pci_api::Request::Bind { device: USER, driver: EDU_SPARE_TASK };
-    match PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0) {
-        Ok(pci_api::Reply::Refused { code: ErrorCode::Busy, reason }) => {
-            defmt::info!("  binding edu-spare to 00:04.0 with DMA: busy: {=str}", reason.as_str());
-            Ok(())
-        }
-        other => {
-            defmt::error!("  the bind was not refused as busy: {}", other);
-            userlib::fail!()
-        }
-    }
+    let reply = PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0);
+    refused_as_busy(reply, "binding edu-spare to 00:04.0 with DMA")
 }
 
 fn a_user_claim_on_a_kernel_owned_group_is_refused(buffer: &mut Buffer) -> Outcome {
@@ -116,13 +108,20 @@ fn a_user_claim_on_a_kernel_owned_group_is_refused(buffer: &mut Buffer) -> Outco
     }
     defmt::info!("  edu-spare now drives 00:06.0 with DMA: its group is kernel-owned");
     let claim = iommu::Request::ClaimGroup { device: SPARE };
-    match IOMMU.get().ask::<_, iommu::Reply>(buffer, &claim, &[own::TASK.slot()], GROUP_SLOT) {
-        Ok(iommu::Reply::Refused { code: ErrorCode::Busy, reason }) => {
-            defmt::info!("  this task claiming 00:06.0's group: busy: {=str}", reason.as_str());
+    let reply = IOMMU.get().ask::<_, iommu::Reply>(buffer, &claim, &[own::TASK.slot()], GROUP_SLOT);
+    refused_as_busy(reply, "this task claiming 00:06.0's group")
+}
+
+/// Passes if `reply` refuses with `Busy`, telling `what` was refused and
+/// the server's reason.
+fn refused_as_busy<R: Refusal + defmt::Format>(reply: Result<R, ErrorCode>, what: &str) -> Outcome {
+    match reply.as_ref().ok().and_then(Refusal::refusal) {
+        Some((ErrorCode::Busy, reason)) => {
+            defmt::info!("  {=str}: busy: {=str}", what, reason);
             Ok(())
         }
-        other => {
-            defmt::error!("  the claim was not refused as busy: {}", other);
+        _ => {
+            defmt::error!("  {=str} was not refused as busy: {}", what, reply);
             userlib::fail!()
         }
     }
