@@ -639,20 +639,22 @@ fn reclaim_every_group(rig: &mut Rig, pci: u64) {
 }
 
 /// A PCIe-to-PCI bridge at 00:05.0 with twenty edus behind it (01:01.0 to
-/// 01:14.0, one group of 21), all assigned to the user.
-fn bridge_with_twenty_edus() -> Rig {
+/// 01:14.0, one group of 21), all assigned to the user, who claimed the
+/// group and released it: it waits for the PCI server to reclaim it.
+fn twenty_edus_released() -> Rig {
     let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
     bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
     let mut functions = vec![function(0, 3, 0, HeaderKind::Normal, None), bridge];
     functions.extend((1..=20).map(|slot| function(1, slot, 0, HeaderKind::Normal, None)));
-    Rig::with(QEMU_CAP, config(), functions, heapless::Vec::new())
+    let mut rig = Rig::with(QEMU_CAP, config(), functions, heapless::Vec::new());
+    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
+    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    rig
 }
 
 #[test]
 fn pending_reclaims_list_a_group_of_any_size_page_by_page() {
-    let mut rig = bridge_with_twenty_edus();
-    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
-    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    let mut rig = twenty_edus_released();
     let pci = policy(PCI, &[Operation::PendingReclaims, Operation::Reclaimed]);
     let mut listed = Vec::new();
     let mut offset = 0;
@@ -677,9 +679,7 @@ fn pending_reclaims_list_a_group_of_any_size_page_by_page() {
 
 #[test]
 fn reclaimed_is_refused_unless_the_pci_server_quiesced_every_member() {
-    let mut rig = bridge_with_twenty_edus();
-    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
-    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    let mut rig = twenty_edus_released();
     let pci = policy(PCI, &[Operation::Reclaimed, Operation::Owner]);
     for quiesced in [0, 16, 20, 22, u16::MAX] {
         let reply = rig.call(pci, Request::Reclaimed { group: 1, quiesced }, &[]);
