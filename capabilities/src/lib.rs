@@ -6,7 +6,8 @@
 //! the build tool writes and the kernel reads ([`manifest`]), the serial
 //! log framing ([`logframe`]), frame-pointer walks ([`backtrace`]), badges ([`badge`]), capability slots by
 //! name ([`capslots`]), the servers' boot configuration ([`config`]), PCI
-//! topology ([`pci`]) and what every protocol shares ([`protocol`]). Each
+//! topology ([`pci`]), what every protocol shares ([`protocol`]) and the
+//! English lists their messages write ([`listed`]). Each
 //! server's own protocol lives in its API crate beside it
 //! (`servers/iommu/api`, `servers/pci/api`, `servers/drivers/edu/api`,
 //! `qemu/tasks/echo-server/api`).
@@ -19,6 +20,7 @@ pub mod badge;
 pub mod capslots;
 pub mod config;
 pub mod error;
+pub mod listed;
 pub mod logframe;
 pub mod manifest;
 pub mod pci;

@@ -118,6 +118,13 @@ impl Refused {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for Refused {
+    fn format(&self, formatter: defmt::Formatter<'_>) {
+        defmt::write!(formatter, "{} ({=str})", self.code, self.reason.as_str());
+    }
+}
+
 impl From<ErrorCode> for Refused {
     fn from(code: ErrorCode) -> Self {
         Self { code, reason: String::new() }

@@ -411,6 +411,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<Object>(), 16);
     }
     use capabilities::abi::rights;
+    use xorshift::XorShift;
 
     fn cap(badge: u64) -> Capability {
         Capability { object: Object::Control, rights: rights::ALL, badge }
@@ -510,18 +511,12 @@ mod tests {
     #[test]
     fn random_operations_keep_the_tree_consistent() {
         let mut table = table();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
         let slots: Vec<SlotId> = (0..4).flat_map(|t| (1..12).map(move |i| slot(t, i))).collect();
         for _ in 0..5000 {
-            let a = slots[next(slots.len() as u64) as usize];
-            let b = slots[next(slots.len() as u64) as usize];
-            match next(4) {
+            let a = slots[random.below(slots.len() as u64) as usize];
+            let b = slots[random.below(slots.len() as u64) as usize];
+            match random.below(4) {
                 0 => {
                     let _ = table.insert(a, cap(0), None);
                 }

@@ -36,22 +36,27 @@ impl Scheduler {
     /// Appends `task` at `priority`. Priorities above [`MAX_PRIORITY`] are
     /// clamped (the image checker refuses them earlier).
     pub fn enqueue(&mut self, task: TaskId, priority: u8) {
-        debug_assert!(!self.holds(task), "{task:?} is queued already");
-        let level = usize::from(priority.min(MAX_PRIORITY));
-        self.changes = self.changes.wrapping_add(1);
-        // A queue holds each task at most once, so it never fills.
-        if self.queues[level].push_back(task).is_ok() {
-            self.ready |= 1 << level;
-        }
+        self.insert(task, priority, |queue, task| queue.push_back(task));
     }
 
     /// Puts `task` first at `priority`: it was preempted by a more urgent
     /// task and resumes before its peers.
     pub fn enqueue_front(&mut self, task: TaskId, priority: u8) {
+        self.insert(task, priority, |queue, task| queue.push_front(task));
+    }
+
+    /// Puts `task` in the queue of `priority` (clamped) with `push`.
+    fn insert(
+        &mut self,
+        task: TaskId,
+        priority: u8,
+        push: impl FnOnce(&mut Deque<TaskId, MAX_TASKS>, TaskId) -> Result<(), TaskId>,
+    ) {
         debug_assert!(!self.holds(task), "{task:?} is queued already");
         let level = usize::from(priority.min(MAX_PRIORITY));
         self.changes = self.changes.wrapping_add(1);
-        if self.queues[level].push_front(task).is_ok() {
+        // A queue holds each task at most once, so it never fills.
+        if push(&mut self.queues[level], task).is_ok() {
             self.ready |= 1 << level;
         }
     }

@@ -4,6 +4,8 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::listed::Listed;
+
 /// ACS capability or control bits (PCIe Access Control Services).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -69,17 +71,8 @@ impl AcsFlags {
 /// Lists the set bits by name: "request redirect and completion redirect".
 impl fmt::Display for AcsFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = Self::NAMES.iter().filter(|(flag, _)| self.contains(*flag)).count();
-        let names = Self::NAMES.iter().filter(|(flag, _)| self.contains(*flag));
-        for (index, (_, name)) in names.enumerate() {
-            let separator = match index {
-                0 => "",
-                last if last + 1 == count => " and ",
-                _ => ", ",
-            };
-            write!(f, "{separator}{name}")?;
-        }
-        Ok(())
+        let names = Self::NAMES.iter().filter(|(flag, _)| self.contains(*flag)).map(|(_, name)| name);
+        write!(f, "{}", Listed(names))
     }
 }
 

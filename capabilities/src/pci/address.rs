@@ -20,6 +20,15 @@ impl Bdf {
         Some(Self::from_devfn(bus, (device << 3) | function))
     }
 
+    /// The address `bus:device.function` as a constant, so that a device
+    /// above 31 or a function above 7 fails the build rather than a check.
+    pub const fn at(bus: u8, device: u8, function: u8) -> Self {
+        match Self::new(bus, device, function) {
+            Some(bdf) => bdf,
+            None => panic!("a PCI device number is 0-31 and a function 0-7"),
+        }
+    }
+
     /// The address with `devfn` (device in bits 7:3, function in bits 2:0) on `bus`.
     pub const fn from_devfn(bus: u8, devfn: u8) -> Self {
         Self(((bus as u16) << 8) | devfn as u16)
@@ -119,6 +128,8 @@ mod tests {
         assert_eq!(Bdf::new(0, 32, 0), None);
         assert_eq!(Bdf::new(0, 0, 8), None);
         assert!(Bdf::new(0, 5, 1) < Bdf::new(1, 0, 0));
+        const CONSTANT: Bdf = Bdf::at(0x1f, 0x1c, 7);
+        assert_eq!(Some(CONSTANT), Bdf::new(0x1f, 0x1c, 7));
     }
 
     #[test]

@@ -1,67 +1,21 @@
 //! Writes the seed inputs of every fuzz target into `fuzz/corpus/`.
 //!
 //! Run with `cargo run -p fuzz-targets --example seeds`; the files it
-//! writes are committed. Real tables come from QEMU 7.2 (the same bytes the
-//! unit tests of `acpi-tables` use), policies from the repository.
+//! writes are committed. Real tables come from QEMU 7.2 (the dumps in
+//! `acpi_tables::testing::qemu` its unit tests parse), synthesized ones
+//! from its builders, policies from the repository.
 
 use std::path::{Path, PathBuf};
 
 use acpi_tables::SliceMemory;
+use acpi_tables::testing::qemu::{DMAR_Q35, DMAR_Q35_BRIDGES, MCFG_Q35};
+use acpi_tables::testing::{rsdp, table};
 use capabilities::abi::{layout, rights};
 use capabilities::manifest::{BootCap, BootObject, ManifestHeader, TaskImage, VERSION};
 use echo_api::{Operation, Reply, Request};
 use fuzz_targets::image;
+use xorshift::XorShift;
 use xtask::policy::testing::GOOD;
-
-/// QEMU 7.2's DMAR for `-M q35 -device intel-iommu`.
-const QEMU_DMAR: [u8; 104] = [
-    0x44, 0x4d, 0x41, 0x52, 0x68, 0x00, 0x00, 0x00, 0x01, 0x42, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
-    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x26, 0x01,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f,
-    0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
-];
-
-/// QEMU 7.2's DMAR with an edu device, a PCIe-to-PCI bridge and a root port.
-const QEMU_DMAR_BRIDGES: [u8; 128] = [
-    0x44, 0x4d, 0x41, 0x52, 0x80, 0x00, 0x00, 0x00, 0x01, 0xef, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
-    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x26, 0x01,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x50, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x02,
-    0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08,
-    0x00, 0x00, 0x00, 0x00, 0x1f, 0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
-];
-
-/// QEMU 7.2's MCFG for q35: one window at 0xb0000000, buses 0 to 255.
-const QEMU_MCFG: [u8; 60] = [
-    0x4d, 0x43, 0x46, 0x47, 0x3c, 0x00, 0x00, 0x00, 0x01, 0x8c, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
-    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00,
-    0x00, 0x00, 0x00,
-];
-
-/// Rewrites the byte at `position` so that all of `bytes` sums to zero.
-fn fix_checksum(bytes: &mut [u8], position: usize) {
-    bytes[position] = 0;
-    let sum = bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte));
-    bytes[position] = sum.wrapping_neg();
-}
-
-/// A table with a right length and checksum.
-fn table(signature: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut bytes = signature.to_vec();
-    bytes.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
-    bytes.extend_from_slice(&[1, 0]);
-    bytes.extend_from_slice(b"FUZZ  SEEDTABL");
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    bytes.extend_from_slice(b"SEED");
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    bytes.extend_from_slice(body);
-    fix_checksum(&mut bytes, 9);
-    bytes
-}
 
 /// A DMAR with every structure kind: a DRHD with a two-hop scope, an RMRR,
 /// an ATSR and an RHSA.
@@ -89,7 +43,7 @@ fn synthetic_dmar() -> Vec<u8> {
     body.extend_from_slice(&[3, 0, 20, 0, 0, 0, 0, 0]);
     body.extend_from_slice(&0xfed9_1000u64.to_le_bytes());
     body.extend_from_slice(&[0, 0, 0, 0]);
-    table(b"DMAR", &body)
+    table(*b"DMAR", 1, &body)
 }
 
 /// Firmware memory based at 0xe0000 (the harness's base): an RSDP at 0,
@@ -97,28 +51,19 @@ fn synthetic_dmar() -> Vec<u8> {
 fn firmware(extended: bool) -> Vec<u8> {
     const BASE: u64 = 0xe_0000;
     let mut memory = vec![0u8; 0x400];
-    let mut rsdp = b"RSD PTR ".to_vec();
-    rsdp.push(0);
-    rsdp.extend_from_slice(b"FUZZ  ");
-    rsdp.push(if extended { 2 } else { 0 });
-    rsdp.extend_from_slice(&(if extended { 0 } else { BASE as u32 + 0x40 }).to_le_bytes());
-    rsdp.extend_from_slice(&36u32.to_le_bytes());
-    rsdp.extend_from_slice(&(if extended { BASE + 0x40 } else { 0 }).to_le_bytes());
-    rsdp.extend_from_slice(&[0; 4]);
-    fix_checksum(&mut rsdp[..20], 8);
-    fix_checksum(&mut rsdp, 32);
-    memory[..36].copy_from_slice(&rsdp);
+    let rsdp = if extended { rsdp(2, 0, BASE + 0x40) } else { rsdp(0, BASE as u32 + 0x40, 0) };
+    memory[..rsdp.len()].copy_from_slice(&rsdp);
     let root = if extended {
         let entries: Vec<u8> = [BASE + 0x100, BASE + 0x200].iter().flat_map(|a| a.to_le_bytes()).collect();
-        table(b"XSDT", &entries)
+        table(*b"XSDT", 1, &entries)
     } else {
         let entries: Vec<u8> =
             [BASE as u32 + 0x100, BASE as u32 + 0x200].iter().flat_map(|a| a.to_le_bytes()).collect();
-        table(b"RSDT", &entries)
+        table(*b"RSDT", 1, &entries)
     };
     memory[0x40..0x40 + root.len()].copy_from_slice(&root);
-    memory[0x100..0x100 + QEMU_MCFG.len()].copy_from_slice(&QEMU_MCFG);
-    memory[0x200..0x200 + QEMU_DMAR.len()].copy_from_slice(&QEMU_DMAR);
+    memory[0x100..0x100 + MCFG_Q35.len()].copy_from_slice(&MCFG_Q35);
+    memory[0x200..0x200 + DMAR_Q35.len()].copy_from_slice(&DMAR_Q35);
     memory
 }
 
@@ -146,15 +91,8 @@ fn boot_image(tasks: &[TaskImage], init_task: Option<u16>) -> Vec<u8> {
 
 /// Deterministic filler bytes for targets whose input is a decision stream.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut random = XorShift::new(seed);
+    (0..len).map(|_| random.next_u64() as u8).collect()
 }
 
 /// `fuzz/corpus/`, a folder per target.
@@ -192,11 +130,11 @@ fn main() {
 
 /// QEMU's tables and synthetic ones, alone and as firmware memory.
 fn acpi_seeds(corpus: &Corpus) {
-    corpus.write("acpi-dmar", "seed-qemu-q35", &with_control(0, &QEMU_DMAR));
-    corpus.write("acpi-dmar", "seed-qemu-q35-bridges", &with_control(0, &QEMU_DMAR_BRIDGES));
+    corpus.write("acpi-dmar", "seed-qemu-q35", &with_control(0, &DMAR_Q35));
+    corpus.write("acpi-dmar", "seed-qemu-q35-bridges", &with_control(0, &DMAR_Q35_BRIDGES));
     corpus.write("acpi-dmar", "seed-every-structure", &with_control(3, &synthetic_dmar()));
 
-    corpus.write("acpi-mcfg", "seed-qemu-q35", &with_control(0, &QEMU_MCFG));
+    corpus.write("acpi-mcfg", "seed-qemu-q35", &with_control(0, &MCFG_Q35));
     let dsdt = include_bytes!("../../../lib/acpi-tables/testdata/qemu-7.2-q35-two-expanders.dsdt");
     corpus.write("acpi-aml", "seed-qemu-q35-two-expanders", &dsdt[36..]);
     let mut two = vec![0u8; 8];
@@ -205,7 +143,7 @@ fn acpi_seeds(corpus: &Corpus) {
         two.extend_from_slice(&segment.to_le_bytes());
         two.extend_from_slice(&[start, end, 0, 0, 0, 0]);
     }
-    corpus.write("acpi-mcfg", "seed-two-windows", &with_control(3, &table(b"MCFG", &two)));
+    corpus.write("acpi-mcfg", "seed-two-windows", &with_control(3, &table(*b"MCFG", 1, &two)));
 
     for (name, extended) in [("seed-xsdt", true), ("seed-rsdt", false)] {
         corpus.write("acpi-root", name, &with_control(2, &firmware(extended)));

@@ -126,14 +126,7 @@ impl Kernel {
     pub(super) fn irq_bind(&mut self, m: &mut impl Machine, id: TaskId, args: [u64; 6]) -> Result<[u64; 3], ErrorCode> {
         let [irq_slot, target_slot, bits, ..] = args;
         let (handle, irq_slot) = self.interrupt_cap(id, irq_slot)?;
-        let (target_slot, target) = self.caps.lookup(id, target_slot)?;
-        let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
-        if !target.has(rights::SEND) {
-            return Err(ErrorCode::PermissionDenied);
-        }
-        if bits == 0 {
-            return Err(ErrorCode::InvalidArgument);
-        }
+        let (notification, target_slot) = self.signal_target(id, target_slot, bits)?;
         let interrupt = self.interrupts.get_mut(handle).ok_or(ErrorCode::ObjectDeleted)?;
         interrupt.target = Some(Route { notification, bits, notification_cap: target_slot, interrupt_cap: irq_slot });
         interrupt.unacknowledged = false;

@@ -151,14 +151,7 @@ impl Kernel {
         if !task_cap.has(rights::WATCH) {
             return Err(ErrorCode::PermissionDenied);
         }
-        let (target_slot, target) = self.caps.lookup(id, target_slot)?;
-        let Object::Notification(notification) = target.object else { return Err(ErrorCode::WrongKind) };
-        if !target.has(rights::SEND) {
-            return Err(ErrorCode::PermissionDenied);
-        }
-        if bits == 0 {
-            return Err(ErrorCode::InvalidArgument);
-        }
+        let (notification, target_slot) = self.signal_target(id, target_slot, bits)?;
         if self.task(watched).is_dead() {
             self.signal_object(notification, bits);
             return Ok([0; 3]);

@@ -19,6 +19,17 @@ impl Kernel {
         Ok((handle, slot, cap.badge))
     }
 
+    /// The notification in `slot` (SEND right) that a binding is to set
+    /// `bits` in later, for an interrupt, a death watch or a pin watch;
+    /// `InvalidArgument` for no bits, which would make the binding silent.
+    pub(super) fn signal_target(&self, id: TaskId, slot: u64, bits: u64) -> Result<(Handle, SlotId), ErrorCode> {
+        let (handle, slot, _) = self.notification_cap(id, slot, rights::SEND)?;
+        if bits == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        Ok((handle, slot))
+    }
+
     /// Sets `bits` in a notification and wakes whoever it should wake.
     pub(super) fn signal_object(&mut self, handle: Handle, bits: u64) {
         let Some(notification) = self.notifications.get_mut(handle) else { return };

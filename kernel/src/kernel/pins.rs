@@ -136,14 +136,7 @@ impl Kernel {
         bits: u64,
     ) -> Result<[u64; 3], ErrorCode> {
         self.require_control(id, control, rights::DMA)?;
-        let (slot, cap) = self.caps.lookup(id, target)?;
-        let Object::Notification(notification) = cap.object else { return Err(ErrorCode::WrongKind) };
-        if !cap.has(rights::SEND) {
-            return Err(ErrorCode::PermissionDenied);
-        }
-        if bits == 0 {
-            return Err(ErrorCode::InvalidArgument);
-        }
+        let (notification, slot) = self.signal_target(id, target, bits)?;
         self.task_mut(id).pin_watch = Some(PinWatch { notification, bits, cap: slot });
         if self.pins.iter().any(|(_, pin)| pin.pinner == id && pin.state == PinState::Revoked) {
             self.signal_object(notification, bits);

@@ -61,18 +61,10 @@ trap_stubs:
     .set vector, vector + 1
     .endr
 
-trap_common:
-    /* Some exceptions push an error code; interrupts, whatever their
-       vector, and the other exceptions do not. The CPU aligns the stack to
-       16 bytes before it pushes, so with the vector on top the stack
-       pointer is 8 mod 16 exactly when there is one: where there is not,
-       move the vector down and put a zero in its place. Every entry then
-       leaves the same frame, even a device's message on vector 17. */
-    testb $8, %spl
-    jnz 3f
-    pushq (%rsp)
-    movq $0, 8(%rsp)
-3:  pushq %rax
+    /* The general registers of the frame, in the order pop_registers
+       takes them back. */
+    .macro push_registers
+    pushq %rax
     pushq %rbx
     pushq %rcx
     pushq %rdx
@@ -87,6 +79,20 @@ trap_common:
     pushq %r13
     pushq %r14
     pushq %r15
+    .endm
+
+trap_common:
+    /* Some exceptions push an error code; interrupts, whatever their
+       vector, and the other exceptions do not. The CPU aligns the stack to
+       16 bytes before it pushes, so with the vector on top the stack
+       pointer is 8 mod 16 exactly when there is one: where there is not,
+       move the vector down and put a zero in its place. Every entry then
+       leaves the same frame, even a device's message on vector 17. */
+    testb $8, %spl
+    jnz 3f
+    pushq (%rsp)
+    movq $0, 8(%rsp)
+3:  push_registers
     cld
     testb $3, 18 * 8(%rsp)           /* from ring 3? (CS in the frame) */
     jz 1f
@@ -140,21 +146,7 @@ syscall_entry:
     pushq %rcx                       /* user RIP */
     pushq $0
     pushq ${syscall_vector}
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push_registers
     cld
     movq %rsp, %rdi
     call syscall_dispatch

@@ -1,3 +1,5 @@
+use xorshift::XorShift;
+
 use super::*;
 
 /// AML a package opcode `op` wraps around `content`, with its package length.
@@ -127,13 +129,11 @@ fn no_prefix_or_corruption_of_a_table_makes_the_walk_panic() {
     for end in 0..table.len() {
         let _ = host_bridges(&table[..end]);
     }
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
     for _ in 0..2000 {
         let mut corrupt = table.clone();
         for _ in 0..3 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = random.next_u64();
             let at = (seed % corrupt.len() as u64) as usize;
             corrupt[at] = (seed >> 32) as u8;
         }

@@ -178,28 +178,14 @@ fn check_v1(bytes: &[u8]) -> Result<&[u8], RsdpError> {
 mod tests {
     use super::*;
     use crate::memory::SliceMemory;
-    use crate::testing::fix_checksum;
+    use crate::testing::rsdp;
 
-    pub(crate) fn v1(rsdt: u32) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(b"RSD PTR ");
-        bytes.push(0);
-        bytes.extend_from_slice(b"BOCHS ");
-        bytes.push(0);
-        bytes.extend_from_slice(&rsdt.to_le_bytes());
-        fix_checksum(&mut bytes, 8);
-        bytes
+    fn v1(rsdt: u32) -> Vec<u8> {
+        rsdp(0, rsdt, 0)
     }
 
     fn v2(rsdt: u32, xsdt: u64) -> Vec<u8> {
-        let mut bytes = v1(rsdt);
-        bytes[15] = 2;
-        bytes.extend_from_slice(&36u32.to_le_bytes());
-        bytes.extend_from_slice(&xsdt.to_le_bytes());
-        bytes.extend_from_slice(&[0, 0, 0, 0]);
-        fix_checksum(&mut bytes[..20], 8);
-        fix_checksum(&mut bytes, 32);
-        bytes
+        rsdp(2, rsdt, xsdt)
     }
 
     #[test]

@@ -2,32 +2,18 @@
 
 use super::*;
 use crate::memory::{SliceMemory, read_table};
-use crate::testing::{fix_checksum, table};
+use crate::testing::{rsdp, table};
 
 const RSDP_AT: usize = 0xf0000;
 const XSDT_AT: usize = 0x1000;
 const MCFG_AT: usize = 0x2000;
 const DMAR_AT: usize = 0x3000;
 
-fn rsdp(xsdt: u64) -> Vec<u8> {
-    let mut bytes = b"RSD PTR ".to_vec();
-    bytes.push(0);
-    bytes.extend_from_slice(b"QEMUQE");
-    bytes.push(2);
-    bytes.extend_from_slice(&0u32.to_le_bytes());
-    bytes.extend_from_slice(&36u32.to_le_bytes());
-    bytes.extend_from_slice(&xsdt.to_le_bytes());
-    bytes.extend_from_slice(&[0, 0, 0, 0]);
-    fix_checksum(&mut bytes[..20], 8);
-    fix_checksum(&mut bytes, 32);
-    bytes
-}
-
 /// Firmware memory with an RSDP, an XSDT listing `entries`, an MCFG and a DMAR.
 fn firmware(entries: &[u64]) -> Vec<u8> {
     let mut memory = vec![0u8; 0x100000];
     let mut put = |at: usize, bytes: &[u8]| memory[at..at + bytes.len()].copy_from_slice(bytes);
-    put(RSDP_AT, &rsdp(XSDT_AT as u64));
+    put(RSDP_AT, &rsdp(2, 0, XSDT_AT as u64));
     let list: Vec<u8> = entries.iter().flat_map(|entry| entry.to_le_bytes()).collect();
     put(XSDT_AT, &table(*b"XSDT", 1, &list));
     put(MCFG_AT, &table(*b"MCFG", 1, &[0u8; 8]));

@@ -1,5 +1,27 @@
 //! Builders for synthesized ACPI tables: this crate's unit tests, and other crates' with the `testing` feature.
 
+pub mod qemu;
+
+/// An RSDP with OEM id `BOCHS `: revision 0 is the 20-byte pointer to
+/// `rsdt`; revision 2 adds the length, `xsdt` and the extended checksum.
+pub fn rsdp(revision: u8, rsdt: u32, xsdt: u64) -> Vec<u8> {
+    let mut bytes = b"RSD PTR ".to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(b"BOCHS ");
+    bytes.push(revision);
+    bytes.extend_from_slice(&rsdt.to_le_bytes());
+    if revision >= 2 {
+        bytes.extend_from_slice(&36u32.to_le_bytes());
+        bytes.extend_from_slice(&xsdt.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    fix_checksum(&mut bytes[..20], 8);
+    if revision >= 2 {
+        fix_checksum(&mut bytes, 32);
+    }
+    bytes
+}
+
 /// A complete table with a correct length and checksum.
 pub fn table(signature: [u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::new();

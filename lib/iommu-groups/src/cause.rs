@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use capabilities::listed::Listed;
 use capabilities::pci::{Bdf, BridgeKind, PcieDeviceType};
 use serde::{Deserialize, Serialize};
 
@@ -78,24 +79,6 @@ impl fmt::Display for AcsShortfall {
     }
 }
 
-/// A list of addresses printed as "a", "a and b" or "a, b and c".
-pub struct BdfList<I>(pub I);
-
-impl<I: Iterator<Item = Bdf> + Clone> fmt::Display for BdfList<I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.0.clone().count();
-        for (position, bdf) in self.0.clone().enumerate() {
-            let separator = match position {
-                0 => "",
-                last if last + 1 == count => " and ",
-                _ => ", ",
-            };
-            write!(f, "{separator}{bdf}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Writes the sentence for `cause` shared by `members` (in probe order).
 pub(crate) fn write_reason<I: Iterator<Item = Bdf> + Clone>(
     f: &mut fmt::Formatter<'_>,
@@ -103,7 +86,7 @@ pub(crate) fn write_reason<I: Iterator<Item = Bdf> + Clone>(
     members: I,
 ) -> fmt::Result {
     let plural = members.clone().nth(1).is_some();
-    let list = BdfList(members);
+    let list = Listed(members);
     match cause {
         Cause::Founder => {
             write!(f, "{list} is isolated: no other function shares its requester id or reaches it peer-to-peer")
@@ -124,11 +107,11 @@ pub(crate) fn write_reason<I: Iterator<Item = Bdf> + Clone>(
             )
         }
         Cause::QuirkAlias { peer } => {
-            let all = BdfList(list.0.chain(core::iter::once(peer)));
+            let all = Listed(list.0.chain(core::iter::once(peer)));
             write!(f, "{all} are DMA aliases of each other (device quirk)")
         }
         Cause::Multifunction { peer } => {
-            let all = BdfList(core::iter::once(peer).chain(list.0));
+            let all = Listed(core::iter::once(peer).chain(list.0));
             write!(f, "{all} are functions of one multifunction device without ACS")
         }
     }

@@ -15,6 +15,19 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 
 use crate::cap::{Cap, Control};
 
+/// What nearly every test task names: `use userlib::testkit::prelude::*;`.
+pub mod prelude {
+    pub use capabilities::ErrorCode;
+    pub use capabilities::pci::Bdf;
+    pub use capabilities::protocol::{Refusal, Refused};
+
+    pub use super::{Failure, Outcome};
+    pub use crate::cap::{Cap, Control, DeviceMemory, Endpoint, Frame, Interrupt, IoPorts, Notification, Task, own};
+    pub use crate::ipc::Buffer;
+    pub use crate::mmio::Mapping;
+    pub use crate::{boot, check, check_eq, check_ok, objects, syscall, testkit};
+}
+
 /// A failed check: where it was.
 #[derive(Clone, Copy, Debug)]
 pub struct Failure {
@@ -92,10 +105,11 @@ macro_rules! fail {
 }
 
 /// The value of a `Result` that must be `Ok`; an error fails the case,
-/// logged with the expression and the error code.
+/// logged with the expression and the error (and an optional note saying
+/// what the call was for).
 #[macro_export]
 macro_rules! check_ok {
-    ($result:expr $(,)?) => {
+    ($result:expr $(, $note:literal)? $(,)?) => {
         match $result {
             Ok(value) => value,
             Err(error) => {
@@ -106,6 +120,7 @@ macro_rules! check_ok {
                     stringify!($result),
                     error
                 );
+                $( defmt::error!("  ({=str})", $note); )?
                 return Err($crate::testkit::Failure { file: file!(), line: line!() });
             }
         }
@@ -180,11 +195,19 @@ pub fn report_mismatch(file: &str, line: u32, left: &str, right: &str) {
     defmt::error!("check failed at {=str}:{=u32}: {=str} == {=str}", file, line, left, right);
 }
 
+/// Reports that the task could not set up what its cases need (`what`
+/// says which objects, and why) as a failed case named `setup`; returns
+/// the exit code for `main`.
+pub fn setup_failed(what: &str) -> u64 {
+    defmt::error!("TEST FAIL setup: {=str}", what);
+    1
+}
+
 /// Runs every case in order and returns the number that failed.
 pub fn run(cases: &[Case]) -> u64 {
     defmt::info!("TEST PLAN {=usize}", cases.len());
     let Some(mut buffer) = crate::ipc::Buffer::take() else {
-        defmt::error!("TEST FAIL setup: the IPC buffer was already taken");
+        setup_failed("the IPC buffer was already taken");
         return cases.len() as u64;
     };
     let mut failed = 0;

@@ -11,15 +11,10 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::OwnerReport;
-use userlib::cap::{Cap, Endpoint, own};
-use userlib::check;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -30,9 +25,9 @@ userlib::entry!(main);
 
 /// `edu-spare`'s task index (the policy's declaration order).
 const EDU_SPARE_TASK: u16 = 3;
-const TRUSTED: Bdf = Bdf::from_devfn(0, 3 << 3);
-const USER: Bdf = Bdf::from_devfn(0, 4 << 3);
-const SPARE: Bdf = Bdf::from_devfn(0, 6 << 3);
+const TRUSTED: Bdf = Bdf::at(0, 3, 0);
+const USER: Bdf = Bdf::at(0, 4, 0);
+const SPARE: Bdf = Bdf::at(0, 6, 0);
 /// Where a group capability would land.
 const GROUP_SLOT: u32 = 64;
 /// The physical address the kernel image is loaded at: the target of
@@ -99,16 +94,8 @@ fn a_user_task_owns_another_group_and_does_its_own_dma(buffer: &mut Buffer) -> O
 
 fn a_dma_capable_driver_may_not_bind_in_the_user_owned_group(buffer: &mut Buffer) -> Outcome {
     let request = pci_api::Request::Bind { device: USER, driver: EDU_SPARE_TASK };
-    match PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0) {
-        Ok(pci_api::Reply::Refused { code: ErrorCode::Busy, reason }) => {
-            defmt::info!("  binding edu-spare to 00:04.0 with DMA: busy: {=str}", reason.as_str());
-            Ok(())
-        }
-        other => {
-            defmt::error!("  the bind was not refused as busy: {}", other);
-            userlib::fail!()
-        }
-    }
+    let reply = PCI.get().ask::<_, pci_api::Reply>(buffer, &request, &[], 0);
+    refused_as_busy(reply, "binding edu-spare to 00:04.0 with DMA")
 }
 
 fn a_user_claim_on_a_kernel_owned_group_is_refused(buffer: &mut Buffer) -> Outcome {
@@ -121,13 +108,20 @@ fn a_user_claim_on_a_kernel_owned_group_is_refused(buffer: &mut Buffer) -> Outco
     }
     defmt::info!("  edu-spare now drives 00:06.0 with DMA: its group is kernel-owned");
     let claim = iommu::Request::ClaimGroup { device: SPARE };
-    match IOMMU.get().ask::<_, iommu::Reply>(buffer, &claim, &[own::TASK.slot()], GROUP_SLOT) {
-        Ok(iommu::Reply::Refused { code: ErrorCode::Busy, reason }) => {
-            defmt::info!("  this task claiming 00:06.0's group: busy: {=str}", reason.as_str());
+    let reply = IOMMU.get().ask::<_, iommu::Reply>(buffer, &claim, &[own::TASK.slot()], GROUP_SLOT);
+    refused_as_busy(reply, "this task claiming 00:06.0's group")
+}
+
+/// Passes if `reply` refuses with `Busy`, telling `what` was refused and
+/// the server's reason.
+fn refused_as_busy<R: Refusal + defmt::Format>(reply: Result<R, ErrorCode>, what: &str) -> Outcome {
+    match reply.as_ref().ok().and_then(Refusal::refusal) {
+        Some((ErrorCode::Busy, reason)) => {
+            defmt::info!("  {=str}: busy: {=str}", what, reason);
             Ok(())
         }
-        other => {
-            defmt::error!("  the claim was not refused as busy: {}", other);
+        _ => {
+            defmt::error!("  {=str} was not refused as busy: {}", what, reply);
             userlib::fail!()
         }
     }
@@ -164,8 +158,11 @@ fn a_dma_attack_by_the_users_device_is_blocked_and_reported_to_its_owner(buffer:
 }
 
 fn the_system_keeps_running(buffer: &mut Buffer) -> Outcome {
-    let stats = IOMMU.get().ask::<_, iommu::Reply>(buffer, &iommu::Request::Stats, &[], 0);
-    let Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) = stats else { userlib::fail!() };
+    let Ok(iommu::client::Stats { mappings, table_pages, domains, faults, .. }) =
+        iommu::client::stats(IOMMU.get(), buffer)
+    else {
+        userlib::fail!()
+    };
     defmt::info!(
         "  IOMMU server: {=u32} mappings, {=u32} table pages, {=u32} domains, {=u64} faults since boot",
         mappings,

@@ -274,6 +274,8 @@ impl<const N: usize> IovaAllocator<N> {
 
 #[cfg(test)]
 mod tests {
+    use xorshift::XorShift;
+
     use super::*;
 
     #[test]
@@ -358,28 +360,22 @@ mod tests {
 
     #[test]
     fn random_operations_keep_ranges_disjoint_and_charged() {
-        let mut state = 0xdead_beef_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut random = XorShift::new(0xdead_beef);
         let mut space = IovaAllocator::<32>::new(0x1000, 0xff_ffff, 2000).unwrap();
         let mut live: std::vec::Vec<IovaRange> = std::vec::Vec::new();
         for _ in 0..5000 {
-            match next() % 3 {
+            match random.below(3) {
                 0 if !live.is_empty() => {
-                    let victim = live.swap_remove((next() % live.len() as u64) as usize);
+                    let victim = live.swap_remove(random.below(live.len() as u64) as usize);
                     assert_eq!(space.free(victim.start), Ok(victim));
                 }
                 1 => {
-                    if let Ok(range) = space.place((next() % 0x1000) << 12, next() % 64 + 1) {
+                    if let Ok(range) = space.place(random.below(0x1000) << 12, random.below(64) + 1) {
                         live.push(range);
                     }
                 }
                 _ => {
-                    if let Ok(range) = space.allocate(next() % 64 + 1, 1 << (next() % 4)) {
+                    if let Ok(range) = space.allocate(random.below(64) + 1, 1 << random.below(4)) {
                         live.push(range);
                     }
                 }

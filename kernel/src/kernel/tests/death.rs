@@ -4,25 +4,27 @@
 use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{Syscall, rights, task_state};
-use capabilities::manifest::BootObject;
+use capabilities::manifest::{BootObject, TaskImage};
 
 use super::sim::{Outcome, Sim, cap, task};
 use crate::kernel::Next;
 use crate::task::Fault;
 
+/// A task of priority 2 that may watch task 0 (slot 8) and is signalled
+/// through boot notification `notification` (slot 9).
+fn watcher(notification: u16) -> TaskImage {
+    task(
+        "watcher",
+        2,
+        &[
+            cap(8, BootObject::Task(0), rights::WATCH, 0),
+            cap(9, BootObject::Notification(notification), rights::SEND | rights::RECEIVE, 0),
+        ],
+    )
+}
+
 fn watched() -> Sim {
-    let tasks = [
-        task("victim", 3, &[]),
-        task(
-            "watcher",
-            2,
-            &[
-                cap(8, BootObject::Task(0), rights::WATCH, 0),
-                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
-            ],
-        ),
-        task("bystander", 1, &[]),
-    ];
+    let tasks = [task("victim", 3, &[]), watcher(0), task("bystander", 1, &[])];
     Sim::boot(&tasks, None, 0, 1)
 }
 
@@ -163,17 +165,7 @@ fn deleting_a_notification_removes_the_watches_that_would_signal_it() {
 #[test]
 fn a_task_watching_itself_cannot_crowd_out_the_watches_of_others() {
     let victim_caps = [cap(8, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0)];
-    let tasks = [
-        task("victim", 3, &victim_caps),
-        task(
-            "watcher",
-            2,
-            &[
-                cap(8, BootObject::Task(0), rights::WATCH, 0),
-                cap(9, BootObject::Notification(1), rights::SEND | rights::RECEIVE, 0),
-            ],
-        ),
-    ];
+    let tasks = [task("victim", 3, &victim_caps), watcher(1)];
     let mut sim = Sim::boot(&tasks, None, 0, 2);
     sim.run("victim");
     let mut own = 0;
@@ -191,17 +183,7 @@ fn a_task_watching_itself_cannot_crowd_out_the_watches_of_others() {
 
 #[test]
 fn revoking_the_notification_capability_a_watch_was_made_with_ends_the_watch() {
-    let tasks = [
-        task("victim", 3, &[]),
-        task(
-            "watcher",
-            2,
-            &[
-                cap(8, BootObject::Task(0), rights::WATCH, 0),
-                cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 0),
-            ],
-        ),
-    ];
+    let tasks = [task("victim", 3, &[]), watcher(0)];
     let mut sim = Sim::boot(&tasks, None, 0, 1);
     sim.run("watcher");
     sim.sys(Syscall::CapCopy, [9, 20, u64::from(rights::SEND), 0, 0, 0]).ok();

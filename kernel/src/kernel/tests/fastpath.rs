@@ -14,8 +14,9 @@ use std::fmt::Write;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{Syscall, rights, slots};
 use capabilities::manifest::BootObject;
+use xorshift::XorShift;
 
-use super::sim::{Sim, cap, client, serve, task};
+use super::sim::{Sim, cap, client, serve, server_and_client, task, two_clients};
 use crate::cspace::SlotId;
 use crate::task::TaskId;
 
@@ -153,7 +154,7 @@ impl Twins {
 }
 
 fn pair() -> Twins {
-    Twins::boot(&[task("server", 2, &[serve(8, 0)]), task("client", 1, &[client(8, 0, 0x77)])], 1, 0)
+    Twins::boot(&server_and_client(), 1, 0)
 }
 
 #[test]
@@ -266,12 +267,7 @@ fn a_partner_that_would_not_run_next_takes_the_general_path() {
 
 #[test]
 fn a_queued_sender_keeps_the_server_on_the_general_path() {
-    let tasks = [
-        task("server", 1, &[serve(8, 0)]),
-        task("first", 2, &[client(8, 0, 1)]),
-        task("second", 2, &[client(8, 0, 2)]),
-    ];
-    let mut twins = Twins::boot(&tasks, 1, 0);
+    let mut twins = Twins::boot(&two_clients(("first", 1), ("second", 2)), 1, 0);
     twins.run("server");
     twins.step("server", Syscall::Recv, [EP, 0, 0, 0, 0, 0], false);
     // `second` is runnable at a higher priority than the server.
@@ -306,12 +302,7 @@ fn timeouts_flags_and_pending_notifications_keep_reply_recv_on_the_general_path(
 
 #[test]
 fn an_unanswered_reply_capability_keeps_the_call_on_the_general_path() {
-    let tasks = [
-        task("server", 1, &[serve(8, 0)]),
-        task("first", 2, &[client(8, 0, 1)]),
-        task("second", 2, &[client(8, 0, 2)]),
-    ];
-    let mut twins = Twins::boot(&tasks, 1, 0);
+    let mut twins = Twins::boot(&two_clients(("first", 1), ("second", 2)), 1, 0);
     twins.step("first", Syscall::Call, [EP, 0, 0, 0, 0, 0], false);
     twins.step("second", Syscall::Yield, [0; 6], false);
     twins.step("second", Syscall::Exit, [0; 6], false);
@@ -334,28 +325,12 @@ fn a_dead_caller_is_left_to_the_general_path() {
     twins.step("server", Syscall::ReplyRecv, [REPLY, 0, EP, 0, 0, 0], false);
 }
 
-/// A small xorshift generator, so failures reproduce.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn random_ipc_agrees_with_the_general_path() {
     let mut taken = std::collections::BTreeMap::new();
     for seed in 1..=40u64 {
-        let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let priority = |random: &mut Random| 1 + random.below(3) as u8;
+        let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let priority = |random: &mut XorShift| 1 + random.below(3) as u8;
         let bound = cap(9, BootObject::Notification(0), rights::SEND | rights::RECEIVE, 2);
         let tasks = [
             task("server", priority(&mut random), &[serve(8, 0), bound]),

@@ -6,7 +6,7 @@ use capabilities::abi::ipc::{Info, NONBLOCK};
 use capabilities::abi::{Syscall, rights, slots};
 use capabilities::manifest::BootObject;
 
-use super::sim::{Outcome, Sim, cap, client, serve, task};
+use super::sim::{Outcome, Sim, cap, serve, server_and_client, task, two_clients};
 use crate::kernel::Next;
 use crate::task::TaskState;
 
@@ -14,7 +14,7 @@ const SERVER_EP: u64 = 8;
 const CLIENT_EP: u64 = 8;
 
 fn pair() -> Sim {
-    Sim::boot(&[task("server", 2, &[serve(8, 0)]), task("client", 1, &[client(8, 0, 0x77)])], None, 1, 0)
+    Sim::boot(&server_and_client(), None, 1, 0)
 }
 
 #[test]
@@ -128,12 +128,7 @@ fn replying_to_a_dead_caller_is_an_error_for_reply_only() {
 
 #[test]
 fn a_second_call_received_without_replying_abandons_the_first() {
-    let tasks = [
-        task("server", 1, &[serve(8, 0)]),
-        task("first", 2, &[client(8, 0, 1)]),
-        task("second", 2, &[client(8, 0, 2)]),
-    ];
-    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let mut sim = Sim::boot(&two_clients(("first", 1), ("second", 2)), None, 1, 0);
     let first = sim.id("first");
     sim.expect_running("first");
     sim.sys(Syscall::Call, [8, 0, 0, 0, 0, 0]);
@@ -147,12 +142,7 @@ fn a_second_call_received_without_replying_abandons_the_first() {
 
 #[test]
 fn badges_identify_the_client_that_holds_the_capability() {
-    let tasks = [
-        task("server", 1, &[serve(8, 0)]),
-        task("alice", 2, &[client(8, 0, 0xa11ce)]),
-        task("bob", 2, &[client(8, 0, 0xb0b)]),
-    ];
-    let mut sim = Sim::boot(&tasks, None, 1, 0);
+    let mut sim = Sim::boot(&two_clients(("alice", 0xa11ce), ("bob", 0xb0b)), None, 1, 0);
     sim.expect_running("alice");
     sim.sys(Syscall::Send, [8, 0, 0, 0, 0, 0]);
     sim.expect_running("bob");

@@ -33,15 +33,23 @@ fn badged_client() -> Sim {
     sim
 }
 
+/// `blocked` makes `call`, which must block; `revoker` revokes its slot
+/// 20, the capability the call was made with or its parent, and the call
+/// ends with `InvalidCapability`.
+fn revoking_slot_20_ends(sim: &mut Sim, blocked: &str, call: Syscall, args: [u64; 6], revoker: &str) {
+    let id = sim.id(blocked);
+    sim.run(blocked);
+    assert_eq!(sim.sys(call, args), Outcome::Blocked, "{call:?} blocks");
+    sim.run(revoker);
+    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
+    assert_eq!(sim.woken(id).error(), ErrorCode::InvalidCapability, "the {call:?} ends with the capability");
+}
+
 #[test]
 fn revoking_the_capability_a_blocked_send_was_made_with_withdraws_the_message() {
     let mut sim = badged_client();
-    let client = sim.id("client");
-    sim.run("client");
-    assert_eq!(sim.sys(Syscall::Send, [40, 0, 0, 0, 0, 0]), Outcome::Blocked, "nobody receives yet");
-    sim.run("server");
-    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
-    assert_eq!(sim.woken(client).error(), ErrorCode::InvalidCapability, "the send ends with the capability");
+    // Nobody receives yet, so the send blocks.
+    revoking_slot_20_ends(&mut sim, "client", Syscall::Send, [40, 0, 0, 0, 0, 0], "server");
     assert_eq!(
         sim.sys(Syscall::Recv, [8, NONBLOCK, 0, 0, 0, 0]).error(),
         ErrorCode::WouldBlock,
@@ -52,12 +60,7 @@ fn revoking_the_capability_a_blocked_send_was_made_with_withdraws_the_message() 
 #[test]
 fn revoking_the_capability_of_a_blocked_call_ends_the_call() {
     let mut sim = badged_client();
-    let client = sim.id("client");
-    sim.run("client");
-    assert_eq!(sim.sys(Syscall::Call, [40, 0, 0, 0, 0, 0]), Outcome::Blocked);
-    sim.run("server");
-    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
-    assert_eq!(sim.woken(client).error(), ErrorCode::InvalidCapability);
+    revoking_slot_20_ends(&mut sim, "client", Syscall::Call, [40, 0, 0, 0, 0, 0], "server");
     assert_eq!(sim.sys(Syscall::Recv, [8, NONBLOCK, 0, 0, 0, 0]).error(), ErrorCode::WouldBlock);
 }
 
@@ -91,12 +94,7 @@ fn boss_and_worker(worker_caps: &[capabilities::manifest::BootCap]) -> Sim {
 fn revoking_a_receive_capability_ends_the_receive_made_with_it() {
     let mut sim = boss_and_worker(&[]);
     hand_over(&mut sim, 8, rights::RECEIVE);
-    let worker = sim.id("worker");
-    sim.run("worker");
-    assert_eq!(sim.sys(Syscall::Recv, [30, 0, 0, 0, 0, 0]), Outcome::Blocked);
-    sim.run("boss");
-    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
-    assert_eq!(sim.woken(worker).error(), ErrorCode::InvalidCapability);
+    revoking_slot_20_ends(&mut sim, "worker", Syscall::Recv, [30, 0, 0, 0, 0, 0], "boss");
     assert_eq!(
         sim.sys(Syscall::Send, [8, 0, NONBLOCK, 0, 0, 0]).error(),
         ErrorCode::WouldBlock,
@@ -113,10 +111,7 @@ fn revoking_a_notification_capability_ends_waits_bindings_and_interrupt_routes_m
     sim.run("worker");
     let vector = sim.sys(Syscall::IrqBind, [10, 30, 0b100, 0, 0, 0]).ok()[0] as u8;
     sim.sys(Syscall::NotificationBind, [30, 0, 0, 0, 0, 0]).ok();
-    assert_eq!(sim.sys(Syscall::Wait, [30, 0, 0, 0, 0, 0]), Outcome::Blocked);
-    sim.run("boss");
-    sim.sys(Syscall::CapRevoke, [20, 0, 0, 0, 0, 0]).ok();
-    assert_eq!(sim.woken(worker).error(), ErrorCode::InvalidCapability, "the wait ended");
+    revoking_slot_20_ends(&mut sim, "worker", Syscall::Wait, [30, 0, 0, 0, 0, 0], "boss");
     sim.kernel.interrupt(&mut sim.m, vector);
     assert_eq!(
         sim.sys(Syscall::Wait, [10, NONBLOCK, 0, 0, 0, 0]).error(),

@@ -128,6 +128,22 @@ pub fn client(slot: u16, n: u16, badge: u64) -> BootCap {
     cap(slot, BootObject::Endpoint(n), rights::SEND | rights::GRANT, badge)
 }
 
+/// A server (priority 2) receiving on boot endpoint 0 in slot 8, and a
+/// client (priority 1) calling it from slot 8 with badge 0x77.
+pub fn server_and_client() -> [TaskImage; 2] {
+    [task("server", 2, &[serve(8, 0)]), task("client", 1, &[client(8, 0, 0x77)])]
+}
+
+/// A server (priority 1) receiving on boot endpoint 0 in slot 8, and two
+/// clients (priority 2) calling it from slot 8, each named with its badge.
+pub fn two_clients(first: (&str, u64), second: (&str, u64)) -> [TaskImage; 3] {
+    [
+        task("server", 1, &[serve(8, 0)]),
+        task(first.0, 2, &[client(8, 0, first.1)]),
+        task(second.0, 2, &[client(8, 0, second.1)]),
+    ]
+}
+
 /// Encodes a boot image of `tasks` with `endpoints` and `notifications`.
 pub fn image(tasks: &[TaskImage], init_task: Option<u16>, endpoints: u16, notifications: u16) -> Vec<u8> {
     let mut bytes = MAGIC.to_vec();

@@ -1,41 +1,17 @@
 //! DMAR tests: QEMU 7.2's real tables, synthesized ones, and every corruption.
 
+use xorshift::XorShift;
+
 use super::*;
 use crate::memory::SliceMemory;
 use crate::root::{RootKind, RootTable};
 use crate::sdt::TableError;
+use crate::testing::qemu::{DMAR_Q35, DMAR_Q35_BRIDGES};
 use crate::testing::{atsr, dmar, drhd, fix_checksum, rmrr, scope, table};
-
-/// The DMAR table QEMU 7.2 builds for `-M q35 -m 128 -nodefaults -device
-/// intel-iommu`, dumped from guest memory: one DRHD at 0xfed90000 (not
-/// INCLUDE_PCI_ALL) whose scopes are the IOAPIC (id 0, source id ff:00.0)
-/// and the root-bus endpoints 00.0, 1f.0, 1f.2, 1f.3; width 39, INTR_REMAP.
-const QEMU_Q35: [u8; 104] = [
-    0x44, 0x4d, 0x41, 0x52, 0x68, 0x00, 0x00, 0x00, 0x01, 0x42, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
-    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x26, 0x01,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f,
-    0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
-];
-
-/// The same machine plus `-device edu -device pcie-pci-bridge,id=br1
-/// -device edu,bus=br1,addr=1 -device pcie-root-port,id=rp1,chassis=1
-/// -device nvme,bus=rp1`: edu at 00:01.0 (type 1), the PCIe-to-PCI bridge
-/// at 00:02.0 and the root port at 00:03.0 (type 2); nothing behind them.
-const QEMU_Q35_BRIDGES: [u8; 128] = [
-    0x44, 0x4d, 0x41, 0x52, 0x80, 0x00, 0x00, 0x00, 0x01, 0xef, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20, 0x42, 0x58, 0x50,
-    0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x26, 0x01,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x50, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x02,
-    0x00, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08,
-    0x00, 0x00, 0x00, 0x00, 0x1f, 0x02, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03,
-];
 
 #[test]
 fn qemu_7_2_default_table() {
-    let table = Dmar::parse(&QEMU_Q35).unwrap();
+    let table = Dmar::parse(&DMAR_Q35).unwrap();
     assert_eq!(table.host_address_width, 39);
     assert!(table.flags.interrupt_remapping());
     assert!(!table.flags.x2apic_opt_out());
@@ -63,7 +39,7 @@ fn qemu_7_2_default_table() {
 
 #[test]
 fn qemu_7_2_table_with_bridges_lists_them_as_sub_hierarchies() {
-    let table = Dmar::parse(&QEMU_Q35_BRIDGES).unwrap();
+    let table = Dmar::parse(&DMAR_Q35_BRIDGES).unwrap();
     let unit = table.units().next().unwrap();
     let kinds: Vec<_> = unit
         .scopes()
@@ -87,7 +63,7 @@ fn qemu_7_2_table_with_bridges_lists_them_as_sub_hierarchies() {
 
 #[test]
 fn devices_find_their_unit() {
-    let table = Dmar::parse(&QEMU_Q35_BRIDGES).unwrap();
+    let table = Dmar::parse(&DMAR_Q35_BRIDGES).unwrap();
     let at = |bus, device, function| PciAddress { bus, device, function };
     let none = |_| None;
     assert!(table.unit_for(0, at(0, 0x1f, 2), &[], none).is_some());
@@ -126,7 +102,7 @@ fn found_through_an_rsdt_in_memory() {
     let apic = table(*b"APIC", 1, &[0; 8]);
     memory_bytes[..root.len()].copy_from_slice(&root);
     memory_bytes[0x100..0x100 + apic.len()].copy_from_slice(&apic);
-    memory_bytes[0x200..0x200 + QEMU_Q35.len()].copy_from_slice(&QEMU_Q35);
+    memory_bytes[0x200..0x200 + DMAR_Q35.len()].copy_from_slice(&DMAR_Q35);
     let memory = SliceMemory { base: 0x1000, bytes: &memory_bytes };
     let mut root_buffer = [0u8; 64];
     let root = RootTable::read(&memory, RootKind::Rsdt, 0x1000, &mut root_buffer).unwrap();
@@ -212,10 +188,10 @@ fn parse_structures(structures: &[Vec<u8>]) -> Result<(), DmarError> {
 
 #[test]
 fn table_level_corruptions() {
-    let mut bad = QEMU_Q35;
+    let mut bad = DMAR_Q35;
     bad[60] ^= 1;
     assert!(matches!(Dmar::parse(&bad), Err(DmarError::Table(TableError::Checksum { .. }))));
-    let mut bad = QEMU_Q35.to_vec();
+    let mut bad = DMAR_Q35.to_vec();
     bad[0] = b'X';
     fix_checksum(&mut bad, 9);
     assert!(matches!(Dmar::parse(&bad), Err(DmarError::Table(TableError::Signature { .. }))));
@@ -321,18 +297,6 @@ fn errors_name_the_structure_in_text() {
     assert_eq!(error.to_string(), "DMAR structure 2 (DRHD): length 3 is too short");
 }
 
-/// A small deterministic generator for the fuzz-style tests.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Walks everything a parsed table exposes, to reach every decoding path.
 fn walk(table: &Dmar<'_>) -> usize {
     let mut seen = 0;
@@ -354,7 +318,7 @@ fn walk(table: &Dmar<'_>) -> usize {
 
 #[test]
 fn random_corruptions_never_panic_or_hang() {
-    let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let seed = dmar(
         38,
         1,
@@ -366,12 +330,12 @@ fn random_corruptions_never_panic_or_hang() {
     );
     for _ in 0..20_000 {
         let mut bytes = seed.clone();
-        for _ in 0..(random.next() % 4 + 1) {
-            let position = 36 + (random.next() as usize) % (bytes.len() - 36);
-            bytes[position] = random.next() as u8;
+        for _ in 0..(random.next_u64() % 4 + 1) {
+            let position = 36 + (random.next_u64() as usize) % (bytes.len() - 36);
+            bytes[position] = random.next_u64() as u8;
         }
-        if random.next().is_multiple_of(4) {
-            let cut = 36 + (random.next() as usize) % (bytes.len() - 36);
+        if random.next_u64().is_multiple_of(4) {
+            let cut = 36 + (random.next_u64() as usize) % (bytes.len() - 36);
             bytes.truncate(cut);
             let length = bytes.len() as u32;
             bytes[4..8].copy_from_slice(&length.to_le_bytes());
@@ -385,10 +349,10 @@ fn random_corruptions_never_panic_or_hang() {
 
 #[test]
 fn random_byte_soup_never_panics() {
-    let mut random = XorShift(12345);
+    let mut random = XorShift::new(12345);
     for _ in 0..5_000 {
-        let length = (random.next() % 200) as usize;
-        let mut body: Vec<u8> = (0..length).map(|_| random.next() as u8).collect();
+        let length = (random.next_u64() % 200) as usize;
+        let mut body: Vec<u8> = (0..length).map(|_| random.next_u64() as u8).collect();
         if body.len() > 2 {
             body[0] = 38;
         }

@@ -14,6 +14,7 @@
 //! registers into the group's log, and this task's request.
 
 use capabilities::ErrorCode;
+use edu::{DEVICE_BUFFER, command, reg};
 use iommu_api::{Reply, Request};
 use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
 use userlib::ipc::Buffer;
@@ -29,15 +30,6 @@ const BAR0_AT: u64 = 0x3000_0000;
 /// An I/O address below the edu's 28-bit mask that nothing is mapped at
 /// (the server allocates from the bottom, and every mapping is gone).
 pub const BLOCKED_IOVA: u64 = 0x0ff0_0000;
-/// edu registers: DMA source, destination, count, command.
-const DMA_SOURCE: u64 = 0x80;
-const DMA_DESTINATION: u64 = 0x88;
-const DMA_COUNT: u64 = 0x90;
-const DMA_COMMAND: u64 = 0x98;
-/// Command bit 0: start (cleared by the device when the transfer ends).
-const START: u64 = 1;
-/// The edu buffer's device address.
-const EDU_BUFFER: u64 = 0x4_0000;
 
 /// Takes the group's oldest recorded faults: how many came, and whether
 /// one is the blocked read's.
@@ -57,16 +49,16 @@ fn faults(handle: Cap<Endpoint>, buffer: &mut Buffer) -> Result<(usize, bool), E
 /// poll that saw it end, stamp after that poll).
 fn transfer(registers: &Mapping<DeviceMemory>, source: u64, limit: u64) -> Result<(u64, u64, u64), ErrorCode> {
     let write = |offset, value| registers.write64(offset, value).ok_or(ErrorCode::BadAddress);
-    write(DMA_SOURCE, source)?;
-    write(DMA_DESTINATION, EDU_BUFFER)?;
-    write(DMA_COUNT, 8)?;
-    write(DMA_COMMAND, START)?;
+    write(reg::DMA_SOURCE, source)?;
+    write(reg::DMA_DESTINATION, DEVICE_BUFFER)?;
+    write(reg::DMA_COUNT, 8)?;
+    write(reg::DMA_COMMAND, command::RUN)?;
     let issued = rdtsc();
     let mut still_running = issued;
     loop {
         let stamp = rdtsc();
-        let command = registers.read64(DMA_COMMAND).ok_or(ErrorCode::BadAddress)?;
-        if command & START == 0 {
+        let state = registers.read64(reg::DMA_COMMAND).ok_or(ErrorCode::BadAddress)?;
+        if state & command::RUN == 0 {
             return Ok((still_running, stamp, rdtsc()));
         }
         if stamp - issued > limit {

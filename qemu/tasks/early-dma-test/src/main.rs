@@ -8,21 +8,14 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check_eq, check_ok};
+use forger_api::Op;
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(FORGER: Endpoint = "forger");
 userlib::entry!(main);
 
-/// The forger's operations (qemu/tasks/irq-forger).
-const FORGE_DMA: u64 = 5;
-const FORGE_FRAME: u64 = 6;
-const FORGE_FRAME_DIFFERS: u64 = 7;
 /// The edu the forger drives.
-const EDU: Bdf = Bdf::from_devfn(0, 3 << 3);
+const EDU: Bdf = Bdf::at(0, 3, 0);
 /// What the target frame is filled with.
 const CANARY: u8 = 0x5a;
 
@@ -30,19 +23,15 @@ fn main() -> u64 {
     testkit::run(userlib::cases![a_dma_before_the_topology_is_blocked_and_its_target_untouched])
 }
 
-fn forge(buffer: &mut Buffer, op: u64, a: u64, b: u64) -> Result<u64, ErrorCode> {
-    let [status, value]: [u64; 2] = FORGER.get().ask(buffer, &[op, a, b, 0], &[], 0)?;
-    match status {
-        0 => Ok(value),
-        code => Err(ErrorCode::from_code(code).unwrap_or(ErrorCode::Malformed)),
-    }
+fn forge(buffer: &mut Buffer, op: Op, a: u64, b: u64) -> Result<u64, ErrorCode> {
+    forger_api::client::call(FORGER.get(), buffer, op, [a, b, 0], &[])
 }
 
 fn a_dma_before_the_topology_is_blocked_and_its_target_untouched(buffer: &mut Buffer) -> Outcome {
-    let target = check_ok!(forge(buffer, FORGE_FRAME, u64::from(CANARY), 0));
+    let target = check_ok!(forge(buffer, Op::FillFrame, u64::from(CANARY), 0));
     defmt::info!("  target frame at physical {=u64:#x}, every byte {=u8:#x}", target, CANARY);
-    check_eq!(check_ok!(forge(buffer, FORGE_DMA, u64::from(EDU.requester_id()), target)), 1, "the transfer ended");
-    let changed = check_ok!(forge(buffer, FORGE_FRAME_DIFFERS, u64::from(CANARY), 0));
+    check_eq!(check_ok!(forge(buffer, Op::DmaTo, u64::from(EDU.requester_id()), target)), 1, "the transfer ended");
+    let changed = check_ok!(forge(buffer, Op::FrameDiffers, u64::from(CANARY), 0));
     check_eq!(changed, 0, "every byte of the frame is as it was");
     defmt::info!("  the device's write to {=u64:#x} did not land", target);
     Ok(())

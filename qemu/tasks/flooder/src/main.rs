@@ -44,9 +44,6 @@ const GROUP: u32 = 68;
 const RAISED: u32 = 69;
 /// Where BAR0 is mapped.
 const BAR_VIRT: u64 = 0x2000_0000;
-/// edu's interrupt-raise register: a write ORs the value into the status
-/// and sends one MSI.
-const EDU_RAISE: u64 = 0x60;
 /// Writes between looks at `stop` and at the kernel's count.
 const BATCH: u64 = 64;
 
@@ -122,7 +119,7 @@ fn run(device: &Device) -> Flood {
     let mut flood = Flood { start: syscall::now(), ..Flood::default() };
     loop {
         for _ in 0..BATCH {
-            if device.registers.write32(EDU_RAISE, 1).is_none() {
+            if device.registers.write32(edu::reg::INTERRUPT_RAISE, 1).is_none() {
                 break;
             }
             flood.writes += 1;

@@ -8,17 +8,10 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::OwnerReport;
-use userlib::cap::{Cap, Endpoint, Frame, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::objects;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -26,10 +19,10 @@ userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
 userlib::cap_slot!(EDU_USER: Endpoint = "edu-user");
 userlib::entry!(main);
 
-const PAIR_USER: Bdf = Bdf::from_devfn(0, 7 << 3);
-const PAIR_DRIVER: Bdf = Bdf::from_devfn(0, 7 << 3 | 1);
-const BRIDGE: Bdf = Bdf::from_devfn(0, 5 << 3);
-const BEHIND: [Bdf; 2] = [Bdf::from_devfn(1, 1 << 3), Bdf::from_devfn(1, 2 << 3)];
+const PAIR_USER: Bdf = Bdf::at(0, 7, 0);
+const PAIR_DRIVER: Bdf = Bdf::at(0, 7, 1);
+const BRIDGE: Bdf = Bdf::at(0, 5, 0);
+const BEHIND: [Bdf; 2] = [Bdf::at(1, 1, 0), Bdf::at(1, 2, 0)];
 /// This task's index (the policy's declaration order).
 const THIS_TASK: u16 = 4;
 /// Slots: two grant windows, a group capability, the buffer frame and a
@@ -47,8 +40,7 @@ fn main() -> u64 {
         && objects::create_notification(DONE[0]).is_ok()
         && objects::create_notification(DONE[1]).is_ok();
     if !made {
-        defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
-        return 1;
+        return testkit::setup_failed("no frame or notifications (the policy must allow three objects)");
     }
     testkit::run(userlib::cases![
         the_assertion_splits_the_pair_and_explains_itself,

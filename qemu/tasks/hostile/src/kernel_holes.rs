@@ -4,15 +4,10 @@
 //! a revoked capability keep working before its fix; now each must get an
 //! error code and leave the kernel serving everyone else.
 
-use capabilities::ErrorCode;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::abi::{rights, slots};
 use echo_api::{Operation, Reply, Request};
-use userlib::cap::{Cap, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok, objects, syscall};
+use userlib::testkit::prelude::*;
 
 use crate::{BAR_VIRT, NOTIFICATION, PCI, QUOTA_DEVICE, STORM_DEVICE, WINDOW, claim, release_group, wait_unowned};
 
@@ -52,13 +47,7 @@ fn answer(buffer: &mut Buffer, reply: &Reply<'_>, send: &[u32]) -> Result<(), Er
 /// mapping to a frame that is no RAM and panic.
 pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Outcome {
     check_ok!(claim(buffer, STORM_DEVICE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW));
     let Some(bar) = granted.bar(0) else {
         check!(false, "BAR0");
         return Ok(());
@@ -80,23 +69,13 @@ pub fn log_write_from_device_memory_is_a_bad_address(buffer: &mut Buffer) -> Out
 /// the kernel walks only the slots there are.
 pub fn a_huge_receive_window_costs_no_more_than_the_slots(buffer: &mut Buffer) -> Outcome {
     // Past the last slot: nothing to take.
-    buffer.set_window(200, u32::MAX);
-    let start = syscall::now();
-    let request = next_request(buffer, Operation::SignalIt);
-    let took = syscall::now().saturating_sub(start);
-    buffer.set_window(0, 0);
-    check_ok!(request);
+    let took = check_ok!(timed_signal_request(buffer, 200));
     defmt::info!("  a capability offered to a window of 2^32 slots past the end: {=u64} us", took);
     check!(took < QUICK_US, "the receive took no time");
     check!(buffer.received_caps().is_empty(), "no slot in the window");
     check_ok!(answer(buffer, &Reply::Failed(ErrorCode::InvalidArgument), &[]));
     // From slot 120 on: the first empty slot, and nothing past the last.
-    buffer.set_window(120, u32::MAX);
-    let start = syscall::now();
-    let request = next_request(buffer, Operation::SignalIt);
-    let took = syscall::now().saturating_sub(start);
-    buffer.set_window(0, 0);
-    check_ok!(request);
+    let took = check_ok!(timed_signal_request(buffer, 120));
     check!(took < QUICK_US);
     let received = buffer.received_caps();
     check_eq!(received.as_slice(), &[120]);
@@ -105,6 +84,17 @@ pub fn a_huge_receive_window_costs_no_more_than_the_slots(buffer: &mut Buffer) -
     check_ok!(note.delete());
     check_ok!(answer(buffer, &Reply::Done { badge: 0 }, &[]));
     Ok(())
+}
+
+/// Takes the accomplice's next `SignalIt` request into a receive window of
+/// 2^32 slots from `first`; the µs the receive took.
+fn timed_signal_request(buffer: &mut Buffer, first: u32) -> Result<u64, ErrorCode> {
+    buffer.set_window(first, u32::MAX);
+    let start = syscall::now();
+    let request = next_request(buffer, Operation::SignalIt);
+    let took = syscall::now().saturating_sub(start);
+    buffer.set_window(0, 0);
+    request.map(|_| took)
 }
 
 /// The accomplice blocks sending on a badged capability this task minted;

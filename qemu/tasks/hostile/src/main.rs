@@ -19,20 +19,15 @@ mod kernel_holes;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use capabilities::ErrorCode;
 use capabilities::abi::ipc::MSG_MAX;
 use capabilities::abi::rights;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refusal;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::FAULTS_PER_REPLY;
 use iommu_api::client::group;
 use serde::de::DeserializeOwned;
-use userlib::cap::{Cap, Endpoint, Frame, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{boot, check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
+use xorshift::XorShift;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -48,8 +43,8 @@ userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
 /// Devices whose groups this task may own.
-const STORM_DEVICE: Bdf = Bdf::from_devfn(0, 6 << 3);
-const QUOTA_DEVICE: Bdf = Bdf::from_devfn(0, 4 << 3);
+const STORM_DEVICE: Bdf = Bdf::at(0, 6, 0);
+const QUOTA_DEVICE: Bdf = Bdf::at(0, 4, 0);
 /// Slots: a grant window (four), a group capability, frames, scratch.
 const WINDOW: u32 = 64;
 const GROUP: u32 = 70;
@@ -80,8 +75,7 @@ fn main() -> u64 {
         && objects::create_notification(NOTIFICATION).is_ok()
         && objects::create_notification(DONE).is_ok();
     if !objects_made {
-        defmt::error!("TEST FAIL setup: no frames or notifications (the policy must allow four objects)");
-        return 1;
+        return testkit::setup_failed("no frames or notifications (the policy must allow four objects)");
     }
     testkit::run(userlib::cases![
         the_servers_start_healthy,
@@ -105,34 +99,12 @@ fn main() -> u64 {
 
 // ----- helpers -----
 
-/// A xorshift generator: the same sequence every run, so a failure replays.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
 fn stats(buffer: &mut Buffer) -> Option<[u32; 3]> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
-        Ok(iommu::Reply::Stats { mappings, table_pages, domains, .. }) => Some([mappings, table_pages, domains]),
-        _ => None,
-    }
+    iommu::client::stats(IOMMU.get(), buffer).ok().map(|stats| stats.held())
 }
 
 fn faults_seen(buffer: &mut Buffer) -> Option<u64> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
-        Ok(iommu::Reply::Stats { faults, .. }) => Some(faults),
-        _ => None,
-    }
+    iommu::client::stats(IOMMU.get(), buffer).ok().map(|stats| stats.faults)
 }
 
 /// Sends `len` bytes already in the buffer; the reply must decode as `R`.
@@ -177,7 +149,7 @@ fn the_servers_start_healthy(buffer: &mut Buffer) -> Outcome {
 
 fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
     let rounds = boot::parameter("rounds", 1000);
-    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let (mut refused, mut answered) = (0u64, 0u64);
     for round in 0..rounds {
         let len = match random.below(16) {
@@ -185,7 +157,7 @@ fn random_messages_get_error_codes_not_crashes(buffer: &mut Buffer) -> Outcome {
             _ => random.below(64),
         } as usize;
         for byte in &mut buffer.message_mut()[..len] {
-            *byte = random.next() as u8;
+            *byte = random.next_u64() as u8;
         }
         // Some messages carry a capability from an arbitrary slot.
         let carried = [random.below(140) as u32];
@@ -331,7 +303,7 @@ fn every_system_call_refuses_bad_arguments(_buffer: &mut Buffer) -> Outcome {
     const BAD: [u64; 7] =
         [0, 0x1001, 0x7fff_ffff_f000, 1 << 47, 0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, u64::MAX];
     let rounds = boot::parameter("rounds", 1000) * 2;
-    let mut random = Random(0xdead_beef_cafe_f00d);
+    let mut random = XorShift::new(0xdead_beef_cafe_f00d);
     let mut refused = 0u64;
     for _ in 0..rounds {
         let number = random.below(40);
@@ -399,13 +371,7 @@ fn every_quota_holds_and_comes_back(buffer: &mut Buffer) -> Outcome {
 fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
     let storm = boot::parameter("storm", 200);
     check_ok!(claim(buffer, STORM_DEVICE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, STORM_DEVICE, WINDOW));
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
         check!(false, "BAR0 and an interrupt");
         return Ok(());
@@ -450,11 +416,11 @@ fn a_fault_storm_stays_bounded_and_counted(buffer: &mut Buffer) -> Outcome {
 
 fn owners_killed_at_random_points_give_everything_back(buffer: &mut Buffer) -> Outcome {
     let victims = [
-        (GO_A.get(), VICTIM_A.get(), Bdf::from_devfn(1, 1 << 3)),
-        (GO_B.get(), VICTIM_B.get(), Bdf::from_devfn(0, 7 << 3)),
-        (GO_C.get(), VICTIM_C.get(), Bdf::from_devfn(0, 8 << 3)),
+        (GO_A.get(), VICTIM_A.get(), Bdf::at(1, 1, 0)),
+        (GO_B.get(), VICTIM_B.get(), Bdf::at(0, 7, 0)),
+        (GO_C.get(), VICTIM_C.get(), Bdf::at(0, 8, 0)),
     ];
-    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
     for (go, _, _) in victims {
         check_ok!(go.signal());
     }

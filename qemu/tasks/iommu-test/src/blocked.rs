@@ -3,10 +3,7 @@
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::OwnerReport;
-use userlib::cap::Cap;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 use super::{
     BAR_VIRT, DONE, EDU_DMA, EDU_USER, GROUP, KERNEL_IMAGE, PCI, SPARE, THIS_TASK, TRUSTED, USER, WINDOW, ask_edu,
@@ -49,13 +46,7 @@ pub(super) fn dma_to_an_unmapped_iova_is_blocked_and_reported(buffer: &mut Buffe
 pub(super) fn a_device_in_a_blocked_group_faults(buffer: &mut Buffer) -> Outcome {
     let group = check_ok!(claim(buffer, SPARE));
     check_eq!(owner(buffer, SPARE), Some(OwnerReport::User { task: THIS_TASK }));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW));
     check_eq!(granted.grant.group, group);
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
         check!(false, "the grant has BAR0 and an interrupt");

@@ -10,25 +10,17 @@
 //! when the system ends; the scenario requires its "kernel image
 //! unchanged since boot".
 
-use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use edu_api as edu;
+use forger_api::Op;
 use iommu_api::OwnerReport;
-use userlib::cap::{Cap, Frame, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Failure, Outcome};
-use userlib::{check, check_eq, check_ok, objects, syscall};
+use userlib::testkit::prelude::*;
 
 use super::{EDU_USER, EDU_USER_TASK, PROBE_BYTES, SLEEP, USER, ask_edu, edu_faults, owner, stats};
 
 userlib::cap_slot!(FORGER: Endpoint = "forger");
 userlib::cap_slot!(EDU_USER_KILL: Task = "edu-user-task");
 
-/// The forger's operations (qemu/tasks/irq-forger).
-const FORGE_FRAME: u64 = 6;
-const FORGE_FRAME_DIFFERS: u64 = 7;
-const FORGE_WHERE: u64 = 8;
 /// Every byte of the forger's frame, and of frames this task fills to
 /// catch a write.
 pub(super) const CANARY: u8 = 0xc3;
@@ -46,27 +38,23 @@ const WARM_ROUNDS: u8 = 3;
 /// QEMU's edu runs a transfer this long after it starts (virtual µs).
 const EDU_DELAY_US: u64 = 100_000;
 
-fn forge(buffer: &mut Buffer, op: u64, a: u64, send: &[u32]) -> Result<u64, ErrorCode> {
-    let [status, value]: [u64; 2] = FORGER.get().ask(buffer, &[op, a, 0, 0], send, 0)?;
-    match status {
-        0 => Ok(value),
-        code => Err(ErrorCode::from_code(code).unwrap_or(ErrorCode::Malformed)),
-    }
+fn forge(buffer: &mut Buffer, op: Op, a: u64, send: &[u32]) -> Result<u64, ErrorCode> {
+    forger_api::client::call(FORGER.get(), buffer, op, [a, 0, 0], send)
 }
 
 /// The forger's frame, every byte [`CANARY`] again: its physical address.
 pub(super) fn other_tasks_frame(buffer: &mut Buffer) -> Result<u64, ErrorCode> {
-    forge(buffer, FORGE_FRAME, u64::from(CANARY), &[])
+    forge(buffer, Op::FillFrame, u64::from(CANARY), &[])
 }
 
 /// How many bytes of the forger's frame are no longer [`CANARY`].
 pub(super) fn other_tasks_frame_changed(buffer: &mut Buffer) -> Result<u64, ErrorCode> {
-    forge(buffer, FORGE_FRAME_DIFFERS, u64::from(CANARY), &[])
+    forge(buffer, Op::FrameDiffers, u64::from(CANARY), &[])
 }
 
 /// Where frame capability `slot` of this task is.
 pub(super) fn physical(buffer: &mut Buffer, slot: u32) -> Result<u64, ErrorCode> {
-    forge(buffer, FORGE_WHERE, 0, &[slot])
+    forge(buffer, Op::WhereIs, 0, &[slot])
 }
 
 /// Byte `at` of warm-up round `round`'s pattern.
@@ -197,7 +185,7 @@ pub(super) fn kill_the_owner_mid_transfer(buffer: &mut Buffer) -> Result<InFligh
     check_ok!(memory.unmap());
     check_ok!(Cap::<Frame>::at(PROBE).delete());
     let _ = edu_faults(EDU_USER.get(), buffer);
-    let faults_before = check_ok!(stats(buffer).map(|s| s.3).ok_or(ErrorCode::Malformed));
+    let faults_before = check_ok!(stats(buffer).map(|s| s.faults).ok_or(ErrorCode::Malformed));
     let started = syscall::now();
     check_eq!(check_ok!(ask_edu(EDU_USER.get(), buffer, &edu::Request::Start { iova })), edu::Reply::Done);
     check_ok!(EDU_USER_KILL.get().kill());
@@ -235,7 +223,7 @@ impl InFlight {
     /// group was blocked), or not at all (dropped by the device: the PCI
     /// server had turned its bus mastering off).
     pub(super) fn faulted_at_most_once(self, buffer: &mut Buffer) -> Outcome {
-        let now = check_ok!(stats(buffer).map(|s| s.3).ok_or(ErrorCode::Malformed));
+        let now = check_ok!(stats(buffer).map(|s| s.faults).ok_or(ErrorCode::Malformed));
         let faults = now.saturating_sub(self.faults_before);
         match faults {
             0 => defmt::info!("  the transfer never reached the IOMMU: bus mastering was off by then"),

@@ -15,19 +15,12 @@ mod canary;
 mod moves;
 mod spaces;
 
-use capabilities::ErrorCode;
 use capabilities::abi::rights;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refused;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::client::group;
 use iommu_api::{Fault, Handle, OwnerReport};
-use userlib::cap::{Cap, Endpoint, own};
-use userlib::ipc::Buffer;
-use userlib::objects;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -44,12 +37,12 @@ const STUB_TASK: u16 = 6;
 const THIS_TASK: u16 = 7;
 
 /// The machine's devices.
-const TRUSTED: Bdf = at(0, 3, 0);
-const USER: Bdf = at(0, 4, 0);
-const BRIDGE: Bdf = at(0, 5, 0);
-const BEHIND_A: Bdf = at(1, 1, 0);
-const BEHIND_B: Bdf = at(1, 2, 0);
-const SPARE: Bdf = at(0, 6, 0);
+const TRUSTED: Bdf = Bdf::at(0, 3, 0);
+const USER: Bdf = Bdf::at(0, 4, 0);
+const BRIDGE: Bdf = Bdf::at(0, 5, 0);
+const BEHIND_A: Bdf = Bdf::at(1, 1, 0);
+const BEHIND_B: Bdf = Bdf::at(1, 2, 0);
+const SPARE: Bdf = Bdf::at(0, 6, 0);
 
 /// Slots: a device grant's window (four), a group capability, a frame to
 /// map, a notification to sleep on and one for edu completions.
@@ -72,17 +65,12 @@ const KERNEL_IMAGE: u64 = 0x10_0000;
 /// Cycles of each kind in the churn case.
 const CYCLES: u32 = 1000;
 
-const fn at(bus: u8, device: u8, function: u8) -> Bdf {
-    Bdf::from_devfn(bus, device << 3 | function)
-}
-
 fn main() -> u64 {
     if objects::alloc_frame(FRAME, 1).is_err()
         || objects::create_notification(SLEEP).is_err()
         || objects::create_notification(DONE).is_err()
     {
-        defmt::error!("TEST FAIL setup: no frame or notifications (the policy must allow three objects)");
-        return 1;
+        return testkit::setup_failed("no frame or notifications (the policy must allow three objects)");
     }
     testkit::run(userlib::cases![
         translation_is_on_with_the_expected_groups,
@@ -148,14 +136,9 @@ fn wait_unowned(buffer: &mut Buffer, device: Bdf) -> bool {
     group::wait_unowned(IOMMU.get(), buffer, device, Cap::at(SLEEP), 2_000_000).is_ok()
 }
 
-/// The server's counters: mappings, table pages, domains, faults.
-fn stats(buffer: &mut Buffer) -> Option<(u32, u32, u32, u64)> {
-    match ask_iommu(IOMMU.get(), buffer, &iommu::Request::Stats) {
-        Ok(iommu::Reply::Stats { mappings, table_pages, domains, faults, .. }) => {
-            Some((mappings, table_pages, domains, faults))
-        }
-        _ => None,
-    }
+/// The server's counters.
+fn stats(buffer: &mut Buffer) -> Option<iommu::client::Stats> {
+    iommu::client::stats(IOMMU.get(), buffer).ok()
 }
 
 /// All faults an edu server's group has recorded.
@@ -228,13 +211,7 @@ fn trusted_driver_dma_round_trip_moves_the_right_bytes(buffer: &mut Buffer) -> O
 fn a_new_holder_starts_with_bus_mastering_off_and_turns_it_on(buffer: &mut Buffer) -> Outcome {
     // 00:06.0 was driven (and left mastering the bus) by the previous case.
     check_ok!(claim(buffer, SPARE));
-    let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-            return Err(testkit::Failure { file: file!(), line: line!() });
-        }
-    };
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW));
     let command = pci_api::client::config_read(PCI.get(), buffer, SPARE, 0x04, 2).map_err(Refused::logged);
     check_eq!(check_ok!(command) & 0x4, 0, "the grant leaves bus mastering off");
     let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
@@ -287,7 +264,7 @@ fn a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach(buffer: &mut 
     let fill = |value: &dyn Fn(u64) -> u8| (0..PROBE_BYTES).all(|at| memory.write8(at, value(at)).is_some());
     let holds = |value: &dyn Fn(u64) -> u8| (0..PROBE_BYTES).all(|at| memory.read8(at) == Some(value(at)));
     check!(fill(&pattern));
-    let before = stats(buffer).map(|s| s.0);
+    let before = stats(buffer).map(|s| s.mappings);
     let reply: edu::Reply = check_ok!(EDU_USER.get().ask(buffer, &edu::Request::MapLent, &[LENT], 0));
     let edu::Reply::Buffer { iova } = reply else {
         testkit::refusal(&reply);
@@ -307,7 +284,7 @@ fn a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach(buffer: &mut 
     let faults = edu_faults(EDU_USER.get(), buffer).unwrap_or_default();
     check!(blocked_write(&faults, USER, iova), "the write to the revoked frame is in the borrower's fault log");
     check!(holds(&|_| 0xee), "the frame's bytes are as its lender left them");
-    check_eq!(stats(buffer).map(|s| s.0), before, "the IOMMU server unmapped the revoked frame");
+    check_eq!(stats(buffer).map(|s| s.mappings), before, "the IOMMU server unmapped the revoked frame");
     check_ok!(memory.unmap());
     check_ok!(Cap::<Frame>::at(LENT).delete());
     Ok(())
@@ -448,11 +425,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         check_ok!(release_group(buffer));
         check!(wait_unowned(buffer, SPARE));
     }
-    check_eq!(
-        stats(buffer).map(|s| (s.0, s.1, s.2)),
-        before.map(|s| (s.0, s.1, s.2)),
-        "claims and releases leak nothing"
-    );
+    check_eq!(stats(buffer).map(|s| s.held()), before.map(|s| s.held()), "claims and releases leak nothing");
     check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     for _ in 0..CYCLES {
         check_eq!(check_ok!(bind(buffer, SPARE, EDU_SPARE_TASK)), pci_api::Reply::Done);
@@ -461,11 +434,7 @@ fn claim_and_bind_cycles_leave_no_trace(buffer: &mut Buffer) -> Outcome {
         check_eq!(check_ok!(ask_edu(EDU_SPARE.get(), buffer, &edu::Request::Release)), edu::Reply::Done);
         check_eq!(check_ok!(unbind(buffer, SPARE)), pci_api::Reply::Done);
     }
-    check_eq!(
-        stats(buffer).map(|s| (s.0, s.1, s.2)),
-        before.map(|s| (s.0, s.1, s.2)),
-        "binds and unbinds leak nothing"
-    );
+    check_eq!(stats(buffer).map(|s| s.held()), before.map(|s| s.held()), "binds and unbinds leak nothing");
     check!(testkit::figures_are(ACCOUNTING.get(), &start), "nor anything the kernel counts");
     check_eq!(owner(buffer, SPARE), Some(OwnerReport::Unowned));
     Ok(())

@@ -7,15 +7,9 @@
 //! change keeps the write out of the frame. The device is 00:06.0, in a
 //! group of its own that this task claims.
 
-use capabilities::ErrorCode;
-use capabilities::protocol::Refusal;
 use iommu_api as iommu;
 use iommu_api::Fault;
-use userlib::cap::{Cap, Frame, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Failure, Outcome};
-use userlib::{check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
 
 use super::canary::{self, Hunt, fill, holds};
 use super::{
@@ -40,13 +34,7 @@ impl Spare {
     /// Claims 00:06.0's group, acquires the device and turns bus mastering on.
     fn take(buffer: &mut Buffer) -> Result<Self, Failure> {
         check_ok!(claim(buffer, SPARE));
-        let granted = match pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW) {
-            Ok(granted) => granted,
-            Err(refused) => {
-                defmt::error!("  acquire refused ({}): {=str}", refused.code, refused.reason.as_str());
-                userlib::fail!();
-            }
-        };
+        let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SPARE, WINDOW));
         let (Some(bar), Some(interrupt)) = (granted.bar(0), granted.interrupt()) else {
             userlib::fail!("the grant has BAR0 and an interrupt");
         };

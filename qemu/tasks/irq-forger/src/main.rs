@@ -35,6 +35,8 @@ use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
 use capabilities::abi::ipc::NONBLOCK;
 use capabilities::badge;
+use edu::{DEVICE_BUFFER, command, reg};
+use forger_api::Op;
 use userlib::cap::{Cap, DeviceMemory, Frame, Notification, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
@@ -64,8 +66,6 @@ const FRAME: u32 = 46;
 const RECEIVED: u32 = 47;
 /// Where the frame of op 6 is mapped.
 const FRAME_VIRT: u64 = 0x2200_0000;
-/// edu: the interrupt-raise register.
-const EDU_RAISE: u64 = 0x60;
 
 fn main() -> u64 {
     let Some(mut buffer) = Buffer::take() else { return 1 };
@@ -122,16 +122,16 @@ fn map_config() -> Option<[Mapping<DeviceMemory>; BUSES as usize]> {
 
 fn serve(config: &[Mapping<DeviceMemory>; BUSES as usize], rtc_done: Cap<Notification>, request: [u64; 4]) -> [u64; 2] {
     let [op, a, b, c] = request;
-    let result = match op {
-        1 => read(config, a, b, c),
-        2 => write(config, a, b, c as u32, (c >> 32) as u8).map(|()| 0),
-        3 => raise(config, a).map(|()| 0),
-        4 => rtc_tick(rtc_done, a),
-        5 => dma_to(config, rtc_done, a, b),
-        6 => fill_frame(a as u8),
-        7 => frame_differs(a as u8),
-        8 => where_is(Cap::at(RECEIVED)),
-        _ => Err(ErrorCode::NoSuchCall),
+    let result = match Op::from_word(op) {
+        Some(Op::ConfigRead) => read(config, a, b, c),
+        Some(Op::ConfigWrite) => write(config, a, b, c as u32, (c >> 32) as u8).map(|()| 0),
+        Some(Op::Raise) => raise(config, a).map(|()| 0),
+        Some(Op::RtcTick) => rtc_tick(rtc_done, a),
+        Some(Op::DmaTo) => dma_to(config, rtc_done, a, b),
+        Some(Op::FillFrame) => fill_frame(a as u8),
+        Some(Op::FrameDiffers) => frame_differs(a as u8),
+        Some(Op::WhereIs) => where_is(Cap::at(RECEIVED)),
+        None => Err(ErrorCode::NoSuchCall),
     };
     match result {
         Ok(value) => [0, value],
@@ -178,8 +178,13 @@ fn write(
     written.ok_or(ErrorCode::InvalidArgument)
 }
 
-/// Makes edu `id` raise its interrupt: BAR0's page, register 0x60.
-fn raise(config: &[Mapping<DeviceMemory>; BUSES as usize], id: u64) -> Result<(), ErrorCode> {
+/// Runs `work` on the first page of function `id`'s BAR0, mapped for
+/// the time of the call from device memory this task makes itself.
+fn with_bar0<T>(
+    config: &[Mapping<DeviceMemory>; BUSES as usize],
+    id: u64,
+    work: impl FnOnce(&Mapping<DeviceMemory>) -> T,
+) -> Result<T, ErrorCode> {
     let bar = read(config, id, 0x10, 4)? & !0xf;
     if bar == 0 {
         return Err(ErrorCode::NotFound);
@@ -192,18 +197,17 @@ fn raise(config: &[Mapping<DeviceMemory>; BUSES as usize], id: u64) -> Result<()
             return Err(code);
         }
     };
-    let raised = mapping.write32(EDU_RAISE, 1).ok_or(ErrorCode::InvalidArgument);
+    let done = work(&mapping);
     let _ = mapping.unmap();
     let _ = page.delete();
-    raised
+    Ok(done)
 }
 
-/// edu registers of its DMA engine (64-bit) and its buffer's bus address.
-const EDU_DMA_SOURCE: u64 = 0x80;
-const EDU_DMA_DESTINATION: u64 = 0x88;
-const EDU_DMA_COUNT: u64 = 0x90;
-const EDU_DMA_COMMAND: u64 = 0x98;
-const EDU_BUFFER: u64 = 0x4_0000;
+/// Makes edu `id` raise its interrupt: BAR0's page, register 0x60.
+fn raise(config: &[Mapping<DeviceMemory>; BUSES as usize], id: u64) -> Result<(), ErrorCode> {
+    with_bar0(config, id, |bar| bar.write32(reg::INTERRUPT_RAISE, 1))?.ok_or(ErrorCode::InvalidArgument)
+}
+
 /// Command register bits: memory decoding and bus mastering.
 const MEMORY_AND_MASTER: u32 = 0x6;
 
@@ -216,36 +220,24 @@ fn dma_to(
     id: u64,
     to: u64,
 ) -> Result<u64, ErrorCode> {
-    let command = read(config, id, 0x04, 2)? as u32;
-    write(config, id, 0x04, command | MEMORY_AND_MASTER, 2)?;
-    let bar = read(config, id, 0x10, 4)? & !0xf;
-    if bar == 0 {
-        return Err(ErrorCode::NotFound);
-    }
-    let page = CONTROL.get().create_device_memory(BAR_SLOT, bar, 1)?;
-    let mapping = match Mapping::map(own::SPACE, page, BAR_VIRT, true) {
-        Ok(mapping) => mapping,
-        Err(code) => {
-            let _ = page.delete();
-            return Err(code);
+    let pci_command = read(config, id, 0x04, 2)? as u32;
+    write(config, id, 0x04, pci_command | MEMORY_AND_MASTER, 2)?;
+    with_bar0(config, id, |bar| {
+        let started = bar
+            .write64(reg::DMA_SOURCE, DEVICE_BUFFER)
+            .and_then(|()| bar.write64(reg::DMA_DESTINATION, to))
+            .and_then(|()| bar.write64(reg::DMA_COUNT, 256))
+            .and_then(|()| bar.write64(reg::DMA_COMMAND, command::RUN | command::TO_MEMORY));
+        let mut ended = false;
+        for _ in 0..200 {
+            if started.is_none() || bar.read64(reg::DMA_COMMAND).is_some_and(|state| state & command::RUN == 0) {
+                ended = started.is_some();
+                break;
+            }
+            let _ = sleep.wait(0, 10_000);
         }
-    };
-    let started = mapping
-        .write64(EDU_DMA_SOURCE, EDU_BUFFER)
-        .and_then(|()| mapping.write64(EDU_DMA_DESTINATION, to))
-        .and_then(|()| mapping.write64(EDU_DMA_COUNT, 256))
-        .and_then(|()| mapping.write64(EDU_DMA_COMMAND, 0b11));
-    let mut ended = false;
-    for _ in 0..200 {
-        if started.is_none() || mapping.read64(EDU_DMA_COMMAND).is_some_and(|command| command & 1 == 0) {
-            ended = started.is_some();
-            break;
-        }
-        let _ = sleep.wait(0, 10_000);
-    }
-    let _ = mapping.unmap();
-    let _ = page.delete();
-    Ok(u64::from(ended))
+        u64::from(ended)
+    })
 }
 
 /// Op 6's frame's physical address, once pinned (0: not yet).

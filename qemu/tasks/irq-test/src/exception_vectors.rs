@@ -15,15 +15,13 @@
 //! compatibility-format messages even with remapping on, so the forger can
 //! make a device send them.
 
-use capabilities::ErrorCode;
 use edu_api as edu;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use forger_api::Op;
+use userlib::testkit::prelude::*;
 
 use crate::{
-    EDU_SPARE, EDU_SPARE_TASK, FORGE_RAISE, SPARE, ask_edu, ask_pci, copied, forge, forge_read, forge_write,
-    msi_message, msi_offset,
+    EDU_SPARE, EDU_SPARE_TASK, SPARE, SavedMsi, ask_edu, ask_pci, copied, forge, forge_read, forge_write, msi_message,
+    msi_offset,
 };
 
 /// Compatibility-format message address for the boot CPU (APIC id 0).
@@ -39,32 +37,16 @@ const IDLE_VECTOR: u32 = 15;
 /// 00:06.0, unheld and quiesced, sends each message while the forger
 /// runs; the forger, the kernel and this task carry on.
 pub fn device_messages_on_exception_vectors_are_ignored(buffer: &mut Buffer) -> Outcome {
-    let read = |buffer: &mut Buffer, offset: u16, width: u8| forge_read(buffer, SPARE, offset, width);
-    let msi = check_ok!(msi_offset(|offset, width| read(buffer, offset, width)));
-    let command = check_ok!(read(buffer, 0x04, 2));
-    let control = check_ok!(read(buffer, msi + 2, 2));
-    let saved = check_ok!(msi_message(|offset, width| read(buffer, offset, width), msi));
+    let saved = check_ok!(SavedMsi::take(buffer, SPARE));
     for (data, what) in MESSAGES {
-        let forged = [(msi + 4, 4, LOCAL_APIC), (msi + 8, 4, 0), (msi + 12, 2, data), (msi + 2, 2, control | 1)];
-        for (offset, width, value) in forged {
-            check_ok!(forge_write(buffer, SPARE, offset, width, value));
-        }
-        check_ok!(forge_write(buffer, SPARE, 0x04, 2, command | 0x6));
+        check_ok!(saved.forge(buffer, (u64::from(LOCAL_APIC), data)));
         defmt::info!("  00:06.0 sends {=str}", what);
-        check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
-        check_eq!(read(buffer, 0x00, 2), Ok(0x1234), "the forger still serves");
+        check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
+        check_eq!(forge_read(buffer, SPARE, 0x00, 2), Ok(0x1234), "the forger still serves");
     }
-    let restored = [
-        (0x04, 2, command),
-        (msi + 2, 2, control),
-        (msi + 4, 4, saved.0 as u32),
-        (msi + 8, 4, (saved.0 >> 32) as u32),
-        (msi + 12, 2, saved.1),
-    ];
-    for (offset, width, value) in restored {
-        check_ok!(forge_write(buffer, SPARE, offset, width, value));
-    }
-    check!(read(buffer, 0x04, 2).is_ok_and(|status| status & 0x4 == command & 0x4), "00:06.0 back as it was");
+    check_ok!(saved.restore(buffer));
+    let status = forge_read(buffer, SPARE, 0x04, 2);
+    check!(status.is_ok_and(|status| status & 0x4 == saved.command & 0x4), "00:06.0 back as it was");
     Ok(())
 }
 

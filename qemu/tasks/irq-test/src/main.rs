@@ -16,19 +16,14 @@ mod msix;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use capabilities::ErrorCode;
+use ::edu::reg as edu_reg;
 use capabilities::abi::ipc::NONBLOCK;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refused;
 use edu_api as edu;
+use forger_api::Op;
 use iommu_api as iommu;
 use iommu_api::client::group;
 use iommu_api::{InterruptEntry, InterruptSource};
-use userlib::cap::{Cap, DeviceMemory, Endpoint, Interrupt, Notification, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{boot, check, check_eq, check_ok, objects, syscall};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -45,10 +40,10 @@ const EDU_USER_TASK: u16 = 4;
 const THIS_TASK: u16 = 8;
 
 /// The machine's devices.
-const TRUSTED: Bdf = at(0, 3, 0);
-const USER: Bdf = at(0, 4, 0);
-const BEHIND_A: Bdf = at(1, 1, 0);
-const SPARE: Bdf = at(0, 6, 0);
+const TRUSTED: Bdf = Bdf::at(0, 3, 0);
+const USER: Bdf = Bdf::at(0, 4, 0);
+const BEHIND_A: Bdf = Bdf::at(1, 1, 0);
+const SPARE: Bdf = Bdf::at(0, 6, 0);
 /// The IO APIC's source id (DMAR device scope: bus 0xff, 00.0).
 const IOAPIC: Bdf = Bdf::from_requester_id(0xff00);
 
@@ -60,10 +55,6 @@ const SLEEP: u32 = 72;
 const DONE: u32 = 73;
 /// Where a held device's BAR0 is mapped.
 const BAR_VIRT: u64 = 0x2000_0000;
-/// edu registers: interrupt status, raise, acknowledge.
-const EDU_STATUS: u64 = 0x24;
-const EDU_RAISE: u64 = 0x60;
-const EDU_ACK: u64 = 0x64;
 /// How long an interrupt that must not come is waited for.
 const SILENCE_US: u64 = 200_000;
 /// How long one that must come may take.
@@ -71,26 +62,15 @@ const ARRIVAL_US: u64 = 1_000_000;
 /// Raises timed for the latency figure.
 const TIMED_RAISES: u64 = 20;
 
-/// Forger operations (see `qemu/tasks/irq-forger`).
-const FORGE_READ: u64 = 1;
-const FORGE_WRITE: u64 = 2;
-const FORGE_RAISE: u64 = 3;
-const FORGE_RTC: u64 = 4;
-
 /// Entries in use and refusals when the first case ran.
 static START_IN_USE: AtomicU32 = AtomicU32::new(0);
 static START_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Refusals cases asked for on purpose (a quota reached).
 static MEANT_REFUSALS: AtomicU64 = AtomicU64::new(0);
 
-const fn at(bus: u8, device: u8, function: u8) -> Bdf {
-    Bdf::from_devfn(bus, device << 3 | function)
-}
-
 fn main() -> u64 {
     if objects::create_notification(SLEEP).is_err() || objects::create_notification(DONE).is_err() {
-        defmt::error!("TEST FAIL setup: no notifications (the policy must allow two objects)");
-        return 1;
+        return testkit::setup_failed("no notifications (the policy must allow two objects)");
     }
     if boot::parameter("expect-remapping", 1) != 0 {
         testkit::run(userlib::cases![
@@ -133,23 +113,19 @@ fn ask_edu(endpoint: Cap<Endpoint>, buffer: &mut Buffer, request: &edu::Request)
 }
 
 /// One request to the forger; its value.
-fn forge(buffer: &mut Buffer, op: u64, a: u64, b: u64, c: u64) -> Result<u64, ErrorCode> {
-    let [status, value]: [u64; 2] = FORGER.get().ask(buffer, &[op, a, b, c], &[], 0)?;
-    match status {
-        0 => Ok(value),
-        code => Err(ErrorCode::from_code(code).unwrap_or(ErrorCode::Malformed)),
-    }
+fn forge(buffer: &mut Buffer, op: Op, a: u64, b: u64, c: u64) -> Result<u64, ErrorCode> {
+    forger_api::client::call(FORGER.get(), buffer, op, [a, b, c], &[])
 }
 
 /// Reads `width` bytes of `device`'s configuration space behind the PCI server's back.
 fn forge_read(buffer: &mut Buffer, device: Bdf, offset: u16, width: u8) -> Result<u32, ErrorCode> {
-    forge(buffer, FORGE_READ, device.requester_id().into(), offset.into(), width.into()).map(|value| value as u32)
+    forge(buffer, Op::ConfigRead, device.requester_id().into(), offset.into(), width.into()).map(|value| value as u32)
 }
 
 /// Writes them.
 fn forge_write(buffer: &mut Buffer, device: Bdf, offset: u16, width: u8, value: u32) -> Result<(), ErrorCode> {
     let word = u64::from(width) << 32 | u64::from(value);
-    forge(buffer, FORGE_WRITE, device.requester_id().into(), offset.into(), word).map(|_| ())
+    forge(buffer, Op::ConfigWrite, device.requester_id().into(), offset.into(), word).map(|_| ())
 }
 
 /// The IOMMU server's interrupt report: remapping on, entries in use, the
@@ -228,6 +204,57 @@ fn msi_message(mut read: impl FnMut(u16, u8) -> Result<u32, ErrorCode>, msi: u16
     Ok((u64::from(high) << 32 | u64::from(low), data))
 }
 
+/// What the forger overwrites in a device's configuration space to make
+/// it send a message of the test's choosing, read before so that it can
+/// be written back: the command register, MSI control and MSI message.
+struct SavedMsi {
+    device: Bdf,
+    msi: u16,
+    command: u32,
+    control: u32,
+    message: (u64, u32),
+}
+
+impl SavedMsi {
+    /// Reads `device`'s command register and MSI capability.
+    fn take(buffer: &mut Buffer, device: Bdf) -> Result<Self, ErrorCode> {
+        let msi = msi_offset(|offset, width| forge_read(buffer, device, offset, width))?;
+        let command = forge_read(buffer, device, 0x04, 2)?;
+        let control = forge_read(buffer, device, msi + 2, 2)?;
+        let message = msi_message(|offset, width| forge_read(buffer, device, offset, width), msi)?;
+        Ok(Self { device, msi, command, control, message })
+    }
+
+    /// Programs `(address, data)` as the device's MSI message, enables
+    /// MSI and turns memory decoding and bus mastering on.
+    fn forge(&self, buffer: &mut Buffer, (address, data): (u64, u32)) -> Result<(), ErrorCode> {
+        let msi = self.msi;
+        let forged = [
+            (msi + 4, 4, address as u32),
+            (msi + 8, 4, (address >> 32) as u32),
+            (msi + 12, 2, data),
+            (msi + 2, 2, self.control | 1),
+            (0x04, 2, self.command | 0x6),
+        ];
+        forged.into_iter().try_for_each(|(offset, width, value)| forge_write(buffer, self.device, offset, width, value))
+    }
+
+    /// Writes back what [`SavedMsi::take`] read.
+    fn restore(&self, buffer: &mut Buffer) -> Result<(), ErrorCode> {
+        let (msi, (address, data)) = (self.msi, self.message);
+        let restored = [
+            (0x04, 2, self.command),
+            (msi + 2, 2, self.control),
+            (msi + 4, 4, address as u32),
+            (msi + 8, 4, (address >> 32) as u32),
+            (msi + 12, 2, data),
+        ];
+        restored
+            .into_iter()
+            .try_for_each(|(offset, width, value)| forge_write(buffer, self.device, offset, width, value))
+    }
+}
+
 /// The entry a remappable-format message names, `None` in compatibility format.
 fn handle_of((address, data): (u64, u32)) -> Option<u16> {
     if address & !0xf_ffff != 0xfee0_0000 || address & 1 << 4 == 0 {
@@ -247,7 +274,7 @@ fn drain_done() {
 fn raise_and_wait(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) -> Result<u64, ErrorCode> {
     drain_done();
     let start = syscall::now();
-    registers.write32(EDU_RAISE, 1).ok_or(ErrorCode::InvalidArgument)?;
+    registers.write32(edu_reg::INTERRUPT_RAISE, 1).ok_or(ErrorCode::InvalidArgument)?;
     Cap::<Notification>::at(DONE).wait(0, ARRIVAL_US)?;
     let took = syscall::now().saturating_sub(start);
     acknowledge(registers, interrupt)?;
@@ -256,8 +283,8 @@ fn raise_and_wait(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) 
 
 /// Acknowledges the edu's interrupt status and the kernel's interrupt.
 fn acknowledge(registers: &Mapping<DeviceMemory>, interrupt: Cap<Interrupt>) -> Result<(), ErrorCode> {
-    let status = registers.read32(EDU_STATUS).ok_or(ErrorCode::InvalidArgument)?;
-    registers.write32(EDU_ACK, status).ok_or(ErrorCode::InvalidArgument)?;
+    let status = registers.read32(edu_reg::INTERRUPT_STATUS).ok_or(ErrorCode::InvalidArgument)?;
+    registers.write32(edu_reg::INTERRUPT_ACK, status).ok_or(ErrorCode::InvalidArgument)?;
     interrupt.acknowledge().map(|_| ())
 }
 
@@ -283,7 +310,7 @@ fn remapping_is_on_and_the_io_apic_line_goes_through_an_entry(buffer: &mut Buffe
         kernel_entry.is_some_and(|e| e.source == InterruptSource::Exact(IOAPIC)),
         "the RTC's line, checked for ff:00.0"
     );
-    let took = check_ok!(forge(buffer, FORGE_RTC, ARRIVAL_US, 0, 0));
+    let took = check_ok!(forge(buffer, Op::RtcTick, ARRIVAL_US, 0, 0));
     defmt::info!("  the RTC's IO APIC interrupt arrived through its entry after {=u64} us", took);
     Ok(())
 }
@@ -395,7 +422,7 @@ fn a_revoked_entry_no_longer_interrupts_its_old_owner(buffer: &mut Buffer) -> Ou
         check_ok!(forge_write(buffer, SPARE, msi + offset, width, value));
     }
     drain_done();
-    check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
+    check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
     let waited = Cap::<Notification>::at(DONE).wait(0, SILENCE_US);
     check_eq!(waited, Err(ErrorCode::TimedOut), "the old owner is not interrupted");
     // Its own message back: the new holder's DMA completes, which it would
@@ -423,42 +450,20 @@ fn an_entry_used_with_another_devices_source_id_is_not_delivered(buffer: &mut Bu
     let msi_b = check_ok!(msi_offset(|offset, width| read_b(buffer, offset, width)));
     let message_b = check_ok!(msi_message(|offset, width| read_b(buffer, offset, width), msi_b));
     // 00:06.0, unheld and quiesced, is made to send 01:01.0's message.
-    let read_a = |buffer: &mut Buffer, offset: u16, width: u8| forge_read(buffer, SPARE, offset, width);
-    let msi_a = check_ok!(msi_offset(|offset, width| read_a(buffer, offset, width)));
-    let command = check_ok!(read_a(buffer, 0x04, 2));
-    let control = check_ok!(read_a(buffer, msi_a + 2, 2));
-    let saved = check_ok!(msi_message(|offset, width| read_a(buffer, offset, width), msi_a));
-    let forged = [
-        (msi_a + 4, 4, message_b.0 as u32),
-        (msi_a + 8, 4, (message_b.0 >> 32) as u32),
-        (msi_a + 12, 2, message_b.1),
-        (msi_a + 2, 2, control | 1),
-        (0x04, 2, command | 0x6),
-    ];
-    for (offset, width, value) in forged {
-        check_ok!(forge_write(buffer, SPARE, offset, width, value));
-    }
+    let saved = check_ok!(SavedMsi::take(buffer, SPARE));
+    check_ok!(saved.forge(buffer, message_b));
     drain_done();
-    check_ok!(forge(buffer, FORGE_RAISE, SPARE.requester_id().into(), 0, 0));
+    check_ok!(forge(buffer, Op::Raise, SPARE.requester_id().into(), 0, 0));
     let waited = Cap::<Notification>::at(DONE).wait(0, SILENCE_US);
     check_eq!(waited, Err(ErrorCode::TimedOut), "01:01.0's entry does not deliver 00:06.0's message");
     // The same forged raise, from 01:01.0 itself, is delivered.
     drain_done();
-    check_ok!(forge(buffer, FORGE_RAISE, BEHIND_A.requester_id().into(), 0, 0));
+    check_ok!(forge(buffer, Op::Raise, BEHIND_A.requester_id().into(), 0, 0));
     check_ok!(Cap::<Notification>::at(DONE).wait(0, ARRIVAL_US));
     check_ok!(acknowledge(&registers, interrupt));
-    let restored = [
-        (0x04, 2, command),
-        (msi_a + 2, 2, control),
-        (msi_a + 4, 4, saved.0 as u32),
-        (msi_a + 8, 4, (saved.0 >> 32) as u32),
-        (msi_a + 12, 2, saved.1),
-    ];
-    for (offset, width, value) in restored {
-        check_ok!(forge_write(buffer, SPARE, offset, width, value));
-    }
-    let status = check_ok!(read_a(buffer, 0x04, 2));
-    check_eq!(status & 0x4, command & 0x4, "00:06.0 back as it was");
+    check_ok!(saved.restore(buffer));
+    let status = check_ok!(forge_read(buffer, SPARE, 0x04, 2));
+    check_eq!(status & 0x4, saved.command & 0x4, "00:06.0 back as it was");
     check_ok!(registers.unmap());
     check!(pci_api::client::release(PCI.get(), buffer, BEHIND_A).is_ok());
     check_ok!(release_group(buffer));
@@ -507,6 +512,6 @@ fn trusted_dma_completes_with_the_kernels_message(buffer: &mut Buffer) -> Outcom
     let message = check_ok!(msi_message(|offset, width| forge_read(buffer, TRUSTED, offset, width), msi));
     check_eq!(handle_of(message), None, "compatibility format: nothing to remap it");
     check_eq!(message.0 & !0xff000, 0xfee0_0000);
-    check_ok!(forge(buffer, FORGE_RTC, ARRIVAL_US, 0, 0));
+    check_ok!(forge(buffer, Op::RtcTick, ARRIVAL_US, 0, 0));
     Ok(())
 }

@@ -5,15 +5,11 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
 use capabilities::abi::{ObjectKind, ipc, rights};
 use capabilities::badge;
 use echo_api::{Operation, Reply, Request};
-use userlib::cap::{Cap, Endpoint, IoPorts, Task};
-use userlib::ipc::Buffer;
-use userlib::objects::{self, TaskState};
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::objects::TaskState;
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(ECHO: Endpoint = "echo");
 userlib::cap_slot!(ECHO_REVERSE_ONLY: Endpoint = "echo-reverse-only");

@@ -8,12 +8,8 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
 use capabilities::abi::PAGE_SIZE;
-use userlib::cap::{Cap, Frame, own};
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(CONTROL: Control = "control");
 userlib::entry!(main);

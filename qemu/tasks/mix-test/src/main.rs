@@ -9,21 +9,16 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use edu_api as edu;
 use iommu_api::{OwnerReport, Reply, Request};
-use userlib::cap::own;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(EDU_DMA: Endpoint = "edu-dma");
 userlib::cap_slot!(ACCOUNTING: Control = "accounting");
 userlib::entry!(main);
 
-const MINE: Bdf = Bdf::from_devfn(1, 1 << 3);
+const MINE: Bdf = Bdf::at(1, 1, 0);
 /// Where a group capability would land.
 const GROUP: u32 = 64;
 
@@ -70,9 +65,6 @@ fn the_trusted_driver_keeps_working(buffer: &mut Buffer) -> Outcome {
             .and_then(|message| buffer.decode::<edu::Reply>(message.len))
     );
     check!(matches!(reply, edu::Reply::Copied { matched: true, .. }), "its DMA works");
-    let stats = check_ok!(
-        IOMMU.get().call_with(buffer, &Request::Stats).and_then(|message| buffer.decode::<Reply>(message.len))
-    );
-    check!(matches!(stats, Reply::Stats { .. }), "the IOMMU server keeps serving");
+    check!(iommu_api::client::stats(IOMMU.get(), buffer).is_ok(), "the IOMMU server keeps serving");
     Ok(())
 }

@@ -7,15 +7,9 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use pci_api::client::Granted;
 use pci_api::{Reply, Request};
-use userlib::cap::{Cap, DeviceMemory, Endpoint, own};
-use userlib::ipc::Buffer;
-use userlib::mmio::Mapping;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::cap_slot!(PCI_LIMITED: Endpoint = "pci-limited");
@@ -32,30 +26,25 @@ const PCI_SERVER: u16 = 0;
 
 /// The machine's functions, in enumeration order: vendor and device ids.
 const MACHINE: [(Bdf, u16, u16); 10] = [
-    (at(0, 0x00, 0), 0x8086, 0x29c0),
-    (at(0, 0x03, 0), 0x1234, 0x11e8),
-    (at(0, 0x04, 0), 0x1234, 0x11e8),
-    (at(0, 0x05, 0), 0x1b36, 0x000c),
-    (at(0, 0x06, 0), 0x1b36, 0x000c),
-    (at(0, 0x1f, 0), 0x8086, 0x2918),
-    (at(0, 0x1f, 2), 0x8086, 0x2922),
-    (at(0, 0x1f, 3), 0x8086, 0x2930),
-    (at(1, 0x00, 0), 0x1234, 0x11e8),
-    (at(2, 0x00, 0), 0x1b36, 0x0010),
+    (Bdf::at(0, 0x00, 0), 0x8086, 0x29c0),
+    (Bdf::at(0, 0x03, 0), 0x1234, 0x11e8),
+    (Bdf::at(0, 0x04, 0), 0x1234, 0x11e8),
+    (Bdf::at(0, 0x05, 0), 0x1b36, 0x000c),
+    (Bdf::at(0, 0x06, 0), 0x1b36, 0x000c),
+    (Bdf::at(0, 0x1f, 0), 0x8086, 0x2918),
+    (Bdf::at(0, 0x1f, 2), 0x8086, 0x2922),
+    (Bdf::at(0, 0x1f, 3), 0x8086, 0x2930),
+    (Bdf::at(1, 0x00, 0), 0x1234, 0x11e8),
+    (Bdf::at(2, 0x00, 0), 0x1b36, 0x0010),
 ];
 
 /// The edu bound to edu-probe, and the one bound to this task.
-const EDU_A: Bdf = at(0, 3, 0);
-const EDU_B: Bdf = at(0, 4, 0);
+const EDU_A: Bdf = Bdf::at(0, 3, 0);
+const EDU_B: Bdf = Bdf::at(0, 4, 0);
 /// The chipset's SMBus controller: bound to no driver.
-const SMBUS: Bdf = at(0, 0x1f, 3);
+const SMBUS: Bdf = Bdf::at(0, 0x1f, 3);
 /// The NVMe controller bound to this task (its second device).
-const NVME: Bdf = at(2, 0, 0);
-
-/// What edu's identification register reads.
-const EDU_ID: u32 = 0x0100_00ed;
-/// edu's liveness register: reads back the complement of what was written.
-const EDU_LIVENESS: u64 = 0x04;
+const NVME: Bdf = Bdf::at(2, 0, 0);
 
 /// Windows grants arrive in (four slots each), and where BARs are mapped.
 const WINDOW_B: u32 = 64;
@@ -65,10 +54,6 @@ const WINDOW_NVME: u32 = 84;
 const BAR_B_VIRT: u64 = 0x2000_0000;
 const BAR_A_VIRT: u64 = 0x2100_0000;
 const BAR_NVME_VIRT: u64 = 0x2200_0000;
-
-const fn at(bus: u8, device: u8, function: u8) -> Bdf {
-    Bdf::from_devfn(bus, device << 3 | function)
-}
 
 fn main() -> u64 {
     testkit::run(userlib::cases![
@@ -153,7 +138,7 @@ fn find_capability(buffer: &mut Buffer, device: Bdf, id: u16) -> Option<u16> {
 fn edu_id(granted: &Granted, virt: u64) -> Result<(Mapping<DeviceMemory>, Option<u32>), ErrorCode> {
     let bar = granted.bar(0).ok_or(ErrorCode::NotFound)?;
     let registers = Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar), virt, true)?;
-    let id = registers.read32(0);
+    let id = registers.read32(edu::reg::IDENTIFICATION);
     Ok((registers, id))
 }
 
@@ -174,21 +159,15 @@ fn topology_matches_the_machine(buffer: &mut Buffer) -> Outcome {
 
 fn drivers_bound_per_policy_hold_their_devices(buffer: &mut Buffer) -> Outcome {
     check_eq!(holder(buffer, EDU_A), Some(Some(EDU_PROBE)));
-    check_eq!(holder(buffer, at(0, 5, 0)), Some(Some(BRIDGE)));
-    check_eq!(holder(buffer, at(1, 0, 0)), Some(Some(STUB)));
+    check_eq!(holder(buffer, Bdf::at(0, 5, 0)), Some(Some(BRIDGE)));
+    check_eq!(holder(buffer, Bdf::at(1, 0, 0)), Some(Some(STUB)));
     check_eq!(holder(buffer, EDU_B), Some(None), "bound to this task, not probed yet");
     Ok(())
 }
 
 fn bound_driver_reads_the_edu_identification(buffer: &mut Buffer) -> Outcome {
-    let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_B) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
-            check!(false, "the device bound to this task is granted");
-            return Ok(());
-        }
-    };
+    let granted =
+        check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_B), "the device bound to this task is granted");
     let grant = &granted.grant;
     check_eq!((grant.device, grant.vendor, grant.device_id), (EDU_B, 0x1234, 0x11e8));
     check_eq!(grant.bars.len(), 1);
@@ -197,10 +176,10 @@ fn bound_driver_reads_the_edu_identification(buffer: &mut Buffer) -> Outcome {
     check!(!grant.dma);
     check_eq!(granted.caps.len(), 2, "BAR0, then the interrupt");
     let (registers, id) = check_ok!(edu_id(&granted, BAR_B_VIRT));
-    check_eq!(id, Some(EDU_ID));
-    check_eq!(registers.write32(EDU_LIVENESS, 0x1234_5678), Some(()));
-    check_eq!(registers.read32(EDU_LIVENESS), Some(!0x1234_5678), "writes reach the device too");
-    defmt::info!("  {} identification {=u32:#010x} through its BAR capability", EDU_B, EDU_ID);
+    check_eq!(id, Some(edu::IDENTIFICATION));
+    check_eq!(registers.write32(edu::reg::LIVENESS, 0x1234_5678), Some(()));
+    check_eq!(registers.read32(edu::reg::LIVENESS), Some(!0x1234_5678), "writes reach the device too");
+    defmt::info!("  {} identification {=u32:#010x} through its BAR capability", EDU_B, edu::IDENTIFICATION);
     check_eq!(holder(buffer, EDU_B), Some(own_index()));
     Ok(())
 }
@@ -278,14 +257,10 @@ fn a_no_dma_holder_never_masters_the_bus(buffer: &mut Buffer) -> Outcome {
 }
 
 fn a_holders_reset_is_the_servers_and_its_power_state_stays(buffer: &mut Buffer) -> Outcome {
-    let granted = match pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_NVME) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
-            check!(false, "the NVMe controller bound to this task is granted");
-            return Ok(());
-        }
-    };
+    let granted = check_ok!(
+        pci_api::client::probe(PCI.get(), buffer, 1, WINDOW_NVME),
+        "the NVMe controller bound to this task is granted"
+    );
     check_eq!(granted.grant.device, NVME);
     let read = |buffer: &mut Buffer, offset: u16, width: u8| match ask(
         PCI.get(),
@@ -352,7 +327,7 @@ fn hostile_requests_get_typed_errors(buffer: &mut Buffer) -> Outcome {
     check_eq!(refusal(&bare), Some(ErrorCode::InvalidArgument));
     let not_held = Request::Release { device: EDU_A };
     check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &not_held))), Some(ErrorCode::PermissionDenied));
-    let nowhere = Request::ConfigRead { device: at(9, 9, 1), offset: 0, width: 4 };
+    let nowhere = Request::ConfigRead { device: Bdf::at(9, 9, 1), offset: 0, width: 4 };
     check_eq!(refusal(&check_ok!(ask(PCI.get(), buffer, &nowhere))), Some(ErrorCode::NotFound));
     let acquire = Request::Acquire { device: EDU_A };
     check_eq!(refusal(&check_ok!(ask(PCI_LIMITED.get(), buffer, &acquire))), Some(ErrorCode::PermissionDenied));
@@ -397,17 +372,10 @@ fn unbind_and_rebind(buffer: &mut Buffer) -> Outcome {
     let bind = Request::Bind { device: EDU_A, driver: me };
     check_eq!(check_ok!(ask(PCI.get(), buffer, &bind)), Reply::Done);
     // 00:03.0 comes before 00:04.0: it is now this task's first device.
-    let granted = match pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_A) {
-        Ok(granted) => granted,
-        Err(refused) => {
-            defmt::error!("  probe refused ({}): {=str}", refused.code, refused.reason.as_str());
-            check!(false, "the rebound device is granted");
-            return Ok(());
-        }
-    };
+    let granted = check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, WINDOW_A), "the rebound device is granted");
     check_eq!(granted.grant.device, EDU_A);
     let (registers, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
-    check_eq!(id, Some(EDU_ID));
+    check_eq!(id, Some(edu::IDENTIFICATION));
     check_ok!(registers.unmap());
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Release { device: EDU_A })), Reply::Done);
     check_eq!(check_ok!(ask(PCI.get(), buffer, &Request::Unbind { device: EDU_A })), Reply::Done);
@@ -430,6 +398,6 @@ fn release_revokes_and_probe_grants_again(buffer: &mut Buffer) -> Outcome {
     };
     check_eq!(granted.grant.device, EDU_B);
     let (_, id) = check_ok!(edu_id(&granted, BAR_A_VIRT));
-    check_eq!(id, Some(EDU_ID));
+    check_eq!(id, Some(edu::IDENTIFICATION));
     Ok(())
 }

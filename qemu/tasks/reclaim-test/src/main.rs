@@ -10,18 +10,11 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
-use capabilities::protocol::Refused;
 use edu_api as edu;
 use iommu_api as iommu;
 use iommu_api::OwnerReport;
 use iommu_api::client::group;
-use userlib::cap::{Cap, DeviceMemory};
-use userlib::ipc::Buffer;
-use userlib::objects;
-use userlib::testkit::{self, Outcome};
-use userlib::{check, check_eq, check_ok};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -34,7 +27,7 @@ const EDU_DMA_TASK: u16 = 2;
 const BRIDGE_TASK: u16 = 3;
 const THIS_TASK: u16 = 4;
 
-const BRIDGE: Bdf = Bdf::from_devfn(0, 4 << 3);
+const BRIDGE: Bdf = Bdf::at(0, 4, 0);
 /// The edus behind the bridge: 01:01.0 to 01:14.0.
 const EDUS: u8 = 20;
 /// Devices this task holds: the group's second member, and its
@@ -55,8 +48,7 @@ const fn behind(slot: u8) -> Bdf {
 
 fn main() -> u64 {
     if objects::create_notification(SLEEP).is_err() {
-        defmt::error!("TEST FAIL setup: no notification (the policy must allow one object)");
-        return 1;
+        return testkit::setup_failed("no notification (the policy must allow one object)");
     }
     testkit::run(userlib::cases![
         the_group_holds_the_bridge_and_twenty_edus,

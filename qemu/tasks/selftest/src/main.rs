@@ -3,11 +3,8 @@
 #![no_std]
 #![no_main]
 
-use capabilities::ErrorCode;
 use capabilities::abi::LOG_FRAME_MAX;
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{check_eq, syscall};
+use userlib::testkit::prelude::*;
 
 userlib::entry!(main);
 

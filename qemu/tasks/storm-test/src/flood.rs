@@ -6,18 +6,10 @@
 //! whatever the host's load.
 
 use capabilities::abi::ipc::NONBLOCK;
-use userlib::cap::{DeviceMemory, Frame, Interrupt, Notification, own};
-use userlib::mmio::Mapping;
-use userlib::syscall;
+use userlib::testkit::prelude::*;
 
 use super::*;
 
-/// edu registers: the liveness check (a write is stored, nothing more),
-/// the interrupt status, raise (a write sends one MSI) and acknowledge.
-const EDU_LIVENESS: u64 = 0x04;
-const EDU_STATUS: u64 = 0x24;
-const EDU_RAISE: u64 = 0x60;
-const EDU_ACK: u64 = 0x64;
 /// Where storm device 00:06.0's registers are mapped for the count.
 const RAW_VIRT: u64 = 0x3000_0000;
 /// The user driver's buffer: mapped here, and at this IOVA in 00:04.0's
@@ -59,12 +51,12 @@ pub(super) fn every_msi_of_a_device_is_counted_and_costs_the_kernel_little(_buff
     check_ok!(interrupt.bind(raised, 1));
     let start = syscall::now();
     for n in 0..messages {
-        check!(registers.write32(EDU_LIVENESS, n as u32).is_some());
+        check!(registers.write32(edu::reg::LIVENESS, n as u32).is_some());
     }
     let quiet = syscall::now().saturating_sub(start);
     let start = syscall::now();
     for _ in 0..messages {
-        check!(registers.write32(EDU_RAISE, 1).is_some());
+        check!(registers.write32(edu::reg::INTERRUPT_RAISE, 1).is_some());
     }
     let loud = syscall::now().saturating_sub(start);
     // Exact: QEMU delivers the message of a write before the next
@@ -73,8 +65,8 @@ pub(super) fn every_msi_of_a_device_is_counted_and_costs_the_kernel_little(_buff
     // merges with the next in the local APIC.
     check_eq!(u64::from(check_ok!(interrupt.acknowledge())), messages, "the kernel counted every message");
     check_eq!(raised.wait(NONBLOCK, 0), Ok(1), "and woke the task's notification once: the bits coalesce");
-    let status = registers.read32(EDU_STATUS).unwrap_or(0);
-    check!(registers.write32(EDU_ACK, status).is_some());
+    let status = registers.read32(edu::reg::INTERRUPT_STATUS).unwrap_or(0);
+    check!(registers.write32(edu::reg::INTERRUPT_ACK, status).is_some());
     let cost = loud.saturating_sub(quiet) * 1000 / messages.max(1);
     defmt::info!(
         "  {=u64} MSIs counted; {=u64} us for the writes that raise them, {=u64} us for as many quiet writes: {=u64} ns a message",

@@ -19,17 +19,12 @@ mod flood;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use capabilities::ErrorCode;
-use capabilities::pci::Bdf;
 use edu::{DEVICE_BUFFER, Edu};
 use edu_api as edu_protocol;
 use iommu_api as iommu;
 use iommu_api::FAULTS_PER_REPLY;
 use iommu_api::client::group;
-use userlib::cap::{Cap, Endpoint};
-use userlib::ipc::Buffer;
-use userlib::testkit::{self, Outcome};
-use userlib::{boot, check, check_eq, check_ok, objects};
+use userlib::testkit::prelude::*;
 
 userlib::cap_slot!(IOMMU: Endpoint = "iommu");
 userlib::cap_slot!(PCI: Endpoint = "pci");
@@ -40,8 +35,7 @@ userlib::entry!(main);
 
 /// The storm's devices, each alone in its group but 01:01.0, whose group
 /// is its PCIe-to-PCI bridge's (no DMA driver is bound there).
-const STORM: [Bdf; 4] =
-    [Bdf::from_devfn(0, 4 << 3), Bdf::from_devfn(0, 6 << 3), Bdf::from_devfn(0, 7 << 3), Bdf::from_devfn(1, 1 << 3)];
+const STORM: [Bdf; 4] = [Bdf::at(0, 4, 0), Bdf::at(0, 6, 0), Bdf::at(0, 7, 0), Bdf::at(1, 1, 0)];
 /// The requester id each one's DMA carries: 01:01.0's is its bridge's
 /// alias, 01:00.0. Four different ids, so no fault collapses into another.
 const SOURCES: [Bdf; 4] = [STORM[0], STORM[1], STORM[2], Bdf::from_devfn(1, 0)];
@@ -70,8 +64,7 @@ fn main() -> u64 {
         && objects::create_notification(RAISED).is_ok()
         && objects::alloc_frame(FRAME, 1).is_ok();
     if !made {
-        defmt::error!("TEST FAIL setup: no notifications or frame (the policy must allow six objects)");
-        return 1;
+        return testkit::setup_failed("no notifications or frame (the policy must allow six objects)");
     }
     testkit::run(userlib::cases![
         four_groups_faulting_at_once_overflow_the_unit_and_every_overflow_is_counted,
@@ -87,10 +80,8 @@ fn main() -> u64 {
 /// The IOMMU server's fault figures: faults seen and overflows of the
 /// unit's records, since boot (`stats` drains the unit first).
 fn figures(buffer: &mut Buffer) -> Option<(u64, u64)> {
-    match IOMMU.get().ask(buffer, &iommu::Request::Stats, &[], 0) {
-        Ok(iommu::Reply::Stats { faults, fault_overflows, .. }) => Some((faults, fault_overflows)),
-        _ => None,
-    }
+    let stats = iommu::client::stats(IOMMU.get(), buffer).ok()?;
+    Some((stats.faults, stats.fault_overflows))
 }
 
 /// The trusted driver's DMA round trip; true if the bytes came back.

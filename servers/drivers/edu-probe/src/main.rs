@@ -15,8 +15,6 @@ use userlib::mmio::Mapping;
 userlib::cap_slot!(PCI: Endpoint = "pci");
 userlib::entry!(main);
 
-/// What edu's identification register reads (version 1.0, "ed").
-const EDU_ID: u32 = 0x0100_00ed;
 /// First slot of the window the grant arrives in.
 const WINDOW: u32 = 64;
 /// Slot of the notification it idles on.
@@ -45,10 +43,17 @@ fn main() -> u64 {
             return 1;
         }
     };
-    match registers.read32(0) {
-        Some(EDU_ID) => defmt::info!("edu-probe: {} identification {=u32:#010x}", device, EDU_ID),
+    match registers.read32(edu::reg::IDENTIFICATION) {
+        Some(edu::IDENTIFICATION) => {
+            defmt::info!("edu-probe: {} identification {=u32:#010x}", device, edu::IDENTIFICATION)
+        }
         other => {
-            defmt::error!("edu-probe: {} identification reads {}, not {=u32:#010x}", device, other, EDU_ID);
+            defmt::error!(
+                "edu-probe: {} identification reads {}, not {=u32:#010x}",
+                device,
+                other,
+                edu::IDENTIFICATION
+            );
             return 2;
         }
     }

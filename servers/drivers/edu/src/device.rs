@@ -7,19 +7,32 @@ use userlib::mmio::Mapping;
 /// What the identification register reads (version 1.0, "ed").
 pub const IDENTIFICATION: u32 = 0x0100_00ed;
 
-/// Register offsets (32-bit below 0x80, 64-bit from 0x80).
-mod reg {
+/// Register offsets in BAR0 (32-bit below 0x80, 64-bit from 0x80), for
+/// this driver and for the test tasks that poke an edu directly.
+pub mod reg {
+    /// Reads [`IDENTIFICATION`](super::IDENTIFICATION).
     pub const IDENTIFICATION: u64 = 0x00;
+    /// Reads back the complement of what was written.
+    pub const LIVENESS: u64 = 0x04;
+    /// Interrupt status: the bits raised and not yet acknowledged.
     pub const INTERRUPT_STATUS: u64 = 0x24;
+    /// A write ORs its value into the status and sends one interrupt.
+    pub const INTERRUPT_RAISE: u64 = 0x60;
+    /// A write clears those bits of the status.
     pub const INTERRUPT_ACK: u64 = 0x64;
+    /// DMA source address.
     pub const DMA_SOURCE: u64 = 0x80;
+    /// DMA destination address.
     pub const DMA_DESTINATION: u64 = 0x88;
+    /// DMA byte count.
     pub const DMA_COUNT: u64 = 0x90;
+    /// DMA command ([`command`](super::command) bits).
     pub const DMA_COMMAND: u64 = 0x98;
 }
 
 /// DMA command bits.
-mod command {
+pub mod command {
+    /// Starts the transfer; the device clears it when the transfer ends.
     pub const RUN: u64 = 1;
     /// From the device's buffer to memory (else memory to the buffer).
     pub const TO_MEMORY: u64 = 2;

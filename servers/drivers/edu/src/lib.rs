@@ -11,5 +11,5 @@
 mod device;
 mod serve;
 
-pub use device::{DEVICE_BUFFER, Edu, IDENTIFICATION};
+pub use device::{DEVICE_BUFFER, Edu, IDENTIFICATION, command, reg};
 pub use serve::{Mapper, Taken, serve};

@@ -45,6 +45,39 @@ pub fn request(
     call(endpoint, buffer, request, send, 0).map(|(reply, _)| reply)
 }
 
+/// The server's counters, as `Request::Stats` reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub struct Stats {
+    /// Mappings in every domain.
+    pub mappings: u32,
+    /// Page-table pages in use.
+    pub table_pages: u32,
+    /// Domain ids in use.
+    pub domains: u32,
+    /// Faults seen since boot.
+    pub faults: u64,
+    /// Times since boot the unit's fault records overflowed.
+    pub fault_overflows: u64,
+}
+
+impl Stats {
+    /// What the server holds for its clients (mappings, table pages,
+    /// domains): what a check for leaks compares.
+    pub fn held(&self) -> [u32; 3] {
+        [self.mappings, self.table_pages, self.domains]
+    }
+}
+
+/// Asks the IOMMU server through its policy capability for its counters.
+pub fn stats(iommu: Cap<Endpoint>, buffer: &mut Buffer) -> Result<Stats, Refused> {
+    match request(iommu, buffer, &Request::Stats, &[])? {
+        Reply::Stats { mappings, table_pages, domains, faults, fault_overflows } => {
+            Ok(Stats { mappings, table_pages, domains, faults, fault_overflows })
+        }
+        _ => Err(unexpected()),
+    }
+}
+
 /// A reply of the wrong kind for its request.
 pub fn unexpected() -> Refused {
     ErrorCode::Malformed.into()

@@ -96,15 +96,15 @@ impl Iterator for AlignedBlocks {
 
 #[cfg(test)]
 mod tests {
+    use xorshift::XorShift;
+
     use super::*;
 
     #[test]
     fn blocks_cover_exactly_and_are_aligned() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = random.next_u64();
             let start = (state & 0xffff) << 12;
             let pages = (state >> 20) % 5000 + 1;
             let max_order = (state >> 40) as u8 % 20;

@@ -1,6 +1,8 @@
 //! The ownership state machine under random operation sequences, with
 //! hardware that sometimes refuses, checking the invariant after each step.
 
+use xorshift::XorShift;
+
 use super::*;
 
 /// Hardware that records each group's translation and fails on demand.
@@ -100,27 +102,21 @@ fn refused_hardware_changes_leave_a_safe_state() {
 
 #[test]
 fn random_sequences_keep_the_invariant() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = |bound: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % bound
-    };
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..200 {
-        let groups = 1 + next(6) as usize;
+        let groups = 1 + random.below(6) as usize;
         let (mut ownership, mut hw) = setup(groups);
         for _ in 0..300 {
-            let group = next(groups as u64 + 1) as GroupId;
-            let task = next(4) as TaskIndex;
-            hw.fail_next = next(10) == 0;
-            hw.partial = next(2) == 0;
+            let group = random.below(groups as u64 + 1) as GroupId;
+            let task = random.below(4) as TaskIndex;
+            hw.fail_next = random.below(10) == 0;
+            hw.partial = random.below(2) == 0;
             let before = ownership.owner(group);
-            let result = match next(8) {
+            let result = match random.below(8) {
                 0 => ownership.claim_kernel(group),
                 1 => ownership.release_kernel(group),
                 2 => ownership.claim_user(group, task, &mut hw),
-                3 => ownership.attach(group, task, (next(2) == 0).then(|| next(3) as IoasId), &mut hw),
+                3 => ownership.attach(group, task, (random.below(2) == 0).then(|| random.below(3) as IoasId), &mut hw),
                 4 => ownership.release_user(group, task, &mut hw),
                 5 => {
                     ownership.task_died(task, &mut hw);

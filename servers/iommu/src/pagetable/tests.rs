@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use xorshift::XorShift;
+
 use super::*;
 use crate::capability::{AddressWidth, Capabilities};
 use crate::range::IovaRange;
@@ -191,25 +193,10 @@ fn release_returns_every_page() {
     assert_eq!(pages.live(), 0);
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
 /// Random maps and unmaps against a page-by-page model: results, errors,
 /// translations, flushes and released pages must all agree.
 fn model_run(caps: &Capabilities, width: AddressWidth, seed: u64) {
-    let mut random = XorShift(seed);
+    let mut random = XorShift::new(seed);
     let mut pages = FakePages::new(10_000);
     let mut table = table(caps, width, &mut pages);
     let mut model: BTreeMap<u64, (u64, Access)> = BTreeMap::new();

@@ -89,38 +89,14 @@ pub fn from_dmar(dmar: &Dmar<'_>, segment: u16) -> Result<Vec<ReservedRegion, MA
 
 #[cfg(test)]
 mod tests {
+    use acpi_tables::testing::{dmar, rmrr, scope};
+
     use super::*;
 
     /// A DMAR table with one DRHD-less RMRR of `scopes` (each a start bus and hops).
     fn dmar_with_rmrr(base: u64, limit: u64, scopes: &[(u8, &[(u8, u8)])]) -> std::vec::Vec<u8> {
-        let mut body = vec![38, 0];
-        body.extend_from_slice(&[0; 10]);
-        let mut structure = std::vec::Vec::new();
-        structure.extend_from_slice(&[0, 0]);
-        structure.extend_from_slice(&0u16.to_le_bytes());
-        structure.extend_from_slice(&base.to_le_bytes());
-        structure.extend_from_slice(&limit.to_le_bytes());
-        for (bus, hops) in scopes {
-            structure.extend_from_slice(&[1, (6 + 2 * hops.len()) as u8, 0, 0, 0, *bus]);
-            for (device, function) in *hops {
-                structure.extend_from_slice(&[*device, *function]);
-            }
-        }
-        let mut rmrr = 1u16.to_le_bytes().to_vec();
-        rmrr.extend_from_slice(&((4 + structure.len()) as u16).to_le_bytes());
-        rmrr.extend_from_slice(&structure);
-        body.extend_from_slice(&rmrr);
-        let mut bytes = b"DMAR".to_vec();
-        bytes.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
-        bytes.extend_from_slice(&[1, 0]);
-        bytes.extend_from_slice(b"OEMID OEMTABLE");
-        bytes.extend_from_slice(&[1, 0, 0, 0]);
-        bytes.extend_from_slice(b"TEST");
-        bytes.extend_from_slice(&[1, 0, 0, 0]);
-        bytes.extend_from_slice(&body);
-        let sum = bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte));
-        bytes[9] = sum.wrapping_neg();
-        bytes
+        let scopes: std::vec::Vec<_> = scopes.iter().map(|(bus, hops)| scope(1, 0, *bus, hops)).collect();
+        dmar(38, 0, &[rmrr(0, base, limit, &scopes)])
     }
 
     #[test]

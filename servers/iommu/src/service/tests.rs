@@ -8,6 +8,7 @@ use capabilities::badge;
 use capabilities::config::{Assignment, DeviceMatch, IommuConfig, TaskNames};
 use capabilities::pci::*;
 use iommu_api::{Handle, Operation, OwnerReport, Reply, Request};
+use xorshift::XorShift;
 
 use super::*;
 use crate::memory::{TablePage, TablePages};
@@ -53,7 +54,20 @@ struct Rig {
     k: FakeKernel,
 }
 
+/// The service over one QEMU unit model with `cap` and `ecap`, with
+/// queued invalidation or register invalidation, and `config`; no
+/// topology yet.
+fn one_unit(cap: u64, ecap: u64, queued: bool, config: IommuConfig) -> TestService {
+    let parts = [unit_parts(QEMU_BASE, FakeUnit::new(cap, ecap), queued)];
+    Service::start(parts, FakePages::new(4096), config, 39, 0).expect("starts")
+}
+
 impl Rig {
+    /// A rig around `service`, its fake kernel handing out slots from 40.
+    fn around(service: TestService) -> Self {
+        Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } }
+    }
+
     fn new(cap: u64) -> Self {
         Self::with_reserved(cap, heapless::Vec::new())
     }
@@ -73,11 +87,7 @@ impl Rig {
         functions: Vec<PciFunction>,
         regions: heapless::Vec<super::reserved::ReservedRegion, { super::reserved::MAX_REGIONS }>,
     ) -> Self {
-        let settings = config;
-        let fake = FakeUnit::new(cap, QEMU_ECAP);
-        let service =
-            Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), settings, 39, 0).expect("starts");
-        let mut rig = Self { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+        let mut rig = Self::around(one_unit(cap, QEMU_ECAP, true, config));
         rig.service.set_reserved_regions(regions).expect("before the topology");
         let pci = policy(PCI, &[Operation::ReportTopology]);
         let (first, rest) = functions.split_at(2);
@@ -165,6 +175,16 @@ fn ioas_of(reply: Reply) -> u16 {
     }
 }
 
+/// Asserts that `reply` refuses with `code` and a reason naming each of `words`.
+#[track_caller]
+fn assert_refused(reply: &Reply, code: ErrorCode, words: &[&str]) {
+    let (refused, reason) = refusal(reply);
+    assert_eq!(refused, code, "{reason}");
+    for word in words {
+        assert!(reason.contains(word), "{word:?} missing from {reason:?}");
+    }
+}
+
 fn refusal(reply: &Reply) -> (ErrorCode, String) {
     match reply {
         Reply::Refused { code, reason } => (*code, reason.to_string()),
@@ -174,10 +194,7 @@ fn refusal(reply: &Reply) -> (ErrorCode, String) {
 
 #[test]
 fn translation_is_on_from_the_start_and_every_requester_blocked_until_the_topology() {
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let mut service: TestService =
-        Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0)
-            .expect("starts");
+    let mut service = one_unit(QEMU_CAP, QEMU_ECAP, true, self::config());
     assert!(service.hardware().units[0].unit.translation_enabled(), "on before any device can be handed out");
     for device in [bdf(0, 3), bdf(0, 4), bdf(0, 5), bdf(1, 1), Bdf::new(1, 0, 0).unwrap()] {
         let hw = service.hardware();
@@ -388,9 +405,7 @@ fn reserved_regions_are_identity_mapped_and_keep_their_groups_kernel_owned() {
     };
     assert_eq!(translated, Some(0xe_9abc), "one to one, from before translation is on");
     let refused = rig.claim_group(USER, bdf(0, 4)).expect_err("kernel-owned only");
-    let (code, reason) = refusal(&refused);
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("00:04.0") && reason.contains("reserved memory region"), "{reason}");
+    assert_refused(&refused, ErrorCode::PermissionDenied, &["00:04.0", "reserved memory region"]);
     let handle = rig.claim_kernel(bdf(0, 4)).expect("a trusted driver may have it");
     let reply = rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 32 }, 64);
     let Reply::Mapped { iova } = reply else { panic!("{reply:?}") };
@@ -535,27 +550,21 @@ fn a_release_takes_the_address_spaces_no_group_uses_so_claim_cycles_never_run_dr
 fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
     let mut rig = Rig::new(QEMU_CAP_CACHING);
     let baseline_pages = rig.service.hw.pages.in_use();
-    let mut seed = 0x1234_5678_9abc_def1u64;
-    let mut next = |bound: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % bound
-    };
+    let mut random = XorShift::new(0x1234_5678_9abc_def1);
     let devices = [bdf(0, 3), bdf(0, 4), bdf(1, 1), bdf(1, 2)];
     let mut handles: Vec<u64> = Vec::new();
     let mut caps: Vec<u64> = Vec::new();
     let all_ops: Vec<Operation> = (0..9).map(operation_number).collect();
     for _ in 0..3000 {
-        let device = devices[next(4) as usize];
-        match next(10) {
+        let device = devices[random.below(4) as usize];
+        match random.below(10) {
             0 => {
                 if let Ok(handle) = rig.claim_kernel(device) {
                     handles.push(handle);
                 }
             }
             1 if !handles.is_empty() => {
-                let handle = handles.swap_remove(next(handles.len() as u64) as usize);
+                let handle = handles.swap_remove(random.below(handles.len() as u64) as usize);
                 if let Some(Handle::Dma { group, .. }) = Handle::from_badge(handle) {
                     let device =
                         rig.service.ready().unwrap().handles.iter().find(|h| h.group == group).map(|h| h.device);
@@ -570,29 +579,37 @@ fn random_request_sequences_keep_the_invariant_and_leak_nothing() {
                 }
             }
             3 if !caps.is_empty() => {
-                let cap = caps[next(caps.len() as u64) as usize];
-                let ioas = next(3) as u16;
-                let choice = if next(2) == 0 { None } else { Some(ioas) };
+                let cap = caps[random.below(caps.len() as u64) as usize];
+                let ioas = random.below(3) as u16;
+                let choice = if random.below(2) == 0 { None } else { Some(ioas) };
                 if let Reply::Ioas { .. } = rig.call(cap, Request::IoasCreate, &[]) {}
                 rig.call(cap, Request::Attach { ioas: choice }, &[]);
             }
             4 if !caps.is_empty() => {
-                let cap = caps[next(caps.len() as u64) as usize];
-                let iova = (1 + next(8)) * 0x1000;
-                rig.with_frame(cap, Request::Map { ioas: next(3) as u16, iova, writable: true }, 1 << next(3));
-                rig.call(cap, Request::Unmap { ioas: next(3) as u16, iova: (1 + next(8)) * 0x1000 }, &[]);
+                let cap = caps[random.below(caps.len() as u64) as usize];
+                let iova = (1 + random.below(8)) * 0x1000;
+                rig.with_frame(
+                    cap,
+                    Request::Map { ioas: random.below(3) as u16, iova, writable: true },
+                    1 << random.below(3),
+                );
+                rig.call(
+                    cap,
+                    Request::Unmap { ioas: random.below(3) as u16, iova: (1 + random.below(8)) * 0x1000 },
+                    &[],
+                );
             }
             5 if !handles.is_empty() => {
-                let handle = handles[next(handles.len() as u64) as usize];
+                let handle = handles[random.below(handles.len() as u64) as usize];
                 if let Reply::Mapped { iova } =
                     rig.with_frame(handle, Request::DmaMap { writable: true, mask_bits: 28 }, 1)
-                    && next(2) == 0
+                    && random.below(2) == 0
                 {
                     rig.call(handle, Request::DmaUnmap { iova }, &[]);
                 }
             }
             6 if !caps.is_empty() => {
-                let cap = caps.swap_remove(next(caps.len() as u64) as usize);
+                let cap = caps.swap_remove(random.below(caps.len() as u64) as usize);
                 rig.call(cap, Request::Release, &[]);
             }
             7 => {
@@ -630,20 +647,22 @@ fn reclaim_every_group(rig: &mut Rig, pci: u64) {
 }
 
 /// A PCIe-to-PCI bridge at 00:05.0 with twenty edus behind it (01:01.0 to
-/// 01:14.0, one group of 21), all assigned to the user.
-fn bridge_with_twenty_edus() -> Rig {
+/// 01:14.0, one group of 21), all assigned to the user, who claimed the
+/// group and released it: it waits for the PCI server to reclaim it.
+fn twenty_edus_released() -> Rig {
     let mut bridge = function(0, 5, 0, HeaderKind::PciBridge, Some(PcieDeviceType::PcieToPciBridge));
     bridge.bridge = Some(BridgeBuses { primary: 0, secondary: 1, subordinate: 1 });
     let mut functions = vec![function(0, 3, 0, HeaderKind::Normal, None), bridge];
     functions.extend((1..=20).map(|slot| function(1, slot, 0, HeaderKind::Normal, None)));
-    Rig::with(QEMU_CAP, config(), functions, heapless::Vec::new())
+    let mut rig = Rig::with(QEMU_CAP, config(), functions, heapless::Vec::new());
+    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
+    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    rig
 }
 
 #[test]
 fn pending_reclaims_list_a_group_of_any_size_page_by_page() {
-    let mut rig = bridge_with_twenty_edus();
-    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
-    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    let mut rig = twenty_edus_released();
     let pci = policy(PCI, &[Operation::PendingReclaims, Operation::Reclaimed]);
     let mut listed = Vec::new();
     let mut offset = 0;
@@ -668,9 +687,7 @@ fn pending_reclaims_list_a_group_of_any_size_page_by_page() {
 
 #[test]
 fn reclaimed_is_refused_unless_the_pci_server_quiesced_every_member() {
-    let mut rig = bridge_with_twenty_edus();
-    let group_cap = rig.claim_group(USER, bdf(1, 2)).expect("assigned");
-    assert_eq!(rig.call(group_cap, Request::Release, &[]), Reply::Done);
+    let mut rig = twenty_edus_released();
     let pci = policy(PCI, &[Operation::Reclaimed, Operation::Owner]);
     for quiesced in [0, 16, 20, 22, u16::MAX] {
         let reply = rig.call(pci, Request::Reclaimed { group: 1, quiesced }, &[]);

@@ -126,10 +126,7 @@ fn a_dead_owners_frames_are_released_only_after_its_devices_are_cut_off_and_the_
     }
     // Register invalidation: no interrupt remapping, which the policy waives.
     let settings = IommuConfig { assignment_without_interrupt_remapping: true, ..self::config() };
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let service =
-        Service::start([unit_parts(QEMU_BASE, fake, false)], FakePages::new(4096), settings, 39, 0).expect("starts");
-    let mut rig = Rig { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, QEMU_ECAP, false, settings));
     let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
     assert_eq!(rig.call(policy(PCI, &[Operation::ReportTopology]), report, &[]), Reply::Done);
     death_releases_pins_after_the_unit_forgot_them(&mut rig, false);

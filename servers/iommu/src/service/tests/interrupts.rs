@@ -20,10 +20,7 @@ fn alloc(device: Bdf, holder: u16, vector: u8) -> Request {
 
 /// A rig on a unit with `ecap`, queued invalidation or not.
 fn rig_with(ecap: u64, queued: bool, config: IommuConfig) -> Rig {
-    let fake = FakeUnit::new(QEMU_CAP, ecap);
-    let service =
-        Service::start([unit_parts(QEMU_BASE, fake, queued)], FakePages::new(4096), config, 39, 0).expect("starts");
-    let mut rig = Rig { service, k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, ecap, queued, config));
     let functions = topology();
     let report = policy(PCI, &[Operation::ReportTopology]);
     let request = Request::ReportTopology { functions: functions.iter().copied().collect(), last: true };
@@ -172,9 +169,7 @@ fn without_remapping_user_assignment_is_refused_unless_the_policy_allows_it() {
     let mut rig = rig_with(QEMU_ECAP_NO_IR, true, self::config());
     assert!(!rig.service.interrupts(0).expect("unit 0").enabled());
     let reply = rig.claim_group(USER, bdf(0, 4)).expect_err("no remapping");
-    let (code, reason) = refusal(&reply);
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("no interrupt remapping") && reason.contains("edu-user"), "{reason}");
+    assert_refused(&reply, ErrorCode::PermissionDenied, &["no interrupt remapping", "edu-user"]);
     rig.claim_kernel(bdf(0, 3)).expect("trusted drivers need no remapping");
     let reply = rig.call(pci(), alloc(bdf(0, 3), DRIVER, 0x31), &[]);
     assert_eq!(reply, Reply::Interrupt { address: 0xfee0_0000, data: 0x31, entry: None }, "the kernel's message");
@@ -209,15 +204,9 @@ fn io_apic_lines_get_kernel_entries_no_client_can_free() {
 fn random_requests_never_panic_and_the_count_stays_true() {
     let mut rig = Rig::new(QEMU_CAP);
     rig.claim_kernel(bdf(0, 3)).expect("claims");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..2000 {
-        let value = next();
+        let value = random.next_u64();
         let device =
             Bdf::from_requester_id([0x0018, 0x0020, 0x0108, 0x0110, 0xff00, value as u16][(value % 6) as usize]);
         let request = match value >> 60 {

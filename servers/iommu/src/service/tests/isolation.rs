@@ -11,10 +11,7 @@ fn reclaimed(rig: &mut Rig, group: u16) -> Reply {
 
 #[test]
 fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_claim_refused() {
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let mut service: TestService =
-        Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0)
-            .expect("starts");
+    let mut service = one_unit(QEMU_CAP, QEMU_ECAP, true, self::config());
     // Room for one default domain's table, not three.
     let pages = &mut service.hardware().pages;
     pages.budget = pages.live() + 1;
@@ -29,9 +26,7 @@ fn a_topology_the_server_cannot_take_leaves_every_requester_blocked_and_every_cl
         assert!(!hw.units[0].context.entry(&hw.pages, device.requester_id()).is_present(), "{device} stays blocked");
     }
     let claim = service.handle(&mut k, pci, Request::ClaimKernel { device: bdf(0, 3), driver: DRIVER }, &[]);
-    let (code, reason) = refusal(&claim.reply);
-    assert_eq!(code, ErrorCode::Busy);
-    assert!(reason.contains("could not take the topology") && reason.contains("default domain"), "{reason}");
+    assert_refused(&claim.reply, ErrorCode::Busy, &["could not take the topology", "default domain"]);
     let again = service.handle(&mut k, pci, report, &[]);
     assert!(refusal(&again.reply).1.contains("could not take the topology"), "no second try rebuilds a half state");
     assert!(k.minted.is_empty(), "no DMA handle was minted");
@@ -133,9 +128,7 @@ fn the_driver_cores_operations_are_refused_to_every_other_task_whatever_its_badg
     let handle = rig.claim_kernel(bdf(0, 3)).expect("the PCI server claims for the driver");
     let user = policy(USER, &[Operation::ReleaseKernel, Operation::ClaimKernel, Operation::Reclaimed]);
     let drop = rig.call(user, Request::ReleaseKernel { device: bdf(0, 3), driver: DRIVER }, &[]);
-    let (code, reason) = refusal(&drop);
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("`release-kernel`") && reason.contains("edu-user"), "{reason}");
+    assert_refused(&drop, ErrorCode::PermissionDenied, &["`release-kernel`", "edu-user"]);
     assert!(rig.call(handle, Request::DmaUnmap { iova: 0x1000 }, &[]) != refusal_stale(), "the handle lives");
     let hold = rig.call(user, Request::ClaimKernel { device: bdf(0, 4), driver: USER }, &[]);
     assert_eq!(refusal(&hold).0, ErrorCode::PermissionDenied, "no group held kernel-owned by a user");
@@ -157,15 +150,15 @@ fn a_group_with_a_member_outside_the_units_scope_goes_to_no_one() {
     let table = dmar(38, 1, &[ours, theirs]);
     let parsed = acpi_tables::Dmar::parse(&table).expect("valid");
     let scopes = super::super::scope::Scopes::from_dmar(&parsed, 0).expect("fits");
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0);
-    let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, QEMU_ECAP, true, self::config()));
     rig.service.set_scopes(scopes).expect("before the topology");
     let report = Request::ReportTopology { functions: topology().into_iter().collect(), last: true };
     assert_eq!(rig.call(policy(PCI, &[Operation::ReportTopology]), report, &[]), Reply::Done);
-    let (code, reason) = refusal(&rig.claim_group(USER, bdf(0, 4)).expect_err("00:04.0 is another unit's"));
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("00:04.0") && reason.contains("outside its DMAR scope"), "{reason}");
+    assert_refused(
+        &rig.claim_group(USER, bdf(0, 4)).expect_err("00:04.0 is another unit's"),
+        ErrorCode::PermissionDenied,
+        &["00:04.0", "outside its DMAR scope"],
+    );
     let (code, _) = refusal(&rig.claim_kernel(bdf(0, 4)).expect_err("nor a driver's"));
     assert_eq!(code, ErrorCode::PermissionDenied);
     rig.claim_kernel(bdf(0, 3)).expect("00:03.0 is this unit's");
@@ -281,9 +274,7 @@ fn every_requester_id_of_a_large_group_gets_its_context_entry() {
 
 #[test]
 fn a_group_with_more_requester_ids_than_the_server_holds_is_refused_not_cut() {
-    let fake = FakeUnit::new(QEMU_CAP, QEMU_ECAP);
-    let service = Service::start([unit_parts(QEMU_BASE, fake, true)], FakePages::new(4096), self::config(), 39, 0);
-    let mut rig = Rig { service: service.expect("starts"), k: FakeKernel { next_slot: 40, ..FakeKernel::default() } };
+    let mut rig = Rig::around(one_unit(QEMU_CAP, QEMU_ECAP, true, self::config()));
     let pci = policy(PCI, &[Operation::ReportTopology]);
     // The bridge and 63 edus: 64 functions, the most a topology holds, but
     // 65 requester ids with the bridge's alias 01:00.0.
@@ -295,9 +286,7 @@ fn a_group_with_more_requester_ids_than_the_server_holds_is_refused_not_cut() {
             Request::ReportTopology { functions: chunk.iter().copied().collect(), last: index + 1 == chunks.len() };
         last_reply = rig.call(pci, request, &[]);
     }
-    let (code, reason) = refusal(&last_reply);
-    assert_eq!(code, ErrorCode::InvalidArgument);
-    assert!(reason.contains("more requester ids"), "{reason}");
+    assert_refused(&last_reply, ErrorCode::InvalidArgument, &["more requester ids"]);
 }
 
 /// The pin of the mapping at `iova`.

@@ -3,24 +3,9 @@
 use capabilities::ErrorCode;
 use iommu_api::OwnerReport;
 use pci_api::{Reply, Request};
+use xorshift::XorShift;
 
 use super::*;
-
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 #[test]
 fn unbadged_and_server_minted_capabilities_are_refused() {
@@ -68,16 +53,16 @@ fn undecodable_messages_are_malformed() {
 #[test]
 fn random_messages_never_panic_or_grant_by_accident() {
     let mut rig = Rig::new();
-    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..20_000 {
         let len = random.below(12) as usize;
-        let mut bytes: Vec<u8> = (0..len).map(|_| random.next() as u8).collect();
+        let mut bytes: Vec<u8> = (0..len).map(|_| random.next_u64() as u8).collect();
         if let Some(first) = bytes.first_mut() {
             *first %= 9;
         }
         let badge = match random.below(4) {
-            0 => random.next(),
-            _ => badge::policy(random.below(7) as u16, random.next()),
+            0 => random.next_u64(),
+            _ => badge::policy(random.below(7) as u16, random.next_u64()),
         };
         let presented = (random.below(2) == 0).then(|| own_task(random.below(7) as u16));
         let answer = rig.send_bytes(badge, &bytes, presented);
@@ -99,7 +84,7 @@ fn random_operation_sequences_keep_one_holder_per_device_and_lose_no_slots() {
     let mut rig = Rig::new();
     let baseline = rig.live();
     let devices = [at::EDU, at::EDU2, at::PORT, at::NVME, "00:00.0", "02:00.0"];
-    let mut random = Random(0x1234_5678_9abc_def1);
+    let mut random = XorShift::new(0x1234_5678_9abc_def1);
     for _ in 0..5_000 {
         let task = random.below(8) as u16;
         let device = bdf(devices[random.below(devices.len() as u64) as usize]);

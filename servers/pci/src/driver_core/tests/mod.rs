@@ -634,6 +634,16 @@ pub fn own_task(task: u16) -> Slot {
 }
 
 /// The refusal in an answer: its code and reason.
+/// Asserts that `answer` refuses with `code` and a reason naming each of `words`.
+#[track_caller]
+pub fn assert_refused(answer: &Answer, code: ErrorCode, words: &[&str]) {
+    let (refused, reason) = refusal(answer);
+    assert_eq!(refused, code, "{reason}");
+    for word in words {
+        assert!(reason.contains(word), "{word:?} missing from {reason:?}");
+    }
+}
+
 pub fn refusal(answer: &Answer) -> (ErrorCode, String) {
     match &answer.reply {
         Reply::Refused { code, reason } => (*code, reason.as_str().to_owned()),

@@ -20,9 +20,11 @@ fn only_the_holder_releases() {
     let mut rig = Rig::new();
     probe(&mut rig, task::EDU_PROBE);
     let release = Request::Release { device: bdf(at::EDU) };
-    let (code, reason) = refusal(&rig.ask(task::BRIDGE, DRIVER_OPERATIONS, &release));
-    assert_eq!(code, ErrorCode::PermissionDenied);
-    assert!(reason.contains("held by edu-probe, not bridge"), "{reason}");
+    assert_refused(
+        &rig.ask(task::BRIDGE, DRIVER_OPERATIONS, &release),
+        ErrorCode::PermissionDenied,
+        &["held by edu-probe, not bridge"],
+    );
     let (code, reason) =
         refusal(&rig.ask(task::BRIDGE, DRIVER_OPERATIONS, &Request::Release { device: bdf(at::EDU2) }));
     assert_eq!(code, ErrorCode::PermissionDenied);
@@ -186,9 +188,11 @@ fn a_failed_quiesce_keeps_the_claim_and_the_device_out_of_use_until_one_succeeds
     };
     assert!(!released(&rig.take_journal()), "the claim is kept: no user may take the group");
     assert_eq!(rig.world.borrow().iommu.owners.get(&14), Some(&OwnerReport::Kernel { drivers: 1 }));
-    let (code, reason) = refusal(&rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
-    assert_eq!(code, ErrorCode::Busy);
-    assert!(reason.contains("01:00.0") && reason.contains("not quiesced"), "{reason}");
+    assert_refused(
+        &rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }),
+        ErrorCode::Busy,
+        &["01:00.0", "not quiesced"],
+    );
     // Once a quiesce works, the old claim goes and the device may be taken.
     rig.machine.config.fail_at = None;
     probe(&mut rig, task::DMA_DRIVER);
@@ -237,9 +241,11 @@ fn a_function_that_never_comes_back_from_its_reset_is_not_quiesced() {
     assert!(rig.world.borrow().kernel.slept > FLR_WAIT_MICROS, "it was waited for");
     let journal = rig.take_journal();
     assert!(!journal.iter().any(|e| matches!(e, Effect::Iommu(iommu::Request::ReleaseKernel { .. }))), "{journal:?}");
-    let (code, reason) = refusal(&rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }));
-    assert_eq!(code, ErrorCode::Busy);
-    assert!(reason.contains("did not come back from its function-level reset"), "{reason}");
+    assert_refused(
+        &rig.ask(task::DMA_DRIVER, DRIVER_OPERATIONS, &Request::Probe { index: 0 }),
+        ErrorCode::Busy,
+        &["did not come back from its function-level reset"],
+    );
 }
 
 /// A PCIe-to-PCI bridge at 00:04.0 with twenty edus behind it (01:01.0 to
