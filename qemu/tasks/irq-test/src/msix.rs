@@ -19,12 +19,12 @@ use userlib::testkit::Outcome;
 use userlib::{check, check_eq, check_ok};
 
 use super::{
-    ARRIVAL_US, BAR_VIRT, DONE, MEANT_REFUSALS, PCI, SILENCE_US, THIS_TASK, at, claim, interrupts, release_group,
+    ARRIVAL_US, BAR_VIRT, DONE, MEANT_REFUSALS, PCI, SILENCE_US, THIS_TASK, claim, interrupts, release_group,
     wait_unowned,
 };
 
 /// The e1000e.
-pub const NIC: Bdf = at(0, 7, 0);
+pub const NIC: Bdf = Bdf::at(0, 7, 0);
 /// Its BAR holding the MSI-X table and PBA.
 const MSIX_BAR: u8 = 3;
 /// Slots: the grant's window (four) and the two vectors asked for.
