@@ -188,10 +188,7 @@ impl Ownership {
         ioas: Option<IoasId>,
         hw: &mut impl GroupHardware,
     ) -> Result<(), OwnershipError> {
-        match self.owner(group)? {
-            Owner::User { task: owner, .. } if owner == task => {}
-            _ => return Err(OwnershipError::NotOwner),
-        }
+        self.check_user(group, task)?;
         let translation = ioas.map_or(Translation::Blocking, Translation::Ioas);
         if hw.set_translation(group, translation).is_err() {
             // A failed switch may have left some devices blocked; say so.
@@ -211,12 +208,17 @@ impl Ownership {
         task: TaskIndex,
         hw: &mut impl GroupHardware,
     ) -> Result<(), OwnershipError> {
-        match self.owner(group)? {
-            Owner::User { task: owner, .. } if owner == task => {}
-            _ => return Err(OwnershipError::NotOwner),
-        }
+        self.check_user(group, task)?;
         self.block_for_reclaim(group, task, hw);
         Ok(())
+    }
+
+    /// Refuses unless user task `task` owns `group`.
+    fn check_user(&self, group: GroupId, task: TaskIndex) -> Result<(), OwnershipError> {
+        match self.owner(group)? {
+            Owner::User { task: owner, .. } if owner == task => Ok(()),
+            _ => Err(OwnershipError::NotOwner),
+        }
     }
 
     /// Blocks `group` and marks it reclaiming. Blocking is the safe state:
