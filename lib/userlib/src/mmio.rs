@@ -15,6 +15,15 @@ use crate::objects::Mappable;
 /// processor that has one).
 const CACHE_LINE: u64 = 64;
 
+/// The integers a mapping is read and written in: every bit pattern is a
+/// value, and each is aligned to its size.
+trait Word: Copy {}
+
+impl Word for u8 {}
+impl Word for u16 {}
+impl Word for u32 {}
+impl Word for u64 {}
+
 /// A memory capability of kind `K` mapped at a fixed address of this task.
 #[derive(Debug)]
 pub struct Mapping<K: Mappable> {
@@ -51,69 +60,67 @@ impl<K: Mappable> Mapping<K> {
         (offset.is_multiple_of(width) && end <= self.len).then(|| self.base + offset)
     }
 
+    /// Reads the naturally aligned `W` at `offset`.
+    fn read<W: Word>(&self, offset: u64) -> Option<W> {
+        let address = self.address(offset, size_of::<W>() as u64)?;
+        // SAFETY: `address` lies inside the range the kernel mapped for
+        // this mapping and is a multiple of the word's size (both checked
+        // above), which for these integers is their alignment. The kernel
+        // only maps at or above `USER_MAP_BASE`, where Rust places
+        // nothing, so no Rust object is aliased; the access is volatile,
+        // as device registers need. If the capability was revoked
+        // meanwhile the page is gone and the access faults, which ends
+        // this task and touches nothing else.
+        Some(unsafe { (address as *const W).read_volatile() })
+    }
+
+    /// Writes the naturally aligned `value` at `offset`; `None` if outside,
+    /// or mapped read-only.
+    fn write<W: Word>(&self, offset: u64, value: W) -> Option<()> {
+        let address = self.address(offset, size_of::<W>() as u64).filter(|_| self.writable)?;
+        // SAFETY: as in `read`, and the range is mapped writable.
+        unsafe { (address as *mut W).write_volatile(value) };
+        Some(())
+    }
+
     /// Reads the byte at `offset`.
     pub fn read8(&self, offset: u64) -> Option<u8> {
-        let address = self.address(offset, 1)?;
-        // SAFETY: `address` lies inside the range the kernel mapped for
-        // this mapping (checked above). The kernel only maps at or above
-        // `USER_MAP_BASE`, where Rust places nothing, so no Rust object is
-        // aliased; the access is volatile, as device registers need. If
-        // the capability was revoked meanwhile the page is gone and the
-        // access faults, which ends this task and touches nothing else.
-        Some(unsafe { (address as *const u8).read_volatile() })
+        self.read(offset)
     }
 
     /// Reads the naturally aligned 16-bit value at `offset`.
     pub fn read16(&self, offset: u64) -> Option<u16> {
-        let address = self.address(offset, 2)?;
-        // SAFETY: as in `read8`; `address` is 2-byte aligned.
-        Some(unsafe { (address as *const u16).read_volatile() })
+        self.read(offset)
     }
 
     /// Reads the naturally aligned 32-bit value at `offset`.
     pub fn read32(&self, offset: u64) -> Option<u32> {
-        let address = self.address(offset, 4)?;
-        // SAFETY: as in `read8`; `address` is 4-byte aligned.
-        Some(unsafe { (address as *const u32).read_volatile() })
+        self.read(offset)
     }
 
     /// Reads the naturally aligned 64-bit value at `offset`.
     pub fn read64(&self, offset: u64) -> Option<u64> {
-        let address = self.address(offset, 8)?;
-        // SAFETY: as in `read8`; `address` is 8-byte aligned.
-        Some(unsafe { (address as *const u64).read_volatile() })
+        self.read(offset)
     }
 
     /// Writes the byte at `offset`; `None` if outside, or mapped read-only.
     pub fn write8(&self, offset: u64, value: u8) -> Option<()> {
-        let address = self.address(offset, 1).filter(|_| self.writable)?;
-        // SAFETY: as in `read8`, and the range is mapped writable.
-        unsafe { (address as *mut u8).write_volatile(value) };
-        Some(())
+        self.write(offset, value)
     }
 
     /// Writes the naturally aligned 16-bit value at `offset`.
     pub fn write16(&self, offset: u64, value: u16) -> Option<()> {
-        let address = self.address(offset, 2).filter(|_| self.writable)?;
-        // SAFETY: as in `write8`; `address` is 2-byte aligned.
-        unsafe { (address as *mut u16).write_volatile(value) };
-        Some(())
+        self.write(offset, value)
     }
 
     /// Writes the naturally aligned 32-bit value at `offset`.
     pub fn write32(&self, offset: u64, value: u32) -> Option<()> {
-        let address = self.address(offset, 4).filter(|_| self.writable)?;
-        // SAFETY: as in `write8`; `address` is 4-byte aligned.
-        unsafe { (address as *mut u32).write_volatile(value) };
-        Some(())
+        self.write(offset, value)
     }
 
     /// Writes the naturally aligned 64-bit value at `offset`.
     pub fn write64(&self, offset: u64, value: u64) -> Option<()> {
-        let address = self.address(offset, 8).filter(|_| self.writable)?;
-        // SAFETY: as in `write8`; `address` is 8-byte aligned.
-        unsafe { (address as *mut u64).write_volatile(value) };
-        Some(())
+        self.write(offset, value)
     }
 
     /// Copies `buffer.len()` bytes from `offset` into `buffer`, byte by
