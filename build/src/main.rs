@@ -237,7 +237,7 @@ fn run(
         eprintln!("device rules checked against machine `{}`'s IOMMU groups", machine.name);
     }
     eprintln!("booting `{}` on machine `{}` ({})", system.policy.description, machine.name, machine.description);
-    let mut command = machine.command(&system.kernel, &system.image);
+    let mut command = machine.command(&system.kernel, &system.image)?;
     let timeout = if gdb {
         debugger::announce(&debugger::prepare(root, "run", &system, &elves, &mut command)?);
         debugger::SESSION

@@ -108,7 +108,7 @@ pub fn debug(root: &Path, name: &str) -> Result<ExitCode> {
     let machine = Machine::load(root, &scenario.machine)?;
     let policy = scenario.policy_file(root, &root.join("target/scenarios"), false)?;
     let system = system::prepare(root, &elves, &policy)?;
-    let mut command = machine.command(&system.kernel, &system.image);
+    let mut command = machine.command(&system.kernel, &system.image)?;
     crate::debugger::announce(&crate::debugger::prepare(root, name, &system, &elves, &mut command)?);
     let run = runner::run(command, &system.tables, crate::debugger::SESSION, |line| println!("{line}"))?;
     let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());
@@ -151,7 +151,7 @@ pub(crate) fn boot_scenario(
     if !progress::under_ci() {
         system::print_warnings(&system);
     }
-    let command = machine.command(&system.kernel, &system.image);
+    let command = machine.command(&system.kernel, &system.image)?;
     let timeout = scenario.timeout(soak);
     let run = runner::run(command, &system.tables, timeout, |_| {})?;
     let results = harness::evaluate(&scenario.name, &scenario.test_task, &run, &scenario.expectations());

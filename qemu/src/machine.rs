@@ -4,11 +4,13 @@
 //! device topology as QEMU arguments. The runner adds what the system
 //! itself needs (the serial console, `isa-debug-exit`, the kernel and the
 //! boot image), so a machine file says only what differs between machines.
+//! A machine may declare drive images (`drives`), which the runner creates
+//! under `target/drives/` before it boots, never anywhere else.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 /// A machine definition.
@@ -31,7 +33,47 @@ pub struct Machine {
     /// Device topology and anything else, as QEMU arguments.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Raw drive images, each a `-drive` QEMU's devices name by its `id`
+    /// (`-device nvme,drive=ID` in `args`).
+    #[serde(default)]
+    pub drives: Vec<Drive>,
+    /// Where the drive images live: `target/drives/` under the workspace
+    /// (set when loaded).
+    #[serde(skip)]
+    pub drive_dir: PathBuf,
 }
+
+/// A raw drive image of a machine.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Drive {
+    /// The drive's QEMU identifier, and part of its file name.
+    pub id: String,
+    /// The image's size in MiB.
+    pub size_mib: u32,
+}
+
+/// The largest drive image a machine may declare, in MiB: the images are
+/// sparse, but a typo should not ask for a terabyte.
+const MAX_DRIVE_MIB: u32 = 4096;
+
+impl Drive {
+    /// Refuses an identifier that could leave the drive directory or split
+    /// QEMU's option list, and a size of zero or above [`MAX_DRIVE_MIB`].
+    fn check(&self) -> Result<()> {
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if self.id.is_empty() || !self.id.chars().all(valid) {
+            bail!("drive id `{}` must be lower-case letters, digits and '-'", self.id);
+        }
+        if self.size_mib == 0 || self.size_mib > MAX_DRIVE_MIB {
+            bail!("drive `{}`: size-mib must be 1 to {MAX_DRIVE_MIB}, not {}", self.id, self.size_mib);
+        }
+        Ok(())
+    }
+}
+
+/// Where drive images go, relative to the workspace root.
+pub const DRIVE_DIR: &str = "target/drives";
 
 fn default_iommu() -> Option<String> {
     Some("intel-iommu".into())
@@ -49,6 +91,10 @@ impl Machine {
         let mut machine: Machine =
             toml::from_str(&text).with_context(|| format!("machine `{name}`: {} is not valid", path.display()))?;
         machine.name = name.to_owned();
+        machine.drive_dir = root.join(DRIVE_DIR);
+        for drive in &machine.drives {
+            drive.check().with_context(|| format!("machine `{name}`"))?;
+        }
         Ok(machine)
     }
 
@@ -61,11 +107,44 @@ impl Machine {
             machine_options: None,
             iommu: default_iommu(),
             args,
+            drives: Vec::new(),
+            drive_dir: PathBuf::new(),
         }
     }
 
-    /// The QEMU command that boots `kernel` with `image` on this machine.
-    pub fn command(&self, kernel: &Path, image: &Path) -> Command {
+    /// Path of drive `drive`'s image: named after the machine, so machines
+    /// never share one.
+    pub fn drive_path(&self, drive: &Drive) -> PathBuf {
+        self.drive_dir.join(format!("{}-{}.img", self.name, drive.id))
+    }
+
+    /// Creates each drive image that is missing, sparse, at its size, and
+    /// sets an existing one to its size keeping its contents (what
+    /// `truncate -s` does), so data written in one boot is there in the next.
+    pub fn prepare_drives(&self) -> Result<()> {
+        if self.drives.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.drive_dir)
+            .with_context(|| format!("cannot create {}", self.drive_dir.display()))?;
+        for drive in &self.drives {
+            let path = self.drive_path(drive);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot open drive image {}", path.display()))?;
+            file.set_len(u64::from(drive.size_mib) << 20)
+                .with_context(|| format!("cannot size drive image {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The QEMU command that boots `kernel` with `image` on this machine,
+    /// once its drive images exist.
+    pub fn command(&self, kernel: &Path, image: &Path) -> Result<Command> {
+        self.prepare_drives()?;
         let mut command = Command::new(QEMU);
         let machine = match &self.machine_options {
             Some(options) => format!("q35,{options}"),
@@ -77,9 +156,15 @@ impl Machine {
         if let Some(iommu) = &self.iommu {
             command.args(["-device", iommu]);
         }
+        for drive in &self.drives {
+            let mut option = std::ffi::OsString::from("file=");
+            option.push(self.drive_path(drive));
+            option.push(format!(",if=none,id={},format=raw", drive.id));
+            command.arg("-drive").arg(option);
+        }
         command.args(&self.args);
         command.arg("-kernel").arg(kernel).arg("-initrd").arg(image);
-        command
+        Ok(command)
     }
 }
 
@@ -124,13 +209,55 @@ mod tests {
     #[test]
     fn the_command_adds_console_exit_device_kernel_and_image() {
         let machine = Machine::ad_hoc(vec!["-device".into(), "edu".into()]);
-        let command = machine.command(Path::new("/k"), Path::new("/i"));
+        let command = machine.command(Path::new("/k"), Path::new("/i")).expect("no drives to create");
         let args: Vec<String> = command.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
         let joined = args.join(" ");
         assert!(joined.contains("-serial stdio"));
         assert!(joined.contains("isa-debug-exit,iobase=0xf4,iosize=4"));
         assert!(joined.contains("-device intel-iommu -device edu"));
         assert!(joined.ends_with("-kernel /k -initrd /i"));
+    }
+
+    /// A machine named `name` with `drives`, its images under `dir`.
+    fn with_drives(name: &str, dir: &Path, drives: &str) -> Machine {
+        let text = format!("description = 'x'\nmemory-mib = 64\ndrives = {drives}\n");
+        let mut machine: Machine = toml::from_str(&text).expect("valid machine");
+        machine.name = name.into();
+        machine.drive_dir = dir.into();
+        machine
+    }
+
+    #[test]
+    fn drive_images_are_created_sparse_sized_and_kept_across_boots() {
+        let dir = workspace().join("target/test-drives/kept");
+        let _ = std::fs::remove_dir_all(&dir);
+        let machine = with_drives("m", &dir, "[{ id = 'disk0', size-mib = 2 }]");
+        let command = machine.command(Path::new("/k"), Path::new("/i")).expect("drive created");
+        let path = dir.join("m-disk0.img");
+        assert_eq!(std::fs::metadata(&path).expect("image exists").len(), 2 << 20);
+        let args: Vec<String> = command.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        let expected = format!("file={},if=none,id=disk0,format=raw", path.display());
+        assert!(args.windows(2).any(|pair| pair[0] == "-drive" && pair[1] == expected), "{args:?}");
+        std::fs::write(&path, b"written in boot one").expect("write");
+        std::fs::OpenOptions::new().write(true).open(&path).and_then(|file| file.set_len(2 << 20)).expect("size");
+        machine.prepare_drives().expect("second boot");
+        let contents = std::fs::read(&path).expect("read");
+        assert_eq!(contents.len(), 2 << 20);
+        assert!(contents.starts_with(b"written in boot one"));
+    }
+
+    #[test]
+    fn drive_ids_that_leave_the_directory_or_split_options_and_bad_sizes_are_refused() {
+        for drives in [
+            "[{ id = '../x', size-mib = 1 }]",
+            "[{ id = 'a,file=/etc/passwd', size-mib = 1 }]",
+            "[{ id = '', size-mib = 1 }]",
+            "[{ id = 'disk0', size-mib = 0 }]",
+            "[{ id = 'disk0', size-mib = 5000 }]",
+        ] {
+            let machine = with_drives("m", Path::new("/nonexistent"), drives);
+            assert!(machine.drives.iter().any(|drive| drive.check().is_err()), "{drives} accepted");
+        }
     }
 
     #[test]

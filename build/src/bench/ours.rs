@@ -94,7 +94,7 @@ pub fn run(root: &Path, progress: &mut Progress) -> Result<Ours> {
         ours.loads.push(super::peer::load_average());
         let started = Instant::now();
         let mut first_task_line = None;
-        let outcome = runner::run(machine.command(&system.kernel, &system.image), &system.tables, TIMEOUT, |line| {
+        let outcome = runner::run(machine.command(&system.kernel, &system.image)?, &system.tables, TIMEOUT, |line| {
             if first_task_line.is_none() && line.micros.is_some() && line.source != "kernel" {
                 first_task_line = Some(started.elapsed());
             }

@@ -81,7 +81,7 @@ pub fn run(root: &Path, progress: &mut Progress) -> Result<Vec<Ours>> {
             progress.start(&step);
             let started = Instant::now();
             let mut ready = None;
-            let command = machine.command(&system.kernel, &system.image);
+            let command = machine.command(&system.kernel, &system.image)?;
             let outcome = runner::run(command, &system.tables, TIMEOUT, |line| {
                 if ready.is_none() && line.source == "pci" && line.text == "PCI server ready" {
                     ready = Some(started.elapsed());

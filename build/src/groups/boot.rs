@@ -74,7 +74,7 @@ pub fn boot_for_policy(
 
 fn boot_policy(root: &Path, elves: &Elves, machine: &Machine, timeout: Duration, policy: &Path) -> Result<Booted> {
     let system = system::prepare(root, elves, policy)?;
-    let command = machine.command(&system.kernel, &system.image);
+    let command = machine.command(&system.kernel, &system.image)?;
     let run = runner::run(command, &system.tables, timeout, |_| {})?;
     let reported = run.lines.iter().filter(|line| line.source == REPORTER).map(|line| line.text.as_str());
     match MachineGroups::parse(reported) {
