@@ -72,6 +72,8 @@ pub enum Error {
     OutOfBounds,
     /// Identify data is shorter than its structure or inconsistent.
     BadIdentify,
+    /// The I/O queues have not been created.
+    NoQueue,
     /// A block range is empty or past the namespace's end (checked before
     /// anything reaches the device).
     BlockRange,

@@ -1,0 +1,242 @@
+//! One NVMe controller driven through BAR0 and the driver's DMA frame.
+//!
+//! Commands run one at a time per queue, each waited for by polling its
+//! completion queue. The controller states no bound for a command, so the
+//! wait uses CAP.TO, its own worst case for becoming ready: a controller
+//! slower than that is treated as hung.
+
+use nvme::command::{self, Direction, Identify};
+use nvme::identify::{self, IDENTIFY_BYTES, Namespace};
+use nvme::pair::QueuePair;
+use nvme::queue::{CompletionEntry, QueueMemory, SubmissionEntry};
+use nvme::registers::{self, Capabilities, ControllerStatus};
+use nvme::{Error, prp};
+use userlib::cap::{DeviceMemory, Frame};
+use userlib::mmio::Mapping;
+use userlib::syscall;
+
+use super::memory::Region;
+use crate::{PAGE, PAGE_SHIFT};
+
+/// Pages of the DMA frame, by use.
+mod page {
+    pub const ADMIN_SUBMISSIONS: u64 = 0;
+    pub const ADMIN_COMPLETIONS: u64 = 1;
+    pub const IO_SUBMISSIONS: u64 = 2;
+    pub const IO_COMPLETIONS: u64 = 3;
+    pub const IDENTIFY: u64 = 4;
+    /// Two pages, so a transfer may cross a page and use both PRPs.
+    pub const DATA: u64 = 5;
+}
+
+/// Pages in the DMA frame: a power of two, as frames are; the last is
+/// spare.
+pub const FRAME_PAGES: u64 = 8;
+/// Bytes of data one transfer may move.
+pub const DATA_BYTES: u64 = 2 * PAGE;
+/// Entries in each queue: few, since one command is in flight at a time.
+const ENTRIES: u16 = 16;
+/// The I/O queue pair's identifier.
+const IO_QUEUE: u16 = 1;
+
+/// A controller and the host's side of its queues.
+pub struct Controller {
+    registers: Mapping<DeviceMemory>,
+    memory: Mapping<Frame>,
+    iova: u64,
+    /// The controller's capabilities (CAP).
+    pub capabilities: Capabilities,
+    admin: QueuePair,
+    io: Option<QueuePair>,
+}
+
+fn region(memory: &Mapping<Frame>, iova: u64, first: u64, pages: u64) -> Region<'_> {
+    Region::new(memory, iova, first, pages)
+}
+
+impl Controller {
+    /// The controller behind `registers`, with `memory` mapped for the
+    /// device at `iova`; nothing is written to it yet.
+    pub fn new(registers: Mapping<DeviceMemory>, memory: Mapping<Frame>, iova: u64) -> Result<Self, Error> {
+        let cap = registers.read64(registers::CAP).ok_or(Error::OutOfBounds)?;
+        let capabilities = Capabilities::decode(cap);
+        capabilities.check_queue_entries(ENTRIES)?;
+        // The highest doorbell the driver rings must be inside the grant.
+        if capabilities.completion_doorbell(IO_QUEUE) + 4 > registers.len() {
+            return Err(Error::OutOfBounds);
+        }
+        Ok(Self { registers, memory, iova, capabilities, admin: QueuePair::new(0, ENTRIES)?, io: None })
+    }
+
+    /// The version register.
+    pub fn version(&self) -> Result<u32, Error> {
+        self.registers.read32(registers::VS).ok_or(Error::OutOfBounds)
+    }
+
+    /// The controller status.
+    pub fn status(&self) -> Result<ControllerStatus, Error> {
+        self.registers.read32(registers::CSTS).map(ControllerStatus::decode).ok_or(Error::OutOfBounds)
+    }
+
+    fn write32(&self, offset: u64, value: u32) -> Result<(), Error> {
+        self.registers.write32(offset, value).ok_or(Error::OutOfBounds)
+    }
+
+    /// Writes a 64-bit register as two halves, low first, which every
+    /// controller accepts.
+    fn write64(&self, offset: u64, value: u64) -> Result<(), Error> {
+        self.write32(offset, value as u32)?;
+        self.write32(offset + 4, (value >> 32) as u32)
+    }
+
+    /// Waits, at most CAP.TO, for CSTS.RDY to read `ready`.
+    fn wait_ready(&self, ready: bool) -> Result<(), Error> {
+        let bound = self.capabilities.ready_timeout_micros;
+        let deadline = syscall::now() + bound;
+        while !self.status()?.reached(ready)? {
+            if syscall::now() > deadline {
+                return Err(Error::Timeout { micros: bound });
+            }
+            syscall::yield_now();
+        }
+        Ok(())
+    }
+
+    /// Disables the controller (CC.EN cleared), which resets its queues,
+    /// and waits for it to say so.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.write32(registers::CC, 0)?;
+        self.io = None;
+        self.wait_ready(false)
+    }
+
+    /// Sets up empty admin queues and enables the controller with 4 KiB
+    /// pages, waiting for it to become ready.
+    pub fn enable(&mut self) -> Result<(), Error> {
+        self.capabilities.check(PAGE_SHIFT)?;
+        let mut submissions = region(&self.memory, self.iova, page::ADMIN_SUBMISSIONS, 1);
+        let mut completions = region(&self.memory, self.iova, page::ADMIN_COMPLETIONS, 1);
+        submissions.zero()?;
+        completions.zero()?;
+        self.write32(registers::AQA, registers::admin_queue_attributes(ENTRIES))?;
+        self.write64(registers::ASQ, submissions.iova)?;
+        self.write64(registers::ACQ, completions.iova)?;
+        self.admin = QueuePair::new(0, ENTRIES)?;
+        self.write32(registers::CC, registers::enabled_configuration(PAGE_SHIFT))?;
+        self.wait_ready(true)
+    }
+
+    /// Runs one command on `pair` and waits for its completion.
+    fn execute(
+        &self,
+        pair: &mut QueuePair,
+        (submission_page, completion_page): (u64, u64),
+        build: impl FnOnce(u16) -> Result<SubmissionEntry, Error>,
+    ) -> Result<CompletionEntry, Error> {
+        let mut submissions = region(&self.memory, self.iova, submission_page, 1);
+        let completions = region(&self.memory, self.iova, completion_page, 1);
+        let tail = pair.submit(&mut submissions, build)?;
+        self.write32(self.capabilities.submission_doorbell(pair.id()), u32::from(tail))?;
+        let bound = self.capabilities.ready_timeout_micros;
+        let deadline = syscall::now() + bound;
+        loop {
+            if let Some((entry, head)) = pair.reap(&completions)? {
+                self.write32(self.capabilities.completion_doorbell(pair.id()), u32::from(head))?;
+                return entry.outcome().map(|_| entry);
+            }
+            self.status()?.reached(true)?;
+            if syscall::now() > deadline {
+                pair.abandon();
+                return Err(Error::Timeout { micros: bound });
+            }
+            syscall::yield_now();
+        }
+    }
+
+    fn admin(&mut self, build: impl FnOnce(u16) -> Result<SubmissionEntry, Error>) -> Result<CompletionEntry, Error> {
+        let mut pair = self.admin;
+        let result = self.execute(&mut pair, (page::ADMIN_SUBMISSIONS, page::ADMIN_COMPLETIONS), build);
+        self.admin = pair;
+        result
+    }
+
+    /// Runs Identify and copies its structure out of the identify page.
+    fn identify(&mut self, what: Identify) -> Result<[u8; IDENTIFY_BYTES], Error> {
+        let buffer = region(&self.memory, self.iova, page::IDENTIFY, 1);
+        let prp = prp::build(&buffer.pages()[..1], 0, PAGE, PAGE_SHIFT)?;
+        self.admin(|id| Ok(command::identify(id, what, prp)))?;
+        let mut data = [0; IDENTIFY_BYTES];
+        region(&self.memory, self.iova, page::IDENTIFY, 1).read(0, &mut data)?;
+        Ok(data)
+    }
+
+    /// Identify Controller, decoded.
+    pub fn identify_controller(&mut self) -> Result<identify::Controller, Error> {
+        identify::Controller::decode(&self.identify(Identify::Controller)?)
+    }
+
+    /// Identify Namespace `namespace`, decoded.
+    pub fn identify_namespace(&mut self, namespace: u32) -> Result<Namespace, Error> {
+        Namespace::decode(&self.identify(Identify::Namespace(namespace))?)
+    }
+
+    /// Creates I/O queue pair 1: its completion queue, then its submission
+    /// queue, in zeroed pages.
+    pub fn create_io_queues(&mut self) -> Result<(), Error> {
+        let mut submissions = region(&self.memory, self.iova, page::IO_SUBMISSIONS, 1);
+        let mut completions = region(&self.memory, self.iova, page::IO_COMPLETIONS, 1);
+        submissions.zero()?;
+        completions.zero()?;
+        let (submissions, completions) = (submissions.iova, completions.iova);
+        self.admin(|id| command::create_completion_queue(id, IO_QUEUE, ENTRIES, completions))?;
+        self.admin(|id| command::create_submission_queue(id, IO_QUEUE, ENTRIES, submissions, IO_QUEUE))?;
+        self.io = Some(QueuePair::new(IO_QUEUE, ENTRIES)?);
+        Ok(())
+    }
+
+    /// Moves `blocks` blocks of `namespace` from block `first` to or from
+    /// the data pages at `offset`, after checking the range against the
+    /// namespace: a bad range never reaches the device.
+    pub fn transfer(
+        &mut self,
+        direction: Direction,
+        namespace: u32,
+        geometry: &Namespace,
+        first: u64,
+        blocks: u32,
+        offset: u64,
+    ) -> Result<(), Error> {
+        geometry.check_range(first, u64::from(blocks))?;
+        self.transfer_unchecked(direction, namespace, geometry.block_shift, first, blocks, offset)
+    }
+
+    /// [`Controller::transfer`] without the range check, so a test can see
+    /// what the device itself answers.
+    pub fn transfer_unchecked(
+        &mut self,
+        direction: Direction,
+        namespace: u32,
+        block_shift: u8,
+        first: u64,
+        blocks: u32,
+        offset: u64,
+    ) -> Result<(), Error> {
+        let length = u64::from(blocks).checked_shl(u32::from(block_shift)).ok_or(Error::BadBuffer)?;
+        let data = region(&self.memory, self.iova, page::DATA, 2);
+        let prp = prp::build(&data.pages(), offset, length, PAGE_SHIFT)?;
+        if offset + length > DATA_BYTES {
+            return Err(Error::BadBuffer);
+        }
+        let mut pair = self.io.ok_or(Error::NoQueue)?;
+        let result = self.execute(&mut pair, (page::IO_SUBMISSIONS, page::IO_COMPLETIONS), |id| {
+            command::transfer(id, direction, namespace, first, blocks, prp)
+        });
+        self.io = Some(pair);
+        result.map(|_| ())
+    }
+
+    /// The data pages, for the caller to fill and check.
+    pub fn data(&self) -> Region<'_> {
+        region(&self.memory, self.iova, page::DATA, 2)
+    }
+}

@@ -1,0 +1,246 @@
+//! The trusted NVMe driver: QEMU's nvme through BAR0 and the DMA API.
+//!
+//! It probes the controller the policy binds to it, maps BAR0 (the
+//! registers and doorbells; the PCI server keeps the MSI-X table and PBA
+//! pages), maps one frame through its group's default domain for the
+//! queues and buffers, resets and enables the controller, identifies it
+//! and namespace 1, creates an I/O queue pair, and writes and reads blocks
+//! by polling completions. Each step is a test case of scenario `nvme`.
+#![no_std]
+#![no_main]
+
+mod driver;
+
+use capabilities::protocol::Refused;
+use driver::controller::{Controller, DATA_BYTES, FRAME_PAGES};
+use iommu_api::{Reply, Request};
+use nvme::Error;
+use nvme::command::Direction;
+use nvme::identify::Namespace;
+use nvme::queue::QueueMemory;
+use nvme::registers;
+use userlib::cap::{Cap, DeviceMemory, SlotPool, own};
+use userlib::ipc::Buffer;
+use userlib::mmio::Mapping;
+use userlib::testkit::{self, Outcome};
+use userlib::{check, check_eq, check_ok, objects};
+
+userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::entry!(main);
+
+/// The host page size the driver runs the controller with.
+const PAGE_SHIFT: u8 = 12;
+const PAGE: u64 = 1 << PAGE_SHIFT;
+/// Where BAR0 and the DMA frame are mapped in this task.
+const BAR_VIRT: u64 = 0x2000_0000;
+const FRAME_VIRT: u64 = 0x2100_0000;
+/// The addresses the controller can drive are 64-bit; the DMA API is
+/// asked for 32, which every domain has room in.
+const DMA_MASK_BITS: u8 = 32;
+/// QEMU's vendor identifier, which its nvme reports.
+const QEMU_VENDOR: u16 = 0x1b36;
+/// The serial number machine `nvme` gives its controller.
+const SERIAL: &str = "nvme-disk0";
+/// The namespace the machine's drive image backs, and its size.
+const NAMESPACE: u32 = 1;
+const IMAGE_BYTES: u64 = 16 << 20;
+/// The block the pattern goes to.
+const TEST_BLOCK: u64 = 77;
+
+/// Cases share the controller and namespace 1's geometry: they run one
+/// after the other, in this task.
+static CONTROLLER: spin::Mutex<Option<Controller>> = spin::Mutex::new(None);
+static GEOMETRY: spin::Once<Namespace> = spin::Once::new();
+
+fn main() -> u64 {
+    testkit::run(userlib::cases![
+        probe_grants_bar0_without_the_msix_pages_and_a_dma_handle,
+        the_capabilities_allow_4_kib_pages_and_the_nvm_command_set,
+        the_controller_resets_and_enables_with_its_admin_queue,
+        identify_controller_names_qemus_nvme_and_the_machines_serial,
+        identify_namespace_1_is_the_drive_image,
+        an_io_queue_pair_is_created,
+        a_pattern_written_to_a_block_reads_back,
+        a_read_crossing_a_page_uses_both_prps,
+        a_buffer_needing_a_prp_list_is_refused_before_the_device,
+        an_out_of_range_block_is_a_typed_error_and_the_driver_keeps_going
+    ])
+}
+
+/// Runs `step` on the controller the probe set up.
+fn with_controller<T>(step: impl FnOnce(&mut Controller) -> T) -> Result<T, testkit::Failure> {
+    let mut controller = CONTROLLER.lock();
+    let controller = controller.as_mut().ok_or(testkit::Failure { file: file!(), line: line!() })?;
+    Ok(step(controller))
+}
+
+fn geometry() -> Result<&'static Namespace, testkit::Failure> {
+    GEOMETRY.get().ok_or(testkit::Failure { file: file!(), line: line!() })
+}
+
+fn probe_grants_bar0_without_the_msix_pages_and_a_dma_handle(buffer: &mut Buffer) -> Outcome {
+    let mut slots = SlotPool::new();
+    let (Some(window), Some(frame)) = (slots.take_run(pci_api::client::GRANT_SLOTS), slots.take()) else {
+        userlib::fail!("no free slots");
+    };
+    let granted = check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, window).map_err(Refused::logged));
+    let (Some(bar), Some(handle), Some(bar0)) = (granted.bar(0), granted.dma_handle(), granted.grant.bars.first())
+    else {
+        userlib::fail!("the grant lacks BAR0 or the DMA handle");
+    };
+    defmt::info!("nvme holds {} (IOMMU group {})", granted.grant.device, granted.group());
+    defmt::info!("nvme: BAR0 is {=u64:#x} bytes, {=u64:#x} of them granted", bar0.size, bar0.len);
+    // QEMU's nvme puts its MSI-X table and PBA in BAR0 after the registers
+    // and doorbells: the grant covers the registers and stops short.
+    check_eq!(bar0.index, 0);
+    check_eq!(bar0.offset, 0);
+    check!(bar0.len < bar0.size, "the MSI-X pages are not in the holder's BAR0 capability");
+    let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar), BAR_VIRT, true));
+    let frame = check_ok!(objects::alloc_frame(frame, FRAME_PAGES));
+    let request = Request::DmaMap { writable: true, mask_bits: DMA_MASK_BITS };
+    let reply = check_ok!(
+        iommu_api::client::request(Cap::at(handle), buffer, &request, &[frame.slot()]).map_err(Refused::logged)
+    );
+    let Reply::Mapped { iova } = reply else { userlib::fail!("DmaMap answered with no IOVA") };
+    defmt::info!("nvme's queues and buffers are at IOVA {=u64:#x}", iova);
+    let memory = check_ok!(Mapping::map(own::SPACE, frame, FRAME_VIRT, true));
+    let controller = check_ok!(Controller::new(registers, memory, iova));
+    // The grant leaves bus mastering off: on only once the queues' memory
+    // is the driver's, before the controller is enabled.
+    check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, granted.grant.device).map_err(Refused::logged));
+    *CONTROLLER.lock() = Some(controller);
+    Ok(())
+}
+
+fn the_capabilities_allow_4_kib_pages_and_the_nvm_command_set(_: &mut Buffer) -> Outcome {
+    let (capabilities, version) = with_controller(|controller| (controller.capabilities, controller.version()))?;
+    let (major, minor, _) = registers::version(check_ok!(version));
+    defmt::info!(
+        "nvme: NVMe {=u16}.{=u8}, {=u32} entries a queue at most, doorbell stride {=u8}, ready within {=u64} us",
+        major,
+        minor,
+        capabilities.max_queue_entries,
+        capabilities.doorbell_stride,
+        capabilities.ready_timeout_micros
+    );
+    check_ok!(capabilities.check(PAGE_SHIFT));
+    check!(major >= 1, "the controller implements NVMe 1.0 or later");
+    check!(capabilities.ready_timeout_micros > 0, "CAP.TO gives the waits a bound");
+    Ok(())
+}
+
+fn the_controller_resets_and_enables_with_its_admin_queue(_: &mut Buffer) -> Outcome {
+    with_controller(|controller| -> Outcome {
+        check_ok!(controller.reset());
+        check_eq!(check_ok!(controller.status()).ready, false);
+        check_ok!(controller.enable());
+        let status = check_ok!(controller.status());
+        check!(status.ready && !status.fatal, "the controller is ready and not fatal");
+        Ok(())
+    })?
+}
+
+fn identify_controller_names_qemus_nvme_and_the_machines_serial(_: &mut Buffer) -> Outcome {
+    let identified = check_ok!(with_controller(Controller::identify_controller)?);
+    defmt::info!("nvme: controller {=str}, serial {=str}", identified.model_text(), identified.serial_text());
+    check_eq!(identified.vendor, QEMU_VENDOR);
+    check_eq!(identified.serial_text(), SERIAL);
+    check!(identified.namespaces >= NAMESPACE, "namespace 1 exists");
+    Ok(())
+}
+
+fn identify_namespace_1_is_the_drive_image(_: &mut Buffer) -> Outcome {
+    let namespace = check_ok!(with_controller(|controller| controller.identify_namespace(NAMESPACE))?);
+    defmt::info!("nvme: namespace 1 has {=u64} blocks of {=u64} bytes", namespace.blocks, namespace.block_bytes());
+    check_eq!(namespace.blocks * namespace.block_bytes(), IMAGE_BYTES);
+    check!(namespace.block_bytes() <= PAGE, "a block fits in a page");
+    GEOMETRY.call_once(|| namespace);
+    Ok(())
+}
+
+fn an_io_queue_pair_is_created(_: &mut Buffer) -> Outcome {
+    check_ok!(with_controller(Controller::create_io_queues)?);
+    Ok(())
+}
+
+/// The byte at `index` of the pattern written to the test blocks.
+fn pattern(index: u64) -> u8 {
+    (index as u8).wrapping_mul(13) ^ (index >> 8) as u8 ^ 0xa5
+}
+
+/// Blocks in one page.
+fn blocks_per_page(geometry: &Namespace) -> u32 {
+    (PAGE >> geometry.block_shift) as u32
+}
+
+/// Checks that `PAGE` bytes of the data pages from `offset` hold the pattern.
+fn holds_pattern(controller: &Controller, offset: u64) -> Result<bool, Error> {
+    let mut read = [0u8; 512];
+    for chunk in 0..PAGE / 512 {
+        controller.data().read((offset + chunk * 512) as usize, &mut read)?;
+        if read.iter().enumerate().any(|(index, &byte)| byte != pattern(chunk * 512 + index as u64)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn a_pattern_written_to_a_block_reads_back(_: &mut Buffer) -> Outcome {
+    let geometry = geometry()?;
+    let blocks = blocks_per_page(geometry);
+    with_controller(|controller| -> Outcome {
+        let bytes: [u8; PAGE as usize] = core::array::from_fn(|index| pattern(index as u64));
+        check_ok!(controller.data().write(0, &bytes));
+        check_ok!(controller.transfer(Direction::Write, NAMESPACE, geometry, TEST_BLOCK, blocks, 0));
+        check_ok!(controller.data().zero());
+        check_eq!(check_ok!(holds_pattern(controller, 0)), false, "the buffer was cleared");
+        check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks, 0));
+        check!(check_ok!(holds_pattern(controller, 0)), "the blocks read back hold the pattern");
+        Ok(())
+    })?
+}
+
+fn a_read_crossing_a_page_uses_both_prps(_: &mut Buffer) -> Outcome {
+    let geometry = geometry()?;
+    let blocks = blocks_per_page(geometry);
+    let offset = PAGE / 2;
+    with_controller(|controller| -> Outcome {
+        check_ok!(controller.data().zero());
+        check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks, offset));
+        check!(check_ok!(holds_pattern(controller, offset)), "both halves arrived through PRP1 and PRP2");
+        Ok(())
+    })?
+}
+
+fn a_buffer_needing_a_prp_list_is_refused_before_the_device(_: &mut Buffer) -> Outcome {
+    let geometry = geometry()?;
+    // Two pages from a dword past a page boundary span three pages.
+    let blocks = 2 * blocks_per_page(geometry);
+    let refused =
+        with_controller(|controller| controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks, 4))?;
+    check_eq!(refused, Err(Error::PrpListUnsupported { pages: 3 }));
+    let too_long = with_controller(|controller| {
+        controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks + 1, 0)
+    })?;
+    check_eq!(too_long, Err(Error::PrpListUnsupported { pages: 3 }));
+    check!(DATA_BYTES == 2 * PAGE, "two pages is the most one transfer moves");
+    Ok(())
+}
+
+fn an_out_of_range_block_is_a_typed_error_and_the_driver_keeps_going(_: &mut Buffer) -> Outcome {
+    let geometry = geometry()?;
+    let past_the_end = geometry.blocks;
+    with_controller(|controller| -> Outcome {
+        let checked = controller.transfer(Direction::Read, NAMESPACE, geometry, past_the_end, 1, 0);
+        check_eq!(checked, Err(Error::BlockRange), "the driver refuses it before the device");
+        let device =
+            controller.transfer_unchecked(Direction::Read, NAMESPACE, geometry.block_shift, past_the_end, 1, 0);
+        let Err(Error::Command(status)) = device else { userlib::fail!("the device accepted a block past the end") };
+        defmt::info!("nvme: a read past the end completes with {}", status);
+        check!(status.is_lba_out_of_range(), "the device answers LBA out of range");
+        check_ok!(controller.data().zero());
+        check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks_per_page(geometry), 0));
+        check!(check_ok!(holds_pattern(controller, 0)), "the next read works and still finds the pattern");
+        Ok(())
+    })?
+}
