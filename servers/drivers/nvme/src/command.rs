@@ -60,12 +60,22 @@ fn queue_dword(queue: u16, entries: u16) -> Result<u32, Error> {
 }
 
 /// Create I/O Completion Queue `queue` of `entries` entries at device
-/// address `base` (physically contiguous), with interrupts off: the host
-/// polls it.
-pub fn create_completion_queue(command_id: u16, queue: u16, entries: u16, base: u64) -> Result<SubmissionEntry, Error> {
+/// address `base` (physically contiguous), raising MSI-X entry `vector`
+/// when it posts, or with interrupts off (`None`) for a host that polls.
+pub fn create_completion_queue(
+    command_id: u16,
+    queue: u16,
+    entries: u16,
+    base: u64,
+    vector: Option<u16>,
+) -> Result<SubmissionEntry, Error> {
     let mut dwords = [0; 6];
     dwords[0] = queue_dword(queue, entries)?;
-    dwords[1] = 1; // physically contiguous; IEN clear
+    // Bit 0: physically contiguous; bit 1: interrupts enabled; 31:16 the vector.
+    dwords[1] = match vector {
+        Some(vector) => (u32::from(vector) << 16) | 0b11,
+        None => 1,
+    };
     Ok(SubmissionEntry { opcode: admin::CREATE_COMPLETION_QUEUE, command_id, prp1: base, ..Default::default() }
         .with_dwords(dwords))
 }
@@ -142,11 +152,13 @@ mod tests {
 
     #[test]
     fn queue_creation_packs_size_identifier_and_completion_queue() {
-        let cq = create_completion_queue(1, 1, 64, 0x8000).unwrap();
+        let cq = create_completion_queue(1, 1, 64, 0x8000, None).unwrap();
         assert_eq!((cq.opcode, cq.prp1, cq.dwords[0], cq.dwords[1]), (0x05, 0x8000, (63 << 16) | 1, 1));
+        let interrupting = create_completion_queue(1, 1, 64, 0x8000, Some(3)).unwrap();
+        assert_eq!(interrupting.dwords[1], (3 << 16) | 0b11);
         let sq = create_submission_queue(2, 1, 64, 0x9000, 1).unwrap();
         assert_eq!((sq.opcode, sq.dwords[0], sq.dwords[1]), (0x01, (63 << 16) | 1, (1 << 16) | 1));
-        assert_eq!(create_completion_queue(1, 0, 64, 0), Err(Error::QueueSize));
+        assert_eq!(create_completion_queue(1, 0, 64, 0, None), Err(Error::QueueSize));
         assert_eq!(create_submission_queue(1, 1, 1, 0, 1), Err(Error::QueueSize));
     }
 

@@ -72,6 +72,8 @@ pub enum Error {
     OutOfBounds,
     /// Identify data is shorter than its structure or inconsistent.
     BadIdentify,
+    /// Waiting for a completion's interrupt failed other than by timing out.
+    InterruptWait,
     /// The I/O queues have not been created.
     NoQueue,
     /// A block range is empty or past the namespace's end (checked before

@@ -4,22 +4,24 @@
 //! registers and doorbells; the PCI server keeps the MSI-X table and PBA
 //! pages), maps one frame through its group's default domain for the
 //! queues and buffers, resets and enables the controller, identifies it
-//! and namespace 1, creates an I/O queue pair, and writes and reads blocks
-//! by polling completions. Each step is a test case of scenario `nvme`.
+//! and namespace 1, takes an MSI-X vector for its I/O completions, creates
+//! an I/O queue pair that raises it, and writes and reads blocks. Each
+//! step is a test case of scenario `nvme`.
 #![no_std]
 #![no_main]
 
 mod driver;
 
+use capabilities::pci::Bdf;
 use capabilities::protocol::Refused;
-use driver::controller::{Controller, DATA_BYTES, FRAME_PAGES};
+use driver::controller::{CompletionInterrupt, Controller, DATA_BYTES, FRAME_PAGES};
 use iommu_api::{Reply, Request};
 use nvme::Error;
 use nvme::command::Direction;
 use nvme::identify::Namespace;
 use nvme::queue::QueueMemory;
 use nvme::registers;
-use userlib::cap::{Cap, DeviceMemory, SlotPool, own};
+use userlib::cap::{Cap, DeviceMemory, Interrupt, SlotPool, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::testkit::{self, Outcome};
@@ -46,11 +48,18 @@ const NAMESPACE: u32 = 1;
 const IMAGE_BYTES: u64 = 16 << 20;
 /// The block the pattern goes to.
 const TEST_BLOCK: u64 = 77;
+/// The MSI-X entry the I/O completion queue raises: not entry 0, which
+/// the admin queue always raises, so each interrupt is an I/O completion.
+const IO_VECTOR: u16 = 1;
 
 /// Cases share the controller and namespace 1's geometry: they run one
 /// after the other, in this task.
 static CONTROLLER: spin::Mutex<Option<Controller>> = spin::Mutex::new(None);
 static GEOMETRY: spin::Once<Namespace> = spin::Once::new();
+/// The task's free slots, shared by the cases that take capabilities.
+static SLOTS: spin::Mutex<SlotPool> = spin::Mutex::new(SlotPool::new());
+/// The controller's address, for the PCI server's MSI-X requests.
+static DEVICE: spin::Once<Bdf> = spin::Once::new();
 
 fn main() -> u64 {
     testkit::run(userlib::cases![
@@ -59,8 +68,10 @@ fn main() -> u64 {
         the_controller_resets_and_enables_with_its_admin_queue,
         identify_controller_names_qemus_nvme_and_the_machines_serial,
         identify_namespace_1_is_the_drive_image,
+        an_msix_vector_is_taken_for_io_completions,
         an_io_queue_pair_is_created,
         a_pattern_written_to_a_block_reads_back,
+        io_completions_arrive_by_their_msix_vector,
         a_read_crossing_a_page_uses_both_prps,
         a_buffer_needing_a_prp_list_is_refused_before_the_device,
         an_out_of_range_block_is_a_typed_error_and_the_driver_keeps_going
@@ -79,7 +90,7 @@ fn geometry() -> Result<&'static Namespace, testkit::Failure> {
 }
 
 fn probe_grants_bar0_without_the_msix_pages_and_a_dma_handle(buffer: &mut Buffer) -> Outcome {
-    let mut slots = SlotPool::new();
+    let mut slots = SLOTS.lock();
     let (Some(window), Some(frame)) = (slots.take_run(pci_api::client::GRANT_SLOTS), slots.take()) else {
         userlib::fail!("no free slots");
     };
@@ -109,6 +120,7 @@ fn probe_grants_bar0_without_the_msix_pages_and_a_dma_handle(buffer: &mut Buffer
     // is the driver's, before the controller is enabled.
     check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, granted.grant.device).map_err(Refused::logged));
     *CONTROLLER.lock() = Some(controller);
+    DEVICE.call_once(|| granted.grant.device);
     Ok(())
 }
 
@@ -158,6 +170,25 @@ fn identify_namespace_1_is_the_drive_image(_: &mut Buffer) -> Outcome {
     Ok(())
 }
 
+fn an_msix_vector_is_taken_for_io_completions(buffer: &mut Buffer) -> Outcome {
+    let Some(&device) = DEVICE.get() else { userlib::fail!("no device probed") };
+    let (Some(slot), Some(raised)) = ({ SLOTS.lock().take() }, { SLOTS.lock().take() }) else {
+        userlib::fail!("no free slots");
+    };
+    let vectors = check_ok!(
+        pci_api::client::msix_vectors(PCI.get(), buffer, device, IO_VECTOR, 1, slot).map_err(Refused::logged)
+    );
+    check_eq!(vectors.len(), 1);
+    let raised = check_ok!(objects::create_notification(raised));
+    let interrupt = Cap::<Interrupt>::at(slot);
+    check_ok!(interrupt.bind(raised, 1));
+    defmt::info!("nvme: I/O completions raise MSI-X entry {=u16}, CPU vector {=u8}", IO_VECTOR, vectors[0]);
+    with_controller(|controller| {
+        controller.use_interrupt(CompletionInterrupt { entry: IO_VECTOR, interrupt, raised })
+    })?;
+    Ok(())
+}
+
 fn an_io_queue_pair_is_created(_: &mut Buffer) -> Outcome {
     check_ok!(with_controller(Controller::create_io_queues)?);
     Ok(())
@@ -196,6 +227,18 @@ fn a_pattern_written_to_a_block_reads_back(_: &mut Buffer) -> Outcome {
         check_eq!(check_ok!(holds_pattern(controller, 0)), false, "the buffer was cleared");
         check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks, 0));
         check!(check_ok!(holds_pattern(controller, 0)), "the blocks read back hold the pattern");
+        Ok(())
+    })?
+}
+
+fn io_completions_arrive_by_their_msix_vector(_: &mut Buffer) -> Outcome {
+    let geometry = geometry()?;
+    with_controller(|controller| -> Outcome {
+        let before = controller.interrupts_taken();
+        check_ok!(controller.data().zero());
+        check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks_per_page(geometry), 0));
+        check!(controller.interrupts_taken() > before, "the read's completion raised the vector");
+        check!(check_ok!(holds_pattern(controller, 0)), "and the data is there");
         Ok(())
     })?
 }

@@ -1,17 +1,19 @@
 //! One NVMe controller driven through BAR0 and the driver's DMA frame.
 //!
-//! Commands run one at a time per queue, each waited for by polling its
-//! completion queue. The controller states no bound for a command, so the
-//! wait uses CAP.TO, its own worst case for becoming ready: a controller
-//! slower than that is treated as hung.
+//! Commands run one at a time per queue. Admin completions are polled;
+//! I/O completions are polled too until the driver gives the controller
+//! an MSI-X vector, and are then waited for on it. The controller states
+//! no bound for a command, so the wait uses CAP.TO, its own worst case for
+//! becoming ready: a controller slower than that is treated as hung.
 
+use capabilities::ErrorCode;
 use nvme::command::{self, Direction, Identify};
 use nvme::identify::{self, IDENTIFY_BYTES, Namespace};
 use nvme::pair::QueuePair;
 use nvme::queue::{CompletionEntry, QueueMemory, SubmissionEntry};
 use nvme::registers::{self, Capabilities, ControllerStatus};
 use nvme::{Error, prp};
-use userlib::cap::{DeviceMemory, Frame};
+use userlib::cap::{Cap, DeviceMemory, Frame, Interrupt, Notification};
 use userlib::mmio::Mapping;
 use userlib::syscall;
 
@@ -39,6 +41,18 @@ const ENTRIES: u16 = 16;
 /// The I/O queue pair's identifier.
 const IO_QUEUE: u16 = 1;
 
+/// An MSI-X vector the I/O completion queue raises, delivered as a bit of
+/// the driver's notification.
+#[derive(Clone, Copy)]
+pub struct CompletionInterrupt {
+    /// The MSI-X table entry, as Create I/O Completion Queue names it.
+    pub entry: u16,
+    /// The interrupt capability the PCI server granted for the entry.
+    pub interrupt: Cap<Interrupt>,
+    /// The notification it is bound to.
+    pub raised: Cap<Notification>,
+}
+
 /// A controller and the host's side of its queues.
 pub struct Controller {
     registers: Mapping<DeviceMemory>,
@@ -48,6 +62,8 @@ pub struct Controller {
     pub capabilities: Capabilities,
     admin: QueuePair,
     io: Option<QueuePair>,
+    interrupt: Option<CompletionInterrupt>,
+    interrupts_taken: u64,
 }
 
 fn region(memory: &Mapping<Frame>, iova: u64, first: u64, pages: u64) -> Region<'_> {
@@ -65,7 +81,16 @@ impl Controller {
         if capabilities.completion_doorbell(IO_QUEUE) + 4 > registers.len() {
             return Err(Error::OutOfBounds);
         }
-        Ok(Self { registers, memory, iova, capabilities, admin: QueuePair::new(0, ENTRIES)?, io: None })
+        Ok(Self {
+            registers,
+            memory,
+            iova,
+            capabilities,
+            admin: QueuePair::new(0, ENTRIES)?,
+            io: None,
+            interrupt: None,
+            interrupts_taken: 0,
+        })
     }
 
     /// The version register.
@@ -126,20 +151,36 @@ impl Controller {
         self.wait_ready(true)
     }
 
-    /// Runs one command on `pair` and waits for its completion.
+    /// Runs one command on `pair` and waits for its completion: on
+    /// `interrupt` if given, else by polling.
     fn execute(
-        &self,
+        &mut self,
         pair: &mut QueuePair,
         (submission_page, completion_page): (u64, u64),
+        interrupt: Option<CompletionInterrupt>,
         build: impl FnOnce(u16) -> Result<SubmissionEntry, Error>,
     ) -> Result<CompletionEntry, Error> {
         let mut submissions = region(&self.memory, self.iova, submission_page, 1);
-        let completions = region(&self.memory, self.iova, completion_page, 1);
         let tail = pair.submit(&mut submissions, build)?;
         self.write32(self.capabilities.submission_doorbell(pair.id()), u32::from(tail))?;
         let bound = self.capabilities.ready_timeout_micros;
         let deadline = syscall::now() + bound;
         loop {
+            // With an interrupt, wait for it before looking: the message for
+            // this command comes after the doorbell, so it is never lost to
+            // a completion seen early; a stale one costs one more look.
+            if let Some(interrupt) = interrupt {
+                let left = deadline.saturating_sub(syscall::now()).max(1);
+                match interrupt.raised.wait(0, left) {
+                    Ok(_) => {
+                        interrupt.interrupt.acknowledge().map_err(|_| Error::InterruptWait)?;
+                        self.interrupts_taken += 1;
+                    }
+                    Err(ErrorCode::TimedOut) => {}
+                    Err(_) => return Err(Error::InterruptWait),
+                }
+            }
+            let completions = region(&self.memory, self.iova, completion_page, 1);
             if let Some((entry, head)) = pair.reap(&completions)? {
                 self.write32(self.capabilities.completion_doorbell(pair.id()), u32::from(head))?;
                 return entry.outcome().map(|_| entry);
@@ -149,13 +190,25 @@ impl Controller {
                 pair.abandon();
                 return Err(Error::Timeout { micros: bound });
             }
-            syscall::yield_now();
+            if interrupt.is_none() {
+                syscall::yield_now();
+            }
         }
+    }
+
+    /// Has the I/O completion queue, once created, raise `interrupt`.
+    pub fn use_interrupt(&mut self, interrupt: CompletionInterrupt) {
+        self.interrupt = Some(interrupt);
+    }
+
+    /// Completion interrupts taken so far.
+    pub fn interrupts_taken(&self) -> u64 {
+        self.interrupts_taken
     }
 
     fn admin(&mut self, build: impl FnOnce(u16) -> Result<SubmissionEntry, Error>) -> Result<CompletionEntry, Error> {
         let mut pair = self.admin;
-        let result = self.execute(&mut pair, (page::ADMIN_SUBMISSIONS, page::ADMIN_COMPLETIONS), build);
+        let result = self.execute(&mut pair, (page::ADMIN_SUBMISSIONS, page::ADMIN_COMPLETIONS), None, build);
         self.admin = pair;
         result
     }
@@ -188,7 +241,8 @@ impl Controller {
         submissions.zero()?;
         completions.zero()?;
         let (submissions, completions) = (submissions.iova, completions.iova);
-        self.admin(|id| command::create_completion_queue(id, IO_QUEUE, ENTRIES, completions))?;
+        let vector = self.interrupt.map(|interrupt| interrupt.entry);
+        self.admin(|id| command::create_completion_queue(id, IO_QUEUE, ENTRIES, completions, vector))?;
         self.admin(|id| command::create_submission_queue(id, IO_QUEUE, ENTRIES, submissions, IO_QUEUE))?;
         self.io = Some(QueuePair::new(IO_QUEUE, ENTRIES)?);
         Ok(())
@@ -228,7 +282,8 @@ impl Controller {
             return Err(Error::BadBuffer);
         }
         let mut pair = self.io.ok_or(Error::NoQueue)?;
-        let result = self.execute(&mut pair, (page::IO_SUBMISSIONS, page::IO_COMPLETIONS), |id| {
+        let interrupt = self.interrupt;
+        let result = self.execute(&mut pair, (page::IO_SUBMISSIONS, page::IO_COMPLETIONS), interrupt, |id| {
             command::transfer(id, direction, namespace, first, blocks, prp)
         });
         self.io = Some(pair);
