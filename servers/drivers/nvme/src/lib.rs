@@ -14,6 +14,7 @@ pub mod pair;
 pub mod prp;
 pub mod queue;
 pub mod registers;
+pub mod wait;
 
 #[cfg(test)]
 mod model;

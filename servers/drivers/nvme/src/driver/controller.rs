@@ -12,6 +12,7 @@ use nvme::identify::{self, IDENTIFY_BYTES, Namespace};
 use nvme::pair::QueuePair;
 use nvme::queue::{CompletionEntry, QueueMemory, SubmissionEntry};
 use nvme::registers::{self, Capabilities, ControllerStatus};
+use nvme::wait::{self, Clock};
 use nvme::{Error, prp};
 use userlib::cap::{Cap, DeviceMemory, Frame, Interrupt, Notification};
 use userlib::mmio::Mapping;
@@ -70,6 +71,44 @@ fn region(memory: &Mapping<Frame>, iova: u64, first: u64, pages: u64) -> Region<
     Region::new(memory, iova, first, pages)
 }
 
+/// Waits by yielding between looks.
+struct Polling;
+
+impl Clock for Polling {
+    fn now_micros(&self) -> u64 {
+        syscall::now()
+    }
+
+    fn pause(&mut self, _: u64) -> Result<(), Error> {
+        syscall::yield_now();
+        Ok(())
+    }
+}
+
+/// Waits by sleeping until the completion interrupt, counting each taken.
+struct Interrupted {
+    interrupt: CompletionInterrupt,
+    taken: u64,
+}
+
+impl Clock for Interrupted {
+    fn now_micros(&self) -> u64 {
+        syscall::now()
+    }
+
+    fn pause(&mut self, micros: u64) -> Result<(), Error> {
+        match self.interrupt.raised.wait(0, micros.max(1)) {
+            Ok(_) => {
+                self.interrupt.interrupt.acknowledge().map_err(|_| Error::InterruptWait)?;
+                self.taken += 1;
+                Ok(())
+            }
+            Err(ErrorCode::TimedOut) => Ok(()),
+            Err(_) => Err(Error::InterruptWait),
+        }
+    }
+}
+
 impl Controller {
     /// The controller behind `registers`, with `memory` mapped for the
     /// device at `iova`; nothing is written to it yet.
@@ -117,14 +156,7 @@ impl Controller {
     /// Waits, at most CAP.TO, for CSTS.RDY to read `ready`.
     fn wait_ready(&self, ready: bool) -> Result<(), Error> {
         let bound = self.capabilities.ready_timeout_micros;
-        let deadline = syscall::now() + bound;
-        while !self.status()?.reached(ready)? {
-            if syscall::now() > deadline {
-                return Err(Error::Timeout { micros: bound });
-            }
-            syscall::yield_now();
-        }
-        Ok(())
+        wait::until(&mut Polling, bound, || Ok(self.status()?.reached(ready)?.then_some(())))
     }
 
     /// Disables the controller (CC.EN cleared), which resets its queues,
@@ -164,36 +196,36 @@ impl Controller {
         let tail = pair.submit(&mut submissions, build)?;
         self.write32(self.capabilities.submission_doorbell(pair.id()), u32::from(tail))?;
         let bound = self.capabilities.ready_timeout_micros;
-        let deadline = syscall::now() + bound;
-        loop {
-            // With an interrupt, wait for it before looking: the message for
-            // this command comes after the doorbell, so it is never lost to
-            // a completion seen early; a stale one costs one more look.
-            if let Some(interrupt) = interrupt {
-                let left = deadline.saturating_sub(syscall::now()).max(1);
-                match interrupt.raised.wait(0, left) {
-                    Ok(_) => {
-                        interrupt.interrupt.acknowledge().map_err(|_| Error::InterruptWait)?;
-                        self.interrupts_taken += 1;
-                    }
-                    Err(ErrorCode::TimedOut) => {}
-                    Err(_) => return Err(Error::InterruptWait),
-                }
+        let this = &*self;
+        let look = |pair: &mut QueuePair| -> Result<Option<CompletionEntry>, Error> {
+            let completions = region(&this.memory, this.iova, completion_page, 1);
+            let Some((entry, head)) = pair.reap(&completions)? else {
+                this.status()?.reached(true)?;
+                return Ok(None);
+            };
+            this.write32(this.capabilities.completion_doorbell(pair.id()), u32::from(head))?;
+            Ok(Some(entry))
+        };
+        let waited = match interrupt {
+            Some(interrupt) => {
+                // Wait for the interrupt before the first look: the message
+                // for this command comes after the doorbell, so it is never
+                // left pending by a completion seen early; a stale one costs
+                // one more look.
+                let mut clock = Interrupted { interrupt, taken: 0 };
+                let mut first = true;
+                let waited =
+                    wait::until(&mut clock, bound, || if core::mem::take(&mut first) { Ok(None) } else { look(pair) });
+                self.interrupts_taken += clock.taken;
+                waited
             }
-            let completions = region(&self.memory, self.iova, completion_page, 1);
-            if let Some((entry, head)) = pair.reap(&completions)? {
-                self.write32(self.capabilities.completion_doorbell(pair.id()), u32::from(head))?;
-                return entry.outcome().map(|_| entry);
-            }
-            self.status()?.reached(true)?;
-            if syscall::now() > deadline {
-                pair.abandon();
-                return Err(Error::Timeout { micros: bound });
-            }
-            if interrupt.is_none() {
-                syscall::yield_now();
-            }
+            None => wait::until(&mut Polling, bound, || look(pair)),
+        };
+        if let Err(Error::Timeout { .. }) = waited {
+            pair.abandon();
         }
+        let entry = waited?;
+        entry.outcome().map(|_| entry)
     }
 
     /// Has the I/O completion queue, once created, raise `interrupt`.
