@@ -319,7 +319,24 @@ impl Controller {
             command::transfer(id, direction, namespace, first, blocks, prp)
         });
         self.io = Some(pair);
-        result.map(|_| ())
+        match result {
+            // A controller that stopped answering, or says it is broken,
+            // gets a reset and fresh queues, so the next command has a
+            // chance; this one's error is still the caller's to see.
+            Err(error @ (Error::Timeout { .. } | Error::ControllerFatal)) => {
+                self.recover()?;
+                Err(error)
+            }
+            result => result.map(|_| ()),
+        }
+    }
+
+    /// Resets the controller and builds its admin and I/O queues again;
+    /// the namespace's data stays.
+    pub fn recover(&mut self) -> Result<(), Error> {
+        self.reset()?;
+        self.enable()?;
+        self.create_io_queues()
     }
 
     /// The data pages, for the caller to fill and check.
