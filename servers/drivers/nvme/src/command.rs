@@ -6,12 +6,8 @@ use crate::queue::SubmissionEntry;
 
 /// Admin opcodes.
 pub mod admin {
-    /// Delete I/O Submission Queue.
-    pub const DELETE_SUBMISSION_QUEUE: u8 = 0x00;
     /// Create I/O Submission Queue.
     pub const CREATE_SUBMISSION_QUEUE: u8 = 0x01;
-    /// Delete I/O Completion Queue.
-    pub const DELETE_COMPLETION_QUEUE: u8 = 0x04;
     /// Create I/O Completion Queue.
     pub const CREATE_COMPLETION_QUEUE: u8 = 0x05;
     /// Identify.
@@ -20,8 +16,6 @@ pub mod admin {
 
 /// NVM command set I/O opcodes.
 pub mod io {
-    /// Flush.
-    pub const FLUSH: u8 = 0x00;
     /// Write.
     pub const WRITE: u8 = 0x01;
     /// Read.
