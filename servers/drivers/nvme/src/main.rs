@@ -21,7 +21,7 @@ use nvme::command::Direction;
 use nvme::identify::Namespace;
 use nvme::queue::QueueMemory;
 use nvme::registers;
-use userlib::cap::{Cap, DeviceMemory, Interrupt, SlotPool, own};
+use userlib::cap::{Cap, DeviceMemory, Endpoint, Interrupt, SlotPool, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::testkit::{self, Outcome};
@@ -60,6 +60,8 @@ static GEOMETRY: spin::Once<Namespace> = spin::Once::new();
 static SLOTS: spin::Mutex<SlotPool> = spin::Mutex::new(SlotPool::new());
 /// The controller's address, for the PCI server's MSI-X requests.
 static DEVICE: spin::Once<Bdf> = spin::Once::new();
+/// The DMA handle on the controller's group, for its fault log.
+static HANDLE: spin::Once<Cap<Endpoint>> = spin::Once::new();
 
 fn main() -> u64 {
     testkit::run(userlib::cases![
@@ -75,7 +77,8 @@ fn main() -> u64 {
         a_read_crossing_a_page_uses_both_prps,
         a_buffer_needing_a_prp_list_is_refused_before_the_device,
         an_out_of_range_block_is_a_typed_error_and_the_driver_keeps_going,
-        a_reset_controller_gets_fresh_queues_and_keeps_its_data
+        a_reset_controller_gets_fresh_queues_and_keeps_its_data,
+        a_read_aimed_past_the_frame_is_blocked_and_lands_in_the_fault_log
     ])
 }
 
@@ -122,6 +125,7 @@ fn probe_grants_bar0_without_the_msix_pages_and_a_dma_handle(buffer: &mut Buffer
     check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, granted.grant.device).map_err(Refused::logged));
     *CONTROLLER.lock() = Some(controller);
     DEVICE.call_once(|| granted.grant.device);
+    HANDLE.call_once(|| Cap::at(handle));
     Ok(())
 }
 
@@ -300,6 +304,57 @@ fn a_reset_controller_gets_fresh_queues_and_keeps_its_data(_: &mut Buffer) -> Ou
         check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks_per_page(geometry), 0));
         check!(check_ok!(holds_pattern(controller, 0)), "the pattern is still on the namespace");
         check!(controller.interrupts_taken() > before, "the new I/O queue raises the same MSI-X entry");
+        Ok(())
+    })?
+}
+
+/// The byte the data pages hold while the controller is aimed elsewhere.
+const CANARY: u8 = 0x3c;
+/// How long the IOMMU server may take to drain a fault into the log.
+const FAULT_ARRIVAL_US: u64 = 1_000_000;
+
+/// The fault records on the controller's group that name `address`'s page.
+fn faults_at(buffer: &mut Buffer, address: u64) -> Result<usize, testkit::Failure> {
+    let Some(&handle) = HANDLE.get() else { userlib::fail!("no DMA handle") };
+    let reply = check_ok!(iommu_api::client::request(handle, buffer, &Request::Faults, &[]).map_err(Refused::logged));
+    let Reply::Faults { records, .. } = reply else { userlib::fail!("Faults answered with no records") };
+    let page = address & !(PAGE - 1);
+    Ok(records.iter().filter(|fault| fault.address == page && fault.write).count())
+}
+
+/// The controller aimed at an IOVA nothing maps: its write is blocked and
+/// lands in the group's fault log, and the driver's pages keep their canary.
+fn a_read_aimed_past_the_frame_is_blocked_and_lands_in_the_fault_log(buffer: &mut Buffer) -> Outcome {
+    let geometry = geometry()?;
+    let stray = with_controller(|controller| controller.past_the_frame())?;
+    let outcome = with_controller(|controller| -> Result<Result<(), Error>, testkit::Failure> {
+        let canary = [CANARY; PAGE as usize];
+        check_ok!(controller.data().write(0, &canary));
+        check_ok!(controller.data().write(PAGE as usize, &canary));
+        let prp = nvme::prp::Prp { first: stray, second: 0 };
+        Ok(controller.transfer_at(Direction::Read, NAMESPACE, TEST_BLOCK, blocks_per_page(geometry), prp))
+    })??;
+    // QEMU 7.2's nvme completes this read successfully: the IOMMU's
+    // refusal of its write does not reach the command's status. What the
+    // case requires is what the IOMMU guarantees: the write blocked and
+    // logged, and no memory of the driver's touched instead.
+    defmt::info!("nvme: a read into unmapped IOVA {=u64:#x} completes with {}", stray, outcome);
+    let deadline = userlib::syscall::now() + FAULT_ARRIVAL_US;
+    let mut logged = faults_at(buffer, stray)?;
+    while logged == 0 && userlib::syscall::now() < deadline {
+        userlib::syscall::yield_now();
+        logged = faults_at(buffer, stray)?;
+    }
+    check!(logged > 0, "the blocked write is in the group's fault log at that page");
+    with_controller(|controller| -> Outcome {
+        let mut read = [0u8; PAGE as usize];
+        for half in 0..2 {
+            check_ok!(controller.data().read(half * PAGE as usize, &mut read));
+            check!(read.iter().all(|&byte| byte == CANARY), "the driver's data pages are untouched");
+        }
+        check_ok!(controller.data().zero());
+        check_ok!(controller.transfer(Direction::Read, NAMESPACE, geometry, TEST_BLOCK, blocks_per_page(geometry), 0));
+        check!(check_ok!(holds_pattern(controller, 0)), "the next read works");
         Ok(())
     })?
 }

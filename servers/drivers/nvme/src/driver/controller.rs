@@ -313,6 +313,20 @@ impl Controller {
         if offset + length > DATA_BYTES {
             return Err(Error::BadBuffer);
         }
+        self.transfer_at(direction, namespace, first, blocks, prp)
+    }
+
+    /// Sends a Read or Write whose data is wherever `prp` says, even
+    /// outside the driver's frame: how a test aims the controller at an
+    /// IOVA nobody mapped, to see the IOMMU block it.
+    pub fn transfer_at(
+        &mut self,
+        direction: Direction,
+        namespace: u32,
+        first: u64,
+        blocks: u32,
+        prp: prp::Prp,
+    ) -> Result<(), Error> {
         let mut pair = self.io.ok_or(Error::NoQueue)?;
         let interrupt = self.interrupt;
         let result = self.execute(&mut pair, (page::IO_SUBMISSIONS, page::IO_COMPLETIONS), interrupt, |id| {
@@ -337,6 +351,11 @@ impl Controller {
         self.reset()?;
         self.enable()?;
         self.create_io_queues()
+    }
+
+    /// The first IOVA past the driver's frame, which nothing maps.
+    pub fn past_the_frame(&self) -> u64 {
+        self.iova + FRAME_PAGES * PAGE
     }
 
     /// The data pages, for the caller to fill and check.
