@@ -76,10 +76,6 @@ impl Kernel {
     pub fn load(&mut self, m: &mut impl Machine, image: &BootImage) -> Result<usize, ImageError> {
         let header = image.header();
         let objects = self.create_boot_objects(header.endpoints, header.notifications);
-        let mut specs: Vec<
-            (Option<TaskId>, Vec<BootCap, { capabilities::manifest::MAX_BOOT_CAPS }>),
-            { capabilities::manifest::MAX_TASKS },
-        > = Vec::new();
         let mut ids: Vec<Option<TaskId>, { capabilities::manifest::MAX_TASKS }> = Vec::new();
         for (index, task) in image.tasks().enumerate() {
             let task = task?;
@@ -103,11 +99,13 @@ impl Kernel {
                 }
             };
             let _ = ids.push(created);
-            let _ = specs.push((created, task.caps.clone()));
         }
-        for (id, caps) in &specs {
-            let Some(id) = *id else { continue };
-            for cap in caps {
+        // A capability may name any task, so capabilities go in once every
+        // task exists: a second pass decodes the records again (the first
+        // checked them) rather than keeping every task's list on the stack.
+        for (task, id) in image.tasks().zip(&ids) {
+            let (Ok(task), Some(id)) = (task, *id) else { continue };
+            for cap in &task.caps {
                 if let Err(problem) = self.install_boot_cap(m, id, cap, &objects, &ids) {
                     error!(
                         "task {=str}: boot capability in slot {=u16} not installed: {}",
