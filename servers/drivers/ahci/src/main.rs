@@ -5,8 +5,9 @@
 //! its ABAR (BAR5), maps one frame through the group's default domain for
 //! the command list, received FISes, a command table and data, starts
 //! the first port with a disk, identifies it, and writes and reads
-//! sectors, completing by polling. Each step is a test case of scenario
-//! `ahci`.
+//! sectors, each command's completion arriving by MSI (the PCI server
+//! programmed it with the IOMMU server's remapped message). Each step is
+//! a test case of scenario `ahci`.
 #![no_std]
 #![no_main]
 
@@ -15,9 +16,12 @@ use ahci::command::{self, Buffer as Data, SECTOR};
 use ahci::fis::AtaCommand;
 use ahci::hba::{self, port, reg};
 use ahci::identify::Disk;
+use capabilities::abi::ipc::NONBLOCK;
 use capabilities::protocol::Refused;
+use core::sync::atomic::{AtomicU32, Ordering};
 use iommu_api::{Reply, Request};
-use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, SlotPool, own};
+
+use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, Notification, SlotPool, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::testkit::{self, Outcome};
@@ -46,9 +50,14 @@ const TEST_SECTORS: u64 = 8;
 const POLL_US: u64 = 1_000;
 const POLLS: u32 = 2_000;
 
-/// The controller once started: its registers, its port and the frame.
+/// The notification bit the controller's MSI sets.
+const INTERRUPT_BIT: u64 = 1 << 1;
+
+/// The controller once started: its registers, its interrupt, its port
+/// and the frame.
 struct Hba {
     registers: Mapping<DeviceMemory>,
+    interrupt: Cap<Interrupt>,
     port: u64,
     memory: Mapping<Frame>,
     iova: u64,
@@ -56,8 +65,10 @@ struct Hba {
 }
 
 static HBA: spin::Mutex<Option<Hba>> = spin::Mutex::new(None);
-/// A notification to sleep on between polls.
-static SLEEP: spin::Once<Cap<userlib::cap::Notification>> = spin::Once::new();
+/// The notification the driver sleeps on, which the MSI also sets.
+static SLEEP: spin::Once<Cap<Notification>> = spin::Once::new();
+/// Commands whose end the MSI announced.
+static INTERRUPTED: AtomicU32 = AtomicU32::new(0);
 
 fn main() -> u64 {
     testkit::run(userlib::cases![
@@ -69,10 +80,9 @@ fn main() -> u64 {
     ])
 }
 
-fn sleep() {
-    if let Some(sleep) = SLEEP.get() {
-        let _ = sleep.wait(0, POLL_US);
-    }
+/// Sleeps until the MSI or a poll's time; whether the MSI came.
+fn sleep() -> bool {
+    SLEEP.get().is_some_and(|sleep| sleep.wait(0, POLL_US).is_ok_and(|bits| bits & INTERRUPT_BIT != 0))
 }
 
 /// Polls `done` until it holds, at most [`POLLS`] times.
@@ -93,8 +103,8 @@ fn probe_grants_the_abar_and_a_dma_handle(buffer: &mut Buffer) -> Outcome {
     };
     let granted = check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, window).map_err(Refused::logged));
     let abar = granted.grant.bars.iter().position(|bar| bar.index == ABAR).and_then(|n| granted.bar(n));
-    let (Some(abar), Some(handle)) = (abar, granted.dma_handle()) else {
-        userlib::fail!("the grant lacks the ABAR or the DMA handle");
+    let (Some(abar), Some(interrupt), Some(handle)) = (abar, granted.interrupt(), granted.dma_handle()) else {
+        userlib::fail!("the grant lacks the ABAR, the MSI or the DMA handle");
     };
     defmt::info!("ahci holds {} (IOMMU group {})", granted.grant.device, granted.group());
     let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(abar), ABAR_VIRT, true));
@@ -105,10 +115,12 @@ fn probe_grants_the_abar_and_a_dma_handle(buffer: &mut Buffer) -> Outcome {
         check_ok!(iommu_api::client::request(handle, buffer, &request, &[frame.slot()]).map_err(Refused::logged));
     let Reply::Mapped { iova } = reply else { userlib::fail!("DmaMap answered with no IOVA") };
     let memory = check_ok!(Mapping::map(own::SPACE, frame, FRAME_VIRT, true));
-    SLEEP.call_once(|| Cap::at(sleep));
-    check_ok!(objects::create_notification(sleep));
+    let sleep = check_ok!(objects::create_notification(sleep));
+    let interrupt = Cap::<Interrupt>::at(interrupt);
+    check_ok!(interrupt.bind(sleep, INTERRUPT_BIT));
+    SLEEP.call_once(|| sleep);
     check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, granted.grant.device).map_err(Refused::logged));
-    *HBA.lock() = Some(Hba { registers, port: 0, memory, iova, disk: None });
+    *HBA.lock() = Some(Hba { registers, interrupt, port: 0, memory, iova, disk: None });
     Ok(())
 }
 
@@ -156,6 +168,9 @@ impl Hba {
         let tfd = self.port_reg(port::TFD);
         wait("the device to be ready", || self.read(tfd) as u8 & (hba::STATUS_BUSY | hba::STATUS_DRQ) == 0)?;
         self.write(cmd, self.read(cmd) | hba::CMD_START);
+        // A command's end (its register FIS) and any error interrupt.
+        self.write(self.port_reg(port::IE), hba::IS_D2H_REGISTER | hba::IS_ERRORS);
+        self.write(reg::GHC, self.read(reg::GHC) | hba::GHC_INTERRUPTS);
         Ok(found)
     }
 
@@ -173,10 +188,28 @@ impl Hba {
         let _ = self.memory.write_back(0, DATA_OFFSET + bytes);
         self.write(self.port_reg(port::IS), u32::MAX);
         self.write(self.port_reg(port::CI), 1);
-        let ci = self.port_reg(port::CI);
-        let is = self.port_reg(port::IS);
-        wait("the command to end", || self.read(ci) & 1 == 0 || self.read(is) & hba::IS_ERRORS != 0)?;
-        hba::outcome(self.read(self.port_reg(port::TFD)), self.read(is))
+        let (ci, is) = (self.port_reg(port::CI), self.port_reg(port::IS));
+        let mut interrupted = false;
+        for _ in 0..POLLS {
+            if self.read(ci) & 1 == 0 || self.read(is) & hba::IS_ERRORS != 0 {
+                break;
+            }
+            interrupted |= sleep();
+        }
+        if self.read(ci) & 1 != 0 && self.read(is) & hba::IS_ERRORS == 0 {
+            return Err(Error::Timeout { waiting_for: "the command to end" });
+        }
+        let status = self.read(is);
+        // Acknowledge at the port, at the HBA, then at the kernel.
+        self.write(is, status);
+        self.write(reg::IS, 1 << ((self.port - hba::port_base(0)) / 0x80));
+        if interrupted
+            || SLEEP.get().is_some_and(|sleep| sleep.wait(NONBLOCK, 0).is_ok_and(|bits| bits & INTERRUPT_BIT != 0))
+        {
+            INTERRUPTED.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self.interrupt.acknowledge();
+        hba::outcome(self.read(self.port_reg(port::TFD)), status)
     }
 }
 
@@ -239,6 +272,7 @@ fn a_pattern_written_to_sectors_reads_back(_: &mut Buffer) -> Outcome {
         Ok((0..bytes).all(|i| hba.memory.read8(DATA_OFFSET + i) == Some(pattern(i))))
     });
     check!(check_ok!(outcome.map_err(error_code)), "the sectors read back hold what was written");
+    check!(INTERRUPTED.load(Ordering::Relaxed) >= 3, "IDENTIFY, the write and the read each ended with an MSI");
     Ok(())
 }
 
