@@ -8,6 +8,12 @@
 //! sectors, each command's completion arriving by MSI (the PCI server
 //! programmed it with the IOMMU server's remapped message). Each step is
 //! a test case of scenario `ahci`.
+//!
+//! With the parameter `user-owned` it is instead a user task that owns
+//! the whole ICH9 group (scenario `ahci-user`): it claims the group,
+//! creates an I/O address space and attaches the group, acquires the
+//! controller from the PCI server and maps its frame at an IOVA of its
+//! own choice; the rest is the same code.
 #![no_std]
 #![no_main]
 
@@ -17,8 +23,10 @@ use ahci::fis::AtaCommand;
 use ahci::hba::{self, port, reg};
 use ahci::identify::Disk;
 use capabilities::abi::ipc::NONBLOCK;
+use capabilities::pci::Bdf;
 use capabilities::protocol::Refused;
 use core::sync::atomic::{AtomicU32, Ordering};
+use iommu_api::client::group;
 use iommu_api::{Reply, Request};
 
 use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Interrupt, Notification, SlotPool, own};
@@ -28,6 +36,7 @@ use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok, objects};
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::cap_slot!(IOMMU: Endpoint = "iommu", optional);
 userlib::entry!(main);
 
 /// The ABAR is BAR5.
@@ -70,7 +79,21 @@ static SLEEP: spin::Once<Cap<Notification>> = spin::Once::new();
 /// Commands whose end the MSI announced.
 static INTERRUPTED: AtomicU32 = AtomicU32::new(0);
 
+/// The controller's address on every q35 machine.
+const SATA: Bdf = Bdf::at(0, 0x1f, 2);
+/// Where a user owner maps its frame in its own address space.
+const USER_IOVA: u64 = 0x10_0000;
+
 fn main() -> u64 {
+    if userlib::boot::parameter("user-owned", 0) != 0 {
+        return testkit::run(userlib::cases![
+            the_user_owns_the_group_and_its_own_address_space,
+            the_first_port_with_a_disk_starts,
+            identify_reports_the_disk,
+            a_pattern_written_to_sectors_reads_back,
+            sectors_past_the_disk_are_refused
+        ]);
+    }
     testkit::run(userlib::cases![
         probe_grants_the_abar_and_a_dma_handle,
         the_first_port_with_a_disk_starts,
@@ -107,21 +130,64 @@ fn probe_grants_the_abar_and_a_dma_handle(buffer: &mut Buffer) -> Outcome {
         userlib::fail!("the grant lacks the ABAR, the MSI or the DMA handle");
     };
     defmt::info!("ahci holds {} (IOMMU group {})", granted.grant.device, granted.group());
-    let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(abar), ABAR_VIRT, true));
     let frame = check_ok!(objects::alloc_frame(frame, FRAME_PAGES));
     let request = Request::DmaMap { writable: true, mask_bits: DMA_MASK_BITS };
     let handle = Cap::<Endpoint>::at(handle);
     let reply =
         check_ok!(iommu_api::client::request(handle, buffer, &request, &[frame.slot()]).map_err(Refused::logged));
     let Reply::Mapped { iova } = reply else { userlib::fail!("DmaMap answered with no IOVA") };
+    take_controller(buffer, abar, interrupt, frame, iova, sleep)
+}
+
+/// Maps the ABAR and the frame the device reaches at `iova`, binds the
+/// MSI and turns bus mastering on: the controller is the driver's.
+fn take_controller(
+    buffer: &mut Buffer,
+    abar: u32,
+    interrupt: u32,
+    frame: Cap<Frame>,
+    iova: u64,
+    sleep: u32,
+) -> Outcome {
+    let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(abar), ABAR_VIRT, true));
     let memory = check_ok!(Mapping::map(own::SPACE, frame, FRAME_VIRT, true));
     let sleep = check_ok!(objects::create_notification(sleep));
     let interrupt = Cap::<Interrupt>::at(interrupt);
     check_ok!(interrupt.bind(sleep, INTERRUPT_BIT));
     SLEEP.call_once(|| sleep);
-    check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, granted.grant.device).map_err(Refused::logged));
+    check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, SATA).map_err(Refused::logged));
     *HBA.lock() = Some(Hba { registers, interrupt, port: 0, memory, iova, disk: None });
     Ok(())
+}
+
+fn the_user_owns_the_group_and_its_own_address_space(buffer: &mut Buffer) -> Outcome {
+    let mut slots = SlotPool::new();
+    let taken = (slots.take_run(4), slots.take(), slots.take(), slots.take());
+    let (Some(window), Some(frame), Some(sleep), Some(group)) = taken else { userlib::fail!("no free slots") };
+    // The whole ICH9 group: the LPC bridge and SMBus stay with the no-DMA stub.
+    let id = check_ok!(group::claim(IOMMU.get(), buffer, SATA, group).map_err(Refused::logged));
+    let group = Cap::<Endpoint>::at(group);
+    let ask = |buffer: &mut Buffer, request: &Request, send: &[u32]| {
+        iommu_api::client::request(group, buffer, request, send).map_err(Refused::logged)
+    };
+    let Reply::Ioas { ioas } = check_ok!(ask(buffer, &Request::IoasCreate, &[])) else {
+        userlib::fail!("no address space")
+    };
+    check_eq!(check_ok!(ask(buffer, &Request::Attach { ioas: Some(ioas) }, &[])), Reply::Done);
+    let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SATA, window).map_err(Refused::logged));
+    let abar = granted.grant.bars.iter().position(|bar| bar.index == ABAR).and_then(|n| granted.bar(n));
+    let (Some(abar), Some(interrupt)) = (abar, granted.interrupt()) else {
+        userlib::fail!("the grant lacks the ABAR or the MSI");
+    };
+    defmt::info!("ahci: a user task owns IOMMU group {=u16} and holds {}", id, SATA);
+    let frame = check_ok!(objects::alloc_frame(frame, FRAME_PAGES));
+    let map = Request::Map { ioas, iova: USER_IOVA, writable: true };
+    check_eq!(
+        check_ok!(ask(buffer, &map, &[frame.slot()])),
+        Reply::Mapped { iova: USER_IOVA },
+        "where the owner chose"
+    );
+    take_controller(buffer, abar, interrupt, frame, USER_IOVA, sleep)
 }
 
 impl Hba {
