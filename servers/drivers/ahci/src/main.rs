@@ -13,7 +13,9 @@
 //! the whole ICH9 group (scenario `ahci-user`): it claims the group,
 //! creates an I/O address space and attaches the group, acquires the
 //! controller from the PCI server and maps its frame at an IOVA of its
-//! own choice; the rest is the same code.
+//! own choice; the rest is the same code. With `beside-a-dma-driver` it
+//! only claims, and must be refused: a DMA-capable driver holds the LPC
+//! bridge of the same group (scenario `ahci-mixed`).
 #![no_std]
 #![no_main]
 
@@ -85,6 +87,9 @@ const SATA: Bdf = Bdf::at(0, 0x1f, 2);
 const USER_IOVA: u64 = 0x10_0000;
 
 fn main() -> u64 {
+    if userlib::boot::parameter("beside-a-dma-driver", 0) != 0 {
+        return testkit::run(userlib::cases![the_claim_beside_a_dma_driver_on_the_lpc_bridge_is_busy]);
+    }
     if userlib::boot::parameter("user-owned", 0) != 0 {
         return testkit::run(userlib::cases![
             the_user_owns_the_group_and_its_own_address_space,
@@ -157,6 +162,20 @@ fn take_controller(
     SLEEP.call_once(|| sleep);
     check_ok!(pci_api::client::enable_bus_mastering(PCI.get(), buffer, SATA).map_err(Refused::logged));
     *HBA.lock() = Some(Hba { registers, interrupt, port: 0, memory, iova, disk: None });
+    Ok(())
+}
+
+/// A DMA-capable driver holds the LPC bridge, so the group is kernel-owned:
+/// the claim is refused as busy, naming the function and its driver.
+fn the_claim_beside_a_dma_driver_on_the_lpc_bridge_is_busy(buffer: &mut Buffer) -> Outcome {
+    let Some(slot) = SlotPool::new().take() else { userlib::fail!("no free slot") };
+    let refused = match group::claim(IOMMU.get(), buffer, SATA, slot) {
+        Ok(_) => userlib::fail!("the claim was granted"),
+        Err(refused) => refused,
+    };
+    defmt::info!("  claim refused ({}): {=str}", refused.code, refused.reason.as_str());
+    check_eq!(refused.code, capabilities::ErrorCode::Busy);
+    check!(refused.reason.contains("00:1f.0"), "the reason names the LPC bridge");
     Ok(())
 }
 
