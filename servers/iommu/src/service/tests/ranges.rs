@@ -56,10 +56,12 @@ fn frames_map_back_to_back_and_one_invalidation_unmaps_them_before_any_pin_goes(
 fn a_range_stopped_by_the_quota_keeps_its_leading_frames_and_pins_nothing_of_the_refused() {
     let mut rig = Rig::new(QEMU_CAP);
     let (cap, ioas) = user_space(&mut rig);
-    // The quota is 64 pages: the third frame would make 70.
-    let reply = with_frames(&mut rig, cap, Request::MapRange { ioas, iova: 0x10_0000, writable: true }, &[30, 30, 10]);
+    // The quota is 64 pages: the third frame would make 70; the fourth,
+    // which would fit, is never tried.
+    let frames = [30, 30, 10, 1];
+    let reply = with_frames(&mut rig, cap, Request::MapRange { ioas, iova: 0x10_0000, writable: true }, &frames);
     assert_eq!(reply, Reply::MappedRange { mapped: 2, pages: 60, refused: Some(ErrorCode::QuotaExceeded) });
-    assert_eq!(rig.k.pins.len(), 2, "the refused frame is not pinned");
+    assert_eq!(rig.k.pins.len(), 2, "neither the refused frame nor the one after it is pinned");
     assert_eq!(rig.k.pins.values().sum::<u64>(), 60);
     assert_eq!(rig.service.domains.pages_of(domains::MappingOwner::Ioas(ioas)), 60);
     rig.check_invariant();
