@@ -193,9 +193,11 @@ fn unmap_range<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, 
     let owner = MappingOwner::Ioas(space.id);
     match mapping::unmap_range(&mut s.hw, &mut s.domains, k, space.domain, owner, range, charge) {
         Ok(done) => Reply::UnmappedRange { mappings: done.mappings, pages: done.pages }.into(),
-        Err(ErrorCode::InvalidArgument) => {
-            refused(ErrorCode::InvalidArgument, "the range is empty, unaligned, overflows or cuts a mapping").into()
-        }
+        Err(ErrorCode::InvalidArgument) => refused(
+            ErrorCode::InvalidArgument,
+            "the range is empty, unaligned, past the space's width or cuts a mapping",
+        )
+        .into(),
         Err(ErrorCode::NotMapped) => refused(ErrorCode::NotMapped, "nothing mapped in that range").into(),
         Err(code) => refused(code, "the unit did not confirm the invalidation; the frames stay pinned").into(),
     }

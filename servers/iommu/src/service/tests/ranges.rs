@@ -115,7 +115,8 @@ fn hostile_ranges_are_refused_with_typed_errors() {
     let reply = with_frames(&mut rig, cap, Request::MapRange { ioas, iova: 0x10_0000, writable: true }, &[1]);
     assert_eq!(reply, Reply::MappedRange { mapped: 1, pages: 1, refused: None });
     let top: u64 = !0xfff;
-    for (iova, pages) in [(0x10_0000, 0), (top, 2), (0x10_0800, 1), (0, u64::MAX)] {
+    // Zero pages, past 2^64, unaligned, overflowing, past the 39-bit width.
+    for (iova, pages) in [(0x10_0000, 0), (top, 2), (0x10_0800, 1), (0, u64::MAX), (0x10_0000, 1 << 40)] {
         let reply = rig.call(cap, Request::UnmapRange { ioas, iova, pages }, &[]);
         assert_eq!(refusal(&reply).0, ErrorCode::InvalidArgument, "{iova:#x}+{pages}");
     }
