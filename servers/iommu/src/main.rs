@@ -125,8 +125,9 @@ fn main() -> u64 {
         defmt::error!("revoked pins cannot be watched ({}): revoked frames would stay mapped", code);
         return 1;
     }
-    let Some(window) = pool.borrow_mut().take() else { return 1 };
-    buffer.set_window(window, 1);
+    // Room for every capability a message may carry: a range map's frames.
+    let Some(window) = pool.borrow_mut().take_run(MAX_CAPS as u32) else { return 1 };
+    buffer.set_window(window, MAX_CAPS as u32);
     let mut kernel = Syscalls {
         pool: &pool,
         control: CONTROL.get(),

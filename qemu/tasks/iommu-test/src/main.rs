@@ -82,6 +82,7 @@ fn main() -> u64 {
         moves::a_detached_group_no_longer_reaches_its_address_space,
         moves::a_users_unmap_takes_the_iova_from_its_device_at_once,
         moves::a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_reach,
+        moves::one_range_request_maps_three_frames_and_one_unmaps_them,
         user_task_dma_to_its_mapped_iova_moves_the_right_bytes,
         blocked::user_dma_outside_its_mappings_is_blocked_and_in_its_fault_log,
         a_frame_its_lender_revokes_is_out_of_the_borrowers_device_reach,

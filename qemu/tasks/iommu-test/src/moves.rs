@@ -21,6 +21,10 @@ const TARGET: u32 = 76;
 const TARGET_VIRT: u64 = 0x2900_0000;
 /// The IOVA the frame is mapped at in the address space.
 const TARGET_IOVA: u64 = 0x7000;
+/// The frames mapped either side of [`TARGET`] by one range request (in
+/// the hunt's slots, which are free outside a hunt).
+const BEFORE: u32 = 126;
+const AFTER: u32 = 127;
 /// The VT-d fault reason of a requester whose context entry is not
 /// present: the unit found no domain for it at all.
 const NO_CONTEXT_ENTRY: u8 = 2;
@@ -200,4 +204,42 @@ pub(super) fn a_frame_unmapped_freed_and_taken_again_is_out_of_its_old_iovas_rea
             write_is_blocked(buffer, spare, again)
         })
     })
+}
+
+/// Three frames mapped by one `MapRange`, the middle one [`TARGET`] at
+/// [`TARGET_IOVA`], which the device reads and writes; one `UnmapRange`
+/// takes all three, and the device's next write to the middle is blocked.
+pub(super) fn one_range_request_maps_three_frames_and_one_unmaps_them(buffer: &mut Buffer) -> Outcome {
+    with_spare(buffer, |buffer, spare| {
+        let outcome = range_round_trip(buffer, spare);
+        let _ = Cap::<Frame>::at(BEFORE).delete();
+        let _ = Cap::<Frame>::at(AFTER).delete();
+        outcome
+    })
+}
+
+fn range_round_trip(buffer: &mut Buffer, spare: &Spare) -> Outcome {
+    check_ok!(objects::alloc_frame(BEFORE, 1));
+    let frame = check_ok!(objects::alloc_frame(TARGET, 1));
+    check_ok!(objects::alloc_frame(AFTER, 1));
+    let memory = check_ok!(Mapping::map(own::SPACE, frame, TARGET_VIRT, true));
+    let iommu::Reply::Ioas { ioas } = ask(buffer, &iommu::Request::IoasCreate, &[])? else {
+        userlib::fail!("an address space");
+    };
+    let start = TARGET_IOVA - 0x1000;
+    let map = iommu::Request::MapRange { ioas, iova: start, writable: true };
+    let mapped = ask(buffer, &map, &[BEFORE, TARGET, AFTER])?;
+    check_eq!(mapped, iommu::Reply::MappedRange { mapped: 3, pages: 3, refused: None }, "all three, back to back");
+    check_eq!(ask(buffer, &iommu::Request::Attach { ioas: Some(ioas) }, &[])?, iommu::Reply::Done);
+    check!(fill(&memory, PROBE_BYTES, &pattern));
+    spare.read_from(TARGET_IOVA)?;
+    check!(fill(&memory, PROBE_BYTES, &|_| 0));
+    spare.write_to(TARGET_IOVA)?;
+    check!(holds(&memory, PROBE_BYTES, &pattern), "the device read and wrote the middle frame");
+    let unmap = iommu::Request::UnmapRange { ioas, iova: start, pages: 3 };
+    check_eq!(ask(buffer, &unmap, &[])?, iommu::Reply::UnmappedRange { mappings: 3, pages: 3 });
+    defmt::info!("range of 3 frames mapped and unmapped at IOVA {=u64:#x}", start);
+    write_is_blocked(buffer, spare, &memory)?;
+    check_ok!(memory.unmap());
+    Ok(())
 }

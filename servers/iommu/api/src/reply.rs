@@ -221,6 +221,23 @@ pub enum Reply {
         /// More follow: ask again from one past the last one's end.
         more: bool,
     },
+    /// `MapRange`: the leading frames mapped, each wholly (a frame that
+    /// was refused has nothing mapped or pinned).
+    MappedRange {
+        /// Frames mapped, from the first sent.
+        mapped: u8,
+        /// The pages they hold: they lie from the request's address on.
+        pages: u64,
+        /// Why the frame after them was refused (`None`: all were mapped).
+        refused: Option<ErrorCode>,
+    },
+    /// `UnmapRange`: what was removed.
+    UnmappedRange {
+        /// Mappings removed.
+        mappings: u16,
+        /// The pages they held.
+        pages: u64,
+    },
 }
 
 capabilities::refusal_reply!(Reply);

@@ -166,6 +166,28 @@ pub enum Request {
         /// The task (its index in the policy).
         task: u16,
     },
+    /// Group capability: map every frame sent with the request (up to
+    /// `MAX_CAPS`) back to back from `iova`, in the order sent; the reply
+    /// says how many leading frames were mapped and why the next was not.
+    MapRange {
+        /// The address space.
+        ioas: u16,
+        /// Where the first frame goes (page-aligned).
+        iova: u64,
+        /// Device writes allowed.
+        writable: bool,
+    },
+    /// Group capability: unmap every mapping lying wholly inside `pages`
+    /// pages from `iova`, with one IOTLB invalidation; refused, changing
+    /// nothing, if the range cuts a mapping.
+    UnmapRange {
+        /// The address space.
+        ioas: u16,
+        /// The range's first address (page-aligned).
+        iova: u64,
+        /// Its length in 4 KiB pages.
+        pages: u64,
+    },
 }
 
 impl Request {
@@ -193,7 +215,9 @@ impl Request {
             | Request::Faults
             | Request::Release
             | Request::IoasRanges { .. }
-            | Request::IoasDestroy { .. } => return None,
+            | Request::IoasDestroy { .. }
+            | Request::MapRange { .. }
+            | Request::UnmapRange { .. } => return None,
         })
     }
 }

@@ -53,7 +53,7 @@ fn map<P: Platform>(
     let quota = u64::from(s.config.mapping_quota_pages);
     let new = NewMapping { domain, owner, frame, placement: Placement::Below(limit), writable, quota };
     match mapping::map(&mut s.hw, &mut s.domains, k, new, None) {
-        Ok(iova) => Reply::Mapped { iova }.into(),
+        Ok((iova, _)) => Reply::Mapped { iova }.into(),
         Err(code) => refused(code, "the frame could not be mapped").into(),
     }
 }

@@ -153,6 +153,11 @@ impl Domains {
         Some(self.mappings.swap_remove(position))
     }
 
+    /// Forgets the mapping at `position` in [`Self::mappings`].
+    pub fn take_at(&mut self, position: usize) -> Mapping {
+        self.mappings.swap_remove(position)
+    }
+
     /// Finds and forgets the mapping that holds pin `pin`.
     pub fn take_pin(&mut self, pin: u64) -> Option<Mapping> {
         let position = self.mappings.iter().position(|m| m.pin == pin)?;

@@ -11,7 +11,9 @@ use super::quota::UserPages;
 use super::text::{refused, refused_with};
 use super::{AddressSpace, Answer, GroupCap, Minted, Platform, Service, change_ownership, domain_window, faults};
 use crate::interrupt::remapping;
+use crate::memory::PAGE_SIZE;
 use crate::ownership::Owner;
+use crate::range::IovaRange;
 
 /// Answers a request sent with the group capability `serial` on `group`.
 // Out of line, so its frame is not paid for by every request.
@@ -31,6 +33,10 @@ pub(super) fn request<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, mint
         Request::Release => release(s, k, cap),
         Request::IoasRanges { ioas, from } => ranges(s, cap.task, ioas, from),
         Request::IoasDestroy { ioas } => destroy(s, k, cap.task, ioas),
+        Request::MapRange { ioas, iova, writable } => map_range(s, k, cap.task, ioas, iova, writable, received),
+        Request::UnmapRange { ioas, iova, pages } => {
+            unmap_range(s, k, cap.task, ioas, IovaRange { start: iova, pages })
+        }
         _ => refused(ErrorCode::PermissionDenied, "a group capability cannot do that").into(),
     }
 }
@@ -127,8 +133,73 @@ fn map<P: Platform>(
     let tables = s.config.table_page_quota;
     let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
     match mapping::map(&mut s.hw, &mut s.domains, k, new, charge) {
-        Ok(iova) => Reply::Mapped { iova }.into(),
+        Ok((iova, _)) => Reply::Mapped { iova }.into(),
         Err(code) => refused(code, "the frame could not be mapped there").into(),
+    }
+}
+
+/// `MapRange`: maps the frames sent along back to back from `iova`, each
+/// wholly or not at all, stopping at the first refused.
+fn map_range<P: Platform>(
+    s: &mut Service<P>,
+    k: &mut impl Kernel,
+    task: u16,
+    ioas: u16,
+    iova: u64,
+    writable: bool,
+    received: &[u32],
+) -> Answer {
+    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
+        return refused(ErrorCode::NotFound, "no such address space").into();
+    };
+    if received.is_empty() {
+        return refused(ErrorCode::InvalidArgument, "send the frames to map with the request").into();
+    }
+    if !iova.is_multiple_of(PAGE_SIZE) {
+        return refused(ErrorCode::InvalidArgument, "the range must start on a page").into();
+    }
+    let quota = u64::from(s.config.mapping_quota_pages);
+    let tables = s.config.table_page_quota;
+    let (mut mapped, mut pages, mut next) = (0u8, 0u64, Some(iova));
+    for &frame in received {
+        // The previous frame ended at the top of the address space.
+        let Some(at) = next else {
+            return Reply::MappedRange { mapped, pages, refused: Some(ErrorCode::InvalidArgument) }.into();
+        };
+        let placement = Placement::At(at);
+        let new =
+            NewMapping { domain: space.domain, owner: MappingOwner::Ioas(space.id), frame, placement, writable, quota };
+        let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
+        match mapping::map(&mut s.hw, &mut s.domains, k, new, charge) {
+            Ok((_, held)) => {
+                mapped = mapped.saturating_add(1);
+                pages = pages.saturating_add(held);
+                next = held.checked_mul(PAGE_SIZE).and_then(|bytes| at.checked_add(bytes));
+            }
+            Err(code) => return Reply::MappedRange { mapped, pages, refused: Some(code) }.into(),
+        }
+    }
+    Reply::MappedRange { mapped, pages, refused: None }.into()
+}
+
+/// `UnmapRange`: removes every mapping `task` has wholly inside `range`
+/// of `ioas`, with one invalidation.
+fn unmap_range<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, task: u16, ioas: u16, range: IovaRange) -> Answer {
+    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
+        return refused(ErrorCode::NotFound, "no such address space").into();
+    };
+    let tables = s.config.table_page_quota;
+    let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
+    let owner = MappingOwner::Ioas(space.id);
+    match mapping::unmap_range(&mut s.hw, &mut s.domains, k, space.domain, owner, range, charge) {
+        Ok(done) => Reply::UnmappedRange { mappings: done.mappings, pages: done.pages }.into(),
+        Err(ErrorCode::InvalidArgument) => refused(
+            ErrorCode::InvalidArgument,
+            "the range is empty, unaligned, past the space's width or cuts a mapping",
+        )
+        .into(),
+        Err(ErrorCode::NotMapped) => refused(ErrorCode::NotMapped, "nothing mapped in that range").into(),
+        Err(code) => refused(code, "the unit did not confirm the invalidation; the frames stay pinned").into(),
     }
 }
 

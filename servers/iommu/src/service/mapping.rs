@@ -73,7 +73,8 @@ impl<K: Kernel> Drop for PinGuard<'_, K> {
     }
 }
 
-/// Maps `new.frame` into its domain; the I/O virtual address it got.
+/// Maps `new.frame` into its domain; the I/O virtual address it got and
+/// the pages it holds.
 /// Nothing of a failed map stays mapped or pinned, unless the IOTLB could
 /// not be told to forget it (then the frame stays pinned, never reused).
 pub(super) fn map<P: Platform>(
@@ -82,7 +83,7 @@ pub(super) fn map<P: Platform>(
     k: &mut impl Kernel,
     new: NewMapping,
     mut charge: Option<Charge<'_>>,
-) -> Result<u64, ErrorCode> {
+) -> Result<(u64, u64), ErrorCode> {
     let pin = PinGuard::pin(k, new.frame, new.writable)?;
     let pages = pin.pin.pages;
     if domains.pages_of(new.owner).saturating_add(pages) > new.quota {
@@ -110,7 +111,7 @@ pub(super) fn map<P: Platform>(
         let _ = unmap(hw, domains, k, mapping, charge);
         return Err(ErrorCode::OutOfMemory);
     }
-    Ok(iova)
+    Ok((iova, pages))
 }
 
 /// Why [`map_in`] failed.
@@ -235,6 +236,70 @@ pub(super) fn unmap<P: Platform>(
     }
     k.unpin(mapping.pin);
     Ok(())
+}
+
+/// What [`unmap_range`] removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RangeUnmapped {
+    /// Mappings removed.
+    pub mappings: u16,
+    /// The pages they held.
+    pub pages: u64,
+}
+
+/// Removes every mapping of `owner` in `index` that lies wholly inside
+/// `range`: their entries, then one invalidation of the whole range, then
+/// the emptied tables, the pins and the addresses. Refused, changing
+/// nothing, if the range cuts a mapping (`InvalidArgument`) or holds none
+/// (`NotMapped`). If the unit does not confirm the invalidation, the
+/// mappings are forgotten but their pins and tables kept for good (`Busy`).
+pub(super) fn unmap_range<P: Platform>(
+    hw: &mut Hardware<P>,
+    domains: &mut Domains,
+    k: &mut impl Kernel,
+    index: DomainIndex,
+    owner: MappingOwner,
+    range: IovaRange,
+    charge: Option<Charge<'_>>,
+) -> Result<RangeUnmapped, ErrorCode> {
+    let range = IovaRange::new(range.start, range.pages).ok_or(ErrorCode::InvalidArgument)?;
+    let span = |m: &Mapping| IovaRange { start: m.iova, pages: m.pages };
+    let mine = |m: &Mapping| m.domain == index && m.owner == owner;
+    let inside = |m: &Mapping| mine(m) && m.iova >= range.start && span(m).last() <= range.last();
+    let overlaps = |m: &Mapping| mine(m) && span(m).overlaps(&range);
+    if domains.mappings().iter().any(|m| overlaps(m) && !inside(m)) {
+        return Err(ErrorCode::InvalidArgument);
+    }
+    let (mappings, pages) =
+        domains.mappings().iter().filter(|m| inside(m)).fold((0u16, 0u64), |(n, p), m| (n + 1, p + m.pages));
+    if mappings == 0 {
+        return Err(ErrorCode::NotMapped);
+    }
+    let domain = domains.get_mut(index).ok_or(ErrorCode::ObjectDeleted)?;
+    // Pages between the mappings are not mapped, and are skipped.
+    let unmapped =
+        domain.table.unmap(&mut hw.pages, range.start, range.pages).map_err(|_| ErrorCode::InvalidArgument)?;
+    let tables = !unmapped.unlinked.is_empty();
+    let (id, units) = (domain.id, domain.units);
+    let confirmed = hw.invalidate(units, |capabilities| policy::unmapped(capabilities, id, range, tables)).is_ok();
+    if confirmed {
+        match charge {
+            Some(charge) => unmapped.release_tables(&mut UserPages::new(&mut hw.pages, charge.charged, 0)),
+            None => unmapped.release_tables(&mut hw.pages),
+        }
+    } else {
+        error!("IOTLB invalidation failed: keeping {=u64} pages pinned and their tables", pages);
+    }
+    while let Some(position) = domains.mappings().iter().position(inside) {
+        let mapping = domains.take_at(position);
+        if confirmed {
+            if let Some(domain) = domains.get_mut(index) {
+                let _ = domain.iova.free(mapping.iova);
+            }
+            k.unpin(mapping.pin);
+        }
+    }
+    if confirmed { Ok(RangeUnmapped { mappings, pages }) } else { Err(ErrorCode::Busy) }
 }
 
 /// Destroys a domain no context entry points at any more, once every unit

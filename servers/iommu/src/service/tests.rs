@@ -730,5 +730,6 @@ mod death;
 mod faults;
 mod interrupts;
 mod isolation;
+mod ranges;
 mod spaces;
 mod units;
