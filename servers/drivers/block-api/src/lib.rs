@@ -105,6 +105,14 @@ pub enum Invalid {
         /// Bytes of the frame sent.
         frame: u64,
     },
+    /// The frame sent has pages the transfer does not need: the DMA API
+    /// maps whole frames, so the device would reach past the length asked.
+    FrameTooLarge {
+        /// Pages the transfer needs, the most the frame may have.
+        pages: u64,
+        /// Pages of the frame sent.
+        frame: u64,
+    },
     /// No frame came with the request.
     NoFrame,
 }
@@ -119,8 +127,8 @@ pub struct Transfer {
 }
 
 /// Checks `count` blocks from `block` against `geometry` and a frame of
-/// `frame_bytes`; the mapping the transfer needs.
-pub fn check(geometry: &Geometry, block: u64, count: u32, frame_bytes: u64) -> Result<Transfer, Invalid> {
+/// `frame_pages`; the mapping the transfer needs, which is the whole frame.
+pub fn check(geometry: &Geometry, block: u64, count: u32, frame_pages: u64) -> Result<Transfer, Invalid> {
     if count == 0 {
         return Err(Invalid::ZeroCount);
     }
@@ -132,10 +140,15 @@ pub fn check(geometry: &Geometry, block: u64, count: u32, frame_bytes: u64) -> R
         _ => return Err(Invalid::OutOfRange { blocks: geometry.blocks }),
     }
     let bytes = u64::from(count) * u64::from(geometry.block_bytes);
-    if bytes > frame_bytes {
-        return Err(Invalid::FrameTooSmall { needed: bytes, frame: frame_bytes });
+    let frame = frame_pages.saturating_mul(PAGE);
+    if bytes > frame {
+        return Err(Invalid::FrameTooSmall { needed: bytes, frame });
     }
-    Ok(Transfer { bytes, pages: bytes.div_ceil(PAGE) })
+    let pages = bytes.div_ceil(PAGE);
+    if frame_pages > pages {
+        return Err(Invalid::FrameTooLarge { pages, frame: frame_pages });
+    }
+    Ok(Transfer { bytes, pages })
 }
 
 /// A reply.
@@ -181,20 +194,22 @@ mod tests {
 
     #[test]
     fn a_transfer_maps_its_bytes_rounded_to_pages() {
-        assert_eq!(check(&DISK, 0, 1, PAGE), Ok(Transfer { bytes: 512, pages: 1 }));
-        assert_eq!(check(&DISK, 7, 8, PAGE), Ok(Transfer { bytes: 4096, pages: 1 }));
-        assert_eq!(check(&DISK, 32752, 16, 2 * PAGE), Ok(Transfer { bytes: 8192, pages: 2 }));
-        assert_eq!(check(&DISK, 0, 9, 2 * PAGE), Ok(Transfer { bytes: 4608, pages: 2 }));
+        assert_eq!(check(&DISK, 0, 1, 1), Ok(Transfer { bytes: 512, pages: 1 }));
+        assert_eq!(check(&DISK, 7, 8, 1), Ok(Transfer { bytes: 4096, pages: 1 }));
+        assert_eq!(check(&DISK, 32752, 16, 2), Ok(Transfer { bytes: 8192, pages: 2 }));
+        assert_eq!(check(&DISK, 0, 9, 2), Ok(Transfer { bytes: 4608, pages: 2 }));
     }
 
     #[test]
     fn each_broken_limit_is_named() {
-        assert_eq!(check(&DISK, 0, 0, PAGE), Err(Invalid::ZeroCount));
-        assert_eq!(check(&DISK, 0, 17, 8 * PAGE), Err(Invalid::TooLong { max_blocks: 16 }));
-        assert_eq!(check(&DISK, 32768, 1, PAGE), Err(Invalid::OutOfRange { blocks: 32768 }));
-        assert_eq!(check(&DISK, 32767, 2, PAGE), Err(Invalid::OutOfRange { blocks: 32768 }));
-        assert_eq!(check(&DISK, u64::MAX, 1, PAGE), Err(Invalid::OutOfRange { blocks: 32768 }));
-        assert_eq!(check(&DISK, 0, 9, PAGE), Err(Invalid::FrameTooSmall { needed: 4608, frame: 4096 }));
+        assert_eq!(check(&DISK, 0, 0, 1), Err(Invalid::ZeroCount));
+        assert_eq!(check(&DISK, 0, 17, 8), Err(Invalid::TooLong { max_blocks: 16 }));
+        assert_eq!(check(&DISK, 32768, 1, 1), Err(Invalid::OutOfRange { blocks: 32768 }));
+        assert_eq!(check(&DISK, 32767, 2, 1), Err(Invalid::OutOfRange { blocks: 32768 }));
+        assert_eq!(check(&DISK, u64::MAX, 1, 1), Err(Invalid::OutOfRange { blocks: 32768 }));
+        assert_eq!(check(&DISK, 0, 9, 1), Err(Invalid::FrameTooSmall { needed: 4608, frame: 4096 }));
+        assert_eq!(check(&DISK, 0, 1, 2), Err(Invalid::FrameTooLarge { pages: 1, frame: 2 }));
+        assert_eq!(check(&DISK, 0, 1, 0), Err(Invalid::FrameTooSmall { needed: 512, frame: 0 }));
     }
 
     #[test]
