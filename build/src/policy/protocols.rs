@@ -3,8 +3,14 @@
 use capabilities::protocol::Protocol;
 
 /// Every protocol a policy may name.
-pub const ALL: &[Protocol] =
-    &[echo_api::PROTOCOL, edu_api::PROTOCOL, forger_api::PROTOCOL, iommu_api::PROTOCOL, pci_api::PROTOCOL];
+pub const ALL: &[Protocol] = &[
+    block_api::PROTOCOL,
+    echo_api::PROTOCOL,
+    edu_api::PROTOCOL,
+    forger_api::PROTOCOL,
+    iommu_api::PROTOCOL,
+    pci_api::PROTOCOL,
+];
 
 /// The protocol whose server alone may be granted operation `number` of
 /// `protocol`, if one is (the IOMMU driver core's operations are the PCI

@@ -62,7 +62,7 @@ fn unknown_names_are_reported_with_what_is_known() {
         &bad,
         &[
             "test.toml:3: init task `zed` is not declared",
-            "test.toml:7: endpoint `echo`: unknown protocol `nope` (known: echo, edu, forger, iommu, pci)",
+            "test.toml:7: endpoint `echo`: unknown protocol `nope` (known: block, echo, edu, forger, iommu, pci)",
             "test.toml:24: task `client`: binary `nosuch` is not a task crate of this workspace (known: echo-server, kernel-test, hello)",
             "test.toml:31: task `client`, capability `echo`: endpoint `echo` has no protocol, so no operations can be named",
             "test.toml:32: task `client`, capability `wakeup`: notification `alarm` is not declared",

@@ -205,14 +205,21 @@ pub fn setup_failed(what: &str) -> u64 {
 
 /// Runs every case in order and returns the number that failed.
 pub fn run(cases: &[Case]) -> u64 {
-    defmt::info!("TEST PLAN {=usize}", cases.len());
     let Some(mut buffer) = crate::ipc::Buffer::take() else {
+        defmt::info!("TEST PLAN {=usize}", cases.len());
         setup_failed("the IPC buffer was already taken");
         return cases.len() as u64;
     };
+    run_with(&mut buffer, cases)
+}
+
+/// [`run`] with the IPC buffer the caller took, for a task that goes on
+/// using it once its cases are done (a driver that serves after them).
+pub fn run_with(buffer: &mut crate::ipc::Buffer, cases: &[Case]) -> u64 {
+    defmt::info!("TEST PLAN {=usize}", cases.len());
     let mut failed = 0;
     for case in cases {
-        match (case.run)(&mut buffer) {
+        match (case.run)(buffer) {
             Ok(()) => defmt::info!("TEST PASS {=str}", case.name),
             Err(failure) => {
                 failed += 1;

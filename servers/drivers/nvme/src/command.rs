@@ -16,6 +16,8 @@ pub mod admin {
 
 /// NVM command set I/O opcodes.
 pub mod io {
+    /// Flush: commit the volatile write cache to media.
+    pub const FLUSH: u8 = 0x00;
     /// Write.
     pub const WRITE: u8 = 0x01;
     /// Read.
@@ -123,6 +125,12 @@ pub fn transfer(
     Ok(SubmissionEntry { opcode, command_id, namespace, prp1: buffer.first, prp2: buffer.second, dwords })
 }
 
+/// A Flush of `namespace`: every write completed before it is durable
+/// once it completes.
+pub fn flush(command_id: u16, namespace: u32) -> SubmissionEntry {
+    SubmissionEntry { opcode: io::FLUSH, command_id, namespace, prp1: 0, prp2: 0, dwords: [0; 6] }
+}
+
 impl SubmissionEntry {
     fn with_dwords(self, dwords: [u32; 6]) -> Self {
         Self { dwords, ..self }
@@ -163,5 +171,12 @@ mod tests {
         assert_eq!(transfer(9, Direction::Write, 1, 0, 1, BUFFER).unwrap().opcode, 0x01);
         assert_eq!(transfer(9, Direction::Read, 1, 0, 0, BUFFER), Err(Error::BlockRange));
         assert_eq!(transfer(9, Direction::Read, 1, 0, (1 << 16) + 1, BUFFER), Err(Error::BlockRange));
+    }
+
+    #[test]
+    fn a_flush_names_its_namespace_and_no_data() {
+        let flush = flush(4, 1);
+        assert_eq!((flush.opcode, flush.command_id, flush.namespace, flush.prp1, flush.prp2), (0x00, 4, 1, 0, 0));
+        assert_eq!(flush.dwords, [0; 6]);
     }
 }

@@ -6,11 +6,13 @@
 //! queues and buffers, resets and enables the controller, identifies it
 //! and namespace 1, takes an MSI-X vector for its I/O completions, creates
 //! an I/O queue pair that raises it, and writes and reads blocks. Each
-//! step is a test case of scenario `nvme`.
+//! step is a test case of scenario `nvme`. Given a `requests` endpoint,
+//! it then serves the block protocol on it (scenario `nvme-block`).
 #![no_std]
 #![no_main]
 
 mod driver;
+mod serve;
 
 use capabilities::pci::Bdf;
 use capabilities::protocol::Refused;
@@ -28,6 +30,7 @@ use userlib::testkit::{self, Outcome};
 use userlib::{check, check_eq, check_ok, objects};
 
 userlib::cap_slot!(PCI: Endpoint = "pci");
+userlib::cap_slot!(REQUESTS: Endpoint = "requests", optional);
 userlib::entry!(main);
 
 /// The host page size the driver runs the controller with.
@@ -64,23 +67,46 @@ static DEVICE: spin::Once<Bdf> = spin::Once::new();
 static HANDLE: spin::Once<Cap<Endpoint>> = spin::Once::new();
 
 fn main() -> u64 {
-    testkit::run(userlib::cases![
-        probe_grants_bar0_without_the_msix_pages_and_a_dma_handle,
-        the_capabilities_allow_4_kib_pages_and_the_nvm_command_set,
-        the_controller_resets_and_enables_with_its_admin_queue,
-        identify_controller_names_qemus_nvme_and_the_machines_serial,
-        identify_namespace_1_is_the_drive_image,
-        an_msix_vector_is_taken_for_io_completions,
-        an_io_queue_pair_is_created,
-        a_pattern_written_to_a_block_reads_back,
-        io_completions_arrive_by_their_msix_vector,
-        a_read_crossing_a_page_uses_both_prps,
-        a_buffer_needing_a_prp_list_is_refused_before_the_device,
-        an_out_of_range_block_is_a_typed_error_and_the_driver_keeps_going,
-        a_reset_controller_gets_fresh_queues_and_keeps_its_data,
-        a_read_aimed_past_the_frame_is_blocked_and_lands_in_the_fault_log
-    ])
+    let Some(mut buffer) = Buffer::take() else { return testkit::setup_failed("the IPC buffer was already taken") };
+    let failed = testkit::run_with(&mut buffer, CASES);
+    if failed != 0 || REQUESTS.get().slot() == 0 {
+        return failed;
+    }
+    serve_clients(&mut buffer)
 }
+
+/// Serves the block protocol with what the cases set up.
+fn serve_clients(buffer: &mut Buffer) -> u64 {
+    let (Some(&handle), Ok(namespace), Some(lent)) = (HANDLE.get(), geometry(), { SLOTS.lock().take() }) else {
+        defmt::error!("nvme: the cases left nothing to serve with");
+        return 1;
+    };
+    let mut controller = CONTROLLER.lock();
+    let Some(controller) = controller.as_mut() else {
+        defmt::error!("nvme: no controller to serve with");
+        return 1;
+    };
+    let mut server = serve::Server { controller, namespace, handle, lent };
+    serve::serve(&mut server, REQUESTS.get(), buffer)
+}
+
+/// The cases, in order: each builds on the ones before.
+const CASES: &[testkit::Case] = userlib::cases![
+    probe_grants_bar0_without_the_msix_pages_and_a_dma_handle,
+    the_capabilities_allow_4_kib_pages_and_the_nvm_command_set,
+    the_controller_resets_and_enables_with_its_admin_queue,
+    identify_controller_names_qemus_nvme_and_the_machines_serial,
+    identify_namespace_1_is_the_drive_image,
+    an_msix_vector_is_taken_for_io_completions,
+    an_io_queue_pair_is_created,
+    a_pattern_written_to_a_block_reads_back,
+    io_completions_arrive_by_their_msix_vector,
+    a_read_crossing_a_page_uses_both_prps,
+    a_buffer_needing_a_prp_list_is_refused_before_the_device,
+    an_out_of_range_block_is_a_typed_error_and_the_driver_keeps_going,
+    a_reset_controller_gets_fresh_queues_and_keeps_its_data,
+    a_read_aimed_past_the_frame_is_blocked_and_lands_in_the_fault_log
+];
 
 /// Runs `step` on the controller the probe set up.
 fn with_controller<T>(step: impl FnOnce(&mut Controller) -> T) -> Result<T, testkit::Failure> {

@@ -327,11 +327,19 @@ impl Controller {
         blocks: u32,
         prp: prp::Prp,
     ) -> Result<(), Error> {
+        self.io_command(|id| command::transfer(id, direction, namespace, first, blocks, prp))
+    }
+
+    /// Flushes `namespace`'s volatile write cache.
+    pub fn flush(&mut self, namespace: u32) -> Result<(), Error> {
+        self.io_command(|id| Ok(command::flush(id, namespace)))
+    }
+
+    /// Runs the command `build` makes on the I/O queue pair.
+    fn io_command(&mut self, build: impl FnOnce(u16) -> Result<SubmissionEntry, Error>) -> Result<(), Error> {
         let mut pair = self.io.ok_or(Error::NoQueue)?;
         let interrupt = self.interrupt;
-        let result = self.execute(&mut pair, (page::IO_SUBMISSIONS, page::IO_COMPLETIONS), interrupt, |id| {
-            command::transfer(id, direction, namespace, first, blocks, prp)
-        });
+        let result = self.execute(&mut pair, (page::IO_SUBMISSIONS, page::IO_COMPLETIONS), interrupt, build);
         self.io = Some(pair);
         match result {
             // A controller that stopped answering, or says it is broken,
