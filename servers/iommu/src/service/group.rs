@@ -27,13 +27,15 @@ pub(super) fn request<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, mint
     match request {
         Request::IoasCreate => create(s, cap),
         Request::Attach { ioas } => attach(s, cap, ioas),
-        Request::Map { ioas, iova, writable } => map(s, k, cap.task, ioas, iova, writable, received),
+        Request::Map { ioas, iova, writable } => map(s, k, Target { task: cap.task, ioas, writable }, iova, received),
         Request::Unmap { ioas, iova } => unmap(s, k, cap.task, ioas, iova),
         Request::Faults => faults::take(s, group).into(),
         Request::Release => release(s, k, cap),
         Request::IoasRanges { ioas, from } => ranges(s, cap.task, ioas, from),
         Request::IoasDestroy { ioas } => destroy(s, k, cap.task, ioas),
-        Request::MapRange { ioas, iova, writable } => map_range(s, k, cap.task, ioas, iova, writable, received),
+        Request::MapRange { ioas, iova, writable } => {
+            map_range(s, k, Target { task: cap.task, ioas, writable }, iova, received)
+        }
         Request::UnmapRange { ioas, iova, pages } => {
             unmap_range(s, k, cap.task, ioas, IovaRange { start: iova, pages })
         }
@@ -111,67 +113,64 @@ fn attach<P: Platform>(s: &mut Service<P>, cap: GroupCap, ioas: Option<u16>) -> 
     }
 }
 
-/// `Map`: maps the frame sent along at `iova` in `task`'s address space `ioas`.
-fn map<P: Platform>(
-    s: &mut Service<P>,
-    k: &mut impl Kernel,
+/// Where a user's frames go: `task`'s address space `ioas`, writable or not.
+#[derive(Clone, Copy)]
+struct Target {
     task: u16,
     ioas: u16,
-    iova: u64,
     writable: bool,
-    received: &[u32],
-) -> Answer {
-    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
-        return refused(ErrorCode::NotFound, "no such address space").into();
-    };
+}
+
+/// `Map`: maps the frame sent along at `iova` in the target space.
+fn map<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, to: Target, iova: u64, received: &[u32]) -> Answer {
     let Some(&frame) = received.first() else {
         return refused(ErrorCode::InvalidArgument, "send the frame to map with the request").into();
     };
-    let owner = MappingOwner::Ioas(space.id);
-    let quota = u64::from(s.config.mapping_quota_pages);
-    let new = NewMapping { domain: space.domain, owner, frame, placement: Placement::At(iova), writable, quota };
-    let tables = s.config.table_page_quota;
-    let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
-    match mapping::map(&mut s.hw, &mut s.domains, k, new, charge) {
-        Ok((iova, _)) => Reply::Mapped { iova }.into(),
+    match map_frame(s, k, to, frame, iova) {
+        Ok(_) => Reply::Mapped { iova }.into(),
+        Err(ErrorCode::NotFound) => refused(ErrorCode::NotFound, "no such address space").into(),
         Err(code) => refused(code, "the frame could not be mapped there").into(),
     }
 }
 
-/// `MapRange`: maps the frames sent along back to back from `iova`, each
-/// wholly or not at all, stopping at the first refused.
-fn map_range<P: Platform>(
+/// Maps `frame` at `at` in the target space, charged to its task; the
+/// pages it took. `NotFound`: no such space of the task.
+fn map_frame<P: Platform>(
     s: &mut Service<P>,
     k: &mut impl Kernel,
-    task: u16,
-    ioas: u16,
-    iova: u64,
-    writable: bool,
-    received: &[u32],
-) -> Answer {
-    let Some(space) = s.ready.as_ref().and_then(|ready| ready.own_space(ioas, task)) else {
+    to: Target,
+    frame: u32,
+    at: u64,
+) -> Result<u64, ErrorCode> {
+    let space = s.ready.as_ref().and_then(|ready| ready.own_space(to.ioas, to.task)).ok_or(ErrorCode::NotFound)?;
+    let quota = u64::from(s.config.mapping_quota_pages);
+    let (owner, placement, writable) = (MappingOwner::Ioas(space.id), Placement::At(at), to.writable);
+    let new = NewMapping { domain: space.domain, owner, frame, placement, writable, quota };
+    let tables = s.config.table_page_quota;
+    let charge = s.ready.as_mut().and_then(|ready| ready.charge(to.task, to.ioas, tables));
+    mapping::map(&mut s.hw, &mut s.domains, k, new, charge).map(|(_, pages)| pages)
+}
+
+/// `MapRange`: maps the frames sent along back to back from `iova`, each
+/// wholly or not at all, stopping at the first refused.
+fn map_range<P: Platform>(s: &mut Service<P>, k: &mut impl Kernel, to: Target, iova: u64, received: &[u32]) -> Answer {
+    if s.ready.as_ref().and_then(|ready| ready.own_space(to.ioas, to.task)).is_none() {
         return refused(ErrorCode::NotFound, "no such address space").into();
-    };
+    }
     if received.is_empty() {
         return refused(ErrorCode::InvalidArgument, "send the frames to map with the request").into();
     }
     if !iova.is_multiple_of(PAGE_SIZE) {
         return refused(ErrorCode::InvalidArgument, "the range must start on a page").into();
     }
-    let quota = u64::from(s.config.mapping_quota_pages);
-    let tables = s.config.table_page_quota;
     let (mut mapped, mut pages, mut next) = (0u8, 0u64, Some(iova));
     for &frame in received {
         // The previous frame ended at the top of the address space.
         let Some(at) = next else {
             return Reply::MappedRange { mapped, pages, refused: Some(ErrorCode::InvalidArgument) }.into();
         };
-        let placement = Placement::At(at);
-        let new =
-            NewMapping { domain: space.domain, owner: MappingOwner::Ioas(space.id), frame, placement, writable, quota };
-        let charge = s.ready.as_mut().and_then(|ready| ready.charge(task, ioas, tables));
-        match mapping::map(&mut s.hw, &mut s.domains, k, new, charge) {
-            Ok((_, held)) => {
+        match map_frame(s, k, to, frame, at) {
+            Ok(held) => {
                 mapped = mapped.saturating_add(1);
                 pages = pages.saturating_add(held);
                 next = held.checked_mul(PAGE_SIZE).and_then(|bytes| at.checked_add(bytes));
