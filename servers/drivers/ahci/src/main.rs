@@ -130,17 +130,15 @@ fn probe_grants_the_abar_and_a_dma_handle(buffer: &mut Buffer) -> Outcome {
         userlib::fail!("no free slots");
     };
     let granted = check_ok!(pci_api::client::probe(PCI.get(), buffer, 0, window).map_err(Refused::logged));
-    let abar = granted.grant.bars.iter().position(|bar| bar.index == ABAR).and_then(|n| granted.bar(n));
+    let abar = granted.bar_number(ABAR);
     let (Some(abar), Some(interrupt), Some(handle)) = (abar, granted.interrupt(), granted.dma_handle()) else {
         userlib::fail!("the grant lacks the ABAR, the MSI or the DMA handle");
     };
     defmt::info!("ahci holds {} (IOMMU group {})", granted.grant.device, granted.group());
     let frame = check_ok!(objects::alloc_frame(frame, FRAME_PAGES));
-    let request = Request::DmaMap { writable: true, mask_bits: DMA_MASK_BITS };
     let handle = Cap::<Endpoint>::at(handle);
-    let reply =
-        check_ok!(iommu_api::client::request(handle, buffer, &request, &[frame.slot()]).map_err(Refused::logged));
-    let Reply::Mapped { iova } = reply else { userlib::fail!("DmaMap answered with no IOVA") };
+    let dma = iommu_api::client::dma_map(handle, buffer, frame.slot(), true, DMA_MASK_BITS);
+    let iova = check_ok!(dma.map_err(Refused::logged));
     take_controller(buffer, abar, interrupt, frame, iova, sleep)
 }
 
@@ -194,7 +192,7 @@ fn the_user_owns_the_group_and_its_own_address_space(buffer: &mut Buffer) -> Out
     };
     check_eq!(check_ok!(ask(buffer, &Request::Attach { ioas: Some(ioas) }, &[])), Reply::Done);
     let granted = check_ok!(pci_api::client::acquire(PCI.get(), buffer, SATA, window).map_err(Refused::logged));
-    let abar = granted.grant.bars.iter().position(|bar| bar.index == ABAR).and_then(|n| granted.bar(n));
+    let abar = granted.bar_number(ABAR);
     let (Some(abar), Some(interrupt)) = (abar, granted.interrupt()) else {
         userlib::fail!("the grant lacks the ABAR or the MSI");
     };

@@ -13,8 +13,7 @@ use capabilities::protocol::Refused;
 use e1000e::descriptor::{self, LEN};
 use e1000e::registers::{self as reg, Mac};
 use e1000e::ring::Ring;
-use iommu_api::{Reply, Request};
-use userlib::cap::{Cap, DeviceMemory, Endpoint, Frame, Notification, SlotPool, own};
+use userlib::cap::{Cap, DeviceMemory, Frame, Notification, SlotPool, own};
 use userlib::ipc::Buffer;
 use userlib::mmio::Mapping;
 use userlib::testkit::{self, Outcome};
@@ -87,17 +86,14 @@ fn both_nics_are_probed_with_their_dma_handles(buffer: &mut Buffer) -> Outcome {
     for index in 0..2u8 {
         let (Some(window), Some(frame)) = (slots.take_run(4), slots.take()) else { userlib::fail!("no free slots") };
         let granted = check_ok!(pci_api::client::probe(PCI.get(), buffer, index, window).map_err(Refused::logged));
-        let bar0 = granted.grant.bars.iter().position(|bar| bar.index == 0).and_then(|n| granted.bar(n));
+        let bar0 = granted.bar_number(0);
         let (Some(bar0), Some(handle)) = (bar0, granted.dma_handle()) else {
             userlib::fail!("the grant lacks BAR0 or the DMA handle");
         };
         defmt::info!("net holds {} (IOMMU group {})", granted.grant.device, granted.group());
         let frame = check_ok!(objects::alloc_frame(frame, FRAME_PAGES));
-        let request = Request::DmaMap { writable: true, mask_bits: DMA_MASK_BITS };
-        let reply = iommu_api::client::request(Cap::<Endpoint>::at(handle), buffer, &request, &[frame.slot()]);
-        let Reply::Mapped { iova } = check_ok!(reply.map_err(Refused::logged)) else {
-            userlib::fail!("DmaMap answered with no IOVA")
-        };
+        let dma = iommu_api::client::dma_map(Cap::at(handle), buffer, frame.slot(), true, DMA_MASK_BITS);
+        let iova = check_ok!(dma.map_err(Refused::logged));
         let slot = usize::from(index);
         let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar0), BAR_VIRT[slot], true));
         let memory = check_ok!(Mapping::map(own::SPACE, frame, FRAME_VIRT[slot], true));

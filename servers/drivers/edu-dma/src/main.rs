@@ -91,11 +91,7 @@ impl Mapper for Driver {
     }
 
     fn map(&mut self, buffer: &mut Buffer, frame: Cap<Frame>) -> Result<u64, Refused> {
-        let request = Request::DmaMap { writable: true, mask_bits: EDU_DMA_BITS };
-        match iommu::request(self.handle()?, buffer, &request, &[frame.slot()])? {
-            Reply::Mapped { iova } => Ok(iova),
-            _ => Err(iommu::unexpected()),
-        }
+        iommu::dma_map(self.handle()?, buffer, frame.slot(), true, EDU_DMA_BITS)
     }
 
     fn map_lent(&mut self, buffer: &mut Buffer, frame: Cap<Frame>) -> Result<u64, Refused> {

@@ -138,11 +138,8 @@ fn probe_grants_bar0_without_the_msix_pages_and_a_dma_handle(buffer: &mut Buffer
     check!(bar0.len < bar0.size, "the MSI-X pages are not in the holder's BAR0 capability");
     let registers = check_ok!(Mapping::map(own::SPACE, Cap::<DeviceMemory>::at(bar), BAR_VIRT, true));
     let frame = check_ok!(objects::alloc_frame(frame, FRAME_PAGES));
-    let request = Request::DmaMap { writable: true, mask_bits: DMA_MASK_BITS };
-    let reply = check_ok!(
-        iommu_api::client::request(Cap::at(handle), buffer, &request, &[frame.slot()]).map_err(Refused::logged)
-    );
-    let Reply::Mapped { iova } = reply else { userlib::fail!("DmaMap answered with no IOVA") };
+    let dma = iommu_api::client::dma_map(Cap::at(handle), buffer, frame.slot(), true, DMA_MASK_BITS);
+    let iova = check_ok!(dma.map_err(Refused::logged));
     defmt::info!("nvme's queues and buffers are at IOVA {=u64:#x}", iova);
     let memory = check_ok!(Mapping::map(own::SPACE, frame, FRAME_VIRT, true));
     let controller = check_ok!(Controller::new(registers, memory, iova));

@@ -78,6 +78,21 @@ pub fn stats(iommu: Cap<Endpoint>, buffer: &mut Buffer) -> Result<Stats, Refused
     }
 }
 
+/// DMA handle: maps `frame` where the server chooses below a
+/// `mask_bits`-bit DMA mask, device writes allowed if `writable`; the IOVA.
+pub fn dma_map(
+    handle: Cap<Endpoint>,
+    buffer: &mut Buffer,
+    frame: u32,
+    writable: bool,
+    mask_bits: u8,
+) -> Result<u64, Refused> {
+    match request(handle, buffer, &Request::DmaMap { writable, mask_bits }, &[frame])? {
+        Reply::Mapped { iova } => Ok(iova),
+        _ => Err(unexpected()),
+    }
+}
+
 /// A reply of the wrong kind for its request.
 pub fn unexpected() -> Refused {
     ErrorCode::Malformed.into()

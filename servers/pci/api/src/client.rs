@@ -29,6 +29,12 @@ impl Granted {
         (n < self.grant.bars.len()).then(|| self.caps.get(n).copied()).flatten()
     }
 
+    /// The slot of BAR `number`'s device memory (BAR5 for an AHCI ABAR),
+    /// if it was granted.
+    pub fn bar_number(&self, number: u8) -> Option<u32> {
+        self.grant.bars.iter().position(|bar| bar.index == number).and_then(|n| self.bar(n))
+    }
+
     /// The slot of the device's interrupt (its MSI vector), if it has one.
     pub fn interrupt(&self) -> Option<u32> {
         self.grant.vector.and_then(|_| self.caps.get(self.grant.bars.len()).copied())
